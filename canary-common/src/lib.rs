@@ -1,0 +1,14 @@
+//! Types and pure functions shared by the canary eBPF programs and userspace.
+//!
+//! Every map key and value is `#[repr(C)]`, `Copy`, and laid out without
+//! implicit padding (explicit `_pad` fields), so the bytes the kernel hashes
+//! are exactly the bytes userspace writes. Flags are integers, never `bool`.
+#![no_std]
+
+pub mod checksum;
+pub mod consts;
+pub mod hash;
+pub mod types;
+
+pub use consts::*;
+pub use types::*;

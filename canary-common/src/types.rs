@@ -1,0 +1,174 @@
+//! Map keys and values. Layouts are fixed: sizes are asserted at compile time
+//! so a field added without its padding fails the build, not the verifier.
+
+/// An IPv4 or IPv6 address in network byte order. IPv4 uses `addr[0]` and
+/// leaves the other words zero, so one key type serves both families.
+pub type Addr = [u32; 4];
+
+/// Key of SERVICES and of BACKEND_OWNERS: an (address, port, protocol) triple.
+/// `port` is in network byte order, as on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub addr: Addr,
+    pub port: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+/// Value of SERVICES: what the data path needs to decide a new flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Service {
+    /// Index into STATS and BACKENDS; assigned by userspace, `< MAX_SERVICES`.
+    pub id: u32,
+    /// Seed of the affinity hash, fixed per service so decisions survive
+    /// restarts and agree across hosts.
+    pub seed: u32,
+    /// Share of new flows/clients sent to the canary, in basis points.
+    pub weight_bp: u16,
+    /// `AFFINITY_FLOW` or `AFFINITY_CLIENT`.
+    pub affinity: u8,
+    pub stable_count: u8,
+    pub canary_count: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of BACKENDS, indexed by `backend_slot(service, version, i)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: Addr,
+    /// Network byte order.
+    pub port: u16,
+    pub _pad: [u8; 2],
+}
+
+/// Value of BACKEND_OWNERS: which service a backend endpoint serves, so egress
+/// can find the forward flow entry of a reply.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendOwner {
+    pub vip: Endpoint,
+    pub service_id: u32,
+}
+
+/// Key of FLOWS: the connection as the client sees it (client → VIP).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub client: Addr,
+    pub vip: Addr,
+    /// Network byte order.
+    pub client_port: u16,
+    /// Network byte order.
+    pub vip_port: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Value of FLOWS: the decision the first packet made.
+///
+/// The close-tracking flags are separate bytes because ingress writes some and
+/// egress others, possibly on different CPUs at once: a byte store cannot lose
+/// the other side's update the way a read-modify-write of a shared word could.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEntry {
+    pub backend: Addr,
+    /// Network byte order.
+    pub backend_port: u16,
+    pub version: u8,
+    /// Set by ingress on the client's first non-SYN packet: the handshake is
+    /// done, so a later SYN on this tuple is a new connection.
+    pub established: u8,
+    pub service_id: u32,
+    /// Set by ingress when the client sent FIN.
+    pub client_fin: u8,
+    /// Set by egress when the backend sent FIN.
+    pub backend_fin: u8,
+    pub _pad: [u8; 2],
+    /// Last packet time (bpf_ktime_get_ns); kept for UDP only, whose entries
+    /// age out after the configured idle timeout.
+    pub last_seen_ns: u64,
+}
+
+/// Per (service, version) counters; one per-CPU slot at `stats_slot(id, v)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VersionStats {
+    /// Client → backend packets and bytes (whole frames, as XDP sees them).
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    /// Backend → client packets and bytes translated on egress.
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    /// Flows decided for this version (first packet of a flow, or a SYN on a
+    /// tuple whose earlier connection had completed its handshake).
+    pub new_flows: u64,
+    /// Mid-stream TCP packets that found no entry and were decided again.
+    pub rehashes: u64,
+    /// TCP flows whose entry was released after FIN/FIN/ACK or a reset.
+    pub closed_flows: u64,
+}
+
+impl VersionStats {
+    /// Sum of two counter sets (used to fold per-CPU values).
+    pub fn add(&mut self, other: &Self) {
+        self.packets_in += other.packets_in;
+        self.bytes_in += other.bytes_in;
+        self.packets_out += other.packets_out;
+        self.bytes_out += other.bytes_out;
+        self.new_flows += other.new_flows;
+        self.rehashes += other.rehashes;
+        self.closed_flows += other.closed_flows;
+    }
+}
+
+/// Value of the single-slot SETTINGS array: data-path-wide settings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Idle time after which a UDP entry is decided again; 0 means the
+    /// built-in `DEFAULT_UDP_IDLE_TIMEOUT_NS`.
+    pub udp_idle_timeout_ns: u64,
+}
+
+/// Slot of a (service, version) in STATS.
+#[inline(always)]
+pub const fn stats_slot(service_id: u32, version: u8) -> u32 {
+    service_id * crate::VERSIONS + version as u32
+}
+
+/// Slot of backend `index` of a (service, version) in BACKENDS.
+#[inline(always)]
+pub const fn backend_slot(service_id: u32, version: u8, index: u32) -> u32 {
+    (service_id * crate::VERSIONS + version as u32) * crate::MAX_BACKENDS + index
+}
+
+// Layouts must match byte for byte on both sides; these fail the build if a
+// field is added without explicit padding.
+const _: () = assert!(core::mem::size_of::<Endpoint>() == 20);
+const _: () = assert!(core::mem::size_of::<Service>() == 16);
+const _: () = assert!(core::mem::size_of::<Backend>() == 20);
+const _: () = assert!(core::mem::size_of::<BackendOwner>() == 24);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowEntry>() == 40);
+const _: () = assert!(core::mem::size_of::<VersionStats>() == 56);
+const _: () = assert!(core::mem::size_of::<Settings>() == 8);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are repr(C), Copy, made only of integers, with every
+    // byte covered by a named field (sizes asserted above).
+    unsafe impl aya::Pod for Endpoint {}
+    unsafe impl aya::Pod for Service {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for BackendOwner {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowEntry {}
+    unsafe impl aya::Pod for VersionStats {}
+    unsafe impl aya::Pod for Settings {}
+}

@@ -1,0 +1,32 @@
+//! Counter updates. Per-CPU slots, so plain adds are race-free.
+
+use canary_common::{VersionStats, stats_slot, verdict};
+
+use crate::maps::{STATS, VERDICTS};
+
+#[inline(always)]
+fn bump(slot: u32) {
+    if let Some(n) = VERDICTS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe { *n += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn count_ingress(v: u32) {
+    bump(v);
+}
+
+#[inline(always)]
+pub fn count_egress(v: u32) {
+    bump(verdict::COUNT + v);
+}
+
+/// This CPU's counters of a (service, version), if the slot exists.
+#[inline(always)]
+pub fn stats(service_id: u32, version: u8) -> Option<&'static mut VersionStats> {
+    // SAFETY: per-CPU slot; the reference does not outlive this program run.
+    STATS
+        .get_ptr_mut(stats_slot(service_id, version))
+        .map(|p| unsafe { &mut *p })
+}

@@ -1,0 +1,235 @@
+//! XDP ingress: match a service, follow or make the flow's decision, rewrite
+//! the destination to the chosen backend, count, XDP_PASS.
+
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
+use canary_common::{
+    Addr, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, FAMILY_IPV4, FlowEntry, FlowKey, PROTO_TCP,
+    PROTO_UDP, checksum, verdict,
+};
+use network_types::{
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+};
+
+use crate::{
+    counters::{count_ingress, stats},
+    decide::decide,
+    maps::{FLOWS, SERVICES, SETTINGS, VIP_ADDRESSES},
+    parse::{
+        Odd, Packet, TCP_ACK, TCP_CHECK_OFFSET, TCP_FIN, TCP_RST, TCP_SYN, UDP_CHECK_OFFSET, parse,
+        ptr_at,
+    },
+};
+
+/// FIN markers in `FlowEntry::{client_fin, backend_fin}`: the side that sends
+/// its FIN after the other writes `FIN_SECOND`, so the final ACK is known to
+/// come from the other side.
+pub const FIN_FIRST: u8 = 1;
+pub const FIN_SECOND: u8 = 2;
+
+#[inline(always)]
+pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let pkt = parse(start, end).map_err(odd_to_verdict)?;
+    let key = Endpoint {
+        addr: pkt.dst,
+        port: pkt.dport,
+        proto: pkt.proto,
+        family: pkt.family,
+    };
+    // SAFETY: the value is copied out before anything can change it.
+    let Some(svc) = (unsafe { SERVICES.get(&key) }).copied() else {
+        return Err(verdict::PASS_NOT_SERVICE);
+    };
+    let fkey = FlowKey {
+        client: pkt.src,
+        vip: pkt.dst,
+        client_port: pkt.sport,
+        vip_port: pkt.dport,
+        proto: pkt.proto,
+        family: pkt.family,
+        _pad: [0; 2],
+    };
+    let syn = pkt.proto == PROTO_TCP && pkt.has(TCP_SYN) && !pkt.has(TCP_ACK);
+    let now = if pkt.proto == PROTO_UDP {
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        0
+    };
+
+    let entry = match FLOWS.get_ptr_mut(&fkey) {
+        Some(e) if !is_stale(unsafe { &*e }, &pkt, syn, now) => e,
+        found => {
+            let choice = decide(&svc, &pkt).ok_or(verdict::DROP_NO_BACKEND)?;
+            let fresh = FlowEntry {
+                backend: choice.backend.addr,
+                backend_port: choice.backend.port,
+                version: choice.version,
+                service_id: svc.id,
+                last_seen_ns: now,
+                ..FlowEntry::default()
+            };
+            if let Some(s) = stats(svc.id, choice.version) {
+                // A mid-stream TCP packet with no entry at all was evicted
+                // (or the table was reset): re-decided, not a new flow.
+                if pkt.proto == PROTO_TCP && !syn && found.is_none() {
+                    s.rehashes += 1;
+                } else {
+                    s.new_flows += 1;
+                }
+            }
+            if FLOWS.insert(&fkey, &fresh, 0).is_err() {
+                count_ingress(verdict::FLOW_TABLE_UPDATE_FAILED);
+            }
+            match FLOWS.get_ptr_mut(&fkey) {
+                Some(e) => e,
+                // Not pinned (update failed); still forward this packet.
+                None => {
+                    rewrite(ctx, &pkt, &fresh.backend, fresh.backend_port)?;
+                    return Ok(xdp_action::XDP_PASS);
+                }
+            }
+        }
+    };
+    // SAFETY: map value pointer from a successful lookup, valid for this run.
+    let e = unsafe { &mut *entry };
+    rewrite(ctx, &pkt, &e.backend, e.backend_port)?;
+    if let Some(s) = stats(e.service_id, e.version) {
+        s.packets_in += 1;
+        s.bytes_in += (end - start) as u64;
+    }
+    if pkt.proto == PROTO_TCP {
+        track_close(e, &pkt, &fkey);
+    } else {
+        e.last_seen_ns = now;
+    }
+    count_ingress(if pkt.vlan_tags != 0 {
+        verdict::TRANSLATED_VLAN
+    } else if pkt.ip_options != 0 {
+        verdict::TRANSLATED_IPV4_OPTIONS
+    } else {
+        verdict::TRANSLATED
+    });
+    Ok(xdp_action::XDP_PASS)
+}
+
+/// An entry no longer decides this packet when a TCP SYN arrives after the
+/// tuple's earlier connection completed its handshake (the client only
+/// reuses a tuple once that connection is gone), or a UDP flow sat idle
+/// longer than the configured timeout. A SYN before the handshake completes
+/// is a retransmission and follows the entry.
+#[inline(always)]
+fn is_stale(e: &FlowEntry, pkt: &Packet, syn: bool, now: u64) -> bool {
+    if pkt.proto == PROTO_TCP {
+        return syn && e.established != 0;
+    }
+    let timeout = match SETTINGS.get(0) {
+        Some(s) if s.udp_idle_timeout_ns != 0 => s.udp_idle_timeout_ns,
+        _ => DEFAULT_UDP_IDLE_TIMEOUT_NS,
+    };
+    now.saturating_sub(e.last_seen_ns) > timeout
+}
+
+/// Client-side connection tracking. The entry is released only once the
+/// closing handshake is through: on the client's ACK of a backend FIN that
+/// came second, or on a reset. The egress side handles the mirror case.
+#[inline(always)]
+fn track_close(e: &mut FlowEntry, pkt: &Packet, fkey: &FlowKey) {
+    if e.established == 0 && !pkt.has(TCP_SYN) {
+        e.established = 1;
+    }
+    if pkt.has(TCP_RST) {
+        release(e, fkey);
+    } else if pkt.has(TCP_FIN) {
+        if e.client_fin == 0 {
+            e.client_fin = if e.backend_fin != 0 {
+                FIN_SECOND
+            } else {
+                FIN_FIRST
+            };
+        }
+    } else if pkt.has(TCP_ACK) && e.backend_fin == FIN_SECOND {
+        release(e, fkey);
+    }
+}
+
+/// Deletes a closed flow's entry and counts it.
+#[inline(always)]
+pub fn release(e: &FlowEntry, fkey: &FlowKey) {
+    if let Some(s) = stats(e.service_id, e.version) {
+        s.closed_flows += 1;
+    }
+    let _ = FLOWS.remove(fkey);
+}
+
+/// Fragments and extension-header packets are dropped only when they are
+/// addressed to a VIP; to any other address they pass like all other traffic.
+#[inline(always)]
+fn odd_to_verdict(odd: Odd) -> u32 {
+    if odd.verdict == verdict::DROP_FRAGMENT || odd.verdict == verdict::DROP_IPV6_EXTENSION {
+        let key = Endpoint {
+            addr: odd.dst,
+            port: 0,
+            proto: 0,
+            family: odd.family,
+        };
+        if unsafe { VIP_ADDRESSES.get(&key) }.is_none() {
+            return verdict::PASS_NOT_SERVICE;
+        }
+    }
+    odd.verdict
+}
+
+/// Rewrites destination address and port and updates the IPv4 header and L4
+/// checksums incrementally (RFC 1624). A UDP/IPv4 checksum of 0 means "none"
+/// and stays 0; a computed UDP checksum of 0 is sent as 0xffff.
+#[inline(always)]
+fn rewrite(ctx: &XdpContext, pkt: &Packet, addr: &Addr, port: u16) -> Result<(), u32> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let truncated = verdict::PASS_TRUNCATED;
+    // One checked pointer per header; fields at constant offsets from it (the
+    // verifier tracks bounds per pointer).
+    let l4_hdr: *mut u8 = if pkt.proto == PROTO_TCP {
+        ptr_at::<TcpHdr>(start, end, pkt.l4).ok_or(truncated)? as *mut u8
+    } else {
+        ptr_at::<UdpHdr>(start, end, pkt.l4).ok_or(truncated)? as *mut u8
+    };
+    let check_at = if pkt.proto == PROTO_TCP {
+        TCP_CHECK_OFFSET
+    } else {
+        UDP_CHECK_OFFSET
+    };
+    let check = l4_hdr.wrapping_add(check_at) as *mut u16;
+    let dport = l4_hdr.wrapping_add(2) as *mut u16;
+    // SAFETY: all pointers were bounds-checked by `ptr_at` just above/below.
+    unsafe {
+        let old_check = *check;
+        let skip_l4 = pkt.proto == PROTO_UDP && pkt.family == FAMILY_IPV4 && old_check == 0;
+        let mut l4 = old_check;
+        if pkt.family == FAMILY_IPV4 {
+            let ip: *mut Ipv4Hdr = ptr_at(start, end, pkt.l3).ok_or(truncated)?;
+            let old = pkt.dst[0];
+            let ip_check = (*ip).check.as_mut_ptr() as *mut u16;
+            ip_check.write_unaligned(checksum::replace32(ip_check.read_unaligned(), old, addr[0]));
+            (*ip).dst_addr = addr[0].to_ne_bytes();
+            l4 = checksum::replace32(l4, old, addr[0]);
+        } else {
+            let ip: *mut Ipv6Hdr = ptr_at(start, end, pkt.l3).ok_or(truncated)?;
+            for i in 0..4 {
+                l4 = checksum::replace32(l4, pkt.dst[i], addr[i]);
+            }
+            core::ptr::write_unaligned((*ip).dst_addr.as_mut_ptr() as *mut Addr, *addr);
+        }
+        l4 = checksum::replace16(l4, pkt.dport, port);
+        *dport = port;
+        if !skip_l4 {
+            *check = if pkt.proto == PROTO_UDP && l4 == 0 {
+                0xffff
+            } else {
+                l4
+            };
+        }
+    }
+    Ok(())
+}

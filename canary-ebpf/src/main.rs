@@ -1,0 +1,61 @@
+//! canary's kernel data path: an XDP ingress program that splits new flows
+//! between a service's stable and canary backends and rewrites their
+//! destination, and a TC (tcx) egress program that rewrites replies back to
+//! the service address. Everything they share lives in BPF maps (`maps`).
+#![no_std]
+#![no_main]
+
+mod counters;
+mod decide;
+mod egress;
+mod ingress;
+mod maps;
+mod parse;
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, xdp_action},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+use canary_common::verdict;
+
+/// XDP entry: every odd case comes back as `Err(verdict)`, which is counted
+/// and answered with that verdict's documented action.
+#[xdp]
+pub fn canary_ingress(ctx: XdpContext) -> u32 {
+    match ingress::try_ingress(&ctx) {
+        Ok(action) => action,
+        Err(odd) => {
+            counters::count_ingress(odd);
+            match odd {
+                verdict::DROP_FRAGMENT
+                | verdict::DROP_IPV6_EXTENSION
+                | verdict::DROP_NO_BACKEND => xdp_action::XDP_DROP,
+                _ => xdp_action::XDP_PASS,
+            }
+        }
+    }
+}
+
+/// TC egress entry: replies are never dropped here; anything we cannot or
+/// should not translate leaves as it is, counted.
+#[classifier]
+pub fn canary_egress(ctx: TcContext) -> i32 {
+    match egress::try_egress(&ctx) {
+        Ok(()) => {}
+        Err(odd) => counters::count_egress(odd),
+    }
+    TC_ACT_OK
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach here; this only
+    // satisfies no_std.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

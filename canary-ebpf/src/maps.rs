@@ -1,0 +1,49 @@
+//! Every map the programs use, one line each on what it is for. Userspace
+//! (canary-userspace::dataplane) finds them by these names.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use canary_common::{
+    BACKEND_SLOTS, Backend, BackendOwner, DEFAULT_FLOW_TABLE_SIZE, Endpoint, FlowEntry, FlowKey,
+    MAX_SERVICES, Service, Settings, VERSIONS, VersionStats, verdict,
+};
+
+/// (VIP, port, protocol) → service: weight, affinity, backend counts.
+#[map]
+pub static SERVICES: HashMap<Endpoint, Service> = HashMap::with_max_entries(MAX_SERVICES, 0);
+
+/// VIP addresses (port and protocol zero) with any service: decides whether a
+/// fragment or extension-header packet, which has no ports to match, is ours.
+#[map]
+pub static VIP_ADDRESSES: HashMap<Endpoint, u32> = HashMap::with_max_entries(MAX_SERVICES, 0);
+
+/// Backends, `MAX_BACKENDS` slots per (service, version); see `backend_slot`.
+#[map]
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(BACKEND_SLOTS, 0);
+
+/// Backend (address, port, protocol) → its service, for egress reverse NAT.
+#[map]
+pub static BACKEND_OWNERS: HashMap<Endpoint, BackendOwner> =
+    HashMap::with_max_entries(BACKEND_SLOTS, 0);
+
+/// Client-side 5-tuple → the decision its first packet made. LRU so a full
+/// table evicts the least recently used flow instead of refusing new ones.
+/// Userspace may resize it at load time.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowEntry> =
+    LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+
+/// Per-CPU counters per (service, version); see `stats_slot`.
+#[map]
+pub static STATS: PerCpuArray<VersionStats> =
+    PerCpuArray::with_max_entries(MAX_SERVICES * VERSIONS, 0);
+
+/// Per-CPU verdict counters: ingress at `[0, COUNT)`, egress at `[COUNT, 2*COUNT)`.
+#[map]
+pub static VERDICTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(verdict::COUNT * 2, 0);
+
+/// Data-path-wide settings, slot 0.
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);

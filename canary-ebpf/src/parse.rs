@@ -1,0 +1,272 @@
+//! Header parsing shared by both programs. Every read goes through `ptr_at`,
+//! which checks the access against the end of the packet first.
+//!
+//! What is parsed: Ethernet, up to two VLAN tags (802.1Q / 802.1ad), IPv4
+//! (any IHL: options are skipped, not interpreted) or IPv6 (fixed header only),
+//! then the TCP or UDP ports. Anything else ends in an `Odd` verdict.
+
+use core::mem::size_of;
+
+use canary_common::{Addr, FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP, verdict};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+    vlan::VlanHdr,
+};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// Two tags cover 802.1Q and Q-in-Q; deeper stacks are not seen on hosts.
+const MAX_VLAN_TAGS: usize = 2;
+
+/// IPv4 "more fragments" flag and fragment offset, in host order.
+const IPV4_MF: u16 = 0x2000;
+const IPV4_OFFSET_MASK: u16 = 0x1fff;
+
+/// IPv6 next-header values that are extension headers (RFC 8200 and the IANA
+/// registry), which we do not walk. Fragment (44) is reported as a fragment.
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_EXTENSIONS: [u8; 7] = [0, 43, 51, 60, 135, 139, 140];
+
+/// TCP flag bits (byte 13 of the TCP header).
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+/// Offset of the flags byte in the TCP header.
+const TCP_FLAGS_OFFSET: usize = 13;
+/// Offsets of the checksum within the L4 header.
+pub const TCP_CHECK_OFFSET: usize = 16;
+pub const UDP_CHECK_OFFSET: usize = 6;
+
+/// A packet whose ports we could read.
+pub struct Packet {
+    /// Offsets of the IP and L4 headers from the start of the frame.
+    pub l3: usize,
+    pub l4: usize,
+    pub family: u8,
+    pub proto: u8,
+    /// Number of VLAN tags passed over (0..=2).
+    pub vlan_tags: u8,
+    /// 1 when the IPv4 header carried options.
+    pub ip_options: u8,
+    /// TCP flags byte; 0 for UDP.
+    pub tcp_flags: u8,
+    pub src: Addr,
+    pub dst: Addr,
+    /// Ports as on the wire (network byte order).
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl Packet {
+    /// Offset of the L4 checksum field.
+    #[inline(always)]
+    pub fn check_offset(&self) -> usize {
+        if self.proto == PROTO_TCP {
+            self.l4 + TCP_CHECK_OFFSET
+        } else {
+            self.l4 + UDP_CHECK_OFFSET
+        }
+    }
+
+    #[inline(always)]
+    pub fn has(&self, flag: u8) -> bool {
+        self.tcp_flags & flag != 0
+    }
+}
+
+/// Why a packet has no ports to match. For `DROP_FRAGMENT` and
+/// `DROP_IPV6_EXTENSION` the destination is set, so the caller can decide
+/// whether the packet is addressed to a VIP at all (only then is it dropped).
+#[derive(Clone, Copy)]
+pub struct Odd {
+    pub verdict: u32,
+    pub dst: Addr,
+    pub family: u8,
+}
+
+impl Odd {
+    #[inline(always)]
+    const fn plain(verdict: u32) -> Self {
+        Odd {
+            verdict,
+            dst: [0; 4],
+            family: 0,
+        }
+    }
+}
+
+/// Bounds-checked pointer to a `T` at `offset` into the packet.
+#[inline(always)]
+pub fn ptr_at<T>(start: usize, end: usize, offset: usize) -> Option<*mut T> {
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}
+
+#[inline(always)]
+fn at<T>(start: usize, end: usize, offset: usize) -> Result<*mut T, Odd> {
+    ptr_at(start, end, offset).ok_or(Odd::plain(verdict::PASS_TRUNCATED))
+}
+
+/// Reads a u32 as stored (network byte order in memory).
+#[inline(always)]
+fn word(bytes: &[u8; 4]) -> u32 {
+    u32::from_ne_bytes(*bytes)
+}
+
+#[inline(always)]
+fn addr16(bytes: &[u8; 16]) -> Addr {
+    // SAFETY: [u8; 16] and [u32; 4] have the same size; read_unaligned copes
+    // with the 2-byte alignment IPv6 addresses have after a 14-byte header.
+    unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const Addr) }
+}
+
+/// Parses `[start, end)`; `Ok` only for TCP or UDP with readable ports.
+#[inline(always)]
+pub fn parse(start: usize, end: usize) -> Result<Packet, Odd> {
+    let eth: *mut EthHdr = at(start, end, 0)?;
+    // SAFETY: `at` checked the header lies inside the packet.
+    let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
+    let mut l3 = EthHdr::LEN;
+    let mut vlan_tags = 0u8;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+            break;
+        }
+        let tag: *mut VlanHdr = at(start, end, l3)?;
+        ether_type = u16::from_be(unsafe { (*tag).ether_type });
+        l3 += VlanHdr::LEN;
+        vlan_tags += 1;
+    }
+    match ether_type {
+        ETH_P_IP => parse_ipv4(start, end, l3, vlan_tags),
+        ETH_P_IPV6 => parse_ipv6(start, end, l3, vlan_tags),
+        ETH_P_8021Q | ETH_P_8021AD => Err(Odd::plain(verdict::PASS_VLAN_TOO_DEEP)),
+        _ => Err(Odd::plain(verdict::PASS_NOT_IP)),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Packet, Odd> {
+    let ip: *mut Ipv4Hdr = at(start, end, l3)?;
+    // SAFETY: bounds checked by `at`.
+    let (vihl, frags, proto, src, dst) = unsafe {
+        (
+            (*ip).vihl,
+            u16::from_be_bytes((*ip).frags),
+            (*ip).proto,
+            word(&(*ip).src_addr),
+            word(&(*ip).dst_addr),
+        )
+    };
+    let ihl = (vihl & 0x0f) as usize * 4;
+    if vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
+        // A header that claims less than its minimum is malformed: we treat
+        // it as truncated (pass; the stack drops it).
+        return Err(Odd::plain(verdict::PASS_TRUNCATED));
+    }
+    let dst = [dst, 0, 0, 0];
+    if frags & (IPV4_MF | IPV4_OFFSET_MASK) != 0 {
+        return Err(Odd {
+            verdict: verdict::DROP_FRAGMENT,
+            dst,
+            family: FAMILY_IPV4,
+        });
+    }
+    let mut pkt = l4(start, end, l3 + ihl, proto)?;
+    pkt.l3 = l3;
+    pkt.family = FAMILY_IPV4;
+    pkt.vlan_tags = vlan_tags;
+    pkt.ip_options = (ihl > Ipv4Hdr::LEN) as u8;
+    pkt.src = [src, 0, 0, 0];
+    pkt.dst = dst;
+    Ok(pkt)
+}
+
+#[inline(always)]
+fn parse_ipv6(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Packet, Odd> {
+    let ip: *mut Ipv6Hdr = at(start, end, l3)?;
+    // SAFETY: bounds checked by `at`.
+    let (next, src, dst) = unsafe {
+        (
+            (*ip).next_hdr,
+            addr16(&(*ip).src_addr),
+            addr16(&(*ip).dst_addr),
+        )
+    };
+    if next == IPV6_FRAGMENT {
+        return Err(Odd {
+            verdict: verdict::DROP_FRAGMENT,
+            dst,
+            family: FAMILY_IPV6,
+        });
+    }
+    if IPV6_EXTENSIONS.contains(&next) {
+        return Err(Odd {
+            verdict: verdict::DROP_IPV6_EXTENSION,
+            dst,
+            family: FAMILY_IPV6,
+        });
+    }
+    let mut pkt = l4(start, end, l3 + Ipv6Hdr::LEN, next)?;
+    pkt.l3 = l3;
+    pkt.family = FAMILY_IPV6;
+    pkt.vlan_tags = vlan_tags;
+    pkt.src = src;
+    pkt.dst = dst;
+    Ok(pkt)
+}
+
+/// Reads the ports (and TCP flags) at `l4`; the caller fills in the rest.
+#[inline(always)]
+fn l4(start: usize, end: usize, l4: usize, proto: u8) -> Result<Packet, Odd> {
+    let (sport, dport, tcp_flags) = match proto {
+        PROTO_TCP => {
+            let tcp: *mut TcpHdr = at(start, end, l4)?;
+            // Fields are read through the one checked pointer at constant
+            // offsets: the verifier tracks bounds per pointer, and LLVM may
+            // drop a second check it can prove redundant.
+            let flags = (tcp as *const u8).wrapping_add(TCP_FLAGS_OFFSET);
+            // SAFETY: bounds checked by `at` (the whole 20-byte header).
+            unsafe {
+                (
+                    u16::from_ne_bytes((*tcp).source),
+                    u16::from_ne_bytes((*tcp).dest),
+                    *flags,
+                )
+            }
+        }
+        PROTO_UDP => {
+            let udp: *mut UdpHdr = at(start, end, l4)?;
+            // SAFETY: bounds checked by `at`.
+            unsafe {
+                (
+                    u16::from_ne_bytes((*udp).src),
+                    u16::from_ne_bytes((*udp).dst),
+                    0,
+                )
+            }
+        }
+        _ => return Err(Odd::plain(verdict::PASS_OTHER_PROTOCOL)),
+    };
+    Ok(Packet {
+        l3: 0,
+        l4,
+        family: 0,
+        proto,
+        vlan_tags: 0,
+        ip_options: 0,
+        tcp_flags,
+        src: [0; 4],
+        dst: [0; 4],
+        sport,
+        dport,
+    })
+}

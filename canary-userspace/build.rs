@@ -1,0 +1,17 @@
+//! Builds canary-ebpf for the BPF target with the nightly toolchain (via
+//! aya-build) and leaves the object in OUT_DIR, where `dataplane` embeds it.
+use std::path::Path;
+
+fn main() -> anyhow::Result<()> {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
+    let root = Path::new(&manifest_dir).join("../canary-ebpf");
+    let root = root
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path {root:?}"))?;
+    let ebpf = aya_build::Package {
+        name: "canary-ebpf",
+        root_dir: root,
+        ..Default::default()
+    };
+    aya_build::build_ebpf([ebpf], aya_build::Toolchain::default())
+}

@@ -1,0 +1,377 @@
+//! The kernel data path seen from userspace: load the embedded object, attach
+//! the programs, write services and weights, read counters.
+//!
+//! Write order matters because the programs run while we write: a service's
+//! backends and owners are written before the SERVICES entry that makes the
+//! data path use them, and removed only after it.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use aya::{
+    Ebpf, EbpfLoader, Pod,
+    maps::{Array, HashMap, MapData, PerCpuArray},
+    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
+};
+use canary_common::{
+    BackendOwner, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, MAX_BACKENDS,
+    MAX_SERVICES, Service, Settings, VERSION_CANARY, VERSION_STABLE, VersionStats, backend_slot,
+    hash::seed_from_name, stats_slot, verdict,
+};
+
+use crate::{
+    error::{Error, Result},
+    service::{ServiceSpec, backend, endpoint},
+};
+
+/// The eBPF object built by build.rs from canary-ebpf.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/canary"));
+
+pub const INGRESS_PROGRAM: &str = "canary_ingress";
+pub const EGRESS_PROGRAM: &str = "canary_egress";
+
+/// Choices made once, at load time.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Entries in the flow table; the most concurrent flows pinned to a
+    /// version before the least recently used one is evicted.
+    pub flow_table_size: u32,
+    /// How long an idle UDP flow keeps its backend.
+    pub udp_idle_timeout: Duration,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            flow_table_size: DEFAULT_FLOW_TABLE_SIZE,
+            udp_idle_timeout: Duration::from_nanos(DEFAULT_UDP_IDLE_TIMEOUT_NS),
+        }
+    }
+}
+
+/// Global verdict counters, summed over CPUs, for each program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdicts {
+    pub ingress: [u64; verdict::COUNT as usize],
+    pub egress: [u64; verdict::COUNT as usize],
+}
+
+struct Registered {
+    id: u32,
+    spec: ServiceSpec,
+}
+
+pub struct Dataplane {
+    ebpf: Ebpf,
+    services: BTreeMap<String, Registered>,
+}
+
+impl Dataplane {
+    /// Loads the programs into the kernel (not attached yet).
+    pub fn load(opts: &LoadOptions) -> Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("FLOWS", opts.flow_table_size)
+            .load(OBJECT)?;
+        let xdp: &mut Xdp = program(&mut ebpf, INGRESS_PROGRAM)?;
+        xdp.load().map_err(|source| Error::Program {
+            name: INGRESS_PROGRAM,
+            source,
+        })?;
+        let tc: &mut SchedClassifier = program(&mut ebpf, EGRESS_PROGRAM)?;
+        tc.load().map_err(|source| Error::Program {
+            name: EGRESS_PROGRAM,
+            source,
+        })?;
+        let mut dp = Dataplane {
+            ebpf,
+            services: BTreeMap::new(),
+        };
+        let timeout = opts.udp_idle_timeout.as_nanos().min(u64::MAX as u128) as u64;
+        dp.array::<Settings>("SETTINGS")?
+            .set(
+                0,
+                Settings {
+                    udp_idle_timeout_ns: timeout,
+                },
+                0,
+            )
+            .map_err(|source| Error::Map {
+                name: "SETTINGS",
+                source,
+            })?;
+        Ok(dp)
+    }
+
+    /// Attaches XDP ingress (driver mode, falling back to generic mode with a
+    /// warning) and TC egress (tcx) to `interface`. Returns the XDP mode used.
+    pub fn attach(&mut self, interface: &str) -> Result<XdpMode> {
+        let attach_err = |source| Error::Attach {
+            interface: interface.to_owned(),
+            source,
+        };
+        let xdp: &mut Xdp = program(&mut self.ebpf, INGRESS_PROGRAM)?;
+        let mode = match xdp.attach(interface, XdpMode::Driver) {
+            Ok(_) => XdpMode::Driver,
+            Err(e) => {
+                log::warn!(
+                    "{interface}: driver-mode XDP failed ({e}); using generic mode, which is slower"
+                );
+                xdp.attach(interface, XdpMode::Skb).map_err(attach_err)?;
+                XdpMode::Skb
+            }
+        };
+        let tc: &mut SchedClassifier = program(&mut self.ebpf, EGRESS_PROGRAM)?;
+        tc.attach(interface, TcAttachType::Egress)
+            .map_err(attach_err)?;
+        Ok(mode)
+    }
+
+    /// The loaded object, for tests that run programs with BPF_PROG_TEST_RUN.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// Adds a service or replaces one of the same name (same id, so its
+    /// counters carry on). Established flows keep their entries.
+    pub fn upsert_service(&mut self, spec: &ServiceSpec) -> Result<u32> {
+        spec.check()?;
+        let proto = spec.protocol.number();
+        for b in spec.stable.iter().chain(&spec.canary) {
+            let owner = self.services.values().find(|r| {
+                r.spec.name != spec.name
+                    && r.spec.protocol == spec.protocol
+                    && r.spec.stable.iter().chain(&r.spec.canary).any(|x| x == b)
+            });
+            if let Some(owner) = owner {
+                return Err(Error::BackendInUse {
+                    backend: *b,
+                    owner: owner.spec.name.clone(),
+                });
+            }
+        }
+        let id = match self.services.get(&spec.name) {
+            Some(r) => r.id,
+            None => (0..MAX_SERVICES)
+                .find(|id| self.services.values().all(|r| r.id != *id))
+                .ok_or(Error::TooManyServices { max: MAX_SERVICES })?,
+        };
+        let old = self.services.get(&spec.name).map(|r| r.spec.clone());
+        let vip = spec.vip_endpoint();
+
+        let mut backends = self.array("BACKENDS")?;
+        for (version, set) in [
+            (VERSION_STABLE, &spec.stable),
+            (VERSION_CANARY, &spec.canary),
+        ] {
+            for (i, b) in set.iter().enumerate() {
+                backends
+                    .set(backend_slot(id, version, i as u32), backend(*b), 0)
+                    .map_err(|source| Error::Map {
+                        name: "BACKENDS",
+                        source,
+                    })?;
+            }
+        }
+        let mut owners = self.hash_map::<Endpoint, BackendOwner>("BACKEND_OWNERS")?;
+        for b in spec.stable.iter().chain(&spec.canary) {
+            owners
+                .insert(
+                    endpoint(*b, proto),
+                    BackendOwner {
+                        vip,
+                        service_id: id,
+                    },
+                    0,
+                )
+                .map_err(|source| Error::Map {
+                    name: "BACKEND_OWNERS",
+                    source,
+                })?;
+        }
+        let vip_addr = Endpoint {
+            port: 0,
+            proto: 0,
+            ..vip
+        };
+        self.hash_map::<Endpoint, u32>("VIP_ADDRESSES")?
+            .insert(vip_addr, 1, 0)
+            .map_err(|source| Error::Map {
+                name: "VIP_ADDRESSES",
+                source,
+            })?;
+        let record = Service {
+            id,
+            seed: seed_from_name(spec.name.as_bytes()),
+            weight_bp: spec.weight_bp,
+            affinity: spec.affinity.number(),
+            stable_count: spec.stable.len() as u8,
+            canary_count: spec.canary.len() as u8,
+            _pad: [0; 3],
+        };
+        self.hash_map::<Endpoint, Service>("SERVICES")?
+            .insert(vip, record, 0)
+            .map_err(|source| Error::Map {
+                name: "SERVICES",
+                source,
+            })?;
+
+        // Only now that SERVICES points at the new sets: forget what the old
+        // definition had and the new one does not.
+        if let Some(old) = old {
+            let mut owners = self.hash_map::<Endpoint, BackendOwner>("BACKEND_OWNERS")?;
+            for b in old.stable.iter().chain(&old.canary) {
+                if !spec.stable.contains(b) && !spec.canary.contains(b) {
+                    let _ = owners.remove(&endpoint(*b, old.protocol.number()));
+                }
+            }
+            if old.vip != spec.vip || old.protocol != spec.protocol {
+                let _ = self
+                    .hash_map::<Endpoint, Service>("SERVICES")?
+                    .remove(&old.vip_endpoint());
+            }
+        }
+        self.services.insert(
+            spec.name.clone(),
+            Registered {
+                id,
+                spec: spec.clone(),
+            },
+        );
+        self.refresh_vip_addresses()?;
+        Ok(id)
+    }
+
+    /// Sets the canary share of new flows/clients: one map write.
+    pub fn set_weight(&mut self, service: &str, weight_bp: u16) -> Result<()> {
+        let reg = self
+            .services
+            .get(service)
+            .ok_or_else(|| Error::UnknownService(service.into()))?;
+        let mut spec = reg.spec.clone();
+        spec.weight_bp = weight_bp;
+        spec.check()?;
+        let key = spec.vip_endpoint();
+        let mut services = self.hash_map::<Endpoint, Service>("SERVICES")?;
+        let mut record = services.get(&key, 0).map_err(|source| Error::Map {
+            name: "SERVICES",
+            source,
+        })?;
+        record.weight_bp = weight_bp;
+        services
+            .insert(key, record, 0)
+            .map_err(|source| Error::Map {
+                name: "SERVICES",
+                source,
+            })?;
+        if let Some(r) = self.services.get_mut(service) {
+            r.spec.weight_bp = weight_bp;
+        }
+        Ok(())
+    }
+
+    /// Stable and canary counters of a service, summed over CPUs.
+    pub fn stats(&self, service: &str) -> Result<[VersionStats; 2]> {
+        let reg = self
+            .services
+            .get(service)
+            .ok_or_else(|| Error::UnknownService(service.into()))?;
+        let map = self.ebpf.map("STATS").ok_or(Error::Missing {
+            kind: "map",
+            name: "STATS",
+        })?;
+        let stats: PerCpuArray<_, VersionStats> =
+            PerCpuArray::try_from(map).map_err(|source| Error::Map {
+                name: "STATS",
+                source,
+            })?;
+        let mut out = [VersionStats::default(); 2];
+        for (version, total) in [VERSION_STABLE, VERSION_CANARY].into_iter().zip(&mut out) {
+            let per_cpu = stats
+                .get(&stats_slot(reg.id, version), 0)
+                .map_err(|source| Error::Map {
+                    name: "STATS",
+                    source,
+                })?;
+            per_cpu.iter().for_each(|v| total.add(v));
+        }
+        Ok(out)
+    }
+
+    /// Verdict counters of both programs, summed over CPUs.
+    pub fn verdicts(&self) -> Result<Verdicts> {
+        let map = self.ebpf.map("VERDICTS").ok_or(Error::Missing {
+            kind: "map",
+            name: "VERDICTS",
+        })?;
+        let counts: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|source| Error::Map {
+                name: "VERDICTS",
+                source,
+            })?;
+        let mut out = Verdicts::default();
+        for i in 0..verdict::COUNT {
+            let sum = |slot| -> Result<u64> {
+                let v = counts.get(&slot, 0).map_err(|source| Error::Map {
+                    name: "VERDICTS",
+                    source,
+                })?;
+                Ok(v.iter().sum())
+            };
+            out.ingress[i as usize] = sum(i)?;
+            out.egress[i as usize] = sum(verdict::COUNT + i)?;
+        }
+        Ok(out)
+    }
+
+    /// Keeps VIP_ADDRESSES equal to the set of addresses that have a service.
+    fn refresh_vip_addresses(&mut self) -> Result<()> {
+        let wanted: Vec<Endpoint> = self
+            .services
+            .values()
+            .map(|r| Endpoint {
+                port: 0,
+                proto: 0,
+                ..r.spec.vip_endpoint()
+            })
+            .collect();
+        let mut map = self.hash_map::<Endpoint, u32>("VIP_ADDRESSES")?;
+        let present: Vec<Endpoint> = map.keys().filter_map(|k| k.ok()).collect();
+        for key in present.iter().filter(|k| !wanted.contains(k)) {
+            let _ = map.remove(key);
+        }
+        Ok(())
+    }
+
+    fn hash_map<K: Pod, V: Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut MapData, K, V>> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(Error::Missing { kind: "map", name })?;
+        HashMap::try_from(map).map_err(|source| Error::Map { name, source })
+    }
+
+    fn array<V: Pod>(&mut self, name: &'static str) -> Result<Array<&mut MapData, V>> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(Error::Missing { kind: "map", name })?;
+        Array::try_from(map).map_err(|source| Error::Map { name, source })
+    }
+}
+
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or(Error::Missing {
+        kind: "program",
+        name,
+    })?;
+    prog.try_into()
+        .map_err(|source| Error::Program { name, source })
+}
+
+// The per-version slot layout must leave room for the largest backend set.
+const _: () = assert!(MAX_BACKENDS <= u8::MAX as u32);

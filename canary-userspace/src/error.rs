@@ -1,0 +1,39 @@
+//! One error type for the library; binaries add context with anyhow.
+
+use std::net::SocketAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("loading the eBPF object failed (is this root, with BPF and BTF available?)")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("the eBPF object has no {kind} named {name}")]
+    Missing {
+        kind: &'static str,
+        name: &'static str,
+    },
+    #[error("attaching to interface {interface}: {source}")]
+    Attach {
+        interface: String,
+        source: aya::programs::ProgramError,
+    },
+    #[error("service {service}: {what}")]
+    InvalidService { service: String, what: String },
+    #[error("all {max} service slots are in use")]
+    TooManyServices { max: u32 },
+    #[error("unknown service {0:?}")]
+    UnknownService(String),
+    #[error("backend {backend} already serves service {owner}")]
+    BackendInUse { backend: SocketAddr, owner: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

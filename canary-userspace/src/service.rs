@@ -1,0 +1,132 @@
+//! A service as userspace describes it, and its conversion to map records.
+
+use std::net::{IpAddr, SocketAddr};
+
+use canary_common::{
+    AFFINITY_CLIENT, AFFINITY_FLOW, Addr, Backend, Endpoint, FAMILY_IPV4, FAMILY_IPV6,
+    MAX_BACKENDS, PROTO_TCP, PROTO_UDP, WEIGHT_SCALE,
+};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => PROTO_TCP,
+            Protocol::Udp => PROTO_UDP,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Affinity {
+    /// Each connection (5-tuple) is decided on its own.
+    Flow,
+    /// Each client address is decided once: a user sees one version.
+    Client,
+}
+
+impl Affinity {
+    pub fn number(self) -> u8 {
+        match self {
+            Affinity::Flow => AFFINITY_FLOW,
+            Affinity::Client => AFFINITY_CLIENT,
+        }
+    }
+}
+
+/// What the data path needs to know of one service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub vip: SocketAddr,
+    pub protocol: Protocol,
+    pub affinity: Affinity,
+    pub stable: Vec<SocketAddr>,
+    pub canary: Vec<SocketAddr>,
+    /// Share of new flows (or clients) for the canary, in basis points.
+    pub weight_bp: u16,
+}
+
+impl ServiceSpec {
+    /// Checks what the data path relies on: backend counts, one address
+    /// family throughout, nonzero ports, a weight within 0..=10000.
+    pub fn check(&self) -> Result<()> {
+        let bad = |what: String| {
+            Err(Error::InvalidService {
+                service: self.name.clone(),
+                what,
+            })
+        };
+        for (set, backends) in [("stable", &self.stable), ("canary", &self.canary)] {
+            if backends.is_empty() || backends.len() > MAX_BACKENDS as usize {
+                return bad(format!(
+                    "{set} has {} backends; 1..={MAX_BACKENDS} are allowed",
+                    backends.len()
+                ));
+            }
+            for b in backends {
+                if b.is_ipv4() != self.vip.is_ipv4() {
+                    return bad(format!(
+                        "{set} backend {b} is not the same address family as {}",
+                        self.vip
+                    ));
+                }
+                if b.port() == 0 {
+                    return bad(format!("{set} backend {b} has port 0"));
+                }
+            }
+        }
+        if self.vip.port() == 0 {
+            return bad(format!("listen address {} has port 0", self.vip));
+        }
+        if u32::from(self.weight_bp) > WEIGHT_SCALE {
+            return bad(format!(
+                "weight {} bp is above {WEIGHT_SCALE}",
+                self.weight_bp
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn vip_endpoint(&self) -> Endpoint {
+        endpoint(self.vip, self.protocol.number())
+    }
+}
+
+/// An address as the data path stores it: network byte order in memory,
+/// IPv4 in the first word.
+pub fn addr_words(ip: IpAddr) -> (Addr, u8) {
+    match ip {
+        IpAddr::V4(v4) => ([u32::from_ne_bytes(v4.octets()), 0, 0, 0], FAMILY_IPV4),
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            ([w(0), w(4), w(8), w(12)], FAMILY_IPV6)
+        }
+    }
+}
+
+pub fn endpoint(sa: SocketAddr, proto: u8) -> Endpoint {
+    let (addr, family) = addr_words(sa.ip());
+    Endpoint {
+        addr,
+        port: sa.port().to_be(),
+        proto,
+        family,
+    }
+}
+
+pub fn backend(sa: SocketAddr) -> Backend {
+    Backend {
+        addr: addr_words(sa.ip()).0,
+        port: sa.port().to_be(),
+        _pad: [0; 2],
+    }
+}
