@@ -1,0 +1,107 @@
+//! `cargo xtask`: the project's own tasks (setup, test, demo), in Rust so
+//! they run wherever cargo does. One module per subcommand.
+
+mod cmd;
+mod demo;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "canary's project tasks: setup, test, demo"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what this Debian machine lacks to build and test canary.
+    ///
+    /// Checks each step first and skips it when already present:
+    ///   - rust-src for the nightly toolchain (the eBPF crate is built with -Z build-std)
+    ///   - Debian packages llvm-22-dev libzstd-dev zlib1g-dev (to build bpf-linker) and
+    ///     iproute2 iputils-ping nftables python3-scapy prometheus (for the tests)
+    ///   - bpf-linker (cargo install from source against LLVM 22, about 1.5 min)
+    ///   - bpffs mounted at /sys/fs/bpf (canaryd pins its maps there)
+    ///
+    /// Needs root.
+    #[command(verbatim_doc_comment, after_help = "Example:\n  cargo xtask setup")]
+    Setup,
+
+    /// Set up, build the workspace, then run every test.
+    ///
+    /// Runs, stopping at the first failure:
+    ///   1. cargo xtask setup
+    ///   2. cargo build --all-targets --workspace --exclude canary-ebpf
+    ///      (build errors show on their own)
+    ///   3. cargo test --workspace --exclude canary-ebpf ARGS
+    ///      (with -p/--package in ARGS, only those packages)
+    ///
+    /// Prints the total time at the end. Needs root: the tests load BPF
+    /// programs and create network namespaces.
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  cargo xtask test\n  cargo xtask test -- -p tests flow_table -- --nocapture"
+    )]
+    Test {
+        /// Extra arguments for `cargo test`, after `--`.
+        #[arg(last = true, value_name = "ARGS")]
+        cargo_test_args: Vec<String>,
+    },
+
+    /// Set up, then run the canary demo (tests crate, bin canary-demo).
+    ///
+    /// Runs:
+    ///   1. cargo xtask setup
+    ///   2. cargo run --release -p tests --bin canary-demo -- ARGS
+    ///
+    /// Needs root: the demo loads BPF programs and creates network namespaces.
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  cargo xtask demo\n  cargo xtask demo -- --help"
+    )]
+    Demo {
+        /// Arguments for canary-demo, after `--`.
+        #[arg(last = true, value_name = "ARGS")]
+        demo_args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(path) = setup::path_with_cargo_bin() {
+        // SAFETY: no other thread exists yet. Every command run from here on
+        // (bpf-linker, cargo install'ed tools) is then found in ~/.cargo/bin.
+        unsafe { std::env::set_var("PATH", path) };
+    }
+    let result = match &cli.task {
+        Task::Setup => setup::run(),
+        Task::Test { cargo_test_args } => test::run(cargo_test_args),
+        Task::Demo { demo_args } => demo::run(demo_args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Fails with one line saying why `task` needs root.
+fn require_root(task: &str, why: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("`cargo xtask {task}` must run as root: {why}");
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! `cargo xtask test`: setup, then build, then the whole test suite.
+
+use std::{process::Command, time::Instant};
+
+use anyhow::Result;
+
+use crate::{cmd, setup};
+
+/// canary-ebpf only builds for bpfel-unknown-none; aya-build compiles it from
+/// canary-userspace's build.rs, so the workspace-wide commands leave it out.
+const WORKSPACE: &[&str] = &["--workspace", "--exclude", "canary-ebpf"];
+
+pub fn run(cargo_test_args: &[String]) -> Result<()> {
+    crate::require_root(
+        "test",
+        "the tests load BPF programs and create network namespaces",
+    )?;
+    let start = Instant::now();
+    let result = phases(cargo_test_args);
+    let elapsed = start.elapsed().as_secs_f64();
+    match &result {
+        Ok(()) => println!("xtask test: passed in {elapsed:.1}s"),
+        Err(_) => println!("xtask test: FAILED after {elapsed:.1}s"),
+    }
+    result
+}
+
+fn phases(cargo_test_args: &[String]) -> Result<()> {
+    println!("==> [1/3] setup");
+    setup::run()?;
+
+    println!("==> [2/3] build");
+    cmd::run(
+        Command::new("cargo")
+            .args(["build", "--all-targets"])
+            .args(WORKSPACE),
+    )?;
+
+    println!("==> [3/3] test");
+    // `-p` picks packages; cargo would let --workspace override it.
+    let picks_packages = cargo_test_args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a.starts_with("-p") || a.starts_with("--package"));
+    let mut test = Command::new("cargo");
+    test.arg("test");
+    if !picks_packages {
+        test.args(WORKSPACE);
+    }
+    cmd::run(test.args(cargo_test_args))
+}
