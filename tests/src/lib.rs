@@ -4,8 +4,10 @@
 //!   independent of the data path's incremental updates.
 //! - `checksum`: that routine (RFC 1071).
 //! - `servers`: small TCP backends and clients that live in test namespaces.
+//! - `harness`: topology + attached data path + backends + one service.
 
 pub mod checksum;
+pub mod harness;
 pub mod packet;
 pub mod servers;
 

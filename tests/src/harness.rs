@@ -1,0 +1,97 @@
+//! One end-to-end setup: a namespace topology, the data path attached to the
+//! host's client-facing interface, a stable and a canary backend, and one
+//! service "model" on the host address, port 80.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{Context, Result};
+use canary_common::VersionStats;
+use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec};
+use xtask::topology::{BACKEND_V4, BACKEND_V6, BackendKind, HOST_IF, HOST_V4, HOST_V6, Topology};
+
+use crate::servers::{Backend, Client};
+
+pub const SERVICE: &str = "model";
+pub const STABLE: &str = "stable";
+pub const CANARY: &str = "canary";
+pub const VIP_PORT: u16 = 80;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+pub struct Harness {
+    pub vip: SocketAddr,
+    pub dp: Dataplane,
+    pub backends: [Backend; 2],
+    // Dropped last: the namespaces outlive the sockets in them.
+    pub topo: Topology,
+}
+
+impl Harness {
+    pub fn new(
+        kind: BackendKind,
+        family: Family,
+        affinity: Affinity,
+        weight_bp: u16,
+    ) -> Result<Harness> {
+        let topo = Topology::new(kind)?;
+        let host_ip: IpAddr = match family {
+            Family::V4 => HOST_V4.into(),
+            Family::V6 => HOST_V6.into(),
+        };
+        let vip = SocketAddr::new(host_ip, VIP_PORT);
+        // Local-process backends: other ports on the host address. Namespace
+        // backends: port 8080 on each backend namespace's address.
+        let backend_addr = |i: usize| -> SocketAddr {
+            match (kind, family) {
+                (BackendKind::LocalProcess, _) => SocketAddr::new(host_ip, 8081 + i as u16),
+                (BackendKind::Namespace, Family::V4) => SocketAddr::new(BACKEND_V4[i].into(), 8080),
+                (BackendKind::Namespace, Family::V6) => SocketAddr::new(BACKEND_V6[i].into(), 8080),
+            }
+        };
+        let backend_ns = |i: usize| match kind {
+            BackendKind::LocalProcess => &topo.host,
+            BackendKind::Namespace => &topo.backends[i],
+        };
+        let backends = [
+            Backend::spawn(backend_ns(0), backend_addr(0), STABLE)?,
+            Backend::spawn(backend_ns(1), backend_addr(1), CANARY)?,
+        ];
+        let mut dp = Dataplane::load(&LoadOptions::default()).context("loading the data path")?;
+        topo.host
+            .enter(|| dp.attach(HOST_IF))?
+            .context("attaching to the host interface")?;
+        dp.upsert_service(&ServiceSpec {
+            name: SERVICE.into(),
+            vip,
+            protocol: Protocol::Tcp,
+            affinity,
+            stable: vec![backend_addr(0)],
+            canary: vec![backend_addr(1)],
+            weight_bp,
+        })?;
+        Ok(Harness {
+            vip,
+            dp,
+            backends,
+            topo,
+        })
+    }
+
+    /// A client connection to the VIP from the client namespace.
+    pub fn connect(&self, source: Option<IpAddr>) -> Result<Client> {
+        Client::connect(&self.topo.client, source, self.vip)
+    }
+
+    pub fn set_weight(&mut self, weight_bp: u16) -> Result<()> {
+        Ok(self.dp.set_weight(SERVICE, weight_bp)?)
+    }
+
+    /// [stable, canary] counters of the service.
+    pub fn stats(&self) -> Result<[VersionStats; 2]> {
+        Ok(self.dp.stats(SERVICE)?)
+    }
+}

@@ -1,0 +1,221 @@
+//! End to end over network namespaces: a client namespace, a host namespace
+//! with the programs on its client-facing veth, and real TCP backends, either
+//! local processes on other ports of the host address or in namespaces of
+//! their own. Every scenario runs for IPv4 and IPv6 and both backend kinds.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use canary_userspace::Affinity;
+use tests::{
+    harness::{CANARY, Family, Harness, STABLE},
+    require_root,
+    servers::Client,
+};
+use xtask::topology::BackendKind;
+
+const MATRIX: [(BackendKind, Family); 4] = [
+    (BackendKind::LocalProcess, Family::V4),
+    (BackendKind::LocalProcess, Family::V6),
+    (BackendKind::Namespace, Family::V4),
+    (BackendKind::Namespace, Family::V6),
+];
+
+/// Waits (bounded) until `f` holds; returns whether it did.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+#[test]
+fn flow_affinity_splits_new_connections_by_weight() {
+    require_root!();
+    const CONNECTIONS: u32 = 2000;
+    for (kind, family) in MATRIX {
+        let h = Harness::new(kind, family, Affinity::Flow, 1000).unwrap();
+        let mut canary = 0u32;
+        for i in 0..CONNECTIONS {
+            let mut c = h
+                .connect(None)
+                .unwrap_or_else(|e| panic!("connection {i}: {e:#}"));
+            match c
+                .request()
+                .unwrap_or_else(|e| panic!("connection {i}: {e:#}"))
+                .as_str()
+            {
+                CANARY => canary += 1,
+                STABLE => {}
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        let share = canary as f64 * 100.0 / CONNECTIONS as f64;
+        println!(
+            "{kind:?} {family:?}: weight 10%, {CONNECTIONS} connections, canary share {share:.2}%"
+        );
+        assert!(
+            (share - 10.0).abs() <= 2.5,
+            "{kind:?} {family:?}: canary share {share:.2}% is not 10 ± 2.5"
+        );
+
+        // The kernel's own counters agree with what the clients saw, and
+        // every closed connection released its flow entry.
+        let released = eventually(Duration::from_secs(3), || {
+            let s = h.stats().unwrap();
+            s[0].closed_flows + s[1].closed_flows == CONNECTIONS as u64
+        });
+        let s = h.stats().unwrap();
+        assert_eq!(s[1].new_flows, canary as u64, "{kind:?} {family:?}: {s:?}");
+        assert_eq!(
+            s[0].new_flows,
+            (CONNECTIONS - canary) as u64,
+            "{kind:?} {family:?}: {s:?}"
+        );
+        assert!(
+            released,
+            "{kind:?} {family:?}: not every flow was released after close: {s:?}"
+        );
+        assert_eq!(
+            s[0].rehashes + s[1].rehashes,
+            0,
+            "{kind:?} {family:?}: {s:?}"
+        );
+        assert_eq!(h.backends[1].accepted(), canary as u64);
+    }
+}
+
+#[test]
+fn client_affinity_keeps_each_client_on_one_version() {
+    require_root!();
+    const CLIENTS: u32 = 200;
+    const PER_CLIENT: usize = 3;
+    for (kind, family) in MATRIX {
+        let mut h = Harness::new(kind, family, Affinity::Client, 2000).unwrap();
+        let (v4, v6) = h.topo.add_client_addresses(CLIENTS).unwrap();
+        let clients: Vec<IpAddr> = if family == Family::V4 { v4 } else { v6 };
+
+        let versions = |h: &Harness| -> HashMap<IpAddr, String> {
+            clients
+                .iter()
+                .map(|ip| {
+                    let answers: Vec<String> = (0..PER_CLIENT)
+                        .map(|_| h.connect(Some(*ip)).unwrap().request().unwrap())
+                        .collect();
+                    assert!(
+                        answers.iter().all(|a| *a == answers[0]),
+                        "{kind:?} {family:?}: client {ip} saw {answers:?}"
+                    );
+                    (*ip, answers[0].clone())
+                })
+                .collect()
+        };
+        let at_20 = versions(&h);
+        h.set_weight(5000).unwrap();
+        let at_50 = versions(&h);
+
+        let canary_20 = at_20.values().filter(|v| *v == CANARY).count();
+        let canary_50 = at_50.values().filter(|v| *v == CANARY).count();
+        println!(
+            "{kind:?} {family:?}: {CLIENTS} clients, canary at 20%: {canary_20}, at 50%: {canary_50}"
+        );
+        for (ip, v) in &at_20 {
+            if v == CANARY {
+                assert_eq!(
+                    at_50[ip], CANARY,
+                    "{kind:?} {family:?}: client {ip} went back to stable"
+                );
+            }
+        }
+        // The ramp must actually move someone, or the check above is empty.
+        assert!(
+            canary_20 > 0 && canary_50 > canary_20,
+            "{kind:?} {family:?}: {canary_20} -> {canary_50}"
+        );
+    }
+}
+
+#[test]
+fn weight_changes_never_move_established_connections() {
+    require_root!();
+    const STEPS: u16 = 20;
+    const PER_STEP: usize = 10; // 200 connections in all
+    const STEP_TIME: Duration = Duration::from_millis(150);
+    const MAX_REQUESTS_PER_CONNECTION: u64 = 100_000;
+    for (kind, family) in MATRIX {
+        let mut h = Harness::new(kind, family, Affinity::Flow, 0).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicU64::new(0));
+        let mut workers = vec![];
+        // 0 -> 100 -> 0 in 20 steps of 10 points. Connections open at each of
+        // the 20 weights before the last step, so they start on both
+        // versions, and all keep sending until after the final return to 0.
+        let weights: Vec<u16> = (0..=STEPS / 2)
+            .chain((0..STEPS / 2).rev())
+            .map(|s| s * 1000)
+            .collect();
+        for (i, w) in weights.iter().enumerate() {
+            h.set_weight(*w).unwrap();
+            let opening = if i < STEPS as usize { PER_STEP } else { 0 };
+            for _ in 0..opening {
+                let mut c: Client = h.connect(None).unwrap();
+                let first = c.request().unwrap();
+                let (stop, requests) = (stop.clone(), requests.clone());
+                workers.push(thread::spawn(move || -> Result<(String, u64), String> {
+                    let mut n = 1;
+                    while !stop.load(Ordering::Relaxed) && n < MAX_REQUESTS_PER_CONNECTION {
+                        let got = c
+                            .request()
+                            .map_err(|e| format!("request {n} failed: {e:#}"))?;
+                        if got != first {
+                            return Err(format!(
+                                "started on {first}, answered by {got} at request {n}"
+                            ));
+                        }
+                        n += 1;
+                        requests.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok((first, n))
+                }));
+            }
+            thread::sleep(STEP_TIME);
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(workers.len(), STEPS as usize * PER_STEP);
+        let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        let on_canary = results
+            .iter()
+            .filter(|r| matches!(r, Ok((v, _)) if v == CANARY))
+            .count();
+        println!(
+            "{kind:?} {family:?}: {} connections ({on_canary} on canary), {} requests, {} failed",
+            results.len(),
+            requests.load(Ordering::Relaxed),
+            failures.len()
+        );
+        assert!(failures.is_empty(), "{kind:?} {family:?}: {failures:?}");
+        assert!(
+            on_canary > 0 && on_canary < results.len(),
+            "{kind:?} {family:?}: ramp put {on_canary} on canary"
+        );
+        let s = h.stats().unwrap();
+        assert_eq!(
+            s[0].rehashes + s[1].rehashes,
+            0,
+            "{kind:?} {family:?}: {s:?}"
+        );
+    }
+}
