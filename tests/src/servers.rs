@@ -6,7 +6,7 @@
 use std::{
     io::{self, BufRead, BufReader, Write},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
-    os::fd::FromRawFd,
+    os::fd::{AsRawFd, FromRawFd},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -20,8 +20,8 @@ use xtask::topology::Netns;
 
 /// How long any single read or write may block before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the accept loop checks whether it should stop.
-const ACCEPT_POLL: Duration = Duration::from_millis(5);
+/// How often an idle server thread checks whether it should stop.
+const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// A backend answering `label\n` to every request line.
 pub struct Backend {
@@ -37,7 +37,6 @@ impl Backend {
         let listener = ns
             .enter(|| TcpListener::bind(addr))?
             .with_context(|| format!("binding backend {label} on {addr} in {}", ns.name()))?;
-        listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
         let (s, a) = (stop.clone(), accepted.clone());
@@ -72,23 +71,30 @@ fn accept_loop(
     accepted: Arc<AtomicU64>,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((conn, _)) => {
-                accepted.fetch_add(1, Ordering::Relaxed);
-                let stop = stop.clone();
-                thread::spawn(move || serve(conn, label, stop));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
-            Err(_) => thread::sleep(ACCEPT_POLL),
+        // poll(2) wakes at once for a new connection, and at least every
+        // STOP_POLL to look at the stop flag.
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut pfd, 1, STOP_POLL.as_millis() as i32) } <= 0 {
+            continue;
+        }
+        if let Ok((conn, _)) = listener.accept() {
+            accepted.fetch_add(1, Ordering::Relaxed);
+            let stop = stop.clone();
+            thread::spawn(move || serve(conn, label, stop));
         }
     }
 }
 
-/// Answers each request line until the client closes, the server stops or
-/// the connection idles past the timeout.
+/// Answers each request line until the client closes or the server stops.
+/// An idle connection stays open (the read timeout only lets the thread look
+/// at the stop flag).
 fn serve(conn: TcpStream, label: &'static str, stop: Arc<AtomicBool>) {
-    let _ = conn.set_nonblocking(false);
-    let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = conn.set_read_timeout(Some(STOP_POLL));
     let _ = conn.set_nodelay(true);
     let mut writer = match conn.try_clone() {
         Ok(w) => w,
@@ -100,7 +106,16 @@ fn serve(conn: TcpStream, label: &'static str, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         line.clear();
         match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return,
             Ok(_) => {
                 if writer.write_all(reply.as_bytes()).is_err() {
                     return;
