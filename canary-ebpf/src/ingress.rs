@@ -216,8 +216,8 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, addr: &Addr, port: u16) -> Result<(),
             l4 = checksum::replace32(l4, old, addr[0]);
         } else {
             let ip: *mut Ipv6Hdr = ptr_at(start, end, pkt.l3).ok_or(truncated)?;
-            for i in 0..4 {
-                l4 = checksum::replace32(l4, pkt.dst[i], addr[i]);
+            for (old, new) in pkt.dst.iter().zip(addr) {
+                l4 = checksum::replace32(l4, *old, *new);
             }
             core::ptr::write_unaligned((*ip).dst_addr.as_mut_ptr() as *mut Addr, *addr);
         }
