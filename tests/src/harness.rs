@@ -90,6 +90,26 @@ impl Harness {
         Ok(self.dp.set_weight(SERVICE, weight_bp)?)
     }
 
+    /// What to print when a scenario fails: the data path's verdict and
+    /// per-version counters, and the host interface's own drop counters.
+    pub fn diagnostics(&self) -> String {
+        let verdicts = self
+            .dp
+            .verdicts()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_else(|e| e.to_string());
+        let stats = self
+            .stats()
+            .map(|s| format!("{s:?}"))
+            .unwrap_or_else(|e| e.to_string());
+        let link = self
+            .topo
+            .host
+            .ip(&["-s", "link", "show", HOST_IF])
+            .unwrap_or_else(|e| e.to_string());
+        format!("verdicts: {verdicts}\nstats: {stats}\nhost {HOST_IF}:\n{link}")
+    }
+
     /// [stable, canary] counters of the service.
     pub fn stats(&self) -> Result<[VersionStats; 2]> {
         Ok(self.dp.stats(SERVICE)?)

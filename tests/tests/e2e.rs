@@ -170,8 +170,9 @@ fn weight_changes_never_move_established_connections() {
             h.set_weight(*w).unwrap();
             let opening = if i < STEPS as usize { PER_STEP } else { 0 };
             for _ in 0..opening {
-                let mut c: Client = h.connect(None).unwrap();
-                let first = c.request().unwrap();
+                let fail = |e: anyhow::Error| -> ! { panic!("{e:#}\n{}", h.diagnostics()) };
+                let mut c: Client = h.connect(None).unwrap_or_else(|e| fail(e));
+                let first = c.request().unwrap_or_else(|e| fail(e));
                 let (stop, requests) = (stop.clone(), requests.clone());
                 workers.push(thread::spawn(move || -> Result<(String, u64), String> {
                     let mut n = 1;
@@ -206,7 +207,11 @@ fn weight_changes_never_move_established_connections() {
             requests.load(Ordering::Relaxed),
             failures.len()
         );
-        assert!(failures.is_empty(), "{kind:?} {family:?}: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "{kind:?} {family:?}: {failures:?}\n{}",
+            h.diagnostics()
+        );
         assert!(
             on_canary > 0 && on_canary < results.len(),
             "{kind:?} {family:?}: ramp put {on_canary} on canary"
