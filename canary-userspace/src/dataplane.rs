@@ -5,12 +5,22 @@
 //! backends and owners are written before the SERVICES entry that makes the
 //! data path use them, and removed only after it.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap as StdHashMap},
+    fs, io,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use aya::{
     Ebpf, EbpfLoader, Pod,
-    maps::{Array, HashMap, MapData, PerCpuArray},
-    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
+    programs::{
+        SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+    },
+    sys::SyscallError,
+    util::nr_cpus,
 };
 use canary_common::{
     BackendOwner, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, MAX_BACKENDS,
@@ -29,6 +39,14 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ca
 pub const INGRESS_PROGRAM: &str = "canary_ingress";
 pub const EGRESS_PROGRAM: &str = "canary_egress";
 
+/// Every map of the object; all are pinned when a pin directory is given.
+pub const MAPS: [&str; 8] =
+    ["SERVICES", "VIP_ADDRESSES", "BACKENDS", "BACKEND_OWNERS", "FLOWS", "STATS", "VERDICTS", "SETTINGS"];
+
+/// Layout version of the pin directory: a daemon that changes map layouts
+/// bumps it, so it never reads maps written with another layout.
+pub const PIN_LAYOUT: &str = "v1";
+
 /// Choices made once, at load time.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -37,6 +55,11 @@ pub struct LoadOptions {
     pub flow_table_size: u32,
     /// How long an idle UDP flow keeps its backend.
     pub udp_idle_timeout: Duration,
+    /// bpffs directory to pin maps and links under (`<dir>/v1/maps`,
+    /// `<dir>/v1/links`). Pinned state outlives the process, and a later load
+    /// with the same directory reuses it: flows, weights and counters carry
+    /// on. `None` keeps everything tied to this process (tests).
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -44,8 +67,19 @@ impl Default for LoadOptions {
         LoadOptions {
             flow_table_size: DEFAULT_FLOW_TABLE_SIZE,
             udp_idle_timeout: Duration::from_nanos(DEFAULT_UDP_IDLE_TIMEOUT_NS),
+            pin_dir: None,
         }
     }
+}
+
+/// How `attach` found an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// Newly attached in this XDP mode.
+    New(XdpMode),
+    /// A pinned link from an earlier run is still attached and was kept, so
+    /// the data path never stopped.
+    Kept,
 }
 
 /// Global verdict counters, summed over CPUs, for each program.
@@ -63,14 +97,32 @@ struct Registered {
 pub struct Dataplane {
     ebpf: Ebpf,
     services: BTreeMap<String, Registered>,
+    /// SERVICES entries found in pinned maps at load, by VIP: their ids are
+    /// reused so counters and flow entries keep meaning the same service.
+    recovered: StdHashMap<Endpoint, Service>,
+    pin_dir: Option<PathBuf>,
 }
 
 impl Dataplane {
     /// Loads the programs into the kernel (not attached yet).
     pub fn load(opts: &LoadOptions) -> Result<Self> {
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries("FLOWS", opts.flow_table_size)
-            .load(OBJECT)?;
+        let pin_dir = opts.pin_dir.as_ref().map(|d| d.join(PIN_LAYOUT));
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries("FLOWS", opts.flow_table_size);
+        let map_paths: Vec<(&str, PathBuf)> = match &pin_dir {
+            Some(dir) => {
+                for sub in ["maps", "links"] {
+                    fs::create_dir_all(dir.join(sub))
+                        .map_err(|source| Error::PinDir { path: dir.join(sub), source })?;
+                }
+                MAPS.iter().map(|m| (*m, dir.join("maps").join(m))).collect()
+            }
+            None => vec![],
+        };
+        for (name, path) in &map_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(OBJECT)?;
         let xdp: &mut Xdp = program(&mut ebpf, INGRESS_PROGRAM)?;
         xdp.load().map_err(|source| Error::Program {
             name: INGRESS_PROGRAM,
@@ -84,7 +136,14 @@ impl Dataplane {
         let mut dp = Dataplane {
             ebpf,
             services: BTreeMap::new(),
+            recovered: StdHashMap::new(),
+            pin_dir,
         };
+        dp.recovered = dp
+            .hash_map::<Endpoint, Service>("SERVICES")?
+            .iter()
+            .filter_map(|kv| kv.ok())
+            .collect();
         let timeout = opts.udp_idle_timeout.as_nanos().min(u64::MAX as u128) as u64;
         dp.array::<Settings>("SETTINGS")?
             .set(
@@ -102,27 +161,73 @@ impl Dataplane {
     }
 
     /// Attaches XDP ingress (driver mode, falling back to generic mode with a
-    /// warning) and TC egress (tcx) to `interface`. Returns the XDP mode used.
-    pub fn attach(&mut self, interface: &str) -> Result<XdpMode> {
-        let attach_err = |source| Error::Attach {
-            interface: interface.to_owned(),
-            source,
-        };
+    /// warning) and TC egress (tcx) to `interface`, pinning both links when a
+    /// pin directory is set. Links pinned by an earlier run are kept as they
+    /// are: their programs use the same pinned maps.
+    pub fn attach(&mut self, interface: &str) -> Result<Attached> {
+        let links = self.pin_dir.as_ref().map(|d| d.join("links"));
+        let xdp_pin = links.as_ref().map(|d| d.join(format!("{interface}.xdp")));
+        let tc_pin = links.as_ref().map(|d| d.join(format!("{interface}.tc")));
+        if let (Some(x), Some(t)) = (&xdp_pin, &tc_pin) {
+            if pinned(x)? && pinned(t)? {
+                return Ok(Attached::Kept);
+            }
+        }
+        let attach_err = |source| Error::Attach { interface: interface.to_owned(), source };
         let xdp: &mut Xdp = program(&mut self.ebpf, INGRESS_PROGRAM)?;
-        let mode = match xdp.attach(interface, XdpMode::Driver) {
-            Ok(_) => XdpMode::Driver,
+        let (mode, xdp_id) = match xdp.attach(interface, XdpMode::Driver) {
+            Ok(id) => (XdpMode::Driver, id),
             Err(e) => {
-                log::warn!(
-                    "{interface}: driver-mode XDP failed ({e}); using generic mode, which is slower"
-                );
-                xdp.attach(interface, XdpMode::Skb).map_err(attach_err)?;
-                XdpMode::Skb
+                log::warn!("{interface}: driver-mode XDP failed ({e}); using generic mode, which is slower");
+                (XdpMode::Skb, xdp.attach(interface, XdpMode::Skb).map_err(attach_err)?)
             }
         };
+        if let Some(path) = &xdp_pin {
+            let link: FdLink = xdp.take_link(xdp_id).map_err(attach_err)?.try_into().map_err(|e| {
+                Error::Pin { path: path.clone(), what: format!("XDP link is not an fd link: {e}") }
+            })?;
+            link.pin(path).map_err(|e| Error::Pin { path: path.clone(), what: e.to_string() })?;
+        }
         let tc: &mut SchedClassifier = program(&mut self.ebpf, EGRESS_PROGRAM)?;
-        tc.attach(interface, TcAttachType::Egress)
-            .map_err(attach_err)?;
-        Ok(mode)
+        let tc_id = tc.attach(interface, TcAttachType::Egress).map_err(attach_err)?;
+        if let Some(path) = &tc_pin {
+            let link: FdLink = tc.take_link(tc_id).map_err(attach_err)?.try_into().map_err(|e| {
+                Error::Pin { path: path.clone(), what: format!("TC link is not an fd link: {e}") }
+            })?;
+            link.pin(path).map_err(|e| Error::Pin { path: path.clone(), what: e.to_string() })?;
+        }
+        Ok(Attached::New(mode))
+    }
+
+    /// Removes every pin under `pin_dir` (links and maps): once no process
+    /// holds them, the programs detach and the maps, with every flow entry
+    /// and counter, are freed. Established connections through the VIPs break.
+    pub fn remove_pins(pin_dir: &Path) -> io::Result<()> {
+        match fs::remove_dir_all(pin_dir.join(PIN_LAYOUT)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The kernel's current weight of a service whose VIP was found in
+    /// pinned maps at load (what an earlier run left).
+    pub fn recovered_weight(&self, spec: &ServiceSpec) -> Option<u16> {
+        self.recovered.get(&spec.vip_endpoint()).map(|s| s.weight_bp)
+    }
+
+    /// Current weight of a registered service.
+    pub fn weight(&self, service: &str) -> Option<u16> {
+        self.services.get(service).map(|r| r.spec.weight_bp)
+    }
+
+    /// Names of registered services, sorted.
+    pub fn service_names(&self) -> Vec<String> {
+        self.services.keys().cloned().collect()
+    }
+
+    /// The registered definition of a service.
+    pub fn spec(&self, service: &str) -> Option<&ServiceSpec> {
+        self.services.get(service).map(|r| &r.spec)
     }
 
     /// The loaded object, for tests that run programs with BPF_PROG_TEST_RUN.
@@ -150,9 +255,20 @@ impl Dataplane {
         }
         let id = match self.services.get(&spec.name) {
             Some(r) => r.id,
-            None => (0..MAX_SERVICES)
-                .find(|id| self.services.values().all(|r| r.id != *id))
-                .ok_or(Error::TooManyServices { max: MAX_SERVICES })?,
+            None => match self.recovered.get(&spec.vip_endpoint()) {
+                Some(s) => s.id,
+                None => {
+                    let taken = |id: u32| {
+                        self.services.values().any(|r| r.id == id)
+                            || self.recovered.values().any(|s| s.id == id)
+                    };
+                    let id = (0..MAX_SERVICES)
+                        .find(|id| !taken(*id))
+                        .ok_or(Error::TooManyServices { max: MAX_SERVICES })?;
+                    self.reset_stats(id)?;
+                    id
+                }
+            },
         };
         let old = self.services.get(&spec.name).map(|r| r.spec.clone());
         let vip = spec.vip_endpoint();
@@ -322,6 +438,36 @@ impl Dataplane {
         Ok(out)
     }
 
+    /// Removes a service: its SERVICES entry first (new packets to the VIP
+    /// pass untouched from then on), then what only it used.
+    pub fn remove_service(&mut self, service: &str) -> Result<()> {
+        let reg = self.services.remove(service).ok_or_else(|| Error::UnknownService(service.into()))?;
+        let vip = reg.spec.vip_endpoint();
+        self.recovered.remove(&vip);
+        let _ = self.hash_map::<Endpoint, Service>("SERVICES")?.remove(&vip);
+        let mut owners = self.hash_map::<Endpoint, BackendOwner>("BACKEND_OWNERS")?;
+        for b in reg.spec.stable.iter().chain(&reg.spec.canary) {
+            let _ = owners.remove(&endpoint(*b, reg.spec.protocol.number()));
+        }
+        self.refresh_vip_addresses()
+    }
+
+    /// Zeroes the counters of a service slot before a new service takes it.
+    fn reset_stats(&mut self, id: u32) -> Result<()> {
+        let map = self.ebpf.map_mut("STATS").ok_or(Error::Missing { kind: "map", name: "STATS" })?;
+        let mut stats: PerCpuArray<_, VersionStats> =
+            PerCpuArray::try_from(map).map_err(|source| Error::Map { name: "STATS", source })?;
+        let cpus = nr_cpus().map_err(|(_, source)| Error::Cpus(source))?;
+        for version in [VERSION_STABLE, VERSION_CANARY] {
+            let zeros = PerCpuValues::try_from(vec![VersionStats::default(); cpus])
+                .map_err(|source| Error::Cpus(source))?;
+            stats
+                .set(stats_slot(id, version), zeros, 0)
+                .map_err(|source| Error::Map { name: "STATS", source })?;
+        }
+        Ok(())
+    }
+
     /// Keeps VIP_ADDRESSES equal to the set of addresses that have a service.
     fn refresh_vip_addresses(&mut self) -> Result<()> {
         let wanted: Vec<Endpoint> = self
@@ -358,6 +504,19 @@ impl Dataplane {
             .map_mut(name)
             .ok_or(Error::Missing { kind: "map", name })?;
         Array::try_from(map).map_err(|source| Error::Map { name, source })
+    }
+}
+
+/// True when a link is pinned at `path`; false when nothing is there.
+fn pinned(path: &Path) -> Result<bool> {
+    match PinnedLink::from_pin(path) {
+        Ok(_) => Ok(true),
+        Err(LinkError::SyscallError(SyscallError { io_error, .. }))
+            if io_error.kind() == io::ErrorKind::NotFound =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::Pin { path: path.to_owned(), what: e.to_string() }),
     }
 }
 
