@@ -1,0 +1,206 @@
+//! The `[daemon]` table: where to attach, listen, pin and log.
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use canary_common::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_UDP_IDLE_TIMEOUT_NS};
+use log::LevelFilter;
+use toml::{Table, Value};
+
+use super::{
+    DEFAULT_BPFFS, DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET, DEFAULT_STATE_DIR, DaemonConfig,
+    address,
+    duration::parse_duration,
+    error::Collector,
+    interface,
+    value::{self, join},
+};
+
+const PATH: &str = "daemon";
+
+const KNOWN: &[&str] = &[
+    "interfaces",
+    "socket",
+    "metrics_listen",
+    "bpffs",
+    "state_dir",
+    "log_level",
+    "flow_table_size",
+    "udp_idle_timeout",
+];
+
+/// Largest flow table: 2^24 entries, a few hundred MiB of kernel memory.
+pub const MAX_FLOW_TABLE_SIZE: u32 = 16_777_216;
+
+/// Reads `[daemon]`; `None` when anything in it was reported.
+pub(crate) fn read(
+    errs: &mut Collector,
+    value: Option<&Value>,
+    interface_exists: &dyn Fn(&str) -> bool,
+) -> Option<DaemonConfig> {
+    let table = match value {
+        Some(Value::Table(table)) => table,
+        Some(other) => {
+            value::wrong_type(errs, PATH, "a table ([daemon])", other);
+            return None;
+        }
+        None => {
+            errs.push(
+                PATH,
+                r#"required table is missing; add [daemon] with interfaces = ["eth0"]"#,
+            );
+            return None;
+        }
+    };
+    value::reject_unknown(errs, table.keys(), PATH, KNOWN);
+
+    let interfaces = interfaces(errs, table, interface_exists);
+    let socket = absolute_path(errs, table, "socket", DEFAULT_SOCKET);
+    let metrics_listen = metrics_listen(errs, table);
+    let bpffs = absolute_path(errs, table, "bpffs", DEFAULT_BPFFS);
+    let state_dir = absolute_path(errs, table, "state_dir", DEFAULT_STATE_DIR);
+    let log_level = log_level(errs, table);
+    let flow_table_size = flow_table_size(errs, table);
+    let udp_idle_timeout = udp_idle_timeout(errs, table);
+
+    Some(DaemonConfig {
+        interfaces: interfaces?,
+        socket: socket?,
+        metrics_listen: metrics_listen?,
+        bpffs: bpffs?,
+        state_dir: state_dir?,
+        log_level: log_level?,
+        flow_table_size: flow_table_size?,
+        udp_idle_timeout: udp_idle_timeout?,
+    })
+}
+
+fn interfaces(
+    errs: &mut Collector,
+    table: &Table,
+    interface_exists: &dyn Fn(&str) -> bool,
+) -> Option<Vec<String>> {
+    let path = join(PATH, "interfaces");
+    let items = value::array(errs, table, PATH, "interfaces").required(
+        errs,
+        &path,
+        r#"interfaces = ["eth0"]"#,
+    )?;
+    if items.is_empty() {
+        errs.push(
+            &path,
+            "no interfaces; at least one is required to attach to",
+        );
+        return None;
+    }
+    let before = errs.len();
+    let mut seen = HashSet::new();
+    let mut names = Vec::with_capacity(items.len());
+    for (item_path, name) in value::strings(errs, items, &path) {
+        if let Err(why) = interface::check_name(name) {
+            errs.push(item_path, why);
+        } else if !seen.insert(name) {
+            errs.push(item_path, format!("{name:?} is listed twice"));
+        } else if !interface_exists(name) {
+            errs.push(
+                item_path,
+                format!("no interface named {name:?} on this host"),
+            );
+        } else {
+            names.push(name.to_owned());
+        }
+    }
+    (errs.len() == before).then_some(names)
+}
+
+fn absolute_path(errs: &mut Collector, table: &Table, key: &str, default: &str) -> Option<PathBuf> {
+    let text = value::string(errs, table, PATH, key).or(default)?;
+    if !Path::new(text).is_absolute() {
+        errs.push(
+            join(PATH, key),
+            format!("{text:?} is not an absolute path, e.g. {default:?}"),
+        );
+        return None;
+    }
+    Some(PathBuf::from(text))
+}
+
+fn metrics_listen(errs: &mut Collector, table: &Table) -> Option<SocketAddr> {
+    let text = value::string(errs, table, PATH, "metrics_listen").or(DEFAULT_METRICS_LISTEN)?;
+    let checked = address::parse(text).and_then(|addr| {
+        // Port 0 would bind a random port that no scraper could find.
+        if addr.port() == 0 {
+            Err(format!(
+                "{addr} has port 0; a port from 1 to 65535 is required"
+            ))
+        } else {
+            Ok(addr)
+        }
+    });
+    checked
+        .map_err(|why| errs.push(join(PATH, "metrics_listen"), why))
+        .ok()
+}
+
+fn log_level(errs: &mut Collector, table: &Table) -> Option<LevelFilter> {
+    let text = value::string(errs, table, PATH, "log_level").or("info")?;
+    let level = match text {
+        "error" => LevelFilter::Error,
+        "warn" => LevelFilter::Warn,
+        "info" => LevelFilter::Info,
+        "debug" => LevelFilter::Debug,
+        "trace" => LevelFilter::Trace,
+        other => {
+            errs.push(
+                join(PATH, "log_level"),
+                format!(
+                    "{other:?} is not a log level; expected one of: error, warn, info, debug, trace"
+                ),
+            );
+            return None;
+        }
+    };
+    Some(level)
+}
+
+fn flow_table_size(errs: &mut Collector, table: &Table) -> Option<u32> {
+    let size =
+        value::integer(errs, table, PATH, "flow_table_size").or(DEFAULT_FLOW_TABLE_SIZE.into())?;
+    match u32::try_from(size) {
+        Ok(size) if (1..=MAX_FLOW_TABLE_SIZE).contains(&size) => Some(size),
+        _ => {
+            errs.push(
+                join(PATH, "flow_table_size"),
+                format!("{size} is out of range; the flow table holds 1 to {MAX_FLOW_TABLE_SIZE} entries"),
+            );
+            None
+        }
+    }
+}
+
+fn udp_idle_timeout(errs: &mut Collector, table: &Table) -> Option<Duration> {
+    let path = join(PATH, "udp_idle_timeout");
+    let text = match value::string(errs, table, PATH, "udp_idle_timeout") {
+        value::Field::Absent => return Some(Duration::from_nanos(DEFAULT_UDP_IDLE_TIMEOUT_NS)),
+        value::Field::Bad => return None,
+        value::Field::Found(text) => text,
+    };
+    // The data path keeps the timeout in u64 nanoseconds, and 0 there means
+    // "use the built-in default", so neither end of the range is usable.
+    let checked = parse_duration(text).and_then(|timeout| {
+        if timeout.is_zero() {
+            Err(format!("{text:?} must be longer than 0, e.g. \"30s\""))
+        } else if u64::try_from(timeout.as_nanos()).is_err() {
+            Err(format!(
+                "{text:?} is too long; the limit is 2^64 nanoseconds (584 years)"
+            ))
+        } else {
+            Ok(timeout)
+        }
+    });
+    checked.map_err(|why| errs.push(path, why)).ok()
+}

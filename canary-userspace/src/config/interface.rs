@@ -1,0 +1,34 @@
+//! Network interface names: syntax and existence on this host.
+
+use std::ffi::CString;
+
+/// Longest interface name Linux accepts (IFNAMSIZ less the NUL).
+const MAX_NAME: usize = 15;
+
+/// Checks a name the way the kernel does (`dev_valid_name`), which also keeps
+/// it from escaping `/sys/class/net` when looked up there.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    let why = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > MAX_NAME {
+        "it is longer than 15 bytes"
+    } else if name == "." || name == ".." {
+        "it is a path component"
+    } else if name.contains(['/', ':']) || name.chars().any(char::is_whitespace) {
+        "it contains '/', ':' or a space"
+    } else {
+        return Ok(());
+    };
+    Err(format!("{name:?} is not an interface name: {why}"))
+}
+
+/// Whether an interface of that name exists in this network namespace now.
+/// Asks the kernel (if_nametoindex) rather than /sys/class/net, which shows
+/// the namespace sysfs was mounted in, not necessarily the process's own.
+pub fn interface_exists(name: &str) -> bool {
+    let Ok(c) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated string that outlives the call.
+    check_name(name).is_ok() && unsafe { libc::if_nametoindex(c.as_ptr()) } != 0
+}

@@ -1,0 +1,160 @@
+//! The `canaryd` config file: one TOML file read into a [`Config`].
+//!
+//! Validation reads the raw TOML tree field by field, so every error names
+//! its file and field path, and all of them are reported at once; only a
+//! TOML syntax error stops the checks, as there is no tree to check.
+//! Modules: `daemon` and `service` read the two tables, `conflicts` checks
+//! across services, `address`, `duration`, `interface` and `weight` read one
+//! kind of value each, `value` reads typed fields, `error` reports.
+
+mod address;
+mod conflicts;
+mod daemon;
+mod duration;
+mod error;
+mod interface;
+mod service;
+mod value;
+mod weight;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use canary_common::MAX_SERVICES;
+use toml::{Table, Value};
+
+pub use daemon::MAX_FLOW_TABLE_SIZE;
+pub use duration::parse_duration;
+pub use error::{ConfigError, ConfigErrors};
+pub use interface::interface_exists;
+pub use weight::weight_percent_to_bp;
+
+use crate::service::ServiceSpec;
+use error::Collector;
+
+pub const DEFAULT_SOCKET: &str = "/run/canary/canary.sock";
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/canary";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/canary";
+
+/// A config that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    /// In file order; may be empty (the daemon attaches and idles).
+    pub services: Vec<ServiceSpec>,
+}
+
+/// The `[daemon]` table, defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// Interfaces to attach to; at least one, each present at load time.
+    pub interfaces: Vec<String>,
+    /// Control socket for `canaryctl`.
+    pub socket: PathBuf,
+    /// Where Prometheus scrapes `/metrics`.
+    pub metrics_listen: SocketAddr,
+    /// bpffs directory the maps and links are pinned under.
+    pub bpffs: PathBuf,
+    /// Directory of the state file (weights across restarts).
+    pub state_dir: PathBuf,
+    pub log_level: log::LevelFilter,
+    /// Entries in the flow table.
+    pub flow_table_size: u32,
+    /// How long an idle UDP flow keeps its backend.
+    pub udp_idle_timeout: Duration,
+}
+
+/// Reads and checks the config file at `path`, looking interfaces up on
+/// this host.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &file, &interface_exists),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file,
+            field: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }])),
+    }
+}
+
+/// Checks config `text`; `file` names it in errors, and `interface_exists`
+/// decides whether an interface is present (tests pass their own).
+pub fn parse(
+    text: &str,
+    file: &str,
+    interface_exists: &dyn Fn(&str) -> bool,
+) -> Result<Config, ConfigErrors> {
+    let mut errs = Collector::new(file);
+    let root = match text.parse::<Table>() {
+        Ok(root) => root,
+        Err(e) => {
+            errs.push("", syntax_message(text, &e));
+            return Err(errs.finish());
+        }
+    };
+    value::reject_unknown(&mut errs, root.keys(), "", &["daemon", "service"]);
+
+    let daemon = daemon::read(&mut errs, root.get("daemon"), interface_exists);
+    let partials = services(&mut errs, root.get("service"));
+    conflicts::check(&mut errs, &partials);
+
+    // Last safety net: whatever passed here must also pass what the data
+    // path checks, or the daemon would fail later instead of at load.
+    let mut services = Vec::with_capacity(partials.len());
+    for partial in &partials {
+        if let Some(spec) = partial.spec() {
+            match spec.check() {
+                Ok(()) => services.push(spec),
+                Err(e) => errs.push(&partial.path, e.to_string()),
+            }
+        }
+    }
+
+    match daemon {
+        Some(daemon) if errs.is_empty() => Ok(Config { daemon, services }),
+        _ => Err(errs.finish()),
+    }
+}
+
+fn services(errs: &mut Collector, value: Option<&Value>) -> Vec<service::Partial> {
+    let items = match value {
+        None => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            value::wrong_type(errs, "service", "[[service]] tables", other);
+            return Vec::new();
+        }
+    };
+    if items.len() > MAX_SERVICES as usize {
+        errs.push(
+            "service",
+            format!(
+                "{} services; at most {MAX_SERVICES} are allowed",
+                items.len()
+            ),
+        );
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| service::read(errs, i, item))
+        .collect()
+}
+
+/// "TOML syntax error at line L, column C: ..." on one line; the toml
+/// crate's own rendering spans several.
+fn syntax_message(text: &str, error: &toml::de::Error) -> String {
+    let detail = error.message().trim().replace('\n', "; ");
+    let Some(span) = error.span() else {
+        return format!("TOML syntax error: {detail}");
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("TOML syntax error at line {line}, column {column}: {detail}")
+}

@@ -1,0 +1,329 @@
+//! The config file: valid fixtures parse, each invalid fixture fails with the
+//! error its header names, and all errors of a file come back at once.
+//!
+//! Invalid fixtures start with `# expect: <field path>` and optionally
+//! `# message: <substring>`; add a file to add a case.
+
+use std::{
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use canary_userspace::{
+    Affinity, Protocol,
+    config::{
+        self, Config, ConfigErrors, DEFAULT_BPFFS, DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET,
+        DEFAULT_STATE_DIR, parse_duration, weight_percent_to_bp,
+    },
+};
+
+/// The host the fixtures are written for: only these interfaces exist.
+fn test_interfaces(name: &str) -> bool {
+    name == "eth0" || name == "veth-test"
+}
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/configs")
+        .join(kind);
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn parse_fixture(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = fs::read_to_string(path).unwrap();
+    config::parse(&text, &path.display().to_string(), &test_interfaces)
+}
+
+fn valid(name: &str) -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/configs/valid")
+        .join(name);
+    parse_fixture(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn every_valid_fixture_parses() {
+    let files = fixtures("valid");
+    assert!(files.len() >= 3, "only {} valid fixtures", files.len());
+    for path in files {
+        if let Err(e) = parse_fixture(&path) {
+            panic!("{} should parse:\n{e}", path.display());
+        }
+    }
+}
+
+#[test]
+fn ipv4_tcp_fixture_has_its_values() {
+    let config = valid("ipv4_tcp.toml");
+    assert_eq!(config.daemon.interfaces, ["eth0", "veth-test"]);
+    assert_eq!(config.daemon.log_level, log::LevelFilter::Debug);
+    assert_eq!(config.daemon.flow_table_size, 131_072);
+    assert_eq!(config.daemon.udp_idle_timeout, Duration::from_secs(120));
+    assert_eq!(config.services.len(), 2);
+    let sentiment = &config.services[0];
+    assert_eq!(sentiment.name, "sentiment");
+    assert_eq!(sentiment.vip, addr("198.18.0.1:80"));
+    assert_eq!(sentiment.protocol, Protocol::Tcp);
+    assert_eq!(sentiment.affinity, Affinity::Client);
+    assert_eq!(
+        sentiment.stable,
+        [addr("198.18.0.1:8081"), addr("198.18.0.2:8081")]
+    );
+    assert_eq!(sentiment.canary, [addr("198.18.0.1:8082")]);
+    assert_eq!(sentiment.weight_bp, 1234);
+    // An integer weight is a percent too.
+    assert_eq!(config.services[1].weight_bp, 500);
+    assert_eq!(config.services[1].affinity, Affinity::Flow);
+}
+
+#[test]
+fn ipv6_udp_fixture_has_its_values() {
+    let config = valid("ipv6_udp_client.toml");
+    assert_eq!(config.daemon.metrics_listen, addr("[::1]:9464"));
+    assert_eq!(config.daemon.udp_idle_timeout, Duration::from_millis(500));
+    let dns = &config.services[0];
+    assert_eq!(dns.vip, addr("[2001:db8::1]:53"));
+    assert_eq!(dns.protocol, Protocol::Udp);
+    assert_eq!(dns.affinity, Affinity::Client);
+    assert_eq!(dns.stable.len(), 2);
+    assert_eq!(dns.canary, [addr("[2001:db8::20]:5353")]);
+    assert_eq!(dns.weight_bp, 1);
+}
+
+#[test]
+fn minimal_fixture_takes_defaults() {
+    let config = valid("minimal.toml");
+    let daemon = &config.daemon;
+    assert_eq!(daemon.socket, Path::new(DEFAULT_SOCKET));
+    assert_eq!(daemon.metrics_listen, addr(DEFAULT_METRICS_LISTEN));
+    assert_eq!(daemon.bpffs, Path::new(DEFAULT_BPFFS));
+    assert_eq!(daemon.state_dir, Path::new(DEFAULT_STATE_DIR));
+    assert_eq!(daemon.log_level, log::LevelFilter::Info);
+    assert_eq!(
+        daemon.flow_table_size,
+        canary_common::DEFAULT_FLOW_TABLE_SIZE
+    );
+    assert_eq!(
+        daemon.udp_idle_timeout,
+        Duration::from_nanos(canary_common::DEFAULT_UDP_IDLE_TIMEOUT_NS)
+    );
+    let api = &config.services[0];
+    assert_eq!(api.protocol, Protocol::Tcp);
+    assert_eq!(api.affinity, Affinity::Flow);
+    assert_eq!(api.weight_bp, 0);
+}
+
+#[test]
+fn zero_services_is_allowed() {
+    assert!(valid("no_services.toml").services.is_empty());
+}
+
+/// The `# expect:` field and optional `# message:` substring of a fixture.
+fn expectation(path: &Path, text: &str) -> (String, Option<String>) {
+    let mut lines = text.lines();
+    let field = lines
+        .next()
+        .and_then(|line| line.strip_prefix("# expect:"))
+        .unwrap_or_else(|| panic!("{}: first line must be `# expect: <field>`", path.display()));
+    let message = lines
+        .next()
+        .and_then(|line| line.strip_prefix("# message:"))
+        .map(|m| m.trim().to_owned());
+    (field.trim().to_owned(), message)
+}
+
+#[test]
+fn every_invalid_fixture_fails_with_its_expected_error() {
+    let files = fixtures("invalid");
+    assert!(files.len() >= 24, "only {} invalid fixtures", files.len());
+    // Every fixture is checked before failing, so one run shows all misses.
+    let mut misses = Vec::new();
+    for path in files {
+        let text = fs::read_to_string(&path).unwrap();
+        let (field, message) = expectation(&path, &text);
+        let file = path.display().to_string();
+        let errors = match config::parse(&text, &file, &test_interfaces) {
+            Ok(config) => {
+                misses.push(format!("{file} should fail, but parsed:\n{config:#?}"));
+                continue;
+            }
+            Err(errors) => errors,
+        };
+        let found = errors
+            .0
+            .iter()
+            .any(|e| e.field == field && message.as_deref().is_none_or(|m| e.message.contains(m)));
+        // One defect per fixture, so exactly one error: a second one would
+        // mean the fixture, or the checks, say more than intended.
+        if !found || errors.0.len() != 1 {
+            misses.push(format!(
+                "{file}: expected one error at {field:?} containing {message:?}; got:\n{errors}"
+            ));
+        }
+        for error in &errors.0 {
+            if !error.to_string().starts_with(&format!("{file}: ")) {
+                misses.push(format!("does not start with the file name: {error}"));
+            }
+        }
+    }
+    assert!(misses.is_empty(), "{}", misses.join("\n\n"));
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let text = r#"
+[daemon]
+interfaces = ["eth0", "eth9"]
+
+[[service]]
+name = "sentiment"
+listen = "198.18.0.1:80"
+protocol = "tcp"
+stable = ["198.18.0.1:8081"]
+canary = ["198.18.0.1:8082"]
+weight = 150
+
+[[service]]
+name = "search"
+listen = "198.18.0.2:80"
+stable = ["198.18.0.2:8081"]
+canary = ["198.18.0.300:8082"]
+"#;
+    let errors = config::parse(text, "canary.toml", &test_interfaces).unwrap_err();
+    let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "daemon.interfaces[1]",
+            "service[0].weight",
+            "service[1].canary[0]"
+        ],
+        "{errors}"
+    );
+    let shown = errors.to_string();
+    assert_eq!(shown.lines().count(), 3, "{shown}");
+    assert!(
+        shown.contains(
+            r#"canary.toml: service[1].canary[0]: "198.18.0.300:8082" is not an address: "#
+        ),
+        "{shown}"
+    );
+}
+
+#[test]
+fn weight_percent_to_bp_converts_exactly() {
+    for (percent, bp) in [
+        (0.0, 0),
+        (100.0, 10_000),
+        (12.34, 1234),
+        (0.01, 1),
+        (5.0, 500),
+        (99.99, 9999),
+        (0.29, 29),
+        (1.15, 115),
+        (-0.0, 0),
+    ] {
+        assert_eq!(weight_percent_to_bp(percent), Ok(bp), "{percent}");
+    }
+    // Every two-decimal percent, computed the way a parser would see it.
+    for bp in 0..=10_000_u16 {
+        let percent: f64 = format!("{}.{:02}", bp / 100, bp % 100).parse().unwrap();
+        assert_eq!(weight_percent_to_bp(percent), Ok(bp), "{percent}");
+    }
+}
+
+#[test]
+fn weight_percent_to_bp_rejects_range_and_precision() {
+    for percent in [100.01, 12.345, f64::NAN, -0.5, f64::INFINITY, 0.001, 1e-7] {
+        let error = weight_percent_to_bp(percent).unwrap_err();
+        assert!(
+            error.contains("from 0 to 100") && error.contains("at most two decimals"),
+            "{percent}: {error}"
+        );
+    }
+}
+
+#[test]
+fn durations_parse() {
+    for (text, duration) in [
+        ("500ms", Duration::from_millis(500)),
+        ("30s", Duration::from_secs(30)),
+        ("2m", Duration::from_secs(120)),
+        ("1h", Duration::from_secs(3600)),
+        ("0s", Duration::ZERO),
+    ] {
+        assert_eq!(parse_duration(text), Ok(duration), "{text}");
+    }
+}
+
+#[test]
+fn durations_reject_other_forms() {
+    for (text, why) in [
+        ("", "does not start with an integer"),
+        ("s", "does not start with an integer"),
+        ("30", "the unit is missing"),
+        ("1.5s", r#"".5s" is not a unit"#),
+        ("30 s", r#"" s" is not a unit"#),
+        ("-1s", "does not start with an integer"),
+        ("1m30s", r#""m30s" is not a unit"#),
+        ("10d", r#""d" is not a unit"#),
+        ("99999999999999999999s", "too large"),
+        ("9999999999999999h", "too large"),
+    ] {
+        let error = parse_duration(text).unwrap_err();
+        assert!(error.contains(why), "{text:?}: {error}");
+        assert!(error.contains(r#"e.g. "500ms", "30s", "2m""#), "{error}");
+    }
+}
+
+#[test]
+fn packaged_example_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/canary.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    let config =
+        config::parse(&text, "packaging/canary.toml", &|_| true).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!config.services.is_empty());
+}
+
+#[test]
+fn load_reports_an_unreadable_file() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/no-such-file.toml");
+    let errors = config::load(&path).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    let shown = errors.to_string();
+    assert!(
+        shown.starts_with(&format!("{}: cannot read", path.display())),
+        "{shown}"
+    );
+}
+
+#[test]
+fn load_checks_interfaces_on_this_host() {
+    let path = std::env::temp_dir().join(format!("canary-config-test-{}.toml", std::process::id()));
+    fs::write(&path, "[daemon]\ninterfaces = [\"canary-none0\"]\n").unwrap();
+    let result = config::load(&path);
+    fs::remove_file(&path).unwrap();
+    let errors = result.unwrap_err();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert_eq!(errors.0[0].field, "daemon.interfaces[0]");
+}
+
+#[test]
+fn interface_lookup_cannot_escape_sys_class_net() {
+    // "/sys/class/net/.." exists; the name check must stop it first.
+    assert!(!config::interface_exists(".."));
+    assert!(!config::interface_exists("../net"));
+    assert!(!config::interface_exists(""));
+}
