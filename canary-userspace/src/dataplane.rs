@@ -40,8 +40,16 @@ pub const INGRESS_PROGRAM: &str = "canary_ingress";
 pub const EGRESS_PROGRAM: &str = "canary_egress";
 
 /// Every map of the object; all are pinned when a pin directory is given.
-pub const MAPS: [&str; 8] =
-    ["SERVICES", "VIP_ADDRESSES", "BACKENDS", "BACKEND_OWNERS", "FLOWS", "STATS", "VERDICTS", "SETTINGS"];
+pub const MAPS: [&str; 8] = [
+    "SERVICES",
+    "VIP_ADDRESSES",
+    "BACKENDS",
+    "BACKEND_OWNERS",
+    "FLOWS",
+    "STATS",
+    "VERDICTS",
+    "SETTINGS",
+];
 
 /// Layout version of the pin directory: a daemon that changes map layouts
 /// bumps it, so it never reads maps written with another layout.
@@ -112,10 +120,14 @@ impl Dataplane {
         let map_paths: Vec<(&str, PathBuf)> = match &pin_dir {
             Some(dir) => {
                 for sub in ["maps", "links"] {
-                    fs::create_dir_all(dir.join(sub))
-                        .map_err(|source| Error::PinDir { path: dir.join(sub), source })?;
+                    fs::create_dir_all(dir.join(sub)).map_err(|source| Error::PinDir {
+                        path: dir.join(sub),
+                        source,
+                    })?;
                 }
-                MAPS.iter().map(|m| (*m, dir.join("maps").join(m))).collect()
+                MAPS.iter()
+                    .map(|m| (*m, dir.join("maps").join(m)))
+                    .collect()
             }
             None => vec![],
         };
@@ -168,33 +180,60 @@ impl Dataplane {
         let links = self.pin_dir.as_ref().map(|d| d.join("links"));
         let xdp_pin = links.as_ref().map(|d| d.join(format!("{interface}.xdp")));
         let tc_pin = links.as_ref().map(|d| d.join(format!("{interface}.tc")));
-        if let (Some(x), Some(t)) = (&xdp_pin, &tc_pin) {
-            if pinned(x)? && pinned(t)? {
-                return Ok(Attached::Kept);
-            }
+        if let (Some(x), Some(t)) = (&xdp_pin, &tc_pin)
+            && pinned(x)?
+            && pinned(t)?
+        {
+            return Ok(Attached::Kept);
         }
-        let attach_err = |source| Error::Attach { interface: interface.to_owned(), source };
+        let attach_err = |source| Error::Attach {
+            interface: interface.to_owned(),
+            source,
+        };
         let xdp: &mut Xdp = program(&mut self.ebpf, INGRESS_PROGRAM)?;
         let (mode, xdp_id) = match xdp.attach(interface, XdpMode::Driver) {
             Ok(id) => (XdpMode::Driver, id),
             Err(e) => {
-                log::warn!("{interface}: driver-mode XDP failed ({e}); using generic mode, which is slower");
-                (XdpMode::Skb, xdp.attach(interface, XdpMode::Skb).map_err(attach_err)?)
+                log::warn!(
+                    "{interface}: driver-mode XDP failed ({e}); using generic mode, which is slower"
+                );
+                (
+                    XdpMode::Skb,
+                    xdp.attach(interface, XdpMode::Skb).map_err(attach_err)?,
+                )
             }
         };
         if let Some(path) = &xdp_pin {
-            let link: FdLink = xdp.take_link(xdp_id).map_err(attach_err)?.try_into().map_err(|e| {
-                Error::Pin { path: path.clone(), what: format!("XDP link is not an fd link: {e}") }
+            let link: FdLink = xdp
+                .take_link(xdp_id)
+                .map_err(attach_err)?
+                .try_into()
+                .map_err(|e| Error::Pin {
+                    path: path.clone(),
+                    what: format!("XDP link is not an fd link: {e}"),
+                })?;
+            link.pin(path).map_err(|e| Error::Pin {
+                path: path.clone(),
+                what: e.to_string(),
             })?;
-            link.pin(path).map_err(|e| Error::Pin { path: path.clone(), what: e.to_string() })?;
         }
         let tc: &mut SchedClassifier = program(&mut self.ebpf, EGRESS_PROGRAM)?;
-        let tc_id = tc.attach(interface, TcAttachType::Egress).map_err(attach_err)?;
+        let tc_id = tc
+            .attach(interface, TcAttachType::Egress)
+            .map_err(attach_err)?;
         if let Some(path) = &tc_pin {
-            let link: FdLink = tc.take_link(tc_id).map_err(attach_err)?.try_into().map_err(|e| {
-                Error::Pin { path: path.clone(), what: format!("TC link is not an fd link: {e}") }
+            let link: FdLink = tc
+                .take_link(tc_id)
+                .map_err(attach_err)?
+                .try_into()
+                .map_err(|e| Error::Pin {
+                    path: path.clone(),
+                    what: format!("TC link is not an fd link: {e}"),
+                })?;
+            link.pin(path).map_err(|e| Error::Pin {
+                path: path.clone(),
+                what: e.to_string(),
             })?;
-            link.pin(path).map_err(|e| Error::Pin { path: path.clone(), what: e.to_string() })?;
         }
         Ok(Attached::New(mode))
     }
@@ -212,7 +251,9 @@ impl Dataplane {
     /// The kernel's current weight of a service whose VIP was found in
     /// pinned maps at load (what an earlier run left).
     pub fn recovered_weight(&self, spec: &ServiceSpec) -> Option<u16> {
-        self.recovered.get(&spec.vip_endpoint()).map(|s| s.weight_bp)
+        self.recovered
+            .get(&spec.vip_endpoint())
+            .map(|s| s.weight_bp)
     }
 
     /// Current weight of a registered service.
@@ -441,7 +482,10 @@ impl Dataplane {
     /// Removes a service: its SERVICES entry first (new packets to the VIP
     /// pass untouched from then on), then what only it used.
     pub fn remove_service(&mut self, service: &str) -> Result<()> {
-        let reg = self.services.remove(service).ok_or_else(|| Error::UnknownService(service.into()))?;
+        let reg = self
+            .services
+            .remove(service)
+            .ok_or_else(|| Error::UnknownService(service.into()))?;
         let vip = reg.spec.vip_endpoint();
         self.recovered.remove(&vip);
         let _ = self.hash_map::<Endpoint, Service>("SERVICES")?.remove(&vip);
@@ -452,18 +496,96 @@ impl Dataplane {
         self.refresh_vip_addresses()
     }
 
+    /// Forgets what an earlier run left in pinned maps and the current
+    /// services do not claim: services whose VIP is gone, and backend owners
+    /// of backends no service has now. Call once every configured service is
+    /// registered.
+    pub fn prune_unclaimed(&mut self) -> Result<Vec<Endpoint>> {
+        let vips: Vec<Endpoint> = self
+            .services
+            .values()
+            .map(|r| r.spec.vip_endpoint())
+            .collect();
+        let backends: Vec<Endpoint> = self
+            .services
+            .values()
+            .flat_map(|r| {
+                let proto = r.spec.protocol.number();
+                r.spec
+                    .stable
+                    .iter()
+                    .chain(&r.spec.canary)
+                    .map(move |b| endpoint(*b, proto))
+            })
+            .collect();
+        let mut services = self.hash_map::<Endpoint, Service>("SERVICES")?;
+        let stale: Vec<Endpoint> = services
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !vips.contains(k))
+            .collect();
+        for key in &stale {
+            let _ = services.remove(key);
+        }
+        let mut owners = self.hash_map::<Endpoint, BackendOwner>("BACKEND_OWNERS")?;
+        let orphans: Vec<Endpoint> = owners
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !backends.contains(k))
+            .collect();
+        for key in &orphans {
+            let _ = owners.remove(key);
+        }
+        self.recovered.clear();
+        self.refresh_vip_addresses()?;
+        Ok(stale)
+    }
+
+    /// Entries the flow table was created with (a reused pinned table keeps
+    /// the size it was first made with).
+    pub fn flow_table_capacity(&self) -> Result<u32> {
+        let map = self.ebpf.map("FLOWS").ok_or(Error::Missing {
+            kind: "map",
+            name: "FLOWS",
+        })?;
+        let data: &MapData = match map {
+            aya::maps::Map::LruHashMap(m) => m,
+            _ => {
+                return Err(Error::Missing {
+                    kind: "LRU hash map",
+                    name: "FLOWS",
+                });
+            }
+        };
+        data.info()
+            .map(|i| i.max_entries())
+            .map_err(|source| Error::Map {
+                name: "FLOWS",
+                source,
+            })
+    }
+
     /// Zeroes the counters of a service slot before a new service takes it.
     fn reset_stats(&mut self, id: u32) -> Result<()> {
-        let map = self.ebpf.map_mut("STATS").ok_or(Error::Missing { kind: "map", name: "STATS" })?;
+        let map = self.ebpf.map_mut("STATS").ok_or(Error::Missing {
+            kind: "map",
+            name: "STATS",
+        })?;
         let mut stats: PerCpuArray<_, VersionStats> =
-            PerCpuArray::try_from(map).map_err(|source| Error::Map { name: "STATS", source })?;
+            PerCpuArray::try_from(map).map_err(|source| Error::Map {
+                name: "STATS",
+                source,
+            })?;
         let cpus = nr_cpus().map_err(|(_, source)| Error::Cpus(source))?;
         for version in [VERSION_STABLE, VERSION_CANARY] {
             let zeros = PerCpuValues::try_from(vec![VersionStats::default(); cpus])
-                .map_err(|source| Error::Cpus(source))?;
+                .map_err(Error::Cpus)?;
             stats
                 .set(stats_slot(id, version), zeros, 0)
-                .map_err(|source| Error::Map { name: "STATS", source })?;
+                .map_err(|source| Error::Map {
+                    name: "STATS",
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -516,7 +638,10 @@ fn pinned(path: &Path) -> Result<bool> {
         {
             Ok(false)
         }
-        Err(e) => Err(Error::Pin { path: path.to_owned(), what: e.to_string() }),
+        Err(e) => Err(Error::Pin {
+            path: path.to_owned(),
+            what: e.to_string(),
+        }),
     }
 }
 

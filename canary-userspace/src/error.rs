@@ -33,9 +33,15 @@ pub enum Error {
     #[error("unknown service {0:?}")]
     UnknownService(String),
     #[error("creating pin directory {path}: {source}")]
-    PinDir { path: std::path::PathBuf, source: std::io::Error },
+    PinDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("pin {path}: {what}")]
-    Pin { path: std::path::PathBuf, what: String },
+    Pin {
+        path: std::path::PathBuf,
+        what: String,
+    },
     #[error("counting CPUs: {0}")]
     Cpus(std::io::Error),
     #[error("backend {backend} already serves service {owner}")]

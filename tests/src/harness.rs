@@ -7,7 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::{Context, Result};
 use canary_common::VersionStats;
 use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec};
-use xtask::topology::{BACKEND_V4, BACKEND_V6, BackendKind, HOST_IF, HOST_V4, HOST_V6, Topology};
+use xtask::topology::{
+    BACKEND_V4, BACKEND_V6, BackendKind, CLIENT_IF, HOST_IF, HOST_V4, HOST_V6, Topology,
+};
 
 use crate::servers::{Backend, Client};
 
@@ -107,7 +109,34 @@ impl Harness {
             .host
             .ip(&["-s", "link", "show", HOST_IF])
             .unwrap_or_else(|e| e.to_string());
-        format!("verdicts: {verdicts}\nstats: {stats}\nhost {HOST_IF}:\n{link}")
+        let client_link = self
+            .topo
+            .client
+            .ip(&["-s", "link", "show", CLIENT_IF])
+            .unwrap_or_else(|e| e.to_string());
+        // Retransmissions and timeouts tell lost packets from a slow backend.
+        let tcp = |ns: &xtask::topology::Netns| {
+            ns.exec(&[
+                "nstat",
+                "-az",
+                "TcpRetransSegs",
+                "TcpExtTCPTimeouts",
+                "TcpExtTCPSynRetrans",
+            ])
+            .unwrap_or_else(|e| e.to_string())
+        };
+        let accepted = self
+            .backends
+            .iter()
+            .map(|b| b.accepted())
+            .collect::<Vec<_>>();
+        format!(
+            "verdicts: {verdicts}\nstats: {stats}\nbackends accepted [stable, canary]: {accepted:?}\n\
+             host {HOST_IF}:\n{link}\nclient {CLIENT_IF}:\n{client_link}\n\
+             client tcp:\n{}\nhost tcp:\n{}",
+            tcp(&self.topo.client),
+            tcp(&self.topo.host)
+        )
     }
 
     /// [stable, canary] counters of the service.

@@ -7,7 +7,7 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{
-        Arc,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
@@ -29,6 +29,19 @@ const MATRIX: [(BackendKind, Family); 4] = [
     (BackendKind::Namespace, Family::V6),
 ];
 
+/// The scenarios run one at a time: each drives hundreds of threads and
+/// connections, and on a 2-core machine running them side by side starves
+/// the backends until replies miss their timeout, which is not what these
+/// tests are about.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    // A failed scenario poisons the lock; the next one still runs.
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Waits (bounded) until `f` holds; returns whether it did.
 fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
@@ -44,6 +57,7 @@ fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 #[test]
 fn flow_affinity_splits_new_connections_by_weight() {
     require_root!();
+    let _serial = one_at_a_time();
     const CONNECTIONS: u32 = 2000;
     for (kind, family) in MATRIX {
         let h = Harness::new(kind, family, Affinity::Flow, 1000).unwrap();
@@ -100,6 +114,7 @@ fn flow_affinity_splits_new_connections_by_weight() {
 #[test]
 fn client_affinity_keeps_each_client_on_one_version() {
     require_root!();
+    let _serial = one_at_a_time();
     const CLIENTS: u32 = 200;
     const PER_CLIENT: usize = 3;
     for (kind, family) in MATRIX {
@@ -150,6 +165,7 @@ fn client_affinity_keeps_each_client_on_one_version() {
 #[test]
 fn weight_changes_never_move_established_connections() {
     require_root!();
+    let _serial = one_at_a_time();
     const STEPS: u16 = 20;
     const PER_STEP: usize = 10; // 200 connections in all
     const STEP_TIME: Duration = Duration::from_millis(150);

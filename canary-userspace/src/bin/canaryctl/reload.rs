@@ -1,0 +1,20 @@
+//! `canaryctl reload`
+
+use canary_userspace::api::Reloaded;
+
+pub fn print(data: serde_json::Value) -> Result<(), serde_json::Error> {
+    let r: Reloaded = serde_json::from_value(data)?;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("reloaded");
+    println!("  added:     {}", list(&r.added));
+    println!("  updated:   {}", list(&r.updated));
+    println!("  removed:   {}", list(&r.removed));
+    println!("  unchanged: {}", list(&r.unchanged));
+    Ok(())
+}

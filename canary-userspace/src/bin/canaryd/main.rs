@@ -1,0 +1,156 @@
+//! canaryd: owns the canary data path on this host. Loads and pins the
+//! XDP/TC programs and maps, applies the config, serves the control socket
+//! and Prometheus metrics. See `canaryd --help`.
+
+mod control;
+mod http;
+mod run;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use canary_userspace::config::{self, Config, DaemonConfig};
+use clap::Parser;
+
+/// canaryd — splits new flows to a service between a stable and a canary
+/// backend in XDP, keeps established connections where they started, and
+/// exports per-version metrics.
+///
+/// Runs as root (it drops to CAP_BPF and CAP_NET_ADMIN once attached).
+/// Flags override the config file's [daemon] table.
+///
+/// Examples:
+///   canaryd --config /etc/canary/canary.toml
+///   canaryd --config canary.toml --interface veth0 --metrics-listen 127.0.0.1:9464
+///   canaryd --config /etc/canary/canary.toml --detach-all
+#[derive(Debug, Parser)]
+#[command(version, verbatim_doc_comment)]
+struct Args {
+    /// Config file (TOML): [daemon] options and [[service]] entries.
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        default_value = "/etc/canary/canary.toml"
+    )]
+    config: PathBuf,
+    /// Interface to attach to (repeatable); replaces daemon.interfaces.
+    #[arg(long = "interface", value_name = "IFACE")]
+    interfaces: Vec<String>,
+    /// Control socket path; replaces daemon.socket.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Metrics listen address (ip:port); replaces daemon.metrics_listen.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// bpffs directory for pinned maps and links; replaces daemon.bpffs.
+    #[arg(long, value_name = "DIR")]
+    bpffs: Option<PathBuf>,
+    /// Directory of the state file; replaces daemon.state_dir.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// error, warn, info, debug or trace; replaces daemon.log_level.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<log::LevelFilter>,
+    /// Start clean: remove pinned maps, links and the state file first.
+    /// BREAKS ESTABLISHED CONNECTIONS through the VIPs (their flow entries
+    /// go) and resets counters and run-time weights to the config's.
+    #[arg(long, verbatim_doc_comment)]
+    reset: bool,
+    /// Remove everything canaryd left in the kernel (programs detach, pins,
+    /// flow table, counters and the state file go), then exit. BREAKS
+    /// ESTABLISHED CONNECTIONS through the VIPs. Stop the daemon first.
+    #[arg(long, conflicts_with = "reset", verbatim_doc_comment)]
+    detach_all: bool,
+    /// Check the config file (every error at once) and exit.
+    #[arg(long, conflicts_with_all = ["reset", "detach_all"])]
+    check: bool,
+}
+
+impl Args {
+    fn apply_overrides(&self, d: &mut DaemonConfig) {
+        if !self.interfaces.is_empty() {
+            d.interfaces = self.interfaces.clone();
+        }
+        if let Some(v) = &self.socket {
+            d.socket = v.clone();
+        }
+        if let Some(v) = self.metrics_listen {
+            d.metrics_listen = v;
+        }
+        if let Some(v) = &self.bpffs {
+            d.bpffs = v.clone();
+        }
+        if let Some(v) = &self.state_dir {
+            d.state_dir = v.clone();
+        }
+        if let Some(v) = self.log_level {
+            d.log_level = v;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::new()
+        .filter_level(args.log_level.unwrap_or(log::LevelFilter::Info))
+        .format_target(false)
+        .init();
+    let mut config = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(errors) if args.detach_all => {
+            // Cleaning up must work with a broken config: use flags/defaults.
+            log::warn!(
+                "config not usable ({} errors); using flags and defaults for --detach-all",
+                errors.0.len()
+            );
+            Config {
+                daemon: DaemonConfig {
+                    interfaces: vec![],
+                    socket: config::DEFAULT_SOCKET.into(),
+                    metrics_listen: config::DEFAULT_METRICS_LISTEN
+                        .parse()
+                        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9464))),
+                    bpffs: config::DEFAULT_BPFFS.into(),
+                    state_dir: config::DEFAULT_STATE_DIR.into(),
+                    log_level: log::LevelFilter::Info,
+                    flow_table_size: canary_common::DEFAULT_FLOW_TABLE_SIZE,
+                    udp_idle_timeout: std::time::Duration::from_nanos(
+                        canary_common::DEFAULT_UDP_IDLE_TIMEOUT_NS,
+                    ),
+                },
+                services: vec![],
+            }
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "canaryd: {} error(s) in {}; nothing was started",
+                errors.0.len(),
+                args.config.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    args.apply_overrides(&mut config.daemon);
+    log::set_max_level(config.daemon.log_level);
+    if args.check {
+        println!(
+            "{}: ok ({} services)",
+            args.config.display(),
+            config.services.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let result = if args.detach_all {
+        run::detach_all(&config)
+    } else {
+        run::run(&args.config, config, args.reset)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("canaryd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

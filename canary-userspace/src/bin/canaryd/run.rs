@@ -1,0 +1,115 @@
+//! The daemon's life: start the data path, bind the sockets, drop
+//! privileges, serve until SIGTERM/SIGINT, reload on SIGHUP.
+
+use std::{
+    fs,
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::{Context, Result};
+use canary_userspace::{caps, config::Config, daemon::Daemon, metrics};
+use tokio::signal::unix::{SignalKind, signal};
+
+pub type Shared = Arc<Mutex<Daemon>>;
+
+pub fn detach_all(config: &Config) -> Result<()> {
+    Daemon::detach_all(&config.daemon)?;
+    println!(
+        "removed the pins under {} and the state file in {}; the programs are detached",
+        config.daemon.bpffs.display(),
+        config.daemon.state_dir.display()
+    );
+    Ok(())
+}
+
+pub fn run(config_path: &Path, config: Config, reset: bool) -> Result<()> {
+    if reset {
+        log::warn!(
+            "--reset: removing pinned state; established connections through the VIPs break"
+        );
+        Daemon::detach_all(&config.daemon)?;
+    }
+    let socket_path = config.daemon.socket.clone();
+    let metrics_addr = config.daemon.metrics_listen;
+    let daemon = Daemon::start(config_path, config)?;
+    let control = bind_control_socket(&socket_path)?;
+    let metrics = std::net::TcpListener::bind(metrics_addr)
+        .with_context(|| format!("binding the metrics listener on {metrics_addr}"))?;
+    metrics.set_nonblocking(true)?;
+    // Process-wide while there is one thread: the runtime below is
+    // single-threaded and any thread it starts inherits these sets.
+    caps::drop_to_kept().context("dropping capabilities")?;
+    log::info!(
+        "serving: control socket {}, metrics http://{metrics_addr}/metrics; capabilities kept: CAP_BPF, CAP_NET_ADMIN",
+        socket_path.display()
+    );
+    let shared: Shared = Arc::new(Mutex::new(daemon));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(serve(shared, control, metrics));
+    let _ = fs::remove_file(&socket_path);
+    log::info!(
+        "stopped; the data path keeps running from its pins (canaryd --detach-all removes it)"
+    );
+    result
+}
+
+async fn serve(
+    shared: Shared,
+    control: std::os::unix::net::UnixListener,
+    metrics: std::net::TcpListener,
+) -> Result<()> {
+    let control = tokio::net::UnixListener::from_std(control)?;
+    let metrics = tokio::net::TcpListener::from_std(metrics)?;
+    let registry = metrics::process_registry();
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::spawn(crate::control::serve(control, shared.clone()));
+    tokio::spawn(crate::http::serve(metrics, shared.clone(), registry));
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                let result = shared.lock().unwrap_or_else(|p| p.into_inner()).reload();
+                match result {
+                    Ok(r) => log::info!("SIGHUP: reloaded: {r:?}"),
+                    Err(e) => log::error!("SIGHUP: reload rejected, nothing changed:\n{e}"),
+                }
+            }
+            _ = terminate.recv() => { log::info!("SIGTERM"); return Ok(()); }
+            _ = interrupt.recv() => { log::info!("SIGINT"); return Ok(()); }
+        }
+    }
+}
+
+/// Creates the socket 0660 in a 0750 directory. A socket file left by a
+/// crashed daemon is replaced; one a live daemon answers on is not.
+fn bind_control_socket(path: &Path) -> Result<std::os::unix::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "another canaryd answers on {}; stop it first or pass another --socket",
+                path.display()
+            );
+        }
+        fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .with_context(|| format!("binding the control socket {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o660))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
