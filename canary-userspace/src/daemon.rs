@@ -8,7 +8,6 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use aya::programs::XdpMode;
 use canary_common::{VersionStats, verdict};
 
 use crate::{
@@ -78,13 +77,11 @@ impl Daemon {
         }
         let mut interfaces = vec![];
         for name in &d.interfaces {
-            let how = dp.attach(name)?;
-            let xdp = match how {
-                Attached::New(XdpMode::Driver) => "driver",
-                Attached::New(_) => "generic",
-                Attached::Kept => "kept",
+            let xdp = match dp.attach(name)? {
+                Attached::Driver => "driver",
+                Attached::Generic => "generic",
             };
-            log::info!("{name}: XDP {xdp}, TC egress via tcx");
+            log::info!("{name}: XDP in {xdp} mode, TC egress as a clsact filter");
             interfaces.push(InterfaceStatus {
                 name: name.clone(),
                 xdp: xdp.into(),

@@ -15,11 +15,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader, Pod,
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
-    programs::{
-        SchedClassifier, TcAttachType, Xdp, XdpMode,
-        links::{FdLink, LinkError, PinnedLink},
-    },
-    sys::SyscallError,
+    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
     util::nr_cpus,
 };
 use canary_common::{
@@ -29,6 +25,7 @@ use canary_common::{
 };
 
 use crate::{
+    attachment,
     error::{Error, Result},
     service::{ServiceSpec, backend, endpoint},
 };
@@ -54,6 +51,10 @@ pub const MAPS: [&str; 8] = [
 /// Layout version of the pin directory: a daemon that changes map layouts
 /// bumps it, so it never reads maps written with another layout.
 pub const PIN_LAYOUT: &str = "v1";
+/// Under the layout directory: pinned programs, and one empty directory per
+/// interface the programs are attached to (what --detach-all undoes).
+const PROGRAMS_DIR: &str = "programs";
+const INTERFACES_DIR: &str = "interfaces";
 
 /// Choices made once, at load time.
 #[derive(Clone, Debug)]
@@ -80,15 +81,8 @@ impl Default for LoadOptions {
     }
 }
 
-/// How `attach` found an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Attached {
-    /// Newly attached in this XDP mode.
-    New(XdpMode),
-    /// A pinned link from an earlier run is still attached and was kept, so
-    /// the data path never stopped.
-    Kept,
-}
+/// How the XDP program is attached.
+pub use crate::attachment::XdpMode as Attached;
 
 /// Global verdict counters, summed over CPUs, for each program.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -119,7 +113,7 @@ impl Dataplane {
         loader.map_max_entries("FLOWS", opts.flow_table_size);
         let map_paths: Vec<(&str, PathBuf)> = match &pin_dir {
             Some(dir) => {
-                for sub in ["maps", "links"] {
+                for sub in ["maps", PROGRAMS_DIR, INTERFACES_DIR] {
                     fs::create_dir_all(dir.join(sub)).map_err(|source| Error::PinDir {
                         path: dir.join(sub),
                         source,
@@ -145,6 +139,27 @@ impl Dataplane {
             name: EGRESS_PROGRAM,
             source,
         })?;
+        if let Some(dir) = &pin_dir {
+            // This run's programs replace the pins of an earlier run's; an
+            // attached old program lives on until the attach replaces it.
+            for name in [INGRESS_PROGRAM, EGRESS_PROGRAM] {
+                let path = dir.join(PROGRAMS_DIR).join(name);
+                let _ = fs::remove_file(&path);
+                let prog = ebpf.program_mut(name).ok_or(Error::Missing {
+                    kind: "program",
+                    name,
+                })?;
+                prog.pin(&path).map_err(|e| Error::Pin {
+                    path: path.clone(),
+                    what: format!(
+                        "{e}: {}",
+                        std::error::Error::source(&e)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default()
+                    ),
+                })?;
+            }
+        }
         let mut dp = Dataplane {
             ebpf,
             services: BTreeMap::new(),
@@ -173,76 +188,69 @@ impl Dataplane {
     }
 
     /// Attaches XDP ingress (driver mode, falling back to generic mode with a
-    /// warning) and TC egress (tcx) to `interface`, pinning both links when a
-    /// pin directory is set. Links pinned by an earlier run are kept as they
-    /// are: their programs use the same pinned maps.
+    /// warning) and TC egress to `interface`.
+    ///
+    /// With a pin directory the attachments outlive this process (see
+    /// `attachment`): a program an earlier run attached is replaced
+    /// atomically by this one, which uses the same pinned maps. Without one
+    /// (tests) they are bpf_links (tcx for TC) that go when this process does.
     pub fn attach(&mut self, interface: &str) -> Result<Attached> {
-        let links = self.pin_dir.as_ref().map(|d| d.join("links"));
-        let xdp_pin = links.as_ref().map(|d| d.join(format!("{interface}.xdp")));
-        let tc_pin = links.as_ref().map(|d| d.join(format!("{interface}.tc")));
-        if let (Some(x), Some(t)) = (&xdp_pin, &tc_pin)
-            && pinned(x)?
-            && pinned(t)?
-        {
-            return Ok(Attached::Kept);
+        if let Some(dir) = self.pin_dir.clone() {
+            let attach_err = |source: io::Error| Error::Persistent {
+                interface: interface.to_owned(),
+                source,
+            };
+            // Recorded before attaching, so --detach-all finds a half-done one.
+            let record = dir.join(INTERFACES_DIR).join(interface);
+            fs::create_dir_all(&record).map_err(|source| Error::PinDir {
+                path: record.clone(),
+                source,
+            })?;
+            let progs = dir.join(PROGRAMS_DIR);
+            let mode = attachment::attach_xdp(interface, &progs.join(INGRESS_PROGRAM))
+                .map_err(attach_err)?;
+            attachment::attach_tc_egress(interface, &progs.join(EGRESS_PROGRAM))
+                .map_err(attach_err)?;
+            return Ok(mode);
         }
         let attach_err = |source| Error::Attach {
             interface: interface.to_owned(),
             source,
         };
         let xdp: &mut Xdp = program(&mut self.ebpf, INGRESS_PROGRAM)?;
-        let (mode, xdp_id) = match xdp.attach(interface, XdpMode::Driver) {
-            Ok(id) => (XdpMode::Driver, id),
+        let mode = match xdp.attach(interface, XdpMode::Driver) {
+            Ok(_) => Attached::Driver,
             Err(e) => {
                 log::warn!(
                     "{interface}: driver-mode XDP failed ({e}); using generic mode, which is slower"
                 );
-                (
-                    XdpMode::Skb,
-                    xdp.attach(interface, XdpMode::Skb).map_err(attach_err)?,
-                )
+                xdp.attach(interface, XdpMode::Skb).map_err(attach_err)?;
+                Attached::Generic
             }
         };
-        if let Some(path) = &xdp_pin {
-            let link: FdLink = xdp
-                .take_link(xdp_id)
-                .map_err(attach_err)?
-                .try_into()
-                .map_err(|e| Error::Pin {
-                    path: path.clone(),
-                    what: format!("XDP link is not an fd link: {e}"),
-                })?;
-            link.pin(path).map_err(|e| Error::Pin {
-                path: path.clone(),
-                what: e.to_string(),
-            })?;
-        }
         let tc: &mut SchedClassifier = program(&mut self.ebpf, EGRESS_PROGRAM)?;
-        let tc_id = tc
-            .attach(interface, TcAttachType::Egress)
+        tc.attach(interface, TcAttachType::Egress)
             .map_err(attach_err)?;
-        if let Some(path) = &tc_pin {
-            let link: FdLink = tc
-                .take_link(tc_id)
-                .map_err(attach_err)?
-                .try_into()
-                .map_err(|e| Error::Pin {
-                    path: path.clone(),
-                    what: format!("TC link is not an fd link: {e}"),
-                })?;
-            link.pin(path).map_err(|e| Error::Pin {
-                path: path.clone(),
-                what: e.to_string(),
-            })?;
-        }
-        Ok(Attached::New(mode))
+        Ok(mode)
     }
 
-    /// Removes every pin under `pin_dir` (links and maps): once no process
-    /// holds them, the programs detach and the maps, with every flow entry
-    /// and counter, are freed. Established connections through the VIPs break.
+    /// Detaches the programs from every interface an earlier run attached
+    /// to, then removes every pin under `pin_dir`: the maps, with every flow
+    /// entry and counter, are freed once no process holds them.
+    /// Established connections through the VIPs break.
     pub fn remove_pins(pin_dir: &Path) -> io::Result<()> {
-        match fs::remove_dir_all(pin_dir.join(PIN_LAYOUT)) {
+        let dir = pin_dir.join(PIN_LAYOUT);
+        match fs::read_dir(dir.join(INTERFACES_DIR)) {
+            Ok(entries) => {
+                for entry in entries {
+                    let name = entry?.file_name();
+                    attachment::detach(&name.to_string_lossy())?;
+                }
+            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
+        }
+        match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -578,8 +586,8 @@ impl Dataplane {
             })?;
         let cpus = nr_cpus().map_err(|(_, source)| Error::Cpus(source))?;
         for version in [VERSION_STABLE, VERSION_CANARY] {
-            let zeros = PerCpuValues::try_from(vec![VersionStats::default(); cpus])
-                .map_err(Error::Cpus)?;
+            let zeros =
+                PerCpuValues::try_from(vec![VersionStats::default(); cpus]).map_err(Error::Cpus)?;
             stats
                 .set(stats_slot(id, version), zeros, 0)
                 .map_err(|source| Error::Map {
@@ -626,22 +634,6 @@ impl Dataplane {
             .map_mut(name)
             .ok_or(Error::Missing { kind: "map", name })?;
         Array::try_from(map).map_err(|source| Error::Map { name, source })
-    }
-}
-
-/// True when a link is pinned at `path`; false when nothing is there.
-fn pinned(path: &Path) -> Result<bool> {
-    match PinnedLink::from_pin(path) {
-        Ok(_) => Ok(true),
-        Err(LinkError::SyscallError(SyscallError { io_error, .. }))
-            if io_error.kind() == io::ErrorKind::NotFound =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(Error::Pin {
-            path: path.to_owned(),
-            what: e.to_string(),
-        }),
     }
 }
 

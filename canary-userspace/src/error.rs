@@ -26,6 +26,11 @@ pub enum Error {
         interface: String,
         source: aya::programs::ProgramError,
     },
+    #[error("attaching to interface {interface}: {source}")]
+    Persistent {
+        interface: String,
+        source: std::io::Error,
+    },
     #[error("service {service}: {what}")]
     InvalidService { service: String, what: String },
     #[error("all {max} service slots are in use")]

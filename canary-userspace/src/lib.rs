@@ -8,11 +8,13 @@
 //! - `api`: the control socket's JSON messages and the client side.
 //! - `metrics`: Prometheus exposition of the data path's counters.
 //! - `state`: the atomically written state file (run-time weights).
+//! - `attachment`: XDP/TC attachments that outlive the daemon.
 //! - `bpffs`, `caps`: host plumbing (bpffs mount, capability drop).
 //! - `service`: the service description userspace hands to the data path.
 //! - `error`: the library's error type.
 
 pub mod api;
+pub mod attachment;
 pub mod bpffs;
 pub mod caps;
 pub mod config;

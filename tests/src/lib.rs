@@ -5,10 +5,14 @@
 //! - `checksum`: that routine (RFC 1071).
 //! - `servers`: small TCP backends and clients that live in test namespaces.
 //! - `harness`: topology + attached data path + backends + one service.
+//! - `prometheus`: a real Prometheus server and promtool for metric tests.
+//! - `daemon`: the real canaryd/canaryctl binaries run in a test namespace.
 
 pub mod checksum;
+pub mod daemon;
 pub mod harness;
 pub mod packet;
+pub mod prometheus;
 pub mod servers;
 
 /// Skips a test that needs root (BPF, namespaces), saying why.

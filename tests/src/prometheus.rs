@@ -1,0 +1,125 @@
+//! A real Prometheus server (Debian's package) in a test namespace, and
+//! promtool's metrics lint.
+
+use std::{
+    fs,
+    io::Write,
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use xtask::topology::Netns;
+
+use crate::daemon::{http_get, url_encode};
+
+/// Where the server listens, inside the test's namespace.
+const LISTEN: &str = "127.0.0.1:9090";
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `promtool check metrics` over an exposition; returns its complaints
+/// (empty when it has none).
+pub fn promtool_check_metrics(exposition: &str) -> Result<String> {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running promtool (cargo xtask setup installs the prometheus package)")?;
+    child
+        .stdin
+        .take()
+        .context("promtool stdin")?
+        .write_all(exposition.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(if out.status.success() {
+        String::new()
+    } else {
+        said
+    })
+}
+
+/// A Prometheus server scraping one target every second; killed on drop.
+pub struct Server<'a> {
+    child: Child,
+    listen: SocketAddr,
+    ns: &'a Netns,
+}
+
+impl<'a> Server<'a> {
+    pub fn start(ns: &'a Netns, dir: &Path, target: SocketAddr) -> Result<Server<'a>> {
+        let config = dir.join("prometheus.yml");
+        fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: canaryd\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )?;
+        let data = dir.join("prometheus-data");
+        let log = fs::File::create(dir.join("prometheus.log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns.name(), "prometheus"])
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address={LISTEN}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting prometheus (cargo xtask setup installs it)")?;
+        let server = Server {
+            child,
+            listen: LISTEN.parse()?,
+            ns,
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while http_get(ns, server.listen, "/-/ready").is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "prometheus in {} not ready within {READY_TIMEOUT:?}:\n{}",
+                    ns.name(),
+                    fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        Ok(server)
+    }
+
+    /// Instant query through the HTTP API; the value of a single-sample
+    /// answer, None when the answer has no samples yet.
+    pub fn query(&self, promql: &str) -> Result<Option<f64>> {
+        let body = http_get(
+            self.ns,
+            self.listen,
+            &format!("/api/v1/query?query={}", url_encode(promql)),
+        )?;
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        ensure!(v["status"] == "success", "query {promql}: {body}");
+        let result = v["data"]["result"].as_array().context("no result array")?;
+        match result.as_slice() {
+            [] => Ok(None),
+            [one] => {
+                let value = one["value"][1].as_str().context("sample without value")?;
+                Ok(Some(value.parse()?))
+            }
+            many => bail!("query {promql}: {} series, expected one", many.len()),
+        }
+    }
+}
+
+impl Drop for Server<'_> {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

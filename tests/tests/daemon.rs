@@ -1,0 +1,543 @@
+//! canaryd and canaryctl end to end: the real binaries in a test namespace,
+//! real TCP clients and backends, effects checked in the kernel (which
+//! version new connections reach), not only in the replies.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use tests::{
+    daemon::{Canaryd, Dirs, ctl, http_get, service_table},
+    require_root,
+    servers::{Backend, Client},
+};
+use xtask::topology::{BackendKind, HOST_IF, HOST_V4, Topology};
+
+const STABLE: &str = "stable";
+const CANARY: &str = "canary";
+
+/// One scenario at a time: each drives a daemon, hundreds of connections
+/// and threads, which a 2-core machine cannot run side by side on time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Topology, backends and directories of one scenario; the service "model"
+/// listens on HOST_V4:80 with a stable and a canary backend on the host.
+struct Setup {
+    vip: SocketAddr,
+    stable: SocketAddr,
+    canary: SocketAddr,
+    // Held for their lifetime: the backends serve until the scenario ends.
+    _backends: Vec<Backend>,
+    dirs: Dirs,
+    // Dropped last: namespaces outlive the sockets in them.
+    topo: Topology,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let topo = Topology::new(BackendKind::LocalProcess).unwrap();
+        let at = |port| SocketAddr::new(HOST_V4.into(), port);
+        let (stable, canary) = (at(8081), at(8082));
+        let backends = vec![
+            Backend::spawn(&topo.host, stable, STABLE).unwrap(),
+            Backend::spawn(&topo.host, canary, CANARY).unwrap(),
+        ];
+        Setup {
+            vip: at(80),
+            stable,
+            canary,
+            _backends: backends,
+            dirs: Dirs::new().unwrap(),
+            topo,
+        }
+    }
+
+    fn config(&self, weight: f64) -> String {
+        self.dirs.daemon_table(HOST_IF)
+            + &service_table("model", self.vip, "flow", self.stable, self.canary, weight)
+    }
+
+    fn start(&self, extra: &[&str]) -> Canaryd {
+        Canaryd::start(&self.topo.host, &self.dirs, extra).unwrap()
+    }
+
+    fn connect(&self, to: SocketAddr) -> anyhow::Result<Client> {
+        Client::connect(&self.topo.client, None, to)
+    }
+
+    /// Opens `n` short connections to `to`; returns how many the canary
+    /// answered. Every connection must be answered.
+    fn canary_answers(&self, to: SocketAddr, n: usize) -> usize {
+        (0..n)
+            .filter(|i| {
+                let mut c = self
+                    .connect(to)
+                    .unwrap_or_else(|e| panic!("connection {i}: {e:#}"));
+                let got = c
+                    .request()
+                    .unwrap_or_else(|e| panic!("connection {i}: {e:#}"));
+                assert!(got == STABLE || got == CANARY, "answer {got:?}");
+                got == CANARY
+            })
+            .count()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Long-lived connections that send requests until stopped, each checking
+/// every answer comes from the version it started on.
+struct Load {
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
+    workers: Vec<thread::JoinHandle<Result<(), String>>>,
+}
+
+impl Load {
+    fn start(s: &Setup, connections: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicU64::new(0));
+        let workers = (0..connections)
+            .map(|i| {
+                let mut c = s.connect(s.vip).unwrap();
+                let first = c.request().unwrap();
+                let (stop, requests) = (stop.clone(), requests.clone());
+                thread::spawn(move || {
+                    // Bounded: stops when told, or after this many requests.
+                    for n in 1..1_000_000u64 {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let got = c
+                            .request()
+                            .map_err(|e| format!("connection {i} request {n}: {e:#}"))?;
+                        if got != first {
+                            return Err(format!("connection {i} moved {first} -> {got}"));
+                        }
+                        requests.fetch_add(1, Ordering::Relaxed);
+                        // A steady stream, not a busy loop that starves the rest.
+                        thread::sleep(Duration::from_millis(2));
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            requests,
+            workers,
+        }
+    }
+
+    /// Stops every connection; returns (requests answered, failures).
+    fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let failures = self
+            .workers
+            .into_iter()
+            .filter_map(|w| w.join().unwrap().err())
+            .collect();
+        (self.requests.load(Ordering::Relaxed), failures)
+    }
+}
+
+fn new_flows(d: &Canaryd) -> u64 {
+    let s = d.status().unwrap();
+    s.services[0].stable.new_flows + s.services[0].canary.new_flows
+}
+
+#[test]
+fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    s.dirs.write_config(&s.config(50.0)).unwrap();
+    let mut d = s.start(&[]);
+    let out = d.ctl(&["set-weight", "model", "30"]).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let load = Load::start(&s, 100);
+    thread::sleep(Duration::from_secs(1));
+    let before = d.status().unwrap();
+    let flows_before = new_flows(&d);
+    assert_eq!(flows_before, 100, "{before:?}");
+
+    let killed = d.signal(libc::SIGKILL).unwrap();
+    assert!(!killed.success());
+    // While the daemon is down: the pinned programs keep deciding new
+    // connections at the weight it left.
+    let down_connections = 200;
+    let down_canary = s.canary_answers(s.vip, down_connections);
+    thread::sleep(Duration::from_millis(500));
+
+    let d = s.start(&[]);
+    let after = d.status().unwrap();
+    let (requests, failures) = load.finish();
+    let svc = &after.services[0];
+    println!(
+        "kill -9: {requests} requests on 100 long-lived connections, {} failed; \
+         {down_connections} new connections served while down ({down_canary} by canary); \
+         after restart weight {:.2}%, new flows {} (was {flows_before})",
+        failures.len(),
+        svc.weight_percent,
+        svc.stable.new_flows + svc.canary.new_flows
+    );
+    assert!(failures.is_empty(), "{failures:?}\n{}", d.log_text());
+    assert!(requests > 1000, "only {requests} requests");
+    assert_eq!(svc.weight_percent, 30.0);
+    assert_eq!(
+        svc.stable.new_flows + svc.canary.new_flows,
+        flows_before + down_connections as u64,
+        "counters kept counting across the restart"
+    );
+    assert!(svc.stable.packets_in > before.services[0].stable.packets_in);
+    assert_eq!(svc.stable.rehashes + svc.canary.rehashes, 0);
+    // 30% of 200 new connections went to the canary while down.
+    assert!(
+        (30..=90).contains(&down_canary),
+        "{down_canary} of 200 on canary at weight 30%"
+    );
+    assert!(["driver", "generic"].contains(&after.daemon.interfaces[0].xdp.as_str()));
+}
+
+#[test]
+fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    s.dirs.write_config(&s.config(100.0)).unwrap();
+    let mut d = s.start(&[]);
+    let status = d.signal(libc::SIGTERM).unwrap();
+    assert!(status.success(), "SIGTERM exit {status}");
+    assert!(!s.dirs.socket().exists(), "socket file left behind");
+    assert_eq!(
+        s.canary_answers(s.vip, 20),
+        20,
+        "data path gone after SIGTERM"
+    );
+
+    // A stopped daemon: canaryctl says so and exits 3.
+    let out = ctl(&s.dirs.socket(), &["status"]).unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("is canaryd running?"));
+
+    let out = tests::daemon::in_netns(&s.topo.host, &tests::daemon::binary("canaryd").unwrap())
+        .unwrap()
+        .arg("--config")
+        .arg(s.dirs.config())
+        .arg("--detach-all")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!s.dirs.bpffs.join("v1").exists(), "pins left behind");
+    // Nothing listens on the VIP's port itself: without the data path a
+    // connection is refused.
+    assert!(
+        s.connect(s.vip).is_err(),
+        "VIP still translated after --detach-all"
+    );
+}
+
+#[test]
+fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    let other_vip = SocketAddr::new(HOST_V4.into(), 81);
+    let other_stable = SocketAddr::new(HOST_V4.into(), 8083);
+    let other_canary = SocketAddr::new(HOST_V4.into(), 8084);
+    let _other = [
+        Backend::spawn(&s.topo.host, other_stable, STABLE).unwrap(),
+        Backend::spawn(&s.topo.host, other_canary, CANARY).unwrap(),
+    ];
+    s.dirs.write_config(&s.config(0.0)).unwrap();
+    let mut d = s.start(&[]);
+    assert_eq!(s.canary_answers(s.vip, 10), 0);
+    assert!(s.connect(other_vip).is_err(), "port 81 has no service yet");
+
+    // Valid: model to 100%, a second service added.
+    let two = s.config(100.0)
+        + &service_table(
+            "other",
+            other_vip,
+            "client",
+            other_stable,
+            other_canary,
+            0.0,
+        );
+    s.dirs.write_config(&two).unwrap();
+    let out = d.ctl(&["reload"]).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("added:     other") && said.contains("updated:   model"),
+        "{said}"
+    );
+    assert_eq!(s.canary_answers(s.vip, 10), 10);
+    assert_eq!(s.canary_answers(other_vip, 10), 0);
+
+    // Invalid: two defects, both reported, nothing changes.
+    let bad = two.replace("weight = 100.00", "weight = 150.00").replace(
+        "affinity = \"client\"",
+        "affinity = \"client\"\ncolour = \"blue\"",
+    );
+    s.dirs.write_config(&bad).unwrap();
+    let out = d.ctl(&["reload"]).unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("service[0].weight"), "{err}");
+    assert!(
+        err.contains("service[1]") && err.contains("colour"),
+        "{err}"
+    );
+    assert_eq!(
+        s.canary_answers(s.vip, 10),
+        10,
+        "old config must keep serving"
+    );
+    assert_eq!(s.canary_answers(other_vip, 10), 0);
+
+    // A setting only a restart can change is refused the same way.
+    s.dirs
+        .write_config(&two.replace(
+            "metrics_listen = \"127.0.0.1:9464\"",
+            "metrics_listen = \"127.0.0.1:9465\"",
+        ))
+        .unwrap();
+    let out = d.ctl(&["reload"]).unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(text(&out.stderr).contains("daemon.metrics_listen"));
+
+    // SIGHUP reloads too: model back to 0%, other removed.
+    s.dirs.write_config(&s.config(0.0)).unwrap();
+    // SAFETY: kill(2) on our child's pid.
+    unsafe { libc::kill(d.pid as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.status().unwrap().services.len() != 1 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let st = d.status().unwrap();
+    assert_eq!(st.services.len(), 1, "{st:?}");
+    assert_eq!(st.services[0].weight_percent, 0.0);
+    assert_eq!(s.canary_answers(s.vip, 10), 0);
+    assert!(
+        s.connect(other_vip).is_err(),
+        "removed service still translated"
+    );
+    let _ = d.signal(libc::SIGTERM);
+}
+
+#[test]
+fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    s.dirs.write_config(&s.config(0.0)).unwrap();
+    let d = s.start(&[]);
+
+    let out = d.ctl(&["version"]).unwrap();
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("canaryd   0."),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = d.ctl(&["status"]).unwrap();
+    let table = text(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        table.contains("model  198.18.0.1:80/tcp") && table.contains("canary weight 0.00%"),
+        "{table}"
+    );
+    assert!(table.contains("198.18.0.1:8082"), "{table}");
+
+    // set-weight takes effect in the kernel: new connections follow it.
+    let out = d.ctl(&["set-weight", "model", "100"]).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("0.00% -> 100.00%"));
+    assert_eq!(s.canary_answers(s.vip, 10), 10);
+    let out = d.ctl(&["--json", "set-weight", "model", "12.34"]).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["data"]["percent"], 12.34);
+    assert_eq!(v["data"]["previous_percent"], 100.0);
+    let st = d.status().unwrap();
+    assert_eq!(st.services[0].weight_percent, 12.34);
+    assert_eq!(st.services[0].canary.new_flows, 10);
+    assert_eq!(st.services[0].stable.new_flows, 0);
+    let out = d.ctl(&["set-weight", "model", "0"]).unwrap();
+    assert!(out.status.success());
+    assert_eq!(s.canary_answers(s.vip, 10), 0);
+
+    // Error paths: one line each, with what to do, and the documented code.
+    let cases: [(&[&str], i32, &str); 6] = [
+        (
+            &["set-weight", "nosuch", "5"],
+            4,
+            "unknown service \"nosuch\"",
+        ),
+        (&["set-weight", "model", "150"], 2, "0 to 100"),
+        (&["set-weight", "model", "12.345"], 2, "two decimals"),
+        (&["set-weight", "model", "abc"], 2, "invalid value"),
+        (&["frobnicate"], 2, "unrecognized subcommand"),
+        (&[], 2, "Usage"),
+    ];
+    for (args, code, says) in cases {
+        let out = d.ctl(args).unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    let out = ctl(
+        std::path::Path::new("/nonexistent/canary.sock"),
+        &["status"],
+    )
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("--socket"), "{err}");
+
+    // Least privilege and the socket's mode.
+    let proc_status = d.proc_status().unwrap();
+    let caps = |key: &str| {
+        let line = proc_status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in /proc status"));
+        u64::from_str_radix(line.trim(), 16).unwrap()
+    };
+    let kept = canary_userspace::caps::kept_mask();
+    for key in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        assert_eq!(caps(key), kept, "{key} {:x}", caps(key));
+    }
+    assert_eq!(caps("CapInh:"), 0);
+    assert_eq!(caps("CapAmb:"), 0);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.dirs.socket())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660, "socket mode {:o}", mode & 0o777);
+}
+
+#[test]
+fn concurrent_set_weight_calls_leave_one_consistent_state() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    s.dirs.write_config(&s.config(0.0)).unwrap();
+    let mut d = s.start(&[]);
+    const CLIENTS: usize = 6;
+    const CALLS: usize = 15;
+    let socket = s.dirs.socket();
+    // Distinct values 0.5 .. 45.0, so every reply names exactly one call.
+    let replies: Vec<(f64, f64)> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|t| {
+                let socket = socket.clone();
+                scope.spawn(move || {
+                    (0..CALLS)
+                        .map(|i| {
+                            let percent = format!("{:.1}", ((t * CALLS + i + 1) as f64) / 2.0);
+                            let out =
+                                ctl(&socket, &["--json", "set-weight", "model", &percent]).unwrap();
+                            assert!(out.status.success(), "{}", text(&out.stderr));
+                            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                            (
+                                v["data"]["previous_percent"].as_f64().unwrap(),
+                                v["data"]["percent"].as_f64().unwrap(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    // The calls were applied one after another: following "previous ->
+    // new" from the initial 0% visits every call once and ends at the
+    // weight the kernel has.
+    let mut at = 0.0;
+    for _ in 0..replies.len() {
+        let next = replies
+            .iter()
+            .filter(|(prev, _)| *prev == at)
+            .map(|(_, new)| *new)
+            .collect::<Vec<_>>();
+        assert_eq!(next.len(), 1, "from {at}: {next:?} (replies {replies:?})");
+        at = next[0];
+    }
+    let final_weight = d.status().unwrap().services[0].weight_percent;
+    assert_eq!(final_weight, at);
+    // And the state file agrees: a restart keeps it.
+    d.signal(libc::SIGTERM).unwrap();
+    let d = s.start(&[]);
+    assert_eq!(d.status().unwrap().services[0].weight_percent, at);
+}
+
+#[test]
+fn prometheus_server_scrapes_per_version_counters() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    s.dirs.write_config(&s.config(50.0)).unwrap();
+    let d = s.start(&[]);
+    let metrics_addr: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+
+    // The exposition itself passes promtool's lint.
+    let body = http_get(&s.topo.host, metrics_addr, "/metrics").unwrap();
+    let lint = tests::prometheus::promtool_check_metrics(&body).unwrap();
+    assert!(lint.is_empty(), "promtool check metrics:\n{lint}");
+
+    let prom = tests::prometheus::Server::start(&s.topo.host, &s.dirs.root, metrics_addr).unwrap();
+    const CONNECTIONS: usize = 200;
+    let canary = s.canary_answers(s.vip, CONNECTIONS) as f64;
+    let stable = CONNECTIONS as f64 - canary;
+    let query = |version: &str| {
+        prom.query(&format!(
+            "canary_new_flows_total{{service=\"model\",version=\"{version}\"}}"
+        ))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut got_canary, mut got_stable) = (None, None);
+    while Instant::now() < deadline {
+        got_canary = query(CANARY).ok().flatten();
+        got_stable = query(STABLE).ok().flatten();
+        if got_canary == Some(canary) && got_stable == Some(stable) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+    println!(
+        "prometheus: canary {got_canary:?} stable {got_stable:?}; clients saw canary {canary} stable {stable}"
+    );
+    assert_eq!(got_canary, Some(canary), "{}", d.log_text());
+    assert_eq!(got_stable, Some(stable));
+    let packets = prom
+        .query("sum(canary_packets_total{service=\"model\",direction=\"in\"})")
+        .unwrap()
+        .unwrap();
+    assert!(packets >= CONNECTIONS as f64 * 3.0, "{packets} packets in");
+    let weight = prom
+        .query("canary_weight_ratio{service=\"model\",version=\"canary\"}")
+        .unwrap();
+    assert_eq!(weight, Some(0.5));
+}
