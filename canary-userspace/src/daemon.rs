@@ -75,6 +75,13 @@ impl Daemon {
                 "removed a service an earlier run left and the config no longer has ({stale:?})"
             );
         }
+        for old in dp.attached_interfaces()? {
+            if !d.interfaces.contains(&old) {
+                log::info!("{old}: no longer in the config; detaching");
+                dp.detach(&old)
+                    .with_context(|| format!("detaching from {old}"))?;
+            }
+        }
         let mut interfaces = vec![];
         for name in &d.interfaces {
             let xdp = match dp.attach(name)? {

@@ -234,6 +234,30 @@ impl Dataplane {
         Ok(mode)
     }
 
+    /// Interfaces the pinned programs are attached to (recorded by
+    /// `attach`, by this run or an earlier one).
+    pub fn attached_interfaces(&self) -> io::Result<Vec<String>> {
+        let Some(dir) = &self.pin_dir else {
+            return Ok(vec![]);
+        };
+        let mut names = vec![];
+        for entry in fs::read_dir(dir.join(INTERFACES_DIR))? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Takes the programs off an interface attached with a pin directory
+    /// and forgets it.
+    pub fn detach(&mut self, interface: &str) -> io::Result<()> {
+        attachment::detach(interface)?;
+        if let Some(dir) = &self.pin_dir {
+            fs::remove_dir(dir.join(INTERFACES_DIR).join(interface))?;
+        }
+        Ok(())
+    }
+
     /// Detaches the programs from every interface an earlier run attached
     /// to, then removes every pin under `pin_dir`: the maps, with every flow
     /// entry and counter, are freed once no process holds them.

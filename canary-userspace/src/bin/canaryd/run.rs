@@ -33,11 +33,19 @@ pub fn run(config_path: &Path, config: Config, reset: bool) -> Result<()> {
     }
     let socket_path = config.daemon.socket.clone();
     let metrics_addr = config.daemon.metrics_listen;
-    let daemon = Daemon::start(config_path, config)?;
+    // Sockets first: a daemon that cannot serve should fail before it
+    // touches the data path.
     let control = bind_control_socket(&socket_path)?;
     let metrics = std::net::TcpListener::bind(metrics_addr)
         .with_context(|| format!("binding the metrics listener on {metrics_addr}"))?;
     metrics.set_nonblocking(true)?;
+    let daemon = match Daemon::start(config_path, config) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = fs::remove_file(&socket_path);
+            return Err(e);
+        }
+    };
     // Process-wide while there is one thread: the runtime below is
     // single-threaded and any thread it starts inherits these sets.
     caps::drop_to_kept().context("dropping capabilities")?;
