@@ -22,10 +22,46 @@ use crate::{
     state::{self, State, WeightOverride},
 };
 
+/// Command-line values that replace the config file's `[daemon]` keys, at
+/// start and again on every reload (so a reload never sees them "change").
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub interfaces: Vec<String>,
+    pub socket: Option<PathBuf>,
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub bpffs: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub log_level: Option<log::LevelFilter>,
+}
+
+impl Overrides {
+    pub fn apply(&self, d: &mut DaemonConfig) {
+        if !self.interfaces.is_empty() {
+            d.interfaces = self.interfaces.clone();
+        }
+        if let Some(v) = &self.socket {
+            d.socket = v.clone();
+        }
+        if let Some(v) = self.metrics_listen {
+            d.metrics_listen = v;
+        }
+        if let Some(v) = &self.bpffs {
+            d.bpffs = v.clone();
+        }
+        if let Some(v) = &self.state_dir {
+            d.state_dir = v.clone();
+        }
+        if let Some(v) = self.log_level {
+            d.log_level = v;
+        }
+    }
+}
+
 pub struct Daemon {
     dp: Dataplane,
     config: Config,
     config_path: PathBuf,
+    overrides: Overrides,
     state: State,
     interfaces: Vec<InterfaceStatus>,
 }
@@ -34,7 +70,8 @@ impl Daemon {
     /// Loads the data path, reusing pinned maps and links left by an
     /// earlier run (so established flows, weights and counters carry on),
     /// registers the configured services and attaches to the interfaces.
-    pub fn start(config_path: &Path, config: Config) -> Result<Daemon> {
+    /// `config` has `overrides` applied already; they are kept for reloads.
+    pub fn start(config_path: &Path, config: Config, overrides: Overrides) -> Result<Daemon> {
         let d = &config.daemon;
         if bpffs::ensure(&d.bpffs).context("preparing the bpffs directory")? {
             log::info!("mounted a BPF filesystem at {}", bpffs::DEFAULT_MOUNT);
@@ -98,6 +135,7 @@ impl Daemon {
             dp,
             config,
             config_path: config_path.to_owned(),
+            overrides,
             state,
             interfaces,
         })
@@ -224,7 +262,8 @@ impl Daemon {
     /// Reads the config file again and applies it. Everything is validated
     /// before anything changes; an invalid file changes nothing.
     pub fn reload(&mut self) -> Result<Reloaded, String> {
-        let new = config::load(&self.config_path).map_err(|e| e.to_string())?;
+        let mut new = config::load(&self.config_path).map_err(|e| e.to_string())?;
+        self.overrides.apply(&mut new.daemon);
         self.check_restart_only(&new.daemon)?;
         let plan = self.plan(&new);
         let old_specs = self.registered_specs();

@@ -8,7 +8,10 @@ mod run;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use canary_userspace::config::{self, Config, DaemonConfig};
+use canary_userspace::{
+    config::{self, Config, DaemonConfig},
+    daemon::Overrides,
+};
 use clap::Parser;
 
 /// canaryd — splits new flows to a service between a stable and a canary
@@ -67,24 +70,14 @@ struct Args {
 }
 
 impl Args {
-    fn apply_overrides(&self, d: &mut DaemonConfig) {
-        if !self.interfaces.is_empty() {
-            d.interfaces = self.interfaces.clone();
-        }
-        if let Some(v) = &self.socket {
-            d.socket = v.clone();
-        }
-        if let Some(v) = self.metrics_listen {
-            d.metrics_listen = v;
-        }
-        if let Some(v) = &self.bpffs {
-            d.bpffs = v.clone();
-        }
-        if let Some(v) = &self.state_dir {
-            d.state_dir = v.clone();
-        }
-        if let Some(v) = self.log_level {
-            d.log_level = v;
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            interfaces: self.interfaces.clone(),
+            socket: self.socket.clone(),
+            metrics_listen: self.metrics_listen,
+            bpffs: self.bpffs.clone(),
+            state_dir: self.state_dir.clone(),
+            log_level: self.log_level,
         }
     }
 }
@@ -131,7 +124,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    args.apply_overrides(&mut config.daemon);
+    let overrides = args.overrides();
+    overrides.apply(&mut config.daemon);
     log::set_max_level(config.daemon.log_level);
     if args.check {
         println!(
@@ -144,7 +138,7 @@ fn main() -> ExitCode {
     let result = if args.detach_all {
         run::detach_all(&config)
     } else {
-        run::run(&args.config, config, args.reset)
+        run::run(&args.config, config, overrides, args.reset)
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,12 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use canary_userspace::{caps, config::Config, daemon::Daemon, metrics};
+use canary_userspace::{
+    caps,
+    config::Config,
+    daemon::{Daemon, Overrides},
+    metrics,
+};
 use tokio::signal::unix::{SignalKind, signal};
 
 pub type Shared = Arc<Mutex<Daemon>>;
@@ -24,7 +29,7 @@ pub fn detach_all(config: &Config) -> Result<()> {
     Ok(())
 }
 
-pub fn run(config_path: &Path, config: Config, reset: bool) -> Result<()> {
+pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool) -> Result<()> {
     if reset {
         log::warn!(
             "--reset: removing pinned state; established connections through the VIPs break"
@@ -39,7 +44,7 @@ pub fn run(config_path: &Path, config: Config, reset: bool) -> Result<()> {
     let metrics = std::net::TcpListener::bind(metrics_addr)
         .with_context(|| format!("binding the metrics listener on {metrics_addr}"))?;
     metrics.set_nonblocking(true)?;
-    let daemon = match Daemon::start(config_path, config) {
+    let daemon = match Daemon::start(config_path, config, overrides) {
         Ok(d) => d,
         Err(e) => {
             let _ = fs::remove_file(&socket_path);
