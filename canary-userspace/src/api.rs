@@ -148,14 +148,22 @@ pub struct Reloaded {
 /// Why a request got no answer from the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error(
-        "cannot reach canaryd at {path}: {source} (is canaryd running? pass its socket with --socket)"
-    )]
+    #[error("cannot reach canaryd at {path}: {source} ({})", unreachable_hint(.source))]
     Unreachable { path: String, source: io::Error },
     #[error("talking to canaryd at {path}: {source}")]
     Io { path: String, source: io::Error },
     #[error("canaryd at {path} sent a response this canaryctl cannot read: {detail}")]
     Protocol { path: String, detail: String },
+}
+
+/// What to do about a socket that does not answer.
+fn unreachable_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            "the socket is 0660: run as root or as a member of its group"
+        }
+        _ => "is canaryd running? pass its socket with --socket",
+    }
 }
 
 /// Sends one request and waits for its response.
