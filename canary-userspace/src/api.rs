@@ -76,8 +76,7 @@ pub struct DaemonStatus {
     pub api_version: u32,
     pub pid: u32,
     pub config: String,
-    /// Interface name and how XDP is attached: "driver", "generic" or
-    /// "kept" (a link pinned by an earlier run, still attached).
+    /// Interface name and how XDP is attached: "driver" or "generic".
     pub interfaces: Vec<InterfaceStatus>,
 }
 

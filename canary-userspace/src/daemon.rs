@@ -67,7 +67,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Loads the data path, reusing pinned maps and links left by an
+    /// Loads the data path, reusing the pinned maps (and replacing the
+    /// attached programs) left by an
     /// earlier run (so established flows, weights and counters carry on),
     /// registers the configured services and attaches to the interfaces.
     /// `config` has `overrides` applied already; they are kept for reloads.
@@ -90,7 +91,19 @@ impl Daemon {
                 d.flow_table_size
             );
         }
-        let state = state::load(&d.state_dir).context("reading the state file")?;
+        let mut state = state::load(&d.state_dir).context("reading the state file")?;
+        // An override set against a config weight the file no longer has is
+        // obsolete; forget it now, or it would come back if the old value did.
+        let before = state.clone();
+        state.weights.retain(|name, o| {
+            config
+                .services
+                .iter()
+                .any(|s| &s.name == name && s.weight_bp == o.config_weight_bp)
+        });
+        if state != before {
+            state::save(&d.state_dir, &state).context("writing the state file")?;
+        }
         for spec in &config.services {
             let mut spec = spec.clone();
             spec.weight_bp = state.weight_for(&spec.name, spec.weight_bp);

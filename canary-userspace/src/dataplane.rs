@@ -64,8 +64,8 @@ pub struct LoadOptions {
     pub flow_table_size: u32,
     /// How long an idle UDP flow keeps its backend.
     pub udp_idle_timeout: Duration,
-    /// bpffs directory to pin maps and links under (`<dir>/v1/maps`,
-    /// `<dir>/v1/links`). Pinned state outlives the process, and a later load
+    /// bpffs directory to pin maps and programs under (`<dir>/v1/maps`,
+    /// `<dir>/v1/programs`). Pinned state outlives the process, and a later load
     /// with the same directory reuses it: flows, weights and counters carry
     /// on. `None` keeps everything tied to this process (tests).
     pub pin_dir: Option<PathBuf>,

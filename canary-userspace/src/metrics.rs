@@ -107,7 +107,7 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
     let mut new_flows = Family::new(
         "canary_new_flows_total",
         COUNTER,
-        "Flows decided for this version (new connections, and rehashed ones).",
+        "Flows decided for this version on their first packet (rehashes are counted apart).",
     );
     let mut closed_flows = Family::new(
         "canary_closed_flows_total",
@@ -186,7 +186,8 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
         GAUGE,
         "Always 1; the labels say which canaryd is running.",
     );
-    info.add(vec![("version", status.daemon.version.clone())], 1.0);
+    // Not `version`: that label means stable/canary everywhere else.
+    info.add(vec![("release", status.daemon.version.clone())], 1.0);
     [
         packets,
         bytes,

@@ -57,7 +57,7 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     /// Where Prometheus scrapes `/metrics`.
     pub metrics_listen: SocketAddr,
-    /// bpffs directory the maps and links are pinned under.
+    /// bpffs directory the maps and programs are pinned under.
     pub bpffs: PathBuf,
     /// Directory of the state file (weights across restarts).
     pub state_dir: PathBuf,

@@ -18,7 +18,10 @@ use clap::Parser;
 /// backend in XDP, keeps established connections where they started, and
 /// exports per-version metrics.
 ///
-/// Runs as root (it drops to CAP_BPF and CAP_NET_ADMIN once attached).
+/// Runs as root. Starting needs CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON (the
+/// verifier's pointer rules), CAP_SETPCAP (to drop the rest) and, only when
+/// it must mount bpffs, CAP_SYS_ADMIN; once attached it keeps CAP_BPF and
+/// CAP_NET_ADMIN only.
 /// Flags override the config file's [daemon] table.
 ///
 /// Examples:
@@ -45,7 +48,7 @@ struct Args {
     /// Metrics listen address (ip:port); replaces daemon.metrics_listen.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
-    /// bpffs directory for pinned maps and links; replaces daemon.bpffs.
+    /// bpffs directory for pinned maps and programs; replaces daemon.bpffs.
     #[arg(long, value_name = "DIR")]
     bpffs: Option<PathBuf>,
     /// Directory of the state file; replaces daemon.state_dir.
@@ -54,7 +57,7 @@ struct Args {
     /// error, warn, info, debug or trace; replaces daemon.log_level.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<log::LevelFilter>,
-    /// Start clean: remove pinned maps, links and the state file first.
+    /// Start clean: detach, remove pinned maps and programs and the state file first.
     /// BREAKS ESTABLISHED CONNECTIONS through the VIPs (their flow entries
     /// go) and resets counters and run-time weights to the config's.
     #[arg(long, verbatim_doc_comment)]
