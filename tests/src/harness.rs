@@ -131,7 +131,7 @@ impl Harness {
             .map(|b| b.accepted())
             .collect::<Vec<_>>();
         format!(
-            "verdicts: {verdicts}\nstats: {stats}\nbackends accepted [stable, canary]: {accepted:?}\n\
+            "verdicts: {verdicts}\nstats: {stats}\nbackends (accepted, serving) [stable, canary]: {accepted:?}\n\
              host {HOST_IF}:\n{link}\nclient {CLIENT_IF}:\n{client_link}\n\
              client tcp:\n{}\nhost tcp:\n{}",
             tcp(&self.topo.client),

@@ -28,6 +28,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicU64>,
+    /// Connections whose serving thread has started.
+    serving: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -39,12 +41,14 @@ impl Backend {
             .with_context(|| format!("binding backend {label} on {addr} in {}", ns.name()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
-        let (s, a) = (stop.clone(), accepted.clone());
-        let thread = thread::spawn(move || accept_loop(listener, label, s, a));
+        let serving = Arc::new(AtomicU64::new(0));
+        let (s, a, v) = (stop.clone(), accepted.clone(), serving.clone());
+        let thread = thread::spawn(move || accept_loop(listener, label, s, a, v));
         Ok(Backend {
             addr,
             stop,
             accepted,
+            serving,
             thread: Some(thread),
         })
     }
@@ -52,6 +56,11 @@ impl Backend {
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections whose serving thread has started (diagnostics).
+    pub fn serving(&self) -> u64 {
+        self.serving.load(Ordering::Relaxed)
     }
 }
 
@@ -69,6 +78,7 @@ fn accept_loop(
     label: &'static str,
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicU64>,
+    serving: Arc<AtomicU64>,
 ) {
     while !stop.load(Ordering::Relaxed) {
         // poll(2) wakes at once for a new connection, and at least every
@@ -84,8 +94,14 @@ fn accept_loop(
         }
         if let Ok((conn, _)) = listener.accept() {
             accepted.fetch_add(1, Ordering::Relaxed);
-            let stop = stop.clone();
-            thread::spawn(move || serve(conn, label, stop));
+            let (stop, serving) = (stop.clone(), serving.clone());
+            let spawned = thread::Builder::new().spawn(move || {
+                serving.fetch_add(1, Ordering::Relaxed);
+                serve(conn, label, stop)
+            });
+            if let Err(e) = spawned {
+                eprintln!("backend {label}: cannot start a thread for a connection: {e}");
+            }
         }
     }
 }
