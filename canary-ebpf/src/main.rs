@@ -52,6 +52,20 @@ pub fn canary_egress(ctx: TcContext) -> i32 {
     TC_ACT_OK
 }
 
+/// Benchmark floor for XDP: the cheapest program there is. `cargo xtask
+/// bench` runs it beside `canary_ingress` with BPF_PROG_TEST_RUN so the data
+/// path's cost is reported above the harness's own. Never attached.
+#[xdp]
+pub fn bench_floor_xdp(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// Benchmark floor for TC, the same for `canary_egress`. Never attached.
+#[classifier]
+pub fn bench_floor_tc(_ctx: TcContext) -> i32 {
+    TC_ACT_OK
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -1,0 +1,763 @@
+//! `kernel-bench`: what the data path costs per packet, measured with
+//! BPF_PROG_TEST_RUN beside empty floor programs (`bench_floor_xdp`,
+//! `bench_floor_tc`). `cargo xtask bench` runs it and puts the figures in
+//! docs/BENCHMARKS.md.
+//!
+//! A DNAT program sees its own rewritten packet when the kernel repeats a
+//! run, so every case is built to take the same path on every repeat, and
+//! checks afterwards, with the data path's own counters, that it did:
+//!
+//! - repeat mode (one BPF_PROG_TEST_RUN call, `--repeat` repeats): the
+//!   service's backend is its own VIP address and port, so the rewrite is
+//!   idempotent and the packet is the same on every repeat;
+//! - single mode (`--single` calls with repeat = 1, a fresh 5-tuple each,
+//!   the kernel's per-call duration): for new flows, whose flow-table insert
+//!   only happens once per tuple.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use aya::{
+    maps::{HashMap, MapData},
+    programs::{
+        SchedClassifier, TcAttachType, TestRun, TestRunOptions, TestRunResult, Xdp, XdpMode,
+        tc::{self, NlOptions, TcAttachOptions},
+    },
+};
+use canary_common::{FlowEntry, FlowKey, VERSION_STABLE, VersionStats, verdict};
+use canary_userspace::{
+    Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec,
+    dataplane::{EGRESS_PROGRAM, INGRESS_PROGRAM},
+    service::{addr_words, backend, endpoint},
+};
+use clap::Parser;
+use serde_json::{Value, json};
+use tests::packet::{ACK, Frame, PSH, SYN};
+
+const FLOOR_XDP: &str = "bench_floor_xdp";
+const FLOOR_TC: &str = "bench_floor_tc";
+const XDP_PASS: u32 = 2;
+const TC_ACT_OK: u32 = 0;
+
+/// The service address every case uses, and one client of it.
+const VIP: &str = "198.18.0.1:80";
+const VIP_UDP: &str = "198.18.0.1:53";
+const CLIENT: &str = "198.18.0.2:40000";
+/// Real backends, for the single-mode cases (their output is not rerun).
+const STABLE: &str = "198.18.1.2:8080";
+const CANARY: &str = "198.18.2.2:8080";
+/// Nodes the kernel's LRU hash moves to a CPU's free list per shrink
+/// (LOCAL_FREE_TARGET in kernel/bpf/bpf_lru_list.c).
+const LRU_BATCH: u32 = 128;
+/// 10 %: the weight the end-to-end bench uses too.
+const WEIGHT_BP: u16 = 1000;
+
+#[derive(Parser)]
+#[command(
+    about = "Data path cost per packet with BPF_PROG_TEST_RUN, beside empty floor programs",
+    long_about = "Loads the data path (not attached anywhere), runs each case through \
+BPF_PROG_TEST_RUN and checks with the verdict and per-version counters that every run took \
+the path it is named after. Prints a table on stderr and JSON on stdout (or --json). Needs root.\n\n\
+Example: kernel-bench --runs 5 --repeat 1000000 --single 200000"
+)]
+struct Args {
+    /// Runs per case; the median run is reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
+    /// Repeats per run in repeat mode (BPF_PROG_TEST_RUN's `repeat`).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
+    repeat: u32,
+    /// Calls (repeat = 1, fresh 5-tuple each) per run in single mode.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    single: u32,
+    /// Flow table size for the "table at capacity" case.
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
+    table: u32,
+    /// Write the results as JSON to this file instead of stdout.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Measure nothing: attach the empty floor programs to this interface
+    /// (XDP in driver mode, TC egress as a clsact filter, as canaryd does)
+    /// and hold them until killed. For the bench's "empty programs" path.
+    #[arg(long, value_name = "IFACE")]
+    attach_floor: Option<String>,
+}
+
+/// One measured case.
+struct Case {
+    id: &'static str,
+    name: &'static str,
+    /// "xdp" or "tc": which floor it is compared with.
+    hook: &'static str,
+    /// "repeat" or "single".
+    mode: &'static str,
+    /// ns per packet of each run: the kernel's figure in repeat mode (whole
+    /// ns), the mean of the kernel's per-call figures in single mode.
+    runs_ns: Vec<f64>,
+    /// Single mode: p50 and p99 over every call of every run.
+    p50_ns: Option<u32>,
+    p99_ns: Option<u32>,
+    /// What the counters showed afterwards.
+    check: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("kernel-bench must run as root: it loads BPF programs");
+    }
+    if let Some(iface) = &args.attach_floor {
+        return attach_floor(iface);
+    }
+    let cpu = pin_to_last_cpu()?;
+    eprintln!(
+        "kernel-bench: pinned to CPU {cpu}; {} runs per case; repeat mode {} repeats per run; single mode {} calls per run",
+        args.runs, args.repeat, args.single
+    );
+    let mut cases = vec![];
+    for step in [
+        floor_xdp as fn(&Args) -> Result<Case>,
+        not_service,
+        established,
+        new_flow_repeat,
+        floor_tc,
+        egress,
+        floor_xdp_single,
+        new_flow_single_empty,
+        new_flow_single_full,
+    ] {
+        let started = Instant::now();
+        let case = step(&args)?;
+        eprintln!(
+            "kernel-bench: {:<50} {:>7.1} ns/packet  [{:.1}s] ({})",
+            case.name,
+            median(&case.runs_ns),
+            started.elapsed().as_secs_f64(),
+            case.check
+        );
+        cases.push(case);
+    }
+    let out = json!({
+        "cpu": cpu,
+        "runs": args.runs,
+        "repeat": args.repeat,
+        "single": args.single,
+        "table": args.table,
+        "jit": std::fs::read_to_string("/proc/sys/net/core/bpf_jit_enable")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+        "cases": cases.iter().map(to_json).collect::<Vec<Value>>(),
+    });
+    let text = serde_json::to_string_pretty(&out)?;
+    match &args.json {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+fn to_json(c: &Case) -> Value {
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "hook": c.hook,
+        "mode": c.mode,
+        "median_ns": median(&c.runs_ns),
+        "runs_ns": c.runs_ns,
+        "p50_ns": c.p50_ns,
+        "p99_ns": c.p99_ns,
+        "check": c.check,
+    })
+}
+
+// ---------------------------------------------------------------- cases --
+
+fn floor_xdp(args: &Args) -> Result<Case> {
+    let mut dp = load(&LoadOptions::default())?;
+    let input = Frame::tcp(sa(CLIENT), sa(VIP), ACK | PSH).bytes();
+    let prog = floor_program::<Xdp>(&mut dp, FLOOR_XDP)?;
+    let runs_ns = repeat_runs(prog, &input, args, XDP_PASS)?;
+    Ok(Case {
+        id: "floor_xdp",
+        name: "floor: empty XDP program (XDP_PASS)",
+        hook: "xdp",
+        mode: "repeat",
+        runs_ns,
+        p50_ns: None,
+        p99_ns: None,
+        check: "returns XDP_PASS".into(),
+    })
+}
+
+fn floor_tc(args: &Args) -> Result<Case> {
+    let mut dp = load(&LoadOptions::default())?;
+    let input = Frame::tcp(sa(VIP), sa(CLIENT), ACK | PSH).bytes();
+    let prog = floor_program::<SchedClassifier>(&mut dp, FLOOR_TC)?;
+    let runs_ns = repeat_runs(prog, &input, args, TC_ACT_OK)?;
+    Ok(Case {
+        id: "floor_tc",
+        name: "floor: empty TC program (TC_ACT_OK)",
+        hook: "tc",
+        mode: "repeat",
+        runs_ns,
+        p50_ns: None,
+        p99_ns: None,
+        check: "returns TC_ACT_OK".into(),
+    })
+}
+
+/// A packet to the VIP address on a port with no service: parse, one
+/// SERVICES lookup, pass.
+fn not_service(args: &Args) -> Result<Case> {
+    let mut dp = load(&LoadOptions::default())?;
+    dp.upsert_service(&self_service("bench", VIP, Protocol::Tcp))?;
+    let input = Frame::tcp(sa(CLIENT), sa("198.18.0.1:8443"), ACK | PSH).bytes();
+    let runs_ns = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
+    let total = u64::from(args.runs) * u64::from(args.repeat);
+    let check = expect_verdicts(&dp, verdict::PASS_NOT_SERVICE, total, false)?;
+    Ok(Case {
+        id: "not_service",
+        name: "non-service packet (ingress)",
+        hook: "xdp",
+        mode: "repeat",
+        runs_ns,
+        p50_ns: None,
+        p99_ns: None,
+        check,
+    })
+}
+
+/// A mid-stream TCP packet of a flow that has its entry: lookup, rewrite,
+/// counters, close tracking.
+fn established(args: &Args) -> Result<Case> {
+    let mut dp = load(&LoadOptions::default())?;
+    let spec = self_service("bench", VIP, Protocol::Tcp);
+    let id = dp.upsert_service(&spec)?;
+    insert_flow(&mut dp, sa(CLIENT), &spec, id, 1)?;
+    let input = Frame::tcp(sa(CLIENT), sa(VIP), ACK | PSH).bytes();
+    let runs_ns = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
+    let total = u64::from(args.runs) * u64::from(args.repeat);
+    let mut check = expect_verdicts(&dp, verdict::TRANSLATED, total, false)?;
+    let s = stats(&dp, "bench")?;
+    ensure!(
+        s.packets_in == total && s.new_flows == 0 && s.rehashes == 0,
+        "established: stats {s:?}, want {total} packets in, no new flow, no rehash"
+    );
+    check += "; stats: no new flow, no rehash; output = input";
+    Ok(Case {
+        id: "established",
+        name: "established flow (ingress)",
+        hook: "xdp",
+        mode: "repeat",
+        runs_ns,
+        p50_ns: None,
+        p99_ns: None,
+        check,
+    })
+}
+
+/// UDP with a 1 ns idle timeout: every repeat finds its flow's entry stale
+/// and takes the whole new-flow path (hash, weight, backend, insert).
+fn new_flow_repeat(args: &Args) -> Result<Case> {
+    let mut dp = load(&LoadOptions {
+        udp_idle_timeout: std::time::Duration::from_nanos(1),
+        ..Default::default()
+    })?;
+    dp.upsert_service(&self_service("bench", VIP_UDP, Protocol::Udp))?;
+    let input = Frame::udp(sa(CLIENT), sa(VIP_UDP)).bytes();
+    let runs_ns = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
+    let total = u64::from(args.runs) * u64::from(args.repeat);
+    let mut check = expect_verdicts(&dp, verdict::TRANSLATED, total, false)?;
+    let s = stats(&dp, "bench")?;
+    ensure!(
+        s.new_flows == total,
+        "new flow (repeat): {} new flows counted for {total} repeats",
+        s.new_flows
+    );
+    check += &format!("; new_flows = {total}");
+    Ok(Case {
+        id: "new_flow_repeat",
+        name: "new flow, table empty (UDP, entry stale)",
+        hook: "xdp",
+        mode: "repeat",
+        runs_ns,
+        p50_ns: None,
+        p99_ns: None,
+        check,
+    })
+}
+
+/// A backend's reply on a live flow: owner lookup, flow lookup, rewrite of
+/// the source with the kernel's checksum helpers.
+fn egress(args: &Args) -> Result<Case> {
+    let mut dp = load(&LoadOptions::default())?;
+    let spec = self_service("bench", VIP, Protocol::Tcp);
+    let id = dp.upsert_service(&spec)?;
+    insert_flow(&mut dp, sa(CLIENT), &spec, id, 1)?;
+    let mut reply = Frame::tcp(sa(VIP), sa(CLIENT), ACK | PSH);
+    reply.payload = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nstable\n".to_vec();
+    let input = reply.bytes();
+    let prog: &mut SchedClassifier = program(&mut dp, EGRESS_PROGRAM)?;
+    let runs_ns = repeat_runs(prog, &input, args, TC_ACT_OK)?;
+    let total = u64::from(args.runs) * u64::from(args.repeat);
+    let mut check = expect_verdicts(&dp, verdict::TRANSLATED, total, true)?;
+    let s = stats(&dp, "bench")?;
+    ensure!(
+        s.packets_out == total,
+        "egress: {} packets out for {total} repeats",
+        s.packets_out
+    );
+    check += "; output = input";
+    Ok(Case {
+        id: "egress",
+        name: "egress reply translation (TC)",
+        hook: "tc",
+        mode: "repeat",
+        runs_ns,
+        p50_ns: None,
+        p99_ns: None,
+        check,
+    })
+}
+
+fn floor_xdp_single(args: &Args) -> Result<Case> {
+    let mut dp = load(&LoadOptions::default())?;
+    let prog = floor_program::<Xdp>(&mut dp, FLOOR_XDP)?;
+    let mut tuple = 0;
+    let (runs_ns, p50, p99) = single_runs(args, |_| {
+        let input = Frame::tcp(fresh_client(&mut tuple), sa(VIP), SYN).bytes();
+        let r = prog.test_run(TestRunOptions {
+            data_in: Some(&input),
+            repeat: 1,
+            ..Default::default()
+        })?;
+        ensure!(
+            r.return_value == XDP_PASS,
+            "floor returned {}",
+            r.return_value
+        );
+        Ok(r.duration.as_nanos() as u32)
+    })?;
+    Ok(Case {
+        id: "floor_xdp_single",
+        name: "floor: empty XDP program, one call per packet",
+        hook: "xdp",
+        mode: "single",
+        runs_ns,
+        p50_ns: Some(p50),
+        p99_ns: Some(p99),
+        check: "returns XDP_PASS".into(),
+    })
+}
+
+/// A SYN on a tuple never seen, the table otherwise empty: the entry is
+/// deleted from userspace after each call (outside the timed part).
+fn new_flow_single_empty(args: &Args) -> Result<Case> {
+    let mut dp = load(&LoadOptions {
+        flow_table_size: args.table,
+        ..Default::default()
+    })?;
+    dp.upsert_service(&real_service())?;
+    let mut tuple = 0;
+    let (runs_ns, p50, p99) = single_runs(args, |_| {
+        let client = fresh_client(&mut tuple);
+        let input = Frame::tcp(client, sa(VIP), SYN).bytes();
+        let r = ingress(&mut dp)?.test_run(TestRunOptions {
+            data_in: Some(&input),
+            repeat: 1,
+            ..Default::default()
+        })?;
+        ensure!(
+            r.return_value == XDP_PASS,
+            "ingress returned {}",
+            r.return_value
+        );
+        flows(&mut dp)?
+            .remove(&flow_key(client, sa(VIP), Protocol::Tcp))
+            .context("the new flow has no entry")?;
+        Ok(r.duration.as_nanos() as u32)
+    })?;
+    let total = u64::from(args.runs) * u64::from(args.single);
+    let mut check = expect_verdicts(&dp, verdict::TRANSLATED, total, false)?;
+    let s = stats(&dp, "bench")?;
+    ensure!(
+        s.new_flows == total,
+        "new flow (empty table): {} new flows for {total} SYNs",
+        s.new_flows
+    );
+    check += &format!("; new_flows = {total}; each entry found and deleted after its call");
+    Ok(Case {
+        id: "new_flow_empty",
+        name: "new flow, table empty (TCP SYN)",
+        hook: "xdp",
+        mode: "single",
+        runs_ns,
+        p50_ns: Some(p50),
+        p99_ns: Some(p99),
+        check,
+    })
+}
+
+/// A SYN on a tuple never seen with the flow table full of other flows:
+/// the LRU must evict to insert it.
+fn new_flow_single_full(args: &Args) -> Result<Case> {
+    let mut dp = load(&LoadOptions {
+        flow_table_size: args.table,
+        ..Default::default()
+    })?;
+    let spec = real_service();
+    let id = dp.upsert_service(&spec)?;
+    let capacity = dp.flow_table_capacity()?;
+    eprintln!("kernel-bench: filling the flow table ({capacity} entries) ...");
+    for i in 0..capacity {
+        insert_flow(&mut dp, prefilled(i), &spec, id, 1)?;
+    }
+    let before = flows(&mut dp)?.keys().count() as u32;
+    ensure!(
+        before == capacity,
+        "the flow table holds {before} entries after filling, want {capacity}"
+    );
+    let mut tuple = 0;
+    let (runs_ns, p50, p99) = single_runs(args, |_| {
+        let input = Frame::tcp(fresh_client(&mut tuple), sa(VIP), SYN).bytes();
+        let r = ingress(&mut dp)?.test_run(TestRunOptions {
+            data_in: Some(&input),
+            repeat: 1,
+            ..Default::default()
+        })?;
+        ensure!(
+            r.return_value == XDP_PASS,
+            "ingress returned {}",
+            r.return_value
+        );
+        Ok(r.duration.as_nanos() as u32)
+    })?;
+    let total = u64::from(args.runs) * u64::from(args.single);
+    let mut check = expect_verdicts(&dp, verdict::TRANSLATED, total, false)?;
+    let s = stats(&dp, "bench")?;
+    ensure!(
+        s.new_flows == total,
+        "new flow (full table): {} new flows for {total} SYNs",
+        s.new_flows
+    );
+    // Still full afterwards, and the prefilled flows gone: the inserts had
+    // to evict. The LRU evicts in batches into a per-CPU free list, so up to
+    // LRU_BATCH entries per CPU may sit freed ahead of use.
+    let table = flows(&mut dp)?;
+    let after = table.keys().count() as u32;
+    let left = (0..capacity)
+        .filter(|i| {
+            table
+                .get(&flow_key(prefilled(*i), sa(VIP), Protocol::Tcp), 0)
+                .is_ok()
+        })
+        .count() as u32;
+    let slack = LRU_BATCH * std::thread::available_parallelism()?.get() as u32;
+    ensure!(
+        after + slack >= capacity,
+        "the flow table holds {after} entries after the runs, want at least {capacity} - {slack}"
+    );
+    check += &format!(
+        "; new_flows = {total}; table {before}/{capacity} entries before, {after} after; {} of the {capacity} prefilled flows evicted",
+        capacity - left
+    );
+    Ok(Case {
+        id: "new_flow_full",
+        name: "new flow, table at capacity (TCP SYN, LRU evicts)",
+        hook: "xdp",
+        mode: "single",
+        runs_ns,
+        p50_ns: Some(p50),
+        p99_ns: Some(p99),
+        check,
+    })
+}
+
+/// Attaches `bench_floor_xdp` and `bench_floor_tc` to `iface` the way
+/// canaryd attaches its programs, then sleeps until killed (the XDP link
+/// goes with this process, the TC filter with the interface).
+fn attach_floor(iface: &str) -> Result<()> {
+    let mut dp = load(&LoadOptions::default())?;
+    let xdp = floor_program::<Xdp>(&mut dp, FLOOR_XDP)?;
+    xdp.attach(iface, XdpMode::Driver)
+        .with_context(|| format!("attaching {FLOOR_XDP} to {iface} in driver mode"))?;
+    // An existing clsact qdisc is fine.
+    let _ = tc::qdisc_add_clsact(iface);
+    let tc: &mut SchedClassifier = floor_program(&mut dp, FLOOR_TC)?;
+    tc.attach_with_options(
+        iface,
+        TcAttachType::Egress,
+        TcAttachOptions::Netlink(NlOptions::default()),
+    )
+    .with_context(|| format!("attaching {FLOOR_TC} to {iface} egress"))?;
+    println!("kernel-bench: floor programs attached to {iface}; holding them until killed");
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+// -------------------------------------------------------------- helpers --
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().expect("constant socket address")
+}
+
+fn load(opts: &LoadOptions) -> Result<Dataplane> {
+    Dataplane::load(opts).context("loading the data path")
+}
+
+/// A service whose stable and canary backend is its own VIP: the rewrite
+/// leaves the packet as it was, so a repeat sees the same packet again.
+/// (Config validation refuses such a service; `ServiceSpec::check` does not.)
+fn self_service(name: &str, vip: &str, protocol: Protocol) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        vip: sa(vip),
+        protocol,
+        affinity: Affinity::Flow,
+        stable: vec![sa(vip)],
+        canary: vec![sa(vip)],
+        weight_bp: WEIGHT_BP,
+    }
+}
+
+fn real_service() -> ServiceSpec {
+    ServiceSpec {
+        name: "bench".into(),
+        vip: sa(VIP),
+        protocol: Protocol::Tcp,
+        affinity: Affinity::Flow,
+        stable: vec![sa(STABLE)],
+        canary: vec![sa(CANARY)],
+        weight_bp: WEIGHT_BP,
+    }
+}
+
+/// The n-th client tuple of single mode: 198.18.128.0/17 by ports from 1024,
+/// never the same twice in a process.
+fn fresh_client(n: &mut u32) -> SocketAddr {
+    let i = *n;
+    *n += 1;
+    let host = i % 32_768;
+    let port = 1024 + (i / 32_768) % 64_000;
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(198, 18, 128 + (host >> 8) as u8, host as u8)),
+        port as u16,
+    )
+}
+
+/// The i-th flow the full-table case fills the table with: 198.19.0.0/16,
+/// by ports from 1000.
+fn prefilled(i: u32) -> SocketAddr {
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8)),
+        1000 + (i >> 16) as u16,
+    )
+}
+
+fn flow_key(client: SocketAddr, vip: SocketAddr, protocol: Protocol) -> FlowKey {
+    let (client_addr, family) = addr_words(client.ip());
+    let vip = endpoint(vip, protocol.number());
+    FlowKey {
+        client: client_addr,
+        vip: vip.addr,
+        client_port: client.port().to_be(),
+        vip_port: vip.port,
+        proto: vip.proto,
+        family,
+        _pad: [0; 2],
+    }
+}
+
+/// Writes an entry for `client`'s flow to `spec`'s stable backend.
+fn insert_flow(
+    dp: &mut Dataplane,
+    client: SocketAddr,
+    spec: &ServiceSpec,
+    service_id: u32,
+    established: u8,
+) -> Result<()> {
+    let b = backend(spec.stable[0]);
+    let entry = FlowEntry {
+        backend: b.addr,
+        backend_port: b.port,
+        version: VERSION_STABLE,
+        established,
+        service_id,
+        ..FlowEntry::default()
+    };
+    flows(dp)?
+        .insert(flow_key(client, spec.vip, spec.protocol), entry, 0)
+        .context("writing a flow entry")
+}
+
+fn flows(dp: &mut Dataplane) -> Result<HashMap<&mut MapData, FlowKey, FlowEntry>> {
+    let map = dp.ebpf_mut().map_mut("FLOWS").context("no FLOWS map")?;
+    Ok(HashMap::try_from(map)?)
+}
+
+fn program<'a, P>(dp: &'a mut Dataplane, name: &str) -> Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = dp
+        .ebpf_mut()
+        .program_mut(name)
+        .with_context(|| format!("no program {name} in the object"))?;
+    Ok(prog.try_into()?)
+}
+
+fn ingress(dp: &mut Dataplane) -> Result<&mut Xdp> {
+    program(dp, INGRESS_PROGRAM)
+}
+
+/// Loads a floor program (Dataplane::load leaves it unloaded).
+fn floor_program<'a, P: Loadable>(dp: &'a mut Dataplane, name: &str) -> Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog: &mut P = program(dp, name)?;
+    prog.load_program()
+        .with_context(|| format!("loading {name}"))?;
+    Ok(prog)
+}
+
+trait Loadable {
+    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError>;
+}
+
+impl Loadable for Xdp {
+    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError> {
+        self.load()
+    }
+}
+
+impl Loadable for SchedClassifier {
+    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError> {
+        self.load()
+    }
+}
+
+/// `args.runs` calls with `args.repeat` repeats each; checks the verdict and
+/// that the output equals the input (the packet every repeat saw). Returns
+/// the kernel's ns per repeat of each run: its timer covers only the repeat
+/// loop, while the call's wall time also holds milliseconds of per-call
+/// XDP setup.
+fn repeat_runs<P>(prog: &mut P, input: &[u8], args: &Args, want: u32) -> Result<Vec<f64>>
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    let mut runs = vec![];
+    let mut out = vec![0u8; input.len() + 256];
+    for _ in 0..args.runs {
+        let r = prog.test_run(TestRunOptions {
+            data_in: Some(input),
+            data_out: Some(&mut out),
+            repeat: args.repeat,
+            ..Default::default()
+        })?;
+        ensure!(
+            r.return_value == want,
+            "returned {}, want {want}",
+            r.return_value
+        );
+        ensure!(
+            &out[..r.data_size_out as usize] == input,
+            "the program changed the packet: later repeats would have seen another one"
+        );
+        runs.push(r.duration.as_nanos() as f64);
+    }
+    Ok(runs)
+}
+
+/// `args.runs` runs of `args.single` calls of `call` (which returns the
+/// kernel's duration of one call). Returns the mean of each run, and p50 and
+/// p99 over all calls.
+fn single_runs(
+    args: &Args,
+    mut call: impl FnMut(u32) -> Result<u32>,
+) -> Result<(Vec<f64>, u32, u32)> {
+    let mut means = vec![];
+    let mut all = Vec::with_capacity((args.runs * args.single) as usize);
+    for _ in 0..args.runs {
+        let mut sum = 0u64;
+        for i in 0..args.single {
+            let ns = call(i)?;
+            sum += u64::from(ns);
+            all.push(ns);
+        }
+        means.push(sum as f64 / f64::from(args.single));
+    }
+    all.sort_unstable();
+    let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
+    Ok((means, at(0.5), at(0.99)))
+}
+
+/// Checks that `count` packets landed in `slot` of one program's verdict
+/// counters and nothing anywhere else; returns the check as a sentence.
+fn expect_verdicts(dp: &Dataplane, slot: u32, count: u64, egress: bool) -> Result<String> {
+    let v = dp.verdicts()?;
+    let (mine, other) = if egress {
+        (&v.egress, &v.ingress)
+    } else {
+        (&v.ingress, &v.egress)
+    };
+    for (i, n) in mine.iter().enumerate() {
+        let want = if i as u32 == slot { count } else { 0 };
+        ensure!(
+            *n == want,
+            "verdict {} = {n}, want {want}",
+            verdict::NAMES[i]
+        );
+    }
+    ensure!(
+        other.iter().all(|n| *n == 0),
+        "the other program's verdicts moved: {other:?}"
+    );
+    Ok(format!(
+        "{} {} = {count} of {count} packets",
+        if egress { "egress" } else { "ingress" },
+        verdict::NAMES[slot as usize]
+    ))
+}
+
+fn stats(dp: &Dataplane, service: &str) -> Result<VersionStats> {
+    let [stable, canary] = dp.stats(service)?;
+    let mut sum = stable;
+    sum.add(&canary);
+    Ok(sum)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Pins this process to the last CPU: every run then uses the same CPU's
+/// per-CPU counters, LRU lists and caches.
+fn pin_to_last_cpu() -> Result<usize> {
+    let cpus = std::thread::available_parallelism()?.get();
+    let cpu = cpus - 1;
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays in range.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
+        }
+    }
+    Ok(cpu)
+}
