@@ -1,6 +1,7 @@
-//! `cargo xtask`: the project's own tasks (setup, test, demo), in Rust so
-//! they run wherever cargo does. One module per subcommand.
+//! `cargo xtask`: the project's own tasks (setup, test, demo, bench), in
+//! Rust so they run wherever cargo does. One module per subcommand.
 
+mod bench;
 mod cmd;
 mod demo;
 mod setup;
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "canary's project tasks: setup, test, demo"
+    about = "canary's project tasks: setup, test, demo, bench"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,7 +30,9 @@ enum Task {
     /// Checks each step first and skips it when already present:
     ///   - rust-src for the nightly toolchain (the eBPF crate is built with -Z build-std)
     ///   - Debian packages llvm-22-dev libzstd-dev zlib1g-dev (to build bpf-linker) and
-    ///     iproute2 iputils-ping nftables python3-scapy prometheus (for the tests)
+    ///     iproute2 iputils-ping nftables python3-scapy prometheus (for the tests) and
+    ///     wrk haproxy nginx libnginx-mod-stream (for the benchmarks); packages that
+    ///     ship a service are installed with service starts refused (policy-rc.d)
     ///   - bpf-linker (cargo install from source against LLVM 22, about 1.5 min)
     ///   - bpffs mounted at /sys/fs/bpf (canaryd pins its maps there)
     ///
@@ -74,6 +77,37 @@ enum Task {
         #[arg(last = true, value_name = "ARGS")]
         demo_args: Vec<String>,
     },
+
+    /// Set up, build (release), then measure canary against direct, nftables,
+    /// HAProxy and nginx, and write docs/BENCHMARKS.md and docs/bench.svg.
+    ///
+    /// Runs:
+    ///   1. cargo xtask setup
+    ///   2. cargo build --release (kernel-bench of the tests crate, canaryd, canaryctl)
+    ///   3. tool and config checks (wrk, haproxy -c, nginx -t, nft -c)
+    ///   4. kernel path: kernel-bench (BPF_PROG_TEST_RUN beside empty floor programs)
+    ///   5. end to end: direct, empty XDP+TC programs, canary, nftables, HAProxy,
+    ///      nginx stream, each in its own namespace topology, wrk rounds
+    ///      interleaved; then BPF run-time stats under the same load
+    ///   6. control plane: canaryctl set-weight to the kernel, canaryd RSS and idle CPU
+    ///   7. report: docs/BENCHMARKS.md, docs/bench.svg, the tables on stdout
+    ///
+    /// About 8 minutes. Traffic stays inside namespaces it creates (198.18.0.0/15).
+    /// Needs root. Benchmarks are not tests: nothing asserts a timing.
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  cargo xtask bench\n  cargo xtask bench --quick\n  cargo xtask bench --dry-run"
+    )]
+    Bench {
+        /// Fewer samples, one short round (under 3 minutes); writes
+        /// target/bench/BENCHMARKS.md and bench.svg, leaving docs/ alone.
+        #[arg(long)]
+        quick: bool,
+        /// Steps 1-3 only: build, check tools and configs, measure nothing
+        /// (what CI runs to keep the harness working).
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +121,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Test { cargo_test_args } => test::run(cargo_test_args),
         Task::Demo { demo_args } => demo::run(demo_args),
+        Task::Bench { quick, dry_run } => bench::run(*quick, *dry_run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

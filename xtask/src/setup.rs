@@ -30,7 +30,22 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // Rollout gates query a real Prometheus server (PromQL), and the metrics
     // output is checked with its `promtool check metrics`.
     "prometheus",
+    // `cargo xtask bench`: the load generator, the L4 proxies canary is
+    // compared with (nginx also serves as every path's backend), and nginx's
+    // stream module, which Debian ships apart.
+    "wrk",
+    "haproxy",
+    "nginx",
+    "libnginx-mod-stream",
 ];
+
+/// Packages that come with a system service. The bench runs them only in its
+/// own namespaces with its own configs; installing them must not start them
+/// on the machine's real ports.
+const PACKAGES_WITH_SERVICES: &[&str] = &["prometheus", "haproxy", "nginx"];
+/// Debian's hook that tells maintainer scripts whether they may start a
+/// service; exit code 101 means "no".
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 /// bpf-linker links the eBPF crate. Pinned: a newer release may drop the
 /// `llvm-22` feature.
@@ -94,12 +109,82 @@ fn debian_packages() -> Result<()> {
         missing.join(" ")
     );
     cmd::run(Command::new("apt-get").arg("update"))?;
-    cmd::run(
+    let starts_services = missing.iter().any(|p| PACKAGES_WITH_SERVICES.contains(p));
+    let policy = if starts_services {
+        Some(NoServiceStart::new()?)
+    } else {
+        None
+    };
+    let installed = cmd::run(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["install", "-y", "--no-install-recommends"])
             .args(&missing),
-    )
+    );
+    drop(policy);
+    installed?;
+    for package in missing
+        .iter()
+        .filter(|p| PACKAGES_WITH_SERVICES.contains(p))
+    {
+        stop_service(package)?;
+    }
+    Ok(())
+}
+
+/// A policy-rc.d that forbids starting services, in place while it lives;
+/// an existing one (a container's, say) is left as it is.
+struct NoServiceStart {
+    created: bool,
+}
+
+impl NoServiceStart {
+    fn new() -> Result<NoServiceStart> {
+        use std::os::unix::fs::PermissionsExt;
+        if Path::new(POLICY_RC_D).exists() {
+            println!("setup: {POLICY_RC_D} ... present (left as it is)");
+            return Ok(NoServiceStart { created: false });
+        }
+        println!(
+            "setup: {POLICY_RC_D} ... writing one that refuses service starts during the install"
+        );
+        std::fs::write(
+            POLICY_RC_D,
+            "#!/bin/sh\n# cargo xtask setup: no service starts during this install\nexit 101\n",
+        )
+        .with_context(|| format!("writing {POLICY_RC_D}"))?;
+        std::fs::set_permissions(POLICY_RC_D, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {POLICY_RC_D} executable"))?;
+        Ok(NoServiceStart { created: true })
+    }
+}
+
+impl Drop for NoServiceStart {
+    fn drop(&mut self) {
+        if self.created {
+            println!("setup: {POLICY_RC_D} ... removing");
+            if let Err(e) = std::fs::remove_file(POLICY_RC_D) {
+                eprintln!("setup: cannot remove {POLICY_RC_D}: {e}");
+            }
+        }
+    }
+}
+
+/// Belt and braces for a just-installed package's service: on a machine run
+/// by systemd, stop it and keep it from starting at boot. Tests and the
+/// bench start their own instances inside network namespaces.
+fn stop_service(package: &str) -> Result<()> {
+    if !Path::new("/run/systemd/system").is_dir() {
+        return Ok(());
+    }
+    println!("setup: {package}.service ... stopping and disabling (tests and bench run their own)");
+    // Failing is fine: the unit may not exist or may already be stopped.
+    cmd::probe(Command::new("systemctl").args([
+        "disable",
+        "--now",
+        &format!("{package}.service"),
+    ]))?;
+    Ok(())
 }
 
 fn bpf_linker() -> Result<()> {

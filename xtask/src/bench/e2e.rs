@@ -1,0 +1,245 @@
+//! End to end: the same wrk load through every path, in interleaved rounds,
+//! medians per path; and the data path's own run time under that load
+//! (BPF stats), measured in a separate run so the stats' clock reads never
+//! slow the timed rounds.
+
+use anyhow::{Context, Result};
+use aya::{
+    programs::ProgramInfo,
+    sys::{Stats, enable_stats},
+};
+
+use super::{
+    Mode,
+    paths::{Kind, PathEnv},
+    wrk::{self, Load, Measured},
+};
+
+/// The loads of one round, per path.
+pub struct Plan {
+    pub rounds: usize,
+    /// Many keep-alive connections: requests/s, loaded latency, CPU.
+    pub keepalive: Load,
+    /// `Connection: close`: new connections/s.
+    pub close: Load,
+    /// One connection, one request at a time: latency without queueing.
+    pub latency: Load,
+    /// A short keep-alive run per path before the first round.
+    pub warmup: Load,
+}
+
+impl Plan {
+    pub fn new(mode: Mode) -> Plan {
+        let (rounds, seconds, latency_seconds) = match mode {
+            Mode::Full => (5, 5, 3),
+            Mode::Quick => (1, 2, 1),
+        };
+        let many = |seconds, close| Load {
+            threads: 2,
+            connections: 32,
+            seconds,
+            close,
+        };
+        Plan {
+            rounds,
+            keepalive: many(seconds, false),
+            close: many(seconds, true),
+            latency: Load {
+                threads: 1,
+                connections: 1,
+                seconds: latency_seconds,
+                close: false,
+            },
+            warmup: many(1, false),
+        }
+    }
+}
+
+/// Every run of one path.
+pub struct PathRuns {
+    pub kind: Kind,
+    pub keepalive: Vec<Measured>,
+    pub close: Vec<Measured>,
+    pub latency: Vec<Measured>,
+}
+
+/// Medians of one path's runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Summary {
+    pub rps: f64,
+    pub loaded_p50_us: f64,
+    pub loaded_p99_us: f64,
+    pub cpu_us_per_req: f64,
+    pub conns_per_s: f64,
+    pub cpu_us_per_conn: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub errors: u64,
+}
+
+impl PathRuns {
+    pub fn summary(&self) -> Summary {
+        let m = |runs: &[Measured], f: fn(&Measured) -> f64| {
+            median(&runs.iter().map(f).collect::<Vec<_>>())
+        };
+        Summary {
+            rps: m(&self.keepalive, |r| r.rps),
+            loaded_p50_us: m(&self.keepalive, |r| r.p50_us),
+            loaded_p99_us: m(&self.keepalive, |r| r.p99_us),
+            cpu_us_per_req: m(&self.keepalive, |r| r.cpu_us_per_req),
+            conns_per_s: m(&self.close, |r| r.rps),
+            cpu_us_per_conn: m(&self.close, |r| r.cpu_us_per_req),
+            p50_us: m(&self.latency, |r| r.p50_us),
+            p99_us: m(&self.latency, |r| r.p99_us),
+            errors: self
+                .keepalive
+                .iter()
+                .chain(&self.close)
+                .chain(&self.latency)
+                .map(|r| r.errors)
+                .sum(),
+        }
+    }
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Runs the rounds. Round r starts at path r (mod the number of paths), so
+/// no path always runs first.
+pub fn run(envs: &mut [PathEnv], plan: &Plan) -> Result<Vec<PathRuns>> {
+    for env in envs.iter_mut() {
+        println!("e2e: warm-up {} (1 s)", env.kind.label());
+        wrk::run(&env.topo.client, &plan.warmup, &env.kind.url())
+            .with_context(|| format!("warming up {}", env.kind.label()))?;
+    }
+    let mut all: Vec<PathRuns> = envs
+        .iter()
+        .map(|e| PathRuns {
+            kind: e.kind,
+            keepalive: vec![],
+            close: vec![],
+            latency: vec![],
+        })
+        .collect();
+    let n = envs.len();
+    for round in 0..plan.rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let env = &mut envs[i];
+            let label = env.kind.label();
+            let url = env.kind.url();
+            let ka = wrk::run(&env.topo.client, &plan.keepalive, &url)
+                .with_context(|| format!("{label}: keep-alive run"))?;
+            let close = wrk::run(&env.topo.client, &plan.close, &url)
+                .with_context(|| format!("{label}: Connection: close run"))?;
+            let lat = wrk::run(&env.topo.client, &plan.latency, &url)
+                .with_context(|| format!("{label}: one-connection run"))?;
+            env.check_running()?;
+            println!(
+                "e2e: round {}/{} {label:<14} keep-alive {:>8.0} req/s ({:.2} µs CPU/req) | close {:>7.0} conn/s | 1 conn p50 {:>5.0} µs p99 {:>5.0} µs{}",
+                round + 1,
+                plan.rounds,
+                ka.rps,
+                ka.cpu_us_per_req,
+                close.rps,
+                lat.p50_us,
+                lat.p99_us,
+                match ka.errors + close.errors + lat.errors {
+                    0 => String::new(),
+                    e => format!(" ({e} errors)"),
+                }
+            );
+            all[i].keepalive.push(ka);
+            all[i].close.push(close);
+            all[i].latency.push(lat);
+        }
+    }
+    Ok(all)
+}
+
+/// BPF stats of one program over one load.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProgStats {
+    pub runs: u64,
+    pub ns_per_run: f64,
+}
+
+/// canary's programs' own time under keep-alive and `Connection: close` load.
+pub struct InPlace {
+    pub keepalive: (ProgStats, ProgStats),
+    pub close: (ProgStats, ProgStats),
+    pub keepalive_rps: f64,
+    pub close_cps: f64,
+}
+
+/// Enables BPF run-time stats (kernel.bpf_stats_enabled, held by an fd:
+/// back off when it closes), runs each load once through the canary path
+/// and reads run_time_ns / run_cnt of the pinned programs around it.
+pub fn in_place(env: &PathEnv, plan: &Plan) -> Result<InPlace> {
+    let d = env.canaryd.as_ref().context("not the canary path")?;
+    let pins = [
+        d.program_pin(INGRESS_PROGRAM),
+        d.program_pin(EGRESS_PROGRAM),
+    ];
+    let read = || -> Result<[(u64, u64); 2]> {
+        let mut out = [(0, 0); 2];
+        for (o, pin) in out.iter_mut().zip(&pins) {
+            let info =
+                ProgramInfo::from_pin(pin).with_context(|| format!("reading {}", pin.display()))?;
+            *o = (info.run_count(), info.run_time().as_nanos() as u64);
+        }
+        Ok(out)
+    };
+    let delta = |a: [(u64, u64); 2], b: [(u64, u64); 2]| {
+        let one = |i: usize| {
+            let runs = b[i].0 - a[i].0;
+            ProgStats {
+                runs,
+                ns_per_run: if runs == 0 {
+                    0.0
+                } else {
+                    (b[i].1 - a[i].1) as f64 / runs as f64
+                },
+            }
+        };
+        (one(0), one(1))
+    };
+    let _stats = enable_stats(Stats::RunTime).context("enabling BPF run-time stats")?;
+    let url = env.kind.url();
+    let before = read()?;
+    let ka = wrk::run(&env.topo.client, &plan.keepalive, &url)?;
+    let mid = read()?;
+    let close = wrk::run(&env.topo.client, &plan.close, &url)?;
+    let after = read()?;
+    let r = InPlace {
+        keepalive: delta(before, mid),
+        close: delta(mid, after),
+        keepalive_rps: ka.rps,
+        close_cps: close.rps,
+    };
+    println!(
+        "e2e: in place (BPF stats on): keep-alive canary_ingress {:.0} ns/run over {} runs, canary_egress {:.0} ns/run over {} runs",
+        r.keepalive.0.ns_per_run, r.keepalive.0.runs, r.keepalive.1.ns_per_run, r.keepalive.1.runs
+    );
+    println!(
+        "e2e: in place (BPF stats on): close      canary_ingress {:.0} ns/run over {} runs, canary_egress {:.0} ns/run over {} runs",
+        r.close.0.ns_per_run, r.close.0.runs, r.close.1.ns_per_run, r.close.1.runs
+    );
+    Ok(r)
+}
+
+/// Program names as canary-userspace pins them (dataplane::INGRESS_PROGRAM).
+pub const INGRESS_PROGRAM: &str = "canary_ingress";
+pub const EGRESS_PROGRAM: &str = "canary_egress";

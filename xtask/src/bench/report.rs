@@ -1,0 +1,808 @@
+//! docs/BENCHMARKS.md from one run's figures, and the summary printed at
+//! the end of the run.
+
+use std::{fmt::Write as _, process::Command};
+
+use super::{
+    Mode,
+    chart::{self, Group},
+    control,
+    e2e::{self, InPlace, PathRuns, Summary, median},
+    kernel::{self, Results as KernelResults},
+    paths::{self, CANARY_PERCENT, Kind},
+    proc::first_line,
+    wrk::Measured,
+};
+
+/// What the machine is, read at the end of the run.
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub virtualized: bool,
+    pub kernel: String,
+    pub date: String,
+    pub tools: Vec<(String, String)>,
+}
+
+impl Machine {
+    pub fn collect() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let field = |name: &str| {
+            cpuinfo
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let tools = [
+            ("wrk", Command::new("wrk").arg("-v")),
+            ("HAProxy", Command::new("haproxy").arg("-v")),
+            ("nginx", Command::new("nginx").arg("-v")),
+            ("nftables", Command::new("nft").arg("-v")),
+        ]
+        .into_iter()
+        .map(|(name, cmd)| (name.to_owned(), first_line(cmd)))
+        .collect();
+        Machine {
+            cpu: field("model name").unwrap_or_else(|| "unknown".into()),
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            virtualized: field("flags").is_some_and(|f| f.split(' ').any(|w| w == "hypervisor")),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default(),
+            date: first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+            tools,
+        }
+    }
+}
+
+/// Everything one run measured.
+pub struct Report<'a> {
+    pub mode: Mode,
+    pub machine: Machine,
+    pub xdp_mode: String,
+    pub wall_seconds: f64,
+    pub kernel_plan: &'a kernel::Plan,
+    pub kernel_bin: String,
+    pub kernel: &'a KernelResults,
+    pub e2e_plan: &'a e2e::Plan,
+    pub e2e: &'a [PathRuns],
+    /// canary's new flows to (stable, canary) over the rounds, and rehashes.
+    pub split: (u64, u64, u64),
+    pub in_place: &'a InPlace,
+    pub control: &'a control::Results,
+}
+
+/// One target of issue 4 and how this run did against it.
+pub struct Target {
+    pub what: &'static str,
+    pub goal: String,
+    pub measured: String,
+    pub met: bool,
+    pub by: String,
+}
+
+impl Report<'_> {
+    fn summary(&self, kind: Kind) -> Summary {
+        self.e2e
+            .iter()
+            .find(|p| p.kind == kind)
+            .map(PathRuns::summary)
+            .unwrap_or_default()
+    }
+
+    /// `f(path's run, direct's run)` for each round.
+    fn per_round(
+        &self,
+        kind: Kind,
+        f: fn(&Measured, &Measured) -> f64,
+        runs: fn(&PathRuns) -> &Vec<Measured>,
+    ) -> Vec<f64> {
+        let find = |k: Kind| self.e2e.iter().find(|p| p.kind == k);
+        let (Some(path), Some(direct)) = (find(kind), find(Kind::Direct)) else {
+            return vec![];
+        };
+        runs(path)
+            .iter()
+            .zip(runs(direct))
+            .map(|(p, d)| f(p, d))
+            .collect()
+    }
+
+    fn kernel_ns(&self, id: &str) -> f64 {
+        self.kernel.case(id).map_or(f64::NAN, |c| c.median_ns)
+    }
+
+    pub fn targets(&self) -> Vec<Target> {
+        let direct = self.summary(Kind::Direct);
+        let canary = self.summary(Kind::Canary);
+        let floor = self.kernel_ns("floor_xdp");
+        let est = self.kernel_ns("established") - floor;
+        let floor1 = self.kernel_ns("floor_xdp_single");
+        let full = self.kernel_ns("new_flow_full") - floor1;
+        let rps = canary.rps / direct.rps;
+        let cps = canary.conns_per_s / direct.conns_per_s;
+        let p50 = canary.p50_us - direct.p50_us;
+        let cpu = canary.cpu_us_per_req - direct.cpu_us_per_req;
+        // The same comparison within each round: how far noise moves it.
+        let spread = |f: fn(&Measured, &Measured) -> f64,
+                      runs: fn(&PathRuns) -> &Vec<Measured>,
+                      unit: &str,
+                      precision: usize| {
+            let v = self.per_round(Kind::Canary, f, runs);
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if v.len() < 2 {
+                String::new()
+            } else {
+                format!("; rounds {lo:.precision$}{unit} to {hi:.precision$}{unit}")
+            }
+        };
+        let miss_ns = |v: f64, goal: f64| {
+            if v <= goal {
+                format!("{:.0} ns to spare", goal - v)
+            } else {
+                format!("missed by {:.0} ns ({:.1}× the budget)", v - goal, v / goal)
+            }
+        };
+        vec![
+            Target {
+                what: "established flow, kernel",
+                goal: "≤ 40 ns above the empty XDP program".into(),
+                measured: format!("+{est:.0} ns ({:.0} vs {floor:.0} ns)", est + floor),
+                met: est <= 40.0,
+                by: miss_ns(est, 40.0),
+            },
+            Target {
+                what: "new flow at a full table, kernel",
+                goal: "< 500 ns".into(),
+                measured: format!(
+                    "{full:.0} ns above the one-call floor ({:.0} − {floor1:.0} ns, mean with LRU evictions)",
+                    full + floor1
+                ),
+                met: full < 500.0,
+                by: miss_ns(full, 500.0),
+            },
+            Target {
+                what: "keep-alive requests/s",
+                goal: "≥ 0.95× direct".into(),
+                measured: format!(
+                    "{rps:.3}×{}",
+                    spread(|c, d| c.rps / d.rps, |p| &p.keepalive, "×", 2)
+                ),
+                met: rps >= 0.95,
+                by: ratio_by(rps, 0.95),
+            },
+            Target {
+                what: "new connections/s",
+                goal: "≥ 0.90× direct".into(),
+                measured: format!(
+                    "{cps:.3}×{}",
+                    spread(|c, d| c.rps / d.rps, |p| &p.close, "×", 2)
+                ),
+                met: cps >= 0.9,
+                by: ratio_by(cps, 0.9),
+            },
+            Target {
+                what: "p50 added latency (one connection)",
+                goal: "≤ 10 µs".into(),
+                measured: format!(
+                    "{p50:+.0} µs ({:.0} vs {:.0} µs{})",
+                    canary.p50_us,
+                    direct.p50_us,
+                    spread(|c, d| c.p50_us - d.p50_us, |p| &p.latency, " µs", 0)
+                ),
+                met: p50 <= 10.0,
+                by: if p50 <= 10.0 {
+                    format!("{:.0} µs to spare", 10.0 - p50)
+                } else {
+                    format!("missed by {:.0} µs", p50 - 10.0)
+                },
+            },
+            Target {
+                what: "CPU per request (keep-alive)",
+                goal: "≤ 3 µs above direct".into(),
+                measured: format!(
+                    "{cpu:+.2} µs ({:.2} vs {:.2} µs{})",
+                    canary.cpu_us_per_req,
+                    direct.cpu_us_per_req,
+                    spread(
+                        |c, d| c.cpu_us_per_req - d.cpu_us_per_req,
+                        |p| &p.keepalive,
+                        " µs",
+                        2
+                    )
+                ),
+                met: cpu <= 3.0,
+                by: if cpu <= 3.0 {
+                    format!("{:.2} µs to spare", 3.0 - cpu)
+                } else {
+                    format!("missed by {:.2} µs", cpu - 3.0)
+                },
+            },
+        ]
+    }
+
+    /// The ratios the chart draws, per non-direct path.
+    fn chart(&self) -> String {
+        let direct = self.summary(Kind::Direct);
+        let others: Vec<Kind> = Kind::ALL
+            .into_iter()
+            .filter(|k| *k != Kind::Direct)
+            .collect();
+        let ratios = |f: fn(&Summary) -> f64| -> Vec<f64> {
+            others
+                .iter()
+                .map(|k| f(&self.summary(*k)) / f(&direct))
+                .collect()
+        };
+        let groups = [
+            Group {
+                title: "keep-alive requests/s".into(),
+                hint: "higher is better",
+                ratios: ratios(|s| s.rps),
+            },
+            Group {
+                title: "new connections/s".into(),
+                hint: "higher is better",
+                ratios: ratios(|s| s.conns_per_s),
+            },
+            Group {
+                title: "CPU per request".into(),
+                hint: "lower is better",
+                ratios: ratios(|s| s.cpu_us_per_req),
+            },
+            Group {
+                title: "p50 latency, 1 connection".into(),
+                hint: "lower is better",
+                ratios: ratios(|s| s.p50_us),
+            },
+        ];
+        let names: Vec<&str> = others.iter().map(|k| k.label()).collect();
+        chart::svg(
+            &format!(
+                "Ratio to direct, medians of {} round(s) ({}, {})",
+                self.e2e_plan.rounds,
+                self.machine.kernel,
+                self.xdp_mode_text()
+            ),
+            &names,
+            &groups,
+        )
+    }
+
+    fn xdp_mode_text(&self) -> String {
+        format!("canary XDP in {} mode on veth", self.xdp_mode)
+    }
+
+    /// The end-to-end table, as printed and as in the doc.
+    fn e2e_table(&self) -> String {
+        let direct = self.summary(Kind::Direct);
+        let mut t = String::from(
+            "| path | keep-alive req/s | × direct | loaded p50 / p99 (µs) | CPU µs/req | vs direct | new conn/s | × direct | CPU µs/conn | 1-conn p50 / p99 (µs) | p50 vs direct | errors |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for kind in Kind::ALL {
+            let s = self.summary(kind);
+            let _ = writeln!(
+                t,
+                "| {} | {} | {:.3} | {:.0} / {:.0} | {:.2} | {:+.2} | {} | {:.3} | {:.1} | {:.0} / {:.0} | {:+.0} µs | {} |",
+                kind.label(),
+                thousands(s.rps),
+                s.rps / direct.rps,
+                s.loaded_p50_us,
+                s.loaded_p99_us,
+                s.cpu_us_per_req,
+                s.cpu_us_per_req - direct.cpu_us_per_req,
+                thousands(s.conns_per_s),
+                s.conns_per_s / direct.conns_per_s,
+                s.cpu_us_per_conn,
+                s.p50_us,
+                s.p99_us,
+                s.p50_us - direct.p50_us,
+                s.errors
+            );
+        }
+        t
+    }
+
+    fn kernel_table(&self) -> String {
+        let mut t = String::from(
+            "| case | mode | ns/packet | floor | above floor | × floor | p50 / p99 of calls | runs (ns) |\n\
+             |---|---|---:|---:|---:|---:|---:|---|\n",
+        );
+        for c in &self.kernel.cases {
+            let floor = self.kernel.floor_of(c);
+            let is_floor = c.id.starts_with("floor");
+            let (f, above, x) = match floor {
+                Some(f) if !is_floor => (
+                    format!("{:.0}", f.median_ns),
+                    format!("{:+.0}", c.median_ns - f.median_ns),
+                    format!("{:.2}", c.median_ns / f.median_ns),
+                ),
+                _ => ("–".into(), "–".into(), "1.00".into()),
+            };
+            let pct = match (c.p50_ns, c.p99_ns) {
+                (Some(a), Some(b)) => format!("{a:.0} / {b:.0}"),
+                _ => "–".into(),
+            };
+            let runs: Vec<String> = c.runs_ns.iter().map(|r| format!("{r:.0}")).collect();
+            let _ = writeln!(
+                t,
+                "| {} | {} | {:.0} | {f} | {above} | {x} | {pct} | {} |",
+                c.name,
+                c.mode,
+                c.median_ns,
+                runs.join(", ")
+            );
+        }
+        t
+    }
+
+    fn targets_table(&self) -> String {
+        let mut t = String::from("| target | goal | this run | result |\n|---|---|---|---|\n");
+        for g in self.targets() {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} |",
+                g.what,
+                g.goal,
+                g.measured,
+                if g.met {
+                    format!("met ({})", g.by)
+                } else {
+                    format!("**not met**: {}", g.by)
+                }
+            );
+        }
+        t
+    }
+
+    /// What `cargo xtask bench` prints at the end.
+    pub fn print(&self) {
+        println!(
+            "\nkernel path (BPF_PROG_TEST_RUN, medians of {} runs):",
+            self.kernel_plan.runs
+        );
+        print!("{}", self.kernel_table());
+        println!(
+            "\nend to end (medians of {} round(s), {}):",
+            self.e2e_plan.rounds,
+            self.xdp_mode_text()
+        );
+        print!("{}", self.e2e_table());
+        println!("\ntargets:");
+        print!("{}", self.targets_table());
+    }
+
+    pub fn svg(&self) -> String {
+        self.chart()
+    }
+
+    pub fn markdown(&self, chart_file: &str) -> String {
+        let m = &self.machine;
+        let k = self.kernel_plan;
+        let e = self.e2e_plan;
+        let c = self.control;
+        let ip = self.in_place;
+        let mut d = String::new();
+        let quick_note = match self.mode {
+            Mode::Quick => {
+                "\n> **Quick run** (`--quick`): fewer single-call samples, one short round. \
+                Figures are rougher than a full run's; `cargo xtask bench` writes the real page.\n"
+            }
+            Mode::Full => "",
+        };
+        let _ = write!(
+            d,
+            "# Benchmarks\n\n\
+             Written by `cargo xtask bench{}` on {}; every figure on this page comes from that one \
+             run ({:.0} s wall time, as root). Run `cargo xtask bench` to refresh the page; \
+             `cargo xtask bench --quick` (under 3 minutes, rougher figures) writes to \
+             `target/bench/` instead, and `cargo xtask bench --dry-run` only builds and checks the \
+             tools and configs.\n{quick_note}\n\
+             Benchmarks are not tests: nothing asserts a timing. The targets below are from issue 4. \
+             This machine is a small virtual machine, and its figures move by several percent from \
+             run to run (compare the rounds in [Every run](#end-to-end)): read ratios, not absolute \
+             numbers, and small differences as noise.\n\n",
+            if self.mode == Mode::Quick {
+                " --quick"
+            } else {
+                ""
+            },
+            m.date,
+            self.wall_seconds
+        );
+
+        let _ = write!(
+            d,
+            "## Machine\n\n\
+             | | |\n|---|---|\n\
+             | CPU | {} ({} cores{}) |\n\
+             | kernel | {} |\n\
+             | BPF JIT (`net.core.bpf_jit_enable`) | {} |\n\
+             | canary's XDP on the host veth | {} mode (as canaryd reported it) |\n",
+            m.cpu,
+            m.cores,
+            if m.virtualized {
+                ", virtual machine"
+            } else {
+                ""
+            },
+            m.kernel,
+            self.kernel.jit,
+            self.xdp_mode,
+        );
+        for (name, version) in &m.tools {
+            let _ = writeln!(d, "| {name} | {version} |");
+        }
+
+        let _ = write!(
+            d,
+            "\n## Targets\n\n{}\n\
+             End-to-end figures are medians over rounds; \"rounds\" gives the same comparison \
+             within each round (canary's run against direct's run of that round), so a target \
+             that the median meets or misses by less than that spread is within this machine's \
+             noise. Why, and where the time goes: see [Findings](#findings).\n\n",
+            self.targets_table()
+        );
+
+        let _ = write!(
+            d,
+            "## Kernel path (BPF_PROG_TEST_RUN)\n\n\
+             ```sh\n{} {}\n```\n\n\
+             The data path is loaded (not attached) and each case is run through BPF_PROG_TEST_RUN \
+             on CPU {}, pinned; the empty programs `bench_floor_xdp` (returns XDP_PASS) and \
+             `bench_floor_tc` (TC_ACT_OK) of the same object are the floors. ns/packet is the median \
+             of {} runs.\n\n\
+             - **repeat mode**: one call per run with `repeat = {}`; ns/packet is the kernel's own \
+             figure (its timer covers only the repeat loop; it reports whole ns, truncated).\n\
+             - **single mode**: {} calls per run with `repeat = 1`, each with a 5-tuple never used \
+             before; ns/packet is the mean of the kernel's per-call figures, which include the \
+             timer's own clock reads, hence the separate one-call floor.\n\n{}\n",
+            self.kernel_bin,
+            k.args().join(" "),
+            self.kernel.cpu,
+            k.runs,
+            k.repeat,
+            k.single,
+            self.kernel_table()
+        );
+        d.push_str(KERNEL_METHOD);
+        d.push_str(
+            "\nWhat the counters showed after each case (the bench stops if any differ):\n\n",
+        );
+        for case in &self.kernel.cases {
+            let _ = writeln!(d, "- {}: {}", case.name, case.check);
+        }
+
+        let _ = write!(
+            d,
+            "\n## In place: BPF stats under load\n\n\
+             `run_time_ns / run_cnt` of canaryd's pinned programs (aya `ProgramInfo`), with BPF \
+             run-time stats switched on (`BPF_ENABLE_STATS`, the same switch as \
+             `kernel.bpf_stats_enabled`) only for one extra run of each load through the canary \
+             path, after the timed rounds: the stats' two clock reads per program run would \
+             otherwise slow the canary path in the comparison.\n\n\
+             | load | canary_ingress ns/run | runs | canary_egress ns/run | runs | load's rate |\n\
+             |---|---:|---:|---:|---:|---:|\n\
+             | keep-alive ({} connections) | {:.0} | {} | {:.0} | {} | {} req/s |\n\
+             | `Connection: close` | {:.0} | {} | {:.0} | {} | {} conn/s |\n\n\
+             Ingress runs on every packet the host's veth receives (client → host), egress on \
+             every packet it sends (host → client); a run is one packet.\n",
+            e.keepalive.connections,
+            ip.keepalive.0.ns_per_run,
+            ip.keepalive.0.runs,
+            ip.keepalive.1.ns_per_run,
+            ip.keepalive.1.runs,
+            thousands(ip.keepalive_rps),
+            ip.close.0.ns_per_run,
+            ip.close.0.runs,
+            ip.close.1.ns_per_run,
+            ip.close.1.runs,
+            thousands(ip.close_cps),
+        );
+
+        let _ = write!(
+            d,
+            "\n## End to end\n\n\
+             The paths: direct (the client connects to the stable backend); **empty XDP+TC** \
+             (direct, with the empty floor programs attached where canary's go: XDP in driver mode \
+             and a TC egress filter on the host's client-facing veth, held by \
+             `kernel-bench --attach-floor eth0`), which shows what hooking the veth costs before \
+             any program logic; canary (canaryd, weight {CANARY_PERCENT} %); nftables DNAT with a \
+             weighted `numgen` map; HAProxy in tcp mode; nginx stream.\n\n\
+             Each path has its own copy of the standard topology (`xtask::topology`, client, host \
+             and two backend namespaces, 198.18.0.0/15), so nftables' conntrack or canary's XDP \
+             program never sees another path's packets. The backends are the same in every \
+             path: nginx, one worker per CPU, answering `GET /` with its name (`stable` or `canary`, 7 \
+             bytes). Weighted paths send {CANARY_PERCENT} % to the canary. The client connects to \
+             198.18.0.1:80 (direct: to the stable backend, 198.18.1.2:8080), always through the host \
+             namespace's routing.\n\n\
+             {} round(s); in each, every path gets the three wrk runs below, one path after the \
+             other, and each round starts at the next path. Figures are medians over rounds. CPU is \
+             the whole machine's busy time from `/proc/stat` (client, host, backends; everything \
+             but idle and iowait) during the run, divided by its requests.\n\n\
+             ```sh\n\
+             ip netns exec <client> wrk {}   # keep-alive\n\
+             ip netns exec <client> wrk {}   # new connections\n\
+             ip netns exec <client> wrk {}   # latency, one connection\n\
+             ```\n\n\
+             (URL `http://198.18.1.2:8080/` for direct; the bench starts wrk in the client \
+             namespace itself, as `ip netns exec` would.)\n\n\
+             {}\n\
+             Over the rounds canary's data path sent {} new flows to stable and {} to canary \
+             ({:.2} %; weight {CANARY_PERCENT} %), with {} rehashes (`canaryctl status`).\n\n\
+             ![Each path's ratio to direct]({chart_file})\n\n",
+            e.rounds,
+            e.keepalive
+                .args(&Kind::Canary.url())
+                .join(" ")
+                .replace("Connection: close", "'Connection: close'"),
+            e.close
+                .args(&Kind::Canary.url())
+                .join(" ")
+                .replace("Connection: close", "'Connection: close'"),
+            e.latency.args(&Kind::Canary.url()).join(" "),
+            self.e2e_table(),
+            self.split.0,
+            self.split.1,
+            self.split.1 as f64 * 100.0 / (self.split.0 + self.split.1).max(1) as f64,
+            self.split.2,
+        );
+        d.push_str("Every run:\n\n| round | path | keep-alive req/s | CPU µs/req | close conn/s | 1-conn p50 µs |\n|---:|---|---:|---:|---:|---:|\n");
+        for round in 0..e.rounds {
+            for p in self.e2e {
+                if let (Some(ka), Some(cl), Some(lat)) = (
+                    p.keepalive.get(round),
+                    p.close.get(round),
+                    p.latency.get(round),
+                ) {
+                    let _ = writeln!(
+                        d,
+                        "| {} | {} | {} | {:.2} | {} | {:.0} |",
+                        round + 1,
+                        p.kind.label(),
+                        thousands(ka.rps),
+                        ka.cpu_us_per_req,
+                        thousands(cl.rps),
+                        lat.p50_us
+                    );
+                }
+            }
+        }
+
+        let _ = write!(
+            d,
+            "\n## Control plane\n\n\
+             canaryd runs in the canary path's host namespace with the config below. {} trials \
+             flip the weight between 0 % and 100 % with `canaryctl set-weight {} <0|100>`; a thread \
+             polls the pinned SERVICES map meanwhile, and one new connection is opened as soon as \
+             canaryctl returns: at 100 % the canary must serve it, at 0 % the stable backend.\n\n\
+             | | median | max |\n|---|---:|---:|\n\
+             | canaryctl set-weight, process start to exit | {:.2} ms | {:.2} ms |\n\
+             | canaryctl start to the new weight in the pinned map | {:.2} ms | {:.2} ms |\n\
+             | canaryctl exit to the first new connection's answer | {:.2} ms | {:.2} ms |\n\n\
+             - The map held the new weight when canaryctl returned in {}/{} trials (canaryd writes it \
+             before answering).\n\
+             - The first new connection after canaryctl returned was served by the version the new \
+             weight dictates in {}/{} trials: the kernel uses a weight from the next new flow on.\n\
+             - canaryd resident set size: {:.1} MiB (VmRSS, after the load).\n\
+             - canaryd CPU while idle: {:.3} % of one CPU over {} s (utime + stime from \
+             `/proc/<pid>/stat`).\n\n",
+            c.trials,
+            paths::SERVICE,
+            median(&c.ctl_ms),
+            max(&c.ctl_ms),
+            median(&c.map_ms),
+            max(&c.map_ms),
+            median(&c.first_conn_ms),
+            max(&c.first_conn_ms),
+            c.visible_at_return,
+            c.trials,
+            c.first_conn_ok,
+            c.trials,
+            c.rss_kib as f64 / 1024.0,
+            c.idle_cpu_percent,
+            c.idle_seconds,
+        );
+
+        d.push_str(&self.findings());
+
+        let dir = std::path::Path::new("/tmp/canary-bench-<pid>-<path>");
+        let _ = write!(
+            d,
+            "\n## Configs\n\n\
+             Generated by the bench (`xtask/src/bench/paths.rs`), in a temporary directory per path.\n\n\
+             canaryd (`canary.toml`):\n\n```toml\n{}```\n\n\
+             nftables, host namespace (`nft -f dnat.nft`):\n\n```\n{}```\n\n\
+             HAProxy (`haproxy -db -f haproxy.cfg`):\n\n```\n{}```\n\n\
+             nginx stream (`nginx -c stream.conf -p <dir> -e <dir>/stream.error.log`):\n\n```nginx\n{}```\n\n\
+             Backend nginx, stable (the canary's differs only in address and body):\n\n```nginx\n{}```\n",
+            paths::canaryd_conf(dir).replace(
+                &paths::bench_bpffs().display().to_string(),
+                "/sys/fs/bpf/canary-bench-<pid>"
+            ),
+            paths::nft_rules(),
+            paths::haproxy_conf(),
+            paths::nginx_stream_conf(dir),
+            paths::nginx_backend_conf(dir, 0),
+        );
+        d
+    }
+
+    /// Findings: what the figures say, with the reasons known from the code
+    /// and the kernel.
+    fn findings(&self) -> String {
+        let direct = self.summary(Kind::Direct);
+        let mut d = String::from("## Findings\n\n");
+        let line = |kind: Kind| {
+            let s = self.summary(kind);
+            format!(
+                "{}: {:.2}× direct keep-alive req/s, {:.2}× new conn/s, {:+.2} µs CPU/request, {:+.0} µs p50",
+                kind.label(),
+                s.rps / direct.rps,
+                s.conns_per_s / direct.conns_per_s,
+                s.cpu_us_per_req - direct.cpu_us_per_req,
+                s.p50_us - direct.p50_us
+            )
+        };
+        let _ = writeln!(d, "Headline ratios of this run:\n");
+        for kind in [
+            Kind::EmptyPrograms,
+            Kind::Canary,
+            Kind::Nftables,
+            Kind::Haproxy,
+            Kind::NginxStream,
+        ] {
+            let _ = writeln!(d, "- {}", line(kind));
+        }
+        let canary = self.summary(Kind::Canary);
+        let nft = self.summary(Kind::Nftables);
+        let haproxy = self.summary(Kind::Haproxy);
+        let _ = writeln!(
+            d,
+            "- canary against nftables: {:.2}× its new conn/s; against HAProxy: {:.2}× its keep-alive req/s and {:.2}× its new conn/s.\n",
+            canary.conns_per_s / nft.conns_per_s,
+            canary.rps / haproxy.rps,
+            canary.conns_per_s / haproxy.conns_per_s
+        );
+        let empty = self.summary(Kind::EmptyPrograms);
+        let ip = self.in_place;
+        let _ = write!(
+            d,
+            "Split of canary's overhead: of its {:+.2} µs CPU per keep-alive request over direct, \
+             the empty programs alone account for {:+.2} µs; in new connections/s the empty \
+             programs reach {:.3}× direct and canary {:.3}×. In place, canary_ingress took {:.0} ns \
+             per packet under keep-alive load against {:.0} ns for an established packet in \
+             BPF_PROG_TEST_RUN, and canary_egress {:.0} ns against {:.0} ns (why they differ: \
+             *In place vs BPF_PROG_TEST_RUN* below).\n\n",
+            canary.cpu_us_per_req - direct.cpu_us_per_req,
+            empty.cpu_us_per_req - direct.cpu_us_per_req,
+            empty.conns_per_s / direct.conns_per_s,
+            canary.conns_per_s / direct.conns_per_s,
+            ip.keepalive.0.ns_per_run,
+            self.kernel_ns("established"),
+            ip.keepalive.1.ns_per_run,
+            self.kernel_ns("egress"),
+        );
+        let not_service = self.kernel_ns("not_service") - self.kernel_ns("floor_xdp");
+        let _ = write!(d, "{}", findings_text(&self.xdp_mode, not_service));
+        d
+    }
+}
+
+/// Method notes for the kernel cases.
+const KERNEL_METHOD: &str = "\
+How each case measures what its name says. BPF_PROG_TEST_RUN with `repeat` runs the program on the \
+same buffer again and again, so a program that rewrites the packet sees its own output on the next \
+repeat; each case is built so every repeat takes the same path, and its counters prove it:
+
+- **non-service packet**: TCP to the VIP address on a port with no service (one SERVICES miss). \
+Every repeat is counted `pass_not_service`.
+- **established flow**: the service's stable and canary backend is the VIP itself (198.18.0.1:80; \
+`ServiceSpec::check` allows it, canaryd's config check does not), and the flow's entry is written \
+beforehand with `established = 1`. The rewrite (address, port, both checksums, incrementally) then \
+writes the values it read, so the packet stays the same and every repeat follows the entry: all \
+counted `translated`, no new flow, no rehash, and the output frame equals the input.
+- **new flow, table empty (UDP, entry stale)**: a UDP service loaded with a 1 ns idle timeout. After \
+the first repeat the flow's entry exists but is stale on every later one, so each repeat takes the \
+whole new-flow path (hash, weight, backend, flow-table insert, lookup): `new_flows` equals the \
+number of repeats. The insert replaces the flow's own entry, so the LRU never evicts here.
+- **egress reply translation**: a reply from the backend (= the VIP, as above) on the live flow: \
+owner lookup, flow lookup, source rewrite with the kernel's checksum helpers; all repeats counted \
+egress `translated`, output equals input.
+- **new flow, table empty (TCP SYN)** and **new flow, table at capacity**: a new flow's insert \
+happens once per 5-tuple, so these use single mode with a fresh client address and port per call \
+(198.18.128.0/17) and real backends. Empty: the entry is deleted from userspace after each call, \
+outside the timed part. At capacity: the flow table (65,536 entries) is first filled with other \
+flows from userspace, so every insert must evict; afterwards the table is still full and the \
+prefilled flows are gone. The kernel's LRU evicts in batches, so most calls are cheap and some pay \
+for a batch: the mean (reported) carries that cost, the p50 does not.
+";
+
+/// `not_service`: the non-service case's ns above its floor.
+fn findings_text(xdp_mode: &str, not_service: f64) -> String {
+    format!(
+        "Reasons, from the code and the kernel (not from a profiler run):\n\n\
+         - **XDP on veth ({xdp_mode} mode here).** With an XDP program attached, a veth receives \
+         in NAPI, and every skb its peer sends that is cloned (TCP sends clones of its segments), \
+         shared, paged or short of 256 bytes of headroom is first copied into a fresh page-pool \
+         buffer so the program may write it (`veth_convert_skb_to_xdp_buff`); the peer also loses \
+         software GSO while the program is attached. The direct path pays none of this. The \
+         **empty XDP+TC** path measures exactly that cost with programs that do nothing; the \
+         difference between it and canary is the programs' own work, which the in-place figures \
+         show per packet. On a physical NIC in driver mode the frame comes from the driver's ring \
+         and this copy does not exist.\n\
+         - **Established packets** do a SERVICES lookup (20-byte key), a FLOWS lookup (40-byte \
+         key, jhash over all of it), two per-CPU counter updates and the incremental rewrite. \
+         Parsing plus one SERVICES lookup alone (the non-service case) costs {not_service:+.0} ns \
+         over the floor here.\n\
+         - **New flows** add the hash, a BACKENDS lookup, the LRU insert (which takes the LRU \
+         list's lock) and then a second FLOWS lookup of the entry just inserted \
+         (`ingress.rs`: `FLOWS.insert` then `FLOWS.get_ptr_mut`): a redundant lookup a \
+         rewrite could avoid by updating `fresh` before the insert. At capacity the insert \
+         also evicts: the common LRU list shrinks in batches under a global lock \
+         (`BPF_F_NO_COMMON_LRU` would give each CPU its own list).\n\
+         - **Egress** rewrites through five helper calls (`bpf_l3_csum_replace`, two \
+         `bpf_l4_csum_replace`, two `bpf_skb_store_bytes`, each checking that the skb is \
+         writable) where ingress uses direct packet access and one incremental update.\n\
+         - **In place vs BPF_PROG_TEST_RUN.** The in-place figures are higher than the \
+         harness's: they include the stats' own clock reads, caches that other work has \
+         cooled, and flow-entry cache lines that move between CPUs (ingress and egress of one \
+         flow may run on different CPUs, and both write the entry and the LRU's reference \
+         bit). Which of these dominates is a question for a profiler (`perf` on the host \
+         namespace's softirq time), not answered here.\n\
+         - **nftables** pays conntrack on every packet (and a conntrack entry per connection); \
+         **HAProxy and nginx** terminate the client's TCP connection and open their own to the \
+         backend, so every request crosses userspace twice and every new connection is two.\n"
+    )
+}
+
+fn ratio_by(r: f64, goal: f64) -> String {
+    let d = (r - goal).abs();
+    let by = if d < 0.0005 {
+        format!("less than 0.001 (×{r:.4})")
+    } else {
+        format!("{d:.3}")
+    };
+    if r >= goal {
+        format!("{by} above")
+    } else {
+        format!("missed by {by}")
+    }
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NAN, f64::max)
+}
+
+/// 12345.6 → "12,346".
+pub fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if v < 0.0 { format!("-{out}") } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(1234.0), "1,234");
+        assert_eq!(thousands(1234567.0), "1,234,567");
+        assert_eq!(thousands(f64::NAN), "–");
+    }
+}
