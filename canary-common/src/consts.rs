@@ -2,6 +2,11 @@
 //! odd-packet verdict table.
 
 /// Canary weight is expressed in basis points: 10000 = 100 %.
+/// Layout version of the pin directory (`<bpffs>/v2/...`): bumped whenever
+/// a pinned map's key or value layout changes, so a daemon never reuses maps
+/// written with another layout. v2: FlowEntry carries FIN sequence numbers.
+pub const PIN_LAYOUT: &str = "v2";
+
 pub const WEIGHT_SCALE: u32 = 10_000;
 
 /// Version index of the stable backend set (index into per-version arrays).
@@ -34,6 +39,13 @@ pub const PROTO_UDP: u8 = 17;
 /// Affinity modes.
 pub const AFFINITY_FLOW: u8 = 0;
 pub const AFFINITY_CLIENT: u8 = 1;
+
+/// Bits of `FlowEntry::{client_fin, backend_fin}`. A TCP entry is released
+/// when both sides' FINs are acknowledged, judged by sequence numbers: the
+/// order in which the two FINs pass the host says nothing about whether
+/// each side had seen the other's FIN (crossed closes).
+pub const FIN_SEEN: u8 = 1;
+pub const FIN_ACKED: u8 = 2;
 
 /// Global verdict counters, one slot each in the VERDICTS per-CPU array.
 ///

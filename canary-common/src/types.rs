@@ -84,14 +84,21 @@ pub struct FlowEntry {
     /// done, so a later SYN on this tuple is a new connection.
     pub established: u8,
     pub service_id: u32,
-    /// Set by ingress when the client sent FIN.
+    /// `FIN_SEEN` once the client sent FIN, plus `FIN_ACKED` once the
+    /// backend acknowledged it.
     pub client_fin: u8,
-    /// Set by egress when the backend sent FIN.
+    /// The same for the backend's FIN.
     pub backend_fin: u8,
     pub _pad: [u8; 2],
+    /// Sequence number just past the client's FIN (host order): the backend's
+    /// ACK of the FIN carries at least this.
+    pub client_fin_end: u32,
     /// Last packet time (bpf_ktime_get_ns); kept for UDP only, whose entries
     /// age out after the configured idle timeout.
     pub last_seen_ns: u64,
+    /// Sequence number just past the backend's FIN (host order).
+    pub backend_fin_end: u32,
+    pub _pad2: [u8; 4],
 }
 
 /// Per (service, version) counters; one per-CPU slot at `stats_slot(id, v)`.
@@ -154,7 +161,7 @@ const _: () = assert!(core::mem::size_of::<Service>() == 16);
 const _: () = assert!(core::mem::size_of::<Backend>() == 20);
 const _: () = assert!(core::mem::size_of::<BackendOwner>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
-const _: () = assert!(core::mem::size_of::<FlowEntry>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowEntry>() == 48);
 const _: () = assert!(core::mem::size_of::<VersionStats>() == 56);
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 

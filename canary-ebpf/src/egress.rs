@@ -6,13 +6,13 @@ use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     programs::TcContext,
 };
-use canary_common::{Endpoint, FAMILY_IPV4, FlowEntry, FlowKey, PROTO_TCP, PROTO_UDP, verdict};
+use canary_common::{Endpoint, FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, verdict};
 
 use crate::{
+    close::{Sender, track_close},
     counters::{count_egress, stats},
-    ingress::{FIN_FIRST, FIN_SECOND, release},
     maps::{BACKEND_OWNERS, FLOWS},
-    parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, parse},
+    parse::{Packet, parse},
 };
 
 /// Headers we may need in the linear part of the skb: Ethernet, two VLAN
@@ -70,30 +70,12 @@ pub fn try_egress(ctx: &TcContext) -> Result<(), u32> {
         s.bytes_out += ctx.len() as u64;
     }
     if pkt.proto == PROTO_TCP {
-        track_close(e, &pkt, &fkey);
+        track_close(e, &pkt, &fkey, Sender::Backend);
     } else {
         e.last_seen_ns = unsafe { bpf_ktime_get_ns() };
     }
     count_egress(verdict::TRANSLATED);
     Ok(())
-}
-
-/// Backend-side half of the close tracking in `ingress::track_close`.
-#[inline(always)]
-fn track_close(e: &mut FlowEntry, pkt: &Packet, fkey: &FlowKey) {
-    if pkt.has(TCP_RST) {
-        release(e, fkey);
-    } else if pkt.has(TCP_FIN) {
-        if e.backend_fin == 0 {
-            e.backend_fin = if e.client_fin != 0 {
-                FIN_SECOND
-            } else {
-                FIN_FIRST
-            };
-        }
-    } else if pkt.has(TCP_ACK) && !pkt.has(TCP_SYN) && e.client_fin == FIN_SECOND {
-        release(e, fkey);
-    }
 }
 
 /// Rewrites the source to the VIP with the kernel's checksum helpers, which

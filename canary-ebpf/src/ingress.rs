@@ -13,20 +13,12 @@ use network_types::{
 };
 
 use crate::{
+    close::{Sender, track_close},
     counters::{count_ingress, stats},
     decide::decide,
     maps::{FLOWS, SERVICES, SETTINGS, VIP_ADDRESSES},
-    parse::{
-        Odd, Packet, TCP_ACK, TCP_CHECK_OFFSET, TCP_FIN, TCP_RST, TCP_SYN, UDP_CHECK_OFFSET, parse,
-        ptr_at,
-    },
+    parse::{Odd, Packet, TCP_ACK, TCP_CHECK_OFFSET, TCP_SYN, UDP_CHECK_OFFSET, parse, ptr_at},
 };
-
-/// FIN markers in `FlowEntry::{client_fin, backend_fin}`: the side that sends
-/// its FIN after the other writes `FIN_SECOND`, so the final ACK is known to
-/// come from the other side.
-pub const FIN_FIRST: u8 = 1;
-pub const FIN_SECOND: u8 = 2;
 
 #[inline(always)]
 pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
@@ -100,7 +92,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
         s.bytes_in += (end - start) as u64;
     }
     if pkt.proto == PROTO_TCP {
-        track_close(e, &pkt, &fkey);
+        track_tcp(e, &pkt, &fkey);
     } else {
         e.last_seen_ns = now;
     }
@@ -131,27 +123,13 @@ fn is_stale(e: &FlowEntry, pkt: &Packet, syn: bool, now: u64) -> bool {
     now.saturating_sub(e.last_seen_ns) > timeout
 }
 
-/// Client-side connection tracking. The entry is released only once the
-/// closing handshake is through: on the client's ACK of a backend FIN that
-/// came second, or on a reset. The egress side handles the mirror case.
+/// Client-side connection tracking: the handshake's end, then the close.
 #[inline(always)]
-fn track_close(e: &mut FlowEntry, pkt: &Packet, fkey: &FlowKey) {
+fn track_tcp(e: &mut FlowEntry, pkt: &Packet, fkey: &FlowKey) {
     if e.established == 0 && !pkt.has(TCP_SYN) {
         e.established = 1;
     }
-    if pkt.has(TCP_RST) {
-        release(e, fkey);
-    } else if pkt.has(TCP_FIN) {
-        if e.client_fin == 0 {
-            e.client_fin = if e.backend_fin != 0 {
-                FIN_SECOND
-            } else {
-                FIN_FIRST
-            };
-        }
-    } else if pkt.has(TCP_ACK) && e.backend_fin == FIN_SECOND {
-        release(e, fkey);
-    }
+    track_close(e, pkt, fkey, Sender::Client);
 }
 
 /// Deletes a closed flow's entry and counts it.

@@ -9,6 +9,7 @@
     reason = "map keys go by reference so 40-byte keys are not copied again on the 512-byte BPF stack"
 )]
 
+mod close;
 mod counters;
 mod decide;
 mod egress;

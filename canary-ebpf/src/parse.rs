@@ -39,6 +39,8 @@ pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 /// Offset of the flags byte in the TCP header.
 const TCP_FLAGS_OFFSET: usize = 13;
+/// Offset of the data-offset byte (header length in 32-bit words, high nibble).
+const TCP_DOFF_OFFSET: usize = 12;
 /// Offsets of the checksum within the L4 header.
 pub const TCP_CHECK_OFFSET: usize = 16;
 pub const UDP_CHECK_OFFSET: usize = 6;
@@ -56,6 +58,11 @@ pub struct Packet {
     pub ip_options: u8,
     /// TCP flags byte; 0 for UDP.
     pub tcp_flags: u8,
+    /// TCP sequence and acknowledgement numbers (host order) and the
+    /// segment's payload length; 0 for UDP. Close tracking needs them.
+    pub seq: u32,
+    pub ack_seq: u32,
+    pub payload_len: u32,
     pub src: Addr,
     pub dst: Addr,
     /// Ports as on the wire (network byte order).
@@ -157,9 +164,10 @@ pub fn parse(start: usize, end: usize) -> Result<Packet, Odd> {
 fn parse_ipv4(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Packet, Odd> {
     let ip: *mut Ipv4Hdr = at(start, end, l3)?;
     // SAFETY: bounds checked by `at`.
-    let (vihl, frags, proto, src, dst) = unsafe {
+    let (vihl, tot_len, frags, proto, src, dst) = unsafe {
         (
             (*ip).vihl,
+            u16::from_be_bytes((*ip).tot_len) as usize,
             u16::from_be_bytes((*ip).frags),
             (*ip).proto,
             word(&(*ip).src_addr),
@@ -180,7 +188,7 @@ fn parse_ipv4(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
             family: FAMILY_IPV4,
         });
     }
-    let mut pkt = l4(start, end, l3 + ihl, proto)?;
+    let mut pkt = l4(start, end, l3 + ihl, proto, tot_len.saturating_sub(ihl))?;
     pkt.l3 = l3;
     pkt.family = FAMILY_IPV4;
     pkt.vlan_tags = vlan_tags;
@@ -194,9 +202,10 @@ fn parse_ipv4(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
 fn parse_ipv6(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Packet, Odd> {
     let ip: *mut Ipv6Hdr = at(start, end, l3)?;
     // SAFETY: bounds checked by `at`.
-    let (next, src, dst) = unsafe {
+    let (next, payload_len, src, dst) = unsafe {
         (
             (*ip).next_hdr,
+            u16::from_be_bytes((*ip).payload_len) as usize,
             addr16(&(*ip).src_addr),
             addr16(&(*ip).dst_addr),
         )
@@ -215,7 +224,7 @@ fn parse_ipv6(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
             family: FAMILY_IPV6,
         });
     }
-    let mut pkt = l4(start, end, l3 + Ipv6Hdr::LEN, next)?;
+    let mut pkt = l4(start, end, l3 + Ipv6Hdr::LEN, next, payload_len)?;
     pkt.l3 = l3;
     pkt.family = FAMILY_IPV6;
     pkt.vlan_tags = vlan_tags;
@@ -224,22 +233,28 @@ fn parse_ipv6(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
     Ok(pkt)
 }
 
-/// Reads the ports (and TCP flags) at `l4`; the caller fills in the rest.
+/// Reads the ports (and TCP flags and numbers) at `l4`; `l4_len` is the IP
+/// payload length from the IP header. The caller fills in the rest.
 #[inline(always)]
-fn l4(start: usize, end: usize, l4: usize, proto: u8) -> Result<Packet, Odd> {
-    let (sport, dport, tcp_flags) = match proto {
+fn l4(start: usize, end: usize, l4: usize, proto: u8, l4_len: usize) -> Result<Packet, Odd> {
+    let (sport, dport, tcp_flags, seq, ack_seq, payload_len) = match proto {
         PROTO_TCP => {
             let tcp: *mut TcpHdr = at(start, end, l4)?;
             // Fields are read through the one checked pointer at constant
             // offsets: the verifier tracks bounds per pointer, and LLVM may
             // drop a second check it can prove redundant.
             let flags = (tcp as *const u8).wrapping_add(TCP_FLAGS_OFFSET);
+            let doff = (tcp as *const u8).wrapping_add(TCP_DOFF_OFFSET);
             // SAFETY: bounds checked by `at` (the whole 20-byte header).
             unsafe {
+                let header_len = (*doff >> 4) as usize * 4;
                 (
                     u16::from_ne_bytes((*tcp).source),
                     u16::from_ne_bytes((*tcp).dest),
                     *flags,
+                    u32::from_be_bytes((*tcp).seq),
+                    u32::from_be_bytes((*tcp).ack_seq),
+                    l4_len.saturating_sub(header_len) as u32,
                 )
             }
         }
@@ -250,6 +265,9 @@ fn l4(start: usize, end: usize, l4: usize, proto: u8) -> Result<Packet, Odd> {
                 (
                     u16::from_ne_bytes((*udp).src),
                     u16::from_ne_bytes((*udp).dst),
+                    0,
+                    0,
+                    0,
                     0,
                 )
             }
@@ -264,6 +282,9 @@ fn l4(start: usize, end: usize, l4: usize, proto: u8) -> Result<Packet, Odd> {
         vlan_tags: 0,
         ip_options: 0,
         tcp_flags,
+        seq,
+        ack_seq,
+        payload_len,
         src: [0; 4],
         dst: [0; 4],
         sport,

@@ -48,9 +48,7 @@ pub const MAPS: [&str; 8] = [
     "SETTINGS",
 ];
 
-/// Layout version of the pin directory: a daemon that changes map layouts
-/// bumps it, so it never reads maps written with another layout.
-pub const PIN_LAYOUT: &str = "v1";
+pub use canary_common::PIN_LAYOUT;
 /// Under the layout directory: pinned programs, and one empty directory per
 /// interface the programs are attached to (what --detach-all undoes).
 const PROGRAMS_DIR: &str = "programs";
@@ -64,8 +62,8 @@ pub struct LoadOptions {
     pub flow_table_size: u32,
     /// How long an idle UDP flow keeps its backend.
     pub udp_idle_timeout: Duration,
-    /// bpffs directory to pin maps and programs under (`<dir>/v1/maps`,
-    /// `<dir>/v1/programs`). Pinned state outlives the process, and a later load
+    /// bpffs directory to pin maps and programs under (`<dir>/v2/maps`,
+    /// `<dir>/v2/programs`). Pinned state outlives the process, and a later load
     /// with the same directory reuses it: flows, weights and counters carry
     /// on. `None` keeps everything tied to this process (tests).
     pub pin_dir: Option<PathBuf>,

@@ -241,7 +241,10 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(!s.dirs.bpffs.join("v1").exists(), "pins left behind");
+    assert!(
+        !s.dirs.bpffs.join(canary_common::PIN_LAYOUT).exists(),
+        "pins left behind"
+    );
     // Nothing listens on the VIP's port itself: without the data path a
     // connection is refused.
     assert!(

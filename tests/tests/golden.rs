@@ -17,7 +17,8 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use canary_common::{
-    Endpoint, FlowEntry, FlowKey, Service, VERSION_CANARY, VERSION_STABLE, VersionStats,
+    Endpoint, FIN_ACKED, FIN_SEEN, FlowEntry, FlowKey, Service, VERSION_CANARY, VERSION_STABLE,
+    VersionStats,
     hash::{backend_index, client_hash, flow_hash, is_canary, seed_from_name},
     verdict,
 };
@@ -444,8 +445,10 @@ fn cases() -> Vec<Case> {
         )
         .stats(TCP4, hit_in(c))
         .flow_after(TCP4, c4, FlowAfter::Fins(1, 0)),
+        // Test frames carry seq 1000, ack 2000 (with ACK) and 18 bytes of
+        // payload, so a client FIN ends at sequence number 1019.
         Case::new(
-            "v4 tcp client FIN after backend FIN is second",
+            "v4 tcp client FIN|ACK acknowledges the backend's FIN",
             Ingress,
             Frame::tcp(c4, vip4, FIN | ACK).bytes(),
         )
@@ -453,7 +456,8 @@ fn cases() -> Vec<Case> {
             TCP4,
             c4,
             FlowEntry {
-                backend_fin: 1,
+                backend_fin: FIN_SEEN,
+                backend_fin_end: 2000,
                 ..established
             },
         )
@@ -463,7 +467,25 @@ fn cases() -> Vec<Case> {
             Some(Frame::tcp(c4, ca(TCP4), FIN | ACK).bytes()),
         )
         .stats(TCP4, hit_in(c))
-        .flow_after(TCP4, c4, FlowAfter::Fins(2, 1)),
+        .flow_after(TCP4, c4, FlowAfter::Fins(FIN_SEEN, FIN_SEEN | FIN_ACKED)),
+        Case::new(
+            "v4 tcp crossed close: an ACK short of the backend's FIN keeps the entry",
+            Ingress,
+            Frame::tcp(c4, vip4, ACK).bytes(),
+        )
+        .flow(
+            TCP4,
+            c4,
+            FlowEntry {
+                client_fin: FIN_SEEN | FIN_ACKED,
+                backend_fin: FIN_SEEN,
+                backend_fin_end: 2001,
+                ..established
+            },
+        )
+        .expect(XDP_PASS, tr, Some(Frame::tcp(c4, ca(TCP4), ACK).bytes()))
+        .stats(TCP4, hit_in(c))
+        .flow_after(TCP4, c4, FlowAfter::Fins(FIN_SEEN | FIN_ACKED, FIN_SEEN)),
         Case::new(
             "v4 tcp client's last ACK releases the entry",
             Ingress,
@@ -473,8 +495,9 @@ fn cases() -> Vec<Case> {
             TCP4,
             c4,
             FlowEntry {
-                client_fin: 1,
-                backend_fin: 2,
+                client_fin: FIN_SEEN | FIN_ACKED,
+                backend_fin: FIN_SEEN,
+                backend_fin_end: 2000,
                 ..established
             },
         )
@@ -1021,7 +1044,7 @@ fn cases() -> Vec<Case> {
         ),
         Case::new("egress ARP", Egress, arp()).expect(TC_ACT_OK, verdict::PASS_NOT_IP, None),
         Case::new(
-            "egress backend FIN after the client's is second",
+            "egress backend FIN|ACK acknowledges the client's FIN",
             Egress,
             Frame::tcp(st(TCP4), c4, FIN | ACK).bytes(),
         )
@@ -1029,14 +1052,33 @@ fn cases() -> Vec<Case> {
             TCP4,
             c4,
             FlowEntry {
-                client_fin: 1,
+                client_fin: FIN_SEEN,
+                client_fin_end: 2000,
                 established: 1,
                 ..entry(TCP4, s)
             },
         )
         .expect(TC_ACT_OK, tr, Some(Frame::tcp(vip4, c4, FIN | ACK).bytes()))
         .stats(TCP4, out(s))
-        .flow_after(TCP4, c4, FlowAfter::Fins(1, 2)),
+        .flow_after(TCP4, c4, FlowAfter::Fins(FIN_SEEN | FIN_ACKED, FIN_SEEN)),
+        Case::new(
+            "egress crossed close: a backend FIN sent before the client's arrived acknowledges nothing",
+            Egress,
+            Frame::tcp(st(TCP4), c4, FIN | ACK).bytes(),
+        )
+        .flow(
+            TCP4,
+            c4,
+            FlowEntry {
+                client_fin: FIN_SEEN,
+                client_fin_end: 5000,
+                established: 1,
+                ..entry(TCP4, s)
+            },
+        )
+        .expect(TC_ACT_OK, tr, Some(Frame::tcp(vip4, c4, FIN | ACK).bytes()))
+        .stats(TCP4, out(s))
+        .flow_after(TCP4, c4, FlowAfter::Fins(FIN_SEEN, FIN_SEEN)),
         Case::new(
             "egress backend's last ACK releases the entry",
             Egress,
@@ -1046,8 +1088,9 @@ fn cases() -> Vec<Case> {
             TCP4,
             c4,
             FlowEntry {
-                client_fin: 2,
-                backend_fin: 1,
+                client_fin: FIN_SEEN,
+                client_fin_end: 2000,
+                backend_fin: FIN_SEEN | FIN_ACKED,
                 established: 1,
                 ..entry(TCP4, s)
             },

@@ -482,11 +482,17 @@ impl Canaryd {
     }
 
     pub fn program_pin(&self, name: &str) -> PathBuf {
-        self.bpffs.join("v1/programs").join(name)
+        self.bpffs
+            .join(canary_common::PIN_LAYOUT)
+            .join("programs")
+            .join(name)
     }
 
     pub fn map_pin(&self, name: &str) -> PathBuf {
-        self.bpffs.join("v1/maps").join(name)
+        self.bpffs
+            .join(canary_common::PIN_LAYOUT)
+            .join("maps")
+            .join(name)
     }
 }
 

@@ -1,0 +1,63 @@
+//! TCP close tracking, shared by both programs. An entry is released only
+//! when both FINs are acknowledged, so the last ACK of the closing handshake
+//! still reaches (ingress) or comes back from (egress) the same backend.
+//! Acknowledgement is judged by sequence numbers: in a crossed close both
+//! FINs are in flight at once, and the order they pass the host does not
+//! say which side had seen the other's.
+
+use canary_common::{FIN_ACKED, FIN_SEEN, FlowEntry, FlowKey};
+
+use crate::{
+    ingress::release,
+    parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST},
+};
+
+/// Which end of the connection sent the packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    Client,
+    Backend,
+}
+
+/// Updates the FIN state of `e` with one packet and releases the entry when
+/// the close is complete (or on a reset).
+#[inline(always)]
+pub fn track_close(e: &mut FlowEntry, pkt: &Packet, fkey: &FlowKey, from: Sender) {
+    if pkt.has(TCP_RST) {
+        release(e, fkey);
+        return;
+    }
+    // The FIN occupies one sequence number after the segment's data.
+    let fin_end = pkt.seq.wrapping_add(pkt.payload_len).wrapping_add(1);
+    let fin = pkt.has(TCP_FIN);
+    let ack = pkt.has(TCP_ACK);
+    match from {
+        Sender::Client => {
+            if fin && e.client_fin & FIN_SEEN == 0 {
+                e.client_fin |= FIN_SEEN;
+                e.client_fin_end = fin_end;
+            }
+            if ack && e.backend_fin & FIN_SEEN != 0 && reached(pkt.ack_seq, e.backend_fin_end) {
+                e.backend_fin |= FIN_ACKED;
+            }
+        }
+        Sender::Backend => {
+            if fin && e.backend_fin & FIN_SEEN == 0 {
+                e.backend_fin |= FIN_SEEN;
+                e.backend_fin_end = fin_end;
+            }
+            if ack && e.client_fin & FIN_SEEN != 0 && reached(pkt.ack_seq, e.client_fin_end) {
+                e.client_fin |= FIN_ACKED;
+            }
+        }
+    }
+    if e.client_fin & FIN_ACKED != 0 && e.backend_fin & FIN_ACKED != 0 {
+        release(e, fkey);
+    }
+}
+
+/// `ack` is at or past `end`, in sequence-number space (mod 2^32).
+#[inline(always)]
+fn reached(ack: u32, end: u32) -> bool {
+    ack.wrapping_sub(end) as i32 >= 0
+}
