@@ -105,6 +105,29 @@ struct Case {
     check: String,
 }
 
+impl Case {
+    /// A repeat-mode case (the kernel's own per-repeat figure; no per-call
+    /// percentiles).
+    fn repeat(
+        id: &'static str,
+        name: &'static str,
+        hook: &'static str,
+        runs_ns: Vec<f64>,
+        check: String,
+    ) -> Case {
+        Case {
+            id,
+            name,
+            hook,
+            mode: "repeat",
+            runs_ns,
+            p50_ns: None,
+            p99_ns: None,
+            check,
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     // SAFETY: geteuid has no preconditions.
@@ -184,16 +207,13 @@ fn floor_xdp(args: &Args) -> Result<Case> {
     let input = Frame::tcp(sa(CLIENT), sa(VIP), ACK | PSH).bytes();
     let prog = floor_program::<Xdp>(&mut dp, FLOOR_XDP)?;
     let runs_ns = repeat_runs(prog, &input, args, XDP_PASS)?;
-    Ok(Case {
-        id: "floor_xdp",
-        name: "floor: empty XDP program (XDP_PASS)",
-        hook: "xdp",
-        mode: "repeat",
+    Ok(Case::repeat(
+        "floor_xdp",
+        "floor: empty XDP program (XDP_PASS)",
+        "xdp",
         runs_ns,
-        p50_ns: None,
-        p99_ns: None,
-        check: "returns XDP_PASS".into(),
-    })
+        "returns XDP_PASS".into(),
+    ))
 }
 
 fn floor_tc(args: &Args) -> Result<Case> {
@@ -201,16 +221,13 @@ fn floor_tc(args: &Args) -> Result<Case> {
     let input = Frame::tcp(sa(VIP), sa(CLIENT), ACK | PSH).bytes();
     let prog = floor_program::<SchedClassifier>(&mut dp, FLOOR_TC)?;
     let runs_ns = repeat_runs(prog, &input, args, TC_ACT_OK)?;
-    Ok(Case {
-        id: "floor_tc",
-        name: "floor: empty TC program (TC_ACT_OK)",
-        hook: "tc",
-        mode: "repeat",
+    Ok(Case::repeat(
+        "floor_tc",
+        "floor: empty TC program (TC_ACT_OK)",
+        "tc",
         runs_ns,
-        p50_ns: None,
-        p99_ns: None,
-        check: "returns TC_ACT_OK".into(),
-    })
+        "returns TC_ACT_OK".into(),
+    ))
 }
 
 /// A packet to the VIP address on a port with no service: parse, one
@@ -222,16 +239,13 @@ fn not_service(args: &Args) -> Result<Case> {
     let runs_ns = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
     let total = u64::from(args.runs) * u64::from(args.repeat);
     let check = expect_verdicts(&dp, verdict::PASS_NOT_SERVICE, total, false)?;
-    Ok(Case {
-        id: "not_service",
-        name: "non-service packet (ingress)",
-        hook: "xdp",
-        mode: "repeat",
+    Ok(Case::repeat(
+        "not_service",
+        "non-service packet (ingress)",
+        "xdp",
         runs_ns,
-        p50_ns: None,
-        p99_ns: None,
         check,
-    })
+    ))
 }
 
 /// A mid-stream TCP packet of a flow that has its entry: lookup, rewrite,
@@ -251,16 +265,13 @@ fn established(args: &Args) -> Result<Case> {
         "established: stats {s:?}, want {total} packets in, no new flow, no rehash"
     );
     check += "; stats: no new flow, no rehash; output = input";
-    Ok(Case {
-        id: "established",
-        name: "established flow (ingress)",
-        hook: "xdp",
-        mode: "repeat",
+    Ok(Case::repeat(
+        "established",
+        "established flow (ingress)",
+        "xdp",
         runs_ns,
-        p50_ns: None,
-        p99_ns: None,
         check,
-    })
+    ))
 }
 
 /// UDP with a 1 ns idle timeout: every repeat finds its flow's entry stale
@@ -282,16 +293,13 @@ fn new_flow_repeat(args: &Args) -> Result<Case> {
         s.new_flows
     );
     check += &format!("; new_flows = {total}");
-    Ok(Case {
-        id: "new_flow_repeat",
-        name: "new flow, table empty (UDP, entry stale)",
-        hook: "xdp",
-        mode: "repeat",
+    Ok(Case::repeat(
+        "new_flow_repeat",
+        "new flow, table empty (UDP, entry stale)",
+        "xdp",
         runs_ns,
-        p50_ns: None,
-        p99_ns: None,
         check,
-    })
+    ))
 }
 
 /// A backend's reply on a live flow: owner lookup, flow lookup, rewrite of
@@ -315,16 +323,13 @@ fn egress(args: &Args) -> Result<Case> {
         s.packets_out
     );
     check += "; output = input";
-    Ok(Case {
-        id: "egress",
-        name: "egress reply translation (TC)",
-        hook: "tc",
-        mode: "repeat",
+    Ok(Case::repeat(
+        "egress",
+        "egress reply translation (TC)",
+        "tc",
         runs_ns,
-        p50_ns: None,
-        p99_ns: None,
         check,
-    })
+    ))
 }
 
 fn floor_xdp_single(args: &Args) -> Result<Case> {
