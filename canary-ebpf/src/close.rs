@@ -20,12 +20,12 @@ pub enum Sender {
 }
 
 /// Updates the FIN state of `e` with one packet and releases the entry when
-/// the close is complete (or on a reset).
+/// the close is complete (or on a reset). Returns whether it released it.
 #[inline(always)]
-pub fn track_close(e: &mut FlowEntry, pkt: &Packet, fkey: &FlowKey, from: Sender) {
+pub fn track_close(e: &mut FlowEntry, pkt: &Packet, fkey: &FlowKey, from: Sender) -> bool {
     if pkt.has(TCP_RST) {
         release(e, fkey);
-        return;
+        return true;
     }
     // The FIN occupies one sequence number after the segment's data.
     let fin_end = pkt.seq.wrapping_add(pkt.payload_len).wrapping_add(1);
@@ -51,9 +51,11 @@ pub fn track_close(e: &mut FlowEntry, pkt: &Packet, fkey: &FlowKey, from: Sender
             }
         }
     }
-    if e.client_fin & FIN_ACKED != 0 && e.backend_fin & FIN_ACKED != 0 {
+    let closed = e.client_fin & FIN_ACKED != 0 && e.backend_fin & FIN_ACKED != 0;
+    if closed {
         release(e, fkey);
     }
+    closed
 }
 
 /// `ack` is at or past `end`, in sequence-number space (mod 2^32).

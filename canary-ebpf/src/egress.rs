@@ -70,7 +70,7 @@ pub fn try_egress(ctx: &TcContext) -> Result<(), u32> {
         s.bytes_out += ctx.len() as u64;
     }
     if pkt.proto == PROTO_TCP {
-        track_close(e, &pkt, &fkey, Sender::Backend);
+        let _released = track_close(e, &pkt, &fkey, Sender::Backend);
     } else {
         e.last_seen_ns = unsafe { bpf_ktime_get_ns() };
     }

@@ -50,18 +50,16 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
         0
     };
 
-    let entry = match FLOWS.get_ptr_mut(&fkey) {
-        Some(e) if !is_stale(unsafe { &*e }, &pkt, syn, now) => e,
+    let frame_len = (end - start) as u64;
+    let pinned = match FLOWS.get_ptr_mut(&fkey) {
+        Some(e) if !is_stale(unsafe { &*e }, &pkt, syn, now) => {
+            // SAFETY: map value pointer from a successful lookup, valid for
+            // this run.
+            forward(ctx, &pkt, unsafe { &mut *e }, &fkey, now, frame_len)?;
+            true
+        }
         found => {
             let choice = decide(&svc, &pkt).ok_or(verdict::DROP_NO_BACKEND)?;
-            let fresh = FlowEntry {
-                backend: choice.backend.addr,
-                backend_port: choice.backend.port,
-                version: choice.version,
-                service_id: svc.id,
-                last_seen_ns: now,
-                ..FlowEntry::default()
-            };
             if let Some(s) = stats(svc.id, choice.version) {
                 // A mid-stream TCP packet with no entry at all was evicted
                 // (or the table was reset): re-decided, not a new flow.
@@ -71,32 +69,24 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
                     s.new_flows += 1;
                 }
             }
-            if FLOWS.insert(&fkey, &fresh, 0).is_err() {
-                count_ingress(verdict::FLOW_TABLE_UPDATE_FAILED);
-            }
-            match FLOWS.get_ptr_mut(&fkey) {
-                Some(e) => e,
-                // Not pinned (update failed); still forward this packet.
-                None => {
-                    rewrite(ctx, &pkt, &fresh.backend, fresh.backend_port)?;
-                    return Ok(xdp_action::XDP_PASS);
-                }
-            }
+            // Built and updated on the stack, then inserted once: no second
+            // lookup of the entry just written.
+            let mut fresh = FlowEntry {
+                backend: choice.backend.addr,
+                backend_port: choice.backend.port,
+                version: choice.version,
+                service_id: svc.id,
+                last_seen_ns: now,
+                ..FlowEntry::default()
+            };
+            let open = forward(ctx, &pkt, &mut fresh, &fkey, now, frame_len)?;
+            !open || FLOWS.insert(&fkey, &fresh, 0).is_ok()
         }
     };
-    // SAFETY: map value pointer from a successful lookup, valid for this run.
-    let e = unsafe { &mut *entry };
-    rewrite(ctx, &pkt, &e.backend, e.backend_port)?;
-    if let Some(s) = stats(e.service_id, e.version) {
-        s.packets_in += 1;
-        s.bytes_in += (end - start) as u64;
-    }
-    if pkt.proto == PROTO_TCP {
-        track_tcp(e, &pkt, &fkey);
-    } else {
-        e.last_seen_ns = now;
-    }
-    count_ingress(if pkt.vlan_tags != 0 {
+    count_ingress(if !pinned {
+        // Still translated and served; only later packets must decide again.
+        verdict::FLOW_TABLE_UPDATE_FAILED
+    } else if pkt.vlan_tags != 0 {
         verdict::TRANSLATED_VLAN
     } else if pkt.ip_options != 0 {
         verdict::TRANSLATED_IPV4_OPTIONS
@@ -104,6 +94,33 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
         verdict::TRANSLATED
     });
     Ok(xdp_action::XDP_PASS)
+}
+
+/// Sends the packet to the entry's backend, counts it and updates the
+/// entry's state. Returns false when the packet closed the flow (its entry
+/// is released).
+#[inline(always)]
+fn forward(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    e: &mut FlowEntry,
+    fkey: &FlowKey,
+    now: u64,
+    frame_len: u64,
+) -> Result<bool, u32> {
+    rewrite(ctx, pkt, &e.backend, e.backend_port)?;
+    if let Some(s) = stats(e.service_id, e.version) {
+        s.packets_in += 1;
+        s.bytes_in += frame_len;
+    }
+    if pkt.proto != PROTO_TCP {
+        e.last_seen_ns = now;
+        return Ok(true);
+    }
+    if e.established == 0 && !pkt.has(TCP_SYN) {
+        e.established = 1;
+    }
+    Ok(!track_close(e, pkt, fkey, Sender::Client))
 }
 
 /// An entry no longer decides this packet when a TCP SYN arrives after the
@@ -121,15 +138,6 @@ fn is_stale(e: &FlowEntry, pkt: &Packet, syn: bool, now: u64) -> bool {
         _ => DEFAULT_UDP_IDLE_TIMEOUT_NS,
     };
     now.saturating_sub(e.last_seen_ns) > timeout
-}
-
-/// Client-side connection tracking: the handshake's end, then the close.
-#[inline(always)]
-fn track_tcp(e: &mut FlowEntry, pkt: &Packet, fkey: &FlowKey) {
-    if e.established == 0 && !pkt.has(TCP_SYN) {
-        e.established = 1;
-    }
-    track_close(e, pkt, fkey, Sender::Client);
 }
 
 /// Deletes a closed flow's entry and counts it.
