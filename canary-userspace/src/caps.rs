@@ -76,17 +76,6 @@ pub fn drop_to_kept() -> io::Result<()> {
     Ok(())
 }
 
-/// The effective set of this thread as a bit mask (from /proc, as an SRE
-/// would read it).
-pub fn effective() -> io::Result<u64> {
-    let status = std::fs::read_to_string("/proc/thread-self/status")?;
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .ok_or_else(|| io::Error::other("no CapEff line in /proc/thread-self/status"))?;
-    u64::from_str_radix(line.trim(), 16).map_err(io::Error::other)
-}
-
 /// Mask with only the kept capabilities.
 pub fn kept_mask() -> u64 {
     KEPT.iter().fold(0, |m, c| m | (1u64 << c))

@@ -92,16 +92,7 @@ impl Daemon {
             );
         }
         let mut state = state::load(&d.state_dir).context("reading the state file")?;
-        // An override set against a config weight the file no longer has is
-        // obsolete; forget it now, or it would come back if the old value did.
-        let before = state.clone();
-        state.weights.retain(|name, o| {
-            config
-                .services
-                .iter()
-                .any(|s| &s.name == name && s.weight_bp == o.config_weight_bp)
-        });
-        if state != before {
+        if state.forget_obsolete(&config.services) {
             state::save(&d.state_dir, &state).context("writing the state file")?;
         }
         for spec in &config.services {
@@ -278,22 +269,25 @@ impl Daemon {
         let mut new = config::load(&self.config_path).map_err(|e| e.to_string())?;
         self.overrides.apply(&mut new.daemon);
         self.check_restart_only(&new.daemon)?;
-        let plan = self.plan(&new);
         let old_specs = self.registered_specs();
-        if let Err(e) = self.apply(&plan, &new) {
+        let wanted = self.wanted_specs(&new);
+        let report = changes(&old_specs, &wanted);
+        let mut next = self.state.clone();
+        let applied = self.apply_specs(&report.removed, &wanted).and_then(|()| {
+            if next.forget_obsolete(&new.services) {
+                state::save(&new.daemon.state_dir, &next).context("writing the state file")?;
+            }
+            Ok(())
+        });
+        if let Err(e) = applied {
             // Best effort back to what ran before; the reload reports failure.
-            let back = Plan::between(&self.registered_specs(), &old_specs);
+            let back = changes(&self.registered_specs(), &old_specs);
             let _ = self.apply_specs(&back.removed, &old_specs);
             return Err(format!("reload failed and was rolled back: {e:#}"));
         }
         log::set_max_level(new.daemon.log_level);
         self.config = new;
-        let report = Reloaded {
-            added: plan.added,
-            updated: plan.updated,
-            removed: plan.removed,
-            unchanged: plan.unchanged,
-        };
+        self.state = next;
         log::info!("reloaded {}: {report:?}", self.config_path.display());
         Ok(report)
     }
@@ -351,27 +345,6 @@ impl Daemon {
             .collect()
     }
 
-    fn plan(&self, new: &Config) -> Plan {
-        Plan::between(&self.registered_specs(), &self.wanted_specs(new))
-    }
-
-    fn apply(&mut self, plan: &Plan, new: &Config) -> Result<()> {
-        let wanted = self.wanted_specs(new);
-        self.apply_specs(&plan.removed, &wanted)?;
-        // Forget overrides the new config made obsolete.
-        let mut next = self.state.clone();
-        next.weights.retain(|name, o| {
-            new.services
-                .iter()
-                .any(|s| &s.name == name && s.weight_bp == o.config_weight_bp)
-        });
-        if next != self.state {
-            state::save(&new.daemon.state_dir, &next).context("writing the state file")?;
-            self.state = next;
-        }
-        Ok(())
-    }
-
     /// Removes `removed`, then upserts every spec of `wanted` that differs
     /// from what is registered. A backend moving from one service to another
     /// can only be added once the other has let go of it, so upserts that
@@ -403,40 +376,25 @@ impl Daemon {
         }
         Ok(())
     }
-
-    /// The data path, for metrics.
-    pub fn dataplane(&self) -> &Dataplane {
-        &self.dp
-    }
 }
 
-/// What a reload changes, by service name.
-#[derive(Debug, Default)]
-struct Plan {
-    added: Vec<String>,
-    updated: Vec<String>,
-    removed: Vec<String>,
-    unchanged: Vec<String>,
-}
-
-impl Plan {
-    fn between(current: &[ServiceSpec], wanted: &[ServiceSpec]) -> Plan {
-        let mut plan = Plan::default();
-        let wanted_names: BTreeSet<&str> = wanted.iter().map(|s| s.name.as_str()).collect();
-        for s in current {
-            if !wanted_names.contains(s.name.as_str()) {
-                plan.removed.push(s.name.clone());
-            }
+/// What going from `current` to `wanted` changes, by service name.
+fn changes(current: &[ServiceSpec], wanted: &[ServiceSpec]) -> Reloaded {
+    let mut r = Reloaded::default();
+    let wanted_names: BTreeSet<&str> = wanted.iter().map(|s| s.name.as_str()).collect();
+    for s in current {
+        if !wanted_names.contains(s.name.as_str()) {
+            r.removed.push(s.name.clone());
         }
-        for s in wanted {
-            match current.iter().find(|c| c.name == s.name) {
-                None => plan.added.push(s.name.clone()),
-                Some(c) if c == s => plan.unchanged.push(s.name.clone()),
-                Some(_) => plan.updated.push(s.name.clone()),
-            }
-        }
-        plan
     }
+    for s in wanted {
+        match current.iter().find(|c| c.name == s.name) {
+            None => r.added.push(s.name.clone()),
+            Some(c) if c == s => r.unchanged.push(s.name.clone()),
+            Some(_) => r.updated.push(s.name.clone()),
+        }
+    }
+    r
 }
 
 fn version_status(backends: &[std::net::SocketAddr], s: &VersionStats) -> VersionStatus {

@@ -12,6 +12,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::service::ServiceSpec;
+
 pub const STATE_FILE: &str = "state.json";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +31,19 @@ pub struct WeightOverride {
 }
 
 impl State {
+    /// Forgets overrides set against a config weight the config no longer
+    /// has (or for services it no longer has), so an old override cannot
+    /// come back if the old value does. Returns whether anything went.
+    pub fn forget_obsolete(&mut self, services: &[ServiceSpec]) -> bool {
+        let before = self.weights.len();
+        self.weights.retain(|name, o| {
+            services
+                .iter()
+                .any(|s| &s.name == name && s.weight_bp == o.config_weight_bp)
+        });
+        self.weights.len() != before
+    }
+
     /// The weight a service should run with, given its config weight.
     pub fn weight_for(&self, service: &str, config_weight_bp: u16) -> u16 {
         match self.weights.get(service) {
@@ -91,6 +106,30 @@ mod tests {
         assert_eq!(s.weight_for("a", 500), 2500);
         assert_eq!(s.weight_for("a", 1000), 1000);
         assert_eq!(s.weight_for("b", 700), 700);
+    }
+
+    #[test]
+    fn overrides_of_changed_or_removed_services_are_forgotten() {
+        let spec = |name: &str, weight_bp| ServiceSpec {
+            name: name.into(),
+            vip: "198.18.0.1:80".parse().unwrap(),
+            protocol: crate::service::Protocol::Tcp,
+            affinity: crate::service::Affinity::Flow,
+            stable: vec!["198.18.0.1:8081".parse().unwrap()],
+            canary: vec!["198.18.0.1:8082".parse().unwrap()],
+            weight_bp,
+        };
+        let over = |config_weight_bp| WeightOverride {
+            weight_bp: 5000,
+            config_weight_bp,
+        };
+        let mut s = State::default();
+        s.weights.insert("kept".into(), over(500));
+        s.weights.insert("edited".into(), over(500));
+        s.weights.insert("gone".into(), over(500));
+        assert!(s.forget_obsolete(&[spec("kept", 500), spec("edited", 700)]));
+        assert_eq!(s.weights.keys().collect::<Vec<_>>(), ["kept"]);
+        assert!(!s.forget_obsolete(&[spec("kept", 500)]));
     }
 
     #[test]
