@@ -31,25 +31,27 @@ pub fn track_close(e: &mut FlowEntry, pkt: &Packet, fkey: &FlowKey, from: Sender
     let fin_end = pkt.seq.wrapping_add(pkt.payload_len).wrapping_add(1);
     let fin = pkt.has(TCP_FIN);
     let ack = pkt.has(TCP_ACK);
-    match from {
-        Sender::Client => {
-            if fin && e.client_fin & FIN_SEEN == 0 {
-                e.client_fin |= FIN_SEEN;
-                e.client_fin_end = fin_end;
-            }
-            if ack && e.backend_fin & FIN_SEEN != 0 && reached(pkt.ack_seq, e.backend_fin_end) {
-                e.backend_fin |= FIN_ACKED;
-            }
-        }
-        Sender::Backend => {
-            if fin && e.backend_fin & FIN_SEEN == 0 {
-                e.backend_fin |= FIN_SEEN;
-                e.backend_fin_end = fin_end;
-            }
-            if ack && e.client_fin & FIN_SEEN != 0 && reached(pkt.ack_seq, e.client_fin_end) {
-                e.client_fin |= FIN_ACKED;
-            }
-        }
+    // This packet's sender's FIN, and the other side's FIN it may ACK.
+    let (own_fin, own_end, other_fin, other_end) = match from {
+        Sender::Client => (
+            &mut e.client_fin,
+            &mut e.client_fin_end,
+            &mut e.backend_fin,
+            e.backend_fin_end,
+        ),
+        Sender::Backend => (
+            &mut e.backend_fin,
+            &mut e.backend_fin_end,
+            &mut e.client_fin,
+            e.client_fin_end,
+        ),
+    };
+    if fin && *own_fin & FIN_SEEN == 0 {
+        *own_fin |= FIN_SEEN;
+        *own_end = fin_end;
+    }
+    if ack && *other_fin & FIN_SEEN != 0 && reached(pkt.ack_seq, other_end) {
+        *other_fin |= FIN_ACKED;
     }
     let closed = e.client_fin & FIN_ACKED != 0 && e.backend_fin & FIN_ACKED != 0;
     if closed {
