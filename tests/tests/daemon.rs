@@ -233,6 +233,25 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("is canaryd running?"));
 
+    // Started on another interface, the daemon takes its programs off the
+    // one the config no longer names.
+    let has_program = |iface: &str| {
+        s.topo
+            .host
+            .ip(&["link", "show", "dev", iface])
+            .unwrap()
+            .contains("canary_ingress")
+    };
+    assert!(has_program(HOST_IF));
+    let mut d = s.start(&["--interface", "lo"]);
+    assert!(!has_program(HOST_IF), "{HOST_IF} still attached");
+    assert!(has_program("lo"));
+    assert!(
+        s.connect(s.vip).is_err(),
+        "VIP still translated on {HOST_IF}"
+    );
+    d.signal(libc::SIGTERM).unwrap();
+
     let out = tests::daemon::in_netns(&s.topo.host, &tests::daemon::binary("canaryd").unwrap())
         .unwrap()
         .arg("--config")
@@ -244,6 +263,10 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
     assert!(
         !s.dirs.bpffs.join(canary_common::PIN_LAYOUT).exists(),
         "pins left behind"
+    );
+    assert!(
+        !has_program("lo") && !has_program(HOST_IF),
+        "programs left attached"
     );
     // Nothing listens on the VIP's port itself: without the data path a
     // connection is refused.
