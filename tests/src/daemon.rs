@@ -6,7 +6,6 @@ use std::{
     fs,
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    os::{fd::AsRawFd, unix::process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -129,14 +128,17 @@ impl Canaryd {
             .create(true)
             .append(true)
             .open(dirs.log())?;
-        let mut cmd = in_netns(ns, &binary("canaryd")?)?;
+        let mut cmd = Command::new(binary("canaryd")?);
         cmd.arg("--config")
             .arg(dirs.config())
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        let child = cmd.spawn().context("starting canaryd")?;
+        // Forked from a thread inside `ns`: the child is in that network
+        // namespace and keeps the host's mount namespace (unlike `ip netns
+        // exec`, which would hide the pins under /sys/fs/bpf).
+        let child = ns.enter(|| cmd.spawn())?.context("starting canaryd")?;
         let mut d = Canaryd {
             pid: child.id(),
             child: Some(child),
@@ -218,25 +220,6 @@ impl Drop for Canaryd {
             let _ = c.wait();
         }
     }
-}
-
-/// A command that runs `program` in `ns`'s network namespace only: unlike
-/// `ip netns exec` it keeps the host's mount namespace, so pins a daemon
-/// makes outlive it as they do on a real host.
-pub fn in_netns(ns: &Netns, program: &Path) -> Result<Command> {
-    let netns = fs::File::open(ns.path())?;
-    let mut cmd = Command::new(program);
-    // SAFETY: setns(2) is async-signal-safe; `netns` is moved into the
-    // closure, so its fd stays open until the command is dropped.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Ok(cmd)
 }
 
 /// Runs canaryctl against `socket`; never fails on canaryctl's exit code.

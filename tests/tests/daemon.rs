@@ -252,12 +252,18 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
     );
     d.signal(libc::SIGTERM).unwrap();
 
-    let out = tests::daemon::in_netns(&s.topo.host, &tests::daemon::binary("canaryd").unwrap())
+    let canaryd = tests::daemon::binary("canaryd").unwrap();
+    let out = s
+        .topo
+        .host
+        .enter(|| {
+            std::process::Command::new(&canaryd)
+                .arg("--config")
+                .arg(s.dirs.config())
+                .arg("--detach-all")
+                .output()
+        })
         .unwrap()
-        .arg("--config")
-        .arg(s.dirs.config())
-        .arg("--detach-all")
-        .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
