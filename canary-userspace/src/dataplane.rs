@@ -548,24 +548,11 @@ impl Dataplane {
                     .map(move |b| endpoint(*b, proto))
             })
             .collect();
-        let mut services = self.hash_map::<Endpoint, Service>("SERVICES")?;
-        let stale: Vec<Endpoint> = services
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| !vips.contains(k))
-            .collect();
-        for key in &stale {
-            let _ = services.remove(key);
-        }
-        let mut owners = self.hash_map::<Endpoint, BackendOwner>("BACKEND_OWNERS")?;
-        let orphans: Vec<Endpoint> = owners
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| !backends.contains(k))
-            .collect();
-        for key in &orphans {
-            let _ = owners.remove(key);
-        }
+        let stale = retain_keys(&mut self.hash_map::<Endpoint, Service>("SERVICES")?, &vips);
+        retain_keys(
+            &mut self.hash_map::<Endpoint, BackendOwner>("BACKEND_OWNERS")?,
+            &backends,
+        );
         self.recovered.clear();
         self.refresh_vip_addresses()?;
         Ok(stale)
@@ -631,11 +618,10 @@ impl Dataplane {
                 ..r.spec.vip_endpoint()
             })
             .collect();
-        let mut map = self.hash_map::<Endpoint, u32>("VIP_ADDRESSES")?;
-        let present: Vec<Endpoint> = map.keys().filter_map(|k| k.ok()).collect();
-        for key in present.iter().filter(|k| !wanted.contains(k)) {
-            let _ = map.remove(key);
-        }
+        retain_keys(
+            &mut self.hash_map::<Endpoint, u32>("VIP_ADDRESSES")?,
+            &wanted,
+        );
         Ok(())
     }
 
@@ -657,6 +643,22 @@ impl Dataplane {
             .ok_or(Error::Missing { kind: "map", name })?;
         Array::try_from(map).map_err(|source| Error::Map { name, source })
     }
+}
+
+/// Removes every key of `map` not in `keep`; returns the removed ones.
+fn retain_keys<V: Pod>(
+    map: &mut HashMap<&mut MapData, Endpoint, V>,
+    keep: &[Endpoint],
+) -> Vec<Endpoint> {
+    let gone: Vec<Endpoint> = map
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| !keep.contains(k))
+        .collect();
+    for key in &gone {
+        let _ = map.remove(key);
+    }
+    gone
 }
 
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P>
