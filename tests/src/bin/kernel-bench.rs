@@ -17,14 +17,15 @@
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail, ensure};
 use aya::{
     maps::{HashMap, MapData},
     programs::{
-        SchedClassifier, TcAttachType, TestRun, TestRunOptions, TestRunResult, Xdp, XdpMode,
+        Program, ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions,
+        TestRunResult, Xdp, XdpMode,
         tc::{self, NlOptions, TcAttachOptions},
     },
 };
@@ -32,10 +33,10 @@ use canary_common::{FlowEntry, FlowKey, VERSION_STABLE, VersionStats, verdict};
 use canary_userspace::{
     Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec,
     dataplane::{EGRESS_PROGRAM, INGRESS_PROGRAM},
-    service::{addr_words, backend, endpoint},
+    service::{addr_words, backend},
 };
 use clap::Parser;
-use serde_json::{Value, json};
+use serde_json::json;
 use tests::packet::{ACK, Frame, PSH, SYN};
 
 const FLOOR_XDP: &str = "bench_floor_xdp";
@@ -43,13 +44,11 @@ const FLOOR_TC: &str = "bench_floor_tc";
 const XDP_PASS: u32 = 2;
 const TC_ACT_OK: u32 = 0;
 
-/// The service address every case uses, and one client of it.
+/// The service every case loads, its address, and one client of it.
+const SERVICE: &str = "bench";
 const VIP: &str = "198.18.0.1:80";
 const VIP_UDP: &str = "198.18.0.1:53";
 const CLIENT: &str = "198.18.0.2:40000";
-/// Real backends, for the single-mode cases (their output is not rerun).
-const STABLE: &str = "198.18.1.2:8080";
-const CANARY: &str = "198.18.2.2:8080";
 /// Nodes the kernel's LRU hash moves to a CPU's free list per shrink
 /// (LOCAL_FREE_TARGET in kernel/bpf/bpf_lru_list.c).
 const LRU_BATCH: u32 = 128;
@@ -87,46 +86,31 @@ struct Args {
     attach_floor: Option<String>,
 }
 
-/// One measured case.
-struct Case {
-    id: &'static str,
-    name: &'static str,
-    /// "xdp" or "tc": which floor it is compared with.
-    hook: &'static str,
-    /// "repeat" or "single".
-    mode: &'static str,
+impl Args {
+    /// Packets of all runs of a repeat-mode case.
+    fn repeats(&self) -> u64 {
+        u64::from(self.runs) * u64::from(self.repeat)
+    }
+
+    /// Packets of all runs of a single-mode case.
+    fn calls(&self) -> u64 {
+        u64::from(self.runs) * u64::from(self.single)
+    }
+}
+
+/// What the runs of one case measured.
+struct Timing {
     /// ns per packet of each run: the kernel's figure in repeat mode (whole
     /// ns), the mean of the kernel's per-call figures in single mode.
     runs_ns: Vec<f64>,
-    /// Single mode: p50 and p99 over every call of every run.
-    p50_ns: Option<u32>,
-    p99_ns: Option<u32>,
-    /// What the counters showed afterwards.
-    check: String,
+    /// Single mode only: p50 and p99 over every call of every run.
+    percentiles: Option<(u32, u32)>,
 }
 
-impl Case {
-    /// A repeat-mode case (the kernel's own per-repeat figure; no per-call
-    /// percentiles).
-    fn repeat(
-        id: &'static str,
-        name: &'static str,
-        hook: &'static str,
-        runs_ns: Vec<f64>,
-        check: String,
-    ) -> Case {
-        Case {
-            id,
-            name,
-            hook,
-            mode: "repeat",
-            runs_ns,
-            p50_ns: None,
-            p99_ns: None,
-            check,
-        }
-    }
-}
+/// A case: sets up the data path, runs it, and checks with its counters
+/// that every run took the path the case is named after. Returns the
+/// timing and what the counters showed.
+type Step = fn(&Args) -> Result<(Timing, String)>;
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -143,27 +127,76 @@ fn main() -> Result<()> {
         args.runs, args.repeat, args.single
     );
     let mut cases = vec![];
-    for step in [
-        floor_xdp as fn(&Args) -> Result<Case>,
-        not_service,
-        established,
-        new_flow_repeat,
-        floor_tc,
-        egress,
-        floor_xdp_single,
-        new_flow_single_empty,
-        new_flow_single_full,
+    // id, name, hook (which floor the case is compared with), step.
+    for (id, name, hook, step) in [
+        (
+            "floor_xdp",
+            "floor: empty XDP program (XDP_PASS)",
+            "xdp",
+            floor_xdp as Step,
+        ),
+        (
+            "not_service",
+            "non-service packet (ingress)",
+            "xdp",
+            not_service,
+        ),
+        (
+            "established",
+            "established flow (ingress)",
+            "xdp",
+            established,
+        ),
+        (
+            "new_flow_repeat",
+            "new flow, table empty (UDP, entry stale)",
+            "xdp",
+            new_flow_repeat,
+        ),
+        (
+            "floor_tc",
+            "floor: empty TC program (TC_ACT_OK)",
+            "tc",
+            floor_tc,
+        ),
+        ("egress", "egress reply translation (TC)", "tc", egress),
+        (
+            "floor_xdp_single",
+            "floor: empty XDP program, one call per packet",
+            "xdp",
+            floor_xdp_single,
+        ),
+        (
+            "new_flow_empty",
+            "new flow, table empty (TCP SYN)",
+            "xdp",
+            new_flow_empty,
+        ),
+        (
+            "new_flow_full",
+            "new flow, table at capacity (TCP SYN, LRU evicts)",
+            "xdp",
+            new_flow_full,
+        ),
     ] {
         let started = Instant::now();
-        let case = step(&args)?;
+        let (t, check) = step(&args).with_context(|| format!("case {id}"))?;
+        let median_ns = median(&t.runs_ns);
         eprintln!(
-            "kernel-bench: {:<50} {:>7.1} ns/packet  [{:.1}s] ({})",
-            case.name,
-            median(&case.runs_ns),
-            started.elapsed().as_secs_f64(),
-            case.check
+            "kernel-bench: {name:<50} {median_ns:>7.1} ns/packet  [{:.1}s] ({check})",
+            started.elapsed().as_secs_f64()
         );
-        cases.push(case);
+        cases.push(json!({
+            "id": id,
+            "name": name,
+            "hook": hook,
+            "mode": if t.percentiles.is_some() { "single" } else { "repeat" },
+            "median_ns": median_ns,
+            "runs_ns": t.runs_ns,
+            "p50_ns": t.percentiles.map(|p| p.0),
+            "p99_ns": t.percentiles.map(|p| p.1),
+            "check": check,
+        }));
     }
     let out = json!({
         "cpu": cpu,
@@ -174,7 +207,7 @@ fn main() -> Result<()> {
         "jit": std::fs::read_to_string("/proc/sys/net/core/bpf_jit_enable")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default(),
-        "cases": cases.iter().map(to_json).collect::<Vec<Value>>(),
+        "cases": cases,
     });
     let text = serde_json::to_string_pretty(&out)?;
     match &args.json {
@@ -186,303 +219,149 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn to_json(c: &Case) -> Value {
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "hook": c.hook,
-        "mode": c.mode,
-        "median_ns": median(&c.runs_ns),
-        "runs_ns": c.runs_ns,
-        "p50_ns": c.p50_ns,
-        "p99_ns": c.p99_ns,
-        "check": c.check,
-    })
-}
-
 // ---------------------------------------------------------------- cases --
 
-fn floor_xdp(args: &Args) -> Result<Case> {
+fn floor_xdp(args: &Args) -> Result<(Timing, String)> {
     let mut dp = load(&LoadOptions::default())?;
+    let prog = floor_program(&mut dp, FLOOR_XDP, Xdp::load)?;
     let input = Frame::tcp(sa(CLIENT), sa(VIP), ACK | PSH).bytes();
-    let prog = floor_program::<Xdp>(&mut dp, FLOOR_XDP)?;
-    let runs_ns = repeat_runs(prog, &input, args, XDP_PASS)?;
-    Ok(Case::repeat(
-        "floor_xdp",
-        "floor: empty XDP program (XDP_PASS)",
-        "xdp",
-        runs_ns,
-        "returns XDP_PASS".into(),
-    ))
+    let t = repeat_runs(prog, &input, args, XDP_PASS)?;
+    Ok((t, "returns XDP_PASS".into()))
 }
 
-fn floor_tc(args: &Args) -> Result<Case> {
+fn floor_tc(args: &Args) -> Result<(Timing, String)> {
     let mut dp = load(&LoadOptions::default())?;
+    let prog = floor_program(&mut dp, FLOOR_TC, SchedClassifier::load)?;
     let input = Frame::tcp(sa(VIP), sa(CLIENT), ACK | PSH).bytes();
-    let prog = floor_program::<SchedClassifier>(&mut dp, FLOOR_TC)?;
-    let runs_ns = repeat_runs(prog, &input, args, TC_ACT_OK)?;
-    Ok(Case::repeat(
-        "floor_tc",
-        "floor: empty TC program (TC_ACT_OK)",
-        "tc",
-        runs_ns,
-        "returns TC_ACT_OK".into(),
-    ))
+    let t = repeat_runs(prog, &input, args, TC_ACT_OK)?;
+    Ok((t, "returns TC_ACT_OK".into()))
 }
 
 /// A packet to the VIP address on a port with no service: parse, one
 /// SERVICES lookup, pass.
-fn not_service(args: &Args) -> Result<Case> {
-    let mut dp = load(&LoadOptions::default())?;
-    dp.upsert_service(&self_service("bench", VIP, Protocol::Tcp))?;
+fn not_service(args: &Args) -> Result<(Timing, String)> {
+    let (mut dp, _) = load_service(&LoadOptions::default(), &self_service(VIP, Protocol::Tcp))?;
     let input = Frame::tcp(sa(CLIENT), sa("198.18.0.1:8443"), ACK | PSH).bytes();
-    let runs_ns = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
-    let total = u64::from(args.runs) * u64::from(args.repeat);
-    let check = expect_verdicts(&dp, verdict::PASS_NOT_SERVICE, total, false)?;
-    Ok(Case::repeat(
-        "not_service",
-        "non-service packet (ingress)",
-        "xdp",
-        runs_ns,
-        check,
-    ))
+    let t = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
+    let check = expect_verdicts(&dp, verdict::PASS_NOT_SERVICE, args.repeats(), false)?;
+    Ok((t, check))
 }
 
 /// A mid-stream TCP packet of a flow that has its entry: lookup, rewrite,
 /// counters, close tracking.
-fn established(args: &Args) -> Result<Case> {
-    let mut dp = load(&LoadOptions::default())?;
-    let spec = self_service("bench", VIP, Protocol::Tcp);
-    let id = dp.upsert_service(&spec)?;
-    insert_flow(&mut dp, sa(CLIENT), &spec, id, 1)?;
+fn established(args: &Args) -> Result<(Timing, String)> {
+    let mut dp = live_flow()?;
     let input = Frame::tcp(sa(CLIENT), sa(VIP), ACK | PSH).bytes();
-    let runs_ns = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
-    let total = u64::from(args.runs) * u64::from(args.repeat);
-    let mut check = expect_verdicts(&dp, verdict::TRANSLATED, total, false)?;
-    let s = stats(&dp, "bench")?;
+    let t = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
+    let total = args.repeats();
+    let check = expect_verdicts(&dp, verdict::TRANSLATED, total, false)?;
+    let s = stats(&dp)?;
     ensure!(
         s.packets_in == total && s.new_flows == 0 && s.rehashes == 0,
-        "established: stats {s:?}, want {total} packets in, no new flow, no rehash"
+        "stats {s:?}, want {total} packets in, no new flow, no rehash"
     );
-    check += "; stats: no new flow, no rehash; output = input";
-    Ok(Case::repeat(
-        "established",
-        "established flow (ingress)",
-        "xdp",
-        runs_ns,
-        check,
-    ))
+    Ok((t, check + "; stats: no new flow, no rehash; output = input"))
 }
 
 /// UDP with a 1 ns idle timeout: every repeat finds its flow's entry stale
 /// and takes the whole new-flow path (hash, weight, backend, insert).
-fn new_flow_repeat(args: &Args) -> Result<Case> {
-    let mut dp = load(&LoadOptions {
-        udp_idle_timeout: std::time::Duration::from_nanos(1),
+fn new_flow_repeat(args: &Args) -> Result<(Timing, String)> {
+    let opts = LoadOptions {
+        udp_idle_timeout: Duration::from_nanos(1),
         ..Default::default()
-    })?;
-    dp.upsert_service(&self_service("bench", VIP_UDP, Protocol::Udp))?;
+    };
+    let (mut dp, _) = load_service(&opts, &self_service(VIP_UDP, Protocol::Udp))?;
     let input = Frame::udp(sa(CLIENT), sa(VIP_UDP)).bytes();
-    let runs_ns = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
-    let total = u64::from(args.runs) * u64::from(args.repeat);
-    let mut check = expect_verdicts(&dp, verdict::TRANSLATED, total, false)?;
-    let s = stats(&dp, "bench")?;
-    ensure!(
-        s.new_flows == total,
-        "new flow (repeat): {} new flows counted for {total} repeats",
-        s.new_flows
-    );
-    check += &format!("; new_flows = {total}");
-    Ok(Case::repeat(
-        "new_flow_repeat",
-        "new flow, table empty (UDP, entry stale)",
-        "xdp",
-        runs_ns,
-        check,
-    ))
+    let t = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
+    Ok((t, expect_new_flows(&dp, args.repeats())?))
 }
 
 /// A backend's reply on a live flow: owner lookup, flow lookup, rewrite of
 /// the source with the kernel's checksum helpers.
-fn egress(args: &Args) -> Result<Case> {
-    let mut dp = load(&LoadOptions::default())?;
-    let spec = self_service("bench", VIP, Protocol::Tcp);
-    let id = dp.upsert_service(&spec)?;
-    insert_flow(&mut dp, sa(CLIENT), &spec, id, 1)?;
+fn egress(args: &Args) -> Result<(Timing, String)> {
+    let mut dp = live_flow()?;
     let mut reply = Frame::tcp(sa(VIP), sa(CLIENT), ACK | PSH);
     reply.payload = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nstable\n".to_vec();
-    let input = reply.bytes();
     let prog: &mut SchedClassifier = program(&mut dp, EGRESS_PROGRAM)?;
-    let runs_ns = repeat_runs(prog, &input, args, TC_ACT_OK)?;
-    let total = u64::from(args.runs) * u64::from(args.repeat);
-    let mut check = expect_verdicts(&dp, verdict::TRANSLATED, total, true)?;
-    let s = stats(&dp, "bench")?;
+    let t = repeat_runs(prog, &reply.bytes(), args, TC_ACT_OK)?;
+    let total = args.repeats();
+    let check = expect_verdicts(&dp, verdict::TRANSLATED, total, true)?;
+    let packets_out = stats(&dp)?.packets_out;
     ensure!(
-        s.packets_out == total,
-        "egress: {} packets out for {total} repeats",
-        s.packets_out
+        packets_out == total,
+        "{packets_out} packets out for {total} repeats"
     );
-    check += "; output = input";
-    Ok(Case::repeat(
-        "egress",
-        "egress reply translation (TC)",
-        "tc",
-        runs_ns,
-        check,
-    ))
+    Ok((t, check + "; output = input"))
 }
 
-fn floor_xdp_single(args: &Args) -> Result<Case> {
+fn floor_xdp_single(args: &Args) -> Result<(Timing, String)> {
     let mut dp = load(&LoadOptions::default())?;
-    let prog = floor_program::<Xdp>(&mut dp, FLOOR_XDP)?;
-    let mut tuple = 0;
-    let (runs_ns, p50, p99) = single_runs(args, |_| {
-        let input = Frame::tcp(fresh_client(&mut tuple), sa(VIP), SYN).bytes();
-        let r = prog.test_run(TestRunOptions {
-            data_in: Some(&input),
-            repeat: 1,
-            ..Default::default()
-        })?;
-        ensure!(
-            r.return_value == XDP_PASS,
-            "floor returned {}",
-            r.return_value
-        );
-        Ok(r.duration.as_nanos() as u32)
-    })?;
-    Ok(Case {
-        id: "floor_xdp_single",
-        name: "floor: empty XDP program, one call per packet",
-        hook: "xdp",
-        mode: "single",
-        runs_ns,
-        p50_ns: Some(p50),
-        p99_ns: Some(p99),
-        check: "returns XDP_PASS".into(),
-    })
+    let prog = floor_program(&mut dp, FLOOR_XDP, Xdp::load)?;
+    let t = single_runs(args, |_, syn| call_once(prog, syn))?;
+    Ok((t, "returns XDP_PASS".into()))
 }
 
 /// A SYN on a tuple never seen, the table otherwise empty: the entry is
 /// deleted from userspace after each call (outside the timed part).
-fn new_flow_single_empty(args: &Args) -> Result<Case> {
-    let mut dp = load(&LoadOptions {
+fn new_flow_empty(args: &Args) -> Result<(Timing, String)> {
+    let spec = real_service();
+    let opts = LoadOptions {
         flow_table_size: args.table,
         ..Default::default()
-    })?;
-    dp.upsert_service(&real_service())?;
-    let mut tuple = 0;
-    let (runs_ns, p50, p99) = single_runs(args, |_| {
-        let client = fresh_client(&mut tuple);
-        let input = Frame::tcp(client, sa(VIP), SYN).bytes();
-        let r = ingress(&mut dp)?.test_run(TestRunOptions {
-            data_in: Some(&input),
-            repeat: 1,
-            ..Default::default()
-        })?;
-        ensure!(
-            r.return_value == XDP_PASS,
-            "ingress returned {}",
-            r.return_value
-        );
+    };
+    let (mut dp, _) = load_service(&opts, &spec)?;
+    let t = single_runs(args, |client, syn| {
+        let ns = call_once(ingress(&mut dp)?, syn)?;
         flows(&mut dp)?
-            .remove(&flow_key(client, sa(VIP), Protocol::Tcp))
+            .remove(&flow_key(&spec, client))
             .context("the new flow has no entry")?;
-        Ok(r.duration.as_nanos() as u32)
+        Ok(ns)
     })?;
-    let total = u64::from(args.runs) * u64::from(args.single);
-    let mut check = expect_verdicts(&dp, verdict::TRANSLATED, total, false)?;
-    let s = stats(&dp, "bench")?;
-    ensure!(
-        s.new_flows == total,
-        "new flow (empty table): {} new flows for {total} SYNs",
-        s.new_flows
-    );
-    check += &format!("; new_flows = {total}; each entry found and deleted after its call");
-    Ok(Case {
-        id: "new_flow_empty",
-        name: "new flow, table empty (TCP SYN)",
-        hook: "xdp",
-        mode: "single",
-        runs_ns,
-        p50_ns: Some(p50),
-        p99_ns: Some(p99),
-        check,
-    })
+    let check = expect_new_flows(&dp, args.calls())?;
+    Ok((t, check + "; each entry found and deleted after its call"))
 }
 
 /// A SYN on a tuple never seen with the flow table full of other flows:
 /// the LRU must evict to insert it.
-fn new_flow_single_full(args: &Args) -> Result<Case> {
-    let mut dp = load(&LoadOptions {
+fn new_flow_full(args: &Args) -> Result<(Timing, String)> {
+    let spec = real_service();
+    let opts = LoadOptions {
         flow_table_size: args.table,
         ..Default::default()
-    })?;
-    let spec = real_service();
-    let id = dp.upsert_service(&spec)?;
+    };
+    let (mut dp, id) = load_service(&opts, &spec)?;
     let capacity = dp.flow_table_capacity()?;
     eprintln!("kernel-bench: filling the flow table ({capacity} entries) ...");
     for i in 0..capacity {
-        insert_flow(&mut dp, prefilled(i), &spec, id, 1)?;
+        insert_flow(&mut dp, &spec, id, prefilled(i))?;
     }
     let before = flows(&mut dp)?.keys().count() as u32;
     ensure!(
         before == capacity,
         "the flow table holds {before} entries after filling, want {capacity}"
     );
-    let mut tuple = 0;
-    let (runs_ns, p50, p99) = single_runs(args, |_| {
-        let input = Frame::tcp(fresh_client(&mut tuple), sa(VIP), SYN).bytes();
-        let r = ingress(&mut dp)?.test_run(TestRunOptions {
-            data_in: Some(&input),
-            repeat: 1,
-            ..Default::default()
-        })?;
-        ensure!(
-            r.return_value == XDP_PASS,
-            "ingress returned {}",
-            r.return_value
-        );
-        Ok(r.duration.as_nanos() as u32)
-    })?;
-    let total = u64::from(args.runs) * u64::from(args.single);
-    let mut check = expect_verdicts(&dp, verdict::TRANSLATED, total, false)?;
-    let s = stats(&dp, "bench")?;
-    ensure!(
-        s.new_flows == total,
-        "new flow (full table): {} new flows for {total} SYNs",
-        s.new_flows
-    );
+    let t = single_runs(args, |_, syn| call_once(ingress(&mut dp)?, syn))?;
+    let check = expect_new_flows(&dp, args.calls())?;
     // Still full afterwards, and the prefilled flows gone: the inserts had
     // to evict. The LRU evicts in batches into a per-CPU free list, so up to
     // LRU_BATCH entries per CPU may sit freed ahead of use.
     let table = flows(&mut dp)?;
     let after = table.keys().count() as u32;
     let left = (0..capacity)
-        .filter(|i| {
-            table
-                .get(&flow_key(prefilled(*i), sa(VIP), Protocol::Tcp), 0)
-                .is_ok()
-        })
+        .filter(|i| table.get(&flow_key(&spec, prefilled(*i)), 0).is_ok())
         .count() as u32;
     let slack = LRU_BATCH * std::thread::available_parallelism()?.get() as u32;
     ensure!(
         after + slack >= capacity,
         "the flow table holds {after} entries after the runs, want at least {capacity} - {slack}"
     );
-    check += &format!(
-        "; new_flows = {total}; table {before}/{capacity} entries before, {after} after; {} of the {capacity} prefilled flows evicted",
-        capacity - left
-    );
-    Ok(Case {
-        id: "new_flow_full",
-        name: "new flow, table at capacity (TCP SYN, LRU evicts)",
-        hook: "xdp",
-        mode: "single",
-        runs_ns,
-        p50_ns: Some(p50),
-        p99_ns: Some(p99),
-        check,
-    })
+    let evicted = capacity - left;
+    Ok((
+        t,
+        format!(
+            "{check}; table {before}/{capacity} entries before, {after} after; {evicted} of the {capacity} prefilled flows evicted"
+        ),
+    ))
 }
 
 /// Attaches `bench_floor_xdp` and `bench_floor_tc` to `iface` the way
@@ -490,12 +369,12 @@ fn new_flow_single_full(args: &Args) -> Result<Case> {
 /// goes with this process, the TC filter with the interface).
 fn attach_floor(iface: &str) -> Result<()> {
     let mut dp = load(&LoadOptions::default())?;
-    let xdp = floor_program::<Xdp>(&mut dp, FLOOR_XDP)?;
+    let xdp = floor_program(&mut dp, FLOOR_XDP, Xdp::load)?;
     xdp.attach(iface, XdpMode::Driver)
         .with_context(|| format!("attaching {FLOOR_XDP} to {iface} in driver mode"))?;
     // An existing clsact qdisc is fine.
     let _ = tc::qdisc_add_clsact(iface);
-    let tc: &mut SchedClassifier = floor_program(&mut dp, FLOOR_TC)?;
+    let tc = floor_program(&mut dp, FLOOR_TC, SchedClassifier::load)?;
     tc.attach_with_options(
         iface,
         TcAttachType::Egress,
@@ -504,7 +383,7 @@ fn attach_floor(iface: &str) -> Result<()> {
     .with_context(|| format!("attaching {FLOOR_TC} to {iface} egress"))?;
     println!("kernel-bench: floor programs attached to {iface}; holding them until killed");
     loop {
-        std::thread::sleep(std::time::Duration::from_secs(3600));
+        std::thread::sleep(Duration::from_secs(3600));
     }
 }
 
@@ -518,40 +397,51 @@ fn load(opts: &LoadOptions) -> Result<Dataplane> {
     Dataplane::load(opts).context("loading the data path")
 }
 
-/// A service whose stable and canary backend is its own VIP: the rewrite
-/// leaves the packet as it was, so a repeat sees the same packet again.
-/// (Config validation refuses such a service; `ServiceSpec::check` does not.)
-fn self_service(name: &str, vip: &str, protocol: Protocol) -> ServiceSpec {
+/// The data path with `spec` in it; also returns the service's id.
+fn load_service(opts: &LoadOptions, spec: &ServiceSpec) -> Result<(Dataplane, u32)> {
+    let mut dp = load(opts)?;
+    let id = dp.upsert_service(spec)?;
+    Ok((dp, id))
+}
+
+/// The data path with the self service on VIP and an entry for CLIENT's
+/// flow.
+fn live_flow() -> Result<Dataplane> {
+    let spec = self_service(VIP, Protocol::Tcp);
+    let (mut dp, id) = load_service(&LoadOptions::default(), &spec)?;
+    insert_flow(&mut dp, &spec, id, sa(CLIENT))?;
+    Ok(dp)
+}
+
+fn service(vip: &str, protocol: Protocol, stable: &str, canary: &str) -> ServiceSpec {
     ServiceSpec {
-        name: name.into(),
+        name: SERVICE.into(),
         vip: sa(vip),
         protocol,
         affinity: Affinity::Flow,
-        stable: vec![sa(vip)],
-        canary: vec![sa(vip)],
+        stable: vec![sa(stable)],
+        canary: vec![sa(canary)],
         weight_bp: WEIGHT_BP,
     }
 }
 
+/// A service whose stable and canary backend is its own VIP: the rewrite
+/// leaves the packet as it was, so a repeat sees the same packet again.
+/// (Config validation refuses such a service; `ServiceSpec::check` does not.)
+fn self_service(vip: &str, protocol: Protocol) -> ServiceSpec {
+    service(vip, protocol, vip, vip)
+}
+
+/// Real backends, for the single-mode cases (their output is not rerun).
 fn real_service() -> ServiceSpec {
-    ServiceSpec {
-        name: "bench".into(),
-        vip: sa(VIP),
-        protocol: Protocol::Tcp,
-        affinity: Affinity::Flow,
-        stable: vec![sa(STABLE)],
-        canary: vec![sa(CANARY)],
-        weight_bp: WEIGHT_BP,
-    }
+    service(VIP, Protocol::Tcp, "198.18.1.2:8080", "198.18.2.2:8080")
 }
 
 /// The n-th client tuple of single mode: 198.18.128.0/17 by ports from 1024,
-/// never the same twice in a process.
-fn fresh_client(n: &mut u32) -> SocketAddr {
-    let i = *n;
-    *n += 1;
-    let host = i % 32_768;
-    let port = 1024 + (i / 32_768) % 64_000;
+/// never the same twice in a case.
+fn fresh_client(n: u32) -> SocketAddr {
+    let host = n % 32_768;
+    let port = 1024 + (n / 32_768) % 64_000;
     SocketAddr::new(
         IpAddr::V4(Ipv4Addr::new(198, 18, 128 + (host >> 8) as u8, host as u8)),
         port as u16,
@@ -567,9 +457,9 @@ fn prefilled(i: u32) -> SocketAddr {
     )
 }
 
-fn flow_key(client: SocketAddr, vip: SocketAddr, protocol: Protocol) -> FlowKey {
+fn flow_key(spec: &ServiceSpec, client: SocketAddr) -> FlowKey {
     let (client_addr, family) = addr_words(client.ip());
-    let vip = endpoint(vip, protocol.number());
+    let vip = spec.vip_endpoint();
     FlowKey {
         client: client_addr,
         vip: vip.addr,
@@ -581,25 +471,25 @@ fn flow_key(client: SocketAddr, vip: SocketAddr, protocol: Protocol) -> FlowKey 
     }
 }
 
-/// Writes an entry for `client`'s flow to `spec`'s stable backend.
+/// Writes an established entry for `client`'s flow to `spec`'s stable
+/// backend.
 fn insert_flow(
     dp: &mut Dataplane,
-    client: SocketAddr,
     spec: &ServiceSpec,
     service_id: u32,
-    established: u8,
+    client: SocketAddr,
 ) -> Result<()> {
     let b = backend(spec.stable[0]);
     let entry = FlowEntry {
         backend: b.addr,
         backend_port: b.port,
         version: VERSION_STABLE,
-        established,
+        established: 1,
         service_id,
         ..FlowEntry::default()
     };
     flows(dp)?
-        .insert(flow_key(client, spec.vip, spec.protocol), entry, 0)
+        .insert(flow_key(spec, client), entry, 0)
         .context("writing a flow entry")
 }
 
@@ -610,7 +500,7 @@ fn flows(dp: &mut Dataplane) -> Result<HashMap<&mut MapData, FlowKey, FlowEntry>
 
 fn program<'a, P>(dp: &'a mut Dataplane, name: &str) -> Result<&'a mut P>
 where
-    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
 {
     let prog = dp
         .ebpf_mut()
@@ -623,31 +513,19 @@ fn ingress(dp: &mut Dataplane) -> Result<&mut Xdp> {
     program(dp, INGRESS_PROGRAM)
 }
 
-/// Loads a floor program (Dataplane::load leaves it unloaded).
-fn floor_program<'a, P: Loadable>(dp: &'a mut Dataplane, name: &str) -> Result<&'a mut P>
+/// Loads a floor program with `load` (`Xdp::load`, `SchedClassifier::load`):
+/// Dataplane::load leaves it unloaded.
+fn floor_program<'a, P>(
+    dp: &'a mut Dataplane,
+    name: &str,
+    load: fn(&mut P) -> Result<(), ProgramError>,
+) -> Result<&'a mut P>
 where
-    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
 {
-    let prog: &mut P = program(dp, name)?;
-    prog.load_program()
-        .with_context(|| format!("loading {name}"))?;
+    let prog = program(dp, name)?;
+    load(prog).with_context(|| format!("loading {name}"))?;
     Ok(prog)
-}
-
-trait Loadable {
-    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError>;
-}
-
-impl Loadable for Xdp {
-    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError> {
-        self.load()
-    }
-}
-
-impl Loadable for SchedClassifier {
-    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError> {
-        self.load()
-    }
 }
 
 /// `args.runs` calls with `args.repeat` repeats each; checks the verdict and
@@ -655,11 +533,11 @@ impl Loadable for SchedClassifier {
 /// the kernel's ns per repeat of each run: its timer covers only the repeat
 /// loop, while the call's wall time also holds milliseconds of per-call
 /// XDP setup.
-fn repeat_runs<P>(prog: &mut P, input: &[u8], args: &Args, want: u32) -> Result<Vec<f64>>
+fn repeat_runs<P>(prog: &P, input: &[u8], args: &Args, want: u32) -> Result<Timing>
 where
     P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
 {
-    let mut runs = vec![];
+    let mut runs_ns = vec![];
     let mut out = vec![0u8; input.len() + 256];
     for _ in 0..args.runs {
         let r = prog.test_run(TestRunOptions {
@@ -677,32 +555,55 @@ where
             &out[..r.data_size_out as usize] == input,
             "the program changed the packet: later repeats would have seen another one"
         );
-        runs.push(r.duration.as_nanos() as f64);
+        runs_ns.push(r.duration.as_nanos() as f64);
     }
-    Ok(runs)
+    Ok(Timing {
+        runs_ns,
+        percentiles: None,
+    })
 }
 
-/// `args.runs` runs of `args.single` calls of `call` (which returns the
-/// kernel's duration of one call). Returns the mean of each run, and p50 and
-/// p99 over all calls.
+/// `args.runs` runs of `args.single` calls of `call` with a fresh client and
+/// its SYN to VIP; `call` returns the kernel's duration of that call. Returns
+/// the mean of each run, and p50 and p99 over all calls.
 fn single_runs(
     args: &Args,
-    mut call: impl FnMut(u32) -> Result<u32>,
-) -> Result<(Vec<f64>, u32, u32)> {
-    let mut means = vec![];
-    let mut all = Vec::with_capacity((args.runs * args.single) as usize);
+    mut call: impl FnMut(SocketAddr, &[u8]) -> Result<u32>,
+) -> Result<Timing> {
+    let mut runs_ns = vec![];
+    let mut all = Vec::with_capacity(args.calls() as usize);
     for _ in 0..args.runs {
         let mut sum = 0u64;
-        for i in 0..args.single {
-            let ns = call(i)?;
+        for _ in 0..args.single {
+            let client = fresh_client(all.len() as u32);
+            let ns = call(client, &Frame::tcp(client, sa(VIP), SYN).bytes())?;
             sum += u64::from(ns);
             all.push(ns);
         }
-        means.push(sum as f64 / f64::from(args.single));
+        runs_ns.push(sum as f64 / f64::from(args.single));
     }
     all.sort_unstable();
     let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
-    Ok((means, at(0.5), at(0.99)))
+    Ok(Timing {
+        runs_ns,
+        percentiles: Some((at(0.5), at(0.99))),
+    })
+}
+
+/// One XDP call with `repeat = 1` that must pass the packet; returns the
+/// kernel's duration of it in ns.
+fn call_once(prog: &Xdp, input: &[u8]) -> Result<u32> {
+    let r = prog.test_run(TestRunOptions {
+        data_in: Some(input),
+        repeat: 1,
+        ..Default::default()
+    })?;
+    ensure!(
+        r.return_value == XDP_PASS,
+        "returned {}, want XDP_PASS",
+        r.return_value
+    );
+    Ok(r.duration.as_nanos() as u32)
 }
 
 /// Checks that `count` packets landed in `slot` of one program's verdict
@@ -733,13 +634,25 @@ fn expect_verdicts(dp: &Dataplane, slot: u32, count: u64, egress: bool) -> Resul
     ))
 }
 
-fn stats(dp: &Dataplane, service: &str) -> Result<VersionStats> {
-    let [stable, canary] = dp.stats(service)?;
+/// Checks that all `count` packets were translated at ingress, each as a
+/// new flow.
+fn expect_new_flows(dp: &Dataplane, count: u64) -> Result<String> {
+    let check = expect_verdicts(dp, verdict::TRANSLATED, count, false)?;
+    let new_flows = stats(dp)?.new_flows;
+    ensure!(
+        new_flows == count,
+        "{new_flows} new flows counted for {count} packets"
+    );
+    Ok(format!("{check}; new_flows = {count}"))
+}
+
+/// The service's counters, stable and canary summed.
+fn stats(dp: &Dataplane) -> Result<VersionStats> {
+    let [stable, canary] = dp.stats(SERVICE)?;
     let mut sum = stable;
     sum.add(&canary);
     Ok(sum)
 }
-
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);

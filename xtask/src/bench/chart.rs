@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 /// One group of bars: a metric, and each path's ratio to direct.
 pub struct Group {
-    pub title: String,
+    pub title: &'static str,
     /// "higher is better" or "lower is better".
     pub hint: &'static str,
     pub ratios: Vec<f64>,
@@ -104,7 +104,7 @@ pub fn svg(title: &str, series: &[&str], groups: &[Group]) -> String {
             s,
             r##"<text x="{cx:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{cx:.1}" y="{:.1}" text-anchor="middle" fill="#666" font-size="11">({})</text>"##,
             h - bottom + 20.0,
-            esc(&group.title),
+            esc(group.title),
             h - bottom + 36.0,
             group.hint
         );
@@ -135,7 +135,7 @@ mod tests {
             "t <1>",
             &["a", "b"],
             &[Group {
-                title: "rps".into(),
+                title: "rps",
                 hint: "higher is better",
                 ratios: vec![0.5, f64::NAN],
             }],

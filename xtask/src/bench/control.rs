@@ -66,11 +66,7 @@ pub struct Results {
 }
 
 pub fn run(env: &PathEnv, plan: &Plan) -> Result<Results> {
-    let d = env.canaryd.as_ref().context("not the canary path")?;
-    ensure!(
-        env.kind == Kind::Canary,
-        "control plane runs on the canary path"
-    );
+    let d = env.canaryd()?;
     let pid = d.service.pid();
 
     println!(

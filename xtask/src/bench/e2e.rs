@@ -188,7 +188,7 @@ pub struct InPlace {
 /// back off when it closes), runs each load once through the canary path
 /// and reads run_time_ns / run_cnt of the pinned programs around it.
 pub fn in_place(env: &PathEnv, plan: &Plan) -> Result<InPlace> {
-    let d = env.canaryd.as_ref().context("not the canary path")?;
+    let d = env.canaryd()?;
     let pins = [
         d.program_pin(INGRESS_PROGRAM),
         d.program_pin(EGRESS_PROGRAM),
@@ -229,14 +229,12 @@ pub fn in_place(env: &PathEnv, plan: &Plan) -> Result<InPlace> {
         keepalive_rps: ka.rps,
         close_cps: close.rps,
     };
-    println!(
-        "e2e: in place (BPF stats on): keep-alive canary_ingress {:.0} ns/run over {} runs, canary_egress {:.0} ns/run over {} runs",
-        r.keepalive.0.ns_per_run, r.keepalive.0.runs, r.keepalive.1.ns_per_run, r.keepalive.1.runs
-    );
-    println!(
-        "e2e: in place (BPF stats on): close      canary_ingress {:.0} ns/run over {} runs, canary_egress {:.0} ns/run over {} runs",
-        r.close.0.ns_per_run, r.close.0.runs, r.close.1.ns_per_run, r.close.1.runs
-    );
+    for (load, (ingress, egress)) in [("keep-alive", r.keepalive), ("close", r.close)] {
+        println!(
+            "e2e: in place (BPF stats on): {load:<10} canary_ingress {:.0} ns/run over {} runs, canary_egress {:.0} ns/run over {} runs",
+            ingress.ns_per_run, ingress.runs, egress.ns_per_run, egress.runs
+        );
+    }
     Ok(r)
 }
 

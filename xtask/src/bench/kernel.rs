@@ -19,19 +19,14 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(mode: Mode) -> Plan {
-        match mode {
-            Mode::Full => Plan {
-                runs: 5,
-                repeat: 1_000_000,
-                single: 1_000_000,
-                table: 65_536,
+        Plan {
+            runs: 5,
+            repeat: 1_000_000,
+            single: match mode {
+                Mode::Full => 1_000_000,
+                Mode::Quick => 50_000,
             },
-            Mode::Quick => Plan {
-                runs: 5,
-                repeat: 1_000_000,
-                single: 50_000,
-                table: 65_536,
-            },
+            table: 65_536,
         }
     }
 

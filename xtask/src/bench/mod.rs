@@ -80,14 +80,14 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
     }
 
     println!("==> [4/{steps}] kernel path (BPF_PROG_TEST_RUN)");
+    let kernel_plan = kernel::Plan::new(mode);
     if mode == Mode::Quick {
         println!(
             "bench: quick mode: single-call cases use {} calls per run instead of {}",
-            kernel::Plan::new(Mode::Quick).single,
+            kernel_plan.single,
             kernel::Plan::new(Mode::Full).single
         );
     }
-    let kernel_plan = kernel::Plan::new(mode);
     let kernel = kernel::run(&bins.kernel_bench, &kernel_plan)?;
 
     println!("==> [5/{steps}] end to end: setting up the six paths");
@@ -109,11 +109,7 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         .iter()
         .position(|e| e.kind == Kind::Canary)
         .context("no canary path")?;
-    let xdp_mode = envs[canary_index]
-        .canaryd
-        .as_ref()
-        .context("canary path without canaryd")?
-        .xdp_mode()?;
+    let xdp_mode = envs[canary_index].canaryd()?.xdp_mode()?;
     println!("e2e: canaryd attached XDP in {xdp_mode} mode");
     println!(
         "e2e: {} round(s); each path: keep-alive {} s, Connection: close {} s, one connection {} s",
@@ -123,17 +119,13 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         e2e_plan.latency.seconds
     );
     let runs = e2e::run(&mut envs, &e2e_plan)?;
-    let split = envs[canary_index]
-        .canaryd
-        .as_ref()
-        .context("canary path without canaryd")?
-        .split()?;
+    let split = envs[canary_index].canaryd()?.split()?;
     println!(
         "e2e: canary's data path over the rounds: {} new flows to stable, {} to canary ({:.2} %), {} rehashes",
-        split.0,
-        split.1,
-        split.1 as f64 * 100.0 / (split.0 + split.1).max(1) as f64,
-        split.2
+        split.stable,
+        split.canary,
+        split.canary_percent(),
+        split.rehashes
     );
     let in_place = e2e::in_place(&envs[canary_index], &e2e_plan)?;
 
@@ -200,7 +192,7 @@ fn bins() -> Result<Bins> {
         canaryctl: target.join("canaryctl"),
         kernel_bench: target.join("kernel-bench"),
     };
-    for b in [&bins.canaryd, &bins.canaryctl, &bins.kernel_bench] {
+    for b in bins.all() {
         ensure!(b.exists(), "{} is missing after the build", b.display());
     }
     Ok(bins)
@@ -216,30 +208,16 @@ fn check_tools(bins: &Bins) -> Result<()> {
         ("nft", &["-v"]),
         ("ip", &["-V"]),
     ] {
-        let found = Command::new(tool)
-            .args(args)
-            .output()
-            .map(|o| {
-                let text = if o.stdout.is_empty() {
-                    o.stderr
-                } else {
-                    o.stdout
-                };
-                String::from_utf8_lossy(&text)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned()
-            })
+        let found = proc::first_line(Command::new(tool).args(args))
             .with_context(|| format!("{tool} is not installed: run `cargo xtask setup`"))?;
-        println!("bench: {tool} ... {}", found.trim());
+        println!("bench: {tool} ... {found}");
     }
     ensure!(
         Path::new(paths::NGINX_STREAM_MODULE).exists(),
         "{} is missing: install libnginx-mod-stream (`cargo xtask setup`)",
         paths::NGINX_STREAM_MODULE
     );
-    for b in [&bins.canaryd, &bins.canaryctl, &bins.kernel_bench] {
+    for b in bins.all() {
         let ok = Command::new(b).arg("--help").output()?.status.success();
         ensure!(ok, "{} --help failed", b.display());
     }

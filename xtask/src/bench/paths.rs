@@ -97,12 +97,18 @@ pub struct Bins {
     pub kernel_bench: PathBuf,
 }
 
+impl Bins {
+    pub fn all(&self) -> [&PathBuf; 3] {
+        [&self.canaryd, &self.canaryctl, &self.kernel_bench]
+    }
+}
+
 /// One path, set up and answering.
 pub struct PathEnv {
     pub kind: Kind,
     /// Fields drop in order: processes first, then their files, then the
     /// namespaces they ran in.
-    pub canaryd: Option<Canaryd>,
+    canaryd: Option<Canaryd>,
     services: Vec<Service>,
     pub dir: TempDir,
     pub topo: Topology,
@@ -200,6 +206,11 @@ impl PathEnv {
         }
         env.wait_answering()?;
         Ok(env)
+    }
+
+    /// The canary path's daemon.
+    pub fn canaryd(&self) -> Result<&Canaryd> {
+        self.canaryd.as_ref().context("not the canary path")
     }
 
     /// Fails if a server, proxy or canaryd has died.
@@ -404,10 +415,9 @@ pub fn bench_bpffs() -> PathBuf {
 /// canaryd running in a host namespace, pins under `bench_bpffs()`.
 pub struct Canaryd {
     pub service: Service,
-    pub socket: PathBuf,
-    pub bpffs: PathBuf,
+    socket: PathBuf,
     canaryctl: PathBuf,
-    _pins: PinDir,
+    pins: PinDir,
 }
 
 impl Canaryd {
@@ -424,9 +434,8 @@ impl Canaryd {
         let mut d = Canaryd {
             service,
             socket: dir.join("canary.sock"),
-            bpffs: bench_bpffs(),
             canaryctl: bins.canaryctl.clone(),
-            _pins: PinDir(bench_bpffs()),
+            pins: PinDir(bench_bpffs()),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -466,33 +475,51 @@ impl Canaryd {
             .to_owned())
     }
 
-    /// New flows canaryd's data path sent to (stable, canary) so far, and
-    /// its rehashes (mid-stream packets that found no entry).
-    pub fn split(&self) -> Result<(u64, u64, u64)> {
+    /// New flows canaryd's data path sent to each version so far, and its
+    /// rehashes.
+    pub fn split(&self) -> Result<Split> {
         let out = self.ctl(&["--json", "status"])?;
         ensure!(out.status.success(), "canaryctl status failed");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         let svc = &v["data"]["services"][0];
         let n = |version: &str, field: &str| svc[version][field].as_u64().unwrap_or_default();
-        Ok((
-            n("stable", "new_flows"),
-            n("canary", "new_flows"),
-            n("stable", "rehashes") + n("canary", "rehashes"),
-        ))
+        Ok(Split {
+            stable: n("stable", "new_flows"),
+            canary: n("canary", "new_flows"),
+            rehashes: n("stable", "rehashes") + n("canary", "rehashes"),
+        })
     }
 
     pub fn program_pin(&self, name: &str) -> PathBuf {
-        self.bpffs
+        self.pins
+            .0
             .join(canary_common::PIN_LAYOUT)
             .join("programs")
             .join(name)
     }
 
     pub fn map_pin(&self, name: &str) -> PathBuf {
-        self.bpffs
+        self.pins
+            .0
             .join(canary_common::PIN_LAYOUT)
             .join("maps")
             .join(name)
+    }
+}
+
+/// New flows canaryd's data path sent to each version, and its rehashes
+/// (mid-stream packets that found no entry).
+#[derive(Clone, Copy, Debug)]
+pub struct Split {
+    pub stable: u64,
+    pub canary: u64,
+    pub rehashes: u64,
+}
+
+impl Split {
+    /// The canary's share of the new flows, in percent.
+    pub fn canary_percent(&self) -> f64 {
+        self.canary as f64 * 100.0 / (self.stable + self.canary).max(1) as f64
     }
 }
 

@@ -219,24 +219,21 @@ pub fn process_ticks(pid: u32) -> Result<u64> {
     Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
 }
 
-/// The first line of a command's output, or "unknown" (for version lines).
-pub fn first_line(cmd: &mut Command) -> String {
-    match cmd.stdin(Stdio::null()).output() {
-        Ok(o) => {
-            let text = if o.stdout.is_empty() {
-                o.stderr
-            } else {
-                o.stdout
-            };
-            String::from_utf8_lossy(&text)
-                .lines()
-                .next()
-                .unwrap_or("unknown")
-                .trim()
-                .to_owned()
-        }
-        Err(_) => "unknown".into(),
-    }
+/// The first line of a command's output, trimmed: stdout, or stderr when
+/// stdout is empty (`nginx -v` writes there). For version lines.
+pub fn first_line(cmd: &mut Command) -> std::io::Result<String> {
+    let o = cmd.stdin(Stdio::null()).output()?;
+    let text = if o.stdout.is_empty() {
+        o.stderr
+    } else {
+        o.stdout
+    };
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned())
 }
 
 #[cfg(test)]

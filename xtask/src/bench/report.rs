@@ -9,7 +9,7 @@ use super::{
     control,
     e2e::{self, InPlace, PathRuns, Summary, median},
     kernel::{self, Results as KernelResults},
-    paths::{self, CANARY_PERCENT, Kind},
+    paths::{self, CANARY_PERCENT, Kind, Split},
     proc::first_line,
     wrk::Measured,
 };
@@ -21,7 +21,7 @@ pub struct Machine {
     pub virtualized: bool,
     pub kernel: String,
     pub date: String,
-    pub tools: Vec<(String, String)>,
+    pub tools: Vec<(&'static str, String)>,
 }
 
 impl Machine {
@@ -34,6 +34,12 @@ impl Machine {
                 .and_then(|l| l.split_once(':'))
                 .map(|(_, v)| v.trim().to_owned())
         };
+        let line = |cmd: &mut Command| {
+            first_line(cmd)
+                .ok()
+                .filter(|l| !l.is_empty())
+                .unwrap_or_else(|| "unknown".into())
+        };
         let tools = [
             ("wrk", Command::new("wrk").arg("-v")),
             ("HAProxy", Command::new("haproxy").arg("-v")),
@@ -41,7 +47,7 @@ impl Machine {
             ("nftables", Command::new("nft").arg("-v")),
         ]
         .into_iter()
-        .map(|(name, cmd)| (name.to_owned(), first_line(cmd)))
+        .map(|(name, cmd)| (name, line(cmd)))
         .collect();
         Machine {
             cpu: field("model name").unwrap_or_else(|| "unknown".into()),
@@ -50,7 +56,7 @@ impl Machine {
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_default(),
-            date: first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+            date: line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
             tools,
         }
     }
@@ -67,8 +73,8 @@ pub struct Report<'a> {
     pub kernel: &'a KernelResults,
     pub e2e_plan: &'a e2e::Plan,
     pub e2e: &'a [PathRuns],
-    /// canary's new flows to (stable, canary) over the rounds, and rehashes.
-    pub split: (u64, u64, u64),
+    /// canary's new flows and rehashes over the rounds.
+    pub split: Split,
     pub in_place: &'a InPlace,
     pub control: &'a control::Results,
 }
@@ -139,10 +145,11 @@ impl Report<'_> {
             }
         };
         let miss_ns = |v: f64, goal: f64| {
+            let by = margin(v, goal, "ns", 0);
             if v <= goal {
-                format!("{:.0} ns to spare", goal - v)
+                by
             } else {
-                format!("missed by {:.0} ns ({:.1}× the budget)", v - goal, v / goal)
+                format!("{by} ({:.1}× the budget)", v / goal)
             }
         };
         vec![
@@ -193,11 +200,7 @@ impl Report<'_> {
                     spread(|c, d| c.p50_us - d.p50_us, |p| &p.latency, " µs", 0)
                 ),
                 met: p50 <= 10.0,
-                by: if p50 <= 10.0 {
-                    format!("{:.0} µs to spare", 10.0 - p50)
-                } else {
-                    format!("missed by {:.0} µs", p50 - 10.0)
-                },
+                by: margin(p50, 10.0, "µs", 0),
             },
             Target {
                 what: "CPU per request (keep-alive)",
@@ -214,49 +217,31 @@ impl Report<'_> {
                     )
                 ),
                 met: cpu <= 3.0,
-                by: if cpu <= 3.0 {
-                    format!("{:.2} µs to spare", 3.0 - cpu)
-                } else {
-                    format!("missed by {:.2} µs", cpu - 3.0)
-                },
+                by: margin(cpu, 3.0, "µs", 2),
             },
         ]
     }
 
-    /// The ratios the chart draws, per non-direct path.
-    fn chart(&self) -> String {
+    /// docs/bench.svg: each non-direct path's ratios to direct.
+    pub fn svg(&self) -> String {
         let direct = self.summary(Kind::Direct);
         let others: Vec<Kind> = Kind::ALL
             .into_iter()
             .filter(|k| *k != Kind::Direct)
             .collect();
-        let ratios = |f: fn(&Summary) -> f64| -> Vec<f64> {
-            others
+        let group = |title, hint, f: fn(&Summary) -> f64| Group {
+            title,
+            hint,
+            ratios: others
                 .iter()
                 .map(|k| f(&self.summary(*k)) / f(&direct))
-                .collect()
+                .collect(),
         };
         let groups = [
-            Group {
-                title: "keep-alive requests/s".into(),
-                hint: "higher is better",
-                ratios: ratios(|s| s.rps),
-            },
-            Group {
-                title: "new connections/s".into(),
-                hint: "higher is better",
-                ratios: ratios(|s| s.conns_per_s),
-            },
-            Group {
-                title: "CPU per request".into(),
-                hint: "lower is better",
-                ratios: ratios(|s| s.cpu_us_per_req),
-            },
-            Group {
-                title: "p50 latency, 1 connection".into(),
-                hint: "lower is better",
-                ratios: ratios(|s| s.p50_us),
-            },
+            group("keep-alive requests/s", "higher is better", |s| s.rps),
+            group("new connections/s", "higher is better", |s| s.conns_per_s),
+            group("CPU per request", "lower is better", |s| s.cpu_us_per_req),
+            group("p50 latency, 1 connection", "lower is better", |s| s.p50_us),
         ];
         let names: Vec<&str> = others.iter().map(|k| k.label()).collect();
         chart::svg(
@@ -375,28 +360,26 @@ impl Report<'_> {
         print!("{}", self.targets_table());
     }
 
-    pub fn svg(&self) -> String {
-        self.chart()
-    }
-
     pub fn markdown(&self, chart_file: &str) -> String {
         let m = &self.machine;
         let k = self.kernel_plan;
         let e = self.e2e_plan;
         let c = self.control;
         let ip = self.in_place;
+        let url = Kind::Canary.url();
         let mut d = String::new();
-        let quick_note = match self.mode {
-            Mode::Quick => {
+        let (flag, quick_note) = match self.mode {
+            Mode::Quick => (
+                " --quick",
                 "\n> **Quick run** (`--quick`): fewer single-call samples, one short round. \
-                Figures are rougher than a full run's; `cargo xtask bench` writes the real page.\n"
-            }
-            Mode::Full => "",
+                Figures are rougher than a full run's; `cargo xtask bench` writes the real page.\n",
+            ),
+            Mode::Full => ("", ""),
         };
         let _ = write!(
             d,
             "# Benchmarks\n\n\
-             Written by `cargo xtask bench{}` on {}; every figure on this page comes from that one \
+             Written by `cargo xtask bench{flag}` on {}; every figure on this page comes from that one \
              run ({:.0} s wall time, as root). Run `cargo xtask bench` to refresh the page; \
              `cargo xtask bench --quick` (under 3 minutes, rougher figures) writes to \
              `target/bench/` instead, and `cargo xtask bench --dry-run` only builds and checks the \
@@ -405,13 +388,7 @@ impl Report<'_> {
              This machine is a small virtual machine, and its figures move by several percent from \
              run to run (compare the rounds in [Every run](#end-to-end)): read ratios, not absolute \
              numbers, and small differences as noise.\n\n",
-            if self.mode == Mode::Quick {
-                " --quick"
-            } else {
-                ""
-            },
-            m.date,
-            self.wall_seconds
+            m.date, self.wall_seconds
         );
 
         let _ = write!(
@@ -535,20 +512,14 @@ impl Report<'_> {
              ({:.2} %; weight {CANARY_PERCENT} %), with {} rehashes (`canaryctl status`).\n\n\
              ![Each path's ratio to direct]({chart_file})\n\n",
             e.rounds,
-            e.keepalive
-                .args(&Kind::Canary.url())
-                .join(" ")
-                .replace("Connection: close", "'Connection: close'"),
-            e.close
-                .args(&Kind::Canary.url())
-                .join(" ")
-                .replace("Connection: close", "'Connection: close'"),
-            e.latency.args(&Kind::Canary.url()).join(" "),
+            e.keepalive.shell_args(&url),
+            e.close.shell_args(&url),
+            e.latency.shell_args(&url),
             self.e2e_table(),
-            self.split.0,
-            self.split.1,
-            self.split.1 as f64 * 100.0 / (self.split.0 + self.split.1).max(1) as f64,
-            self.split.2,
+            self.split.stable,
+            self.split.canary,
+            self.split.canary_percent(),
+            self.split.rehashes,
         );
         d.push_str("Every run:\n\n| round | path | keep-alive req/s | CPU µs/req | close conn/s | 1-conn p50 µs |\n|---:|---|---:|---:|---:|---:|\n");
         for round in 0..e.rounds {
@@ -757,6 +728,15 @@ fn findings_text(xdp_mode: &str, not_service: f64) -> String {
          **HAProxy and nginx** terminate the client's TCP connection and open their own to the \
          backend, so every request crosses userspace twice and every new connection is two.\n"
     )
+}
+
+/// How far `v` is under the ceiling `goal`, or over it.
+fn margin(v: f64, goal: f64, unit: &str, precision: usize) -> String {
+    if v <= goal {
+        format!("{:.precision$} {unit} to spare", goal - v)
+    } else {
+        format!("missed by {:.precision$} {unit}", v - goal)
+    }
 }
 
 fn ratio_by(r: f64, goal: f64) -> String {

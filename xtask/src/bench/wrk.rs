@@ -19,7 +19,7 @@ pub struct Load {
 }
 
 impl Load {
-    /// The arguments, as written in docs/BENCHMARKS.md.
+    /// wrk's arguments.
     pub fn args(&self, url: &str) -> Vec<String> {
         let mut a = vec![
             format!("-t{}", self.threads),
@@ -34,6 +34,13 @@ impl Load {
         }
         a.push(url.into());
         a
+    }
+
+    /// The arguments as typed in a shell (and written in docs/BENCHMARKS.md).
+    pub fn shell_args(&self, url: &str) -> String {
+        self.args(url)
+            .join(" ")
+            .replace("Connection: close", "'Connection: close'")
     }
 }
 
@@ -65,7 +72,7 @@ pub fn run(client: &Netns, load: &Load, url: &str) -> Result<Measured> {
     ensure!(
         out.status.success(),
         "wrk {} failed ({}): {}{}",
-        load.args(url).join(" "),
+        load.shell_args(url),
         out.status,
         text,
         String::from_utf8_lossy(&out.stderr)
@@ -176,8 +183,8 @@ Transfer/sec:     14.28MB
             close: true,
         };
         assert_eq!(
-            l.args("http://198.18.0.1/").join(" "),
-            "-t2 -c32 -d5s --timeout 2s --latency -H Connection: close http://198.18.0.1/"
+            l.shell_args("http://198.18.0.1/"),
+            "-t2 -c32 -d5s --timeout 2s --latency -H 'Connection: close' http://198.18.0.1/"
         );
     }
 }
