@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use canary_common::{
-    AFFINITY_CLIENT, AFFINITY_FLOW, Addr, Backend, Endpoint, FAMILY_IPV4, FAMILY_IPV6,
+    AFFINITY_CLIENT, AFFINITY_FLOW, Addr, Backend, Endpoint, FAMILY_IPV4, FAMILY_IPV6, FlowKey,
     MAX_BACKENDS, PROTO_TCP, PROTO_UDP, WEIGHT_SCALE,
 };
 
@@ -97,6 +97,21 @@ impl ServiceSpec {
 
     pub fn vip_endpoint(&self) -> Endpoint {
         endpoint(self.vip, self.protocol.number())
+    }
+
+    /// The flow table key of `client`'s flow to this service.
+    pub fn flow_key(&self, client: SocketAddr) -> FlowKey {
+        let (client_addr, family) = addr_words(client.ip());
+        let vip = self.vip_endpoint();
+        FlowKey {
+            client: client_addr,
+            vip: vip.addr,
+            client_port: client.port().to_be(),
+            vip_port: vip.port,
+            proto: vip.proto,
+            family,
+            _pad: [0; 2],
+        }
     }
 }
 

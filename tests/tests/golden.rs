@@ -228,18 +228,7 @@ impl Case {
 }
 
 fn flow_key(service: &str, client: SocketAddr) -> FlowKey {
-    let s = spec(service);
-    let (client_addr, family) = addr_words(client.ip());
-    let vip = endpoint(s.vip, s.protocol.number());
-    FlowKey {
-        client: client_addr,
-        vip: vip.addr,
-        client_port: client.port().to_be(),
-        vip_port: vip.port,
-        proto: vip.proto,
-        family,
-        _pad: [0; 2],
-    }
+    spec(service).flow_key(client)
 }
 
 fn entry(service: &str, version: u8) -> FlowEntry {
