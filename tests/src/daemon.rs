@@ -4,8 +4,7 @@
 
 use std::{
     fs,
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -232,22 +231,12 @@ pub fn ctl(socket: &Path, args: &[&str]) -> Result<Output> {
         .context("running canaryctl")
 }
 
-/// `GET path` over plain HTTP/1.0 from inside `ns`; returns the body of a
-/// 200 answer.
+/// How long a test's HTTP request may take at each step.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `GET path` from inside `ns`; the body of a 200 answer.
 pub fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> Result<String> {
-    let mut stream = ns.enter(|| TcpStream::connect_timeout(&addr, Duration::from_secs(5)))??;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("HTTP answer without a head")?;
-    ensure!(
-        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
-        "GET {path}: {head}"
-    );
-    Ok(body.to_owned())
+    xtask::http::get(ns, addr, path, HTTP_TIMEOUT)
 }
 
 /// Percent-encodes a URL query value.

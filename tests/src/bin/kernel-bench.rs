@@ -33,7 +33,7 @@ use canary_common::{FlowEntry, FlowKey, VERSION_STABLE, VersionStats, verdict};
 use canary_userspace::{
     Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec,
     dataplane::{EGRESS_PROGRAM, INGRESS_PROGRAM},
-    service::{addr_words, backend},
+    service::backend,
 };
 use clap::Parser;
 use serde_json::json;
@@ -181,7 +181,7 @@ fn main() -> Result<()> {
     ] {
         let started = Instant::now();
         let (t, check) = step(&args).with_context(|| format!("case {id}"))?;
-        let median_ns = median(&t.runs_ns);
+        let median_ns = xtask::stats::median(&t.runs_ns);
         eprintln!(
             "kernel-bench: {name:<50} {median_ns:>7.1} ns/packet  [{:.1}s] ({check})",
             started.elapsed().as_secs_f64()
@@ -313,7 +313,7 @@ fn new_flow_empty(args: &Args) -> Result<(Timing, String)> {
     let t = single_runs(args, |client, syn| {
         let ns = call_once(ingress(&mut dp)?, syn)?;
         flows(&mut dp)?
-            .remove(&flow_key(&spec, client))
+            .remove(&spec.flow_key(client))
             .context("the new flow has no entry")?;
         Ok(ns)
     })?;
@@ -348,7 +348,7 @@ fn new_flow_full(args: &Args) -> Result<(Timing, String)> {
     let table = flows(&mut dp)?;
     let after = table.keys().count() as u32;
     let left = (0..capacity)
-        .filter(|i| table.get(&flow_key(&spec, prefilled(*i)), 0).is_ok())
+        .filter(|i| table.get(&spec.flow_key(prefilled(*i)), 0).is_ok())
         .count() as u32;
     let slack = LRU_BATCH * std::thread::available_parallelism()?.get() as u32;
     ensure!(
@@ -457,20 +457,6 @@ fn prefilled(i: u32) -> SocketAddr {
     )
 }
 
-fn flow_key(spec: &ServiceSpec, client: SocketAddr) -> FlowKey {
-    let (client_addr, family) = addr_words(client.ip());
-    let vip = spec.vip_endpoint();
-    FlowKey {
-        client: client_addr,
-        vip: vip.addr,
-        client_port: client.port().to_be(),
-        vip_port: vip.port,
-        proto: vip.proto,
-        family,
-        _pad: [0; 2],
-    }
-}
-
 /// Writes an established entry for `client`'s flow to `spec`'s stable
 /// backend.
 fn insert_flow(
@@ -489,7 +475,7 @@ fn insert_flow(
         ..FlowEntry::default()
     };
     flows(dp)?
-        .insert(flow_key(spec, client), entry, 0)
+        .insert(spec.flow_key(client), entry, 0)
         .context("writing a flow entry")
 }
 
@@ -652,16 +638,6 @@ fn stats(dp: &Dataplane) -> Result<VersionStats> {
     let mut sum = stable;
     sum.add(&canary);
     Ok(sum)
-}
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
 }
 
 /// Pins this process to the last CPU: every run then uses the same CPU's

@@ -22,7 +22,7 @@ use canary_common::{Endpoint, FAMILY_IPV4, PROTO_TCP, Service};
 
 use super::{
     Mode,
-    paths::{BODIES, Kind, PathEnv, SERVICE, VIP_PORT, http_get},
+    paths::{BODIES, Kind, PROBE_TIMEOUT, PathEnv, SERVICE, VIP_PORT},
     proc::{clock_ticks_per_sec, process_ticks, rss_kib},
 };
 
@@ -127,7 +127,7 @@ pub fn run(env: &PathEnv, plan: &Plan) -> Result<Results> {
             "canaryctl set-weight failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let body = http_get(&env.topo.client, Kind::Canary.target())?;
+        let body = xtask::http::get(&env.topo.client, Kind::Canary.target(), "/", PROBE_TIMEOUT)?;
         let answered = Instant::now();
         // Give the watcher a bounded time to see the write, then stop it.
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -154,8 +154,8 @@ pub fn run(env: &PathEnv, plan: &Plan) -> Result<Results> {
     }
     println!(
         "control: canaryctl {:.2} ms (median); map updated {:.2} ms after canaryctl started; {}/{} first connections on the new version; RSS {} KiB; idle CPU {:.3} %",
-        super::e2e::median(&r.ctl_ms),
-        super::e2e::median(&r.map_ms),
+        xtask::stats::median(&r.ctl_ms),
+        xtask::stats::median(&r.map_ms),
         r.first_conn_ok,
         r.trials,
         r.rss_kib,

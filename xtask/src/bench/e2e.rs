@@ -80,7 +80,7 @@ pub struct Summary {
 impl PathRuns {
     pub fn summary(&self) -> Summary {
         let m = |runs: &[Measured], f: fn(&Measured) -> f64| {
-            median(&runs.iter().map(f).collect::<Vec<_>>())
+            xtask::stats::median(&runs.iter().map(f).collect::<Vec<_>>())
         };
         Summary {
             rps: m(&self.keepalive, |r| r.rps),
@@ -99,20 +99,6 @@ impl PathRuns {
                 .map(|r| r.errors)
                 .sum(),
         }
-    }
-}
-
-pub fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
     }
 }
 

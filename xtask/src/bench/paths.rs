@@ -17,8 +17,7 @@
 
 use std::{
     fs,
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Output},
     thread,
@@ -38,6 +37,8 @@ pub const CANARY_PERCENT: u32 = 10;
 pub const SERVICE: &str = "model";
 /// What each backend answers, so a client can tell which one served it.
 pub const BODIES: [&str; 2] = ["stable\n", "canary\n"];
+/// Bound on each step of a single probe request (readiness, first answer).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// nginx's stream module as Debian's libnginx-mod-stream installs it.
 pub const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
@@ -229,7 +230,7 @@ impl PathEnv {
     fn wait_answering(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match http_get(&self.topo.client, self.kind.target()) {
+            match xtask::http::get(&self.topo.client, self.kind.target(), "/", PROBE_TIMEOUT) {
                 Ok(body) if BODIES.contains(&body.as_str()) => return Ok(()),
                 Ok(body) => bail!("{}: unexpected answer {body:?}", self.kind.label()),
                 Err(e) if Instant::now() > deadline => {
@@ -261,20 +262,6 @@ fn nginx(name: &str, ns: &Netns, conf: &Path, dir: &Path, tag: &str) -> Result<S
         &dir.join(format!("{tag}.log")),
         Duration::from_millis(300),
     )
-}
-
-/// `GET /` over HTTP/1.0 from inside `ns`; the body of a 200 answer.
-pub fn http_get(ns: &Netns, addr: SocketAddr) -> Result<String> {
-    let mut stream = ns.enter(|| TcpStream::connect_timeout(&addr, Duration::from_secs(2)))??;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(stream, "GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("answer without a head")?;
-    ensure!(head.starts_with("HTTP/1.1 200"), "GET / at {addr}: {head}");
-    Ok(body.to_owned())
 }
 
 /// Workers of every server and proxy (nginx processes, HAProxy threads):

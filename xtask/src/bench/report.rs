@@ -3,11 +3,13 @@
 
 use std::{fmt::Write as _, process::Command};
 
+use xtask::stats::median;
+
 use super::{
     Mode,
     chart::{self, Group},
     control,
-    e2e::{self, InPlace, PathRuns, Summary, median},
+    e2e::{self, InPlace, PathRuns, Summary},
     kernel::{self, Results as KernelResults},
     paths::{self, CANARY_PERCENT, Kind, Split},
     proc::first_line,
@@ -709,12 +711,10 @@ fn findings_text(xdp_mode: &str, not_service: f64) -> String {
          key, jhash over all of it), two per-CPU counter updates and the incremental rewrite. \
          Parsing plus one SERVICES lookup alone (the non-service case) costs {not_service:+.0} ns \
          over the floor here.\n\
-         - **New flows** add the hash, a BACKENDS lookup, the LRU insert (which takes the LRU \
-         list's lock) and then a second FLOWS lookup of the entry just inserted \
-         (`ingress.rs`: `FLOWS.insert` then `FLOWS.get_ptr_mut`): a redundant lookup a \
-         rewrite could avoid by updating `fresh` before the insert. At capacity the insert \
-         also evicts: the common LRU list shrinks in batches under a global lock \
-         (`BPF_F_NO_COMMON_LRU` would give each CPU its own list).\n\
+         - **New flows** add the hash, a BACKENDS lookup and the LRU insert (which takes the \
+         LRU list's lock); the entry is built and updated on the stack and inserted once. At \
+         capacity the insert also evicts: the common LRU list shrinks in batches under a \
+         global lock (`BPF_F_NO_COMMON_LRU` would give each CPU its own list).\n\
          - **Egress** rewrites through five helper calls (`bpf_l3_csum_replace`, two \
          `bpf_l4_csum_replace`, two `bpf_skb_store_bytes`, each checking that the skb is \
          writable) where ingress uses direct packet access and one incremental update.\n\
