@@ -1,12 +1,13 @@
 //! Constants both sides need: map sizes, version ids, protocol numbers and the
 //! odd-packet verdict table.
 
-/// Canary weight is expressed in basis points: 10000 = 100 %.
-/// Layout version of the pin directory (`<bpffs>/v2/...`): bumped whenever
+/// Layout version of the pin directory (`<bpffs>/v3/...`): bumped whenever
 /// a pinned map's key or value layout changes, so a daemon never reuses maps
 /// written with another layout. v2: FlowEntry carries FIN sequence numbers.
-pub const PIN_LAYOUT: &str = "v2";
+/// v3: two BACKENDS banks per service, `Service::bank` picks one.
+pub const PIN_LAYOUT: &str = "v3";
 
+/// Canary weight is expressed in basis points: 10000 = 100 %.
 pub const WEIGHT_SCALE: u32 = 10_000;
 
 /// Version index of the stable backend set (index into per-version arrays).
@@ -20,8 +21,14 @@ pub const VERSIONS: u32 = 2;
 pub const MAX_SERVICES: u32 = 256;
 /// Most backends in one version of a service (the design card allows 1..=16).
 pub const MAX_BACKENDS: u32 = 16;
-/// Slots in the BACKENDS array: one block of `MAX_BACKENDS` per (service, version).
-pub const BACKEND_SLOTS: u32 = MAX_SERVICES * VERSIONS * MAX_BACKENDS;
+/// Backend banks per service: the live set and the one the next set is
+/// written to before `Service::bank` switches to it.
+pub const BACKEND_BANKS: u32 = 2;
+/// Slots in the BACKENDS array: one block of `MAX_BACKENDS` per (service,
+/// bank, version).
+pub const BACKEND_SLOTS: u32 = MAX_SERVICES * BACKEND_BANKS * VERSIONS * MAX_BACKENDS;
+/// Most backend endpoints at once (BACKEND_OWNERS entries): every live set full.
+pub const MAX_BACKEND_ENDPOINTS: u32 = MAX_SERVICES * VERSIONS * MAX_BACKENDS;
 /// Default flow-table size; userspace may set another at load time.
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 65_536;
 /// Default idle time after which a UDP flow entry no longer pins its backend.

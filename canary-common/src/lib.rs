@@ -8,6 +8,7 @@
 pub mod checksum;
 pub mod consts;
 pub mod hash;
+pub mod names;
 pub mod types;
 
 pub use consts::*;

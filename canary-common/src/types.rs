@@ -31,10 +31,15 @@ pub struct Service {
     pub affinity: u8,
     pub stable_count: u8,
     pub canary_count: u8,
-    pub _pad: [u8; 3],
+    /// Which of the service's two BACKENDS banks the counts describe.
+    /// Userspace writes a new backend set to the other bank, then switches
+    /// this record in one map write, so a new flow sees the old set or the
+    /// new one, never a mix.
+    pub bank: u8,
+    pub _pad: [u8; 2],
 }
 
-/// Value of BACKENDS, indexed by `backend_slot(service, version, i)`.
+/// Value of BACKENDS, indexed by `backend_slot(service, bank, version, i)`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Backend {
@@ -148,10 +153,12 @@ pub const fn stats_slot(service_id: u32, version: u8) -> u32 {
     service_id * crate::VERSIONS + version as u32
 }
 
-/// Slot of backend `index` of a (service, version) in BACKENDS.
+/// Slot of backend `index` of a (service, bank, version) in BACKENDS.
 #[inline(always)]
-pub const fn backend_slot(service_id: u32, version: u8, index: u32) -> u32 {
-    (service_id * crate::VERSIONS + version as u32) * crate::MAX_BACKENDS + index
+pub const fn backend_slot(service_id: u32, bank: u8, version: u8, index: u32) -> u32 {
+    ((service_id * crate::BACKEND_BANKS + bank as u32) * crate::VERSIONS + version as u32)
+        * crate::MAX_BACKENDS
+        + index
 }
 
 // Layouts must match byte for byte on both sides; these fail the build if a

@@ -39,7 +39,12 @@ pub fn decide(svc: &Service, pkt: &Packet) -> Option<Choice> {
     if count == 0 {
         return None;
     }
-    let backend = BACKENDS.get(backend_slot(svc.id, version, backend_index(hash, count)))?;
+    let backend = BACKENDS.get(backend_slot(
+        svc.id,
+        svc.bank,
+        version,
+        backend_index(hash, count),
+    ))?;
     Some(Choice {
         version,
         backend: *backend,

@@ -1,5 +1,6 @@
 //! Every map the programs use, one line each on what it is for. Userspace
-//! (canary-userspace::dataplane) finds them by these names.
+//! finds them by these names, which `canary_common::names` spells out too
+//! (a golden test checks the object has exactly those).
 
 use aya_ebpf::{
     macros::map,
@@ -7,7 +8,7 @@ use aya_ebpf::{
 };
 use canary_common::{
     BACKEND_SLOTS, Backend, BackendOwner, DEFAULT_FLOW_TABLE_SIZE, Endpoint, FlowEntry, FlowKey,
-    MAX_SERVICES, Service, Settings, VERSIONS, VersionStats, verdict,
+    MAX_BACKEND_ENDPOINTS, MAX_SERVICES, Service, Settings, VERSIONS, VersionStats, verdict,
 };
 
 /// (VIP, port, protocol) → service: weight, affinity, backend counts.
@@ -19,14 +20,14 @@ pub static SERVICES: HashMap<Endpoint, Service> = HashMap::with_max_entries(MAX_
 #[map]
 pub static VIP_ADDRESSES: HashMap<Endpoint, u32> = HashMap::with_max_entries(MAX_SERVICES, 0);
 
-/// Backends, `MAX_BACKENDS` slots per (service, version); see `backend_slot`.
+/// Backends, `MAX_BACKENDS` slots per (service, bank, version); see `backend_slot`.
 #[map]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(BACKEND_SLOTS, 0);
 
 /// Backend (address, port, protocol) → its service, for egress reverse NAT.
 #[map]
 pub static BACKEND_OWNERS: HashMap<Endpoint, BackendOwner> =
-    HashMap::with_max_entries(BACKEND_SLOTS, 0);
+    HashMap::with_max_entries(MAX_BACKEND_ENDPOINTS, 0);
 
 /// Client-side 5-tuple → the decision its first packet made. LRU so a full
 /// table evicts the least recently used flow instead of refusing new ones.

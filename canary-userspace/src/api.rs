@@ -3,18 +3,22 @@
 //!
 //! Request:  `{"command":"status"}`, `{"command":"set-weight","service":"s","percent":12.5}`,
 //!           `{"command":"reload"}`, `{"command":"version"}`.
-//! Response: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
+//! Response: `{"ok":true,"data":...}` or
+//!           `{"ok":false,"code":"unknown_service","error":"..."}`.
 //! The shapes below are the stable `--json` output of `canaryctl` too:
 //! fields may be added, none renamed or removed without a new API version.
 
 use std::{
+    collections::BTreeMap,
     io::{self, BufRead, BufReader, Write},
     os::unix::net::UnixStream,
     path::Path,
     time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::kinds::{Affinity, Protocol, XdpMode};
 
 /// Bumped when a field is renamed or removed.
 pub const API_VERSION: u32 = 1;
@@ -34,29 +38,77 @@ pub enum Request {
     Version,
 }
 
+/// One answer; `T` is the reply type of the request it answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Response {
+pub struct Response<T> {
     pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<T>,
+    /// Why a request failed, for programs: see `ErrorCode`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<serde_json::Value>,
+    pub code: Option<ErrorCode>,
+    /// Why a request failed, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-impl Response {
-    pub fn ok(data: impl Serialize) -> Response {
+impl<T> Response<T> {
+    pub fn ok(data: T) -> Response<T> {
         Response {
             ok: true,
-            data: Some(serde_json::to_value(data).unwrap_or(serde_json::Value::Null)),
+            data: Some(data),
+            code: None,
             error: None,
         }
     }
 
-    pub fn rejected(error: impl Into<String>) -> Response {
+    pub fn failed(code: ErrorCode, error: impl Into<String>) -> Response<T> {
         Response {
             ok: false,
             data: None,
+            code: Some(code),
             error: Some(error.into()),
+        }
+    }
+}
+
+/// What kind of failure a response reports. Each class has its own
+/// canaryctl exit code (`ErrorCode::exit_code`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not a request this daemon understands (bad JSON, too long).
+    BadRequest,
+    /// The weight is not a percent from 0 to 100 with two decimals.
+    InvalidWeight,
+    /// No service of that name.
+    UnknownService,
+    /// The config file has errors; nothing changed.
+    InvalidConfig,
+    /// The config changes a key only a restart can apply; nothing changed.
+    RestartRequired,
+    /// Applying failed and was undone: what ran before still runs.
+    FailedAndReverted,
+    /// Applying failed and undoing it failed too: the kernel may not run
+    /// what the daemon last reported. Look at `canaryctl status` and act.
+    RevertFailed,
+    /// Reading the data path failed.
+    DataPath,
+    /// The daemon is shutting down or its state owner is gone.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// canaryctl's exit status for a response with this code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorCode::BadRequest
+            | ErrorCode::InvalidWeight
+            | ErrorCode::UnknownService
+            | ErrorCode::InvalidConfig
+            | ErrorCode::RestartRequired => 4,
+            ErrorCode::FailedAndReverted | ErrorCode::DataPath | ErrorCode::Unavailable => 5,
+            ErrorCode::RevertFailed => 6,
         }
     }
 }
@@ -76,14 +128,14 @@ pub struct DaemonStatus {
     pub api_version: u32,
     pub pid: u32,
     pub config: String,
-    /// Interface name and how XDP is attached: "driver" or "generic".
     pub interfaces: Vec<InterfaceStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InterfaceStatus {
     pub name: String,
-    pub xdp: String,
+    /// How XDP is attached: "driver" or "generic".
+    pub xdp: XdpMode,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,8 +143,8 @@ pub struct ServiceStatus {
     pub name: String,
     /// "ip:port"
     pub listen: String,
-    pub protocol: String,
-    pub affinity: String,
+    pub protocol: Protocol,
+    pub affinity: Affinity,
     /// Canary share of new flows (or clients), percent with two decimals.
     pub weight_percent: f64,
     pub stable: VersionStatus,
@@ -116,8 +168,8 @@ pub struct VersionStatus {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VerdictCounts {
-    pub ingress: std::collections::BTreeMap<String, u64>,
-    pub egress: std::collections::BTreeMap<String, u64>,
+    pub ingress: BTreeMap<String, u64>,
+    pub egress: BTreeMap<String, u64>,
 }
 
 /// `version`
@@ -125,6 +177,16 @@ pub struct VerdictCounts {
 pub struct Version {
     pub version: String,
     pub api_version: u32,
+}
+
+impl Version {
+    /// This build's.
+    pub fn current() -> Version {
+        Version {
+            version: env!("CARGO_PKG_VERSION").into(),
+            api_version: API_VERSION,
+        }
+    }
 }
 
 /// `set-weight`: what the kernel now uses.
@@ -144,7 +206,7 @@ pub struct Reloaded {
     pub unchanged: Vec<String>,
 }
 
-/// Why a request got no answer from the daemon.
+/// Why a request got no usable answer from the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach canaryd at {path}: {source} ({})", unreachable_hint(.source))]
@@ -153,6 +215,8 @@ pub enum ClientError {
     Io { path: String, source: io::Error },
     #[error("canaryd at {path} sent a response this canaryctl cannot read: {detail}")]
     Protocol { path: String, detail: String },
+    #[error("canaryd refused: {message}")]
+    Failed { code: ErrorCode, message: String },
 }
 
 /// What to do about a socket that does not answer.
@@ -165,8 +229,8 @@ fn unreachable_hint(e: &io::Error) -> &'static str {
     }
 }
 
-/// Sends one request and waits for its response.
-pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
+/// Sends one request and returns the response line as the daemon sent it.
+pub fn call_raw(socket: &Path, request: &Request) -> Result<String, ClientError> {
     let path = socket.display().to_string();
     let stream = UnixStream::connect(socket).map_err(|source| ClientError::Unreachable {
         path: path.clone(),
@@ -192,17 +256,99 @@ pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
     BufReader::new(&stream)
         .read_line(&mut answer)
         .map_err(io_err)?;
-    serde_json::from_str(&answer).map_err(|e| ClientError::Protocol {
-        path,
-        detail: if answer.is_empty() {
-            "the connection closed without an answer".into()
-        } else {
-            e.to_string()
-        },
-    })
+    if answer.is_empty() {
+        return Err(ClientError::Protocol {
+            path,
+            detail: "the connection closed without an answer".into(),
+        });
+    }
+    Ok(answer)
+}
+
+/// Reads a response line as the reply type `T`.
+pub fn parse_response<T: DeserializeOwned>(socket: &Path, line: &str) -> Result<T, ClientError> {
+    let protocol = |detail: String| ClientError::Protocol {
+        path: socket.display().to_string(),
+        detail,
+    };
+    let r: Response<T> = serde_json::from_str(line).map_err(|e| protocol(e.to_string()))?;
+    match r {
+        Response {
+            ok: true,
+            data: Some(data),
+            ..
+        } => Ok(data),
+        Response { ok: true, .. } => Err(protocol("an ok answer without data".into())),
+        Response { code, error, .. } => Err(ClientError::Failed {
+            // An older daemon sends no code: a plain rejection.
+            code: code.unwrap_or(ErrorCode::BadRequest),
+            message: error.unwrap_or_else(|| "(no reason given)".into()),
+        }),
+    }
+}
+
+/// A typed client of one daemon's socket.
+pub struct Client<'a> {
+    pub socket: &'a Path,
+}
+
+impl Client<'_> {
+    pub fn call<T: DeserializeOwned>(&self, request: &Request) -> Result<T, ClientError> {
+        parse_response(self.socket, &call_raw(self.socket, request)?)
+    }
+
+    pub fn status(&self) -> Result<Status, ClientError> {
+        self.call(&Request::Status)
+    }
+
+    pub fn set_weight(&self, service: &str, percent: f64) -> Result<WeightSet, ClientError> {
+        self.call(&Request::SetWeight {
+            service: service.into(),
+            percent,
+        })
+    }
+
+    pub fn reload(&self) -> Result<Reloaded, ClientError> {
+        self.call(&Request::Reload)
+    }
+
+    pub fn version(&self) -> Result<Version, ClientError> {
+        self.call(&Request::Version)
+    }
 }
 
 /// Basis points as the API shows them: percent with two decimals.
 pub fn bp_to_percent(bp: u16) -> f64 {
     f64::from(bp) / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_carries_its_code_on_the_wire() {
+        let r: Response<Version> = Response::failed(ErrorCode::UnknownService, "no such");
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            line,
+            r#"{"ok":false,"code":"unknown_service","error":"no such"}"#
+        );
+        match parse_response::<Version>(Path::new("s"), &line) {
+            Err(ClientError::Failed { code, message }) => {
+                assert_eq!(code, ErrorCode::UnknownService);
+                assert_eq!(message, "no such");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reply_reads_back_as_its_type() {
+        let line = serde_json::to_string(&Response::ok(Version::current())).unwrap();
+        assert_eq!(
+            parse_response::<Version>(Path::new("s"), &line).unwrap(),
+            Version::current()
+        );
+    }
 }

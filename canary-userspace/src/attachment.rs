@@ -12,21 +12,14 @@
 
 use std::{io, path::Path, process::Command};
 
-use crate::dataplane::INGRESS_PROGRAM;
+use canary_common::names::INGRESS_PROGRAM;
+
+pub use crate::kinds::XdpMode;
 
 /// Filter preference and handle of our egress filter: fixed, so a restart
 /// replaces our filter instead of adding a second one.
 const TC_PREF: &str = "49";
 const TC_HANDLE: &str = "0xca1";
-
-/// How the XDP program ended up attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XdpMode {
-    /// In the driver: the fast path.
-    Driver,
-    /// Generic (skb) mode: works everywhere, costs an skb allocation.
-    Generic,
-}
 
 /// Attaches (or atomically replaces) the XDP program pinned at `prog`,
 /// in driver mode when the driver supports it, else in generic mode.

@@ -9,50 +9,34 @@ use std::{
     collections::{BTreeMap, HashMap as StdHashMap},
     fs, io,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
 use aya::{
-    Ebpf, EbpfLoader, Pod,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, PerCpuValues},
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
     util::nr_cpus,
 };
 use canary_common::{
     BackendOwner, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, MAX_BACKENDS,
     MAX_SERVICES, Service, Settings, VERSION_CANARY, VERSION_STABLE, VersionStats, backend_slot,
-    hash::seed_from_name, stats_slot, verdict,
+    hash::seed_from_name,
+    names::{self, EGRESS_PROGRAM, INGRESS_PROGRAM},
+    stats_slot,
 };
 
 use crate::{
     attachment,
     error::{Error, Result},
+    maps::{Counters, Maps, map_err, retain_keys},
+    pins::PinLayout,
     service::{ServiceSpec, backend, endpoint},
 };
 
 /// The eBPF object built by build.rs from canary-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/canary"));
-
-pub const INGRESS_PROGRAM: &str = "canary_ingress";
-pub const EGRESS_PROGRAM: &str = "canary_egress";
-
-/// Every map of the object; all are pinned when a pin directory is given.
-pub const MAPS: [&str; 8] = [
-    "SERVICES",
-    "VIP_ADDRESSES",
-    "BACKENDS",
-    "BACKEND_OWNERS",
-    "FLOWS",
-    "STATS",
-    "VERDICTS",
-    "SETTINGS",
-];
-
-pub use canary_common::PIN_LAYOUT;
-/// Under the layout directory: pinned programs, and one empty directory per
-/// interface the programs are attached to (what --detach-all undoes).
-const PROGRAMS_DIR: &str = "programs";
-const INTERFACES_DIR: &str = "interfaces";
 
 /// Choices made once, at load time.
 #[derive(Clone, Debug)]
@@ -80,49 +64,53 @@ impl Default for LoadOptions {
 }
 
 /// How the XDP program is attached.
-pub use crate::attachment::XdpMode as Attached;
+pub use crate::kinds::XdpMode as Attached;
+pub use crate::maps::Verdicts;
 
-/// Global verdict counters, summed over CPUs, for each program.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Verdicts {
-    pub ingress: [u64; verdict::COUNT as usize],
-    pub egress: [u64; verdict::COUNT as usize],
+/// A service the data path serves: its slot in STATS and BACKENDS, and
+/// what it was registered with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registered {
+    pub id: u32,
+    pub spec: ServiceSpec,
 }
 
-struct Registered {
+/// A service's next backend set, written to the bank the data path does not
+/// read; `Dataplane::publish` switches the service to it in one map write.
+#[must_use = "a staged set serves nothing until it is published"]
+pub struct Staged {
     id: u32,
+    bank: u8,
     spec: ServiceSpec,
 }
 
 pub struct Dataplane {
+    /// The loaded object; its maps have been taken into `maps` and `counters`.
     ebpf: Ebpf,
+    maps: Maps,
+    counters: Arc<Counters>,
+    /// STATS again, writable: zeroes the slot a new service takes.
+    stats_writer: PerCpuArray<MapData, VersionStats>,
     services: BTreeMap<String, Registered>,
     /// SERVICES entries found in pinned maps at load, by VIP: their ids are
     /// reused so counters and flow entries keep meaning the same service.
     recovered: StdHashMap<Endpoint, Service>,
-    pin_dir: Option<PathBuf>,
+    pins: Option<PinLayout>,
 }
 
 impl Dataplane {
     /// Loads the programs into the kernel (not attached yet).
     pub fn load(opts: &LoadOptions) -> Result<Self> {
-        let pin_dir = opts.pin_dir.as_ref().map(|d| d.join(PIN_LAYOUT));
+        let pins = opts.pin_dir.as_deref().map(PinLayout::new);
         let mut loader = EbpfLoader::new();
-        loader.map_max_entries("FLOWS", opts.flow_table_size);
-        let map_paths: Vec<(&str, PathBuf)> = match &pin_dir {
-            Some(dir) => {
-                for sub in ["maps", PROGRAMS_DIR, INTERFACES_DIR] {
-                    fs::create_dir_all(dir.join(sub)).map_err(|source| Error::PinDir {
-                        path: dir.join(sub),
-                        source,
-                    })?;
-                }
-                MAPS.iter()
-                    .map(|m| (*m, dir.join("maps").join(m)))
-                    .collect()
+        loader.map_max_entries(names::FLOWS, opts.flow_table_size);
+        let mut map_paths = vec![];
+        if let Some(pins) = &pins {
+            for dir in [pins.maps(), pins.programs(), pins.interfaces()] {
+                fs::create_dir_all(&dir).map_err(|source| Error::PinDir { path: dir, source })?;
             }
-            None => vec![],
-        };
+            map_paths = names::MAPS.iter().map(|m| (*m, pins.map(m))).collect();
+        }
         for (name, path) in &map_paths {
             loader.map_pin_path(name, path.as_path());
         }
@@ -137,11 +125,11 @@ impl Dataplane {
             name: EGRESS_PROGRAM,
             source,
         })?;
-        if let Some(dir) = &pin_dir {
+        if let Some(pins) = &pins {
             // This run's programs replace the pins of an earlier run's; an
             // attached old program lives on until the attach replaces it.
             for name in [INGRESS_PROGRAM, EGRESS_PROGRAM] {
-                let path = dir.join(PROGRAMS_DIR).join(name);
+                let path = pins.program(name);
                 let _ = fs::remove_file(&path);
                 let prog = ebpf.program_mut(name).ok_or(Error::Missing {
                     kind: "program",
@@ -158,19 +146,12 @@ impl Dataplane {
                 })?;
             }
         }
-        let mut dp = Dataplane {
-            ebpf,
-            services: BTreeMap::new(),
-            recovered: StdHashMap::new(),
-            pin_dir,
-        };
-        dp.recovered = dp
-            .hash_map::<Endpoint, Service>("SERVICES")?
-            .iter()
-            .filter_map(|kv| kv.ok())
-            .collect();
+        let mut maps = Maps::take(&mut ebpf)?;
+        let counters = Arc::new(Counters::take(&mut ebpf)?);
+        let stats_writer = counters.stats_writer()?;
+        let recovered = maps.services.iter().filter_map(|kv| kv.ok()).collect();
         let timeout = opts.udp_idle_timeout.as_nanos().min(u64::MAX as u128) as u64;
-        dp.array::<Settings>("SETTINGS")?
+        maps.settings
             .set(
                 0,
                 Settings {
@@ -178,11 +159,16 @@ impl Dataplane {
                 },
                 0,
             )
-            .map_err(|source| Error::Map {
-                name: "SETTINGS",
-                source,
-            })?;
-        Ok(dp)
+            .map_err(map_err(names::SETTINGS))?;
+        Ok(Dataplane {
+            ebpf,
+            maps,
+            counters,
+            stats_writer,
+            services: BTreeMap::new(),
+            recovered,
+            pins,
+        })
     }
 
     /// Attaches XDP ingress (driver mode, falling back to generic mode with a
@@ -193,21 +179,20 @@ impl Dataplane {
     /// atomically by this one, which uses the same pinned maps. Without one
     /// (tests) they are bpf_links (tcx for TC) that go when this process does.
     pub fn attach(&mut self, interface: &str) -> Result<Attached> {
-        if let Some(dir) = self.pin_dir.clone() {
+        if let Some(pins) = self.pins.clone() {
             let attach_err = |source: io::Error| Error::Persistent {
                 interface: interface.to_owned(),
                 source,
             };
             // Recorded before attaching, so --detach-all finds a half-done one.
-            let record = dir.join(INTERFACES_DIR).join(interface);
+            let record = pins.interface(interface);
             fs::create_dir_all(&record).map_err(|source| Error::PinDir {
                 path: record.clone(),
                 source,
             })?;
-            let progs = dir.join(PROGRAMS_DIR);
-            let mode = attachment::attach_xdp(interface, &progs.join(INGRESS_PROGRAM))
+            let mode = attachment::attach_xdp(interface, &pins.program(INGRESS_PROGRAM))
                 .map_err(attach_err)?;
-            attachment::attach_tc_egress(interface, &progs.join(EGRESS_PROGRAM))
+            attachment::attach_tc_egress(interface, &pins.program(EGRESS_PROGRAM))
                 .map_err(attach_err)?;
             return Ok(mode);
         }
@@ -235,11 +220,11 @@ impl Dataplane {
     /// Interfaces the pinned programs are attached to (recorded by
     /// `attach`, by this run or an earlier one).
     pub fn attached_interfaces(&self) -> io::Result<Vec<String>> {
-        let Some(dir) = &self.pin_dir else {
+        let Some(pins) = &self.pins else {
             return Ok(vec![]);
         };
         let mut names = vec![];
-        for entry in fs::read_dir(dir.join(INTERFACES_DIR))? {
+        for entry in fs::read_dir(pins.interfaces())? {
             names.push(entry?.file_name().to_string_lossy().into_owned());
         }
         names.sort();
@@ -250,8 +235,8 @@ impl Dataplane {
     /// and forgets it.
     pub fn detach(&mut self, interface: &str) -> io::Result<()> {
         attachment::detach(interface)?;
-        if let Some(dir) = &self.pin_dir {
-            fs::remove_dir(dir.join(INTERFACES_DIR).join(interface))?;
+        if let Some(pins) = &self.pins {
+            fs::remove_dir(pins.interface(interface))?;
         }
         Ok(())
     }
@@ -261,8 +246,8 @@ impl Dataplane {
     /// entry and counter, are freed once no process holds them.
     /// Established connections through the VIPs break.
     pub fn remove_pins(pin_dir: &Path) -> io::Result<()> {
-        let dir = pin_dir.join(PIN_LAYOUT);
-        match fs::read_dir(dir.join(INTERFACES_DIR)) {
+        let pins = PinLayout::new(pin_dir);
+        match fs::read_dir(pins.interfaces()) {
             Ok(entries) => {
                 for entry in entries {
                     let name = entry?.file_name();
@@ -272,7 +257,7 @@ impl Dataplane {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             Err(_) => {}
         }
-        match fs::remove_dir_all(&dir) {
+        match fs::remove_dir_all(&pins.dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -301,16 +286,41 @@ impl Dataplane {
         self.services.get(service).map(|r| &r.spec)
     }
 
-    /// The loaded object, for tests that run programs with BPF_PROG_TEST_RUN.
+    /// Every registered service with its slot, sorted by name.
+    pub fn registered(&self) -> Vec<Registered> {
+        self.services.values().cloned().collect()
+    }
+
+    /// The loaded object's programs, for tests that run them with
+    /// BPF_PROG_TEST_RUN (its maps are in `maps_mut`).
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
 
+    /// Typed handles on the maps, for tests that look inside the data path.
+    pub fn maps_mut(&mut self) -> &mut Maps {
+        &mut self.maps
+    }
+
+    /// The per-CPU counters, shared with readers that must not wait on the
+    /// owner of this data path.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
     /// Adds a service or replaces one of the same name (same id, so its
-    /// counters carry on). Established flows keep their entries.
+    /// counters carry on). Established flows keep their entries. New flows
+    /// see the old backend set or the new one, never a mix: see `stage`.
     pub fn upsert_service(&mut self, spec: &ServiceSpec) -> Result<u32> {
+        let staged = self.stage(spec)?;
+        self.publish(staged)
+    }
+
+    /// Checks `spec` and writes its backends to the bank of BACKENDS that
+    /// the data path does not read for this service now. Nothing a packet
+    /// sees changes until `publish`.
+    pub fn stage(&mut self, spec: &ServiceSpec) -> Result<Staged> {
         spec.check()?;
-        let proto = spec.protocol.number();
         for b in spec.stable.iter().chain(&spec.canary) {
             let owner = self.services.values().find(|r| {
                 r.spec.name != spec.name
@@ -341,26 +351,46 @@ impl Dataplane {
                 }
             },
         };
-        let old = self.services.get(&spec.name).map(|r| r.spec.clone());
-        let vip = spec.vip_endpoint();
-
-        let mut backends = self.array("BACKENDS")?;
+        // The bank the live record points at, if the data path has one.
+        let live = self
+            .services
+            .get(&spec.name)
+            .map(|r| r.spec.vip_endpoint())
+            .into_iter()
+            .chain([spec.vip_endpoint()])
+            .find_map(|vip| self.maps.services.get(&vip, 0).ok());
+        let bank = match live {
+            Some(record) => 1 - record.bank.min(1),
+            None => 0,
+        };
         for (version, set) in [
             (VERSION_STABLE, &spec.stable),
             (VERSION_CANARY, &spec.canary),
         ] {
             for (i, b) in set.iter().enumerate() {
-                backends
-                    .set(backend_slot(id, version, i as u32), backend(*b), 0)
-                    .map_err(|source| Error::Map {
-                        name: "BACKENDS",
-                        source,
-                    })?;
+                self.maps
+                    .backends
+                    .set(backend_slot(id, bank, version, i as u32), backend(*b), 0)
+                    .map_err(map_err(names::BACKENDS))?;
             }
         }
-        let mut owners = self.hash_map::<Endpoint, BackendOwner>("BACKEND_OWNERS")?;
+        Ok(Staged {
+            id,
+            bank,
+            spec: spec.clone(),
+        })
+    }
+
+    /// Switches a service to its staged backend set and weight: owners and
+    /// the VIP address first, then the SERVICES record in one map write,
+    /// then what only the old definition used goes.
+    pub fn publish(&mut self, staged: Staged) -> Result<u32> {
+        let Staged { id, bank, spec } = staged;
+        let proto = spec.protocol.number();
+        let vip = spec.vip_endpoint();
         for b in spec.stable.iter().chain(&spec.canary) {
-            owners
+            self.maps
+                .backend_owners
                 .insert(
                     endpoint(*b, proto),
                     BackendOwner {
@@ -369,22 +399,17 @@ impl Dataplane {
                     },
                     0,
                 )
-                .map_err(|source| Error::Map {
-                    name: "BACKEND_OWNERS",
-                    source,
-                })?;
+                .map_err(map_err(names::BACKEND_OWNERS))?;
         }
         let vip_addr = Endpoint {
             port: 0,
             proto: 0,
             ..vip
         };
-        self.hash_map::<Endpoint, u32>("VIP_ADDRESSES")?
+        self.maps
+            .vip_addresses
             .insert(vip_addr, 1, 0)
-            .map_err(|source| Error::Map {
-                name: "VIP_ADDRESSES",
-                source,
-            })?;
+            .map_err(map_err(names::VIP_ADDRESSES))?;
         let record = Service {
             id,
             seed: seed_from_name(spec.name.as_bytes()),
@@ -392,38 +417,33 @@ impl Dataplane {
             affinity: spec.affinity.number(),
             stable_count: spec.stable.len() as u8,
             canary_count: spec.canary.len() as u8,
-            _pad: [0; 3],
+            bank,
+            _pad: [0; 2],
         };
-        self.hash_map::<Endpoint, Service>("SERVICES")?
+        self.maps
+            .services
             .insert(vip, record, 0)
-            .map_err(|source| Error::Map {
-                name: "SERVICES",
-                source,
-            })?;
+            .map_err(map_err(names::SERVICES))?;
 
-        // Only now that SERVICES points at the new sets: forget what the old
+        // Only now that SERVICES points at the new set: forget what the old
         // definition had and the new one does not.
+        let old = self.services.get(&spec.name).map(|r| r.spec.clone());
         if let Some(old) = old {
-            let mut owners = self.hash_map::<Endpoint, BackendOwner>("BACKEND_OWNERS")?;
             for b in old.stable.iter().chain(&old.canary) {
                 if !spec.stable.contains(b) && !spec.canary.contains(b) {
-                    let _ = owners.remove(&endpoint(*b, old.protocol.number()));
+                    let _ = self
+                        .maps
+                        .backend_owners
+                        .remove(&endpoint(*b, old.protocol.number()));
                 }
             }
             if old.vip != spec.vip || old.protocol != spec.protocol {
-                let _ = self
-                    .hash_map::<Endpoint, Service>("SERVICES")?
-                    .remove(&old.vip_endpoint());
+                let _ = self.maps.services.remove(&old.vip_endpoint());
             }
         }
-        self.services.insert(
-            spec.name.clone(),
-            Registered {
-                id,
-                spec: spec.clone(),
-            },
-        );
-        self.refresh_vip_addresses()?;
+        self.services
+            .insert(spec.name.clone(), Registered { id, spec });
+        self.refresh_vip_addresses();
         Ok(id)
     }
 
@@ -437,18 +457,16 @@ impl Dataplane {
         spec.weight_bp = weight_bp;
         spec.check()?;
         let key = spec.vip_endpoint();
-        let mut services = self.hash_map::<Endpoint, Service>("SERVICES")?;
-        let mut record = services.get(&key, 0).map_err(|source| Error::Map {
-            name: "SERVICES",
-            source,
-        })?;
+        let mut record = self
+            .maps
+            .services
+            .get(&key, 0)
+            .map_err(map_err(names::SERVICES))?;
         record.weight_bp = weight_bp;
-        services
+        self.maps
+            .services
             .insert(key, record, 0)
-            .map_err(|source| Error::Map {
-                name: "SERVICES",
-                source,
-            })?;
+            .map_err(map_err(names::SERVICES))?;
         if let Some(r) = self.services.get_mut(service) {
             r.spec.weight_bp = weight_bp;
         }
@@ -461,52 +479,12 @@ impl Dataplane {
             .services
             .get(service)
             .ok_or_else(|| Error::UnknownService(service.into()))?;
-        let map = self.ebpf.map("STATS").ok_or(Error::Missing {
-            kind: "map",
-            name: "STATS",
-        })?;
-        let stats: PerCpuArray<_, VersionStats> =
-            PerCpuArray::try_from(map).map_err(|source| Error::Map {
-                name: "STATS",
-                source,
-            })?;
-        let mut out = [VersionStats::default(); 2];
-        for (version, total) in [VERSION_STABLE, VERSION_CANARY].into_iter().zip(&mut out) {
-            let per_cpu = stats
-                .get(&stats_slot(reg.id, version), 0)
-                .map_err(|source| Error::Map {
-                    name: "STATS",
-                    source,
-                })?;
-            per_cpu.iter().for_each(|v| total.add(v));
-        }
-        Ok(out)
+        self.counters.version_stats(reg.id)
     }
 
     /// Verdict counters of both programs, summed over CPUs.
     pub fn verdicts(&self) -> Result<Verdicts> {
-        let map = self.ebpf.map("VERDICTS").ok_or(Error::Missing {
-            kind: "map",
-            name: "VERDICTS",
-        })?;
-        let counts: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(map).map_err(|source| Error::Map {
-                name: "VERDICTS",
-                source,
-            })?;
-        let mut out = Verdicts::default();
-        for i in 0..verdict::COUNT {
-            let sum = |slot| -> Result<u64> {
-                let v = counts.get(&slot, 0).map_err(|source| Error::Map {
-                    name: "VERDICTS",
-                    source,
-                })?;
-                Ok(v.iter().sum())
-            };
-            out.ingress[i as usize] = sum(i)?;
-            out.egress[i as usize] = sum(verdict::COUNT + i)?;
-        }
-        Ok(out)
+        self.counters.verdicts()
     }
 
     /// Removes a service: its SERVICES entry first (new packets to the VIP
@@ -518,19 +496,22 @@ impl Dataplane {
             .ok_or_else(|| Error::UnknownService(service.into()))?;
         let vip = reg.spec.vip_endpoint();
         self.recovered.remove(&vip);
-        let _ = self.hash_map::<Endpoint, Service>("SERVICES")?.remove(&vip);
-        let mut owners = self.hash_map::<Endpoint, BackendOwner>("BACKEND_OWNERS")?;
+        let _ = self.maps.services.remove(&vip);
         for b in reg.spec.stable.iter().chain(&reg.spec.canary) {
-            let _ = owners.remove(&endpoint(*b, reg.spec.protocol.number()));
+            let _ = self
+                .maps
+                .backend_owners
+                .remove(&endpoint(*b, reg.spec.protocol.number()));
         }
-        self.refresh_vip_addresses()
+        self.refresh_vip_addresses();
+        Ok(())
     }
 
     /// Forgets what an earlier run left in pinned maps and the current
     /// services do not claim: services whose VIP is gone, and backend owners
     /// of backends no service has now. Call once every configured service is
     /// registered.
-    pub fn prune_unclaimed(&mut self) -> Result<Vec<Endpoint>> {
+    pub fn prune_unclaimed(&mut self) -> Vec<Endpoint> {
         let vips: Vec<Endpoint> = self
             .services
             .values()
@@ -548,67 +529,34 @@ impl Dataplane {
                     .map(move |b| endpoint(*b, proto))
             })
             .collect();
-        let stale = retain_keys(&mut self.hash_map::<Endpoint, Service>("SERVICES")?, &vips);
-        retain_keys(
-            &mut self.hash_map::<Endpoint, BackendOwner>("BACKEND_OWNERS")?,
-            &backends,
-        );
+        let stale = retain_keys(&mut self.maps.services, &vips);
+        retain_keys(&mut self.maps.backend_owners, &backends);
         self.recovered.clear();
-        self.refresh_vip_addresses()?;
-        Ok(stale)
+        self.refresh_vip_addresses();
+        stale
     }
 
     /// Entries the flow table was created with (a reused pinned table keeps
     /// the size it was first made with).
     pub fn flow_table_capacity(&self) -> Result<u32> {
-        let map = self.ebpf.map("FLOWS").ok_or(Error::Missing {
-            kind: "map",
-            name: "FLOWS",
-        })?;
-        let data: &MapData = match map {
-            aya::maps::Map::LruHashMap(m) => m,
-            _ => {
-                return Err(Error::Missing {
-                    kind: "LRU hash map",
-                    name: "FLOWS",
-                });
-            }
-        };
-        data.info()
-            .map(|i| i.max_entries())
-            .map_err(|source| Error::Map {
-                name: "FLOWS",
-                source,
-            })
+        self.maps.flow_table_capacity()
     }
 
     /// Zeroes the counters of a service slot before a new service takes it.
     fn reset_stats(&mut self, id: u32) -> Result<()> {
-        let map = self.ebpf.map_mut("STATS").ok_or(Error::Missing {
-            kind: "map",
-            name: "STATS",
-        })?;
-        let mut stats: PerCpuArray<_, VersionStats> =
-            PerCpuArray::try_from(map).map_err(|source| Error::Map {
-                name: "STATS",
-                source,
-            })?;
         let cpus = nr_cpus().map_err(|(_, source)| Error::Cpus(source))?;
         for version in [VERSION_STABLE, VERSION_CANARY] {
             let zeros =
                 PerCpuValues::try_from(vec![VersionStats::default(); cpus]).map_err(Error::Cpus)?;
-            stats
+            self.stats_writer
                 .set(stats_slot(id, version), zeros, 0)
-                .map_err(|source| Error::Map {
-                    name: "STATS",
-                    source,
-                })?;
+                .map_err(map_err(names::STATS))?;
         }
         Ok(())
     }
 
     /// Keeps VIP_ADDRESSES equal to the set of addresses that have a service.
-    fn refresh_vip_addresses(&mut self) -> Result<()> {
+    fn refresh_vip_addresses(&mut self) {
         let wanted: Vec<Endpoint> = self
             .services
             .values()
@@ -618,47 +566,8 @@ impl Dataplane {
                 ..r.spec.vip_endpoint()
             })
             .collect();
-        retain_keys(
-            &mut self.hash_map::<Endpoint, u32>("VIP_ADDRESSES")?,
-            &wanted,
-        );
-        Ok(())
+        retain_keys(&mut self.maps.vip_addresses, &wanted);
     }
-
-    fn hash_map<K: Pod, V: Pod>(
-        &mut self,
-        name: &'static str,
-    ) -> Result<HashMap<&mut MapData, K, V>> {
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(Error::Missing { kind: "map", name })?;
-        HashMap::try_from(map).map_err(|source| Error::Map { name, source })
-    }
-
-    fn array<V: Pod>(&mut self, name: &'static str) -> Result<Array<&mut MapData, V>> {
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(Error::Missing { kind: "map", name })?;
-        Array::try_from(map).map_err(|source| Error::Map { name, source })
-    }
-}
-
-/// Removes every key of `map` not in `keep`; returns the removed ones.
-fn retain_keys<V: Pod>(
-    map: &mut HashMap<&mut MapData, Endpoint, V>,
-    keep: &[Endpoint],
-) -> Vec<Endpoint> {
-    let gone: Vec<Endpoint> = map
-        .keys()
-        .filter_map(|k| k.ok())
-        .filter(|k| !keep.contains(k))
-        .collect();
-    for key in &gone {
-        let _ = map.remove(key);
-    }
-    gone
 }
 
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P>

@@ -1,30 +1,48 @@
-//! canary userspace: the library under `canaryd` and `canaryctl`.
+//! canary userspace: the library under `canaryd`, `canaryctl`, the tests,
+//! the demo and the bench. Module map (README "Layout" has the whole tree):
 //!
-//! - `config`: read and check the `canaryd` TOML config file.
-//! - `dataplane`: load the embedded eBPF object, pin and attach it, write
-//!   services and weights, read counters.
-//! - `daemon`: what canaryd does (start from pins, status, set-weight,
-//!   reload), without its sockets.
-//! - `api`: the control socket's JSON messages and the client side.
-//! - `metrics`: Prometheus exposition of the data path's counters.
-//! - `state`: the atomically written state file (run-time weights).
-//! - `attachment`: XDP/TC attachments that outlive the daemon.
-//! - `bpffs`, `caps`: host plumbing (bpffs mount, capability drop).
+//! Always built (no eBPF toolchain needed; xtask uses these):
+//! - `config`: read, check and write the `canaryd` TOML config file.
+//! - `api`: the control socket's typed requests, replies, error codes and
+//!   client.
+//! - `kinds`: protocol, affinity, XDP mode: one spelling each.
 //! - `service`: the service description userspace hands to the data path.
+//! - `pins`: where the data path is pinned in bpffs.
+//! - `maps`: typed handles on the data path's maps, from a load or from pins.
+//! - `metrics`: Prometheus exposition of a status.
+//! - `state`: the atomically written state file (run-time weights).
+//! - `bpffs`, `caps`: host plumbing (bpffs mount, capability drop).
 //! - `error`: the library's error type.
+//!
+//! With the `dataplane` feature (default; embeds the eBPF object, so it
+//! needs nightly rust-src and bpf-linker to build):
+//! - `dataplane`: load the object, pin and attach it, publish services and
+//!   weights.
+//! - `attachment`: attachments that outlive the daemon.
+//! - `daemon`: canaryd's state, its owning thread and the status readers.
 
 pub mod api;
-pub mod attachment;
 pub mod bpffs;
 pub mod caps;
 pub mod config;
-pub mod daemon;
-pub mod dataplane;
 pub mod error;
+pub mod kinds;
+pub mod maps;
 pub mod metrics;
+pub mod pins;
 pub mod service;
 pub mod state;
 
-pub use dataplane::{Dataplane, LoadOptions, Verdicts};
+#[cfg(feature = "dataplane")]
+pub mod attachment;
+#[cfg(feature = "dataplane")]
+pub mod daemon;
+#[cfg(feature = "dataplane")]
+pub mod dataplane;
+
+#[cfg(feature = "dataplane")]
+pub use dataplane::{Dataplane, LoadOptions};
 pub use error::Error;
-pub use service::{Affinity, Protocol, ServiceSpec};
+pub use kinds::{Affinity, Protocol, XdpMode};
+pub use maps::Verdicts;
+pub use service::ServiceSpec;

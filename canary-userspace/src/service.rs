@@ -3,43 +3,11 @@
 use std::net::{IpAddr, SocketAddr};
 
 use canary_common::{
-    AFFINITY_CLIENT, AFFINITY_FLOW, Addr, Backend, Endpoint, FAMILY_IPV4, FAMILY_IPV6, FlowKey,
-    MAX_BACKENDS, PROTO_TCP, PROTO_UDP, WEIGHT_SCALE,
+    Addr, Backend, Endpoint, FAMILY_IPV4, FAMILY_IPV6, FlowKey, MAX_BACKENDS, WEIGHT_SCALE,
 };
 
 use crate::error::{Error, Result};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    pub fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => PROTO_TCP,
-            Protocol::Udp => PROTO_UDP,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Affinity {
-    /// Each connection (5-tuple) is decided on its own.
-    Flow,
-    /// Each client address is decided once: a user sees one version.
-    Client,
-}
-
-impl Affinity {
-    pub fn number(self) -> u8 {
-        match self {
-            Affinity::Flow => AFFINITY_FLOW,
-            Affinity::Client => AFFINITY_CLIENT,
-        }
-    }
-}
+pub use crate::kinds::{Affinity, Protocol};
 
 /// What the data path needs to know of one service.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,10 +6,15 @@
 //! - `servers`: small TCP backends and clients that live in test namespaces.
 //! - `harness`: topology + attached data path + backends + one service.
 //! - `prometheus`: a real Prometheus server and promtool for metric tests.
-//! - `daemon`: the real canaryd/canaryctl binaries run in a test namespace.
+//!
+//! The real canaryd and canaryctl in a test namespace: `xtask::canaryd`.
+
+use std::{
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
 
 pub mod checksum;
-pub mod daemon;
 pub mod harness;
 pub mod packet;
 pub mod prometheus;
@@ -24,4 +29,17 @@ macro_rules! require_root {
             return;
         }
     };
+}
+
+/// How long a test's HTTP request may take at each step.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The scenarios of one test binary run one at a time: each drives a data
+/// path, hundreds of connections and threads, which a 2-core machine cannot
+/// run side by side without starving backends past their timeouts.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    // A failed scenario poisons the lock; the next one still runs.
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }

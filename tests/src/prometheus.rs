@@ -14,7 +14,24 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use xtask::topology::Netns;
 
-use crate::daemon::{http_get, url_encode};
+use crate::HTTP_TIMEOUT;
+
+/// `GET path` from inside `ns`; the body of a 200 answer.
+fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> Result<String> {
+    xtask::http::get(ns, addr, path, HTTP_TIMEOUT)
+}
+
+/// Percent-encodes a URL query value.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
 
 /// Where the server listens, inside the test's namespace.
 const LISTEN: &str = "127.0.0.1:9090";

@@ -5,30 +5,25 @@
 use std::{
     net::SocketAddr,
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
     time::{Duration, Instant},
 };
 
+use canary_userspace::{Affinity, Protocol, ServiceSpec, config::Config};
 use tests::{
-    daemon::{Canaryd, Dirs, ctl, http_get, service_table},
-    require_root,
+    HTTP_TIMEOUT, one_at_a_time, require_root,
     servers::{Backend, Client},
 };
-use xtask::topology::{BackendKind, HOST_IF, HOST_V4, Topology};
+use xtask::{
+    canaryd::{Binaries, Canaryd, DaemonDirs, canaryctl},
+    topology::{BackendKind, HOST_IF, HOST_V4, Topology},
+};
 
 const STABLE: &str = "stable";
 const CANARY: &str = "canary";
-
-/// One scenario at a time: each drives a daemon, hundreds of connections
-/// and threads, which a 2-core machine cannot run side by side on time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Topology, backends and directories of one scenario; the service "model"
 /// listens on HOST_V4:80 with a stable and a canary backend on the host.
@@ -38,7 +33,8 @@ struct Setup {
     canary: SocketAddr,
     // Held for their lifetime: the backends serve until the scenario ends.
     _backends: Vec<Backend>,
-    dirs: Dirs,
+    dirs: DaemonDirs,
+    bins: Binaries,
     // Dropped last: namespaces outlive the sockets in them.
     topo: Topology,
 }
@@ -57,18 +53,34 @@ impl Setup {
             stable,
             canary,
             _backends: backends,
-            dirs: Dirs::new().unwrap(),
+            dirs: DaemonDirs::new("test").unwrap(),
+            bins: Binaries::next_to_test().unwrap(),
             topo,
         }
     }
 
-    fn config(&self, weight: f64) -> String {
-        self.dirs.daemon_table(HOST_IF)
-            + &service_table("model", self.vip, "flow", self.stable, self.canary, weight)
+    /// The daemon on HOST_IF with one service, "model", at `weight_bp`.
+    fn config(&self, weight_bp: u16) -> Config {
+        Config {
+            daemon: self.dirs.daemon_config(HOST_IF),
+            services: vec![service(
+                "model",
+                self.vip,
+                Affinity::Flow,
+                self.stable,
+                self.canary,
+                weight_bp,
+            )],
+        }
     }
 
     fn start(&self, extra: &[&str]) -> Canaryd {
-        Canaryd::start(&self.topo.host, &self.dirs, extra).unwrap()
+        Canaryd::start(&self.topo.host, &self.bins, &self.dirs, extra).unwrap()
+    }
+
+    /// canaryctl on this scenario's socket, daemon running or not.
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        canaryctl(&self.bins, &self.dirs.socket(), args).unwrap()
     }
 
     fn connect(&self, to: SocketAddr) -> anyhow::Result<Client> {
@@ -90,6 +102,25 @@ impl Setup {
                 got == CANARY
             })
             .count()
+    }
+}
+
+fn service(
+    name: &str,
+    vip: SocketAddr,
+    affinity: Affinity,
+    stable: SocketAddr,
+    canary: SocketAddr,
+    weight_bp: u16,
+) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        vip,
+        protocol: Protocol::Tcp,
+        affinity,
+        stable: vec![stable],
+        canary: vec![canary],
+        weight_bp,
     }
 }
 
@@ -163,7 +194,7 @@ fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(50.0)).unwrap();
+    s.dirs.write_config(&s.config(5000)).unwrap();
     let mut d = s.start(&[]);
     let out = d.ctl(&["set-weight", "model", "30"]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -209,7 +240,10 @@ fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
         (30..=90).contains(&down_canary),
         "{down_canary} of 200 on canary at weight 30%"
     );
-    assert!(["driver", "generic"].contains(&after.daemon.interfaces[0].xdp.as_str()));
+    assert_eq!(
+        after.daemon.interfaces, before.daemon.interfaces,
+        "the restart attached the same interfaces in the same XDP mode"
+    );
 }
 
 #[test]
@@ -217,7 +251,7 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(100.0)).unwrap();
+    s.dirs.write_config(&s.config(10000)).unwrap();
     let mut d = s.start(&[]);
     let status = d.signal(libc::SIGTERM).unwrap();
     assert!(status.success(), "SIGTERM exit {status}");
@@ -229,7 +263,7 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
     );
 
     // A stopped daemon: canaryctl says so and exits 3.
-    let out = ctl(&s.dirs.socket(), &["status"]).unwrap();
+    let out = s.ctl(&["status"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("is canaryd running?"));
 
@@ -252,12 +286,12 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
     );
     d.signal(libc::SIGTERM).unwrap();
 
-    let canaryd = tests::daemon::binary("canaryd").unwrap();
+    let canaryd = &s.bins.canaryd;
     let out = s
         .topo
         .host
         .enter(|| {
-            std::process::Command::new(&canaryd)
+            std::process::Command::new(canaryd)
                 .arg("--config")
                 .arg(s.dirs.config())
                 .arg("--detach-all")
@@ -266,10 +300,7 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
         .unwrap()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        !s.dirs.bpffs.join(canary_common::PIN_LAYOUT).exists(),
-        "pins left behind"
-    );
+    assert!(!s.dirs.pins().dir.exists(), "pins left behind");
     assert!(
         !has_program("lo") && !has_program(HOST_IF),
         "programs left attached"
@@ -294,22 +325,22 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
         Backend::spawn(&s.topo.host, other_stable, STABLE).unwrap(),
         Backend::spawn(&s.topo.host, other_canary, CANARY).unwrap(),
     ];
-    s.dirs.write_config(&s.config(0.0)).unwrap();
+    s.dirs.write_config(&s.config(0)).unwrap();
     // A flag overriding a restart-only key stays in force across reloads.
     let mut d = s.start(&["--metrics-listen", "127.0.0.1:9470"]);
     assert_eq!(s.canary_answers(s.vip, 10), 0);
     assert!(s.connect(other_vip).is_err(), "port 81 has no service yet");
 
     // Valid: model to 100%, a second service added.
-    let two = s.config(100.0)
-        + &service_table(
-            "other",
-            other_vip,
-            "client",
-            other_stable,
-            other_canary,
-            0.0,
-        );
+    let mut two = s.config(10000);
+    two.services.push(service(
+        "other",
+        other_vip,
+        Affinity::Client,
+        other_stable,
+        other_canary,
+        0,
+    ));
     s.dirs.write_config(&two).unwrap();
     let out = d.ctl(&["reload"]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -322,11 +353,14 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
     assert_eq!(s.canary_answers(other_vip, 10), 0);
 
     // Invalid: two defects, both reported, nothing changes.
-    let bad = two.replace("weight = 100.00", "weight = 150.00").replace(
+    let mut bad = two.clone();
+    bad.services[0].weight_bp = 15_000;
+    let bad = bad.to_toml().replace(
         "affinity = \"client\"",
         "affinity = \"client\"\ncolour = \"blue\"",
     );
-    s.dirs.write_config(&bad).unwrap();
+    assert!(bad.contains("colour"), "{bad}");
+    s.dirs.write_config_text(&bad).unwrap();
     let out = d.ctl(&["reload"]).unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
     let err = text(&out.stderr);
@@ -343,18 +377,15 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
     assert_eq!(s.canary_answers(other_vip, 10), 0);
 
     // A setting only a restart can change is refused the same way.
-    s.dirs
-        .write_config(&two.replace(
-            "metrics_listen = ",
-            "udp_idle_timeout = \"5s\"\nmetrics_listen = ",
-        ))
-        .unwrap();
+    let mut restart_only = two.clone();
+    restart_only.daemon.udp_idle_timeout = Duration::from_secs(5);
+    s.dirs.write_config(&restart_only).unwrap();
     let out = d.ctl(&["reload"]).unwrap();
     assert_eq!(out.status.code(), Some(4));
     assert!(text(&out.stderr).contains("daemon.udp_idle_timeout"));
 
     // SIGHUP reloads too: model back to 0%, other removed.
-    s.dirs.write_config(&s.config(0.0)).unwrap();
+    s.dirs.write_config(&s.config(0)).unwrap();
     // SAFETY: kill(2) on our child's pid.
     unsafe { libc::kill(d.pid as i32, libc::SIGHUP) };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -377,7 +408,7 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(0.0)).unwrap();
+    s.dirs.write_config(&s.config(0)).unwrap();
     let d = s.start(&[]);
 
     let out = d.ctl(&["version"]).unwrap();
@@ -435,7 +466,8 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
-    let out = ctl(
+    let out = canaryctl(
+        &s.bins,
         std::path::Path::new("/nonexistent/canary.sock"),
         &["status"],
     )
@@ -473,22 +505,23 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(0.0)).unwrap();
+    s.dirs.write_config(&s.config(0)).unwrap();
     let mut d = s.start(&[]);
     const CLIENTS: usize = 6;
     const CALLS: usize = 15;
     let socket = s.dirs.socket();
+    let bins = &s.bins;
     // Distinct values 0.5 .. 45.0, so every reply names exactly one call.
     let replies: Vec<(f64, f64)> = thread::scope(|scope| {
         let handles: Vec<_> = (0..CLIENTS)
             .map(|t| {
                 let socket = socket.clone();
                 scope.spawn(move || {
+                    let ctl = |args: &[&str]| canaryctl(bins, &socket, args);
                     (0..CALLS)
                         .map(|i| {
                             let percent = format!("{:.1}", ((t * CALLS + i + 1) as f64) / 2.0);
-                            let out =
-                                ctl(&socket, &["--json", "set-weight", "model", &percent]).unwrap();
+                            let out = ctl(&["--json", "set-weight", "model", &percent]).unwrap();
                             assert!(out.status.success(), "{}", text(&out.stderr));
                             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
                             (
@@ -531,12 +564,12 @@ fn prometheus_server_scrapes_per_version_counters() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(50.0)).unwrap();
+    s.dirs.write_config(&s.config(5000)).unwrap();
     let d = s.start(&[]);
     let metrics_addr: SocketAddr = "127.0.0.1:9464".parse().unwrap();
 
     // The exposition itself passes promtool's lint.
-    let body = http_get(&s.topo.host, metrics_addr, "/metrics").unwrap();
+    let body = xtask::http::get(&s.topo.host, metrics_addr, "/metrics", HTTP_TIMEOUT).unwrap();
     let lint = tests::prometheus::promtool_check_metrics(&body).unwrap();
     assert!(lint.is_empty(), "promtool check metrics:\n{lint}");
 

@@ -7,7 +7,7 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
@@ -17,7 +17,7 @@ use std::{
 use canary_userspace::Affinity;
 use tests::{
     harness::{CANARY, Family, Harness, STABLE},
-    require_root,
+    one_at_a_time, require_root,
     servers::Client,
 };
 use xtask::topology::BackendKind;
@@ -28,19 +28,6 @@ const MATRIX: [(BackendKind, Family); 4] = [
     (BackendKind::Namespace, Family::V4),
     (BackendKind::Namespace, Family::V6),
 ];
-
-/// The scenarios run one at a time: each drives hundreds of threads and
-/// connections, and on a 2-core machine running them side by side starves
-/// the backends until replies miss their timeout, which is not what these
-/// tests are about.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    // A failed scenario poisons the lock; the next one still runs.
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Waits (bounded) until `f` holds; returns whether it did.
 fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {

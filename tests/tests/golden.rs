@@ -12,19 +12,15 @@ use std::{
     time::Instant,
 };
 
-use aya::{
-    maps::HashMap,
-    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
-};
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use canary_common::{
-    Endpoint, FIN_ACKED, FIN_SEEN, FlowEntry, FlowKey, Service, VERSION_CANARY, VERSION_STABLE,
-    VersionStats,
+    FIN_ACKED, FIN_SEEN, FlowEntry, FlowKey, VERSION_CANARY, VERSION_STABLE, VersionStats,
     hash::{backend_index, client_hash, flow_hash, is_canary, seed_from_name},
+    names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
     verdict,
 };
 use canary_userspace::{
     Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec,
-    dataplane::{EGRESS_PROGRAM, INGRESS_PROGRAM},
     service::{addr_words, endpoint},
 };
 use tests::{
@@ -1137,8 +1133,7 @@ fn set_byte(mut b: Vec<u8>, at: usize, v: u8) -> Vec<u8> {
 /// Overwrites tcp4's SERVICES entry with one that has no backends, which
 /// configuration validation never produces but a data path must survive.
 fn empty_tcp4_service(dp: &mut Dataplane) {
-    let mut services: HashMap<_, Endpoint, Service> =
-        HashMap::try_from(dp.ebpf_mut().map_mut("SERVICES").unwrap()).unwrap();
+    let services = &mut dp.maps_mut().services;
     let key = endpoint(sa("198.18.0.1:80"), 6);
     let mut s = services.get(&key, 0).unwrap();
     s.stable_count = 0;
@@ -1158,8 +1153,7 @@ fn run(case: &Case) -> Vec<String> {
         dp.upsert_service(&s).unwrap();
     }
     {
-        let mut flows: HashMap<_, FlowKey, FlowEntry> =
-            HashMap::try_from(dp.ebpf_mut().map_mut("FLOWS").unwrap()).unwrap();
+        let flows = &mut dp.maps_mut().flows;
         for (service, client, e) in &case.flows {
             let id = service_id(service);
             flows
@@ -1276,8 +1270,7 @@ fn run(case: &Case) -> Vec<String> {
     }
 
     if let Some((service, client, after)) = case.flow_after {
-        let flows: HashMap<_, FlowKey, FlowEntry> =
-            HashMap::try_from(dp.ebpf_mut().map("FLOWS").unwrap()).unwrap();
+        let flows = &dp.maps_mut().flows;
         let found = flows.get(&flow_key(service, client), 0).ok();
         let ok = match (after, found) {
             (FlowAfter::Absent, f) => f.is_none(),

@@ -1,12 +1,14 @@
 //! Helpers shared by the end-to-end tests, the demo and the benchmarks.
 //!
-//! Kept free of canary-userspace so that xtask builds before the eBPF
-//! toolchain (nightly rust-src, bpf-linker) exists.
+//! Uses canary-userspace without its `dataplane` feature, so xtask builds
+//! before the eBPF toolchain (nightly rust-src, bpf-linker) exists.
 //!
 //! - `topology`: namespaces, veths and addresses of a test topology.
+//! - `canaryd`: the real canaryd and canaryctl in a test namespace.
 //! - `http`: a bounded HTTP GET from inside a namespace.
 //! - `stats`: the median of repeated runs.
 
+pub mod canaryd;
 pub mod http;
 pub mod stats;
 pub mod topology;

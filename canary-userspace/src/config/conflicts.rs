@@ -5,7 +5,6 @@
 use std::{collections::HashMap, net::SocketAddr};
 
 use super::{error::Collector, service::Partial, value::join};
-use crate::service::Protocol;
 
 /// An address and IP protocol number (`Protocol` has no `Hash`).
 type Key = (SocketAddr, u8);
@@ -50,7 +49,7 @@ fn vips<'s>(errs: &mut Collector, services: &'s [Partial]) -> HashMap<Key, &'s P
                     "{} and {} both listen on {vip} ({}); a VIP serves one service",
                     owner.label(),
                     service.label(),
-                    protocol_name(protocol)
+                    protocol
                 ),
             );
         } else {
@@ -68,7 +67,7 @@ fn backends(errs: &mut Collector, services: &[Partial], vips: &HashMap<Key, &Par
         let Some(protocol) = service.protocol else {
             continue;
         };
-        let proto = protocol_name(protocol);
+        let proto = protocol;
         for backend in &service.backends {
             let key = (backend.addr, protocol.number());
             let addr = backend.addr;
@@ -94,12 +93,5 @@ fn backends(errs: &mut Collector, services: &[Partial], vips: &HashMap<Key, &Par
                 first.insert(key, (service, &backend.path));
             }
         }
-    }
-}
-
-fn protocol_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
     }
 }

@@ -13,6 +13,7 @@ mod daemon;
 mod duration;
 mod error;
 mod interface;
+mod render;
 mod service;
 mod value;
 mod weight;
@@ -66,6 +67,23 @@ pub struct DaemonConfig {
     pub flow_table_size: u32,
     /// How long an idle UDP flow keeps its backend.
     pub udp_idle_timeout: Duration,
+}
+
+impl DaemonConfig {
+    /// Every key at its default, attached to `interfaces`: what a config
+    /// file with only `interfaces` set reads as.
+    pub fn with_defaults(interfaces: Vec<String>) -> DaemonConfig {
+        DaemonConfig {
+            interfaces,
+            socket: DEFAULT_SOCKET.into(),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            bpffs: DEFAULT_BPFFS.into(),
+            state_dir: DEFAULT_STATE_DIR.into(),
+            log_level: log::LevelFilter::Info,
+            flow_table_size: canary_common::DEFAULT_FLOW_TABLE_SIZE,
+            udp_idle_timeout: Duration::from_nanos(canary_common::DEFAULT_UDP_IDLE_TIMEOUT_NS),
+        }
+    }
 }
 
 /// Reads and checks the config file at `path`, looking interfaces up on

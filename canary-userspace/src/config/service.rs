@@ -14,7 +14,10 @@ use super::{
     value::{self, join},
     weight::weight_percent_to_bp,
 };
-use crate::service::{Affinity, Protocol, ServiceSpec};
+use crate::{
+    kinds::{Affinity, Named, Protocol},
+    service::ServiceSpec,
+};
 
 const KNOWN: &[&str] = &[
     "name", "listen", "protocol", "affinity", "stable", "canary", "weight",
@@ -100,20 +103,8 @@ pub(crate) fn read(errs: &mut Collector, index: usize, value: &Value) -> Partial
 
     partial.name = name(errs, table, path);
     partial.vip = listen(errs, table, path);
-    partial.protocol = choice(
-        errs,
-        table,
-        path,
-        "protocol",
-        &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)],
-    );
-    partial.affinity = choice(
-        errs,
-        table,
-        path,
-        "affinity",
-        &[("flow", Affinity::Flow), ("client", Affinity::Client)],
-    );
+    partial.protocol = choice::<Protocol>(errs, table, path, "protocol");
+    partial.affinity = choice::<Affinity>(errs, table, path, "affinity");
     let (stable, mut backends) = backend_set(errs, table, path, "stable", partial.vip);
     let (canary, canary_backends) = backend_set(errs, table, path, "canary", partial.vip);
     backends.extend(canary_backends);
@@ -160,31 +151,20 @@ fn listen(errs: &mut Collector, table: &Table, path: &str) -> Option<SocketAddr>
     checked.map_err(|why| errs.push(field, why)).ok()
 }
 
-/// A string field that picks one of `options`; the first is the default.
-fn choice<T: Copy>(
-    errs: &mut Collector,
-    table: &Table,
-    path: &str,
-    key: &str,
-    options: &[(&str, T)],
-) -> Option<T> {
-    let (default, _) = options[0];
+/// A string field naming one of `T`'s words; the first word is the default.
+fn choice<T: Named>(errs: &mut Collector, table: &Table, path: &str, key: &str) -> Option<T> {
+    let (_, default) = T::ALL[0];
     let text = value::string(errs, table, path, key).or(default)?;
-    if let Some((_, choice)) = options.iter().find(|(word, _)| *word == text) {
-        return Some(*choice);
+    match T::parse_name(&text) {
+        Ok(choice) => Some(choice),
+        Err(e) => {
+            errs.push(
+                join(path, key),
+                format!("{text:?} is not a valid {key}; expected {}", e.expected),
+            );
+            None
+        }
     }
-    let words: Vec<String> = options
-        .iter()
-        .map(|(word, _)| format!("{word:?}"))
-        .collect();
-    errs.push(
-        join(path, key),
-        format!(
-            "{text:?} is not a valid {key}; expected {}",
-            words.join(" or ")
-        ),
-    );
-    None
 }
 
 /// Reads the `stable` or `canary` set; the set is `None` if any of it failed.

@@ -29,12 +29,12 @@ use aya::{
         tc::{self, NlOptions, TcAttachOptions},
     },
 };
-use canary_common::{FlowEntry, FlowKey, VERSION_STABLE, VersionStats, verdict};
-use canary_userspace::{
-    Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec,
-    dataplane::{EGRESS_PROGRAM, INGRESS_PROGRAM},
-    service::backend,
+use canary_common::{
+    FlowEntry, FlowKey, VERSION_STABLE, VersionStats,
+    names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
+    verdict,
 };
+use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec, service::backend};
 use clap::Parser;
 use serde_json::json;
 use tests::packet::{ACK, Frame, PSH, SYN};
@@ -479,9 +479,8 @@ fn insert_flow(
         .context("writing a flow entry")
 }
 
-fn flows(dp: &mut Dataplane) -> Result<HashMap<&mut MapData, FlowKey, FlowEntry>> {
-    let map = dp.ebpf_mut().map_mut("FLOWS").context("no FLOWS map")?;
-    Ok(HashMap::try_from(map)?)
+fn flows(dp: &mut Dataplane) -> Result<&mut HashMap<MapData, FlowKey, FlowEntry>> {
+    Ok(&mut dp.maps_mut().flows)
 }
 
 fn program<'a, P>(dp: &'a mut Dataplane, name: &str) -> Result<&'a mut P>

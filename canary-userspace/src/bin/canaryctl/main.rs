@@ -8,7 +8,7 @@ mod version;
 use std::{path::PathBuf, process::ExitCode};
 
 use canary_userspace::{
-    api::{self, ClientError, Request, Response},
+    api::{self, ClientError, Request},
     config::DEFAULT_SOCKET,
 };
 use clap::{Parser, Subcommand};
@@ -17,7 +17,10 @@ use clap::{Parser, Subcommand};
 ///
 /// Exit codes: 0 ok; 2 usage error (bad arguments); 3 canaryd unreachable
 /// (not running, wrong --socket, no permission); 4 request rejected by
-/// canaryd (unknown service, invalid config on reload, ...); 1 anything else.
+/// canaryd, nothing changed (unknown service, invalid config, ...); 5 the
+/// request failed in canaryd and was undone, or the data path could not be
+/// read; 6 it failed and undoing it failed too: check `canaryctl status`;
+/// 1 anything else. With --json the answer carries the reason as `code`.
 ///
 /// Examples:
 ///   canaryctl status
@@ -56,7 +59,6 @@ enum Command {
 }
 
 pub const EXIT_UNREACHABLE: u8 = 3;
-pub const EXIT_REJECTED: u8 = 4;
 pub const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
@@ -73,47 +75,36 @@ fn main() -> ExitCode {
         Command::Reload => Request::Reload,
         Command::Version => Request::Version,
     };
-    let response = match api::call(&args.socket, &request) {
-        Ok(r) => r,
-        Err(e @ ClientError::Unreachable { .. }) => {
-            eprintln!("canaryctl: {e}");
-            return ExitCode::from(EXIT_UNREACHABLE);
+    let socket = args.socket.as_path();
+    let answered = api::call_raw(socket, &request).and_then(|line| {
+        if args.json {
+            // The daemon's answer as it sent it, fields this canaryctl does
+            // not know included; the exit code still follows its `code`.
+            println!("{}", line.trim_end());
+            return api::parse_response::<serde::de::IgnoredAny>(socket, &line).map(|_| ());
         }
-        Err(e) => {
-            eprintln!("canaryctl: {e}");
-            return ExitCode::from(1);
+        match args.command {
+            Command::Status => api::parse_response(socket, &line).map(status::print),
+            Command::SetWeight(_) => api::parse_response(socket, &line).map(set_weight::print),
+            Command::Reload => api::parse_response(socket, &line).map(reload::print),
+            Command::Version => api::parse_response(socket, &line).map(version::print),
         }
-    };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&response).unwrap_or_default()
-        );
-        return if response.ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(EXIT_REJECTED)
-        };
-    }
-    let Response { ok: true, data, .. } = response else {
-        eprintln!(
-            "canaryctl: canaryd rejected the request: {}",
-            response.error.as_deref().unwrap_or("(no reason given)")
-        );
-        return ExitCode::from(EXIT_REJECTED);
-    };
-    let data = data.unwrap_or(serde_json::Value::Null);
-    let printed = match args.command {
-        Command::Status => status::print(data),
-        Command::SetWeight(_) => set_weight::print(data),
-        Command::Reload => reload::print(data),
-        Command::Version => version::print(data),
-    };
-    match printed {
+    });
+    match answered {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("canaryctl: canaryd's answer has an unexpected shape ({e}); try --json");
-            ExitCode::from(1)
+            if !args.json {
+                eprintln!("canaryctl: {e}");
+            }
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+fn exit_code(e: &ClientError) -> u8 {
+    match e {
+        ClientError::Unreachable { .. } => EXIT_UNREACHABLE,
+        ClientError::Failed { code, .. } => code.exit_code(),
+        ClientError::Io { .. } | ClientError::Protocol { .. } => 1,
     }
 }

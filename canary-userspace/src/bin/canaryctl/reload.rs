@@ -2,8 +2,7 @@
 
 use canary_userspace::api::Reloaded;
 
-pub fn print(data: serde_json::Value) -> Result<(), serde_json::Error> {
-    let r: Reloaded = serde_json::from_value(data)?;
+pub fn print(r: Reloaded) {
     let list = |v: &[String]| {
         if v.is_empty() {
             "-".to_owned()
@@ -16,5 +15,4 @@ pub fn print(data: serde_json::Value) -> Result<(), serde_json::Error> {
     println!("  updated:   {}", list(&r.updated));
     println!("  removed:   {}", list(&r.removed));
     println!("  unchanged: {}", list(&r.unchanged));
-    Ok(())
 }

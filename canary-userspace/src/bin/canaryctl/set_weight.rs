@@ -25,11 +25,9 @@ impl Args {
     }
 }
 
-pub fn print(data: serde_json::Value) -> Result<(), serde_json::Error> {
-    let w: WeightSet = serde_json::from_value(data)?;
+pub fn print(w: WeightSet) {
     println!(
         "{}: canary weight {:.2}% -> {:.2}% (new flows only; established connections stay where they are)",
         w.service, w.previous_percent, w.percent
     );
-    Ok(())
 }

@@ -11,8 +11,7 @@ const NORMAL: [&str; 5] = [
     "translated_vlan",
 ];
 
-pub fn print(data: serde_json::Value) -> Result<(), serde_json::Error> {
-    let s: Status = serde_json::from_value(data)?;
+pub fn print(s: Status) {
     let ifaces: Vec<String> = s
         .daemon
         .interfaces
@@ -59,7 +58,6 @@ pub fn print(data: serde_json::Value) -> Result<(), serde_json::Error> {
     if !odd.is_empty() {
         println!("\nodd packets (ingress): {}", odd.join("  "));
     }
-    Ok(())
 }
 
 fn row(name: &str, v: &VersionStatus) {

@@ -1,22 +1,28 @@
 //! The control socket: one JSON request line in, one JSON response line out.
+//! Status is answered by the observer; set-weight and reload go to the
+//! owner of the daemon's state and wait for its answer.
 
-use canary_userspace::api::{self, MAX_REQUEST_BYTES, Request, Response, Version};
+use canary_userspace::{
+    api::{ErrorCode, MAX_REQUEST_BYTES, Request, Response, Version},
+    daemon::DaemonError,
+};
+use serde::Serialize;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
     time::{Duration, timeout},
 };
 
-use crate::run::Shared;
+use crate::run::Served;
 
 /// A client that sends nothing is dropped after this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn serve(listener: UnixListener, shared: Shared) {
+pub async fn serve(listener: UnixListener, served: Served) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(answer(stream, shared.clone()));
+                tokio::spawn(answer(stream, served.clone()));
             }
             Err(e) => {
                 log::warn!("control socket accept: {e}");
@@ -26,51 +32,57 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
     }
 }
 
-async fn answer(stream: UnixStream, shared: Shared) {
+async fn answer(stream: UnixStream, served: Served) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
     let mut line = String::new();
-    let response = match timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
+    let bad = |why: String| encode(&Response::<()>::failed(ErrorCode::BadRequest, why));
+    let mut out = match timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
         Err(_) => return,
-        Ok(Err(e)) => Response::rejected(format!("reading the request: {e}")),
+        Ok(Err(e)) => bad(format!("reading the request: {e}")),
         Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => {
-            Response::rejected(format!("request longer than {MAX_REQUEST_BYTES} bytes"))
+            bad(format!("request longer than {MAX_REQUEST_BYTES} bytes"))
         }
         Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
-            Err(e) => Response::rejected(format!("bad request: {e}")),
-            Ok(request) => handle(&shared, request),
+            Err(e) => bad(format!("bad request: {e}")),
+            Ok(request) => handle(&served, request).await,
         },
     };
-    let mut out = serde_json::to_string(&response).unwrap_or_else(|e| {
-        format!("{{\"ok\":false,\"error\":\"encoding the response failed: {e}\"}}")
-    });
     out.push('\n');
     let _ = write.write_all(out.as_bytes()).await;
 }
 
-fn handle(shared: &Shared, request: Request) -> Response {
-    // Requests are short map reads and writes; one at a time keeps
-    // concurrent set-weight calls from interleaving with a reload.
-    let mut daemon = shared.lock().unwrap_or_else(|p| p.into_inner());
+async fn handle(served: &Served, request: Request) -> String {
     match request {
-        Request::Version => Response::ok(Version {
-            version: env!("CARGO_PKG_VERSION").into(),
-            api_version: api::API_VERSION,
-        }),
-        Request::Status => match daemon.status() {
+        Request::Version => encode(&Response::ok(Version::current())),
+        Request::Status => encode(&match served.observer.status() {
             Ok(s) => Response::ok(s),
-            Err(e) => Response::rejected(format!("reading the data path: {e:#}")),
-        },
-        Request::SetWeight { service, percent } => match daemon.set_weight(&service, percent) {
-            Ok(r) => Response::ok(r),
-            Err(e) => Response::rejected(e),
-        },
-        Request::Reload => match daemon.reload() {
-            Ok(r) => Response::ok(r),
-            Err(e) => {
-                log::error!("reload rejected, nothing changed:\n{e}");
-                Response::rejected(e)
+            Err(e) => Response::failed(ErrorCode::DataPath, format!("reading the data path: {e}")),
+        }),
+        Request::SetWeight { service, percent } => {
+            reply(served.owner.set_weight(service, percent).await)
+        }
+        Request::Reload => {
+            let result = served.owner.reload().await;
+            if let Err(e) = &result {
+                log::error!("reload failed:\n{e}");
             }
-        },
+            reply(result)
+        }
     }
+}
+
+fn reply<T: Serialize>(result: Result<T, DaemonError>) -> String {
+    encode(&match result {
+        Ok(data) => Response::ok(data),
+        Err(e) => Response::failed(e.code(), e.to_string()),
+    })
+}
+
+fn encode<T: Serialize>(response: &Response<T>) -> String {
+    serde_json::to_string(response).unwrap_or_else(|e| {
+        format!(
+            "{{\"ok\":false,\"code\":\"data_path\",\"error\":\"encoding the response failed: {e}\"}}"
+        )
+    })
 }

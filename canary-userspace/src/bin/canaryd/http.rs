@@ -8,16 +8,16 @@ use tokio::{
     time::{Duration, timeout},
 };
 
-use crate::run::Shared;
+use crate::run::Served;
 
 const MAX_HEADER_BYTES: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn serve(listener: TcpListener, shared: Shared, registry: Registry) {
+pub async fn serve(listener: TcpListener, served: Served, registry: Registry) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(answer(stream, shared.clone(), registry.clone()));
+                tokio::spawn(answer(stream, served.clone(), registry.clone()));
             }
             Err(e) => {
                 log::warn!("metrics accept: {e}");
@@ -27,7 +27,7 @@ pub async fn serve(listener: TcpListener, shared: Shared, registry: Registry) {
     }
 }
 
-async fn answer(mut stream: TcpStream, shared: Shared, registry: Registry) {
+async fn answer(mut stream: TcpStream, served: Served, registry: Registry) {
     let Ok(Some(head)) = timeout(READ_TIMEOUT, read_head(&mut stream)).await else {
         return;
     };
@@ -35,8 +35,9 @@ async fn answer(mut stream: TcpStream, shared: Shared, registry: Registry) {
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) = match (method, target.split('?').next()) {
         ("GET", Some("/metrics")) => {
-            let snapshot = shared.lock().unwrap_or_else(|p| p.into_inner()).status();
-            match snapshot.map_err(|e| format!("{e:#}")).and_then(|s| {
+            // From the observer: a scrape never waits on the state's owner.
+            let status = served.observer.status();
+            match status.map_err(|e| e.to_string()).and_then(|s| {
                 canary_userspace::metrics::render(&s, &registry).map_err(|e| e.to_string())
             }) {
                 Ok(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),

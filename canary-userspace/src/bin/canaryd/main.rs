@@ -100,20 +100,7 @@ fn main() -> ExitCode {
                 errors.0.len()
             );
             Config {
-                daemon: DaemonConfig {
-                    interfaces: vec![],
-                    socket: config::DEFAULT_SOCKET.into(),
-                    metrics_listen: config::DEFAULT_METRICS_LISTEN
-                        .parse()
-                        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9464))),
-                    bpffs: config::DEFAULT_BPFFS.into(),
-                    state_dir: config::DEFAULT_STATE_DIR.into(),
-                    log_level: log::LevelFilter::Info,
-                    flow_table_size: canary_common::DEFAULT_FLOW_TABLE_SIZE,
-                    udp_idle_timeout: std::time::Duration::from_nanos(
-                        canary_common::DEFAULT_UDP_IDLE_TIMEOUT_NS,
-                    ),
-                },
+                daemon: DaemonConfig::with_defaults(vec![]),
                 services: vec![],
             }
         }

@@ -5,22 +5,31 @@ use std::{
     fs,
     os::unix::fs::{DirBuilderExt, PermissionsExt},
     path::Path,
-    sync::{Arc, Mutex},
 };
 
 use anyhow::{Context, Result};
 use canary_userspace::{
     caps,
     config::Config,
-    daemon::{Daemon, Overrides},
+    daemon::{
+        Daemon, Overrides,
+        observe::Observer,
+        owner::{self, Handle},
+    },
     metrics,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
-pub type Shared = Arc<Mutex<Daemon>>;
+/// What the socket servers need: the owner's handle for changes, the
+/// observer for reads.
+#[derive(Clone)]
+pub struct Served {
+    pub owner: Handle,
+    pub observer: Observer,
+}
 
 pub fn detach_all(config: &Config) -> Result<()> {
-    Daemon::detach_all(&config.daemon)?;
+    Daemon::detach_all(&config.daemon).context("--detach-all")?;
     println!(
         "removed the pins under {} and the state file in {}; the programs are detached",
         config.daemon.bpffs.display(),
@@ -34,7 +43,7 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         log::warn!(
             "--reset: removing pinned state; established connections through the VIPs break"
         );
-        Daemon::detach_all(&config.daemon)?;
+        Daemon::detach_all(&config.daemon).context("--reset")?;
     }
     let socket_path = config.daemon.socket.clone();
     let metrics_addr = config.daemon.metrics_listen;
@@ -48,7 +57,7 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         Ok(d) => d,
         Err(e) => {
             let _ = fs::remove_file(&socket_path);
-            return Err(e);
+            return Err(e).context("starting the data path");
         }
     };
     // Process-wide while there is one thread: the runtime below is
@@ -58,13 +67,18 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         "serving: control socket {}, metrics http://{metrics_addr}/metrics; capabilities kept: CAP_BPF, CAP_NET_ADMIN",
         socket_path.display()
     );
-    let shared: Shared = Arc::new(Mutex::new(daemon));
+    let (owner, observer, owner_thread) =
+        owner::spawn(daemon).context("starting the state owner's thread")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(shared, control, metrics));
+    let result = runtime.block_on(serve(Served { owner, observer }, control, metrics));
+    // The runtime's tasks held the last handles: the owner finishes what it
+    // was doing and stops.
+    drop(runtime);
+    let _ = owner_thread.join();
     let _ = fs::remove_file(&socket_path);
     log::info!(
         "stopped; the data path keeps running from its pins (canaryd --detach-all removes it)"
@@ -73,7 +87,7 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
 }
 
 async fn serve(
-    shared: Shared,
+    served: Served,
     control: std::os::unix::net::UnixListener,
     metrics: std::net::TcpListener,
 ) -> Result<()> {
@@ -83,15 +97,15 @@ async fn serve(
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::spawn(crate::control::serve(control, shared.clone()));
-    tokio::spawn(crate::http::serve(metrics, shared.clone(), registry));
+    tokio::spawn(crate::control::serve(control, served.clone()));
+    tokio::spawn(crate::http::serve(metrics, served.clone(), registry));
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                let result = shared.lock().unwrap_or_else(|p| p.into_inner()).reload();
-                match result {
-                    Ok(r) => log::info!("SIGHUP: reloaded: {r:?}"),
-                    Err(e) => log::error!("SIGHUP: reload rejected, nothing changed:\n{e}"),
+                // Waits in line with socket commands; the result is logged
+                // by the owner (reloaded ...) or here.
+                if let Err(e) = served.owner.reload().await {
+                    log::error!("SIGHUP: reload failed:\n{e}");
                 }
             }
             _ = terminate.recv() => { log::info!("SIGTERM"); return Ok(()); }

@@ -1,24 +1,30 @@
-//! What canaryd does, without the sockets: start on (or from) the pinned
-//! data path, answer status, set weights, reload the config. The binary
-//! wraps one `Daemon` in a lock and serves it over the control socket.
+//! What canaryd does, without its sockets. One thread owns the daemon's
+//! state (`Daemon`) and takes commands over a channel (`owner`); status and
+//! metrics are read without it (`observe`), from the pinned counters and the
+//! last snapshot the owner published.
+//!
+//! - `Daemon`: start on (or from) the pinned data path, set weights, reload.
+//! - `owner`: the owning thread and the async `Handle` that talks to it.
+//! - `observe`: `Status` from a snapshot and the counters.
+
+mod error;
+pub mod observe;
+pub mod owner;
 
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
-use anyhow::{Context, Result};
-use canary_common::{VersionStats, verdict};
+pub use error::DaemonError;
 
 use crate::{
-    api::{
-        self, DaemonStatus, InterfaceStatus, Reloaded, ServiceStatus, Status, VerdictCounts,
-        VersionStatus, WeightSet,
-    },
+    api::{self, InterfaceStatus, Reloaded, WeightSet},
     bpffs,
     config::{self, Config, DaemonConfig, weight_percent_to_bp},
-    dataplane::{Attached, Dataplane, LoadOptions},
-    service::{Affinity, Protocol, ServiceSpec},
+    dataplane::{Dataplane, LoadOptions},
+    service::ServiceSpec,
     state::{self, State, WeightOverride},
 };
 
@@ -57,6 +63,12 @@ impl Overrides {
     }
 }
 
+/// Test hook: how long every reload holds the owner before it starts, so a
+/// test can show that status and metrics do not wait on a slow operation.
+/// Read once at start from `CANARYD_TEST_HOLD_RELOAD_MS`; unset in
+/// production, where it is zero.
+pub const TEST_HOLD_ENV: &str = "CANARYD_TEST_HOLD_RELOAD_MS";
+
 pub struct Daemon {
     dp: Dataplane,
     config: Config,
@@ -64,25 +76,32 @@ pub struct Daemon {
     overrides: Overrides,
     state: State,
     interfaces: Vec<InterfaceStatus>,
+    test_hold: Duration,
 }
 
 impl Daemon {
     /// Loads the data path, reusing the pinned maps (and replacing the
-    /// attached programs) left by an
-    /// earlier run (so established flows, weights and counters carry on),
-    /// registers the configured services and attaches to the interfaces.
-    /// `config` has `overrides` applied already; they are kept for reloads.
-    pub fn start(config_path: &Path, config: Config, overrides: Overrides) -> Result<Daemon> {
+    /// attached programs) left by an earlier run (so established flows,
+    /// weights and counters carry on), registers the configured services and
+    /// attaches to the interfaces. `config` has `overrides` applied already;
+    /// they are kept for reloads.
+    pub fn start(
+        config_path: &Path,
+        config: Config,
+        overrides: Overrides,
+    ) -> Result<Daemon, DaemonError> {
         let d = &config.daemon;
-        if bpffs::ensure(&d.bpffs).context("preparing the bpffs directory")? {
+        if bpffs::ensure(&d.bpffs).map_err(|source| DaemonError::Bpffs {
+            dir: d.bpffs.clone(),
+            source,
+        })? {
             log::info!("mounted a BPF filesystem at {}", bpffs::DEFAULT_MOUNT);
         }
         let mut dp = Dataplane::load(&LoadOptions {
             flow_table_size: d.flow_table_size,
             udp_idle_timeout: d.udp_idle_timeout,
             pin_dir: Some(d.bpffs.clone()),
-        })
-        .context("loading the data path")?;
+        })?;
         let capacity = dp.flow_table_capacity()?;
         if capacity != d.flow_table_size {
             log::warn!(
@@ -91,9 +110,15 @@ impl Daemon {
                 d.flow_table_size
             );
         }
-        let mut state = state::load(&d.state_dir).context("reading the state file")?;
+        let mut state = state::load(&d.state_dir).map_err(|source| DaemonError::StateRead {
+            dir: d.state_dir.clone(),
+            source,
+        })?;
         if state.forget_obsolete(&config.services) {
-            state::save(&d.state_dir, &state).context("writing the state file")?;
+            state::save(&d.state_dir, &state).map_err(|source| DaemonError::StateWrite {
+                dir: d.state_dir.clone(),
+                source,
+            })?;
         }
         for spec in &config.services {
             let mut spec = spec.clone();
@@ -108,32 +133,39 @@ impl Daemon {
                     api::bp_to_percent(spec.weight_bp)
                 );
             }
-            dp.upsert_service(&spec)
-                .with_context(|| format!("registering service {}", spec.name))?;
+            dp.upsert_service(&spec)?;
         }
-        for stale in dp.prune_unclaimed()? {
+        for stale in dp.prune_unclaimed() {
             log::info!(
                 "removed a service an earlier run left and the config no longer has ({stale:?})"
             );
         }
-        for old in dp.attached_interfaces()? {
+        let attach_err = |interface: &str, source| DaemonError::Attach {
+            interface: interface.to_owned(),
+            source,
+        };
+        for old in dp.attached_interfaces().map_err(|e| attach_err("", e))? {
             if !d.interfaces.contains(&old) {
                 log::info!("{old}: no longer in the config; detaching");
-                dp.detach(&old)
-                    .with_context(|| format!("detaching from {old}"))?;
+                dp.detach(&old).map_err(|e| attach_err(&old, e))?;
             }
         }
         let mut interfaces = vec![];
         for name in &d.interfaces {
-            let xdp = match dp.attach(name)? {
-                Attached::Driver => "driver",
-                Attached::Generic => "generic",
-            };
-            log::info!("{name}: XDP in {xdp} mode, TC egress as a clsact filter");
+            let xdp = dp.attach(name)?;
+            log::info!("{name}: XDP in {xdp} mode, TC egress attached");
             interfaces.push(InterfaceStatus {
                 name: name.clone(),
-                xdp: xdp.into(),
+                xdp,
             });
+        }
+        let test_hold = std::env::var(TEST_HOLD_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or_default();
+        if !test_hold.is_zero() {
+            log::warn!("{TEST_HOLD_ENV}: every reload is held {test_hold:?} (test hook)");
         }
         Ok(Daemon {
             dp,
@@ -142,18 +174,22 @@ impl Daemon {
             overrides,
             state,
             interfaces,
+            test_hold,
         })
     }
 
     /// Removes every pin (programs detach, flow table and counters go) and
     /// the state file. Established connections through the VIPs break.
-    pub fn detach_all(daemon: &DaemonConfig) -> Result<()> {
-        Dataplane::remove_pins(&daemon.bpffs)
-            .with_context(|| format!("removing pins under {}", daemon.bpffs.display()))?;
+    pub fn detach_all(daemon: &DaemonConfig) -> Result<(), DaemonError> {
+        Dataplane::remove_pins(&daemon.bpffs).map_err(|source| DaemonError::RemovePins {
+            dir: daemon.bpffs.clone(),
+            source,
+        })?;
         match std::fs::remove_file(state::path(&daemon.state_dir)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).context("removing the state file")
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DaemonError::StateWrite {
+                dir: daemon.state_dir.clone(),
+                source: e,
+            }),
             _ => Ok(()),
         }
     }
@@ -162,60 +198,27 @@ impl Daemon {
         &self.config
     }
 
-    pub fn status(&self) -> Result<Status> {
-        let mut services = vec![];
-        for name in self.dp.service_names() {
-            let Some(spec) = self.dp.spec(&name) else {
-                continue;
-            };
-            let [stable, canary] = self.dp.stats(&name)?;
-            services.push(ServiceStatus {
-                name: name.clone(),
-                listen: spec.vip.to_string(),
-                protocol: match spec.protocol {
-                    Protocol::Tcp => "tcp",
-                    Protocol::Udp => "udp",
-                }
-                .into(),
-                affinity: match spec.affinity {
-                    Affinity::Flow => "flow",
-                    Affinity::Client => "client",
-                }
-                .into(),
-                weight_percent: api::bp_to_percent(spec.weight_bp),
-                stable: version_status(&spec.stable, &stable),
-                canary: version_status(&spec.canary, &canary),
-            });
+    /// What readers need to answer status and metrics without the owner.
+    pub fn snapshot(&self) -> observe::Snapshot {
+        observe::Snapshot {
+            config_path: self.config_path.display().to_string(),
+            interfaces: self.interfaces.clone(),
+            services: self.dp.registered(),
         }
-        let v = self.dp.verdicts()?;
-        let named = |counts: &[u64]| {
-            verdict::NAMES
-                .iter()
-                .zip(counts)
-                .map(|(n, c)| (n.to_string(), *c))
-                .collect()
-        };
-        Ok(Status {
-            daemon: DaemonStatus {
-                version: env!("CARGO_PKG_VERSION").into(),
-                api_version: api::API_VERSION,
-                pid: std::process::id(),
-                config: self.config_path.display().to_string(),
-                interfaces: self.interfaces.clone(),
-            },
-            services,
-            verdicts: VerdictCounts {
-                ingress: named(&v.ingress),
-                egress: named(&v.egress),
-            },
-        })
+    }
+
+    /// The counters, shared with the readers.
+    pub fn counters(&self) -> std::sync::Arc<crate::maps::Counters> {
+        self.dp.counters()
     }
 
     /// Sets a service's canary weight: one map write, then the state file,
     /// so a restart keeps it. When the state file cannot be written the
-    /// kernel goes back to the old weight and the request fails.
-    pub fn set_weight(&mut self, service: &str, percent: f64) -> Result<WeightSet, String> {
-        let bp = weight_percent_to_bp(percent).map_err(|e| format!("percent {percent}: {e}"))?;
+    /// kernel goes back to the old weight and the request fails; if even
+    /// that write fails, the error says so.
+    pub fn set_weight(&mut self, service: &str, percent: f64) -> Result<WeightSet, DaemonError> {
+        let bp = weight_percent_to_bp(percent)
+            .map_err(|reason| DaemonError::InvalidWeight { percent, reason })?;
         let Some(config_weight) = self
             .config
             .services
@@ -223,18 +226,13 @@ impl Daemon {
             .find(|s| s.name == service)
             .map(|s| s.weight_bp)
         else {
-            let known = self.dp.service_names().join(", ");
-            return Err(format!(
-                "unknown service {service:?}; this daemon has: {}",
-                if known.is_empty() {
-                    "no services"
-                } else {
-                    &known
-                }
-            ));
+            return Err(DaemonError::UnknownService {
+                name: service.to_owned(),
+                known: self.dp.service_names(),
+            });
         };
         let previous = self.dp.weight(service).unwrap_or(config_weight);
-        self.dp.set_weight(service, bp).map_err(|e| e.to_string())?;
+        self.dp.set_weight(service, bp)?;
         let mut next = self.state.clone();
         next.weights.insert(
             service.to_owned(),
@@ -244,11 +242,27 @@ impl Daemon {
             },
         );
         if let Err(e) = state::save(&self.config.daemon.state_dir, &next) {
-            let _ = self.dp.set_weight(service, previous);
-            return Err(format!(
-                "weight not changed: writing the state file in {} failed: {e}",
+            let cause = format!(
+                "writing the state file in {} failed: {e}",
                 self.config.daemon.state_dir.display()
-            ));
+            );
+            return Err(match self.dp.set_weight(service, previous) {
+                Ok(()) => DaemonError::Reverted {
+                    what: "set-weight",
+                    cause: format!(
+                        "{cause}; the weight stays {:.2}%",
+                        api::bp_to_percent(previous)
+                    ),
+                },
+                Err(revert) => DaemonError::RevertFailed {
+                    what: "set-weight",
+                    cause: format!(
+                        "{cause}; the kernel now uses {:.2}%, which a restart would not keep",
+                        api::bp_to_percent(bp)
+                    ),
+                    revert: revert.to_string(),
+                },
+            });
         }
         self.state = next;
         log::info!(
@@ -265,8 +279,11 @@ impl Daemon {
 
     /// Reads the config file again and applies it. Everything is validated
     /// before anything changes; an invalid file changes nothing.
-    pub fn reload(&mut self) -> Result<Reloaded, String> {
-        let mut new = config::load(&self.config_path).map_err(|e| e.to_string())?;
+    pub fn reload(&mut self) -> Result<Reloaded, DaemonError> {
+        if !self.test_hold.is_zero() {
+            std::thread::sleep(self.test_hold);
+        }
+        let mut new = config::load(&self.config_path).map_err(DaemonError::InvalidConfig)?;
         self.overrides.apply(&mut new.daemon);
         self.check_restart_only(&new.daemon)?;
         let old_specs = self.registered_specs();
@@ -275,26 +292,46 @@ impl Daemon {
         let mut next = self.state.clone();
         let applied = self.apply_specs(&report.removed, &wanted).and_then(|()| {
             if next.forget_obsolete(&new.services) {
-                state::save(&new.daemon.state_dir, &next).context("writing the state file")?;
+                state::save(&new.daemon.state_dir, &next).map_err(|source| {
+                    DaemonError::StateWrite {
+                        dir: new.daemon.state_dir.clone(),
+                        source,
+                    }
+                })?;
             }
             Ok(())
         });
         if let Err(e) = applied {
-            // Best effort back to what ran before; the reload reports failure.
             let back = changes(&self.registered_specs(), &old_specs);
-            let _ = self.apply_specs(&back.removed, &old_specs);
-            return Err(format!("reload failed and was rolled back: {e:#}"));
+            return Err(match self.apply_specs(&back.removed, &old_specs) {
+                Ok(()) => DaemonError::Reverted {
+                    what: "reload",
+                    cause: e.to_string(),
+                },
+                Err(revert) => DaemonError::RevertFailed {
+                    what: "reload",
+                    cause: e.to_string(),
+                    revert: revert.to_string(),
+                },
+            });
         }
         log::set_max_level(new.daemon.log_level);
         self.config = new;
         self.state = next;
-        log::info!("reloaded {}: {report:?}", self.config_path.display());
+        log::info!(
+            "reloaded {}: added [{}], updated [{}], removed [{}], {} unchanged",
+            self.config_path.display(),
+            report.added.join(", "),
+            report.updated.join(", "),
+            report.removed.join(", "),
+            report.unchanged.len()
+        );
         Ok(report)
     }
 
     /// Settings that only a restart can change; a reload that changes them
     /// is refused with a field-by-field message.
-    fn check_restart_only(&self, new: &DaemonConfig) -> Result<(), String> {
+    fn check_restart_only(&self, new: &DaemonConfig) -> Result<(), DaemonError> {
         let old = &self.config.daemon;
         let file = self.config_path.display();
         let mut errors = vec![];
@@ -321,16 +358,12 @@ impl Daemon {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(errors.join("\n"))
+            Err(DaemonError::RestartRequired(errors))
         }
     }
 
     fn registered_specs(&self) -> Vec<ServiceSpec> {
-        self.dp
-            .service_names()
-            .iter()
-            .filter_map(|n| self.dp.spec(n).cloned())
-            .collect()
+        self.dp.registered().into_iter().map(|r| r.spec).collect()
     }
 
     /// The specs the new config asks for, with weights overridden at run
@@ -349,7 +382,11 @@ impl Daemon {
     /// from what is registered. A backend moving from one service to another
     /// can only be added once the other has let go of it, so upserts that
     /// fail are retried while others make progress.
-    fn apply_specs(&mut self, removed: &[String], wanted: &[ServiceSpec]) -> Result<()> {
+    fn apply_specs(
+        &mut self,
+        removed: &[String],
+        wanted: &[ServiceSpec],
+    ) -> Result<(), DaemonError> {
         for name in removed {
             self.dp.remove_service(name)?;
         }
@@ -367,11 +404,10 @@ impl Daemon {
                     true
                 }
             });
-            if pending.len() == before {
-                return Err(match last_error {
-                    Some(e) => e.into(),
-                    None => anyhow::anyhow!("no service could be applied"),
-                });
+            if pending.len() == before
+                && let Some(e) = last_error
+            {
+                return Err(e.into());
             }
         }
         Ok(())
@@ -395,18 +431,4 @@ fn changes(current: &[ServiceSpec], wanted: &[ServiceSpec]) -> Reloaded {
         }
     }
     r
-}
-
-fn version_status(backends: &[std::net::SocketAddr], s: &VersionStats) -> VersionStatus {
-    VersionStatus {
-        backends: backends.iter().map(|b| b.to_string()).collect(),
-        packets_in: s.packets_in,
-        bytes_in: s.bytes_in,
-        packets_out: s.packets_out,
-        bytes_out: s.bytes_out,
-        new_flows: s.new_flows,
-        closed_flows: s.closed_flows,
-        active_flows: s.new_flows.saturating_sub(s.closed_flows),
-        rehashes: s.rehashes,
-    }
 }

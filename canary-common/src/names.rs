@@ -1,0 +1,29 @@
+//! Names of the object's programs and maps, as userspace finds and pins
+//! them. The eBPF crate's statics carry the same names (`maps.rs`,
+//! `main.rs`); a golden test checks the object has exactly these.
+
+/// XDP ingress: splits new flows, translates to the backend.
+pub const INGRESS_PROGRAM: &str = "canary_ingress";
+/// TC egress: translates replies back to the VIP.
+pub const EGRESS_PROGRAM: &str = "canary_egress";
+
+pub const SERVICES: &str = "SERVICES";
+pub const VIP_ADDRESSES: &str = "VIP_ADDRESSES";
+pub const BACKENDS: &str = "BACKENDS";
+pub const BACKEND_OWNERS: &str = "BACKEND_OWNERS";
+pub const FLOWS: &str = "FLOWS";
+pub const STATS: &str = "STATS";
+pub const VERDICTS: &str = "VERDICTS";
+pub const SETTINGS: &str = "SETTINGS";
+
+/// Every map of the object; all are pinned when a pin directory is given.
+pub const MAPS: [&str; 8] = [
+    SERVICES,
+    VIP_ADDRESSES,
+    BACKENDS,
+    BACKEND_OWNERS,
+    FLOWS,
+    STATS,
+    VERDICTS,
+    SETTINGS,
+];

@@ -1,0 +1,179 @@
+//! The words that name a kind of thing in the config file, the API and the
+//! CLI: protocol, affinity, XDP attach mode. Each is one enum with its
+//! spelling in one table, used by serde, `Display` and `FromStr` alike.
+
+use std::{fmt, str::FromStr};
+
+use canary_common::{AFFINITY_CLIENT, AFFINITY_FLOW, PROTO_TCP, PROTO_UDP};
+use serde::{Deserialize, Serialize};
+
+/// A word-named enum: its variants and their spellings.
+pub trait Named: Copy + PartialEq + 'static {
+    /// What the word names, for error messages ("protocol").
+    const KIND: &'static str;
+    const ALL: &'static [(Self, &'static str)];
+
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(v, _)| *v == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
+    }
+
+    /// The spellings, for "expected one of ..." messages.
+    fn choices() -> String {
+        Self::ALL
+            .iter()
+            .map(|(_, n)| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+
+    fn parse_name(s: &str) -> Result<Self, UnknownName> {
+        Self::ALL
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(v, _)| *v)
+            .ok_or_else(|| UnknownName {
+                kind: Self::KIND,
+                found: s.to_owned(),
+                expected: Self::choices(),
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {found:?}; expected {expected}")]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub found: String,
+    pub expected: String,
+}
+
+/// Display, FromStr and serde (as the word) for a `Named` enum.
+macro_rules! named {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+        impl FromStr for $t {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<Self, UnknownName> {
+                <$t>::parse_name(s)
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Named for Protocol {
+    const KIND: &'static str = "protocol";
+    const ALL: &'static [(Self, &'static str)] = &[(Protocol::Tcp, "tcp"), (Protocol::Udp, "udp")];
+}
+named!(Protocol);
+
+impl Protocol {
+    /// The IP protocol number the data path keys on.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => PROTO_TCP,
+            Protocol::Udp => PROTO_UDP,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Affinity {
+    /// Each connection (5-tuple) is decided on its own.
+    Flow,
+    /// Each client address is decided once: a user sees one version.
+    Client,
+}
+
+impl Named for Affinity {
+    const KIND: &'static str = "affinity";
+    const ALL: &'static [(Self, &'static str)] =
+        &[(Affinity::Flow, "flow"), (Affinity::Client, "client")];
+}
+named!(Affinity);
+
+impl Affinity {
+    /// The mode number the data path stores in `Service::affinity`.
+    pub fn number(self) -> u8 {
+        match self {
+            Affinity::Flow => AFFINITY_FLOW,
+            Affinity::Client => AFFINITY_CLIENT,
+        }
+    }
+}
+
+/// How the XDP program ended up attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum XdpMode {
+    /// In the driver: the fast path.
+    Driver,
+    /// Generic (skb) mode: works everywhere, costs an skb allocation.
+    Generic,
+}
+
+impl Named for XdpMode {
+    const KIND: &'static str = "XDP mode";
+    const ALL: &'static [(Self, &'static str)] =
+        &[(XdpMode::Driver, "driver"), (XdpMode::Generic, "generic")];
+}
+named!(XdpMode);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trips<T: Named + fmt::Display + FromStr + Serialize + fmt::Debug>()
+    where
+        for<'de> T: Deserialize<'de>,
+        <T as FromStr>::Err: fmt::Debug,
+    {
+        for (v, n) in T::ALL {
+            assert_eq!(v.to_string(), *n);
+            assert_eq!(n.parse::<T>().unwrap(), *v);
+            let json = serde_json::to_string(v).unwrap();
+            assert_eq!(json, format!("\"{n}\""));
+            assert_eq!(serde_json::from_str::<T>(&json).unwrap(), *v);
+        }
+        assert!("nonsense".parse::<T>().is_err());
+    }
+
+    #[test]
+    fn every_word_round_trips_through_display_fromstr_and_serde() {
+        round_trips::<Protocol>();
+        round_trips::<Affinity>();
+        round_trips::<XdpMode>();
+    }
+
+    #[test]
+    fn an_unknown_word_says_what_was_expected() {
+        let e = "sctp".parse::<Protocol>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown protocol \"sctp\"; expected \"tcp\" or \"udp\""
+        );
+    }
+}

@@ -1,0 +1,187 @@
+//! Typed handles on the data path's maps, taken once: from a freshly loaded
+//! object (`dataplane`) or from the pins an earlier load left (`--detach-all`,
+//! the bench, readers that must not wait on the daemon's owner). Names come
+//! from `canary_common::names`; nothing else reaches a map by string.
+
+use aya::{
+    Ebpf, Pod,
+    maps::{Array, HashMap, IterableMap, Map, MapData, MapError, PerCpuArray},
+};
+use canary_common::{
+    Backend, BackendOwner, Endpoint, FlowEntry, FlowKey, Service, Settings, VersionStats, names,
+    stats_slot, verdict,
+};
+
+use crate::{error::Error, pins::PinLayout};
+
+/// The maps userspace writes: services, their backends, settings; and the
+/// flow table (read by tests and the bench, reset by nobody but the kernel).
+pub struct Maps {
+    pub services: HashMap<MapData, Endpoint, Service>,
+    pub vip_addresses: HashMap<MapData, Endpoint, u32>,
+    pub backends: Array<MapData, Backend>,
+    pub backend_owners: HashMap<MapData, Endpoint, BackendOwner>,
+    pub flows: HashMap<MapData, FlowKey, FlowEntry>,
+    pub settings: Array<MapData, Settings>,
+}
+
+/// The per-CPU counters: read-only from userspace (but for zeroing a slot a
+/// new service takes, through `stats_writer`), shareable between the
+/// daemon's owner and the status and metrics readers.
+pub struct Counters {
+    pub stats: PerCpuArray<MapData, VersionStats>,
+    pub verdicts: PerCpuArray<MapData, u64>,
+}
+
+/// Global verdict counters, summed over CPUs, for each program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdicts {
+    pub ingress: [u64; verdict::COUNT as usize],
+    pub egress: [u64; verdict::COUNT as usize],
+}
+
+/// Where typed handles come from: a loaded object, or pins.
+trait Source {
+    fn map(&mut self, name: &'static str) -> Result<Map, Error>;
+}
+
+impl Source for Ebpf {
+    fn map(&mut self, name: &'static str) -> Result<Map, Error> {
+        self.take_map(name)
+            .ok_or(Error::Missing { kind: "map", name })
+    }
+}
+
+impl Source for &PinLayout {
+    fn map(&mut self, name: &'static str) -> Result<Map, Error> {
+        let path = PinLayout::map(self, name);
+        let data = MapData::from_pin(&path).map_err(|source| Error::Map { name, source })?;
+        Map::from_map_data(data).map_err(|source| Error::Map { name, source })
+    }
+}
+
+fn typed<T>(source: &mut impl Source, name: &'static str) -> Result<T, Error>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    T::try_from(source.map(name)?).map_err(|source| Error::Map { name, source })
+}
+
+impl Maps {
+    /// Takes the handles out of a loaded object (its programs stay in it).
+    pub fn take(ebpf: &mut Ebpf) -> Result<Maps, Error> {
+        Maps::from_source(ebpf)
+    }
+
+    /// Opens the maps pinned under `pins`.
+    pub fn open_pinned(pins: &PinLayout) -> Result<Maps, Error> {
+        Maps::from_source(&mut &*pins)
+    }
+
+    fn from_source(s: &mut impl Source) -> Result<Maps, Error> {
+        Ok(Maps {
+            services: typed(s, names::SERVICES)?,
+            vip_addresses: typed(s, names::VIP_ADDRESSES)?,
+            backends: typed(s, names::BACKENDS)?,
+            backend_owners: typed(s, names::BACKEND_OWNERS)?,
+            flows: typed(s, names::FLOWS)?,
+            settings: typed(s, names::SETTINGS)?,
+        })
+    }
+
+    /// Entries the flow table was created with (a reused pinned table keeps
+    /// the size it was first made with).
+    pub fn flow_table_capacity(&self) -> Result<u32, Error> {
+        self.flows
+            .map()
+            .info()
+            .map(|i| i.max_entries())
+            .map_err(|source| Error::Map {
+                name: names::FLOWS,
+                source,
+            })
+    }
+}
+
+impl Counters {
+    pub fn take(ebpf: &mut Ebpf) -> Result<Counters, Error> {
+        Counters::from_source(ebpf)
+    }
+
+    pub fn open_pinned(pins: &PinLayout) -> Result<Counters, Error> {
+        Counters::from_source(&mut &*pins)
+    }
+
+    fn from_source(s: &mut impl Source) -> Result<Counters, Error> {
+        Ok(Counters {
+            stats: typed(s, names::STATS)?,
+            verdicts: typed(s, names::VERDICTS)?,
+        })
+    }
+
+    /// Stable and canary counters of service slot `id`, summed over CPUs.
+    pub fn version_stats(&self, id: u32) -> Result<[VersionStats; 2], Error> {
+        let mut out = [VersionStats::default(); 2];
+        for (version, total) in [canary_common::VERSION_STABLE, canary_common::VERSION_CANARY]
+            .into_iter()
+            .zip(&mut out)
+        {
+            let per_cpu = self
+                .stats
+                .get(&stats_slot(id, version), 0)
+                .map_err(|source| Error::Map {
+                    name: names::STATS,
+                    source,
+                })?;
+            per_cpu.iter().for_each(|v| total.add(v));
+        }
+        Ok(out)
+    }
+
+    /// A second handle on STATS for the one writer that zeroes slots.
+    pub fn stats_writer(&self) -> Result<PerCpuArray<MapData, VersionStats>, Error> {
+        let name = names::STATS;
+        let id = self.stats.map().info().map_err(map_err(name))?.id();
+        let data = MapData::from_id(id).map_err(map_err(name))?;
+        PerCpuArray::try_from(Map::from_map_data(data).map_err(map_err(name))?)
+            .map_err(map_err(name))
+    }
+
+    /// Verdict counters of both programs, summed over CPUs.
+    pub fn verdicts(&self) -> Result<Verdicts, Error> {
+        let sum = |slot| -> Result<u64, Error> {
+            let v = self.verdicts.get(&slot, 0).map_err(|source| Error::Map {
+                name: names::VERDICTS,
+                source,
+            })?;
+            Ok(v.iter().sum())
+        };
+        let mut out = Verdicts::default();
+        for i in 0..verdict::COUNT {
+            out.ingress[i as usize] = sum(i)?;
+            out.egress[i as usize] = sum(verdict::COUNT + i)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Removes every key of `map` not in `keep`; returns the removed ones.
+pub fn retain_keys<V: Pod>(
+    map: &mut HashMap<MapData, Endpoint, V>,
+    keep: &[Endpoint],
+) -> Vec<Endpoint> {
+    let gone: Vec<Endpoint> = map
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| !keep.contains(k))
+        .collect();
+    for key in &gone {
+        let _ = map.remove(key);
+    }
+    gone
+}
+
+/// Maps a map error of `name` into the library's error.
+pub(crate) fn map_err(name: &'static str) -> impl Fn(MapError) -> Error {
+    move |source| Error::Map { name, source }
+}
