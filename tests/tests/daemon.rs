@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use canary_userspace::{Affinity, Protocol, ServiceSpec, config::Config};
+use canary_userspace::{Affinity, Protocol, ServiceSpec, config::Config, daemon::TEST_HOLD_ENV};
 use tests::{
     HTTP_TIMEOUT, one_at_a_time, require_root,
     servers::{Backend, Client},
@@ -606,4 +606,92 @@ fn prometheus_server_scrapes_per_version_counters() {
         .query("canary_weight_ratio{service=\"model\",version=\"canary\"}")
         .unwrap();
     assert_eq!(weight, Some(0.5));
+}
+
+/// The daemon's state has one owner; status and metrics are answered
+/// without it. Every reload is held 5 s inside the owner (a test hook),
+/// and meanwhile `canaryctl status` and `GET /metrics` must each answer
+/// within 100 ms, while a set-weight sent during the hold waits its turn
+/// behind the reload and then applies.
+#[test]
+fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    s.dirs.write_config(&s.config(0)).unwrap();
+    const HOLD: Duration = Duration::from_secs(5);
+    let hold_ms = HOLD.as_millis().to_string();
+    let d = Canaryd::start_with_env(
+        &s.topo.host,
+        &s.bins,
+        &s.dirs,
+        &[],
+        &[(TEST_HOLD_ENV, &hold_ms)],
+    )
+    .unwrap();
+    let metrics_addr = s.dirs.daemon_config(HOST_IF).metrics_listen;
+    let timed = |f: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        let ok = f();
+        (ok, t.elapsed())
+    };
+
+    thread::scope(|scope| {
+        let reload = scope.spawn(|| timed(&|| d.ctl(&["reload"]).unwrap().status.success()));
+        thread::sleep(Duration::from_millis(300));
+        let set_weight = scope.spawn(|| {
+            timed(&|| {
+                d.ctl(&["set-weight", "model", "50"])
+                    .unwrap()
+                    .status
+                    .success()
+            })
+        });
+        thread::sleep(Duration::from_millis(200));
+
+        let mut worst_status = Duration::ZERO;
+        let mut worst_metrics = Duration::ZERO;
+        for _ in 0..10 {
+            let (ok, took) = timed(&|| {
+                let out = d.ctl(&["status"]).unwrap();
+                out.status.success() && text(&out.stdout).contains("canary weight 0.00%")
+            });
+            assert!(ok, "status failed or showed a weight not yet set");
+            worst_status = worst_status.max(took);
+            let (ok, took) = timed(&|| {
+                xtask::http::get(&s.topo.host, metrics_addr, "/metrics", HTTP_TIMEOUT)
+                    .is_ok_and(|body| body.contains("canary_new_flows_total"))
+            });
+            assert!(ok, "/metrics failed");
+            worst_metrics = worst_metrics.max(took);
+            thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            !reload.is_finished(),
+            "the reload must still be held while status and metrics were read"
+        );
+        println!(
+            "owner held {HOLD:?} by a reload: slowest of 10 `canaryctl status` {:.1} ms, slowest of 10 GET /metrics {:.1} ms",
+            worst_status.as_secs_f64() * 1e3,
+            worst_metrics.as_secs_f64() * 1e3
+        );
+        assert!(
+            worst_status < Duration::from_millis(100),
+            "{worst_status:?}"
+        );
+        assert!(
+            worst_metrics < Duration::from_millis(100),
+            "{worst_metrics:?}"
+        );
+
+        let (reloaded, reload_took) = reload.join().unwrap();
+        assert!(reloaded && reload_took >= HOLD, "reload {reload_took:?}");
+        let (set, set_took) = set_weight.join().unwrap();
+        assert!(set, "set-weight failed");
+        assert!(
+            set_took >= HOLD - Duration::from_millis(600),
+            "set-weight must wait behind the held reload: {set_took:?}"
+        );
+    });
+    assert_eq!(d.status().unwrap().services[0].weight_percent, 50.0);
 }

@@ -7,7 +7,6 @@
 //! new connection is opened at once.
 
 use std::{
-    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -17,12 +16,11 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use aya::maps::{HashMap, Map, MapData};
-use canary_common::{Endpoint, FAMILY_IPV4, PROTO_TCP, Service};
+use canary_userspace::maps::Maps;
 
 use super::{
     Mode,
-    paths::{BODIES, Kind, PROBE_TIMEOUT, PathEnv, SERVICE, VIP_PORT},
+    paths::{self, BODIES, Kind, PROBE_TIMEOUT, PathEnv, SERVICE},
     proc::{clock_ticks_per_sec, process_ticks, rss_kib},
 };
 
@@ -67,7 +65,7 @@ pub struct Results {
 
 pub fn run(env: &PathEnv, plan: &Plan) -> Result<Results> {
     let d = env.canaryd()?;
-    let pid = d.service.pid();
+    let pid = d.daemon.pid;
 
     println!(
         "control: canaryd idle for {} s (CPU time from /proc/{pid}/stat)",
@@ -81,8 +79,8 @@ pub fn run(env: &PathEnv, plan: &Plan) -> Result<Results> {
         ticks as f64 / clock_ticks_per_sec() / started.elapsed().as_secs_f64() * 100.0;
     let rss = rss_kib(pid)?;
 
-    let map_path = d.map_pin("SERVICES");
-    let key = vip_key();
+    let pins = d.dirs.pins();
+    let key = paths::canary_service().vip_endpoint();
     let mut r = Results {
         trials: plan.trials,
         ctl_ms: vec![],
@@ -101,7 +99,7 @@ pub fn run(env: &PathEnv, plan: &Plan) -> Result<Results> {
     for trial in 0..plan.trials {
         let percent = if trial % 2 == 0 { 100 } else { 0 };
         let want_bp = percent * 100;
-        let services = open_services(&map_path)?;
+        let services = Maps::open_pinned(&pins)?.services;
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = {
             let stop = stop.clone();
@@ -118,6 +116,7 @@ pub fn run(env: &PathEnv, plan: &Plan) -> Result<Results> {
         };
         let start = Instant::now();
         let out = d
+            .daemon
             .ctl_command(&["set-weight", SERVICE, &percent.to_string()])
             .output()
             .context("running canaryctl set-weight")?;
@@ -166,22 +165,4 @@ pub fn run(env: &PathEnv, plan: &Plan) -> Result<Results> {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn open_services(path: &std::path::Path) -> Result<HashMap<MapData, Endpoint, Service>> {
-    let data = MapData::from_pin(path).with_context(|| format!("opening {}", path.display()))?;
-    Ok(HashMap::try_from(Map::from_map_data(data)?)?)
-}
-
-/// SERVICES key of the bench's VIP, laid out as canary-userspace writes it.
-fn vip_key() -> Endpoint {
-    let IpAddr::V4(v4) = Kind::Canary.target().ip() else {
-        unreachable!("the bench VIP is IPv4")
-    };
-    Endpoint {
-        addr: [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
-        port: VIP_PORT.to_be(),
-        proto: PROTO_TCP,
-        family: FAMILY_IPV4,
-    }
 }

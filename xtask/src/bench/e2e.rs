@@ -8,6 +8,7 @@ use aya::{
     programs::ProgramInfo,
     sys::{Stats, enable_stats},
 };
+use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
 
 use super::{
     Mode,
@@ -176,8 +177,8 @@ pub struct InPlace {
 pub fn in_place(env: &PathEnv, plan: &Plan) -> Result<InPlace> {
     let d = env.canaryd()?;
     let pins = [
-        d.program_pin(INGRESS_PROGRAM),
-        d.program_pin(EGRESS_PROGRAM),
+        d.dirs.pins().program(INGRESS_PROGRAM),
+        d.dirs.pins().program(EGRESS_PROGRAM),
     ];
     let read = || -> Result<[(u64, u64); 2]> {
         let mut out = [(0, 0); 2];
@@ -223,7 +224,3 @@ pub fn in_place(env: &PathEnv, plan: &Plan) -> Result<InPlace> {
     }
     Ok(r)
 }
-
-/// Program names as canary-userspace pins them (dataplane::INGRESS_PROGRAM).
-pub const INGRESS_PROGRAM: &str = "canary_ingress";
-pub const EGRESS_PROGRAM: &str = "canary_egress";

@@ -23,7 +23,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, ensure};
-use xtask::topology::{BACKEND_V4, HOST_V4, Netns};
+use xtask::{
+    canaryd::Binaries,
+    topology::{BACKEND_V4, HOST_V4, Netns},
+};
 
 use crate::{cmd, setup};
 use paths::{Bins, Kind, PathEnv};
@@ -187,15 +190,16 @@ fn bins() -> Result<Bins> {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
         .join("release");
-    let bins = Bins {
-        canaryd: target.join("canaryd"),
-        canaryctl: target.join("canaryctl"),
-        kernel_bench: target.join("kernel-bench"),
-    };
-    for b in bins.all() {
-        ensure!(b.exists(), "{} is missing after the build", b.display());
-    }
-    Ok(bins)
+    let kernel_bench = target.join("kernel-bench");
+    ensure!(
+        kernel_bench.exists(),
+        "{} is missing after the build",
+        kernel_bench.display()
+    );
+    Ok(Bins {
+        canary: Binaries::in_dir(&target)?,
+        kernel_bench,
+    })
 }
 
 /// Every tool is present and every generated config passes its tool's own
@@ -217,7 +221,11 @@ fn check_tools(bins: &Bins) -> Result<()> {
         "{} is missing: install libnginx-mod-stream (`cargo xtask setup`)",
         paths::NGINX_STREAM_MODULE
     );
-    for b in bins.all() {
+    for b in [
+        &bins.canary.canaryd,
+        &bins.canary.canaryctl,
+        &bins.kernel_bench,
+    ] {
         let ok = Command::new(b).arg("--help").output()?.status.success();
         ensure!(ok, "{} --help failed", b.display());
     }

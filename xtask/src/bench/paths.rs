@@ -16,16 +16,22 @@
 //! `BACKEND_V4[1]:8080` (canary), one nginx worker per CPU each.
 
 use std::{
-    fs,
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use xtask::topology::{BACKEND_V4, BackendKind, HOST_IF, HOST_V4, Netns, Topology};
+use canary_userspace::{
+    Affinity, Protocol, ServiceSpec, XdpMode,
+    config::{Config, DaemonConfig},
+};
+use xtask::{
+    canaryd::{Binaries, Canaryd, DaemonDirs},
+    topology::{BACKEND_V4, BackendKind, HOST_IF, HOST_V4, Netns, Topology},
+};
 
 use super::proc::{Service, TempDir};
 
@@ -93,15 +99,8 @@ pub fn backend_addr(i: usize) -> SocketAddr {
 /// Built binaries the bench runs.
 #[derive(Clone, Debug)]
 pub struct Bins {
-    pub canaryd: PathBuf,
-    pub canaryctl: PathBuf,
+    pub canary: Binaries,
     pub kernel_bench: PathBuf,
-}
-
-impl Bins {
-    pub fn all(&self) -> [&PathBuf; 3] {
-        [&self.canaryd, &self.canaryctl, &self.kernel_bench]
-    }
 }
 
 /// One path, set up and answering.
@@ -109,7 +108,7 @@ pub struct PathEnv {
     pub kind: Kind,
     /// Fields drop in order: processes first, then their files, then the
     /// namespaces they ran in.
-    canaryd: Option<Canaryd>,
+    canaryd: Option<BenchCanaryd>,
     services: Vec<Service>,
     pub dir: TempDir,
     pub topo: Topology,
@@ -166,10 +165,10 @@ impl PathEnv {
                 env.services.push(s);
             }
             Kind::Canary => {
-                let conf = env
-                    .dir
-                    .write("canary.toml", &canaryd_conf(env.dir.path()))?;
-                env.canaryd = Some(Canaryd::start(&env.topo.host, &conf, env.dir.path(), bins)?);
+                let dirs = DaemonDirs::new("bench")?;
+                dirs.write_config(&canaryd_config(&dirs))?;
+                let daemon = Canaryd::start(&env.topo.host, &bins.canary, &dirs, &[])?;
+                env.canaryd = Some(BenchCanaryd { daemon, dirs });
             }
             Kind::Nftables => {
                 let rules = env.dir.write("dnat.nft", &nft_rules())?;
@@ -210,7 +209,7 @@ impl PathEnv {
     }
 
     /// The canary path's daemon.
-    pub fn canaryd(&self) -> Result<&Canaryd> {
+    pub fn canaryd(&self) -> Result<&BenchCanaryd> {
         self.canaryd.as_ref().context("not the canary path")
     }
 
@@ -220,7 +219,7 @@ impl PathEnv {
             s.check_running()?;
         }
         if let Some(d) = &mut self.canaryd {
-            d.service.check_running()?;
+            d.daemon.check_running()?;
         }
         Ok(())
     }
@@ -369,128 +368,72 @@ pub fn nft_rules() -> String {
     )
 }
 
-pub fn canaryd_conf(dir: &Path) -> String {
-    let d = dir.display();
-    format!(
-        "[daemon]\n\
-         interfaces = [\"{HOST_IF}\"]\n\
-         socket = \"{d}/canary.sock\"\n\
-         metrics_listen = \"127.0.0.1:9464\"\n\
-         bpffs = \"{}\"\n\
-         state_dir = \"{d}/state\"\n\
-         log_level = \"info\"\n\
-         \n\
-         [[service]]\n\
-         name = \"{SERVICE}\"\n\
-         listen = \"{HOST_V4}:{VIP_PORT}\"\n\
-         protocol = \"tcp\"\n\
-         affinity = \"flow\"\n\
-         stable = [\"{}\"]\n\
-         canary = [\"{}\"]\n\
-         weight = {CANARY_PERCENT}\n",
-        bench_bpffs().display(),
-        backend_addr(0),
-        backend_addr(1),
-    )
+/// The canary path's one service, as canaryd is configured with it.
+pub fn canary_service() -> ServiceSpec {
+    ServiceSpec {
+        name: SERVICE.into(),
+        vip: SocketAddr::new(HOST_V4.into(), VIP_PORT),
+        protocol: Protocol::Tcp,
+        affinity: Affinity::Flow,
+        stable: vec![backend_addr(0)],
+        canary: vec![backend_addr(1)],
+        weight_bp: (CANARY_PERCENT * 100) as u16,
+    }
 }
 
-/// canaryd's pin directory for this bench run.
-pub fn bench_bpffs() -> PathBuf {
-    PathBuf::from(format!("/sys/fs/bpf/canary-bench-{}", std::process::id()))
+pub fn canaryd_config(dirs: &DaemonDirs) -> Config {
+    Config {
+        daemon: dirs.daemon_config(HOST_IF),
+        services: vec![canary_service()],
+    }
 }
 
-/// canaryd running in a host namespace, pins under `bench_bpffs()`.
-pub struct Canaryd {
-    pub service: Service,
-    socket: PathBuf,
-    canaryctl: PathBuf,
-    pins: PinDir,
+/// The config as the report shows it, with placeholder directories.
+pub fn canaryd_config_example() -> String {
+    let dir = Path::new("/tmp/canary-bench-<pid>-<n>");
+    let mut daemon = DaemonConfig::with_defaults(vec![HOST_IF.into()]);
+    daemon.socket = dir.join("run/canary.sock");
+    daemon.state_dir = dir.join("state");
+    daemon.bpffs = "/sys/fs/bpf/canary-bench-<pid>-<n>".into();
+    Config {
+        daemon,
+        services: vec![canary_service()],
+    }
+    .to_toml()
 }
 
-impl Canaryd {
-    fn start(ns: &Netns, conf: &Path, dir: &Path, bins: &Bins) -> Result<Canaryd> {
-        let mut cmd = Command::new(&bins.canaryd);
-        cmd.arg("--config").arg(conf);
-        let service = Service::start(
-            "canaryd",
-            ns,
-            cmd,
-            &dir.join("canaryd.log"),
-            Duration::from_millis(100),
-        )?;
-        let mut d = Canaryd {
-            service,
-            socket: dir.join("canary.sock"),
-            canaryctl: bins.canaryctl.clone(),
-            pins: PinDir(bench_bpffs()),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            d.service.check_running()?;
-            if d.ctl(&["version"])?.status.success() {
-                return Ok(d);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "canaryd did not answer within 30 s:\n{}",
-                    d.service.log_text()
-                );
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// canaryd running in the canary path's host namespace; its directories
+/// (pins included) go after it.
+pub struct BenchCanaryd {
+    pub daemon: Canaryd,
+    pub dirs: DaemonDirs,
+}
 
-    /// The `canaryctl` command for this daemon (not run).
-    pub fn ctl_command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.canaryctl);
-        cmd.arg("--socket").arg(&self.socket).args(args);
-        cmd
-    }
-
-    pub fn ctl(&self, args: &[&str]) -> Result<Output> {
-        self.ctl_command(args).output().context("running canaryctl")
-    }
-
-    /// XDP attach mode canaryd reports ("driver" or "generic").
-    pub fn xdp_mode(&self) -> Result<String> {
-        let out = self.ctl(&["--json", "status"])?;
-        ensure!(out.status.success(), "canaryctl status failed");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        Ok(v["data"]["daemon"]["interfaces"][0]["xdp"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_owned())
+impl BenchCanaryd {
+    /// XDP attach mode canaryd reports.
+    pub fn xdp_mode(&self) -> Result<XdpMode> {
+        let status = self.daemon.status()?;
+        Ok(status
+            .daemon
+            .interfaces
+            .first()
+            .context("canaryd reports no interface")?
+            .xdp)
     }
 
     /// New flows canaryd's data path sent to each version so far, and its
     /// rehashes.
     pub fn split(&self) -> Result<Split> {
-        let out = self.ctl(&["--json", "status"])?;
-        ensure!(out.status.success(), "canaryctl status failed");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        let svc = &v["data"]["services"][0];
-        let n = |version: &str, field: &str| svc[version][field].as_u64().unwrap_or_default();
+        let status = self.daemon.status()?;
+        let svc = status
+            .services
+            .first()
+            .context("canaryd reports no service")?;
         Ok(Split {
-            stable: n("stable", "new_flows"),
-            canary: n("canary", "new_flows"),
-            rehashes: n("stable", "rehashes") + n("canary", "rehashes"),
+            stable: svc.stable.new_flows,
+            canary: svc.canary.new_flows,
+            rehashes: svc.stable.rehashes + svc.canary.rehashes,
         })
-    }
-
-    pub fn program_pin(&self, name: &str) -> PathBuf {
-        self.pins
-            .0
-            .join(canary_common::PIN_LAYOUT)
-            .join("programs")
-            .join(name)
-    }
-
-    pub fn map_pin(&self, name: &str) -> PathBuf {
-        self.pins
-            .0
-            .join(canary_common::PIN_LAYOUT)
-            .join("maps")
-            .join(name)
     }
 }
 
@@ -507,15 +450,5 @@ impl Split {
     /// The canary's share of the new flows, in percent.
     pub fn canary_percent(&self) -> f64 {
         self.canary as f64 * 100.0 / (self.stable + self.canary).max(1) as f64
-    }
-}
-
-/// Removes canaryd's pin directory on drop, after the daemon has gone (it
-/// is the last field of `Canaryd`); the attachments go with the veth.
-struct PinDir(PathBuf);
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }

@@ -68,7 +68,7 @@ impl Machine {
 pub struct Report<'a> {
     pub mode: Mode,
     pub machine: Machine,
-    pub xdp_mode: String,
+    pub xdp_mode: canary_userspace::XdpMode,
     pub wall_seconds: f64,
     pub kernel_plan: &'a kernel::Plan,
     pub kernel_bin: String,
@@ -592,10 +592,7 @@ impl Report<'_> {
              HAProxy (`haproxy -db -f haproxy.cfg`):\n\n```\n{}```\n\n\
              nginx stream (`nginx -c stream.conf -p <dir> -e <dir>/stream.error.log`):\n\n```nginx\n{}```\n\n\
              Backend nginx, stable (the canary's differs only in address and body):\n\n```nginx\n{}```\n",
-            paths::canaryd_conf(dir).replace(
-                &paths::bench_bpffs().display().to_string(),
-                "/sys/fs/bpf/canary-bench-<pid>"
-            ),
+            paths::canaryd_config_example(),
             paths::nft_rules(),
             paths::haproxy_conf(),
             paths::nginx_stream_conf(dir),
@@ -660,7 +657,11 @@ impl Report<'_> {
             self.kernel_ns("egress"),
         );
         let not_service = self.kernel_ns("not_service") - self.kernel_ns("floor_xdp");
-        let _ = write!(d, "{}", findings_text(&self.xdp_mode, not_service));
+        let _ = write!(
+            d,
+            "{}",
+            findings_text(&self.xdp_mode.to_string(), not_service)
+        );
         d
     }
 }
