@@ -12,7 +12,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use canary_userspace::{Affinity, Protocol, ServiceSpec, config::Config, daemon::TEST_HOLD_ENV};
+use canary_userspace::{
+    Affinity, Protocol, ServiceSpec,
+    api::{ErrorCode, Response, WeightSet},
+    config::Config,
+    daemon::TEST_HOLD_ENV,
+};
 use tests::{
     HTTP_TIMEOUT, one_at_a_time, require_root,
     servers::{Backend, Client},
@@ -466,6 +471,32 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+    // A rejection carries a machine-readable code, and --json keeps the exit code.
+    let out = d.ctl(&["--json", "set-weight", "nosuch", "5"]).unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let r: Response<WeightSet> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((r.ok, r.code), (false, Some(ErrorCode::UnknownService)));
+
+    // A state file that cannot be written: the kernel goes back to the old
+    // weight, and the answer says the change was undone (exit 5).
+    let state_dir = s.dirs.state_dir();
+    let _ = std::fs::remove_dir_all(&state_dir);
+    std::fs::write(&state_dir, "not a directory").unwrap();
+    let before = d.status().unwrap().services[0].weight_percent;
+    let out = d.ctl(&["set-weight", "model", "42"]).unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("undone") && err.contains("state file"),
+        "{err}"
+    );
+    assert_eq!(d.status().unwrap().services[0].weight_percent, before);
+    assert_eq!(
+        s.canary_answers(s.vip, 10),
+        0,
+        "the kernel kept the old weight"
+    );
+    std::fs::remove_file(&state_dir).unwrap();
     let out = canaryctl(
         &s.bins,
         std::path::Path::new("/nonexistent/canary.sock"),
@@ -523,11 +554,10 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
                             let percent = format!("{:.1}", ((t * CALLS + i + 1) as f64) / 2.0);
                             let out = ctl(&["--json", "set-weight", "model", &percent]).unwrap();
                             assert!(out.status.success(), "{}", text(&out.stderr));
-                            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-                            (
-                                v["data"]["previous_percent"].as_f64().unwrap(),
-                                v["data"]["percent"].as_f64().unwrap(),
-                            )
+                            let r: Response<WeightSet> =
+                                serde_json::from_slice(&out.stdout).unwrap();
+                            let w = r.data.unwrap();
+                            (w.previous_percent, w.percent)
                         })
                         .collect::<Vec<_>>()
                 })
