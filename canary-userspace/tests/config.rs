@@ -247,7 +247,7 @@ fn weight_percent_to_bp_converts_exactly() {
 #[test]
 fn weight_percent_to_bp_rejects_range_and_precision() {
     for percent in [100.01, 12.345, f64::NAN, -0.5, f64::INFINITY, 0.001, 1e-7] {
-        let error = weight_percent_to_bp(percent).unwrap_err();
+        let error = weight_percent_to_bp(percent).unwrap_err().to_string();
         assert!(
             error.contains("from 0 to 100") && error.contains("at most two decimals"),
             "{percent}: {error}"
@@ -282,7 +282,7 @@ fn durations_reject_other_forms() {
         ("99999999999999999999s", "too large"),
         ("9999999999999999h", "too large"),
     ] {
-        let error = parse_duration(text).unwrap_err();
+        let error = parse_duration(text).unwrap_err().to_string();
         assert!(error.contains(why), "{text:?}: {error}");
         assert!(error.contains(r#"e.g. "500ms", "30s", "2m""#), "{error}");
     }

@@ -191,16 +191,18 @@ fn udp_idle_timeout(errs: &mut Collector, table: &Table) -> Option<Duration> {
     };
     // The data path keeps the timeout in u64 nanoseconds, and 0 there means
     // "use the built-in default", so neither end of the range is usable.
-    let checked = parse_duration(text).and_then(|timeout| {
-        if timeout.is_zero() {
-            Err(format!("{text:?} must be longer than 0, e.g. \"30s\""))
-        } else if u64::try_from(timeout.as_nanos()).is_err() {
-            Err(format!(
-                "{text:?} is too long; the limit is 2^64 nanoseconds (584 years)"
-            ))
-        } else {
-            Ok(timeout)
-        }
-    });
+    let checked = parse_duration(text)
+        .map_err(|e| e.to_string())
+        .and_then(|timeout| {
+            if timeout.is_zero() {
+                Err(format!("{text:?} must be longer than 0, e.g. \"30s\""))
+            } else if u64::try_from(timeout.as_nanos()).is_err() {
+                Err(format!(
+                    "{text:?} is too long; the limit is 2^64 nanoseconds (584 years)"
+                ))
+            } else {
+                Ok(timeout)
+            }
+        });
     checked.map_err(|why| errs.push(path, why)).ok()
 }

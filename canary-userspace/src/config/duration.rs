@@ -4,10 +4,23 @@ use std::time::Duration;
 
 const FORM: &str = r#"write an integer and a unit ms, s, m or h, e.g. "500ms", "30s", "2m""#;
 
+/// Text that is not a duration, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a duration: {why}; {FORM}")]
+pub struct InvalidDuration {
+    pub text: String,
+    pub why: String,
+}
+
 /// Parses "500ms", "30s", "2m" or "1h". Fractions, signs, spaces and
 /// compound forms ("1m30s") are rejected so a value means one obvious thing.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = |why: &str| Err(format!("{text:?} is not a duration: {why}; {FORM}"));
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
+    let bad = |why: &str| {
+        Err(InvalidDuration {
+            text: text.to_owned(),
+            why: why.to_owned(),
+        })
+    };
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());

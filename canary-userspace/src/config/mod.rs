@@ -28,10 +28,10 @@ use canary_common::MAX_SERVICES;
 use toml::{Table, Value};
 
 pub use daemon::MAX_FLOW_TABLE_SIZE;
-pub use duration::parse_duration;
+pub use duration::{InvalidDuration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
 pub use interface::interface_exists;
-pub use weight::weight_percent_to_bp;
+pub use weight::{InvalidWeight, weight_percent_to_bp};
 
 use crate::service::ServiceSpec;
 use error::Collector;

@@ -234,6 +234,6 @@ fn family(addr: SocketAddr) -> &'static str {
 fn weight(errs: &mut Collector, table: &Table, path: &str) -> Option<u16> {
     let percent = value::number(errs, table, path, "weight").or(0.0)?;
     weight_percent_to_bp(percent)
-        .map_err(|why| errs.push(join(path, "weight"), why))
+        .map_err(|why| errs.push(join(path, "weight"), why.to_string()))
         .ok()
 }

@@ -1,17 +1,18 @@
 //! Canary weight: a percent with at most two decimals, stored in basis points.
 
+/// A percent that is not a weight.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error("weight must be a percent from 0 to 100 with at most two decimals, e.g. 12.5; found {0}")]
+pub struct InvalidWeight(pub f64);
+
 /// Converts a percent (0 to 100, at most two decimals) to basis points:
 /// 12.34 becomes 1234 exactly.
 ///
 /// Decimals are counted on the shortest text that reads back as the same
 /// float, which is what the user wrote, so 12.34 (stored as 12.339999...)
 /// passes and 12.345 does not.
-pub fn weight_percent_to_bp(percent: f64) -> Result<u16, String> {
-    let bad = || {
-        Err(format!(
-            "weight must be a percent from 0 to 100 with at most two decimals, e.g. 12.5; found {percent}"
-        ))
-    };
+pub fn weight_percent_to_bp(percent: f64) -> Result<u16, InvalidWeight> {
+    let bad = || Err(InvalidWeight(percent));
     if !(0.0..=100.0).contains(&percent) {
         return bad();
     }

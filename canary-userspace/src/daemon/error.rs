@@ -9,7 +9,10 @@ use crate::{api::ErrorCode, config::ConfigErrors, error::Error};
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("percent {percent}: {reason}")]
-    InvalidWeight { percent: f64, reason: String },
+    InvalidWeight {
+        percent: f64,
+        reason: crate::config::InvalidWeight,
+    },
     #[error("unknown service {name:?}; this daemon has: {}", known_list(.known))]
     UnknownService { name: String, known: Vec<String> },
     #[error("{0}")]
