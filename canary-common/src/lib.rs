@@ -9,6 +9,7 @@ pub mod checksum;
 pub mod consts;
 pub mod hash;
 pub mod types;
+pub mod verdict;
 
 pub use consts::*;
 pub use types::*;

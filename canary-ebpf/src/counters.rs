@@ -1,6 +1,9 @@
 //! Counter updates. Per-CPU slots, so plain adds are race-free.
 
-use canary_common::{VersionStats, stats_slot, verdict};
+use canary_common::{
+    VersionStats, stats_slot,
+    verdict::{self, Verdict},
+};
 
 use crate::maps::{STATS, VERDICTS};
 
@@ -13,13 +16,13 @@ fn bump(slot: u32) {
 }
 
 #[inline(always)]
-pub fn count_ingress(v: u32) {
-    bump(v);
+pub fn count_ingress(v: Verdict) {
+    bump(v.slot());
 }
 
 #[inline(always)]
-pub fn count_egress(v: u32) {
-    bump(verdict::COUNT + v);
+pub fn count_egress(v: Verdict) {
+    bump(verdict::COUNT + v.slot());
 }
 
 /// This CPU's counters of a (service, version), if the slot exists.

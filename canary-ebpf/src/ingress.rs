@@ -1,10 +1,10 @@
 //! XDP ingress: match a service, follow or make the flow's decision, rewrite
 //! the destination to the chosen backend, count, XDP_PASS.
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
 use canary_common::{
     Addr, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, FAMILY_IPV4, FlowEntry, FlowKey, PROTO_TCP,
-    PROTO_UDP, checksum, verdict,
+    PROTO_UDP, checksum, verdict::Verdict,
 };
 use network_types::{
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -14,14 +14,16 @@ use network_types::{
 
 use crate::{
     close::{Sender, track_close},
-    counters::{count_ingress, stats},
+    counters::stats,
     decide::decide,
     maps::{FLOWS, SERVICES, SETTINGS, VIP_ADDRESSES},
     parse::{Odd, Packet, TCP_ACK, TCP_CHECK_OFFSET, TCP_SYN, UDP_CHECK_OFFSET, parse, ptr_at},
 };
 
+/// `Ok` is the verdict of a translated packet, `Err` of one that was not;
+/// the entry point counts either and answers with its action.
 #[inline(always)]
-pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
+pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     let (start, end) = (ctx.data(), ctx.data_end());
     let pkt = parse(start, end).map_err(odd_to_verdict)?;
     let key = Endpoint {
@@ -32,7 +34,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
     };
     // SAFETY: the value is copied out before anything can change it.
     let Some(svc) = (unsafe { SERVICES.get(&key) }).copied() else {
-        return Err(verdict::PASS_NOT_SERVICE);
+        return Err(Verdict::PassNotService);
     };
     let fkey = FlowKey {
         client: pkt.src,
@@ -59,7 +61,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
             true
         }
         found => {
-            let choice = decide(&svc, &pkt).ok_or(verdict::DROP_NO_BACKEND)?;
+            let choice = decide(&svc, &pkt).ok_or(Verdict::DropNoBackend)?;
             if let Some(s) = stats(svc.id, choice.version) {
                 // A mid-stream TCP packet with no entry at all was evicted
                 // (or the table was reset): re-decided, not a new flow.
@@ -83,17 +85,16 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
             !open || FLOWS.insert(&fkey, &fresh, 0).is_ok()
         }
     };
-    count_ingress(if !pinned {
+    Ok(if !pinned {
         // Still translated and served; only later packets must decide again.
-        verdict::FLOW_TABLE_UPDATE_FAILED
+        Verdict::FlowTableUpdateFailed
     } else if pkt.vlan_tags != 0 {
-        verdict::TRANSLATED_VLAN
+        Verdict::TranslatedVlan
     } else if pkt.ip_options != 0 {
-        verdict::TRANSLATED_IPV4_OPTIONS
+        Verdict::TranslatedIpv4Options
     } else {
-        verdict::TRANSLATED
-    });
-    Ok(xdp_action::XDP_PASS)
+        Verdict::Translated
+    })
 }
 
 /// Sends the packet to the entry's backend, counts it and updates the
@@ -107,7 +108,7 @@ fn forward(
     fkey: &FlowKey,
     now: u64,
     frame_len: u64,
-) -> Result<bool, u32> {
+) -> Result<bool, Verdict> {
     rewrite(ctx, pkt, &e.backend, e.backend_port)?;
     if let Some(s) = stats(e.service_id, e.version) {
         s.packets_in += 1;
@@ -152,8 +153,8 @@ pub fn release(e: &FlowEntry, fkey: &FlowKey) {
 /// Fragments and extension-header packets are dropped only when they are
 /// addressed to a VIP; to any other address they pass like all other traffic.
 #[inline(always)]
-fn odd_to_verdict(odd: Odd) -> u32 {
-    if odd.verdict == verdict::DROP_FRAGMENT || odd.verdict == verdict::DROP_IPV6_EXTENSION {
+fn odd_to_verdict(odd: Odd) -> Verdict {
+    if let Verdict::DropFragment | Verdict::DropIpv6Extension = odd.verdict {
         let key = Endpoint {
             addr: odd.dst,
             port: 0,
@@ -161,7 +162,7 @@ fn odd_to_verdict(odd: Odd) -> u32 {
             family: odd.family,
         };
         if unsafe { VIP_ADDRESSES.get(&key) }.is_none() {
-            return verdict::PASS_NOT_SERVICE;
+            return Verdict::PassNotService;
         }
     }
     odd.verdict
@@ -171,9 +172,9 @@ fn odd_to_verdict(odd: Odd) -> u32 {
 /// checksums incrementally (RFC 1624). A UDP/IPv4 checksum of 0 means "none"
 /// and stays 0; a computed UDP checksum of 0 is sent as 0xffff.
 #[inline(always)]
-fn rewrite(ctx: &XdpContext, pkt: &Packet, addr: &Addr, port: u16) -> Result<(), u32> {
+fn rewrite(ctx: &XdpContext, pkt: &Packet, addr: &Addr, port: u16) -> Result<(), Verdict> {
     let (start, end) = (ctx.data(), ctx.data_end());
-    let truncated = verdict::PASS_TRUNCATED;
+    let truncated = Verdict::PassTruncated;
     // One checked pointer per header; fields at constant offsets from it (the
     // verifier tracks bounds per pointer).
     let l4_hdr: *mut u8 = if pkt.proto == PROTO_TCP {

@@ -7,7 +7,7 @@
 
 use core::mem::size_of;
 
-use canary_common::{Addr, FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP, verdict};
+use canary_common::{Addr, FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP, verdict::Verdict};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -87,19 +87,19 @@ impl Packet {
     }
 }
 
-/// Why a packet has no ports to match. For `DROP_FRAGMENT` and
-/// `DROP_IPV6_EXTENSION` the destination is set, so the caller can decide
+/// Why a packet has no ports to match. For `DropFragment` and
+/// `DropIpv6Extension` the destination is set, so the caller can decide
 /// whether the packet is addressed to a VIP at all (only then is it dropped).
 #[derive(Clone, Copy)]
 pub struct Odd {
-    pub verdict: u32,
+    pub verdict: Verdict,
     pub dst: Addr,
     pub family: u8,
 }
 
 impl Odd {
     #[inline(always)]
-    const fn plain(verdict: u32) -> Self {
+    const fn plain(verdict: Verdict) -> Self {
         Odd {
             verdict,
             dst: [0; 4],
@@ -119,7 +119,7 @@ pub fn ptr_at<T>(start: usize, end: usize, offset: usize) -> Option<*mut T> {
 
 #[inline(always)]
 fn at<T>(start: usize, end: usize, offset: usize) -> Result<*mut T, Odd> {
-    ptr_at(start, end, offset).ok_or(Odd::plain(verdict::PASS_TRUNCATED))
+    ptr_at(start, end, offset).ok_or(Odd::plain(Verdict::PassTruncated))
 }
 
 /// Reads a u32 as stored (network byte order in memory).
@@ -155,8 +155,8 @@ pub fn parse(start: usize, end: usize) -> Result<Packet, Odd> {
     match ether_type {
         ETH_P_IP => parse_ipv4(start, end, l3, vlan_tags),
         ETH_P_IPV6 => parse_ipv6(start, end, l3, vlan_tags),
-        ETH_P_8021Q | ETH_P_8021AD => Err(Odd::plain(verdict::PASS_VLAN_TOO_DEEP)),
-        _ => Err(Odd::plain(verdict::PASS_NOT_IP)),
+        ETH_P_8021Q | ETH_P_8021AD => Err(Odd::plain(Verdict::PassVlanTooDeep)),
+        _ => Err(Odd::plain(Verdict::PassNotIp)),
     }
 }
 
@@ -178,12 +178,12 @@ fn parse_ipv4(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
     if vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
         // A header that claims less than its minimum is malformed: we treat
         // it as truncated (pass; the stack drops it).
-        return Err(Odd::plain(verdict::PASS_TRUNCATED));
+        return Err(Odd::plain(Verdict::PassTruncated));
     }
     let dst = [dst, 0, 0, 0];
     if frags & (IPV4_MF | IPV4_OFFSET_MASK) != 0 {
         return Err(Odd {
-            verdict: verdict::DROP_FRAGMENT,
+            verdict: Verdict::DropFragment,
             dst,
             family: FAMILY_IPV4,
         });
@@ -212,14 +212,14 @@ fn parse_ipv6(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
     };
     if next == IPV6_FRAGMENT {
         return Err(Odd {
-            verdict: verdict::DROP_FRAGMENT,
+            verdict: Verdict::DropFragment,
             dst,
             family: FAMILY_IPV6,
         });
     }
     if IPV6_EXTENSIONS.contains(&next) {
         return Err(Odd {
-            verdict: verdict::DROP_IPV6_EXTENSION,
+            verdict: Verdict::DropIpv6Extension,
             dst,
             family: FAMILY_IPV6,
         });
@@ -272,7 +272,7 @@ fn l4(start: usize, end: usize, l4: usize, proto: u8, l4_len: usize) -> Result<P
                 )
             }
         }
-        _ => return Err(Odd::plain(verdict::PASS_OTHER_PROTOCOL)),
+        _ => return Err(Odd::plain(Verdict::PassOtherProtocol)),
     };
     Ok(Packet {
         l3: 0,
