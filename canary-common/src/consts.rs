@@ -1,12 +1,12 @@
 //! Constants both sides need: map sizes, version ids, protocol numbers. The
 //! odd-packet verdict table is in `verdict`.
 
-/// Canary weight is expressed in basis points: 10000 = 100 %.
 /// Layout version of the pin directory (`<bpffs>/v2/...`): bumped whenever
 /// a pinned map's key or value layout changes, so a daemon never reuses maps
 /// written with another layout. v2: FlowEntry carries FIN sequence numbers.
 pub const PIN_LAYOUT: &str = "v2";
 
+/// Canary weight is expressed in basis points: 10000 = 100 %.
 pub const WEIGHT_SCALE: u32 = 10_000;
 
 /// Version index of the stable backend set (index into per-version arrays).
