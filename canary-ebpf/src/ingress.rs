@@ -17,7 +17,10 @@ use crate::{
     counters::stats,
     decide::decide,
     maps::{FLOWS, SERVICES, SETTINGS, VIP_ADDRESSES},
-    parse::{Odd, Packet, TCP_ACK, TCP_CHECK_OFFSET, TCP_SYN, UDP_CHECK_OFFSET, parse, ptr_at},
+    parse::{
+        Odd, Packet, TCP_ACK, TCP_CHECK_OFFSET, TCP_SYN, UDP_CHECK_OFFSET, load, parse, ptr_at,
+        store,
+    },
 };
 
 /// `Ok` is the verdict of a translated packet, `Err` of one that was not;
@@ -187,35 +190,36 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, addr: &Addr, port: u16) -> Result<(),
     } else {
         UDP_CHECK_OFFSET
     };
-    let check = l4_hdr.wrapping_add(check_at) as *mut u16;
-    let dport = l4_hdr.wrapping_add(2) as *mut u16;
+    let check = l4_hdr.wrapping_add(check_at).cast::<u16>();
+    let dport = l4_hdr.wrapping_add(2).cast::<u16>();
     // SAFETY: all pointers were bounds-checked by `ptr_at` just above/below.
     unsafe {
-        let old_check = *check;
+        let old_check = load(check);
         let skip_l4 = pkt.proto == PROTO_UDP && pkt.family == FAMILY_IPV4 && old_check == 0;
         let mut l4 = old_check;
         if pkt.family == FAMILY_IPV4 {
             let ip: *mut Ipv4Hdr = ptr_at(start, end, pkt.l3).ok_or(truncated)?;
             let old = pkt.dst[0];
-            let ip_check = (*ip).check.as_mut_ptr() as *mut u16;
-            ip_check.write_unaligned(checksum::replace32(ip_check.read_unaligned(), old, addr[0]));
-            (*ip).dst_addr = addr[0].to_ne_bytes();
+            let ip_check = (&raw mut (*ip).check).cast::<u16>();
+            store(ip_check, checksum::replace32(load(ip_check), old, addr[0]));
+            store((&raw mut (*ip).dst_addr).cast::<u32>(), addr[0]);
             l4 = checksum::replace32(l4, old, addr[0]);
         } else {
             let ip: *mut Ipv6Hdr = ptr_at(start, end, pkt.l3).ok_or(truncated)?;
             for (old, new) in pkt.dst.iter().zip(addr) {
                 l4 = checksum::replace32(l4, *old, *new);
             }
-            core::ptr::write_unaligned((*ip).dst_addr.as_mut_ptr() as *mut Addr, *addr);
+            store((&raw mut (*ip).dst_addr).cast::<Addr>(), *addr);
         }
         l4 = checksum::replace16(l4, pkt.dport, port);
-        *dport = port;
+        store(dport, port);
         if !skip_l4 {
-            *check = if pkt.proto == PROTO_UDP && l4 == 0 {
+            let l4 = if pkt.proto == PROTO_UDP && l4 == 0 {
                 0xffff
             } else {
                 l4
             };
+            store(check, l4);
         }
     }
     Ok(())

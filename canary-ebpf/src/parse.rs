@@ -1,6 +1,14 @@
 //! Header parsing shared by both programs. Every read goes through `ptr_at`,
 //! which checks the access against the end of the packet first.
 //!
+//! Headers sit at any alignment in a packet (an IPv6 address after a 14-byte
+//! Ethernet header is 2-byte aligned at best), so a field read or written as
+//! a type wider than a byte goes through `load` / `store` (unaligned access),
+//! never a plain `*p`. Fields network-types declares as byte arrays are
+//! copied by value and converted with `from_be_bytes` / `from_ne_bytes`: a
+//! byte array has no alignment to break. (TC egress writes through the
+//! kernel's `bpf_skb_store_bytes` instead, which takes byte offsets.)
+//!
 //! What is parsed: Ethernet, up to two VLAN tags (802.1Q / 802.1ad), IPv4
 //! (any IHL: options are skipped, not interpreted) or IPv6 (fixed header only),
 //! then the TCP or UDP ports. Anything else ends in an `Odd` verdict.
@@ -117,6 +125,28 @@ pub fn ptr_at<T>(start: usize, end: usize, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
+/// Reads the `T` at `p`, whatever its alignment.
+///
+/// # Safety
+/// `p` must be valid for reads of `size_of::<T>()` bytes: inside a range
+/// `ptr_at` checked.
+#[inline(always)]
+pub unsafe fn load<T: Copy>(p: *const T) -> T {
+    // SAFETY: the caller guarantees `p` is readable; no alignment needed.
+    unsafe { p.read_unaligned() }
+}
+
+/// Writes `v` at `p`, whatever its alignment.
+///
+/// # Safety
+/// `p` must be valid for writes of `size_of::<T>()` bytes: inside a range
+/// `ptr_at` checked.
+#[inline(always)]
+pub unsafe fn store<T: Copy>(p: *mut T, v: T) {
+    // SAFETY: the caller guarantees `p` is writable; no alignment needed.
+    unsafe { p.write_unaligned(v) }
+}
+
 #[inline(always)]
 fn at<T>(start: usize, end: usize, offset: usize) -> Result<*mut T, Odd> {
     ptr_at(start, end, offset).ok_or(Odd::plain(Verdict::PassTruncated))
@@ -128,19 +158,21 @@ fn word(bytes: &[u8; 4]) -> u32 {
     u32::from_ne_bytes(*bytes)
 }
 
+/// Reads an IPv6 address field as the words `Addr` holds (network order in
+/// memory).
 #[inline(always)]
-fn addr16(bytes: &[u8; 16]) -> Addr {
-    // SAFETY: [u8; 16] and [u32; 4] have the same size; read_unaligned copes
-    // with the 2-byte alignment IPv6 addresses have after a 14-byte header.
-    unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const Addr) }
+fn addr16(field: &[u8; 16]) -> Addr {
+    // SAFETY: the reference covers all 16 bytes, the size of an `Addr`.
+    unsafe { load(field.as_ptr().cast::<Addr>()) }
 }
 
 /// Parses `[start, end)`; `Ok` only for TCP or UDP with readable ports.
 #[inline(always)]
 pub fn parse(start: usize, end: usize) -> Result<Packet, Odd> {
     let eth: *mut EthHdr = at(start, end, 0)?;
-    // SAFETY: `at` checked the header lies inside the packet.
-    let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
+    // SAFETY: `at` checked the header lies inside the packet; `&raw const`
+    // makes no reference, so the struct's alignment is not assumed.
+    let mut ether_type = u16::from_be(unsafe { load(&raw const (*eth).ether_type) });
     let mut l3 = EthHdr::LEN;
     let mut vlan_tags = 0u8;
     for _ in 0..MAX_VLAN_TAGS {
@@ -148,7 +180,8 @@ pub fn parse(start: usize, end: usize) -> Result<Packet, Odd> {
             break;
         }
         let tag: *mut VlanHdr = at(start, end, l3)?;
-        ether_type = u16::from_be(unsafe { (*tag).ether_type });
+        // SAFETY: as for the Ethernet header: checked by `at`, no reference.
+        ether_type = u16::from_be(unsafe { load(&raw const (*tag).ether_type) });
         l3 += VlanHdr::LEN;
         vlan_tags += 1;
     }
