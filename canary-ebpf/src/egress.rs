@@ -44,7 +44,9 @@ pub fn try_egress(ctx: &TcContext) -> Result<Verdict, Verdict> {
         proto: pkt.proto,
         family: pkt.family,
     };
-    // SAFETY: copied out at once.
+    // SAFETY: the value's memory stays valid while the program runs, and it
+    // is copied out at once: nothing below reads map memory userspace may be
+    // rewriting.
     let Some(owner) = (unsafe { BACKEND_OWNERS.get(&from) }).copied() else {
         return Err(Verdict::PassNotService);
     };
@@ -58,7 +60,8 @@ pub fn try_egress(ctx: &TcContext) -> Result<Verdict, Verdict> {
         _pad: [0; 2],
     };
     let entry = FLOWS.get_ptr_mut(&fkey).ok_or(Verdict::EgressNoFlow)?;
-    // SAFETY: map value pointer from a successful lookup, valid for this run.
+    // SAFETY: map value pointer from a successful lookup, valid for this run;
+    // this is the only reference to it this run makes.
     let e = unsafe { &mut *entry };
     // The client may hold a flow to this VIP that went to another backend
     // while talking to this backend directly: only the flow's own backend is
@@ -74,6 +77,7 @@ pub fn try_egress(ctx: &TcContext) -> Result<Verdict, Verdict> {
     if pkt.proto == PROTO_TCP {
         let _released = track_close(e, &pkt, &fkey, Sender::Backend);
     } else {
+        // SAFETY: a BPF helper call with no arguments and no preconditions.
         e.last_seen_ns = unsafe { bpf_ktime_get_ns() };
     }
     Ok(Verdict::Translated)

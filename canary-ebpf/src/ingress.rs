@@ -35,7 +35,9 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
         proto: pkt.proto,
         family: pkt.family,
     };
-    // SAFETY: the value is copied out before anything can change it.
+    // SAFETY: the value's memory stays valid while the program runs, and it
+    // is copied out at once: nothing below reads map memory userspace may be
+    // rewriting.
     let Some(svc) = (unsafe { SERVICES.get(&key) }).copied() else {
         return Err(Verdict::PassNotService);
     };
@@ -50,6 +52,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     };
     let syn = pkt.proto == PROTO_TCP && pkt.has(TCP_SYN) && !pkt.has(TCP_ACK);
     let now = if pkt.proto == PROTO_UDP {
+        // SAFETY: a BPF helper call with no arguments and no preconditions.
         unsafe { bpf_ktime_get_ns() }
     } else {
         0
@@ -57,9 +60,10 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
 
     let frame_len = (end - start) as u64;
     let pinned = match FLOWS.get_ptr_mut(&fkey) {
+        // SAFETY: map value pointer from a successful lookup, valid for this
+        // run; the shared reference ends with the guard, before the `&mut`.
         Some(e) if !is_stale(unsafe { &*e }, &pkt, syn, now) => {
-            // SAFETY: map value pointer from a successful lookup, valid for
-            // this run.
+            // SAFETY: as above; this is the only reference to the entry now.
             forward(ctx, &pkt, unsafe { &mut *e }, &fkey, now, frame_len)?;
             true
         }
@@ -164,6 +168,7 @@ fn odd_to_verdict(odd: Odd) -> Verdict {
             proto: 0,
             family: odd.family,
         };
+        // SAFETY: only whether the entry exists is used; the value is not read.
         if unsafe { VIP_ADDRESSES.get(&key) }.is_none() {
             return Verdict::PassNotService;
         }
@@ -192,7 +197,9 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, addr: &Addr, port: u16) -> Result<(),
     };
     let check = l4_hdr.wrapping_add(check_at).cast::<u16>();
     let dport = l4_hdr.wrapping_add(2).cast::<u16>();
-    // SAFETY: all pointers were bounds-checked by `ptr_at` just above/below.
+    // SAFETY: every pointer is inside a header `ptr_at` checked (the L4
+    // header above, the IP header below, each before use), and `load` /
+    // `store` need no alignment.
     unsafe {
         let old_check = load(check);
         let skip_l4 = pkt.proto == PROTO_UDP && pkt.family == FAMILY_IPV4 && old_check == 0;

@@ -4,6 +4,8 @@
 //! the service address. Everything they share lives in BPF maps (`maps`).
 #![no_std]
 #![no_main]
+// Every unsafe block says why it is sound; clippy holds new ones to that.
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![expect(
     clippy::needless_borrows_for_generic_args,
     reason = "map keys go by reference so 40-byte keys are not copied again on the 512-byte BPF stack"

@@ -196,7 +196,8 @@ pub fn parse(start: usize, end: usize) -> Result<Packet, Odd> {
 #[inline(always)]
 fn parse_ipv4(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Packet, Odd> {
     let ip: *mut Ipv4Hdr = at(start, end, l3)?;
-    // SAFETY: bounds checked by `at`.
+    // SAFETY: `at` checked the whole header lies inside the packet; its
+    // fields are bytes and byte arrays (alignment 1), read by value.
     let (vihl, tot_len, frags, proto, src, dst) = unsafe {
         (
             (*ip).vihl,
@@ -234,7 +235,8 @@ fn parse_ipv4(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
 #[inline(always)]
 fn parse_ipv6(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Packet, Odd> {
     let ip: *mut Ipv6Hdr = at(start, end, l3)?;
-    // SAFETY: bounds checked by `at`.
+    // SAFETY: `at` checked the whole header lies inside the packet; its
+    // fields are bytes and byte arrays (alignment 1), read by value.
     let (next, payload_len, src, dst) = unsafe {
         (
             (*ip).next_hdr,
@@ -278,7 +280,8 @@ fn l4(start: usize, end: usize, l4: usize, proto: u8, l4_len: usize) -> Result<P
             // drop a second check it can prove redundant.
             let flags = (tcp as *const u8).wrapping_add(TCP_FLAGS_OFFSET);
             let doff = (tcp as *const u8).wrapping_add(TCP_DOFF_OFFSET);
-            // SAFETY: bounds checked by `at` (the whole 20-byte header).
+            // SAFETY: `at` checked the whole 20-byte header, which holds both
+            // offsets; all fields read are bytes or byte arrays (alignment 1).
             unsafe {
                 let header_len = (*doff >> 4) as usize * 4;
                 (
@@ -293,7 +296,8 @@ fn l4(start: usize, end: usize, l4: usize, proto: u8, l4_len: usize) -> Result<P
         }
         PROTO_UDP => {
             let udp: *mut UdpHdr = at(start, end, l4)?;
-            // SAFETY: bounds checked by `at`.
+            // SAFETY: `at` checked the whole header lies inside the packet;
+            // the ports are byte arrays (alignment 1), read by value.
             unsafe {
                 (
                     u16::from_ne_bytes((*udp).src),
