@@ -15,13 +15,24 @@ pub mod packet;
 pub mod prometheus;
 pub mod servers;
 
-/// Skips a test that needs root (BPF, namespaces), saying why.
+/// Fails a test that needs root (BPF programs, network namespaces) when it
+/// runs without it. A skip would let a non-root `cargo test` report green
+/// while testing nothing.
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: needs root to load BPF programs and create network namespaces");
-            return;
-        }
+        $crate::assert_root()
     };
+}
+
+/// The check behind `require_root!`; the panic points at the calling test.
+#[track_caller]
+pub fn assert_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!(
+            "needs root: loads BPF programs and creates network namespaces; \
+             run `cargo xtask test` as root"
+        );
+    }
 }
