@@ -1,5 +1,5 @@
-//! Constants both sides need: map sizes, version ids, protocol numbers and the
-//! odd-packet verdict table.
+//! Constants both sides need: map sizes, version ids, protocol numbers. The
+//! odd-packet verdict table is in `verdict`.
 
 /// Layout version of the pin directory (`<bpffs>/v3/...`): bumped whenever
 /// a pinned map's key or value layout changes, so a daemon never reuses maps
@@ -53,62 +53,3 @@ pub const AFFINITY_CLIENT: u8 = 1;
 /// each side had seen the other's FIN (crossed closes).
 pub const FIN_SEEN: u8 = 1;
 pub const FIN_ACKED: u8 = 2;
-
-/// Global verdict counters, one slot each in the VERDICTS per-CPU array.
-///
-/// Every packet either programs sees lands in exactly one of these, so the
-/// table doubles as the documentation of what happens to odd input.
-pub mod verdict {
-    /// Not IPv4/IPv6 (ARP, LLDP, ...): passed untouched.
-    pub const PASS_NOT_IP: u32 = 0;
-    /// IP but not addressed to a configured service: passed untouched.
-    pub const PASS_NOT_SERVICE: u32 = 1;
-    /// Neither TCP nor UDP (ICMP, SCTP, ...): passed untouched, even to a VIP
-    /// address, so ping and ICMP errors still reach the host stack.
-    pub const PASS_OTHER_PROTOCOL: u32 = 2;
-    /// Headers end before the field we must read (Ethernet, VLAN, IP or L4):
-    /// passed untouched; we never read past the packet and the stack's own
-    /// validation drops what is malformed.
-    pub const PASS_TRUNCATED: u32 = 3;
-    /// More than two VLAN tags: passed untouched (not parsed further).
-    pub const PASS_VLAN_TOO_DEEP: u32 = 4;
-    /// IPv4 fragment (MF set or offset != 0) to a VIP address: dropped. Only
-    /// the first fragment carries ports, so the rest could not follow it.
-    pub const DROP_FRAGMENT: u32 = 5;
-    /// IPv6 packet whose next header is an extension header, to a VIP
-    /// address: dropped. We do not walk extension chains in the fast path.
-    pub const DROP_IPV6_EXTENSION: u32 = 6;
-    /// Service whose chosen and fallback versions have no backend: dropped.
-    pub const DROP_NO_BACKEND: u32 = 7;
-    /// Translated to a backend (ingress) or back to the VIP (egress).
-    pub const TRANSLATED: u32 = 8;
-    /// Translated, and the IPv4 header carried options (handled: the L4
-    /// offset follows IHL; options are left as they are).
-    pub const TRANSLATED_IPV4_OPTIONS: u32 = 9;
-    /// Translated, and the frame carried one or two VLAN tags (kept as is).
-    pub const TRANSLATED_VLAN: u32 = 10;
-    /// Egress: reply from a backend address with no live flow entry (evicted,
-    /// or a client talking to the backend port directly): passed untouched.
-    pub const EGRESS_NO_FLOW: u32 = 11;
-    /// Failed map update for a new flow: passed translated, but not pinned.
-    pub const FLOW_TABLE_UPDATE_FAILED: u32 = 12;
-    /// Number of slots.
-    pub const COUNT: u32 = 13;
-
-    /// Names as exported to metrics and printed in test failures.
-    pub const NAMES: [&str; COUNT as usize] = [
-        "pass_not_ip",
-        "pass_not_service",
-        "pass_other_protocol",
-        "pass_truncated",
-        "pass_vlan_too_deep",
-        "drop_fragment",
-        "drop_ipv6_extension",
-        "drop_no_backend",
-        "translated",
-        "translated_ipv4_options",
-        "translated_vlan",
-        "egress_no_flow",
-        "flow_table_update_failed",
-    ];
-}

@@ -10,6 +10,7 @@ pub mod consts;
 pub mod hash;
 pub mod names;
 pub mod types;
+pub mod verdict;
 
 pub use consts::*;
 pub use types::*;

@@ -6,11 +6,11 @@ use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     programs::TcContext,
 };
-use canary_common::{Endpoint, FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, verdict};
+use canary_common::{Endpoint, FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, verdict::Verdict};
 
 use crate::{
     close::{Sender, track_close},
-    counters::{count_egress, stats},
+    counters::stats,
     maps::{BACKEND_OWNERS, FLOWS},
     parse::{Packet, parse},
 };
@@ -23,8 +23,10 @@ const IPV4_SRC_OFFSET: usize = 12;
 const IPV4_CHECK_OFFSET: usize = 10;
 const IPV6_SRC_OFFSET: usize = 8;
 
+/// `Ok` is the verdict of a translated reply, `Err` of one left as it is;
+/// the entry point counts either.
 #[inline(always)]
-pub fn try_egress(ctx: &TcContext) -> Result<(), u32> {
+pub fn try_egress(ctx: &TcContext) -> Result<Verdict, Verdict> {
     // Locally built replies keep their headers linear, but a GSO or cloned
     // skb may not: pull them in once rather than misreading them as truncated.
     let linear = (ctx.data_end() - ctx.data()) as u32;
@@ -33,7 +35,7 @@ pub fn try_egress(ctx: &TcContext) -> Result<(), u32> {
     }
     let pkt = parse(ctx.data(), ctx.data_end()).map_err(|odd| match odd.verdict {
         // A reply fragment cannot be matched; it leaves untouched.
-        verdict::DROP_FRAGMENT | verdict::DROP_IPV6_EXTENSION => verdict::PASS_NOT_SERVICE,
+        Verdict::DropFragment | Verdict::DropIpv6Extension => Verdict::PassNotService,
         v => v,
     })?;
     let from = Endpoint {
@@ -42,9 +44,11 @@ pub fn try_egress(ctx: &TcContext) -> Result<(), u32> {
         proto: pkt.proto,
         family: pkt.family,
     };
-    // SAFETY: copied out at once.
+    // SAFETY: the value's memory stays valid while the program runs, and it
+    // is copied out at once: nothing below reads map memory userspace may be
+    // rewriting.
     let Some(owner) = (unsafe { BACKEND_OWNERS.get(&from) }).copied() else {
-        return Err(verdict::PASS_NOT_SERVICE);
+        return Err(Verdict::PassNotService);
     };
     let fkey = FlowKey {
         client: pkt.dst,
@@ -55,14 +59,15 @@ pub fn try_egress(ctx: &TcContext) -> Result<(), u32> {
         family: pkt.family,
         _pad: [0; 2],
     };
-    let entry = FLOWS.get_ptr_mut(&fkey).ok_or(verdict::EGRESS_NO_FLOW)?;
-    // SAFETY: map value pointer from a successful lookup, valid for this run.
+    let entry = FLOWS.get_ptr_mut(&fkey).ok_or(Verdict::EgressNoFlow)?;
+    // SAFETY: map value pointer from a successful lookup, valid for this run;
+    // this is the only reference to it this run makes.
     let e = unsafe { &mut *entry };
     // The client may hold a flow to this VIP that went to another backend
     // while talking to this backend directly: only the flow's own backend is
     // translated.
     if e.backend != pkt.src || e.backend_port != pkt.sport {
-        return Err(verdict::EGRESS_NO_FLOW);
+        return Err(Verdict::EgressNoFlow);
     }
     rewrite(ctx, &pkt, &owner.vip)?;
     if let Some(s) = stats(e.service_id, e.version) {
@@ -72,18 +77,18 @@ pub fn try_egress(ctx: &TcContext) -> Result<(), u32> {
     if pkt.proto == PROTO_TCP {
         let _released = track_close(e, &pkt, &fkey, Sender::Backend);
     } else {
+        // SAFETY: a BPF helper call with no arguments and no preconditions.
         e.last_seen_ns = unsafe { bpf_ktime_get_ns() };
     }
-    count_egress(verdict::TRANSLATED);
-    Ok(())
+    Ok(Verdict::Translated)
 }
 
 /// Rewrites the source to the VIP with the kernel's checksum helpers, which
 /// also handle CHECKSUM_PARTIAL skbs of locally generated replies correctly
 /// (only the pseudo-header part is updated there).
 #[inline(always)]
-fn rewrite(ctx: &TcContext, pkt: &Packet, vip: &Endpoint) -> Result<(), u32> {
-    let fail = verdict::PASS_TRUNCATED;
+fn rewrite(ctx: &TcContext, pkt: &Packet, vip: &Endpoint) -> Result<(), Verdict> {
+    let fail = Verdict::PassTruncated;
     let check = pkt.check_offset();
     let udp = if pkt.proto == PROTO_UDP {
         BPF_F_MARK_MANGLED_0 as u64

@@ -1,10 +1,10 @@
 //! XDP ingress: match a service, follow or make the flow's decision, rewrite
 //! the destination to the chosen backend, count, XDP_PASS.
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
 use canary_common::{
     Addr, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, FAMILY_IPV4, FlowEntry, FlowKey, PROTO_TCP,
-    PROTO_UDP, checksum, verdict,
+    PROTO_UDP, checksum, verdict::Verdict,
 };
 use network_types::{
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -14,14 +14,19 @@ use network_types::{
 
 use crate::{
     close::{Sender, track_close},
-    counters::{count_ingress, stats},
+    counters::stats,
     decide::decide,
     maps::{FLOWS, SERVICES, SETTINGS, VIP_ADDRESSES},
-    parse::{Odd, Packet, TCP_ACK, TCP_CHECK_OFFSET, TCP_SYN, UDP_CHECK_OFFSET, parse, ptr_at},
+    parse::{
+        Odd, Packet, TCP_ACK, TCP_CHECK_OFFSET, TCP_SYN, UDP_CHECK_OFFSET, load, parse, ptr_at,
+        store,
+    },
 };
 
+/// `Ok` is the verdict of a translated packet, `Err` of one that was not;
+/// the entry point counts either and answers with its action.
 #[inline(always)]
-pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
+pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     let (start, end) = (ctx.data(), ctx.data_end());
     let pkt = parse(start, end).map_err(odd_to_verdict)?;
     let key = Endpoint {
@@ -30,9 +35,11 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
         proto: pkt.proto,
         family: pkt.family,
     };
-    // SAFETY: the value is copied out before anything can change it.
+    // SAFETY: the value's memory stays valid while the program runs, and it
+    // is copied out at once: nothing below reads map memory userspace may be
+    // rewriting.
     let Some(svc) = (unsafe { SERVICES.get(&key) }).copied() else {
-        return Err(verdict::PASS_NOT_SERVICE);
+        return Err(Verdict::PassNotService);
     };
     let fkey = FlowKey {
         client: pkt.src,
@@ -45,6 +52,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
     };
     let syn = pkt.proto == PROTO_TCP && pkt.has(TCP_SYN) && !pkt.has(TCP_ACK);
     let now = if pkt.proto == PROTO_UDP {
+        // SAFETY: a BPF helper call with no arguments and no preconditions.
         unsafe { bpf_ktime_get_ns() }
     } else {
         0
@@ -52,14 +60,15 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
 
     let frame_len = (end - start) as u64;
     let pinned = match FLOWS.get_ptr_mut(&fkey) {
+        // SAFETY: map value pointer from a successful lookup, valid for this
+        // run; the shared reference ends with the guard, before the `&mut`.
         Some(e) if !is_stale(unsafe { &*e }, &pkt, syn, now) => {
-            // SAFETY: map value pointer from a successful lookup, valid for
-            // this run.
+            // SAFETY: as above; this is the only reference to the entry now.
             forward(ctx, &pkt, unsafe { &mut *e }, &fkey, now, frame_len)?;
             true
         }
         found => {
-            let choice = decide(&svc, &pkt).ok_or(verdict::DROP_NO_BACKEND)?;
+            let choice = decide(&svc, &pkt).ok_or(Verdict::DropNoBackend)?;
             if let Some(s) = stats(svc.id, choice.version) {
                 // A mid-stream TCP packet with no entry at all was evicted
                 // (or the table was reset): re-decided, not a new flow.
@@ -83,17 +92,16 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<u32, u32> {
             !open || FLOWS.insert(&fkey, &fresh, 0).is_ok()
         }
     };
-    count_ingress(if !pinned {
+    Ok(if !pinned {
         // Still translated and served; only later packets must decide again.
-        verdict::FLOW_TABLE_UPDATE_FAILED
+        Verdict::FlowTableUpdateFailed
     } else if pkt.vlan_tags != 0 {
-        verdict::TRANSLATED_VLAN
+        Verdict::TranslatedVlan
     } else if pkt.ip_options != 0 {
-        verdict::TRANSLATED_IPV4_OPTIONS
+        Verdict::TranslatedIpv4Options
     } else {
-        verdict::TRANSLATED
-    });
-    Ok(xdp_action::XDP_PASS)
+        Verdict::Translated
+    })
 }
 
 /// Sends the packet to the entry's backend, counts it and updates the
@@ -107,7 +115,7 @@ fn forward(
     fkey: &FlowKey,
     now: u64,
     frame_len: u64,
-) -> Result<bool, u32> {
+) -> Result<bool, Verdict> {
     rewrite(ctx, pkt, &e.backend, e.backend_port)?;
     if let Some(s) = stats(e.service_id, e.version) {
         s.packets_in += 1;
@@ -152,16 +160,17 @@ pub fn release(e: &FlowEntry, fkey: &FlowKey) {
 /// Fragments and extension-header packets are dropped only when they are
 /// addressed to a VIP; to any other address they pass like all other traffic.
 #[inline(always)]
-fn odd_to_verdict(odd: Odd) -> u32 {
-    if odd.verdict == verdict::DROP_FRAGMENT || odd.verdict == verdict::DROP_IPV6_EXTENSION {
+fn odd_to_verdict(odd: Odd) -> Verdict {
+    if let Verdict::DropFragment | Verdict::DropIpv6Extension = odd.verdict {
         let key = Endpoint {
             addr: odd.dst,
             port: 0,
             proto: 0,
             family: odd.family,
         };
+        // SAFETY: only whether the entry exists is used; the value is not read.
         if unsafe { VIP_ADDRESSES.get(&key) }.is_none() {
-            return verdict::PASS_NOT_SERVICE;
+            return Verdict::PassNotService;
         }
     }
     odd.verdict
@@ -171,9 +180,9 @@ fn odd_to_verdict(odd: Odd) -> u32 {
 /// checksums incrementally (RFC 1624). A UDP/IPv4 checksum of 0 means "none"
 /// and stays 0; a computed UDP checksum of 0 is sent as 0xffff.
 #[inline(always)]
-fn rewrite(ctx: &XdpContext, pkt: &Packet, addr: &Addr, port: u16) -> Result<(), u32> {
+fn rewrite(ctx: &XdpContext, pkt: &Packet, addr: &Addr, port: u16) -> Result<(), Verdict> {
     let (start, end) = (ctx.data(), ctx.data_end());
-    let truncated = verdict::PASS_TRUNCATED;
+    let truncated = Verdict::PassTruncated;
     // One checked pointer per header; fields at constant offsets from it (the
     // verifier tracks bounds per pointer).
     let l4_hdr: *mut u8 = if pkt.proto == PROTO_TCP {
@@ -186,35 +195,38 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, addr: &Addr, port: u16) -> Result<(),
     } else {
         UDP_CHECK_OFFSET
     };
-    let check = l4_hdr.wrapping_add(check_at) as *mut u16;
-    let dport = l4_hdr.wrapping_add(2) as *mut u16;
-    // SAFETY: all pointers were bounds-checked by `ptr_at` just above/below.
+    let check = l4_hdr.wrapping_add(check_at).cast::<u16>();
+    let dport = l4_hdr.wrapping_add(2).cast::<u16>();
+    // SAFETY: every pointer is inside a header `ptr_at` checked (the L4
+    // header above, the IP header below, each before use), and `load` /
+    // `store` need no alignment.
     unsafe {
-        let old_check = *check;
+        let old_check = load(check);
         let skip_l4 = pkt.proto == PROTO_UDP && pkt.family == FAMILY_IPV4 && old_check == 0;
         let mut l4 = old_check;
         if pkt.family == FAMILY_IPV4 {
             let ip: *mut Ipv4Hdr = ptr_at(start, end, pkt.l3).ok_or(truncated)?;
             let old = pkt.dst[0];
-            let ip_check = (*ip).check.as_mut_ptr() as *mut u16;
-            ip_check.write_unaligned(checksum::replace32(ip_check.read_unaligned(), old, addr[0]));
-            (*ip).dst_addr = addr[0].to_ne_bytes();
+            let ip_check = (&raw mut (*ip).check).cast::<u16>();
+            store(ip_check, checksum::replace32(load(ip_check), old, addr[0]));
+            store((&raw mut (*ip).dst_addr).cast::<u32>(), addr[0]);
             l4 = checksum::replace32(l4, old, addr[0]);
         } else {
             let ip: *mut Ipv6Hdr = ptr_at(start, end, pkt.l3).ok_or(truncated)?;
             for (old, new) in pkt.dst.iter().zip(addr) {
                 l4 = checksum::replace32(l4, *old, *new);
             }
-            core::ptr::write_unaligned((*ip).dst_addr.as_mut_ptr() as *mut Addr, *addr);
+            store((&raw mut (*ip).dst_addr).cast::<Addr>(), *addr);
         }
         l4 = checksum::replace16(l4, pkt.dport, port);
-        *dport = port;
+        store(dport, port);
         if !skip_l4 {
-            *check = if pkt.proto == PROTO_UDP && l4 == 0 {
+            let l4 = if pkt.proto == PROTO_UDP && l4 == 0 {
                 0xffff
             } else {
                 l4
             };
+            store(check, l4);
         }
     }
     Ok(())

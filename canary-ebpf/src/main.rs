@@ -4,6 +4,8 @@
 //! the service address. Everything they share lives in BPF maps (`maps`).
 #![no_std]
 #![no_main]
+// Every unsafe block says why it is sound; clippy holds new ones to that.
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![expect(
     clippy::needless_borrows_for_generic_args,
     reason = "map keys go by reference so 40-byte keys are not copied again on the 512-byte BPF stack"
@@ -22,34 +24,34 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use canary_common::verdict;
+use canary_common::verdict::Action;
 
-/// XDP entry: every odd case comes back as `Err(verdict)`, which is counted
-/// and answered with that verdict's documented action.
+/// XDP entry: every packet comes back with one verdict (`Err` for the odd
+/// cases), which is counted and answered with the action the verdict table
+/// gives it.
 #[xdp]
 pub fn canary_ingress(ctx: XdpContext) -> u32 {
-    match ingress::try_ingress(&ctx) {
-        Ok(action) => action,
-        Err(odd) => {
-            counters::count_ingress(odd);
-            match odd {
-                verdict::DROP_FRAGMENT
-                | verdict::DROP_IPV6_EXTENSION
-                | verdict::DROP_NO_BACKEND => xdp_action::XDP_DROP,
-                _ => xdp_action::XDP_PASS,
-            }
-        }
+    let v = match ingress::try_ingress(&ctx) {
+        Ok(translated) => translated,
+        Err(odd) => odd,
+    };
+    counters::count_ingress(v);
+    match v.action() {
+        Action::Drop => xdp_action::XDP_DROP,
+        Action::Pass | Action::Translated => xdp_action::XDP_PASS,
     }
 }
 
-/// TC egress entry: replies are never dropped here; anything we cannot or
+/// TC egress entry: replies are never dropped here (`try_egress` turns the
+/// verdicts whose action is a drop into a pass); anything we cannot or
 /// should not translate leaves as it is, counted.
 #[classifier]
 pub fn canary_egress(ctx: TcContext) -> i32 {
-    match egress::try_egress(&ctx) {
-        Ok(()) => {}
-        Err(odd) => counters::count_egress(odd),
-    }
+    let v = match egress::try_egress(&ctx) {
+        Ok(translated) => translated,
+        Err(odd) => odd,
+    };
+    counters::count_egress(v);
     TC_ACT_OK
 }
 

@@ -1,13 +1,21 @@
 //! Header parsing shared by both programs. Every read goes through `ptr_at`,
 //! which checks the access against the end of the packet first.
 //!
+//! Headers sit at any alignment in a packet (an IPv6 address after a 14-byte
+//! Ethernet header is 2-byte aligned at best), so a field read or written as
+//! a type wider than a byte goes through `load` / `store` (unaligned access),
+//! never a plain `*p`. Fields network-types declares as byte arrays are
+//! copied by value and converted with `from_be_bytes` / `from_ne_bytes`: a
+//! byte array has no alignment to break. (TC egress writes through the
+//! kernel's `bpf_skb_store_bytes` instead, which takes byte offsets.)
+//!
 //! What is parsed: Ethernet, up to two VLAN tags (802.1Q / 802.1ad), IPv4
 //! (any IHL: options are skipped, not interpreted) or IPv6 (fixed header only),
 //! then the TCP or UDP ports. Anything else ends in an `Odd` verdict.
 
 use core::mem::size_of;
 
-use canary_common::{Addr, FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP, verdict};
+use canary_common::{Addr, FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP, verdict::Verdict};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -87,19 +95,19 @@ impl Packet {
     }
 }
 
-/// Why a packet has no ports to match. For `DROP_FRAGMENT` and
-/// `DROP_IPV6_EXTENSION` the destination is set, so the caller can decide
+/// Why a packet has no ports to match. For `DropFragment` and
+/// `DropIpv6Extension` the destination is set, so the caller can decide
 /// whether the packet is addressed to a VIP at all (only then is it dropped).
 #[derive(Clone, Copy)]
 pub struct Odd {
-    pub verdict: u32,
+    pub verdict: Verdict,
     pub dst: Addr,
     pub family: u8,
 }
 
 impl Odd {
     #[inline(always)]
-    const fn plain(verdict: u32) -> Self {
+    const fn plain(verdict: Verdict) -> Self {
         Odd {
             verdict,
             dst: [0; 4],
@@ -117,9 +125,31 @@ pub fn ptr_at<T>(start: usize, end: usize, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
+/// Reads the `T` at `p`, whatever its alignment.
+///
+/// # Safety
+/// `p` must be valid for reads of `size_of::<T>()` bytes: inside a range
+/// `ptr_at` checked.
+#[inline(always)]
+pub unsafe fn load<T: Copy>(p: *const T) -> T {
+    // SAFETY: the caller guarantees `p` is readable; no alignment needed.
+    unsafe { p.read_unaligned() }
+}
+
+/// Writes `v` at `p`, whatever its alignment.
+///
+/// # Safety
+/// `p` must be valid for writes of `size_of::<T>()` bytes: inside a range
+/// `ptr_at` checked.
+#[inline(always)]
+pub unsafe fn store<T: Copy>(p: *mut T, v: T) {
+    // SAFETY: the caller guarantees `p` is writable; no alignment needed.
+    unsafe { p.write_unaligned(v) }
+}
+
 #[inline(always)]
 fn at<T>(start: usize, end: usize, offset: usize) -> Result<*mut T, Odd> {
-    ptr_at(start, end, offset).ok_or(Odd::plain(verdict::PASS_TRUNCATED))
+    ptr_at(start, end, offset).ok_or(Odd::plain(Verdict::PassTruncated))
 }
 
 /// Reads a u32 as stored (network byte order in memory).
@@ -128,19 +158,21 @@ fn word(bytes: &[u8; 4]) -> u32 {
     u32::from_ne_bytes(*bytes)
 }
 
+/// Reads an IPv6 address field as the words `Addr` holds (network order in
+/// memory).
 #[inline(always)]
-fn addr16(bytes: &[u8; 16]) -> Addr {
-    // SAFETY: [u8; 16] and [u32; 4] have the same size; read_unaligned copes
-    // with the 2-byte alignment IPv6 addresses have after a 14-byte header.
-    unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const Addr) }
+fn addr16(field: &[u8; 16]) -> Addr {
+    // SAFETY: the reference covers all 16 bytes, the size of an `Addr`.
+    unsafe { load(field.as_ptr().cast::<Addr>()) }
 }
 
 /// Parses `[start, end)`; `Ok` only for TCP or UDP with readable ports.
 #[inline(always)]
 pub fn parse(start: usize, end: usize) -> Result<Packet, Odd> {
     let eth: *mut EthHdr = at(start, end, 0)?;
-    // SAFETY: `at` checked the header lies inside the packet.
-    let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
+    // SAFETY: `at` checked the header lies inside the packet; `&raw const`
+    // makes no reference, so the struct's alignment is not assumed.
+    let mut ether_type = u16::from_be(unsafe { load(&raw const (*eth).ether_type) });
     let mut l3 = EthHdr::LEN;
     let mut vlan_tags = 0u8;
     for _ in 0..MAX_VLAN_TAGS {
@@ -148,22 +180,24 @@ pub fn parse(start: usize, end: usize) -> Result<Packet, Odd> {
             break;
         }
         let tag: *mut VlanHdr = at(start, end, l3)?;
-        ether_type = u16::from_be(unsafe { (*tag).ether_type });
+        // SAFETY: as for the Ethernet header: checked by `at`, no reference.
+        ether_type = u16::from_be(unsafe { load(&raw const (*tag).ether_type) });
         l3 += VlanHdr::LEN;
         vlan_tags += 1;
     }
     match ether_type {
         ETH_P_IP => parse_ipv4(start, end, l3, vlan_tags),
         ETH_P_IPV6 => parse_ipv6(start, end, l3, vlan_tags),
-        ETH_P_8021Q | ETH_P_8021AD => Err(Odd::plain(verdict::PASS_VLAN_TOO_DEEP)),
-        _ => Err(Odd::plain(verdict::PASS_NOT_IP)),
+        ETH_P_8021Q | ETH_P_8021AD => Err(Odd::plain(Verdict::PassVlanTooDeep)),
+        _ => Err(Odd::plain(Verdict::PassNotIp)),
     }
 }
 
 #[inline(always)]
 fn parse_ipv4(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Packet, Odd> {
     let ip: *mut Ipv4Hdr = at(start, end, l3)?;
-    // SAFETY: bounds checked by `at`.
+    // SAFETY: `at` checked the whole header lies inside the packet; its
+    // fields are bytes and byte arrays (alignment 1), read by value.
     let (vihl, tot_len, frags, proto, src, dst) = unsafe {
         (
             (*ip).vihl,
@@ -178,12 +212,12 @@ fn parse_ipv4(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
     if vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
         // A header that claims less than its minimum is malformed: we treat
         // it as truncated (pass; the stack drops it).
-        return Err(Odd::plain(verdict::PASS_TRUNCATED));
+        return Err(Odd::plain(Verdict::PassTruncated));
     }
     let dst = [dst, 0, 0, 0];
     if frags & (IPV4_MF | IPV4_OFFSET_MASK) != 0 {
         return Err(Odd {
-            verdict: verdict::DROP_FRAGMENT,
+            verdict: Verdict::DropFragment,
             dst,
             family: FAMILY_IPV4,
         });
@@ -201,7 +235,8 @@ fn parse_ipv4(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
 #[inline(always)]
 fn parse_ipv6(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Packet, Odd> {
     let ip: *mut Ipv6Hdr = at(start, end, l3)?;
-    // SAFETY: bounds checked by `at`.
+    // SAFETY: `at` checked the whole header lies inside the packet; its
+    // fields are bytes and byte arrays (alignment 1), read by value.
     let (next, payload_len, src, dst) = unsafe {
         (
             (*ip).next_hdr,
@@ -212,14 +247,14 @@ fn parse_ipv6(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
     };
     if next == IPV6_FRAGMENT {
         return Err(Odd {
-            verdict: verdict::DROP_FRAGMENT,
+            verdict: Verdict::DropFragment,
             dst,
             family: FAMILY_IPV6,
         });
     }
     if IPV6_EXTENSIONS.contains(&next) {
         return Err(Odd {
-            verdict: verdict::DROP_IPV6_EXTENSION,
+            verdict: Verdict::DropIpv6Extension,
             dst,
             family: FAMILY_IPV6,
         });
@@ -245,7 +280,8 @@ fn l4(start: usize, end: usize, l4: usize, proto: u8, l4_len: usize) -> Result<P
             // drop a second check it can prove redundant.
             let flags = (tcp as *const u8).wrapping_add(TCP_FLAGS_OFFSET);
             let doff = (tcp as *const u8).wrapping_add(TCP_DOFF_OFFSET);
-            // SAFETY: bounds checked by `at` (the whole 20-byte header).
+            // SAFETY: `at` checked the whole 20-byte header, which holds both
+            // offsets; all fields read are bytes or byte arrays (alignment 1).
             unsafe {
                 let header_len = (*doff >> 4) as usize * 4;
                 (
@@ -260,7 +296,8 @@ fn l4(start: usize, end: usize, l4: usize, proto: u8, l4_len: usize) -> Result<P
         }
         PROTO_UDP => {
             let udp: *mut UdpHdr = at(start, end, l4)?;
-            // SAFETY: bounds checked by `at`.
+            // SAFETY: `at` checked the whole header lies inside the packet;
+            // the ports are byte arrays (alignment 1), read by value.
             unsafe {
                 (
                     u16::from_ne_bytes((*udp).src),
@@ -272,7 +309,7 @@ fn l4(start: usize, end: usize, l4: usize, proto: u8, l4_len: usize) -> Result<P
                 )
             }
         }
-        _ => return Err(Odd::plain(verdict::PASS_OTHER_PROTOCOL)),
+        _ => return Err(Odd::plain(Verdict::PassOtherProtocol)),
     };
     Ok(Packet {
         l3: 0,

@@ -20,14 +20,13 @@ pub mod packet;
 pub mod prometheus;
 pub mod servers;
 
-/// Skips a test that needs root (BPF, namespaces), saying why.
+/// Fails a test that needs root (BPF programs, network namespaces) when it
+/// runs without it. A skip would let a non-root `cargo test` report green
+/// while testing nothing.
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: needs root to load BPF programs and create network namespaces");
-            return;
-        }
+        $crate::assert_root()
     };
 }
 
@@ -42,4 +41,16 @@ static SERIAL: Mutex<()> = Mutex::new(());
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     // A failed scenario poisons the lock; the next one still runs.
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The check behind `require_root!`; the panic points at the calling test.
+#[track_caller]
+pub fn assert_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!(
+            "needs root: loads BPF programs and creates network namespaces; \
+             run `cargo xtask test` as root"
+        );
+    }
 }

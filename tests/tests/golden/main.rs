@@ -1,0 +1,635 @@
+//! Golden packet fixtures: each case loads a fresh data path, fills its maps,
+//! runs one frame through XDP ingress or TC egress with BPF_PROG_TEST_RUN,
+//! and checks the verdict, the output bytes and the counters. Cases share no
+//! state, so their order does not matter.
+//!
+//! Expected frames are built independently by `tests::packet`, with full
+//! checksums computed by `tests::checksum`: a byte match proves the data
+//! path's incremental checksum updates.
+//!
+//! This file holds the fixture services, the runner and the checks; the
+//! cases live in one `cases_*` module per theme.
+
+mod cases_affinity;
+mod cases_close;
+mod cases_egress;
+mod cases_ipv4;
+mod cases_ipv6;
+mod cases_not_ours;
+mod cases_odd_input;
+mod cases_truncated;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Instant,
+};
+
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
+use canary_common::{
+    FIN_ACKED, FIN_SEEN, FlowEntry, FlowKey, VERSION_CANARY, VERSION_STABLE, VersionStats,
+    hash::{backend_index, client_hash, flow_hash, is_canary, seed_from_name},
+    names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
+    verdict,
+};
+use canary_userspace::{
+    Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec,
+    service::{addr_words, endpoint},
+};
+use tests::{
+    packet::{ACK, FIN, Frame, ICMP, ICMPV6, PSH, RST, SYN, arp, hex},
+    require_root,
+};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const TC_ACT_OK: u32 = 0;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+// The fixture services. Names double as service names in the data path.
+const TCP4: &str = "tcp4";
+const UDP4: &str = "udp4";
+const TCP6: &str = "tcp6";
+const UDP6: &str = "udp6";
+const STICKY4: &str = "sticky4";
+const STICKY6: &str = "sticky6";
+const LOCAL4: &str = "local4";
+
+fn services(weight_bp: u16) -> Vec<ServiceSpec> {
+    let svc = |name: &str, vip: &str, protocol, affinity, stable: &str, canary: &str| ServiceSpec {
+        name: name.into(),
+        vip: sa(vip),
+        protocol,
+        affinity,
+        stable: vec![sa(stable)],
+        canary: vec![sa(canary)],
+        weight_bp,
+    };
+    use Affinity::*;
+    use Protocol::*;
+    vec![
+        svc(
+            TCP4,
+            "198.18.0.1:80",
+            Tcp,
+            Flow,
+            "198.18.1.2:8080",
+            "198.18.2.2:8080",
+        ),
+        svc(
+            UDP4,
+            "198.18.0.1:53",
+            Udp,
+            Flow,
+            "198.18.1.2:5353",
+            "198.18.2.2:5353",
+        ),
+        svc(
+            TCP6,
+            "[2001:db8::1]:80",
+            Tcp,
+            Flow,
+            "[2001:db8:1::2]:8080",
+            "[2001:db8:2::2]:8080",
+        ),
+        svc(
+            UDP6,
+            "[2001:db8::1]:53",
+            Udp,
+            Flow,
+            "[2001:db8:1::2]:5353",
+            "[2001:db8:2::2]:5353",
+        ),
+        svc(
+            STICKY4,
+            "198.18.0.1:81",
+            Tcp,
+            Client,
+            "198.18.1.2:8081",
+            "198.18.2.2:8081",
+        ),
+        svc(
+            STICKY6,
+            "[2001:db8::1]:81",
+            Tcp,
+            Client,
+            "[2001:db8:1::2]:8081",
+            "[2001:db8:2::2]:8081",
+        ),
+        svc(
+            LOCAL4,
+            "198.18.0.1:90",
+            Tcp,
+            Flow,
+            "198.18.0.1:8081",
+            "198.18.0.1:8082",
+        ),
+    ]
+}
+
+fn spec(name: &str) -> ServiceSpec {
+    services(0).into_iter().find(|s| s.name == name).unwrap()
+}
+
+/// Backend `version` of a fixture service (each version has one backend).
+fn backend_of(name: &str, version: u8) -> SocketAddr {
+    let s = spec(name);
+    if version == VERSION_CANARY {
+        s.canary[0]
+    } else {
+        s.stable[0]
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Prog {
+    Ingress,
+    Egress,
+}
+
+/// What the flow table must hold for the case's flow afterwards.
+#[derive(Clone, Copy, Debug)]
+enum FlowAfter {
+    Absent,
+    Version(u8),
+    /// Present, with these (client_fin, backend_fin) markers.
+    Fins(u8, u8),
+}
+
+/// What the case expects in the per-version counters of its service.
+#[derive(Clone, Copy, Debug, Default)]
+struct StatsDelta {
+    version: u8,
+    packets_in: u64,
+    packets_out: u64,
+    new_flows: u64,
+    rehashes: u64,
+    closed_flows: u64,
+}
+
+struct Case {
+    name: &'static str,
+    prog: Prog,
+    weight_bp: u16,
+    /// Flow entries written before the run: (service, client, entry).
+    flows: Vec<(&'static str, SocketAddr, FlowEntry)>,
+    /// Extra map setup (e.g. a service without backends).
+    raw_setup: Option<fn(&mut Dataplane)>,
+    input: Vec<u8>,
+    verdict: u32,
+    /// `None`: output must equal input.
+    output: Option<Vec<u8>>,
+    counter: u32,
+    /// Service whose counters are checked, and the expected values.
+    stats: Option<(&'static str, StatsDelta)>,
+    /// (service, client) of the flow to look up afterwards.
+    flow_after: Option<(&'static str, SocketAddr, FlowAfter)>,
+}
+
+impl Case {
+    fn new(name: &'static str, prog: Prog, input: Vec<u8>) -> Case {
+        Case {
+            name,
+            prog,
+            weight_bp: 0,
+            flows: vec![],
+            raw_setup: None,
+            input,
+            verdict: if prog == Prog::Ingress {
+                XDP_PASS
+            } else {
+                TC_ACT_OK
+            },
+            output: None,
+            counter: verdict::PASS_NOT_SERVICE,
+            stats: None,
+            flow_after: None,
+        }
+    }
+    fn weight(mut self, w: u16) -> Self {
+        self.weight_bp = w;
+        self
+    }
+    fn flow(mut self, service: &'static str, client: SocketAddr, e: FlowEntry) -> Self {
+        self.flows.push((service, client, e));
+        self
+    }
+    fn expect(mut self, verdict: u32, counter: u32, output: Option<Vec<u8>>) -> Self {
+        self.verdict = verdict;
+        self.counter = counter;
+        self.output = output;
+        self
+    }
+    fn stats(mut self, service: &'static str, d: StatsDelta) -> Self {
+        self.stats = Some((service, d));
+        self
+    }
+    fn flow_after(mut self, service: &'static str, client: SocketAddr, f: FlowAfter) -> Self {
+        self.flow_after = Some((service, client, f));
+        self
+    }
+}
+
+fn flow_key(service: &str, client: SocketAddr) -> FlowKey {
+    spec(service).flow_key(client)
+}
+
+fn entry(service: &str, version: u8) -> FlowEntry {
+    let b = canary_userspace::service::backend(backend_of(service, version));
+    FlowEntry {
+        backend: b.addr,
+        backend_port: b.port,
+        version,
+        ..FlowEntry::default()
+    }
+}
+
+/// Monotonic clock, the one bpf_ktime_get_ns reads.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Version the data path must choose for a new flow at `weight_bp`, from the
+/// shared hash (whose properties are unit-tested in canary-common).
+fn expected_version(service: &str, client: SocketAddr, weight_bp: u16) -> u8 {
+    let s = spec(service);
+    let seed = seed_from_name(s.name.as_bytes());
+    let (c, _) = addr_words(client.ip());
+    let (v, _) = addr_words(s.vip.ip());
+    let h = match s.affinity {
+        Affinity::Client => client_hash(seed, &c),
+        Affinity::Flow => flow_hash(
+            seed,
+            &c,
+            &v,
+            client.port().to_be(),
+            s.vip.port().to_be(),
+            s.protocol.number(),
+        ),
+    };
+    // One backend per version here, so backend_index is always 0.
+    assert_eq!(backend_index(h, 1), 0);
+    if is_canary(h, weight_bp) {
+        VERSION_CANARY
+    } else {
+        VERSION_STABLE
+    }
+}
+
+/// A client port of `client_ip` whose new flow lands on `want` at `weight_bp`.
+fn port_for(service: &str, client_ip: &str, weight_bp: u16, want: u8) -> SocketAddr {
+    (40000u16..)
+        .map(|p| SocketAddr::new(ip(client_ip), p))
+        .find(|c| expected_version(service, *c, weight_bp) == want)
+        .unwrap()
+}
+
+/// Values the case tables share. Each table takes the ones it needs.
+struct Fixtures {
+    /// The IPv4 and IPv6 client most cases use.
+    c4: SocketAddr,
+    c6: SocketAddr,
+    /// The tcp4/tcp6 and udp4/udp6 service addresses.
+    vip4: SocketAddr,
+    vip6: SocketAddr,
+    dns4: SocketAddr,
+    dns6: SocketAddr,
+    /// Client-to-VIP frames.
+    syn4: Frame,
+    syn6: Frame,
+    ack4: Frame,
+    udp4: Frame,
+    udp6: Frame,
+    /// The plain translated verdict.
+    tr: u32,
+    /// Version indices, short: stable and canary.
+    s: u8,
+    c: u8,
+    /// Client ports of 198.18.0.2 that tcp4 sends to canary / stable at
+    /// weight 5000.
+    mid: SocketAddr,
+    mid_st: SocketAddr,
+    /// The version 198.18.0.2 / 2001:db8::2 gets at weight 5000 (client
+    /// affinity).
+    sticky_ver: u8,
+    sticky6_ver: u8,
+    /// The clock when the table was built, for UDP idle times.
+    now: u64,
+    /// A tcp4 entry to canary whose handshake completed.
+    established: FlowEntry,
+}
+
+impl Fixtures {
+    fn new() -> Fixtures {
+        let c4 = sa("198.18.0.2:40000");
+        let c6 = sa("[2001:db8::2]:40000");
+        let vip4 = sa("198.18.0.1:80");
+        let vip6 = sa("[2001:db8::1]:80");
+        let dns4 = sa("198.18.0.1:53");
+        let dns6 = sa("[2001:db8::1]:53");
+        let (s, c) = (VERSION_STABLE, VERSION_CANARY);
+        let mut established = entry(TCP4, c);
+        established.established = 1;
+        Fixtures {
+            c4,
+            c6,
+            vip4,
+            vip6,
+            dns4,
+            dns6,
+            syn4: Frame::tcp(c4, vip4, SYN),
+            syn6: Frame::tcp(c6, vip6, SYN),
+            ack4: Frame::tcp(c4, vip4, ACK | PSH),
+            udp4: Frame::udp(c4, dns4),
+            udp6: Frame::udp(c6, dns6),
+            tr: verdict::TRANSLATED,
+            s,
+            c,
+            mid: port_for(TCP4, "198.18.0.2", 5000, c),
+            mid_st: port_for(TCP4, "198.18.0.2", 5000, s),
+            sticky_ver: expected_version(STICKY4, sa("198.18.0.2:1"), 5000),
+            sticky6_ver: expected_version(STICKY6, sa("[2001:db8::2]:1"), 5000),
+            now: monotonic_ns(),
+            established,
+        }
+    }
+}
+
+/// Stable and canary backend of a fixture service.
+fn st(name: &str) -> SocketAddr {
+    backend_of(name, VERSION_STABLE)
+}
+fn ca(name: &str) -> SocketAddr {
+    backend_of(name, VERSION_CANARY)
+}
+
+/// Counters of one ingress packet that made a new flow / followed an entry,
+/// and of one egress reply.
+fn new_in(version: u8) -> StatsDelta {
+    StatsDelta {
+        version,
+        packets_in: 1,
+        new_flows: 1,
+        ..Default::default()
+    }
+}
+fn hit_in(version: u8) -> StatsDelta {
+    StatsDelta {
+        version,
+        packets_in: 1,
+        ..Default::default()
+    }
+}
+fn out(version: u8) -> StatsDelta {
+    StatsDelta {
+        version,
+        packets_out: 1,
+        ..Default::default()
+    }
+}
+
+/// Cases in the table; a case added or lost must change this on purpose.
+const CASES: usize = 71;
+
+/// The whole table, theme by theme.
+fn cases() -> Vec<Case> {
+    let mut v: Vec<Case> = [
+        cases_ipv4::cases(),
+        cases_ipv6::cases(),
+        cases_affinity::cases(),
+        cases_close::cases(),
+        cases_not_ours::cases(),
+        cases_truncated::cases(),
+        cases_odd_input::cases(),
+        cases_egress::cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    // Every case but the per-service ones reports on all services' counters
+    // being zero; the flow-table ones name their service.
+    v.iter_mut().for_each(|c| {
+        if c.stats.is_none() {
+            c.stats = Some(("", StatsDelta::default()));
+        }
+    });
+    v
+}
+
+/// Runs one case on a fresh data path; returns a description of every
+/// mismatch (empty when the case passes).
+fn run(case: &Case) -> Vec<String> {
+    let mut dp = Dataplane::load(&LoadOptions {
+        flow_table_size: 1024,
+        ..Default::default()
+    })
+    .unwrap();
+    for s in services(case.weight_bp) {
+        dp.upsert_service(&s).unwrap();
+    }
+    {
+        let flows = &mut dp.maps_mut().flows;
+        for (service, client, e) in &case.flows {
+            let id = service_id(service);
+            flows
+                .insert(
+                    flow_key(service, *client),
+                    FlowEntry {
+                        service_id: id,
+                        ..*e
+                    },
+                    0,
+                )
+                .unwrap();
+        }
+    }
+    if let Some(setup) = case.raw_setup {
+        setup(&mut dp);
+    }
+    let mut out = vec![0u8; case.input.len() + 256];
+    let opts = TestRunOptions {
+        data_in: Some(&case.input),
+        data_out: Some(&mut out),
+        repeat: 1,
+        ..Default::default()
+    };
+    let result = match case.prog {
+        Prog::Ingress => {
+            let p: &mut Xdp = dp
+                .ebpf_mut()
+                .program_mut(INGRESS_PROGRAM)
+                .unwrap()
+                .try_into()
+                .unwrap();
+            p.test_run(opts).unwrap()
+        }
+        Prog::Egress => {
+            let p: &mut SchedClassifier = dp
+                .ebpf_mut()
+                .program_mut(EGRESS_PROGRAM)
+                .unwrap()
+                .try_into()
+                .unwrap();
+            p.test_run(opts).unwrap()
+        }
+    };
+    let mut errors = vec![];
+    if result.return_value != case.verdict {
+        errors.push(format!(
+            "verdict {} (want {})",
+            result.return_value, case.verdict
+        ));
+    }
+    out.truncate(result.data_size_out as usize);
+    let want = case.output.as_ref().unwrap_or(&case.input);
+    if &out != want {
+        errors.push(format!(
+            "output differs:\n     got  {}\n     want {}",
+            hex(&out),
+            hex(want)
+        ));
+    }
+
+    // Exactly one verdict counter moved, in the right program's table.
+    let v = dp.verdicts().unwrap();
+    let (mine, other) = match case.prog {
+        Prog::Ingress => (&v.ingress, &v.egress),
+        Prog::Egress => (&v.egress, &v.ingress),
+    };
+    for (i, n) in mine.iter().enumerate() {
+        let want = (i as u32 == case.counter) as u64;
+        if *n != want {
+            errors.push(format!(
+                "{:?} counter {} = {n} (want {want})",
+                case.prog,
+                verdict::NAMES[i]
+            ));
+        }
+    }
+    if other.iter().any(|n| *n != 0) {
+        errors.push(format!("the other program's counters moved: {other:?}"));
+    }
+
+    // Per-version counters: the named service as expected, all others zero.
+    let (named, delta) = case.stats.unwrap();
+    for s in services(0) {
+        let got = dp.stats(&s.name).unwrap();
+        for version in [VERSION_STABLE, VERSION_CANARY] {
+            let mut want = VersionStats::default();
+            if s.name == named && version == delta.version {
+                want = VersionStats {
+                    packets_in: delta.packets_in,
+                    bytes_in: if delta.packets_in > 0 {
+                        case.input.len() as u64
+                    } else {
+                        0
+                    },
+                    packets_out: delta.packets_out,
+                    bytes_out: if delta.packets_out > 0 {
+                        case.input.len() as u64
+                    } else {
+                        0
+                    },
+                    new_flows: delta.new_flows,
+                    rehashes: delta.rehashes,
+                    closed_flows: delta.closed_flows,
+                };
+            }
+            if got[version as usize] != want {
+                errors.push(format!(
+                    "{} v{version} stats {:?}, want {:?}",
+                    s.name, got[version as usize], want
+                ));
+            }
+        }
+    }
+
+    if let Some((service, client, after)) = case.flow_after {
+        let flows = &dp.maps_mut().flows;
+        let found = flows.get(&flow_key(service, client), 0).ok();
+        let ok = match (after, found) {
+            (FlowAfter::Absent, f) => f.is_none(),
+            (FlowAfter::Version(v), Some(e)) => e.version == v,
+            (FlowAfter::Fins(c, b), Some(e)) => e.client_fin == c && e.backend_fin == b,
+            (_, None) => false,
+        };
+        if !ok {
+            errors.push(format!("flow entry afterwards: {found:?}, want {after:?}"));
+        }
+    }
+    errors
+}
+
+/// Fixture services are upserted in order on an empty data path, so their ids
+/// are their positions.
+fn service_id(name: &str) -> u32 {
+    services(0).iter().position(|s| s.name == name).unwrap() as u32
+}
+
+#[test]
+fn golden_packets() {
+    require_root!();
+    let cases = cases();
+    assert_eq!(
+        cases.len(),
+        CASES,
+        "the fixture table must hold exactly {CASES} cases"
+    );
+    let started = Instant::now();
+    let mut failed = 0;
+    for case in &cases {
+        let errors = run(case);
+        if errors.is_empty() {
+            println!("ok    {}", case.name);
+        } else {
+            failed += 1;
+            println!("FAIL  {} ({:?})", case.name, case.prog);
+            println!(
+                "      input (replay with scapy: Ether(bytes.fromhex(\"{}\")))",
+                hex(&case.input)
+            );
+            for e in errors {
+                println!("      {e}");
+            }
+        }
+    }
+    println!(
+        "{} cases, {failed} failed, in {:?}",
+        cases.len(),
+        started.elapsed()
+    );
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} golden cases failed (details above)",
+        cases.len()
+    );
+}
+
+#[test]
+fn cases_are_order_independent() {
+    require_root!();
+    // Each case loads its own data path; running the table backwards must
+    // give the same results as forwards.
+    let mut cases = cases();
+    cases.reverse();
+    let failures: Vec<_> = cases
+        .iter()
+        .filter(|c| !run(c).is_empty())
+        .map(|c| c.name)
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "cases failing in reverse order: {failures:?}"
+    );
+}
