@@ -420,13 +420,15 @@ mod tests {
 
     use super::*;
 
-    fn is_root() -> bool {
+    /// Fails the test without root: a skip would pass while testing nothing.
+    #[track_caller]
+    fn require_root() {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
-        if !root {
-            eprintln!("skipped: needs root to create network namespaces (run as root)");
-        }
-        root
+        assert!(
+            root,
+            "needs root: creates network namespaces; run `cargo xtask test` as root"
+        );
     }
 
     fn thread_netns_inode() -> u64 {
@@ -490,9 +492,7 @@ mod tests {
 
     #[test]
     fn namespace_topology_forwards_to_backends_and_cleans_up() {
-        if !is_root() {
-            return;
-        }
+        require_root();
         let root_forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
         let thread_ns = thread_netns_inode();
 
@@ -572,9 +572,7 @@ mod tests {
 
     #[test]
     fn local_process_topology_reaches_host_and_enter_survives_panic() {
-        if !is_root() {
-            return;
-        }
+        require_root();
         let thread_ns = thread_netns_inode();
         let topo = Topology::new(BackendKind::LocalProcess).unwrap();
         assert!(topo.backends.is_empty());
