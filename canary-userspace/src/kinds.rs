@@ -146,9 +146,9 @@ named!(XdpMode);
 mod tests {
     use super::*;
 
-    fn round_trips<T: Named + fmt::Display + FromStr + Serialize + fmt::Debug>()
+    fn round_trips<T>()
     where
-        for<'de> T: Deserialize<'de>,
+        T: Named + fmt::Display + FromStr + Serialize + fmt::Debug + for<'de> Deserialize<'de>,
         <T as FromStr>::Err: fmt::Debug,
     {
         for (v, n) in T::ALL {

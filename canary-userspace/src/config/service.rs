@@ -155,7 +155,7 @@ fn listen(errs: &mut Collector, table: &Table, path: &str) -> Option<SocketAddr>
 fn choice<T: Named>(errs: &mut Collector, table: &Table, path: &str, key: &str) -> Option<T> {
     let (_, default) = T::ALL[0];
     let text = value::string(errs, table, path, key).or(default)?;
-    match T::parse_name(&text) {
+    match T::parse_name(text) {
         Ok(choice) => Some(choice),
         Err(e) => {
             errs.push(
