@@ -70,35 +70,18 @@ mod tests {
 
     #[test]
     fn a_rendered_config_parses_back_equal() {
-        let text = r#"
-            [daemon]
-            interfaces = ["lo"]
-            socket = "/tmp/x/canary.sock"
-            metrics_listen = "127.0.0.1:9999"
-            bpffs = "/sys/fs/bpf/x"
-            state_dir = "/tmp/x/state"
-            log_level = "debug"
-            flow_table_size = 1024
-            udp_idle_timeout = "1500ms"
-
-            [[service]]
-            name = "a"
-            listen = "198.18.0.1:80"
-            protocol = "udp"
-            affinity = "client"
-            stable = ["198.18.0.1:8081", "198.18.0.2:8081"]
-            canary = ["198.18.0.1:8082"]
-            weight = 12.34
-
-            [[service]]
-            name = "b"
-            listen = "[2001:db8::1]:443"
-            stable = ["[2001:db8::2]:8443"]
-            canary = ["[2001:db8::3]:8443"]
-            weight = 0
-        "#;
+        // The packaged example sets every key the file has.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/canary.toml");
+        let text = std::fs::read_to_string(path).unwrap();
         let any = |_: &str| true;
-        let config = parse(text, "t.toml", &any).unwrap();
+        let mut config = parse(&text, path, &any).unwrap();
+        // And the kinds the example leaves at their defaults.
+        config.services[0].protocol = crate::kinds::Protocol::Udp;
+        config.services[0].affinity = crate::kinds::Affinity::Client;
+        config.services[0].vip = "[2001:db8::1]:443".parse().unwrap();
+        config.services[0].stable = vec!["[2001:db8::2]:8443".parse().unwrap()];
+        config.services[0].canary = vec!["[2001:db8::3]:8443".parse().unwrap()];
+        config.services[0].weight_bp = 1234;
         let again = parse(&config.to_toml(), "rendered.toml", &any).unwrap();
         assert_eq!(again, config);
     }
