@@ -15,9 +15,10 @@ use crate::{
         self, DaemonStatus, InterfaceStatus, Reloaded, ServiceStatus, Status, VerdictCounts,
         VersionStatus, WeightSet,
     },
+    attachment::XdpMode,
     bpffs,
     config::{self, Config, DaemonConfig, weight_percent_to_bp},
-    dataplane::{Attached, Dataplane, LoadOptions},
+    dataplane::{Dataplane, LoadOptions},
     service::{Affinity, Protocol, ServiceSpec},
     state::{self, State, WeightOverride},
 };
@@ -125,11 +126,12 @@ impl Daemon {
         }
         let mut interfaces = vec![];
         for name in &d.interfaces {
-            let xdp = match dp.attach(name)? {
-                Attached::Driver => "driver",
-                Attached::Generic => "generic",
+            let attached = dp.attach(name)?;
+            let xdp = match attached.xdp {
+                XdpMode::Driver => "driver",
+                XdpMode::Generic => "generic",
             };
-            log::info!("{name}: XDP in {xdp} mode, TC egress as a clsact filter");
+            log::info!("{name}: XDP in {xdp} mode, through {}", attached.via);
             interfaces.push(InterfaceStatus {
                 name: name.clone(),
                 xdp: xdp.into(),

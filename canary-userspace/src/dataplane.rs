@@ -49,8 +49,9 @@ pub const MAPS: [&str; 8] = [
 ];
 
 pub use canary_common::PIN_LAYOUT;
-/// Under the layout directory: pinned programs, and one empty directory per
-/// interface the programs are attached to (what --detach-all undoes).
+/// Under the layout directory: pinned programs, and one directory per
+/// interface the programs are attached to, holding its pinned links (what
+/// --detach-all undoes).
 const PROGRAMS_DIR: &str = "programs";
 const INTERFACES_DIR: &str = "interfaces";
 
@@ -79,8 +80,8 @@ impl Default for LoadOptions {
     }
 }
 
-/// How the XDP program is attached.
-pub use crate::attachment::XdpMode as Attached;
+/// How the programs are attached to an interface.
+pub use crate::attachment::{Attached, Attachment};
 
 /// Global verdict counters, summed over CPUs, for each program.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -186,30 +187,23 @@ impl Dataplane {
     }
 
     /// Attaches XDP ingress (driver mode, falling back to generic mode with a
-    /// warning) and TC egress to `interface`.
+    /// warning) and TC egress to `interface`; says how.
     ///
     /// With a pin directory the attachments outlive this process (see
-    /// `attachment`): a program an earlier run attached is replaced
-    /// atomically by this one, which uses the same pinned maps. Without one
-    /// (tests) they are bpf_links (tcx for TC) that go when this process does.
+    /// `attachment`): bpf_links pinned in `<dir>/v2/interfaces/<iface>/`, and a
+    /// link an earlier run pinned gets this run's program atomically
+    /// (BPF_LINK_UPDATE); netlink only where the kernel refuses that. Without
+    /// one (tests) they are bpf_links (tcx for TC) that go when this process
+    /// does.
     pub fn attach(&mut self, interface: &str) -> Result<Attached> {
         if let Some(dir) = self.pin_dir.clone() {
-            let attach_err = |source: io::Error| Error::Persistent {
-                interface: interface.to_owned(),
-                source,
-            };
             // Recorded before attaching, so --detach-all finds a half-done one.
-            let record = dir.join(INTERFACES_DIR).join(interface);
+            let record = attachment::record_dir(&dir.join(INTERFACES_DIR), interface);
             fs::create_dir_all(&record).map_err(|source| Error::PinDir {
                 path: record.clone(),
                 source,
             })?;
-            let progs = dir.join(PROGRAMS_DIR);
-            let mode = attachment::attach_xdp(interface, &progs.join(INGRESS_PROGRAM))
-                .map_err(attach_err)?;
-            attachment::attach_tc_egress(interface, &progs.join(EGRESS_PROGRAM))
-                .map_err(attach_err)?;
-            return Ok(mode);
+            return attachment::attach(&mut self.ebpf, interface, &record, &dir.join(PROGRAMS_DIR));
         }
         let attach_err = |source| Error::Attach {
             interface: interface.to_owned(),
@@ -217,43 +211,52 @@ impl Dataplane {
         };
         let xdp: &mut Xdp = program(&mut self.ebpf, INGRESS_PROGRAM)?;
         let mode = match xdp.attach(interface, XdpMode::Driver) {
-            Ok(_) => Attached::Driver,
+            Ok(_) => attachment::XdpMode::Driver,
             Err(e) => {
                 log::warn!(
                     "{interface}: driver-mode XDP failed ({e}); using generic mode, which is slower"
                 );
                 xdp.attach(interface, XdpMode::Skb).map_err(attach_err)?;
-                Attached::Generic
+                attachment::XdpMode::Generic
             }
         };
         let tc: &mut SchedClassifier = program(&mut self.ebpf, EGRESS_PROGRAM)?;
         tc.attach(interface, TcAttachType::Egress)
             .map_err(attach_err)?;
-        Ok(mode)
+        Ok(Attached {
+            xdp: mode,
+            via: Attachment::ProcessLink,
+        })
     }
 
-    /// Interfaces the pinned programs are attached to (recorded by
-    /// `attach`, by this run or an earlier one).
+    /// Interfaces the programs are attached to with a pin directory
+    /// (recorded by `attach`, by this run or an earlier one).
     pub fn attached_interfaces(&self) -> io::Result<Vec<String>> {
         let Some(dir) = &self.pin_dir else {
             return Ok(vec![]);
         };
         let mut names = vec![];
         for entry in fs::read_dir(dir.join(INTERFACES_DIR))? {
-            names.push(entry?.file_name().to_string_lossy().into_owned());
+            let record = entry?.file_name();
+            names.push(attachment::interface_name(&record.to_string_lossy()));
         }
         names.sort();
         Ok(names)
     }
 
     /// Takes the programs off an interface attached with a pin directory
-    /// and forgets it.
+    /// and forgets it: its pinned links are detached and unpinned (or its
+    /// netlink attachment removed). An interface that no longer exists only
+    /// loses its pins. Without a pin directory there is nothing to forget:
+    /// the links go with this process.
     pub fn detach(&mut self, interface: &str) -> io::Result<()> {
-        attachment::detach(interface)?;
-        if let Some(dir) = &self.pin_dir {
-            fs::remove_dir(dir.join(INTERFACES_DIR).join(interface))?;
+        match &self.pin_dir {
+            Some(dir) => attachment::detach(
+                interface,
+                &attachment::record_dir(&dir.join(INTERFACES_DIR), interface),
+            ),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Detaches the programs from every interface an earlier run attached
@@ -265,8 +268,10 @@ impl Dataplane {
         match fs::read_dir(dir.join(INTERFACES_DIR)) {
             Ok(entries) => {
                 for entry in entries {
-                    let name = entry?.file_name();
-                    attachment::detach(&name.to_string_lossy())?;
+                    let entry = entry?;
+                    let interface =
+                        attachment::interface_name(&entry.file_name().to_string_lossy());
+                    attachment::detach(&interface, &entry.path())?;
                 }
             }
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
