@@ -1,37 +1,511 @@
 //! Attachments that outlive canaryd, so a crash or restart never takes the
-//! data path down: XDP through the interface's netlink XDP slot and TC
-//! egress as a clsact filter, both made with iproute2 from programs pinned
-//! in bpffs.
+//! data path down.
 //!
-//! Why not pinned bpf_links (tcx): this kernel refuses BPF_OBJ_PIN of link
-//! objects with EPERM (seen for XDP and tcx links alike, as root, while map
-//! and program pins work), and an unpinned link dies with the process.
-//! Netlink attachments belong to the interface instead. Re-attaching
-//! replaces the program atomically (no packet sees no program), and the new
-//! program uses the same pinned maps, so flows carry on.
+//! Primary path: two bpf_links pinned in the interface's record directory
+//! (`<pin dir>/v3/interfaces/<iface>/`): `xdp-driver` or `xdp-generic` (the
+//! pin is named by the XDP mode) and `tcx-egress`. A pinned link is ours by
+//! construction and holds our program until its pin is removed. A restart
+//! opens the pins and swaps its program in with BPF_LINK_UPDATE: no packet
+//! sees no program, and the new program uses the same pinned maps.
+//!
+//! bpffs refuses every name with a dot with EPERM (the kernel reserves them:
+//! `bpf_lookup` in kernel/bpf/inode.c). Pinning links as `<iface>.xdp` hit
+//! exactly that, which was once taken for "this kernel cannot pin links".
+//! Interface names may have dots (`eth0.100`) and never a ':', so record
+//! directories spell the dots as ':'.
+//!
+//! Fallback, only when the kernel refuses an XDP or tcx link or a link pin,
+//! or when an earlier canaryd attached the interface that way: the
+//! interface's netlink XDP slot and a clsact egress filter, made with
+//! iproute2 from the pinned programs and inspected with `ip -json` and
+//! `tc -json`.
 
-use std::{io, path::Path, process::Command};
+use std::{
+    ffi::CString,
+    fmt, fs, io,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::ffi::OsStrExt,
+    },
+    path::Path,
+    process::Command,
+};
 
-use canary_common::names::INGRESS_PROGRAM;
+use aya::{
+    Ebpf,
+    pin::PinError,
+    programs::{
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp,
+        links::{FdLink, LinkError, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
+        xdp::XdpLink,
+    },
+    sys::SyscallError,
+};
 
-pub use crate::kinds::XdpMode;
+use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
 
-/// Filter preference and handle of our egress filter: fixed, so a restart
-/// replaces our filter instead of adding a second one.
+use crate::error::{Error, Result};
+
+/// Pins in an interface's record directory.
+const XDP_DRIVER_PIN: &str = "xdp-driver";
+const XDP_GENERIC_PIN: &str = "xdp-generic";
+const TC_EGRESS_PIN: &str = "tcx-egress";
+const LINK_PINS: [&str; 3] = [XDP_DRIVER_PIN, XDP_GENERIC_PIN, TC_EGRESS_PIN];
+
+/// Netlink fallback: preference and handle of our egress filter, fixed so a
+/// restart replaces our filter instead of adding a second one.
 const TC_PREF: &str = "49";
 const TC_HANDLE: &str = "0xca1";
 
-/// Attaches (or atomically replaces) the XDP program pinned at `prog`,
-/// in driver mode when the driver supports it, else in generic mode.
-pub fn attach_xdp(interface: &str, prog: &Path) -> io::Result<XdpMode> {
-    let pinned = prog.to_string_lossy();
-    // Only one mode can hold a program; clear the other before switching.
-    match run(
-        "ip",
-        &[
-            "-force", "link", "set", "dev", interface, "xdpdrv", "pinned", &pinned,
-        ],
+/// bpf(2) commands used directly: aya 0.14 has no link detach.
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_LINK_DETACH: libc::c_long = 34;
+
+pub use crate::kinds::XdpMode;
+
+/// Which mechanism holds the programs on an interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// bpf_links pinned in the interface's record directory: ours, kept
+    /// after canaryd exits, updated in place by the next run.
+    PinnedLink,
+    /// bpf_links held only by this process (no pin directory: tests); they
+    /// go when it exits.
+    ProcessLink,
+    /// The netlink XDP slot and a clsact egress filter (iproute2), and why
+    /// pinned links were not used.
+    Netlink { reason: String },
+}
+
+impl fmt::Display for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Attachment::PinnedLink => f.write_str("pinned bpf_links (XDP, tcx egress)"),
+            Attachment::ProcessLink => f.write_str("bpf_links held by this process"),
+            Attachment::Netlink { reason } => {
+                write!(f, "netlink XDP and a clsact egress filter ({reason})")
+            }
+        }
+    }
+}
+
+/// What `Dataplane::attach` did on an interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attached {
+    pub xdp: XdpMode,
+    pub via: Attachment,
+}
+
+/// Why pinned links are not used on an interface; the caller attaches
+/// through netlink instead.
+struct Refused(String);
+
+/// A step that may fail outright (`Err`) or be refused by the kernel in a
+/// way the netlink fallback covers (`Ok(Err(_))`).
+type Step<T> = Result<Result<T, Refused>>;
+
+/// Attaches XDP ingress and TC egress to `interface` so that they outlive
+/// this process: pinned links in `record` when the kernel allows, else
+/// netlink attachments of the programs pinned in `programs`. Links pinned
+/// there by an earlier run get this run's programs atomically.
+pub fn attach(
+    ebpf: &mut Ebpf,
+    interface: &str,
+    record: &Path,
+    programs: &Path,
+) -> Result<Attached> {
+    let refused = match pinned_xdp(ebpf, interface, record)? {
+        Ok(xdp) => match pinned_tc(ebpf, interface, record)? {
+            Ok(()) => {
+                return Ok(Attached {
+                    xdp,
+                    via: Attachment::PinnedLink,
+                });
+            }
+            Err(refused) => {
+                // XDP and TC go the same way; nothing was attached before
+                // this XDP link (else tcx would have been pinned too).
+                remove_link_pins(record).map_err(|source| Error::Persistent {
+                    interface: interface.to_owned(),
+                    source,
+                })?;
+                refused
+            }
+        },
+        Err(refused) => refused,
+    };
+    let Refused(reason) = refused;
+    log::warn!("{interface}: attaching through netlink instead of pinned bpf_links: {reason}");
+    let netlink_err = |source| Error::Persistent {
+        interface: interface.to_owned(),
+        source,
+    };
+    let xdp = netlink_xdp(interface, &programs.join(INGRESS_PROGRAM)).map_err(netlink_err)?;
+    netlink_tc_egress(interface, &programs.join(EGRESS_PROGRAM)).map_err(netlink_err)?;
+    Ok(Attached {
+        xdp,
+        via: Attachment::Netlink { reason },
+    })
+}
+
+/// Takes canary's programs off `interface` and removes its record
+/// directory. Link pins are detached (BPF_LINK_DETACH, so they are off when
+/// this returns) and removed; without link pins, a netlink attachment that
+/// `ip -json`/`tc -json` show to be ours is removed. An interface that no
+/// longer exists has nothing attached: only its pins go.
+pub fn detach(interface: &str, record: &Path) -> io::Result<()> {
+    if !remove_link_pins(record)? && exists(interface) {
+        detach_netlink(interface)?;
+    }
+    match fs::remove_dir(record) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The XDP link: the pinned one updated, or a new one (driver mode, else
+/// generic with a warning) pinned.
+fn pinned_xdp(ebpf: &mut Ebpf, interface: &str, record: &Path) -> Step<XdpMode> {
+    let attach_err = |source| Error::Attach {
+        interface: interface.to_owned(),
+        source,
+    };
+    let xdp: &mut Xdp = program(ebpf, INGRESS_PROGRAM)?;
+    for (mode, name) in [
+        (XdpMode::Driver, XDP_DRIVER_PIN),
+        (XdpMode::Generic, XDP_GENERIC_PIN),
+    ] {
+        let path = record.join(name);
+        let Some(link) = open_pin(&path)? else {
+            continue;
+        };
+        let link = XdpLink::try_from(link).map_err(|source| Error::Link {
+            path: path.clone(),
+            source,
+        })?;
+        match xdp.attach_to_link(link) {
+            Ok(id) => {
+                // Our descriptor goes; the pin keeps the link and its new program.
+                drop(xdp.take_link(id).map_err(attach_err)?);
+                return Ok(Ok(mode));
+            }
+            Err(e) if errno(&e) == Some(libc::ENOLINK) => forget_defunct(interface, &path)?,
+            Err(e) => return Err(attach_err(e)),
+        }
+    }
+    let (mode, id) = match xdp.attach(interface, aya::programs::XdpMode::Driver) {
+        Ok(id) => (XdpMode::Driver, id),
+        Err(e) if occupied(&e) => return occupied_xdp(interface, e),
+        Err(e) => {
+            log::warn!(
+                "{interface}: driver-mode XDP failed ({}); using generic mode, which is slower",
+                chain(&e)
+            );
+            match xdp.attach(interface, aya::programs::XdpMode::Skb) {
+                Ok(id) => (XdpMode::Generic, id),
+                Err(e) if occupied(&e) => return occupied_xdp(interface, e),
+                Err(e) => return Err(attach_err(e)),
+            }
+        }
+    };
+    let link = xdp.take_link(id).map_err(attach_err)?;
+    let Ok(link) = FdLink::try_from(link) else {
+        // aya attaches through netlink itself when BPF_LINK_CREATE says
+        // EINVAL; that attachment stays, the fallback replaces it in place.
+        return Ok(Err(Refused(
+            "this kernel has no XDP bpf_links (BPF_LINK_CREATE: EINVAL)".into(),
+        )));
+    };
+    let name = match mode {
+        XdpMode::Driver => XDP_DRIVER_PIN,
+        XdpMode::Generic => XDP_GENERIC_PIN,
+    };
+    Ok(pin(link, &record.join(name))?.map(|()| mode))
+}
+
+/// The tcx egress link: the pinned one updated, or a new one pinned.
+fn pinned_tc(ebpf: &mut Ebpf, interface: &str, record: &Path) -> Step<()> {
+    let attach_err = |source| Error::Attach {
+        interface: interface.to_owned(),
+        source,
+    };
+    let tc: &mut SchedClassifier = program(ebpf, EGRESS_PROGRAM)?;
+    let path = record.join(TC_EGRESS_PIN);
+    if let Some(link) = open_pin(&path)? {
+        let link = SchedClassifierLink::try_from(link).map_err(|source| Error::Link {
+            path: path.clone(),
+            source,
+        })?;
+        match tc.attach_to_link(link) {
+            Ok(id) => {
+                drop(tc.take_link(id).map_err(attach_err)?);
+                return Ok(Ok(()));
+            }
+            Err(e) if errno(&e) == Some(libc::ENOLINK) => forget_defunct(interface, &path)?,
+            Err(e) => return Err(attach_err(e)),
+        }
+    }
+    let id = match tc.attach_with_options(
+        interface,
+        TcAttachType::Egress,
+        TcAttachOptions::TcxOrder(LinkOrder::default()),
     ) {
+        Ok(id) => id,
+        Err(e) if errno(&e) == Some(libc::EINVAL) => {
+            return Ok(Err(Refused(
+                "this kernel has no tcx links (Linux 6.6+; BPF_LINK_CREATE: EINVAL)".into(),
+            )));
+        }
+        Err(e) => return Err(attach_err(e)),
+    };
+    let link = tc.take_link(id).map_err(attach_err)?;
+    let link = FdLink::try_from(link).map_err(|source| Error::Link {
+        path: path.clone(),
+        source,
+    })?;
+    pin(link, &path)
+}
+
+/// Pins `link` at `path`. Only EINVAL (the kernel does not know how to pin
+/// this object) is a refusal; any other error is ours to fix.
+fn pin(link: FdLink, path: &Path) -> Step<()> {
+    match link.pin(path) {
+        // Dropping the PinnedLink closes our descriptor; the pin holds the link.
+        Ok(_) => Ok(Ok(())),
+        Err(PinError::SyscallError(SyscallError { io_error, .. }))
+            if io_error.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            Ok(Err(Refused(format!(
+                "this kernel cannot pin bpf_links (BPF_OBJ_PIN: {io_error})"
+            ))))
+        }
+        Err(e) => Err(Error::Pin {
+            path: path.to_owned(),
+            what: chain(&e),
+        }),
+    }
+}
+
+/// Removes the pin of a link whose interface went away (the kernel let go
+/// of it: BPF_LINK_UPDATE says ENOLINK), so a new link can be made on the
+/// interface of that name.
+fn forget_defunct(interface: &str, path: &Path) -> Result<()> {
+    log::info!(
+        "{interface}: {} belonged to an earlier interface of this name; making a new link",
+        path.display()
+    );
+    fs::remove_file(path).map_err(|source| Error::Persistent {
+        interface: interface.to_owned(),
+        source,
+    })
+}
+
+/// The link pinned at `path`, or None when nothing is pinned there.
+fn open_pin(path: &Path) -> Result<Option<FdLink>> {
+    match PinnedLink::from_pin(path) {
+        Ok(pinned) => Ok(Some(pinned.into())),
+        Err(LinkError::SyscallError(SyscallError { io_error, .. }))
+            if io_error.kind() == io::ErrorKind::NotFound =>
+        {
+            Ok(None)
+        }
+        Err(source) => Err(Error::Link {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Detaches and removes every link pin in `record`; returns whether there
+/// was one.
+fn remove_link_pins(record: &Path) -> io::Result<bool> {
+    let mut found = false;
+    for name in LINK_PINS {
+        let path = record.join(name);
+        if !path.exists() {
+            continue;
+        }
+        found = true;
+        if let Err(e) = detach_link(&path) {
+            // Removing the pin still releases the link, a moment later.
+            log::warn!("{}: BPF_LINK_DETACH failed: {e}", path.display());
+        }
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
+/// BPF_OBJ_GET attributes (`union bpf_attr`, BPF_OBJ_* commands).
+#[repr(C)]
+struct ObjGetAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+    path_fd: i32,
+    /// The kernel checks the bytes after `path_fd` are zero.
+    _pad: u32,
+}
+
+/// Takes the link pinned at `path` off its hook now. Unpinning alone
+/// releases it only after an RCU grace period, and only once no process
+/// holds it open.
+fn detach_link(path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut get = ObjGetAttr {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+        path_fd: 0,
+        _pad: 0,
+    };
+    // SAFETY: bpf(2) reads `get`, whose path `c` outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            &mut get as *mut ObjGetAttr,
+            size_of::<ObjGetAttr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: BPF_OBJ_GET returned a new descriptor that nothing else owns.
+    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // `link_detach` in `union bpf_attr`: the link descriptor only.
+    let mut detach: u32 = link.as_raw_fd() as u32;
+    // SAFETY: bpf(2) reads four bytes we own.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_DETACH,
+            &mut detach as *mut u32,
+            size_of::<u32>(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// True when attaching failed because the interface's XDP hook is taken
+/// (EBUSY: a program or link in that mode; EEXIST: one in the other mode).
+fn occupied(e: &ProgramError) -> bool {
+    matches!(errno(e), Some(libc::EBUSY | libc::EEXIST))
+}
+
+/// The XDP hook is taken: by our own netlink attachment from an earlier
+/// canaryd (kept that way: replacing it with a link would leave a moment
+/// without a program), or by someone else's program (an error).
+fn occupied_xdp(interface: &str, e: ProgramError) -> Step<XdpMode> {
+    let found = xdp_program_on(interface).map_err(|source| Error::Persistent {
+        interface: interface.to_owned(),
+        source,
+    })?;
+    match found {
+        Some(p) if p.name == INGRESS_PROGRAM => Ok(Err(Refused(format!(
+            "an earlier canaryd attached {interface} through netlink (XDP program id {}); \
+             it is replaced in place; `canaryd --detach-all` and a start move it to pinned links",
+            p.id
+        )))),
+        Some(p) => Err(Error::Occupied {
+            interface: interface.to_owned(),
+            program: format!("{} (id {})", p.name, p.id),
+        }),
+        None => Err(Error::Attach {
+            interface: interface.to_owned(),
+            source: e,
+        }),
+    }
+}
+
+/// An XDP program as `ip -json link show` reports it.
+#[derive(Debug)]
+struct XdpProgram {
+    id: u64,
+    name: String,
+    /// IFLA_XDP_ATTACHED: 1 driver, 2 generic, 3 offloaded.
+    mode: u64,
+}
+
+/// The XDP program on `interface`, or None.
+fn xdp_program_on(interface: &str) -> io::Result<Option<XdpProgram>> {
+    let links: serde_json::Value = json("ip", &["-json", "link", "show", "dev", interface])?;
+    let Some(xdp) = links.get(0).and_then(|l| l.get("xdp")) else {
+        return Ok(None);
+    };
+    let prog = &xdp["prog"];
+    Ok(Some(XdpProgram {
+        id: prog["id"].as_u64().unwrap_or_default(),
+        name: prog["name"].as_str().unwrap_or_default().to_owned(),
+        mode: xdp["mode"].as_u64().unwrap_or_default(),
+    }))
+}
+
+/// True when `tc -json` shows our egress filter (preference and handle)
+/// running our program.
+fn has_our_tc_filter(interface: &str) -> io::Result<bool> {
+    let Ok(filters) = json(
+        "tc",
+        &["-json", "filter", "show", "dev", interface, "egress"],
+    ) else {
+        // No clsact qdisc: no filter.
+        return Ok(false);
+    };
+    let ours = |f: &serde_json::Value| {
+        f["pref"].as_u64().map(|p| p.to_string()).as_deref() == Some(TC_PREF)
+            && f["options"]["handle"].as_str() == Some(TC_HANDLE)
+            && f["options"]["prog"]["name"].as_str() == Some(EGRESS_PROGRAM)
+    };
+    Ok(filters.as_array().is_some_and(|a| a.iter().any(ours)))
+}
+
+/// Removes our netlink XDP program and egress filter, when present.
+fn detach_netlink(interface: &str) -> io::Result<()> {
+    if let Some(p) = xdp_program_on(interface)?
+        && p.name == INGRESS_PROGRAM
+    {
+        let slot = match p.mode {
+            1 => "xdpdrv",
+            2 => "xdpgeneric",
+            3 => "xdpoffload",
+            _ => "xdp",
+        };
+        run("ip", &["link", "set", "dev", interface, slot, "off"])?;
+    }
+    if has_our_tc_filter(interface)? {
+        run(
+            "tc",
+            &[
+                "filter", "del", "dev", interface, "egress", "pref", TC_PREF, "handle", TC_HANDLE,
+                "bpf",
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Netlink fallback: attaches (or atomically replaces) the XDP program
+/// pinned at `prog`, in driver mode when the driver supports it, else in
+/// generic mode. `-force` replaces; an earlier run's program is the only
+/// one found here (a foreign one stopped `attach` before).
+fn netlink_xdp(interface: &str, prog: &Path) -> io::Result<XdpMode> {
+    let pinned = prog.to_string_lossy();
+    let set = |slot: &str| {
+        run(
+            "ip",
+            &[
+                "-force", "link", "set", "dev", interface, slot, "pinned", &pinned,
+            ],
+        )
+    };
+    // Only one mode can hold a program; clear the other after switching.
+    match set("xdpdrv") {
         Ok(()) => {
             let _ = run(
                 "ip",
@@ -44,26 +518,15 @@ pub fn attach_xdp(interface: &str, prog: &Path) -> io::Result<XdpMode> {
                 "{interface}: driver-mode XDP failed ({driver}); using generic mode, which is slower"
             );
             let _ = run("ip", &["link", "set", "dev", interface, "xdpdrv", "off"]);
-            run(
-                "ip",
-                &[
-                    "-force",
-                    "link",
-                    "set",
-                    "dev",
-                    interface,
-                    "xdpgeneric",
-                    "pinned",
-                    &pinned,
-                ],
-            )?;
+            set("xdpgeneric")?;
             Ok(XdpMode::Generic)
         }
     }
 }
 
-/// Attaches (or atomically replaces) the TC egress program pinned at `prog`.
-pub fn attach_tc_egress(interface: &str, prog: &Path) -> io::Result<()> {
+/// Netlink fallback: attaches (or atomically replaces) the TC egress
+/// program pinned at `prog` as our clsact filter.
+fn netlink_tc_egress(interface: &str, prog: &Path) -> io::Result<()> {
     let pinned = prog.to_string_lossy();
     run("tc", &["qdisc", "replace", "dev", interface, "clsact"])?;
     run(
@@ -86,52 +549,72 @@ pub fn attach_tc_egress(interface: &str, prog: &Path) -> io::Result<()> {
     )
 }
 
-/// Removes both attachments from `interface`; an interface that is gone or
-/// has none is not an error.
-pub fn detach(interface: &str) -> io::Result<()> {
-    let Some(link) = show(interface) else {
-        return Ok(());
+/// True when `interface` exists in this network namespace.
+fn exists(interface: &str) -> bool {
+    let Ok(c) = CString::new(interface) else {
+        return false;
     };
-    // Only ever take off our own program.
-    if link.contains(&format!("name {INGRESS_PROGRAM} ")) {
-        run("ip", &["link", "set", "dev", interface, "xdpdrv", "off"])?;
-        run(
-            "ip",
-            &["link", "set", "dev", interface, "xdpgeneric", "off"],
-        )?;
-    }
-    // The filter may already be gone (clsact removed by someone else).
-    let _ = run(
-        "tc",
-        &[
-            "filter", "del", "dev", interface, "egress", "pref", TC_PREF, "handle", TC_HANDLE,
-            "bpf",
-        ],
-    );
-    Ok(())
+    // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
 
-/// `ip link show dev <interface>`, or None when there is no such interface.
-fn show(interface: &str) -> Option<String> {
-    let out = Command::new("ip")
-        .args(["link", "show", "dev", interface])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or(Error::Missing {
+        kind: "program",
+        name,
+    })?;
+    prog.try_into()
+        .map_err(|source| Error::Program { name, source })
+}
+
+/// The errno of a failed bpf(2) call inside `e`.
+fn errno(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::SyscallError(SyscallError { io_error, .. }) => io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+/// An error with its sources: aya's syscall errors show the errno only
+/// there.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(source) = next {
+        text = format!("{text}: {source}");
+        next = source.source();
+    }
+    text
+}
+
+/// Runs an iproute2 command with JSON output and parses it.
+fn json(program: &str, args: &[&str]) -> io::Result<serde_json::Value> {
+    let out = output(program, args)?;
+    serde_json::from_slice(&out).map_err(|e| {
+        io::Error::other(format!(
+            "`{program} {}`: unreadable JSON: {e}",
+            args.join(" ")
+        ))
+    })
 }
 
 /// Runs an iproute2 command; the error carries its stderr.
 fn run(program: &str, args: &[&str]) -> io::Result<()> {
+    output(program, args).map(drop)
+}
+
+fn output(program: &str, args: &[&str]) -> io::Result<Vec<u8>> {
     let out = Command::new(program).args(args).output().map_err(|e| {
         io::Error::new(
             e.kind(),
-            format!("running {program} (iproute2 is needed): {e}"),
+            format!("running {program} (iproute2 is needed for netlink attachments): {e}"),
         )
     })?;
     if out.status.success() {
-        return Ok(());
+        return Ok(out.stdout);
     }
     Err(io::Error::other(format!(
         "`{program} {}` failed: {}",

@@ -31,7 +31,7 @@ use crate::{
     attachment,
     error::{Error, Result},
     maps::{Counters, Maps, map_err, retain_keys},
-    pins::PinLayout,
+    pins::{PinLayout, interface_name},
     service::{ServiceSpec, backend, endpoint},
 };
 
@@ -46,8 +46,8 @@ pub struct LoadOptions {
     pub flow_table_size: u32,
     /// How long an idle UDP flow keeps its backend.
     pub udp_idle_timeout: Duration,
-    /// bpffs directory to pin maps and programs under (`<dir>/v2/maps`,
-    /// `<dir>/v2/programs`). Pinned state outlives the process, and a later load
+    /// bpffs directory to pin maps and programs under (`<dir>/v3/maps`,
+    /// `<dir>/v3/programs`; see `pins`). Pinned state outlives the process, and a later load
     /// with the same directory reuses it: flows, weights and counters carry
     /// on. `None` keeps everything tied to this process (tests).
     pub pin_dir: Option<PathBuf>,
@@ -63,8 +63,8 @@ impl Default for LoadOptions {
     }
 }
 
-/// How the XDP program is attached.
-pub use crate::kinds::XdpMode as Attached;
+/// How the programs are attached to an interface.
+pub use crate::attachment::{Attached, Attachment};
 pub use crate::maps::Verdicts;
 
 /// A service the data path serves: its slot in STATS and BACKENDS, and
@@ -172,29 +172,23 @@ impl Dataplane {
     }
 
     /// Attaches XDP ingress (driver mode, falling back to generic mode with a
-    /// warning) and TC egress to `interface`.
+    /// warning) and TC egress to `interface`; says how.
     ///
     /// With a pin directory the attachments outlive this process (see
-    /// `attachment`): a program an earlier run attached is replaced
-    /// atomically by this one, which uses the same pinned maps. Without one
-    /// (tests) they are bpf_links (tcx for TC) that go when this process does.
+    /// `attachment`): bpf_links pinned in `<dir>/v3/interfaces/<iface>/`, and a
+    /// link an earlier run pinned gets this run's program atomically
+    /// (BPF_LINK_UPDATE); netlink only where the kernel refuses that. Without
+    /// one (tests) they are bpf_links (tcx for TC) that go when this process
+    /// does.
     pub fn attach(&mut self, interface: &str) -> Result<Attached> {
         if let Some(pins) = self.pins.clone() {
-            let attach_err = |source: io::Error| Error::Persistent {
-                interface: interface.to_owned(),
-                source,
-            };
             // Recorded before attaching, so --detach-all finds a half-done one.
             let record = pins.interface(interface);
             fs::create_dir_all(&record).map_err(|source| Error::PinDir {
                 path: record.clone(),
                 source,
             })?;
-            let mode = attachment::attach_xdp(interface, &pins.program(INGRESS_PROGRAM))
-                .map_err(attach_err)?;
-            attachment::attach_tc_egress(interface, &pins.program(EGRESS_PROGRAM))
-                .map_err(attach_err)?;
-            return Ok(mode);
+            return attachment::attach(&mut self.ebpf, interface, &record, &pins.programs());
         }
         let attach_err = |source| Error::Attach {
             interface: interface.to_owned(),
@@ -202,43 +196,49 @@ impl Dataplane {
         };
         let xdp: &mut Xdp = program(&mut self.ebpf, INGRESS_PROGRAM)?;
         let mode = match xdp.attach(interface, XdpMode::Driver) {
-            Ok(_) => Attached::Driver,
+            Ok(_) => attachment::XdpMode::Driver,
             Err(e) => {
                 log::warn!(
                     "{interface}: driver-mode XDP failed ({e}); using generic mode, which is slower"
                 );
                 xdp.attach(interface, XdpMode::Skb).map_err(attach_err)?;
-                Attached::Generic
+                attachment::XdpMode::Generic
             }
         };
         let tc: &mut SchedClassifier = program(&mut self.ebpf, EGRESS_PROGRAM)?;
         tc.attach(interface, TcAttachType::Egress)
             .map_err(attach_err)?;
-        Ok(mode)
+        Ok(Attached {
+            xdp: mode,
+            via: Attachment::ProcessLink,
+        })
     }
 
-    /// Interfaces the pinned programs are attached to (recorded by
-    /// `attach`, by this run or an earlier one).
+    /// Interfaces the programs are attached to with a pin directory
+    /// (recorded by `attach`, by this run or an earlier one).
     pub fn attached_interfaces(&self) -> io::Result<Vec<String>> {
         let Some(pins) = &self.pins else {
             return Ok(vec![]);
         };
         let mut names = vec![];
         for entry in fs::read_dir(pins.interfaces())? {
-            names.push(entry?.file_name().to_string_lossy().into_owned());
+            let record = entry?.file_name();
+            names.push(interface_name(&record.to_string_lossy()));
         }
         names.sort();
         Ok(names)
     }
 
     /// Takes the programs off an interface attached with a pin directory
-    /// and forgets it.
+    /// and forgets it: its pinned links are detached and unpinned (or its
+    /// netlink attachment removed). An interface that no longer exists only
+    /// loses its pins. Without a pin directory there is nothing to forget:
+    /// the links go with this process.
     pub fn detach(&mut self, interface: &str) -> io::Result<()> {
-        attachment::detach(interface)?;
-        if let Some(pins) = &self.pins {
-            fs::remove_dir(pins.interface(interface))?;
+        match &self.pins {
+            Some(pins) => attachment::detach(interface, &pins.interface(interface)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Detaches the programs from every interface an earlier run attached
@@ -250,8 +250,9 @@ impl Dataplane {
         match fs::read_dir(pins.interfaces()) {
             Ok(entries) => {
                 for entry in entries {
-                    let name = entry?.file_name();
-                    attachment::detach(&name.to_string_lossy())?;
+                    let entry = entry?;
+                    let interface = interface_name(&entry.file_name().to_string_lossy());
+                    attachment::detach(&interface, &entry.path())?;
                 }
             }
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),

@@ -47,6 +47,16 @@ pub enum Error {
         path: std::path::PathBuf,
         what: String,
     },
+    #[error("pinned link {path}: {source}")]
+    Link {
+        path: std::path::PathBuf,
+        source: aya::programs::links::LinkError,
+    },
+    #[error(
+        "interface {interface} already has XDP program {program}, which canary did not attach; \
+         take it off first (ip link set dev {interface} xdp off)"
+    )]
+    Occupied { interface: String, program: String },
     #[error("counting CPUs: {0}")]
     Cpus(std::io::Error),
     #[error("backend {backend} already serves service {owner}")]

@@ -4,8 +4,14 @@
 //! ```text
 //! <bpffs>/v3/maps/        one pin per map (canary_common::names::MAPS)
 //! <bpffs>/v3/programs/    canary_ingress canary_egress
-//! <bpffs>/v3/interfaces/  one entry per attached interface
+//! <bpffs>/v3/interfaces/  one directory per attached interface, holding
+//!                         its pinned links (xdp-driver or xdp-generic,
+//!                         tcx-egress)
 //! ```
+//!
+//! bpffs refuses every name with a dot (EPERM; the kernel reserves them),
+//! and interface names may have dots (`eth0.100`) but never ':', so an
+//! interface's directory spells its dots as ':'.
 
 use std::path::{Path, PathBuf};
 
@@ -41,13 +47,39 @@ impl PinLayout {
         self.programs().join(name)
     }
 
-    /// One entry per interface the programs are attached to: what
+    /// One directory per interface the programs are attached to: what
     /// `--detach-all` undoes.
     pub fn interfaces(&self) -> PathBuf {
         self.dir.join("interfaces")
     }
 
-    pub fn interface(&self, name: &str) -> PathBuf {
-        self.interfaces().join(name)
+    /// The directory of `interface`'s pinned links.
+    pub fn interface(&self, interface: &str) -> PathBuf {
+        self.interfaces().join(record_name(interface))
+    }
+}
+
+/// Name of an interface's directory: bpffs refuses dots, interface names
+/// never have ':'.
+pub fn record_name(interface: &str) -> String {
+    interface.replace('.', ":")
+}
+
+/// The interface a directory under `interfaces()` stands for.
+pub fn interface_name(record: &str) -> String {
+    record.replace(':', ".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_names_have_no_dot_and_map_back() {
+        for iface in ["eth0", "eth0.100", "a.b.c", "veth-x_1"] {
+            let record = record_name(iface);
+            assert!(!record.contains('.'), "{record}");
+            assert_eq!(interface_name(&record), iface);
+        }
     }
 }

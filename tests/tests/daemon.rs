@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::programs::{SchedClassifier, TcAttachType};
 use canary_userspace::{
     Affinity, Protocol, ServiceSpec,
     api::{ErrorCode, Response, WeightSet},
@@ -273,18 +274,46 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
     assert!(text(&out.stderr).contains("is canaryd running?"));
 
     // Started on another interface, the daemon takes its programs off the
-    // one the config no longer names.
+    // one the config no longer names. Attached = our XDP program per `ip
+    // -json` and our tcx egress program per the kernel's tcx query, both
+    // held by links pinned in the interface's record directory.
     let has_program = |iface: &str| {
-        s.topo
+        let out = s
+            .topo
             .host
-            .ip(&["link", "show", "dev", iface])
+            .ip(&["-json", "link", "show", "dev", iface])
+            .unwrap();
+        let link: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let xdp = link[0]["xdp"]["prog"]["name"] == "canary_ingress";
+        let (_, tcx) = s
+            .topo
+            .host
+            .enter(|| SchedClassifier::query_tcx(iface, TcAttachType::Egress))
             .unwrap()
-            .contains("canary_ingress")
+            .unwrap();
+        let tc = tcx.iter().any(|p| p.name_as_str() == Some("canary_egress"));
+        assert_eq!(xdp, tc, "{iface}: XDP attached {xdp}, TC egress {tc}");
+        xdp
     };
+    let record = |iface: &str| s.dirs.pins().interface(iface);
     assert!(has_program(HOST_IF));
+    // veth: native XDP; lo: generic only.
+    for pin in ["xdp-driver", "tcx-egress"] {
+        assert!(record(HOST_IF).join(pin).exists(), "{pin} not pinned");
+    }
     let mut d = s.start(&["--interface", "lo"]);
     assert!(!has_program(HOST_IF), "{HOST_IF} still attached");
+    assert!(!record(HOST_IF).exists(), "{HOST_IF} still recorded");
     assert!(has_program("lo"));
+    for pin in ["xdp-generic", "tcx-egress"] {
+        assert!(record("lo").join(pin).exists(), "lo: {pin} not pinned");
+    }
+    assert!(
+        d.log_text()
+            .contains("lo: XDP in generic mode, through pinned bpf_links"),
+        "{}",
+        d.log_text()
+    );
     assert!(
         s.connect(s.vip).is_err(),
         "VIP still translated on {HOST_IF}"

@@ -152,8 +152,9 @@ impl Daemon {
         }
         let mut interfaces = vec![];
         for name in &d.interfaces {
-            let xdp = dp.attach(name)?;
-            log::info!("{name}: XDP in {xdp} mode, TC egress attached");
+            let attached = dp.attach(name)?;
+            let xdp = attached.xdp;
+            log::info!("{name}: XDP in {xdp} mode, through {}", attached.via);
             interfaces.push(InterfaceStatus {
                 name: name.clone(),
                 xdp,

@@ -1,0 +1,362 @@
+//! Attachments with a pin directory, on veths in test namespaces: which path
+//! ran and why (pinned bpf_links on this kernel), that the programs stay
+//! attached and running after the Dataplane is dropped (a daemon exit), that
+//! the next run swaps its programs into the same links, that an earlier
+//! canaryd's netlink attachment is replaced in place, and that detach takes
+//! everything off.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::programs::{SchedClassifier, TcAttachType, links::PinnedLink};
+use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
+use canary_userspace::{
+    Dataplane, LoadOptions,
+    attachment::{Attachment, XdpMode},
+    bpffs,
+    pins::PinLayout,
+};
+use tests::require_root;
+use xtask::topology::{BackendKind, HOST_IF, HOST_V4, Netns, Topology};
+
+static PIN_DIRS: AtomicU32 = AtomicU32::new(0);
+
+/// A bpffs directory of one test, every pin under it removed on drop.
+struct PinDir(PathBuf);
+
+impl PinDir {
+    fn new() -> PinDir {
+        let n = PIN_DIRS.fetch_add(1, Ordering::Relaxed);
+        let dir = PathBuf::from(bpffs::DEFAULT_MOUNT)
+            .join(format!("canary-attach-test-{}-{n}", std::process::id()));
+        bpffs::ensure(&dir).unwrap();
+        PinDir(dir)
+    }
+
+    fn options(&self) -> LoadOptions {
+        LoadOptions {
+            pin_dir: Some(self.0.clone()),
+            ..Default::default()
+        }
+    }
+
+    fn layout(&self) -> PinLayout {
+        PinLayout::new(&self.0)
+    }
+
+    /// The record directory `attach` keeps for an interface, as spelled in
+    /// bpffs (dots as ':').
+    fn record(&self, dir_name: &str) -> PathBuf {
+        self.layout().interfaces().join(dir_name)
+    }
+
+    fn program(&self, name: &str) -> PathBuf {
+        self.layout().program(name)
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = Dataplane::remove_pins(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// (link id, program id) of the link pinned at `path`.
+fn pinned_link(path: &Path) -> (u32, u32) {
+    let link = PinnedLink::from_pin(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let info = aya::programs::links::FdLink::from(link).info().unwrap();
+    (info.id(), info.program_id())
+}
+
+/// (program id, name, IFLA_XDP_ATTACHED mode) of the XDP program on
+/// `iface`, from `ip -json link show`.
+fn xdp_on(ns: &Netns, iface: &str) -> Option<(u32, String, u64)> {
+    let out = ns.ip(&["-json", "link", "show", "dev", iface]).unwrap();
+    let links: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let xdp = links[0].get("xdp")?;
+    Some((
+        xdp["prog"]["id"].as_u64().unwrap() as u32,
+        xdp["prog"]["name"].as_str().unwrap().to_owned(),
+        xdp["mode"].as_u64().unwrap(),
+    ))
+}
+
+/// (program id, name) of every tcx egress program on `iface`.
+fn tcx_egress(ns: &Netns, iface: &str) -> Vec<(u32, String)> {
+    let (_, progs) = ns
+        .enter(|| SchedClassifier::query_tcx(iface, TcAttachType::Egress))
+        .unwrap()
+        .unwrap();
+    progs
+        .iter()
+        .map(|p| (p.id(), p.name_as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+/// Our clsact egress filter's program (id, name), from `tc -json`.
+fn tc_filter_on(ns: &Netns, iface: &str) -> Option<(u32, String)> {
+    let out = ns
+        .exec(&["tc", "-json", "filter", "show", "dev", iface, "egress"])
+        .unwrap_or_default();
+    let filters: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    filters.as_array()?.iter().find_map(|f| {
+        let prog = &f["options"]["prog"];
+        Some((
+            prog["id"].as_u64()? as u32,
+            prog["name"].as_str()?.to_owned(),
+        ))
+    })
+}
+
+/// Ingress and egress verdicts counted so far, all verdicts together.
+fn verdict_totals(dp: &Dataplane) -> (u64, u64) {
+    let v = dp.verdicts().unwrap();
+    (v.ingress.iter().sum(), v.egress.iter().sum())
+}
+
+/// Runs a command in the thread's namespaces (unlike `ip -netns` or `ip
+/// netns exec`, it keeps this mount namespace and so sees the pins).
+fn run_here(ns: &Netns, cmd: &[&str]) {
+    let out = ns
+        .enter(|| Command::new(cmd[0]).args(&cmd[1..]).output())
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
+    require_root!();
+    let topo = Topology::new(BackendKind::LocalProcess).unwrap();
+    let pins = PinDir::new();
+    let record = pins.record(HOST_IF);
+
+    let (xdp_link, first_xdp, tc_link, first_tc) = topo
+        .host
+        .enter(|| {
+            let mut first = Dataplane::load(&pins.options()).unwrap();
+            let attached = first.attach(HOST_IF).unwrap();
+            println!(
+                "first run: {HOST_IF}: XDP {:?} mode through {}",
+                attached.xdp, attached.via
+            );
+            assert_eq!(attached.via, Attachment::PinnedLink, "on this kernel");
+            // veth has native XDP.
+            assert_eq!(attached.xdp, XdpMode::Driver);
+            assert_eq!(first.attached_interfaces().unwrap(), [HOST_IF]);
+            let (xdp_link, xdp_prog) = pinned_link(&record.join("xdp-driver"));
+            let (tc_link, tc_prog) = pinned_link(&record.join("tcx-egress"));
+            // `first` drops here, as on a daemon exit.
+            (xdp_link, xdp_prog, tc_link, tc_prog)
+        })
+        .unwrap();
+
+    // The programs are still attached after their process let go ...
+    assert_eq!(
+        xdp_on(&topo.host, HOST_IF),
+        Some((first_xdp, INGRESS_PROGRAM.to_owned(), 1)),
+        "XDP program after the Dataplane was dropped"
+    );
+    assert_eq!(
+        tcx_egress(&topo.host, HOST_IF),
+        [(first_tc, EGRESS_PROGRAM.to_owned())]
+    );
+    // ... and still run: a ping passes both hooks, which count it in the
+    // pinned verdict map (read by a load that attaches nothing).
+    let mut second = topo
+        .host
+        .enter(|| Dataplane::load(&pins.options()))
+        .unwrap()
+        .unwrap();
+    let before = verdict_totals(&second);
+    topo.client
+        .exec(&[
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            &HOST_V4.to_string(),
+        ])
+        .unwrap();
+    let after = verdict_totals(&second);
+    println!(
+        "after the first Dataplane was dropped: verdicts (ingress, egress) {before:?} -> {after:?}"
+    );
+    assert!(after.0 >= before.0 + 3, "ingress {before:?} -> {after:?}");
+    assert!(after.1 >= before.1 + 3, "egress {before:?} -> {after:?}");
+
+    // The next run swaps its programs into the same links.
+    let attached = topo.host.enter(|| second.attach(HOST_IF)).unwrap().unwrap();
+    assert_eq!(attached.via, Attachment::PinnedLink);
+    assert_eq!(attached.xdp, XdpMode::Driver);
+    let (xdp_link_2, second_xdp) = pinned_link(&record.join("xdp-driver"));
+    let (tc_link_2, second_tc) = pinned_link(&record.join("tcx-egress"));
+    println!(
+        "second run: XDP link {xdp_link}: program {first_xdp} -> {second_xdp} (link {xdp_link_2}); \
+         tcx link {tc_link}: program {first_tc} -> {second_tc} (link {tc_link_2})"
+    );
+    assert_eq!((xdp_link_2, tc_link_2), (xdp_link, tc_link), "same links");
+    assert_ne!(second_xdp, first_xdp);
+    assert_ne!(second_tc, first_tc);
+    assert_eq!(
+        xdp_on(&topo.host, HOST_IF),
+        Some((second_xdp, INGRESS_PROGRAM.to_owned(), 1))
+    );
+    assert_eq!(
+        tcx_egress(&topo.host, HOST_IF),
+        [(second_tc, EGRESS_PROGRAM.to_owned())]
+    );
+
+    // Detach takes both off at once and forgets the interface.
+    topo.host.enter(|| second.detach(HOST_IF)).unwrap().unwrap();
+    assert_eq!(xdp_on(&topo.host, HOST_IF), None);
+    assert_eq!(tcx_egress(&topo.host, HOST_IF), []);
+    assert!(!record.exists(), "{} left behind", record.display());
+    assert!(second.attached_interfaces().unwrap().is_empty());
+}
+
+#[test]
+fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
+    require_root!();
+    let topo = Topology::new(BackendKind::LocalProcess).unwrap();
+    let pins = PinDir::new();
+    // A dot in its name (bpffs refuses dots; VLANs have them, but this
+    // kernel has no VLAN module) and no native XDP: a bridge.
+    const DOTTED: &str = "br.100";
+    let add = || {
+        topo.host
+            .ip(&["link", "add", DOTTED, "type", "bridge"])
+            .unwrap();
+        topo.host.ip(&["link", "set", DOTTED, "up"]).unwrap();
+    };
+    add();
+    let record = pins.record("br:100");
+
+    let mut dp = topo
+        .host
+        .enter(|| Dataplane::load(&pins.options()))
+        .unwrap()
+        .unwrap();
+    let attached = topo.host.enter(|| dp.attach(DOTTED)).unwrap().unwrap();
+    println!(
+        "{DOTTED}: XDP {:?} mode through {}",
+        attached.xdp, attached.via
+    );
+    assert_eq!(attached.via, Attachment::PinnedLink);
+    assert_eq!(attached.xdp, XdpMode::Generic, "bridges have no native XDP");
+    let (old_link, _) = pinned_link(&record.join("xdp-generic"));
+    assert_eq!(dp.attached_interfaces().unwrap(), [DOTTED]);
+    assert_eq!(xdp_on(&topo.host, DOTTED).map(|x| x.2), Some(2));
+
+    // The interface goes and comes back: the kernel let go of the old
+    // links, so attaching makes new ones instead of updating them.
+    topo.host.ip(&["link", "del", DOTTED]).unwrap();
+    add();
+    let attached = topo.host.enter(|| dp.attach(DOTTED)).unwrap().unwrap();
+    assert_eq!(attached.via, Attachment::PinnedLink);
+    let (new_link, new_prog) = pinned_link(&record.join("xdp-generic"));
+    println!("{DOTTED} recreated: XDP link {old_link} -> {new_link}");
+    assert_ne!(new_link, old_link);
+    assert_eq!(xdp_on(&topo.host, DOTTED).map(|x| x.0), Some(new_prog));
+
+    // Gone for good: detaching only removes the pins.
+    topo.host.ip(&["link", "del", DOTTED]).unwrap();
+    topo.host.enter(|| dp.detach(DOTTED)).unwrap().unwrap();
+    assert!(!record.exists(), "{} left behind", record.display());
+    assert!(dp.attached_interfaces().unwrap().is_empty());
+}
+
+#[test]
+fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
+    require_root!();
+    let topo = Topology::new(BackendKind::LocalProcess).unwrap();
+    let pins = PinDir::new();
+    // What an earlier canaryd left: its pinned programs attached through
+    // netlink (XDP slot, clsact filter 49/0xca1).
+    let old = topo
+        .host
+        .enter(|| Dataplane::load(&pins.options()))
+        .unwrap()
+        .unwrap();
+    let ingress = pins.program(INGRESS_PROGRAM);
+    let egress = pins.program(EGRESS_PROGRAM);
+    let (ingress, egress) = (ingress.to_str().unwrap(), egress.to_str().unwrap());
+    run_here(
+        &topo.host,
+        &[
+            "ip", "link", "set", "dev", HOST_IF, "xdpdrv", "pinned", ingress,
+        ],
+    );
+    run_here(
+        &topo.host,
+        &["tc", "qdisc", "replace", "dev", HOST_IF, "clsact"],
+    );
+    run_here(
+        &topo.host,
+        &[
+            "tc",
+            "filter",
+            "replace",
+            "dev",
+            HOST_IF,
+            "egress",
+            "pref",
+            "49",
+            "handle",
+            "0xca1",
+            "bpf",
+            "direct-action",
+            "object-pinned",
+            egress,
+        ],
+    );
+    drop(old);
+    let (old_xdp, _, _) = xdp_on(&topo.host, HOST_IF).unwrap();
+    let (old_tc, _) = tc_filter_on(&topo.host, HOST_IF).unwrap();
+
+    let mut dp = topo
+        .host
+        .enter(|| Dataplane::load(&pins.options()))
+        .unwrap()
+        .unwrap();
+    let attached = topo.host.enter(|| dp.attach(HOST_IF)).unwrap().unwrap();
+    println!(
+        "{HOST_IF}: XDP {:?} mode through {}",
+        attached.xdp, attached.via
+    );
+    let Attachment::Netlink { reason } = &attached.via else {
+        panic!("expected the netlink path, got {:?}", attached.via);
+    };
+    assert!(reason.contains("earlier canaryd"), "{reason}");
+    assert_eq!(attached.xdp, XdpMode::Driver);
+    let (new_xdp, name, mode) = xdp_on(&topo.host, HOST_IF).unwrap();
+    let (new_tc, tc_name) = tc_filter_on(&topo.host, HOST_IF).unwrap();
+    println!(
+        "replaced in place: XDP program {old_xdp} -> {new_xdp}, clsact filter {old_tc} -> {new_tc}"
+    );
+    assert_eq!((name.as_str(), mode), (INGRESS_PROGRAM, 1));
+    assert_eq!(tc_name, EGRESS_PROGRAM);
+    assert_ne!(new_xdp, old_xdp);
+    assert_ne!(new_tc, old_tc);
+    assert_eq!(
+        tcx_egress(&topo.host, HOST_IF),
+        [],
+        "no tcx link beside the filter"
+    );
+
+    topo.host.enter(|| dp.detach(HOST_IF)).unwrap().unwrap();
+    assert_eq!(xdp_on(&topo.host, HOST_IF), None);
+    assert_eq!(tc_filter_on(&topo.host, HOST_IF), None);
+    assert!(dp.attached_interfaces().unwrap().is_empty());
+}
