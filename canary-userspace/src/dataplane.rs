@@ -259,9 +259,13 @@ impl Dataplane {
             Err(_) => {}
         }
         match fs::remove_dir_all(&pins.dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
         }
+        // The bpffs directory itself too, unless something else lives there
+        // (another layout version's pins, say).
+        let _ = fs::remove_dir(pin_dir);
+        Ok(())
     }
 
     /// The kernel's current weight of a service whose VIP was found in
