@@ -45,7 +45,11 @@ use aya::{
 
 use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
 
-use crate::error::{Error, Result};
+use crate::{
+    config::interface_exists,
+    dataplane::program,
+    error::{Error, Result},
+};
 
 /// Pins in an interface's record directory.
 const XDP_DRIVER_PIN: &str = "xdp-driver";
@@ -155,7 +159,7 @@ pub fn attach(
 /// `ip -json`/`tc -json` show to be ours is removed. An interface that no
 /// longer exists has nothing attached: only its pins go.
 pub fn detach(interface: &str, record: &Path) -> io::Result<()> {
-    if !remove_link_pins(record)? && exists(interface) {
+    if !remove_link_pins(record)? && interface_exists(interface) {
         detach_netlink(interface)?;
     }
     match fs::remove_dir(record) {
@@ -547,27 +551,6 @@ fn netlink_tc_egress(interface: &str, prog: &Path) -> io::Result<()> {
             &pinned,
         ],
     )
-}
-
-/// True when `interface` exists in this network namespace.
-fn exists(interface: &str) -> bool {
-    let Ok(c) = CString::new(interface) else {
-        return false;
-    };
-    // SAFETY: if_nametoindex reads a NUL-terminated string we own.
-    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
-}
-
-fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P>
-where
-    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
-{
-    let prog = ebpf.program_mut(name).ok_or(Error::Missing {
-        kind: "program",
-        name,
-    })?;
-    prog.try_into()
-        .map_err(|source| Error::Program { name, source })
 }
 
 /// The errno of a failed bpf(2) call inside `e`.

@@ -334,7 +334,10 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
         .unwrap()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(!s.dirs.bpffs.exists(), "pins or their directory left behind");
+    assert!(
+        !s.dirs.bpffs.exists(),
+        "pins or their directory left behind"
+    );
     assert!(
         !has_program("lo") && !has_program(HOST_IF),
         "programs left attached"
