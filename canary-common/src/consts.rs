@@ -1,11 +1,12 @@
 //! Constants both sides need: map sizes, version ids, protocol numbers. The
 //! odd-packet verdict table is in `verdict`.
 
-/// Layout version of the pin directory (`<bpffs>/v3/...`): bumped whenever
+/// Layout version of the pin directory (`<bpffs>/v4/...`): bumped whenever
 /// a pinned map's key or value layout changes, so a daemon never reuses maps
 /// written with another layout. v2: FlowEntry carries FIN sequence numbers.
-/// v3: two BACKENDS banks per service, `Service::bank` picks one.
-pub const PIN_LAYOUT: &str = "v3";
+/// v3: two BACKENDS banks per service, `Service::bank` picks one. v4: the
+/// SIGNALS map; FlowEntry carries request and SYN times.
+pub const PIN_LAYOUT: &str = "v4";
 
 /// Canary weight is expressed in basis points: 10000 = 100 %.
 pub const WEIGHT_SCALE: u32 = 10_000;

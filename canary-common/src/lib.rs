@@ -9,6 +9,7 @@ pub mod checksum;
 pub mod consts;
 pub mod hash;
 pub mod names;
+pub mod signals;
 pub mod types;
 pub mod verdict;
 

@@ -15,9 +15,14 @@ pub const FLOWS: &str = "FLOWS";
 pub const STATS: &str = "STATS";
 pub const VERDICTS: &str = "VERDICTS";
 pub const SETTINGS: &str = "SETTINGS";
+pub const SIGNALS: &str = "SIGNALS";
+
+/// The read-only global that switches the signals on (1) or off (0) at
+/// load time: with it off the verifier prunes their code as dead.
+pub const SIGNALS_ENABLED: &str = "SIGNALS_ENABLED";
 
 /// Every map of the object; all are pinned when a pin directory is given.
-pub const MAPS: [&str; 8] = [
+pub const MAPS: [&str; 9] = [
     SERVICES,
     VIP_ADDRESSES,
     BACKENDS,
@@ -26,4 +31,5 @@ pub const MAPS: [&str; 8] = [
     STATS,
     VERDICTS,
     SETTINGS,
+    SIGNALS,
 ];

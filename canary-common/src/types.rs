@@ -104,6 +104,14 @@ pub struct FlowEntry {
     /// Sequence number just past the backend's FIN (host order).
     pub backend_fin_end: u32,
     pub _pad2: [u8; 4],
+    /// Signals: start (bpf_ktime_get_ns) of the request waiting for its
+    /// first reply payload; 0 when none waits. Ingress sets it, egress
+    /// takes the latency and clears it.
+    pub request_ns: u64,
+    /// Signals: time of the client's first SYN until the backend's SYN-ACK
+    /// (connect time); 0 once answered, or for a flow that did not start
+    /// with a SYN here.
+    pub syn_ns: u64,
 }
 
 /// Per (service, version) counters; one per-CPU slot at `stats_slot(id, v)`.
@@ -168,7 +176,7 @@ const _: () = assert!(core::mem::size_of::<Service>() == 16);
 const _: () = assert!(core::mem::size_of::<Backend>() == 20);
 const _: () = assert!(core::mem::size_of::<BackendOwner>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
-const _: () = assert!(core::mem::size_of::<FlowEntry>() == 48);
+const _: () = assert!(core::mem::size_of::<FlowEntry>() == 64);
 const _: () = assert!(core::mem::size_of::<VersionStats>() == 56);
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 

@@ -13,6 +13,7 @@ use crate::{
     counters::stats,
     maps::{BACKEND_OWNERS, FLOWS},
     parse::{Packet, parse},
+    signals,
 };
 
 /// Headers we may need in the linear part of the skb: Ethernet, two VLAN
@@ -74,6 +75,7 @@ pub fn try_egress(ctx: &TcContext) -> Result<Verdict, Verdict> {
         s.packets_out += 1;
         s.bytes_out += ctx.len() as u64;
     }
+    signals::on_backend_packet(ctx, e, &pkt);
     if pkt.proto == PROTO_TCP {
         let _released = track_close(e, &pkt, &fkey, Sender::Backend);
     } else {

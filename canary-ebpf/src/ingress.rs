@@ -21,6 +21,7 @@ use crate::{
         Odd, Packet, TCP_ACK, TCP_CHECK_OFFSET, TCP_SYN, UDP_CHECK_OFFSET, load, parse, ptr_at,
         store,
     },
+    signals,
 };
 
 /// `Ok` is the verdict of a translated packet, `Err` of one that was not;
@@ -64,7 +65,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
         // run; the shared reference ends with the guard, before the `&mut`.
         Some(e) if !is_stale(unsafe { &*e }, &pkt, syn, now) => {
             // SAFETY: as above; this is the only reference to the entry now.
-            forward(ctx, &pkt, unsafe { &mut *e }, &fkey, now, frame_len)?;
+            forward(ctx, &pkt, unsafe { &mut *e }, &fkey, now, frame_len, true)?;
             true
         }
         found => {
@@ -88,7 +89,8 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
                 last_seen_ns: now,
                 ..FlowEntry::default()
             };
-            let open = forward(ctx, &pkt, &mut fresh, &fkey, now, frame_len)?;
+            signals::on_new_flow(&mut fresh, &pkt);
+            let open = forward(ctx, &pkt, &mut fresh, &fkey, now, frame_len, false)?;
             !open || FLOWS.insert(&fkey, &fresh, 0).is_ok()
         }
     };
@@ -105,8 +107,8 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
 }
 
 /// Sends the packet to the entry's backend, counts it and updates the
-/// entry's state. Returns false when the packet closed the flow (its entry
-/// is released).
+/// entry's state (`had_entry`: the entry existed before this packet).
+/// Returns false when the packet closed the flow (its entry is released).
 #[inline(always)]
 fn forward(
     ctx: &XdpContext,
@@ -115,12 +117,14 @@ fn forward(
     fkey: &FlowKey,
     now: u64,
     frame_len: u64,
+    had_entry: bool,
 ) -> Result<bool, Verdict> {
     rewrite(ctx, pkt, &e.backend, e.backend_port)?;
     if let Some(s) = stats(e.service_id, e.version) {
         s.packets_in += 1;
         s.bytes_in += frame_len;
     }
+    signals::on_client_packet(e, pkt, had_entry);
     if pkt.proto != PROTO_TCP {
         e.last_seen_ns = now;
         return Ok(true);

@@ -18,6 +18,7 @@ mod egress;
 mod ingress;
 mod maps;
 mod parse;
+mod signals;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, xdp_action},

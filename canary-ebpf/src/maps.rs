@@ -8,7 +8,8 @@ use aya_ebpf::{
 };
 use canary_common::{
     BACKEND_SLOTS, Backend, BackendOwner, DEFAULT_FLOW_TABLE_SIZE, Endpoint, FlowEntry, FlowKey,
-    MAX_BACKEND_ENDPOINTS, MAX_SERVICES, Service, Settings, VERSIONS, VersionStats, verdict,
+    MAX_BACKEND_ENDPOINTS, MAX_SERVICES, Service, Settings, VERSIONS, VersionStats,
+    signals::Signals, verdict,
 };
 
 /// (VIP, port, protocol) → service: weight, affinity, backend counts.
@@ -39,6 +40,12 @@ pub static FLOWS: LruHashMap<FlowKey, FlowEntry> =
 /// Per-CPU counters per (service, version); see `stats_slot`.
 #[map]
 pub static STATS: PerCpuArray<VersionStats> =
+    PerCpuArray::with_max_entries(MAX_SERVICES * VERSIONS, 0);
+
+/// Per-CPU health signals per (service, version), at `stats_slot`: requests,
+/// responses by class, resets, refusals, latency and connect histograms.
+#[map]
+pub static SIGNALS: PerCpuArray<Signals> =
     PerCpuArray::with_max_entries(MAX_SERVICES * VERSIONS, 0);
 
 /// Per-CPU verdict counters: ingress at `[0, COUNT)`, egress at `[COUNT, 2*COUNT)`.

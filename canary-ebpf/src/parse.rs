@@ -71,6 +71,9 @@ pub struct Packet {
     pub seq: u32,
     pub ack_seq: u32,
     pub payload_len: u32,
+    /// Offset of the L4 payload from the start of the frame (TCP: after
+    /// the header's options), where a response's status line starts.
+    pub payload: usize,
     pub src: Addr,
     pub dst: Addr,
     /// Ports as on the wire (network byte order).
@@ -272,7 +275,7 @@ fn parse_ipv6(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
 /// payload length from the IP header. The caller fills in the rest.
 #[inline(always)]
 fn l4(start: usize, end: usize, l4: usize, proto: u8, l4_len: usize) -> Result<Packet, Odd> {
-    let (sport, dport, tcp_flags, seq, ack_seq, payload_len) = match proto {
+    let (sport, dport, tcp_flags, seq, ack_seq, payload_len, header_len) = match proto {
         PROTO_TCP => {
             let tcp: *mut TcpHdr = at(start, end, l4)?;
             // Fields are read through the one checked pointer at constant
@@ -291,6 +294,7 @@ fn l4(start: usize, end: usize, l4: usize, proto: u8, l4_len: usize) -> Result<P
                     u32::from_be_bytes((*tcp).seq),
                     u32::from_be_bytes((*tcp).ack_seq),
                     l4_len.saturating_sub(header_len) as u32,
+                    header_len,
                 )
             }
         }
@@ -306,6 +310,7 @@ fn l4(start: usize, end: usize, l4: usize, proto: u8, l4_len: usize) -> Result<P
                     0,
                     0,
                     0,
+                    size_of::<UdpHdr>(),
                 )
             }
         }
@@ -322,6 +327,7 @@ fn l4(start: usize, end: usize, l4: usize, proto: u8, l4_len: usize) -> Result<P
         seq,
         ack_seq,
         payload_len,
+        payload: l4 + header_len,
         src: [0; 4],
         dst: [0; 4],
         sport,

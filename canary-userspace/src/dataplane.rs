@@ -51,6 +51,10 @@ pub struct LoadOptions {
     /// with the same directory reuses it: flows, weights and counters carry
     /// on. `None` keeps everything tied to this process (tests).
     pub pin_dir: Option<PathBuf>,
+    /// Measure the health signals (requests, latency, status classes,
+    /// resets...). Off only to measure what they cost: the verifier then
+    /// removes their code from both programs.
+    pub signals: bool,
 }
 
 impl Default for LoadOptions {
@@ -59,6 +63,7 @@ impl Default for LoadOptions {
             flow_table_size: DEFAULT_FLOW_TABLE_SIZE,
             udp_idle_timeout: Duration::from_nanos(DEFAULT_UDP_IDLE_TIMEOUT_NS),
             pin_dir: None,
+            signals: true,
         }
     }
 }
@@ -104,6 +109,8 @@ impl Dataplane {
         let pins = opts.pin_dir.as_deref().map(PinLayout::new);
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(names::FLOWS, opts.flow_table_size);
+        let signals = u8::from(opts.signals);
+        loader.override_global(names::SIGNALS_ENABLED, &signals, true);
         let mut map_paths = vec![];
         if let Some(pins) = &pins {
             for dir in [pins.maps(), pins.programs(), pins.interfaces()] {

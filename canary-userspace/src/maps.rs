@@ -8,8 +8,8 @@ use aya::{
     maps::{Array, HashMap, IterableMap, Map, MapData, MapError, PerCpuArray},
 };
 use canary_common::{
-    Backend, BackendOwner, Endpoint, FlowEntry, FlowKey, Service, Settings, VersionStats, names,
-    stats_slot, verdict,
+    Backend, BackendOwner, Endpoint, FlowEntry, FlowKey, Service, Settings, VERSION_CANARY,
+    VERSION_STABLE, VersionStats, names, signals::Signals, stats_slot, verdict,
 };
 
 use crate::{error::Error, pins::PinLayout};
@@ -30,6 +30,7 @@ pub struct Maps {
 /// daemon's owner and the status and metrics readers.
 pub struct Counters {
     pub stats: PerCpuArray<MapData, VersionStats>,
+    pub signals: PerCpuArray<MapData, Signals>,
     pub verdicts: PerCpuArray<MapData, u64>,
 }
 
@@ -115,6 +116,7 @@ impl Counters {
     fn from_source(s: &mut impl Source) -> Result<Counters, Error> {
         Ok(Counters {
             stats: typed(s, names::STATS)?,
+            signals: typed(s, names::SIGNALS)?,
             verdicts: typed(s, names::VERDICTS)?,
         })
     }
@@ -122,10 +124,7 @@ impl Counters {
     /// Stable and canary counters of service slot `id`, summed over CPUs.
     pub fn version_stats(&self, id: u32) -> Result<[VersionStats; 2], Error> {
         let mut out = [VersionStats::default(); 2];
-        for (version, total) in [canary_common::VERSION_STABLE, canary_common::VERSION_CANARY]
-            .into_iter()
-            .zip(&mut out)
-        {
+        for (version, total) in [VERSION_STABLE, VERSION_CANARY].into_iter().zip(&mut out) {
             let per_cpu = self
                 .stats
                 .get(&stats_slot(id, version), 0)
@@ -133,6 +132,19 @@ impl Counters {
                     name: names::STATS,
                     source,
                 })?;
+            per_cpu.iter().for_each(|v| total.add(v));
+        }
+        Ok(out)
+    }
+
+    /// Stable and canary signals of service slot `id`, summed over CPUs.
+    pub fn version_signals(&self, id: u32) -> Result<[Signals; 2], Error> {
+        let mut out = [Signals::default(); 2];
+        for (version, total) in [VERSION_STABLE, VERSION_CANARY].into_iter().zip(&mut out) {
+            let per_cpu = self
+                .signals
+                .get(&stats_slot(id, version), 0)
+                .map_err(map_err(names::SIGNALS))?;
             per_cpu.iter().for_each(|v| total.add(v));
         }
         Ok(out)

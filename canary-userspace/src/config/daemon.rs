@@ -31,6 +31,7 @@ const KNOWN: &[&str] = &[
     "log_level",
     "flow_table_size",
     "udp_idle_timeout",
+    "signals",
 ];
 
 /// Largest flow table: 2^24 entries, a few hundred MiB of kernel memory.
@@ -66,6 +67,7 @@ pub(crate) fn read(
     let log_level = log_level(errs, table);
     let flow_table_size = flow_table_size(errs, table);
     let udp_idle_timeout = udp_idle_timeout(errs, table);
+    let signals = value::boolean(errs, table, PATH, "signals").or(true);
 
     Some(DaemonConfig {
         interfaces: interfaces?,
@@ -76,6 +78,7 @@ pub(crate) fn read(
         log_level: log_level?,
         flow_table_size: flow_table_size?,
         udp_idle_timeout: udp_idle_timeout?,
+        signals: signals?,
     })
 }
 

@@ -67,6 +67,9 @@ pub struct DaemonConfig {
     pub flow_table_size: u32,
     /// How long an idle UDP flow keeps its backend.
     pub udp_idle_timeout: Duration,
+    /// Measure health signals in the data path (on unless set false, which
+    /// only serves to measure their cost).
+    pub signals: bool,
 }
 
 impl DaemonConfig {
@@ -82,6 +85,7 @@ impl DaemonConfig {
             log_level: log::LevelFilter::Info,
             flow_table_size: canary_common::DEFAULT_FLOW_TABLE_SIZE,
             udp_idle_timeout: Duration::from_nanos(canary_common::DEFAULT_UDP_IDLE_TIMEOUT_NS),
+            signals: true,
         }
     }
 }

@@ -49,6 +49,7 @@ fn daemon_table(d: &DaemonConfig) -> Table {
         "udp_idle_timeout".into(),
         Value::String(format!("{}ms", d.udp_idle_timeout.as_millis())),
     );
+    t.insert("signals".into(), Value::Boolean(d.signals));
     t
 }
 

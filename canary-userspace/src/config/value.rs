@@ -121,6 +121,17 @@ pub(crate) fn integer(errs: &mut Collector, table: &Table, path: &str, key: &str
     }
 }
 
+pub(crate) fn boolean(errs: &mut Collector, table: &Table, path: &str, key: &str) -> Field<bool> {
+    match table.get(key) {
+        None => Field::Absent,
+        Some(Value::Boolean(b)) => Field::Found(*b),
+        Some(other) => {
+            wrong_type(errs, &join(path, key), "true or false", other);
+            Field::Bad
+        }
+    }
+}
+
 /// A number written either as an integer (`5`) or a float (`5.0`).
 pub(crate) fn number(errs: &mut Collector, table: &Table, path: &str, key: &str) -> Field<f64> {
     match table.get(key) {

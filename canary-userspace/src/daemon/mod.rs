@@ -101,6 +101,7 @@ impl Daemon {
             flow_table_size: d.flow_table_size,
             udp_idle_timeout: d.udp_idle_timeout,
             pin_dir: Some(d.bpffs.clone()),
+            signals: d.signals,
         })?;
         let capacity = dp.flow_table_capacity()?;
         if capacity != d.flow_table_size {
@@ -356,6 +357,7 @@ impl Daemon {
             "udp_idle_timeout",
             old.udp_idle_timeout != new.udp_idle_timeout,
         );
+        differs("signals", old.signals != new.signals);
         if errors.is_empty() {
             Ok(())
         } else {

@@ -1,0 +1,181 @@
+//! Health signals: requests, time to first byte, HTTP status classes,
+//! resets, refusals, SYN retransmits and connect time, per (service,
+//! version), counted in the SIGNALS per-CPU array.
+//!
+//! Ingress and egress of one flow can run on two CPUs at once. They share
+//! two u64 fields of the flow entry (`request_ns`, `syn_ns`), each written
+//! whole: a race can cost a request counted once too few or a latency taken
+//! from a neighbouring request, never a corrupted entry or counter (the
+//! counters are per-CPU).
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
+    programs::TcContext,
+};
+use canary_common::{
+    FlowEntry, PROTO_TCP, PROTO_UDP,
+    signals::{HTTP_OTHER, STATUS_LINE_PREFIX, Signals, bucket_of_ns, http_class},
+    stats_slot,
+};
+
+use crate::{
+    maps::SIGNALS,
+    parse::{Packet, TCP_ACK, TCP_RST, TCP_SYN},
+};
+
+/// Whether signals are measured: 1 unless the loader overrides it
+/// (`canary_common::names::SIGNALS_ENABLED`). A read-only global, so with
+/// it 0 the verifier removes their code as dead.
+#[unsafe(no_mangle)]
+static SIGNALS_ENABLED: u8 = 1;
+
+#[inline(always)]
+fn enabled() -> bool {
+    // SAFETY: a read of a static; volatile so LLVM keeps the load the
+    // loader's value decides, instead of folding the default in.
+    unsafe { core::ptr::read_volatile(&SIGNALS_ENABLED) != 0 }
+}
+
+/// This CPU's signals of a (service, version), if the slot exists.
+#[inline(always)]
+fn slot(e: &FlowEntry) -> Option<&'static mut Signals> {
+    SIGNALS
+        .get_ptr_mut(stats_slot(e.service_id, e.version))
+        .map(|p| {
+            // SAFETY: a map value pointer from a successful lookup, valid for
+            // this run, which the reference does not outlive; per-CPU, so no
+            // other CPU aliases it.
+            unsafe { &mut *p }
+        })
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: a BPF helper call with no arguments and no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Ingress, a new flow's first packet: a TCP SYN starts the connect timer.
+#[inline(always)]
+pub fn on_new_flow(e: &mut FlowEntry, pkt: &Packet) {
+    if enabled() && pkt.proto == PROTO_TCP && pkt.has(TCP_SYN) && !pkt.has(TCP_ACK) {
+        e.syn_ns = now();
+    }
+}
+
+/// Ingress, every client packet of a flow with an entry: a client payload
+/// with no request waiting starts one; a UDP datagram is a request; a SYN
+/// again on a flow the backend has not answered is a retransmit.
+#[inline(always)]
+pub fn on_client_packet(e: &mut FlowEntry, pkt: &Packet, had_entry: bool) {
+    if !enabled() {
+        return;
+    }
+    if pkt.proto == PROTO_UDP {
+        if let Some(s) = slot(e) {
+            s.requests += 1;
+        }
+        return;
+    }
+    let syn = pkt.has(TCP_SYN) && !pkt.has(TCP_ACK);
+    if syn {
+        if had_entry && e.syn_ns != 0 {
+            if let Some(s) = slot(e) {
+                s.syn_retransmits += 1;
+            }
+        }
+        return;
+    }
+    if pkt.payload_len != 0 && e.request_ns == 0 {
+        e.request_ns = now();
+        if let Some(s) = slot(e) {
+            s.requests += 1;
+        }
+    }
+}
+
+/// Egress, every backend packet of a flow: the SYN-ACK ends the connect
+/// timer, a RST is a refusal (before the SYN-ACK) or a reset, and the first
+/// payload after a request is its response: latency and status class.
+#[inline(always)]
+pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet) {
+    if !enabled() {
+        return;
+    }
+    if pkt.proto == PROTO_UDP {
+        if let Some(s) = slot(e) {
+            s.responses += 1;
+        }
+        return;
+    }
+    if pkt.has(TCP_RST) {
+        if let Some(s) = slot(e) {
+            if e.syn_ns != 0 {
+                s.refused += 1;
+            } else {
+                s.backend_resets += 1;
+            }
+        }
+        return;
+    }
+    if pkt.has(TCP_SYN) && pkt.has(TCP_ACK) {
+        if e.syn_ns != 0 {
+            let took = now().saturating_sub(e.syn_ns);
+            e.syn_ns = 0;
+            if let Some(s) = slot(e) {
+                s.connect[bucket_of_ns(took)] += 1;
+            }
+        }
+        return;
+    }
+    if pkt.payload_len == 0 || e.request_ns == 0 {
+        return;
+    }
+    let took = now().saturating_sub(e.request_ns);
+    e.request_ns = 0;
+    let class = status_class(ctx, pkt);
+    if let Some(s) = slot(e) {
+        s.responses += 1;
+        s.latency[bucket_of_ns(took)] += 1;
+        // One constant offset per class: LLVM drops the bound it can prove,
+        // and the verifier, which cannot, would refuse an indexed store.
+        match class {
+            0 => s.http[0] += 1,
+            1 => s.http[1] += 1,
+            2 => s.http[2] += 1,
+            3 => s.http[3] += 1,
+            4 => s.http[4] += 1,
+            _ => s.http[HTTP_OTHER] += 1,
+        }
+    }
+}
+
+/// The class of the response starting at the packet's payload. The bytes
+/// are read with bpf_skb_load_bytes, which also reaches a payload outside
+/// the skb's linear part; a payload shorter than a status line is `other`.
+#[inline(always)]
+fn status_class(ctx: &TcContext, pkt: &Packet) -> usize {
+    if (pkt.payload_len as usize) < STATUS_LINE_PREFIX {
+        return HTTP_OTHER;
+    }
+    let mut head = [0u8; STATUS_LINE_PREFIX];
+    // SAFETY: the helper copies exactly `head.len()` bytes into `head`, a
+    // stack buffer of that size, or fails without writing; the context
+    // pointer is this program's own skb. (aya's `load_bytes` clamps the
+    // length to what it thinks is left, which the verifier reads as a
+    // possibly zero-sized read and refuses.)
+    let copied = unsafe {
+        bpf_skb_load_bytes(
+            ctx.as_ptr(),
+            pkt.payload as u32,
+            head.as_mut_ptr().cast(),
+            STATUS_LINE_PREFIX as u32,
+        )
+    };
+    if copied == 0 {
+        http_class(&head)
+    } else {
+        HTTP_OTHER
+    }
+}
