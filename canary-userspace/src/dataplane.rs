@@ -24,6 +24,7 @@ use canary_common::{
     MAX_SERVICES, Service, Settings, VERSION_CANARY, VERSION_STABLE, VersionStats, backend_slot,
     hash::seed_from_name,
     names::{self, EGRESS_PROGRAM, INGRESS_PROGRAM},
+    signals::Signals,
     stats_slot,
 };
 
@@ -492,6 +493,15 @@ impl Dataplane {
             .get(service)
             .ok_or_else(|| Error::UnknownService(service.into()))?;
         self.counters.version_stats(reg.id)
+    }
+
+    /// Stable and canary health signals of a service, summed over CPUs.
+    pub fn signals(&self, service: &str) -> Result<[Signals; 2]> {
+        let reg = self
+            .services
+            .get(service)
+            .ok_or_else(|| Error::UnknownService(service.into()))?;
+        self.counters.version_signals(reg.id)
     }
 
     /// Verdict counters of both programs, summed over CPUs.

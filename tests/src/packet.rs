@@ -84,6 +84,14 @@ impl Frame {
         }
     }
 
+    /// The same frame with another payload (empty for a bare ACK or RST).
+    pub fn with_payload(&self, payload: &[u8]) -> Frame {
+        Frame {
+            payload: payload.to_vec(),
+            ..self.clone()
+        }
+    }
+
     pub fn with_src(&self, src: SocketAddr) -> Frame {
         Frame {
             src: src.ip(),

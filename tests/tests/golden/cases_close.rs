@@ -35,7 +35,8 @@ pub fn cases() -> Vec<Case> {
                 ..Default::default()
             },
         )
-        .flow_after(TCP4, c4, FlowAfter::Absent),
+        .flow_after(TCP4, c4, FlowAfter::Absent)
+        .signals(TCP4, request(VERSION_CANARY)),
         Case::new(
             "v4 tcp client FIN first is remembered",
             Ingress,
@@ -48,7 +49,8 @@ pub fn cases() -> Vec<Case> {
             Some(Frame::tcp(c4, ca(TCP4), FIN | ACK).bytes()),
         )
         .stats(TCP4, hit_in(c))
-        .flow_after(TCP4, c4, FlowAfter::Fins(1, 0)),
+        .flow_after(TCP4, c4, FlowAfter::Fins(1, 0))
+        .signals(TCP4, request(VERSION_CANARY)),
         // Test frames carry seq 1000, ack 2000 (with ACK) and 18 bytes of
         // payload, so a client FIN ends at sequence number 1019.
         Case::new(
@@ -71,7 +73,8 @@ pub fn cases() -> Vec<Case> {
             Some(Frame::tcp(c4, ca(TCP4), FIN | ACK).bytes()),
         )
         .stats(TCP4, hit_in(c))
-        .flow_after(TCP4, c4, FlowAfter::Fins(FIN_SEEN, FIN_SEEN | FIN_ACKED)),
+        .flow_after(TCP4, c4, FlowAfter::Fins(FIN_SEEN, FIN_SEEN | FIN_ACKED))
+        .signals(TCP4, request(VERSION_CANARY)),
         Case::new(
             "v4 tcp crossed close: an ACK short of the backend's FIN keeps the entry",
             Ingress,
@@ -89,7 +92,8 @@ pub fn cases() -> Vec<Case> {
         )
         .expect(XDP_PASS, tr, Some(Frame::tcp(c4, ca(TCP4), ACK).bytes()))
         .stats(TCP4, hit_in(c))
-        .flow_after(TCP4, c4, FlowAfter::Fins(FIN_SEEN | FIN_ACKED, FIN_SEEN)),
+        .flow_after(TCP4, c4, FlowAfter::Fins(FIN_SEEN | FIN_ACKED, FIN_SEEN))
+        .signals(TCP4, request(VERSION_CANARY)),
         Case::new(
             "v4 tcp client's last ACK releases the entry",
             Ingress,
@@ -115,7 +119,8 @@ pub fn cases() -> Vec<Case> {
                 ..Default::default()
             },
         )
-        .flow_after(TCP4, c4, FlowAfter::Absent),
+        .flow_after(TCP4, c4, FlowAfter::Absent)
+        .signals(TCP4, request(VERSION_CANARY)),
         Case::new(
             "v4 tcp ACK while only the client closed keeps the entry",
             Ingress,
@@ -131,7 +136,8 @@ pub fn cases() -> Vec<Case> {
         )
         .expect(XDP_PASS, tr, Some(Frame::tcp(c4, ca(TCP4), ACK).bytes()))
         .stats(TCP4, hit_in(c))
-        .flow_after(TCP4, c4, FlowAfter::Fins(1, 0)),
+        .flow_after(TCP4, c4, FlowAfter::Fins(1, 0))
+        .signals(TCP4, request(VERSION_CANARY)),
         // --- egress: the backend closes ---------------------------------
         Case::new(
             "egress backend FIN|ACK acknowledges the client's FIN",
@@ -212,6 +218,7 @@ pub fn cases() -> Vec<Case> {
                 ..Default::default()
             },
         )
-        .flow_after(TCP4, c4, FlowAfter::Absent),
+        .flow_after(TCP4, c4, FlowAfter::Absent)
+        .signals(TCP4, backend_reset(VERSION_STABLE)),
     ]
 }

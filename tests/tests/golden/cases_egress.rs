@@ -41,7 +41,8 @@ pub fn cases() -> Vec<Case> {
         )
         .flow(UDP4, c4, entry(UDP4, s))
         .expect(TC_ACT_OK, tr, Some(Frame::udp(dns4, c4).bytes()))
-        .stats(UDP4, out(s)),
+        .stats(UDP4, out(s))
+        .signals(UDP4, reply(VERSION_STABLE)),
         Case::new(
             "egress v4 udp reply without checksum keeps 0",
             Egress,
@@ -63,7 +64,8 @@ pub fn cases() -> Vec<Case> {
                 .bytes(),
             ),
         )
-        .stats(UDP4, out(s)),
+        .stats(UDP4, out(s))
+        .signals(UDP4, reply(VERSION_STABLE)),
         Case::new(
             "egress v6 udp reply",
             Egress,
@@ -71,7 +73,8 @@ pub fn cases() -> Vec<Case> {
         )
         .flow(UDP6, c6, entry(UDP6, c))
         .expect(TC_ACT_OK, tr, Some(Frame::udp(dns6, c6).bytes()))
-        .stats(UDP6, out(c)),
+        .stats(UDP6, out(c))
+        .signals(UDP6, reply(VERSION_CANARY)),
         Case::new(
             "egress local-process reply: port back to 90",
             Egress,

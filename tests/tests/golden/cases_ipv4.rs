@@ -58,7 +58,8 @@ pub fn cases() -> Vec<Case> {
         .flow(TCP4, c4, established)
         .expect(XDP_PASS, tr, Some(ack4.with_dst(ca(TCP4)).bytes()))
         .stats(TCP4, hit_in(c))
-        .flow_after(TCP4, c4, FlowAfter::Version(c)),
+        .flow_after(TCP4, c4, FlowAfter::Version(c))
+        .signals(TCP4, request(VERSION_CANARY)),
         Case::new(
             "v4 tcp mid-stream without entry is a rehash",
             Ingress,
@@ -74,7 +75,8 @@ pub fn cases() -> Vec<Case> {
                 ..Default::default()
             },
         )
-        .flow_after(TCP4, c4, FlowAfter::Version(s)),
+        .flow_after(TCP4, c4, FlowAfter::Version(s))
+        .signals(TCP4, request(VERSION_STABLE)),
         Case::new(
             "v4 tcp SYN retransmit follows its entry",
             Ingress,
@@ -96,11 +98,13 @@ pub fn cases() -> Vec<Case> {
         Case::new("v4 udp, weight 0 -> stable", Ingress, udp4.bytes())
             .expect(XDP_PASS, tr, Some(udp4.with_dst(st(UDP4)).bytes()))
             .stats(UDP4, new_in(s))
-            .flow_after(UDP4, c4, FlowAfter::Version(s)),
+            .flow_after(UDP4, c4, FlowAfter::Version(s))
+            .signals(UDP4, request(VERSION_STABLE)),
         Case::new("v4 udp, weight 10000 -> canary", Ingress, udp4.bytes())
             .weight(10000)
             .expect(XDP_PASS, tr, Some(udp4.with_dst(ca(UDP4)).bytes()))
-            .stats(UDP4, new_in(c)),
+            .stats(UDP4, new_in(c))
+            .signals(UDP4, request(VERSION_CANARY)),
         Case::new(
             "v4 udp without checksum keeps checksum 0",
             Ingress,
@@ -121,7 +125,8 @@ pub fn cases() -> Vec<Case> {
                 .bytes(),
             ),
         )
-        .stats(UDP4, new_in(s)),
+        .stats(UDP4, new_in(s))
+        .signals(UDP4, request(VERSION_STABLE)),
         Case::new("v4 udp recent entry is followed", Ingress, udp4.bytes())
             .flow(
                 UDP4,
@@ -132,7 +137,8 @@ pub fn cases() -> Vec<Case> {
                 },
             )
             .expect(XDP_PASS, tr, Some(udp4.with_dst(ca(UDP4)).bytes()))
-            .stats(UDP4, hit_in(c)),
+            .stats(UDP4, hit_in(c))
+            .signals(UDP4, request(VERSION_CANARY)),
         Case::new(
             "v4 udp entry idle past the timeout is decided again",
             Ingress,
@@ -148,7 +154,8 @@ pub fn cases() -> Vec<Case> {
         )
         .expect(XDP_PASS, tr, Some(udp4.with_dst(st(UDP4)).bytes()))
         .stats(UDP4, new_in(s))
-        .flow_after(UDP4, c4, FlowAfter::Version(s)),
+        .flow_after(UDP4, c4, FlowAfter::Version(s))
+        .signals(UDP4, request(VERSION_STABLE)),
         // --- local-process backend ---------------------------------------
         Case::new(
             "v4 local-process backend: port rewrite only",

@@ -39,7 +39,8 @@ pub fn cases() -> Vec<Case> {
             },
         )
         .expect(XDP_PASS, tr, Some(Frame::tcp(c6, st(TCP6), ACK).bytes()))
-        .stats(TCP6, hit_in(s)),
+        .stats(TCP6, hit_in(s))
+        .signals(TCP6, request(VERSION_STABLE)),
         Case::new(
             "v6 tcp mid-stream without entry is a rehash",
             Ingress,
@@ -55,13 +56,16 @@ pub fn cases() -> Vec<Case> {
                 rehashes: 1,
                 ..Default::default()
             },
-        ),
+        )
+        .signals(TCP6, request(VERSION_CANARY)),
         Case::new("v6 udp, weight 0 -> stable", Ingress, udp6.bytes())
             .expect(XDP_PASS, tr, Some(udp6.with_dst(st(UDP6)).bytes()))
-            .stats(UDP6, new_in(s)),
+            .stats(UDP6, new_in(s))
+            .signals(UDP6, request(VERSION_STABLE)),
         Case::new("v6 udp, weight 10000 -> canary", Ingress, udp6.bytes())
             .weight(10000)
             .expect(XDP_PASS, tr, Some(udp6.with_dst(ca(UDP6)).bytes()))
-            .stats(UDP6, new_in(c)),
+            .stats(UDP6, new_in(c))
+            .signals(UDP6, request(VERSION_CANARY)),
     ]
 }

@@ -17,6 +17,7 @@ mod cases_ipv4;
 mod cases_ipv6;
 mod cases_not_ours;
 mod cases_odd_input;
+mod cases_signals;
 mod cases_truncated;
 
 use std::{
@@ -29,6 +30,7 @@ use canary_common::{
     FIN_ACKED, FIN_SEEN, FlowEntry, FlowKey, VERSION_CANARY, VERSION_STABLE, VersionStats,
     hash::{backend_index, client_hash, flow_hash, is_canary, seed_from_name},
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
+    signals::{HTTP_CLASSES, HTTP_OTHER, Signals},
     verdict,
 };
 use canary_userspace::{
@@ -159,7 +161,15 @@ enum FlowAfter {
     Version(u8),
     /// Present, with these (client_fin, backend_fin) markers.
     Fins(u8, u8),
+    /// Present, with a request waiting for its reply (or not).
+    Waiting(bool),
+    /// Present, with the connect timer running (or not).
+    SynPending(bool),
 }
+
+/// A time in a flow entry that the runner sets to 2.5 ms before the run.
+const STARTED_AGO: u64 = u64::MAX;
+const AGO_NS: u64 = 2_500_000;
 
 /// What the case expects in the per-version counters of its service.
 #[derive(Clone, Copy, Debug, Default)]
@@ -170,6 +180,22 @@ struct StatsDelta {
     new_flows: u64,
     rehashes: u64,
     closed_flows: u64,
+}
+
+/// What the case expects in the health signals of its service's version:
+/// counts exactly, and for each histogram one observation in a bucket
+/// within the given range (the kernel's clock decides which exactly).
+#[derive(Clone, Copy, Debug, Default)]
+struct SignalsDelta {
+    version: u8,
+    requests: u64,
+    responses: u64,
+    http: [u64; HTTP_CLASSES],
+    backend_resets: u64,
+    refused: u64,
+    syn_retransmits: u64,
+    latency: Option<(usize, usize)>,
+    connect: Option<(usize, usize)>,
 }
 
 struct Case {
@@ -187,6 +213,9 @@ struct Case {
     counter: u32,
     /// Service whose counters are checked, and the expected values.
     stats: Option<(&'static str, StatsDelta)>,
+    /// Service whose signals are checked, and the expected values; every
+    /// other (service, version) must have none.
+    signals: Option<(&'static str, SignalsDelta)>,
     /// (service, client) of the flow to look up afterwards.
     flow_after: Option<(&'static str, SocketAddr, FlowAfter)>,
 }
@@ -208,6 +237,7 @@ impl Case {
             output: None,
             counter: verdict::PASS_NOT_SERVICE,
             stats: None,
+            signals: None,
             flow_after: None,
         }
     }
@@ -227,6 +257,10 @@ impl Case {
     }
     fn stats(mut self, service: &'static str, d: StatsDelta) -> Self {
         self.stats = Some((service, d));
+        self
+    }
+    fn signals(mut self, service: &'static str, d: SignalsDelta) -> Self {
+        self.signals = Some((service, d));
         self
     }
     fn flow_after(mut self, service: &'static str, client: SocketAddr, f: FlowAfter) -> Self {
@@ -398,8 +432,32 @@ fn out(version: u8) -> StatsDelta {
     }
 }
 
+/// Signals of one client payload that started a request (or one UDP
+/// datagram), one UDP reply, one backend reset.
+fn request(version: u8) -> SignalsDelta {
+    SignalsDelta {
+        version,
+        requests: 1,
+        ..Default::default()
+    }
+}
+fn reply(version: u8) -> SignalsDelta {
+    SignalsDelta {
+        version,
+        responses: 1,
+        ..Default::default()
+    }
+}
+fn backend_reset(version: u8) -> SignalsDelta {
+    SignalsDelta {
+        version,
+        backend_resets: 1,
+        ..Default::default()
+    }
+}
+
 /// Cases in the table; a case added or lost must change this on purpose.
-const CASES: usize = 71;
+const CASES: usize = 88;
 
 /// The whole table, theme by theme.
 fn cases() -> Vec<Case> {
@@ -412,6 +470,7 @@ fn cases() -> Vec<Case> {
         cases_truncated::cases(),
         cases_odd_input::cases(),
         cases_egress::cases(),
+        cases_signals::cases(),
     ]
     .into_iter()
     .flatten()
@@ -439,8 +498,20 @@ fn run(case: &Case) -> Vec<String> {
     }
     {
         let flows = &mut dp.maps_mut().flows;
+        let ago = |t: u64| {
+            if t == STARTED_AGO {
+                monotonic_ns() - AGO_NS
+            } else {
+                t
+            }
+        };
         for (service, client, e) in &case.flows {
             let id = service_id(service);
+            let e = &FlowEntry {
+                request_ns: ago(e.request_ns),
+                syn_ns: ago(e.syn_ns),
+                ..*e
+            };
             flows
                 .insert(
                     flow_key(service, *client),
@@ -554,6 +625,23 @@ fn run(case: &Case) -> Vec<String> {
         }
     }
 
+    // Signals: the named service's version as expected, all others none.
+    let (named, want) = case.signals.unwrap_or(("", SignalsDelta::default()));
+    for s in services(0) {
+        let got = dp.signals(&s.name).unwrap();
+        for version in [VERSION_STABLE, VERSION_CANARY] {
+            let got = &got[version as usize];
+            let want = if s.name == named && version == want.version {
+                want
+            } else {
+                SignalsDelta::default()
+            };
+            if let Some(mismatch) = signals_mismatch(got, &want) {
+                errors.push(format!("{} v{version} signals: {mismatch}", s.name));
+            }
+        }
+    }
+
     if let Some((service, client, after)) = case.flow_after {
         let flows = &dp.maps_mut().flows;
         let found = flows.get(&flow_key(service, client), 0).ok();
@@ -561,6 +649,8 @@ fn run(case: &Case) -> Vec<String> {
             (FlowAfter::Absent, f) => f.is_none(),
             (FlowAfter::Version(v), Some(e)) => e.version == v,
             (FlowAfter::Fins(c, b), Some(e)) => e.client_fin == c && e.backend_fin == b,
+            (FlowAfter::Waiting(w), Some(e)) => (e.request_ns != 0) == w,
+            (FlowAfter::SynPending(p), Some(e)) => (e.syn_ns != 0) == p,
             (_, None) => false,
         };
         if !ok {
@@ -568,6 +658,47 @@ fn run(case: &Case) -> Vec<String> {
         }
     }
     errors
+}
+
+/// How `got` differs from `want`, if it does.
+fn signals_mismatch(got: &Signals, want: &SignalsDelta) -> Option<String> {
+    let counts = (
+        got.requests,
+        got.responses,
+        got.http,
+        got.backend_resets,
+        got.refused,
+        got.syn_retransmits,
+    );
+    let want_counts = (
+        want.requests,
+        want.responses,
+        want.http,
+        want.backend_resets,
+        want.refused,
+        want.syn_retransmits,
+    );
+    // A histogram holds one observation in the expected range, or none.
+    let one_in = |h: &[u64], range: Option<(usize, usize)>| match range {
+        None => h.iter().all(|n| *n == 0),
+        Some((lo, hi)) => {
+            h.iter().sum::<u64>() == 1
+                && h.iter()
+                    .position(|n| *n == 1)
+                    .is_some_and(|i| (lo..=hi).contains(&i))
+        }
+    };
+    if counts == want_counts
+        && one_in(&got.latency, want.latency)
+        && one_in(&got.connect, want.connect)
+    {
+        return None;
+    }
+    Some(format!(
+        "(requests, responses, http, resets, refused, syn retransmits) = {counts:?}, want {want_counts:?}; \
+         latency buckets {:?} (want one in {:?}); connect buckets {:?} (want one in {:?})",
+        got.latency, want.latency, got.connect, want.connect
+    ))
 }
 
 /// Fixture services are upserted in order on an empty data path, so their ids

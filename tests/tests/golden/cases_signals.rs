@@ -1,0 +1,256 @@
+//! Health signals: request start on a client payload, latency and status
+//! class on the first reply payload after it, resets, refusals, SYN
+//! retransmits and connect time. Times the data path reads from the clock
+//! are set by the runner just before the run (`STARTED_AGO`), so each
+//! histogram's bucket is known within one step.
+
+use super::*;
+
+/// Bucket of a duration a little over 2.5 ms: 4,096 µs, or the next one if
+/// the runner was slow by more than 1.5 ms.
+const AGO_BUCKETS: (usize, usize) = (8, 9);
+
+/// A reply from tcp4's stable backend to c4 carrying `payload`, and what it
+/// looks like translated.
+fn reply_frames(c4: SocketAddr, vip4: SocketAddr, payload: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut from = Frame::tcp(st(TCP4), c4, ACK | PSH);
+    from.payload = payload.to_vec();
+    let mut to = Frame::tcp(vip4, c4, ACK | PSH);
+    to.payload = payload.to_vec();
+    (from.bytes(), to.bytes())
+}
+
+/// One response of `class` (index into `HTTP_CLASS_NAMES`) after a request
+/// that started 2.5 ms ago.
+fn response(version: u8, class: usize) -> SignalsDelta {
+    let mut http = [0; HTTP_CLASSES];
+    http[class] = 1;
+    SignalsDelta {
+        version,
+        responses: 1,
+        http,
+        latency: Some(AGO_BUCKETS),
+        ..Default::default()
+    }
+}
+
+pub fn cases() -> Vec<Case> {
+    use Prog::*;
+    let Fixtures {
+        c4,
+        vip4,
+        syn4,
+        ack4,
+        tr,
+        s,
+        established,
+        ..
+    } = Fixtures::new();
+    let stable_established = FlowEntry {
+        established: 1,
+        ..entry(TCP4, s)
+    };
+    let waiting = FlowEntry {
+        request_ns: STARTED_AGO,
+        ..stable_established
+    };
+    let syn_sent = FlowEntry {
+        syn_ns: STARTED_AGO,
+        ..entry(TCP4, s)
+    };
+    let mut cases = vec![
+        Case::new(
+            "signals: a client payload with no request waiting starts one",
+            Ingress,
+            ack4.bytes(),
+        )
+        .flow(TCP4, c4, stable_established)
+        .expect(XDP_PASS, tr, Some(ack4.with_dst(st(TCP4)).bytes()))
+        .stats(TCP4, hit_in(s))
+        .signals(TCP4, request(s))
+        .flow_after(TCP4, c4, FlowAfter::Waiting(true)),
+        Case::new(
+            "signals: more client payload while a request waits is the same request",
+            Ingress,
+            ack4.bytes(),
+        )
+        .flow(TCP4, c4, waiting)
+        .expect(XDP_PASS, tr, Some(ack4.with_dst(st(TCP4)).bytes()))
+        .stats(TCP4, hit_in(s))
+        .flow_after(TCP4, c4, FlowAfter::Waiting(true)),
+        Case::new(
+            "signals: a bare ACK from the client starts no request",
+            Ingress,
+            Frame::tcp(c4, vip4, ACK).with_payload(b"").bytes(),
+        )
+        .flow(TCP4, c4, stable_established)
+        .expect(
+            XDP_PASS,
+            tr,
+            Some(Frame::tcp(c4, st(TCP4), ACK).with_payload(b"").bytes()),
+        )
+        .stats(TCP4, hit_in(s))
+        .flow_after(TCP4, c4, FlowAfter::Waiting(false)),
+        Case::new(
+            "signals: a new flow's SYN starts the connect timer",
+            Ingress,
+            syn4.bytes(),
+        )
+        .expect(XDP_PASS, tr, Some(syn4.with_dst(st(TCP4)).bytes()))
+        .stats(TCP4, new_in(s))
+        .flow_after(TCP4, c4, FlowAfter::SynPending(true)),
+        Case::new(
+            "signals: a SYN again before the backend answered is a retransmit",
+            Ingress,
+            syn4.bytes(),
+        )
+        .flow(TCP4, c4, syn_sent)
+        .expect(XDP_PASS, tr, Some(syn4.with_dst(st(TCP4)).bytes()))
+        .stats(TCP4, hit_in(s))
+        .signals(
+            TCP4,
+            SignalsDelta {
+                version: s,
+                syn_retransmits: 1,
+                ..Default::default()
+            },
+        )
+        .flow_after(TCP4, c4, FlowAfter::SynPending(true)),
+        Case::new(
+            "signals: the backend's SYN-ACK takes the connect time",
+            Egress,
+            Frame::tcp(st(TCP4), c4, SYN | ACK).bytes(),
+        )
+        .flow(TCP4, c4, syn_sent)
+        .expect(TC_ACT_OK, tr, Some(Frame::tcp(vip4, c4, SYN | ACK).bytes()))
+        .stats(TCP4, out(s))
+        .signals(
+            TCP4,
+            SignalsDelta {
+                version: s,
+                connect: Some(AGO_BUCKETS),
+                ..Default::default()
+            },
+        )
+        .flow_after(TCP4, c4, FlowAfter::SynPending(false)),
+        Case::new(
+            "signals: a backend RST answering the SYN is a refused connection",
+            Egress,
+            Frame::tcp(st(TCP4), c4, RST | ACK)
+                .with_payload(b"")
+                .bytes(),
+        )
+        .flow(TCP4, c4, syn_sent)
+        .expect(
+            TC_ACT_OK,
+            tr,
+            Some(Frame::tcp(vip4, c4, RST | ACK).with_payload(b"").bytes()),
+        )
+        .stats(
+            TCP4,
+            StatsDelta {
+                version: s,
+                packets_out: 1,
+                closed_flows: 1,
+                ..Default::default()
+            },
+        )
+        .signals(
+            TCP4,
+            SignalsDelta {
+                version: s,
+                refused: 1,
+                ..Default::default()
+            },
+        )
+        .flow_after(TCP4, c4, FlowAfter::Absent),
+        Case::new(
+            "signals: reply payload with no request waiting counts nothing",
+            Egress,
+            reply_frames(c4, vip4, b"HTTP/1.1 200 OK\r\n\r\n").0,
+        )
+        .flow(TCP4, c4, stable_established)
+        .expect(
+            TC_ACT_OK,
+            tr,
+            Some(reply_frames(c4, vip4, b"HTTP/1.1 200 OK\r\n\r\n").1),
+        )
+        .stats(TCP4, out(s)),
+    ];
+    // The first reply payload after a request: its latency and class.
+    for (name, payload, class) in [
+        (
+            "signals: 1xx response",
+            &b"HTTP/1.1 100 Continue\r\n\r\n"[..],
+            0,
+        ),
+        (
+            "signals: 2xx response",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            1,
+        ),
+        (
+            "signals: 3xx response (HTTP/1.0)",
+            b"HTTP/1.0 302 Found\r\n\r\n",
+            2,
+        ),
+        (
+            "signals: 4xx response",
+            b"HTTP/1.1 404 Not Found\r\n\r\n",
+            3,
+        ),
+        (
+            "signals: 5xx response",
+            b"HTTP/1.1 503 Service Unavailable\r\n\r\n",
+            4,
+        ),
+        (
+            "signals: a status line cut off in the first packet is other",
+            b"HTTP/1.1 5",
+            HTTP_OTHER,
+        ),
+        (
+            "signals: a non-HTTP reply is other",
+            b"SSH-2.0-OpenSSH_9.2\r\n",
+            HTTP_OTHER,
+        ),
+        (
+            "signals: HTTP/2 is not misread as a status line",
+            b"HTTP/2 200 \r\n\r\n\r\n",
+            HTTP_OTHER,
+        ),
+    ] {
+        let (from, to) = reply_frames(c4, vip4, payload);
+        cases.push(
+            Case::new(name, Egress, from)
+                .flow(TCP4, c4, waiting)
+                .expect(TC_ACT_OK, tr, Some(to))
+                .stats(TCP4, out(s))
+                .signals(TCP4, response(s, class))
+                .flow_after(TCP4, c4, FlowAfter::Waiting(false)),
+        );
+    }
+    // The canary's established entry answers too, on its own version.
+    let (from, to) = {
+        let mut f = Frame::tcp(ca(TCP4), c4, ACK | PSH);
+        f.payload = b"HTTP/1.1 500 Internal Server Error\r\n\r\n".to_vec();
+        let mut t = Frame::tcp(vip4, c4, ACK | PSH);
+        t.payload = f.payload.clone();
+        (f.bytes(), t.bytes())
+    };
+    cases.push(
+        Case::new("signals: a canary 5xx counts for the canary", Egress, from)
+            .flow(
+                TCP4,
+                c4,
+                FlowEntry {
+                    request_ns: STARTED_AGO,
+                    ..established
+                },
+            )
+            .expect(TC_ACT_OK, tr, Some(to))
+            .stats(TCP4, out(VERSION_CANARY))
+            .signals(TCP4, response(VERSION_CANARY, 4)),
+    );
+    cases
+}
