@@ -96,6 +96,9 @@ pub enum ErrorCode {
     DataPath,
     /// The daemon is shutting down or its state owner is gone.
     Unavailable,
+    /// A code this client does not know (a newer daemon's).
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -109,6 +112,7 @@ impl ErrorCode {
             | ErrorCode::RestartRequired => 4,
             ErrorCode::FailedAndReverted | ErrorCode::DataPath | ErrorCode::Unavailable => 5,
             ErrorCode::RevertFailed => 6,
+            ErrorCode::Unknown => 1,
         }
     }
 }
@@ -339,6 +343,15 @@ mod tests {
                 assert_eq!(code, ErrorCode::UnknownService);
                 assert_eq!(message, "no such");
             }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_code_from_a_newer_daemon_still_reads_as_a_failure() {
+        let line = r#"{"ok":false,"code":"rollout_paused","error":"later"}"#;
+        match parse_response::<Version>(Path::new("s"), line) {
+            Err(ClientError::Failed { code, .. }) => assert_eq!(code, ErrorCode::Unknown),
             other => panic!("expected a failure, got {other:?}"),
         }
     }

@@ -52,9 +52,9 @@ use crate::{
 };
 
 /// Pins in an interface's record directory.
-const XDP_DRIVER_PIN: &str = "xdp-driver";
-const XDP_GENERIC_PIN: &str = "xdp-generic";
-const TC_EGRESS_PIN: &str = "tcx-egress";
+pub const XDP_DRIVER_PIN: &str = "xdp-driver";
+pub const XDP_GENERIC_PIN: &str = "xdp-generic";
+pub const TC_EGRESS_PIN: &str = "tcx-egress";
 const LINK_PINS: [&str; 3] = [XDP_DRIVER_PIN, XDP_GENERIC_PIN, TC_EGRESS_PIN];
 
 /// Netlink fallback: preference and handle of our egress filter, fixed so a
@@ -428,45 +428,52 @@ fn occupied_xdp(interface: &str, e: ProgramError) -> Step<XdpMode> {
     }
 }
 
-/// An XDP program as `ip -json link show` reports it.
-#[derive(Debug)]
-struct XdpProgram {
-    id: u64,
-    name: String,
-    /// IFLA_XDP_ATTACHED: 1 driver, 2 generic, 3 offloaded.
-    mode: u64,
+/// A program attached to an interface, as `ip -json` / `tc -json` report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachedProgram {
+    pub id: u64,
+    pub name: String,
+    /// XDP only: IFLA_XDP_ATTACHED, 1 driver, 2 generic, 3 offloaded.
+    pub mode: u64,
 }
 
-/// The XDP program on `interface`, or None.
-fn xdp_program_on(interface: &str) -> io::Result<Option<XdpProgram>> {
+/// The XDP program on `interface` (in this thread's network namespace),
+/// or None.
+pub fn xdp_program_on(interface: &str) -> io::Result<Option<AttachedProgram>> {
     let links: serde_json::Value = json("ip", &["-json", "link", "show", "dev", interface])?;
     let Some(xdp) = links.get(0).and_then(|l| l.get("xdp")) else {
         return Ok(None);
     };
     let prog = &xdp["prog"];
-    Ok(Some(XdpProgram {
+    Ok(Some(AttachedProgram {
         id: prog["id"].as_u64().unwrap_or_default(),
         name: prog["name"].as_str().unwrap_or_default().to_owned(),
         mode: xdp["mode"].as_u64().unwrap_or_default(),
     }))
 }
 
-/// True when `tc -json` shows our egress filter (preference and handle)
-/// running our program.
-fn has_our_tc_filter(interface: &str) -> io::Result<bool> {
+/// The program of our netlink egress filter (preference and handle) on
+/// `interface`, when `tc -json` shows one running `canary_egress`.
+pub fn our_tc_filter_on(interface: &str) -> io::Result<Option<AttachedProgram>> {
     let Ok(filters) = json(
         "tc",
         &["-json", "filter", "show", "dev", interface, "egress"],
     ) else {
         // No clsact qdisc: no filter.
-        return Ok(false);
+        return Ok(None);
     };
     let ours = |f: &serde_json::Value| {
-        f["pref"].as_u64().map(|p| p.to_string()).as_deref() == Some(TC_PREF)
+        let prog = &f["options"]["prog"];
+        (f["pref"].as_u64().map(|p| p.to_string()).as_deref() == Some(TC_PREF)
             && f["options"]["handle"].as_str() == Some(TC_HANDLE)
-            && f["options"]["prog"]["name"].as_str() == Some(EGRESS_PROGRAM)
+            && prog["name"].as_str() == Some(EGRESS_PROGRAM))
+        .then(|| AttachedProgram {
+            id: prog["id"].as_u64().unwrap_or_default(),
+            name: EGRESS_PROGRAM.to_owned(),
+            mode: 0,
+        })
     };
-    Ok(filters.as_array().is_some_and(|a| a.iter().any(ours)))
+    Ok(filters.as_array().and_then(|a| a.iter().find_map(ours)))
 }
 
 /// Removes our netlink XDP program and egress filter, when present.
@@ -482,7 +489,7 @@ fn detach_netlink(interface: &str) -> io::Result<()> {
         };
         run("ip", &["link", "set", "dev", interface, slot, "off"])?;
     }
-    if has_our_tc_filter(interface)? {
+    if our_tc_filter_on(interface)?.is_some() {
         run(
             "tc",
             &[
@@ -498,7 +505,7 @@ fn detach_netlink(interface: &str) -> io::Result<()> {
 /// pinned at `prog`, in driver mode when the driver supports it, else in
 /// generic mode. `-force` replaces; an earlier run's program is the only
 /// one found here (a foreign one stopped `attach` before).
-fn netlink_xdp(interface: &str, prog: &Path) -> io::Result<XdpMode> {
+pub fn netlink_xdp(interface: &str, prog: &Path) -> io::Result<XdpMode> {
     let pinned = prog.to_string_lossy();
     let set = |slot: &str| {
         run(
@@ -530,7 +537,7 @@ fn netlink_xdp(interface: &str, prog: &Path) -> io::Result<XdpMode> {
 
 /// Netlink fallback: attaches (or atomically replaces) the TC egress
 /// program pinned at `prog` as our clsact filter.
-fn netlink_tc_egress(interface: &str, prog: &Path) -> io::Result<()> {
+pub fn netlink_tc_egress(interface: &str, prog: &Path) -> io::Result<()> {
     let pinned = prog.to_string_lossy();
     run("tc", &["qdisc", "replace", "dev", interface, "clsact"])?;
     run(

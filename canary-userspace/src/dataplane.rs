@@ -364,14 +364,18 @@ impl Dataplane {
                 }
             },
         };
-        // The bank the live record points at, if the data path has one.
+        // The bank this service's live record points at, if the data path
+        // has one (at its registered VIP, or at the new one for a service
+        // recovered from pins). A record of another service, which may sit
+        // at the VIP this one moves to, says nothing about this one's banks.
         let live = self
             .services
             .get(&spec.name)
             .map(|r| r.spec.vip_endpoint())
             .into_iter()
             .chain([spec.vip_endpoint()])
-            .find_map(|vip| self.maps.services.get(&vip, 0).ok());
+            .filter_map(|vip| self.maps.services.get(&vip, 0).ok())
+            .find(|record| record.id == id);
         let bank = match live {
             Some(record) => 1 - record.bank.min(1),
             None => 0,
@@ -439,19 +443,18 @@ impl Dataplane {
             .map_err(map_err(names::SERVICES))?;
 
         // Only now that SERVICES points at the new set: forget what the old
-        // definition had and the new one does not.
+        // definition had and the new one does not, where it is still this
+        // service's (in one reload another service may take over a VIP or
+        // a backend this one lets go of).
         let old = self.services.get(&spec.name).map(|r| r.spec.clone());
         if let Some(old) = old {
             for b in old.stable.iter().chain(&old.canary) {
                 if !spec.stable.contains(b) && !spec.canary.contains(b) {
-                    let _ = self
-                        .maps
-                        .backend_owners
-                        .remove(&endpoint(*b, old.protocol.number()));
+                    self.forget_owner(endpoint(*b, old.protocol.number()), id);
                 }
             }
             if old.vip != spec.vip || old.protocol != spec.protocol {
-                let _ = self.maps.services.remove(&old.vip_endpoint());
+                self.forget_record(old.vip_endpoint(), id);
             }
         }
         self.services
@@ -517,16 +520,44 @@ impl Dataplane {
             .remove(service)
             .ok_or_else(|| Error::UnknownService(service.into()))?;
         let vip = reg.spec.vip_endpoint();
-        self.recovered.remove(&vip);
-        let _ = self.maps.services.remove(&vip);
+        if let Ok(record) = self.maps.services.get(&vip, 0)
+            && record.id == reg.id
+        {
+            // Kept until `forget_removed`: a reload that fails after this
+            // and puts the service back gets the same slot and counters.
+            self.recovered.insert(vip, record);
+        }
+        self.forget_record(vip, reg.id);
         for b in reg.spec.stable.iter().chain(&reg.spec.canary) {
-            let _ = self
-                .maps
-                .backend_owners
-                .remove(&endpoint(*b, reg.spec.protocol.number()));
+            self.forget_owner(endpoint(*b, reg.spec.protocol.number()), reg.id);
         }
         self.refresh_vip_addresses();
         Ok(())
+    }
+
+    /// Frees the slots of services removed since the last call (or load),
+    /// once no revert can want them back.
+    pub fn forget_removed(&mut self) {
+        self.recovered.clear();
+    }
+
+    /// Removes the SERVICES record at `vip` if it is service `id`'s.
+    fn forget_record(&mut self, vip: Endpoint, id: u32) {
+        if self.maps.services.get(&vip, 0).is_ok_and(|r| r.id == id) {
+            let _ = self.maps.services.remove(&vip);
+        }
+    }
+
+    /// Removes the BACKEND_OWNERS entry of `backend` if service `id` owns it.
+    fn forget_owner(&mut self, backend: Endpoint, id: u32) {
+        if self
+            .maps
+            .backend_owners
+            .get(&backend, 0)
+            .is_ok_and(|o| o.service_id == id)
+        {
+            let _ = self.maps.backend_owners.remove(&backend);
+        }
     }
 
     /// Forgets what an earlier run left in pinned maps and the current

@@ -7,7 +7,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
     sync::atomic::{AtomicU32, Ordering},
 };
 
@@ -15,7 +14,7 @@ use aya::programs::{SchedClassifier, TcAttachType, links::PinnedLink};
 use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
 use canary_userspace::{
     Dataplane, LoadOptions,
-    attachment::{Attachment, XdpMode},
+    attachment::{self, Attachment, TC_EGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN, XdpMode},
     bpffs,
     pins::PinLayout,
 };
@@ -73,16 +72,12 @@ fn pinned_link(path: &Path) -> (u32, u32) {
 }
 
 /// (program id, name, IFLA_XDP_ATTACHED mode) of the XDP program on
-/// `iface`, from `ip -json link show`.
+/// `iface`, as the library's own inspection reads it (`ip -json`).
 fn xdp_on(ns: &Netns, iface: &str) -> Option<(u32, String, u64)> {
-    let out = ns.ip(&["-json", "link", "show", "dev", iface]).unwrap();
-    let links: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let xdp = links[0].get("xdp")?;
-    Some((
-        xdp["prog"]["id"].as_u64().unwrap() as u32,
-        xdp["prog"]["name"].as_str().unwrap().to_owned(),
-        xdp["mode"].as_u64().unwrap(),
-    ))
+    ns.enter(|| attachment::xdp_program_on(iface))
+        .unwrap()
+        .unwrap()
+        .map(|p| (p.id as u32, p.name, p.mode))
 }
 
 /// (program id, name) of every tcx egress program on `iface`.
@@ -99,37 +94,16 @@ fn tcx_egress(ns: &Netns, iface: &str) -> Vec<(u32, String)> {
 
 /// Our clsact egress filter's program (id, name), from `tc -json`.
 fn tc_filter_on(ns: &Netns, iface: &str) -> Option<(u32, String)> {
-    let out = ns
-        .exec(&["tc", "-json", "filter", "show", "dev", iface, "egress"])
-        .unwrap_or_default();
-    let filters: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-    filters.as_array()?.iter().find_map(|f| {
-        let prog = &f["options"]["prog"];
-        Some((
-            prog["id"].as_u64()? as u32,
-            prog["name"].as_str()?.to_owned(),
-        ))
-    })
+    ns.enter(|| attachment::our_tc_filter_on(iface))
+        .unwrap()
+        .unwrap()
+        .map(|p| (p.id as u32, p.name))
 }
 
 /// Ingress and egress verdicts counted so far, all verdicts together.
 fn verdict_totals(dp: &Dataplane) -> (u64, u64) {
     let v = dp.verdicts().unwrap();
     (v.ingress.iter().sum(), v.egress.iter().sum())
-}
-
-/// Runs a command in the thread's namespaces (unlike `ip -netns` or `ip
-/// netns exec`, it keeps this mount namespace and so sees the pins).
-fn run_here(ns: &Netns, cmd: &[&str]) {
-    let out = ns
-        .enter(|| Command::new(cmd[0]).args(&cmd[1..]).output())
-        .unwrap()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
@@ -152,8 +126,8 @@ fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
             // veth has native XDP.
             assert_eq!(attached.xdp, XdpMode::Driver);
             assert_eq!(first.attached_interfaces().unwrap(), [HOST_IF]);
-            let (xdp_link, xdp_prog) = pinned_link(&record.join("xdp-driver"));
-            let (tc_link, tc_prog) = pinned_link(&record.join("tcx-egress"));
+            let (xdp_link, xdp_prog) = pinned_link(&record.join(XDP_DRIVER_PIN));
+            let (tc_link, tc_prog) = pinned_link(&record.join(TC_EGRESS_PIN));
             // `first` drops here, as on a daemon exit.
             (xdp_link, xdp_prog, tc_link, tc_prog)
         })
@@ -200,8 +174,8 @@ fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
     let attached = topo.host.enter(|| second.attach(HOST_IF)).unwrap().unwrap();
     assert_eq!(attached.via, Attachment::PinnedLink);
     assert_eq!(attached.xdp, XdpMode::Driver);
-    let (xdp_link_2, second_xdp) = pinned_link(&record.join("xdp-driver"));
-    let (tc_link_2, second_tc) = pinned_link(&record.join("tcx-egress"));
+    let (xdp_link_2, second_xdp) = pinned_link(&record.join(XDP_DRIVER_PIN));
+    let (tc_link_2, second_tc) = pinned_link(&record.join(TC_EGRESS_PIN));
     println!(
         "second run: XDP link {xdp_link}: program {first_xdp} -> {second_xdp} (link {xdp_link_2}); \
          tcx link {tc_link}: program {first_tc} -> {second_tc} (link {tc_link_2})"
@@ -255,7 +229,7 @@ fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
     );
     assert_eq!(attached.via, Attachment::PinnedLink);
     assert_eq!(attached.xdp, XdpMode::Generic, "bridges have no native XDP");
-    let (old_link, _) = pinned_link(&record.join("xdp-generic"));
+    let (old_link, _) = pinned_link(&record.join(XDP_GENERIC_PIN));
     assert_eq!(dp.attached_interfaces().unwrap(), [DOTTED]);
     assert_eq!(xdp_on(&topo.host, DOTTED).map(|x| x.2), Some(2));
 
@@ -265,7 +239,7 @@ fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
     add();
     let attached = topo.host.enter(|| dp.attach(DOTTED)).unwrap().unwrap();
     assert_eq!(attached.via, Attachment::PinnedLink);
-    let (new_link, new_prog) = pinned_link(&record.join("xdp-generic"));
+    let (new_link, new_prog) = pinned_link(&record.join(XDP_GENERIC_PIN));
     println!("{DOTTED} recreated: XDP link {old_link} -> {new_link}");
     assert_ne!(new_link, old_link);
     assert_eq!(xdp_on(&topo.host, DOTTED).map(|x| x.0), Some(new_prog));
@@ -289,38 +263,13 @@ fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
         .enter(|| Dataplane::load(&pins.options()))
         .unwrap()
         .unwrap();
-    let ingress = pins.program(INGRESS_PROGRAM);
-    let egress = pins.program(EGRESS_PROGRAM);
-    let (ingress, egress) = (ingress.to_str().unwrap(), egress.to_str().unwrap());
-    run_here(
-        &topo.host,
-        &[
-            "ip", "link", "set", "dev", HOST_IF, "xdpdrv", "pinned", ingress,
-        ],
-    );
-    run_here(
-        &topo.host,
-        &["tc", "qdisc", "replace", "dev", HOST_IF, "clsact"],
-    );
-    run_here(
-        &topo.host,
-        &[
-            "tc",
-            "filter",
-            "replace",
-            "dev",
-            HOST_IF,
-            "egress",
-            "pref",
-            "49",
-            "handle",
-            "0xca1",
-            "bpf",
-            "direct-action",
-            "object-pinned",
-            egress,
-        ],
-    );
+    topo.host
+        .enter(|| {
+            attachment::netlink_xdp(HOST_IF, &pins.program(INGRESS_PROGRAM))?;
+            attachment::netlink_tc_egress(HOST_IF, &pins.program(EGRESS_PROGRAM))
+        })
+        .unwrap()
+        .unwrap();
     drop(old);
     let (old_xdp, _, _) = xdp_on(&topo.host, HOST_IF).unwrap();
     let (old_tc, _) = tc_filter_on(&topo.host, HOST_IF).unwrap();

@@ -13,9 +13,11 @@ use std::{
 };
 
 use aya::programs::{SchedClassifier, TcAttachType};
+use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
 use canary_userspace::{
     Affinity, Protocol, ServiceSpec,
     api::{ErrorCode, Response, WeightSet},
+    attachment::{self, TC_EGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN},
     config::Config,
     daemon::TEST_HOLD_ENV,
 };
@@ -278,34 +280,34 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
     // -json` and our tcx egress program per the kernel's tcx query, both
     // held by links pinned in the interface's record directory.
     let has_program = |iface: &str| {
-        let out = s
+        let xdp = s
             .topo
             .host
-            .ip(&["-json", "link", "show", "dev", iface])
-            .unwrap();
-        let link: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let xdp = link[0]["xdp"]["prog"]["name"] == "canary_ingress";
+            .enter(|| attachment::xdp_program_on(iface))
+            .unwrap()
+            .unwrap()
+            .is_some_and(|p| p.name == INGRESS_PROGRAM);
         let (_, tcx) = s
             .topo
             .host
             .enter(|| SchedClassifier::query_tcx(iface, TcAttachType::Egress))
             .unwrap()
             .unwrap();
-        let tc = tcx.iter().any(|p| p.name_as_str() == Some("canary_egress"));
+        let tc = tcx.iter().any(|p| p.name_as_str() == Some(EGRESS_PROGRAM));
         assert_eq!(xdp, tc, "{iface}: XDP attached {xdp}, TC egress {tc}");
         xdp
     };
     let record = |iface: &str| s.dirs.pins().interface(iface);
     assert!(has_program(HOST_IF));
     // veth: native XDP; lo: generic only.
-    for pin in ["xdp-driver", "tcx-egress"] {
+    for pin in [XDP_DRIVER_PIN, TC_EGRESS_PIN] {
         assert!(record(HOST_IF).join(pin).exists(), "{pin} not pinned");
     }
     let mut d = s.start(&["--interface", "lo"]);
     assert!(!has_program(HOST_IF), "{HOST_IF} still attached");
     assert!(!record(HOST_IF).exists(), "{HOST_IF} still recorded");
     assert!(has_program("lo"));
-    for pin in ["xdp-generic", "tcx-egress"] {
+    for pin in [XDP_GENERIC_PIN, TC_EGRESS_PIN] {
         assert!(record("lo").join(pin).exists(), "lo: {pin} not pinned");
     }
     assert!(
@@ -691,6 +693,13 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
         &[(TEST_HOLD_ENV, &hold_ms)],
     )
     .unwrap();
+    assert!(
+        d.log_text().contains(TEST_HOLD_ENV),
+        "canaryd was built without its test hooks (feature test-hooks); \
+         build the workspace with `cargo build --all-targets` (as `cargo xtask test` does) \
+         so target/debug/canaryd has them:\n{}",
+        d.log_text()
+    );
     let metrics_addr = s.dirs.daemon_config(HOST_IF).metrics_listen;
     let timed = |f: &dyn Fn() -> bool| {
         let t = Instant::now();

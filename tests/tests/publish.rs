@@ -11,18 +11,19 @@
 
 use std::{
     collections::BTreeSet,
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
 };
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use canary_common::names::INGRESS_PROGRAM;
 use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec};
 use tests::{
+    XDP_PASS,
     packet::{ACK, Frame, SYN},
     require_root,
 };
 
-const XDP_PASS: u32 = 2;
+const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 80);
 const NEW_FLOWS: u16 = 300;
 
 fn sa(s: &str) -> SocketAddr {
@@ -32,7 +33,7 @@ fn sa(s: &str) -> SocketAddr {
 fn spec(stable: &[&str], canary: &[&str]) -> ServiceSpec {
     ServiceSpec {
         name: "model".into(),
-        vip: sa("198.18.0.1:80"),
+        vip: VIP,
         protocol: Protocol::Tcp,
         affinity: Affinity::Flow,
         stable: stable.iter().map(|s| sa(s)).collect(),
@@ -69,14 +70,19 @@ fn ingress(dp: &mut Dataplane, frame: &Frame) -> SocketAddr {
     SocketAddr::new(ip.into(), u16::from_be_bytes([out[36], out[37]]))
 }
 
-/// Backends that `NEW_FLOWS` new connections from ports `first..` reach.
-fn new_flows_reach(dp: &mut Dataplane, first: u16) -> BTreeSet<SocketAddr> {
+/// Backends that `NEW_FLOWS` new connections from ports `first..` to `vip`
+/// reach.
+fn new_flows_to(dp: &mut Dataplane, vip: SocketAddr, first: u16) -> BTreeSet<SocketAddr> {
     (first..first + NEW_FLOWS)
         .map(|port| {
             let client = SocketAddr::new("198.18.0.100".parse().unwrap(), port);
-            ingress(dp, &Frame::tcp(client, sa("198.18.0.1:80"), SYN))
+            ingress(dp, &Frame::tcp(client, vip, SYN))
         })
         .collect()
+}
+
+fn new_flows_reach(dp: &mut Dataplane, first: u16) -> BTreeSet<SocketAddr> {
+    new_flows_to(dp, VIP, first)
 }
 
 #[test]
@@ -116,4 +122,42 @@ fn a_staged_backend_set_is_invisible_until_published_in_one_write() {
         ingress(&mut dp, &Frame::tcp(established, sa("198.18.0.1:80"), ACK)),
         first_backend
     );
+}
+
+/// In one reload service a moves to b's VIP and b to a third one: each
+/// publish may only retire records that are its own, so both end up served
+/// (a removal of b's old record must not take a's new one with it).
+#[test]
+fn services_trading_vips_in_one_reload_both_stay_served() {
+    require_root!();
+    let mut dp = Dataplane::load(&LoadOptions::default()).unwrap();
+    let svc = |name: &str, vip: &str, stable: &str, canary: &str| ServiceSpec {
+        name: name.into(),
+        vip: sa(vip),
+        stable: vec![sa(stable)],
+        canary: vec![sa(canary)],
+        ..spec(&[], &[])
+    };
+    let a = svc("a", "198.18.0.1:80", "198.18.1.1:81", "198.18.1.2:81");
+    let b = svc("b", "198.18.0.2:80", "198.18.1.3:81", "198.18.1.4:81");
+    dp.upsert_service(&a).unwrap();
+    dp.upsert_service(&b).unwrap();
+    // What Daemon::reload does for a config that moves a to .2 and b to .3.
+    let a2 = ServiceSpec {
+        vip: sa("198.18.0.2:80"),
+        ..a.clone()
+    };
+    let b3 = ServiceSpec {
+        vip: sa("198.18.0.3:80"),
+        ..b.clone()
+    };
+    dp.upsert_service(&a2).unwrap();
+    dp.upsert_service(&b3).unwrap();
+    assert_eq!(new_flows_to(&mut dp, a2.vip, 10_000), backends(&a2));
+    assert_eq!(new_flows_to(&mut dp, b3.vip, 20_000), backends(&b3));
+    // And the same once more the other way round, through the other banks.
+    dp.upsert_service(&b).unwrap();
+    dp.upsert_service(&a).unwrap();
+    assert_eq!(new_flows_to(&mut dp, a.vip, 30_000), backends(&a));
+    assert_eq!(new_flows_to(&mut dp, b.vip, 40_000), backends(&b));
 }

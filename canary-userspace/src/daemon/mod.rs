@@ -65,8 +65,8 @@ impl Overrides {
 
 /// Test hook: how long every reload holds the owner before it starts, so a
 /// test can show that status and metrics do not wait on a slow operation.
-/// Read once at start from `CANARYD_TEST_HOLD_RELOAD_MS`; unset in
-/// production, where it is zero.
+/// Read once at start from `CANARYD_TEST_HOLD_RELOAD_MS`, and only in a
+/// build with the `test-hooks` feature (the tests crate's).
 pub const TEST_HOLD_ENV: &str = "CANARYD_TEST_HOLD_RELOAD_MS";
 
 pub struct Daemon {
@@ -161,11 +161,15 @@ impl Daemon {
                 xdp,
             });
         }
-        let test_hold = std::env::var(TEST_HOLD_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis)
-            .unwrap_or_default();
+        let test_hold = if cfg!(feature = "test-hooks") {
+            std::env::var(TEST_HOLD_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis)
+                .unwrap_or_default()
+        } else {
+            Duration::ZERO
+        };
         if !test_hold.is_zero() {
             log::warn!("{TEST_HOLD_ENV}: every reload is held {test_hold:?} (test hook)");
         }
@@ -305,7 +309,9 @@ impl Daemon {
         });
         if let Err(e) = applied {
             let back = changes(&self.registered_specs(), &old_specs);
-            return Err(match self.apply_specs(&back.removed, &old_specs) {
+            let reverted = self.apply_specs(&back.removed, &old_specs);
+            self.dp.forget_removed();
+            return Err(match reverted {
                 Ok(()) => DaemonError::Reverted {
                     what: "reload",
                     cause: e.to_string(),
@@ -317,6 +323,7 @@ impl Daemon {
                 },
             });
         }
+        self.dp.forget_removed();
         log::set_max_level(new.daemon.log_level);
         self.config = new;
         self.state = next;

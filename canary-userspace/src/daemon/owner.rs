@@ -68,19 +68,40 @@ impl Handle {
     }
 }
 
-/// Moves `daemon` onto its own thread; returns the handle that commands it,
-/// the observer that reads status without it, and the thread to join.
-pub fn spawn(daemon: Daemon) -> std::io::Result<(Handle, Observer, thread::JoinHandle<()>)> {
+/// The running owner, as `spawn` hands it over.
+pub struct Owner {
+    /// Commands it; the owner stops once every clone is dropped.
+    pub handle: Handle,
+    /// Reads status without it.
+    pub observer: Observer,
+    /// Completes (with an error) when the owner's thread ends, for whatever
+    /// reason: a daemon whose owner died must not go on looking healthy.
+    pub stopped: oneshot::Receiver<()>,
+    pub thread: thread::JoinHandle<()>,
+}
+
+/// Moves `daemon` onto its own thread.
+pub fn spawn(daemon: Daemon) -> std::io::Result<Owner> {
     let (commands, inbox) = mpsc::channel(QUEUE);
     let (publish, snapshot) = watch::channel(Arc::new(daemon.snapshot()));
     let observer = Observer {
         counters: daemon.counters(),
         snapshot,
     };
+    // Dropped when the thread ends, on return or on a panic's unwinding.
+    let (alive, stopped) = oneshot::channel::<()>();
     let thread = thread::Builder::new()
         .name("canaryd-owner".into())
-        .spawn(move || serve(daemon, inbox, publish))?;
-    Ok((Handle { commands }, observer, thread))
+        .spawn(move || {
+            let _alive = alive;
+            serve(daemon, inbox, publish)
+        })?;
+    Ok(Owner {
+        handle: Handle { commands },
+        observer,
+        stopped,
+        thread,
+    })
 }
 
 fn serve(
@@ -95,11 +116,22 @@ fn serve(
                 percent,
                 reply,
             } => {
+                // Nobody waits for it any more (the client went, or canaryd
+                // is stopping): applying it would change what no one asked
+                // to see changed.
+                if reply.is_closed() {
+                    log::warn!("set-weight {service} {percent}: dropped, nobody waits for it");
+                    continue;
+                }
                 let result = daemon.set_weight(&service, percent);
                 publish.send_replace(Arc::new(daemon.snapshot()));
                 let _ = reply.send(result);
             }
             Command::Reload { reply } => {
+                if reply.is_closed() {
+                    log::warn!("reload: dropped, nobody waits for it");
+                    continue;
+                }
                 let result = daemon.reload();
                 publish.send_replace(Arc::new(daemon.snapshot()));
                 let _ = reply.send(result);

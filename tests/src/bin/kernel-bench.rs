@@ -37,12 +37,13 @@ use canary_common::{
 use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec, service::backend};
 use clap::Parser;
 use serde_json::json;
-use tests::packet::{ACK, Frame, PSH, SYN};
+use tests::{
+    TC_ACT_OK, XDP_PASS,
+    packet::{ACK, Frame, PSH, SYN},
+};
 
 const FLOOR_XDP: &str = "bench_floor_xdp";
 const FLOOR_TC: &str = "bench_floor_tc";
-const XDP_PASS: u32 = 2;
-const TC_ACT_OK: u32 = 0;
 
 /// The service every case loads, its address, and one client of it.
 const SERVICE: &str = "bench";

@@ -38,13 +38,10 @@ use canary_userspace::{
     service::{addr_words, endpoint},
 };
 use tests::{
+    TC_ACT_OK, XDP_DROP, XDP_PASS,
     packet::{ACK, FIN, Frame, ICMP, ICMPV6, PSH, RST, SYN, arp, hex},
     require_root,
 };
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const TC_ACT_OK: u32 = 0;
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()

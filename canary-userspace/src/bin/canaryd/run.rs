@@ -67,27 +67,47 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         "serving: control socket {}, metrics http://{metrics_addr}/metrics; capabilities kept: CAP_BPF, CAP_NET_ADMIN",
         socket_path.display()
     );
-    let (owner, observer, owner_thread) =
-        owner::spawn(daemon).context("starting the state owner's thread")?;
+    let owner = owner::spawn(daemon).context("starting the state owner's thread")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(Served { owner, observer }, control, metrics));
-    // The runtime's tasks held the last handles: the owner finishes what it
-    // was doing and stops.
+    let served = Served {
+        owner: owner.handle,
+        observer: owner.observer,
+    };
+    let result = runtime.block_on(serve(served, owner.stopped, control, metrics));
+    // The runtime's tasks held the last handles: the owner skips what no
+    // one waits for any more, finishes what it was doing and stops.
     drop(runtime);
-    let _ = owner_thread.join();
+    let joined = owner.thread.join();
     let _ = fs::remove_file(&socket_path);
+    let result = match joined {
+        Ok(()) => result,
+        Err(panic) => Err(anyhow::anyhow!(
+            "the state owner's thread panicked: {}",
+            panic_message(&panic)
+        )),
+    };
     log::info!(
         "stopped; the data path keeps running from its pins (canaryd --detach-all removes it)"
     );
     result
 }
 
+/// The text of a panic's payload, as far as it is text.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 async fn serve(
     served: Served,
+    mut owner_stopped: tokio::sync::oneshot::Receiver<()>,
     control: std::os::unix::net::UnixListener,
     metrics: std::net::TcpListener,
 ) -> Result<()> {
@@ -102,11 +122,18 @@ async fn serve(
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                // Waits in line with socket commands; the result is logged
-                // by the owner (reloaded ...) or here.
-                if let Err(e) = served.owner.reload().await {
-                    log::error!("SIGHUP: reload failed:\n{e}");
-                }
+                // In line with socket commands, on a task of its own so a
+                // SIGTERM is not held up behind it; the result is logged by
+                // the owner (reloaded ...) or here.
+                let owner = served.owner.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = owner.reload().await {
+                        log::error!("SIGHUP: reload failed:\n{e}");
+                    }
+                });
+            }
+            _ = &mut owner_stopped => {
+                anyhow::bail!("the state owner stopped while canaryd was serving");
             }
             _ = terminate.recv() => { log::info!("SIGTERM"); return Ok(()); }
             _ = interrupt.recv() => { log::info!("SIGINT"); return Ok(()); }
