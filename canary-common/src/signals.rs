@@ -42,6 +42,9 @@ pub struct Signals {
     pub latency: [u64; LATENCY_BUCKETS],
     /// Connect time: the client's first SYN to the backend's SYN-ACK.
     pub connect: [u64; LATENCY_BUCKETS],
+    /// Sums of the observations in `latency` and `connect`, nanoseconds.
+    pub latency_sum_ns: u64,
+    pub connect_sum_ns: u64,
 }
 
 impl Default for Signals {
@@ -55,6 +58,8 @@ impl Default for Signals {
             syn_retransmits: 0,
             latency: [0; LATENCY_BUCKETS],
             connect: [0; LATENCY_BUCKETS],
+            latency_sum_ns: 0,
+            connect_sum_ns: 0,
         }
     }
 }
@@ -76,6 +81,8 @@ impl Signals {
         for (a, b) in self.connect.iter_mut().zip(&o.connect) {
             *a += b;
         }
+        self.latency_sum_ns += o.latency_sum_ns;
+        self.connect_sum_ns += o.connect_sum_ns;
     }
 }
 
@@ -124,8 +131,9 @@ pub fn http_class(head: &[u8; STATUS_LINE_PREFIX]) -> usize {
     }
 }
 
-const _: () =
-    assert!(core::mem::size_of::<Signals>() == (2 + HTTP_CLASSES + 3 + 2 * LATENCY_BUCKETS) * 8);
+const _: () = assert!(
+    core::mem::size_of::<Signals>() == (2 + HTTP_CLASSES + 3 + 2 * LATENCY_BUCKETS + 2) * 8
+);
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), Copy, only u64 fields and arrays of u64: no padding.

@@ -125,6 +125,7 @@ pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet) {
             e.syn_ns = 0;
             if let Some(s) = slot(e) {
                 s.connect[bucket_of_ns(took)] += 1;
+                s.connect_sum_ns += took;
             }
         }
         return;
@@ -138,6 +139,7 @@ pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet) {
     if let Some(s) = slot(e) {
         s.responses += 1;
         s.latency[bucket_of_ns(took)] += 1;
+        s.latency_sum_ns += took;
         // One constant offset per class: LLVM drops the bound it can prove,
         // and the verifier, which cannot, would refuse an indexed store.
         match class {

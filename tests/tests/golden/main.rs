@@ -30,7 +30,7 @@ use canary_common::{
     FIN_ACKED, FIN_SEEN, FlowEntry, FlowKey, VERSION_CANARY, VERSION_STABLE, VersionStats,
     hash::{backend_index, client_hash, flow_hash, is_canary, seed_from_name},
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
-    signals::{HTTP_CLASSES, HTTP_OTHER, Signals},
+    signals::{HTTP_CLASSES, HTTP_OTHER, Signals, bucket_upper_us},
     verdict,
 };
 use canary_userspace::{
@@ -675,26 +675,39 @@ fn signals_mismatch(got: &Signals, want: &SignalsDelta) -> Option<String> {
         want.refused,
         want.syn_retransmits,
     );
-    // A histogram holds one observation in the expected range, or none.
-    let one_in = |h: &[u64], range: Option<(usize, usize)>| match range {
-        None => h.iter().all(|n| *n == 0),
+    // A histogram holds one observation in the expected range, or none;
+    // its sum lies within that observation's bucket.
+    let one_in = |h: &[u64], sum_ns: u64, range: Option<(usize, usize)>| match range {
+        None => h.iter().all(|n| *n == 0) && sum_ns == 0,
         Some((lo, hi)) => {
-            h.iter().sum::<u64>() == 1
+            let low = if lo == 0 {
+                0
+            } else {
+                bucket_upper_us(lo - 1).unwrap() * 1000
+            };
+            let high = bucket_upper_us(hi).map_or(u64::MAX, |us| (us + 1) * 1000);
+            (low..high).contains(&sum_ns)
+                && h.iter().sum::<u64>() == 1
                 && h.iter()
                     .position(|n| *n == 1)
                     .is_some_and(|i| (lo..=hi).contains(&i))
         }
     };
     if counts == want_counts
-        && one_in(&got.latency, want.latency)
-        && one_in(&got.connect, want.connect)
+        && one_in(&got.latency, got.latency_sum_ns, want.latency)
+        && one_in(&got.connect, got.connect_sum_ns, want.connect)
     {
         return None;
     }
     Some(format!(
         "(requests, responses, http, resets, refused, syn retransmits) = {counts:?}, want {want_counts:?}; \
-         latency buckets {:?} (want one in {:?}); connect buckets {:?} (want one in {:?})",
-        got.latency, want.latency, got.connect, want.connect
+         latency buckets {:?} sum {} ns (want one in {:?}); connect buckets {:?} sum {} ns (want one in {:?})",
+        got.latency,
+        got.latency_sum_ns,
+        want.latency,
+        got.connect,
+        got.connect_sum_ns,
+        want.connect
     ))
 }
 
