@@ -168,6 +168,9 @@ pub struct VersionStatus {
     /// evicted from a full table are counted until their entry closes).
     pub active_flows: u64,
     pub rehashes: u64,
+    /// Health signals since the counters started (raw counts and
+    /// histogram buckets; `crate::signals` derives rates and quantiles).
+    pub signals: crate::signals::VersionSignals,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

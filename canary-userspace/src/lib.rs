@@ -9,6 +9,8 @@
 //! - `service`: the service description userspace hands to the data path.
 //! - `pins`: where the data path is pinned in bpffs.
 //! - `maps`: typed handles on the data path's maps, from a load or from pins.
+//! - `signals`: health signals per version: readings, differences,
+//!   error rate and latency quantiles (one implementation for all users).
 //! - `metrics`: Prometheus exposition of a status.
 //! - `state`: the atomically written state file (run-time weights).
 //! - `bpffs`, `caps`: host plumbing (bpffs mount, capability drop).
@@ -31,6 +33,7 @@ pub mod maps;
 pub mod metrics;
 pub mod pins;
 pub mod service;
+pub mod signals;
 pub mod state;
 
 #[cfg(feature = "dataplane")]

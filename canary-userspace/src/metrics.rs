@@ -7,7 +7,12 @@ use prometheus::{
     proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType},
 };
 
-use crate::api::{Status, VersionStatus};
+use canary_common::signals::bucket_upper_us;
+
+use crate::{
+    api::{Status, VersionStatus},
+    signals::Histogram,
+};
 
 /// Registry of the metrics the prometheus crate keeps itself (process).
 pub fn process_registry() -> Registry {
@@ -60,17 +65,7 @@ impl Family {
             .into_iter()
             .map(|(labels, value)| {
                 let mut m = Metric::default();
-                m.set_label(
-                    labels
-                        .into_iter()
-                        .map(|(k, v)| {
-                            let mut l = LabelPair::default();
-                            l.set_name(k.into());
-                            l.set_value(v);
-                            l
-                        })
-                        .collect(),
-                );
+                m.set_label(label_pairs(labels));
                 match self.kind {
                     MetricType::COUNTER => {
                         let mut c = Counter::default();
@@ -165,6 +160,7 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
             backends.add(labels(), v.backends.len() as f64);
         }
     }
+    let mut signal_families = signal_families(status);
     let mut verdicts = Family::new(
         "canary_verdicts_total",
         COUNTER,
@@ -188,7 +184,7 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
     );
     // Not `version`: that label means stable/canary everywhere else.
     info.add(vec![("release", status.daemon.version.clone())], 1.0);
-    [
+    let mut out: Vec<MetricFamily> = [
         packets,
         bytes,
         new_flows,
@@ -197,11 +193,144 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
         rehashes,
         weight,
         backends,
-        verdicts,
-        info,
     ]
     .into_iter()
     .filter(|f| !f.samples.is_empty())
     .map(Family::build)
-    .collect()
+    .collect();
+    out.append(&mut signal_families);
+    out.extend(
+        [verdicts, info]
+            .into_iter()
+            .filter(|f| !f.samples.is_empty())
+            .map(Family::build),
+    );
+    out
+}
+
+/// The health signals' families: counters per (service, version), status
+/// classes, and the two duration histograms in seconds.
+fn signal_families(status: &Status) -> Vec<MetricFamily> {
+    use MetricType::COUNTER;
+    let mut requests = Family::new(
+        "canary_requests_total",
+        COUNTER,
+        "Requests: TCP client payloads that start after the backend's last reply; UDP client datagrams.",
+    );
+    let mut responses = Family::new(
+        "canary_responses_total",
+        COUNTER,
+        "Responses: TCP first reply payloads after a request; UDP backend datagrams.",
+    );
+    let mut http = Family::new(
+        "canary_http_responses_total",
+        COUNTER,
+        "TCP responses by the class of their HTTP/1.x status line; other: no status line in the first reply packet.",
+    );
+    let mut resets = Family::new(
+        "canary_backend_resets_total",
+        COUNTER,
+        "RSTs from the backend on connections whose handshake it had answered.",
+    );
+    let mut refused = Family::new(
+        "canary_connections_refused_total",
+        COUNTER,
+        "RSTs from the backend answering a SYN: nothing listens at the backend.",
+    );
+    let mut retransmits = Family::new(
+        "canary_syn_retransmits_total",
+        COUNTER,
+        "Client SYNs sent again before the backend answered the first.",
+    );
+    let mut latency = vec![];
+    let mut connect = vec![];
+    for s in &status.services {
+        for (version, v) in [("stable", &s.stable), ("canary", &s.canary)] {
+            let labels = || vec![("service", s.name.clone()), ("version", version.to_owned())];
+            let sig = &v.signals;
+            requests.add(labels(), sig.requests as f64);
+            responses.add(labels(), sig.responses as f64);
+            for (class, n) in sig.classes() {
+                let mut l = labels();
+                l.push(("class", class.to_owned()));
+                http.add(l, n as f64);
+            }
+            resets.add(labels(), sig.backend_resets as f64);
+            refused.add(labels(), sig.connections_refused as f64);
+            retransmits.add(labels(), sig.syn_retransmits as f64);
+            latency.push((labels(), &sig.latency));
+            connect.push((labels(), &sig.connect));
+        }
+    }
+    let mut out: Vec<MetricFamily> = [requests, responses, http, resets, refused, retransmits]
+        .into_iter()
+        .filter(|f| !f.samples.is_empty())
+        .map(Family::build)
+        .collect();
+    if !latency.is_empty() {
+        out.push(histogram_family(
+            "canary_request_duration_seconds",
+            "Time to first byte: from a request's first client payload to the backend's first reply payload.",
+            latency,
+        ));
+        out.push(histogram_family(
+            "canary_connect_duration_seconds",
+            "Connect time: from the client's first SYN to the backend's SYN-ACK.",
+            connect,
+        ));
+    }
+    out
+}
+
+/// A histogram family: cumulative buckets with `le` in seconds, `+Inf`
+/// implied by the sample count, and the sum of observations.
+fn histogram_family(
+    name: &str,
+    help: &str,
+    samples: Vec<(Vec<(&'static str, String)>, &Histogram)>,
+) -> MetricFamily {
+    let mut mf = MetricFamily::default();
+    mf.set_name(name.into());
+    mf.set_help(help.into());
+    mf.set_field_type(MetricType::HISTOGRAM);
+    let metrics = samples
+        .into_iter()
+        .map(|(labels, h)| {
+            let mut m = Metric::default();
+            m.set_label(label_pairs(labels));
+            let mut ph = prometheus::proto::Histogram::default();
+            let mut cumulative = 0u64;
+            let mut buckets = vec![];
+            for (i, n) in h.counts.iter().enumerate() {
+                cumulative += n;
+                // The last, unbounded bucket is the `+Inf` line, written
+                // from the sample count.
+                if let Some(upper_us) = bucket_upper_us(i) {
+                    let mut b = prometheus::proto::Bucket::default();
+                    b.set_upper_bound(upper_us as f64 / 1e6);
+                    b.set_cumulative_count(cumulative);
+                    buckets.push(b);
+                }
+            }
+            ph.set_bucket(buckets);
+            ph.set_sample_count(cumulative);
+            ph.set_sample_sum(h.sum_ns as f64 / 1e9);
+            m.set_histogram(ph);
+            m
+        })
+        .collect();
+    mf.set_metric(metrics);
+    mf
+}
+
+fn label_pairs(labels: Vec<(&'static str, String)>) -> Vec<LabelPair> {
+    labels
+        .into_iter()
+        .map(|(k, v)| {
+            let mut l = LabelPair::default();
+            l.set_name(k.into());
+            l.set_value(v);
+            l
+        })
+        .collect()
 }

@@ -243,6 +243,13 @@ fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
     );
     assert!(svc.stable.packets_in > before.services[0].stable.packets_in);
     assert_eq!(svc.stable.rehashes + svc.canary.rehashes, 0);
+    // The health signals live in pinned maps too: what the canary answered
+    // while canaryd was down (one request each) is on top of what it had.
+    let grew = svc.canary.signals.since(&before.services[0].canary.signals);
+    assert!(
+        grew.requests >= down_canary as u64 && grew.latency.total() >= down_canary as u64,
+        "canary signals across the restart: {grew:?}, {down_canary} answered while down"
+    );
     // 30% of 200 new connections went to the canary while down.
     assert!(
         (30..=90).contains(&down_canary),

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use canary_common::{VersionStats, verdict};
+use canary_common::{VersionStats, signals::Signals, verdict};
 use tokio::sync::watch;
 
 use crate::{
@@ -45,6 +45,7 @@ pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
     let mut services = vec![];
     for r in &snap.services {
         let [stable, canary] = counters.version_stats(r.id)?;
+        let [stable_signals, canary_signals] = counters.version_signals(r.id)?;
         let spec = &r.spec;
         services.push(ServiceStatus {
             name: spec.name.clone(),
@@ -52,8 +53,8 @@ pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
             protocol: spec.protocol,
             affinity: spec.affinity,
             weight_percent: api::bp_to_percent(spec.weight_bp),
-            stable: version_status(&spec.stable, &stable),
-            canary: version_status(&spec.canary, &canary),
+            stable: version_status(&spec.stable, &stable, &stable_signals),
+            canary: version_status(&spec.canary, &canary, &canary_signals),
         });
     }
     let v = counters.verdicts()?;
@@ -80,7 +81,11 @@ pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
     })
 }
 
-fn version_status(backends: &[std::net::SocketAddr], s: &VersionStats) -> VersionStatus {
+fn version_status(
+    backends: &[std::net::SocketAddr],
+    s: &VersionStats,
+    signals: &Signals,
+) -> VersionStatus {
     VersionStatus {
         backends: backends.iter().map(|b| b.to_string()).collect(),
         packets_in: s.packets_in,
@@ -91,5 +96,6 @@ fn version_status(backends: &[std::net::SocketAddr], s: &VersionStats) -> Versio
         closed_flows: s.closed_flows,
         active_flows: s.new_flows.saturating_sub(s.closed_flows),
         rehashes: s.rehashes,
+        signals: signals.into(),
     }
 }

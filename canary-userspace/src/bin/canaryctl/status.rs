@@ -34,19 +34,18 @@ pub fn print(s: Status) {
             svc.name, svc.listen, svc.protocol, svc.affinity, svc.weight_percent
         );
         println!(
-            "  {:<8} {:>10} {:>10} {:>8} {:>12} {:>12} {:>14} {:>14}  BACKENDS",
-            "VERSION",
-            "NEW FLOWS",
-            "ACTIVE",
-            "REHASH",
-            "PKTS IN",
-            "PKTS OUT",
-            "BYTES IN",
-            "BYTES OUT"
+            "  {:<8} {:>9} {:>7} {:>9} {:>9} {:>9} {:>7} {:>6}  BACKENDS",
+            "VERSION", "REQUESTS", "ERRORS", "P50", "P99", "NEW FLOWS", "ACTIVE", "REHASH"
         );
         for (name, v) in [("stable", &svc.stable), ("canary", &svc.canary)] {
             row(name, v);
         }
+    }
+    if !s.services.is_empty() {
+        println!(
+            "\nSince the counters started. ERRORS: (5xx + backend resets + refused) / (requests + refused).\n\
+             P50/P99: time to first byte, interpolated within log2 buckets. Packets and bytes: --json or /metrics."
+        );
     }
     let odd: Vec<String> = s
         .verdicts
@@ -61,16 +60,33 @@ pub fn print(s: Status) {
 }
 
 fn row(name: &str, v: &VersionStatus) {
+    let sig = &v.signals;
+    let rate = sig
+        .error_rate()
+        .map_or("-".to_owned(), |r| format!("{:.2}%", r * 100.0));
+    let quantile = |q| sig.latency.quantile(q).map_or("-".to_owned(), duration);
     println!(
-        "  {:<8} {:>10} {:>10} {:>8} {:>12} {:>12} {:>14} {:>14}  {}",
+        "  {:<8} {:>9} {:>7} {:>9} {:>9} {:>9} {:>7} {:>6}  {}",
         name,
+        sig.requests,
+        rate,
+        quantile(0.5),
+        quantile(0.99),
         v.new_flows,
         v.active_flows,
         v.rehashes,
-        v.packets_in,
-        v.packets_out,
-        v.bytes_in,
-        v.bytes_out,
         v.backends.join(" ")
     );
+}
+
+/// A latency in the unit that keeps it short: µs, ms or s.
+fn duration(d: std::time::Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1_000.0 {
+        format!("{us:.0}us")
+    } else if us < 1_000_000.0 {
+        format!("{:.1}ms", us / 1e3)
+    } else {
+        format!("{:.2}s", us / 1e6)
+    }
 }

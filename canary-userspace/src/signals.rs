@@ -1,0 +1,227 @@
+//! Health signals as userspace reads them: one version's counts and
+//! histograms summed over CPUs, the difference of two readings, and what is
+//! derived from them (error rate, latency quantiles). canaryctl, the metrics
+//! and the rollout controller all use these, so a p99 means one thing.
+
+use std::time::Duration;
+
+use canary_common::signals::{
+    HTTP_CLASS_NAMES, HTTP_CLASSES, LATENCY_BUCKETS, Signals, bucket_upper_us,
+};
+use serde::{Deserialize, Serialize};
+
+/// A log2 histogram of durations: `counts[i]` observations up to
+/// `bucket_upper_us(i)` (the last bucket has no upper bound), and their sum.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Histogram {
+    pub counts: Vec<u64>,
+    pub sum_ns: u64,
+}
+
+impl Histogram {
+    fn from_kernel(counts: &[u64; LATENCY_BUCKETS], sum_ns: u64) -> Histogram {
+        Histogram {
+            counts: counts.to_vec(),
+            sum_ns,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The observations made since `earlier` (counters only grow; a reset
+    /// in between reads as nothing rather than as negative counts).
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        Histogram {
+            counts: self
+                .counts
+                .iter()
+                .zip(earlier.counts.iter().chain(std::iter::repeat(&0)))
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+            sum_ns: self.sum_ns.saturating_sub(earlier.sum_ns),
+        }
+    }
+
+    /// The `q` quantile (0 to 1), estimated as Prometheus'
+    /// `histogram_quantile` does: find the bucket holding the rank, then
+    /// interpolate linearly within it, assuming its observations spread
+    /// evenly between its bounds (the first bucket from 0). A rank in the
+    /// last, unbounded bucket reads as its lower bound: "at least this".
+    /// None when there are no observations.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let mut below = 0u64;
+        for (i, n) in self.counts.iter().enumerate() {
+            let lower_us = if i == 0 {
+                0
+            } else {
+                bucket_upper_us(i - 1).unwrap_or(0)
+            };
+            if *n > 0 && (below + n) as f64 >= rank {
+                let Some(upper_us) = bucket_upper_us(i) else {
+                    return Some(Duration::from_micros(lower_us));
+                };
+                let within = (rank - below as f64) / *n as f64;
+                let us = lower_us as f64 + (upper_us - lower_us) as f64 * within;
+                return Some(Duration::from_secs_f64(us / 1e6));
+            }
+            below += n;
+        }
+        None
+    }
+}
+
+/// One version's signals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionSignals {
+    /// TCP: requests (a client payload with no request waiting); UDP:
+    /// client datagrams.
+    pub requests: u64,
+    /// TCP: first reply payloads after a request; UDP: backend datagrams.
+    pub responses: u64,
+    /// TCP responses by status class: `1xx` .. `5xx`, `other`.
+    pub http: Vec<u64>,
+    pub backend_resets: u64,
+    pub connections_refused: u64,
+    pub syn_retransmits: u64,
+    /// Time to first byte.
+    pub latency: Histogram,
+    /// SYN to SYN-ACK.
+    pub connect: Histogram,
+}
+
+impl From<&Signals> for VersionSignals {
+    fn from(s: &Signals) -> Self {
+        VersionSignals {
+            requests: s.requests,
+            responses: s.responses,
+            http: s.http.to_vec(),
+            backend_resets: s.backend_resets,
+            connections_refused: s.refused,
+            syn_retransmits: s.syn_retransmits,
+            latency: Histogram::from_kernel(&s.latency, s.latency_sum_ns),
+            connect: Histogram::from_kernel(&s.connect, s.connect_sum_ns),
+        }
+    }
+}
+
+impl VersionSignals {
+    /// What happened since `earlier` (a reading of the same version).
+    pub fn since(&self, earlier: &VersionSignals) -> VersionSignals {
+        let sub = |a: u64, b: u64| a.saturating_sub(b);
+        VersionSignals {
+            requests: sub(self.requests, earlier.requests),
+            responses: sub(self.responses, earlier.responses),
+            http: (0..HTTP_CLASSES)
+                .map(|i| sub(self.class(i), earlier.class(i)))
+                .collect(),
+            backend_resets: sub(self.backend_resets, earlier.backend_resets),
+            connections_refused: sub(self.connections_refused, earlier.connections_refused),
+            syn_retransmits: sub(self.syn_retransmits, earlier.syn_retransmits),
+            latency: self.latency.since(&earlier.latency),
+            connect: self.connect.since(&earlier.connect),
+        }
+    }
+
+    /// Responses of class `i` (index into `HTTP_CLASS_NAMES`).
+    pub fn class(&self, i: usize) -> u64 {
+        self.http.get(i).copied().unwrap_or(0)
+    }
+
+    /// Responses by class name, for display.
+    pub fn classes(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        HTTP_CLASS_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, self.class(i)))
+    }
+
+    /// Failures: 5xx responses, backend resets and refused connections.
+    pub fn errors(&self) -> u64 {
+        self.class(4) + self.backend_resets + self.connections_refused
+    }
+
+    /// Failures over attempts: `errors / (requests + refused)`. A refused
+    /// connection never carries a request, so it counts as an attempt of
+    /// its own; without that a canary that refuses everything would show
+    /// no error rate at all. None when there were no attempts.
+    pub fn error_rate(&self) -> Option<f64> {
+        let attempts = self.requests + self.connections_refused;
+        (attempts > 0).then(|| self.errors() as f64 / attempts as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn histogram(observations: &[(usize, u64)]) -> Histogram {
+        let mut counts = vec![0; LATENCY_BUCKETS];
+        for (bucket, n) in observations {
+            counts[*bucket] = *n;
+        }
+        Histogram { counts, sum_ns: 0 }
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket_like_prometheus() {
+        // 100 observations in the (16, 32] µs bucket: the median is halfway.
+        let h = histogram(&[(1, 100)]);
+        assert_eq!(h.quantile(0.5), Some(Duration::from_micros(24)));
+        assert_eq!(h.quantile(1.0), Some(Duration::from_micros(32)));
+        // 90 fast (≤ 16 µs) and 10 in (1024, 2048] µs: p50 fast, p99 slow.
+        let h = histogram(&[(0, 90), (7, 10)]);
+        let p50 = h.quantile(0.5).unwrap();
+        assert!(p50 <= Duration::from_micros(16), "{p50:?}");
+        let p99 = h.quantile(0.99).unwrap();
+        assert!(
+            p99 > Duration::from_micros(1024) && p99 <= Duration::from_micros(2048),
+            "{p99:?}"
+        );
+        // The unbounded bucket reads as its lower bound.
+        let h = histogram(&[(LATENCY_BUCKETS - 1, 5)]);
+        assert_eq!(
+            h.quantile(0.5),
+            Some(Duration::from_micros(
+                bucket_upper_us(LATENCY_BUCKETS - 2).unwrap()
+            ))
+        );
+        assert_eq!(histogram(&[]).quantile(0.5), None);
+    }
+
+    #[test]
+    fn a_difference_keeps_only_what_happened_in_between() {
+        let mut before = Signals::default();
+        before.requests = 10;
+        before.http[1] = 9;
+        before.http[4] = 1;
+        before.latency[3] = 10;
+        before.latency_sum_ns = 1_000_000;
+        let mut after = before;
+        after.requests = 30;
+        after.http[4] = 6;
+        after.http[1] = 23;
+        after.refused = 2;
+        after.latency[3] = 25;
+        after.latency[5] = 4;
+        after.latency_sum_ns = 3_000_000;
+        let d = VersionSignals::from(&after).since(&VersionSignals::from(&before));
+        assert_eq!((d.requests, d.class(1), d.class(4)), (20, 14, 5));
+        assert_eq!(d.connections_refused, 2);
+        assert_eq!(d.latency.counts[3], 15);
+        assert_eq!(d.latency.counts[5], 4);
+        assert_eq!(d.latency.sum_ns, 2_000_000);
+        assert_eq!(d.errors(), 7);
+        assert_eq!(d.error_rate(), Some(7.0 / 22.0));
+        // Counters that went backwards (a reset) read as nothing.
+        let back = VersionSignals::from(&before).since(&VersionSignals::from(&after));
+        assert_eq!((back.requests, back.latency.total()), (0, 0));
+        assert_eq!(VersionSignals::default().error_rate(), None);
+    }
+}
