@@ -197,12 +197,14 @@ mod tests {
 
     #[test]
     fn a_difference_keeps_only_what_happened_in_between() {
-        let mut before = Signals::default();
-        before.requests = 10;
+        let mut before = Signals {
+            requests: 10,
+            latency_sum_ns: 1_000_000,
+            ..Default::default()
+        };
         before.http[1] = 9;
         before.http[4] = 1;
         before.latency[3] = 10;
-        before.latency_sum_ns = 1_000_000;
         let mut after = before;
         after.requests = 30;
         after.http[4] = 6;
