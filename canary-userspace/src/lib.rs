@@ -3,6 +3,7 @@
 //!
 //! Always built (no eBPF toolchain needed; xtask uses these):
 //! - `config`: read, check and write the `canaryd` TOML config file.
+//! - `controller`: the rollout policy (pure) and its statistics.
 //! - `api`: the control socket's typed requests, replies, error codes and
 //!   client.
 //! - `kinds`: protocol, affinity, XDP mode: one spelling each.
@@ -27,6 +28,7 @@ pub mod api;
 pub mod bpffs;
 pub mod caps;
 pub mod config;
+pub mod controller;
 pub mod error;
 pub mod kinds;
 pub mod maps;

@@ -1,0 +1,114 @@
+//! A service's rollout plan, as `[service.rollout]` describes it: the steps,
+//! the pace, the checks and how to judge them.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Whether decisions change weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Step up, roll back, promote.
+    Enforce,
+    /// Evaluate, log and export every decision; never change a weight.
+    DryRun,
+}
+
+/// What a rollback does to connections the canary already holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnRollback {
+    /// They keep their backend until they close.
+    Drain,
+    /// Their flow entries go: their next packet reaches stable, which
+    /// resets them, and the clients reconnect to stable.
+    Reset,
+}
+
+/// A PromQL gate on something the kernel cannot see (model accuracy).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gate {
+    pub name: String,
+    pub query: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// The kernel-measured checks; each is optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checks {
+    /// Harm: the canary's error rate above this.
+    pub max_error_rate: Option<f64>,
+    /// Harm: the canary's error rate above this times stable's, plus
+    /// `error_margin`.
+    pub max_error_ratio: Option<f64>,
+    /// Harm: the canary's p99 time to first byte above this.
+    pub max_p99_ms: Option<f64>,
+    /// Harm: the canary's p99 above this times stable's, plus `p99_margin_ms`.
+    pub max_p99_ratio: Option<f64>,
+    /// Absolute slack of the error-ratio check (a fraction, e.g. 0.005 =
+    /// half a percentage point), so near-zero error rates can be judged.
+    pub error_margin: f64,
+    /// Absolute slack of the p99-ratio check, in milliseconds.
+    pub p99_margin_ms: f64,
+}
+
+impl Checks {
+    /// How many bounds the enabled checks compute per look (each relative
+    /// check bounds both versions).
+    pub fn bounds(&self) -> u32 {
+        u32::from(self.max_error_rate.is_some())
+            + 2 * u32::from(self.max_error_ratio.is_some())
+            + u32::from(self.max_p99_ms.is_some())
+            + 2 * u32::from(self.max_p99_ratio.is_some())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutPlan {
+    /// Canary weights in basis points, increasing; the last is usually
+    /// 10000.
+    pub steps: Vec<u16>,
+    /// Time between evaluations.
+    #[serde(with = "millis")]
+    pub interval: Duration,
+    /// Requests per version per interval before an interval is judged.
+    pub min_requests: u64,
+    /// Failed intervals (in all) before rolling back.
+    pub failed_checks_limit: u32,
+    /// Failed intervals in a row before rolling back; 0: off.
+    pub consecutive_failures: u32,
+    /// Passing intervals at a step before stepping up.
+    pub min_passes: u32,
+    /// Inconclusive intervals in a row before the rollout pauses.
+    pub max_inconclusive: u32,
+    pub mode: Mode,
+    pub on_rollback: OnRollback,
+    pub checks: Checks,
+    pub gates: Vec<Gate>,
+    /// Prometheus' base URL for the gates.
+    pub prometheus: Option<String>,
+    /// Where events are POSTed as JSON.
+    pub webhook: Option<String>,
+    /// Error budget of the statistical checks: the chance that a rollout
+    /// whose canary is as good as stable is rolled back (and, on the other
+    /// side, that a harmful canary's checks pass) stays within it however
+    /// many intervals the rollout runs.
+    pub alpha: f64,
+}
+
+/// Durations as integer milliseconds in the rollout state file.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
