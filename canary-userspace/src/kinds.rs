@@ -1,5 +1,5 @@
 //! The words that name a kind of thing in the config file, the API and the
-//! CLI: protocol, affinity, XDP attach mode. Each is one enum with its
+//! CLI: protocol, affinity, XDP attach mode, rollout mode, on_rollback. Each is one enum with its
 //! spelling in one table, used by serde, `Display` and `FromStr` alike.
 
 use std::{fmt, str::FromStr};
@@ -142,6 +142,39 @@ impl Named for XdpMode {
 }
 named!(XdpMode);
 
+/// Whether a rollout's decisions change weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Step up, roll back, promote.
+    Enforce,
+    /// Evaluate, log and export every decision; never change a weight.
+    DryRun,
+}
+
+impl Named for Mode {
+    const KIND: &'static str = "rollout mode";
+    const ALL: &'static [(Self, &'static str)] =
+        &[(Mode::Enforce, "enforce"), (Mode::DryRun, "dry-run")];
+}
+named!(Mode);
+
+/// What a rollback does to connections the canary already holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OnRollback {
+    /// They keep their backend until they close.
+    Drain,
+    /// Their flow entries go: their next packet reaches stable, which
+    /// resets them, and the clients reconnect to stable.
+    Reset,
+}
+
+impl Named for OnRollback {
+    const KIND: &'static str = "on_rollback";
+    const ALL: &'static [(Self, &'static str)] =
+        &[(OnRollback::Drain, "drain"), (OnRollback::Reset, "reset")];
+}
+named!(OnRollback);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +199,8 @@ mod tests {
         round_trips::<Protocol>();
         round_trips::<Affinity>();
         round_trips::<XdpMode>();
+        round_trips::<Mode>();
+        round_trips::<OnRollback>();
     }
 
     #[test]

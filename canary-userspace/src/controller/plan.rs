@@ -5,26 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Whether decisions change weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Step up, roll back, promote.
-    Enforce,
-    /// Evaluate, log and export every decision; never change a weight.
-    DryRun,
-}
-
-/// What a rollback does to connections the canary already holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnRollback {
-    /// They keep their backend until they close.
-    Drain,
-    /// Their flow entries go: their next packet reaches stable, which
-    /// resets them, and the clients reconnect to stable.
-    Reset,
-}
+pub use crate::kinds::{Mode, OnRollback};
 
 /// A PromQL gate on something the kernel cannot see (model accuracy).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
