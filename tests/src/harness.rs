@@ -1,17 +1,17 @@
 //! One end-to-end setup: a namespace topology, the data path attached to the
 //! host's client-facing interface, a stable and a canary backend, and one
-//! service "model" on the host address, port 80.
+//! service "model" on the host address, port 80 (TCP, or UDP).
 
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result};
-use canary_common::VersionStats;
+use canary_common::{VersionStats, signals::Signals};
 use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec};
 use xtask::topology::{
     BACKEND_V4, BACKEND_V6, BackendKind, CLIENT_IF, HOST_IF, HOST_V4, HOST_V6, Topology,
 };
 
-use crate::servers::{Backend, Client};
+use crate::servers::{Backend, Behaviour, Client, HttpClient, UdpClient};
 
 pub const SERVICE: &str = "model";
 pub const STABLE: &str = "stable";
@@ -33,12 +33,34 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// A TCP service with line backends (`Behaviour::Line`).
     pub fn new(
         kind: BackendKind,
         family: Family,
         affinity: Affinity,
         weight_bp: u16,
     ) -> Result<Harness> {
+        Harness::with_backends(
+            kind,
+            family,
+            affinity,
+            weight_bp,
+            Protocol::Tcp,
+            [Behaviour::Line, Behaviour::Line],
+        )
+    }
+
+    /// A `protocol` service whose [stable, canary] backends behave as
+    /// `behaviour` says (UDP services take `UdpEcho` or `NothingListening`).
+    pub fn with_backends(
+        kind: BackendKind,
+        family: Family,
+        affinity: Affinity,
+        weight_bp: u16,
+        protocol: Protocol,
+        behaviour: [Behaviour; 2],
+    ) -> Result<Harness> {
+        let [stable_behaviour, canary_behaviour] = behaviour;
         let topo = Topology::new(kind)?;
         let host_ip: IpAddr = match family {
             Family::V4 => HOST_V4.into(),
@@ -59,8 +81,8 @@ impl Harness {
             BackendKind::Namespace => &topo.backends[i],
         };
         let backends = [
-            Backend::spawn(backend_ns(0), backend_addr(0), STABLE)?,
-            Backend::spawn(backend_ns(1), backend_addr(1), CANARY)?,
+            Backend::spawn_with(backend_ns(0), backend_addr(0), STABLE, stable_behaviour)?,
+            Backend::spawn_with(backend_ns(1), backend_addr(1), CANARY, canary_behaviour)?,
         ];
         let mut dp = Dataplane::load(&LoadOptions::default()).context("loading the data path")?;
         topo.host
@@ -69,7 +91,7 @@ impl Harness {
         dp.upsert_service(&ServiceSpec {
             name: SERVICE.into(),
             vip,
-            protocol: Protocol::Tcp,
+            protocol,
             affinity,
             stable: vec![backend_addr(0)],
             canary: vec![backend_addr(1)],
@@ -88,6 +110,16 @@ impl Harness {
         Client::connect(&self.topo.client, source, self.vip)
     }
 
+    /// An HTTP/1.1 client connection to the VIP from the client namespace.
+    pub fn connect_http(&self) -> Result<HttpClient> {
+        HttpClient::connect(&self.topo.client, self.vip)
+    }
+
+    /// A UDP client socket connected to the VIP from the client namespace.
+    pub fn connect_udp(&self) -> Result<UdpClient> {
+        UdpClient::connect(&self.topo.client, self.vip)
+    }
+
     pub fn set_weight(&mut self, weight_bp: u16) -> Result<()> {
         Ok(self.dp.set_weight(SERVICE, weight_bp)?)
     }
@@ -102,6 +134,10 @@ impl Harness {
             .unwrap_or_else(|e| e.to_string());
         let stats = self
             .stats()
+            .map(|s| format!("{s:?}"))
+            .unwrap_or_else(|e| e.to_string());
+        let signals = self
+            .signals()
             .map(|s| format!("{s:?}"))
             .unwrap_or_else(|e| e.to_string());
         let link = self
@@ -131,7 +167,7 @@ impl Harness {
             .map(|b| b.accepted())
             .collect::<Vec<_>>();
         format!(
-            "verdicts: {verdicts}\nstats: {stats}\nbackends (accepted, serving) [stable, canary]: {accepted:?}\n\
+            "verdicts: {verdicts}\nstats: {stats}\nsignals: {signals}\nbackends (accepted, serving) [stable, canary]: {accepted:?}\n\
              host {HOST_IF}:\n{link}\nclient {CLIENT_IF}:\n{client_link}\n\
              client tcp:\n{}\nhost tcp:\n{}",
             tcp(&self.topo.client),
@@ -142,5 +178,10 @@ impl Harness {
     /// [stable, canary] counters of the service.
     pub fn stats(&self) -> Result<[VersionStats; 2]> {
         Ok(self.dp.stats(SERVICE)?)
+    }
+
+    /// [stable, canary] health signals of the service.
+    pub fn signals(&self) -> Result<[Signals; 2]> {
+        Ok(self.dp.signals(SERVICE)?)
     }
 }

@@ -1,11 +1,11 @@
-//! Real TCP peers for end-to-end tests: a line-based backend that answers
-//! every request with its version label, and clients that can pick their
-//! source address. Everything is bounded: servers stop on drop, reads and
-//! writes time out.
+//! Real peers for end-to-end tests: backends that name their version in
+//! every answer (a line protocol, HTTP/1.1 keep-alive, a UDP echo), one that
+//! resets each connection, and clients that can pick their source address.
+//! Everything is bounded: servers stop on drop, reads and writes time out.
 
 use std::{
-    io::{self, BufRead, BufReader, Write},
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    io::{self, BufRead, BufReader, Read, Write},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::fd::{AsRawFd, FromRawFd},
     sync::{
         Arc,
@@ -23,10 +23,82 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often an idle server thread checks whether it should stop.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
-/// A backend answering `label\n` to every request line.
+/// What a backend does with what reaches it.
+#[derive(Clone, Debug)]
+pub enum Behaviour {
+    /// TCP: `label\n` for every request line.
+    Line,
+    /// TCP: HTTP/1.1 with keep-alive (see `Http`).
+    Http(Arc<Http>),
+    /// TCP: reads one request, then closes with SO_LINGER 0, so the kernel
+    /// sends RST instead of FIN.
+    ResetAfterRequest,
+    /// UDP: answers every datagram with `label`.
+    UdpEcho,
+    /// Nothing bound on the address: the kernel refuses a connection (RST
+    /// to the SYN).
+    NothingListening,
+}
+
+/// An HTTP/1.1 backend's behaviour, shared with the test so that it can
+/// change the delay between phases. Every answer names the version in an
+/// `X-Version` header and as its body, with a `Content-Length`.
+#[derive(Debug)]
+pub struct Http {
+    /// Every n-th request this backend serves (over all its connections)
+    /// is answered 500; 0: always 200.
+    error_every: u64,
+    /// Time between reading a request and answering it, in microseconds.
+    delay_us: AtomicU64,
+    served: AtomicU64,
+}
+
+impl Http {
+    /// Answers 500 to every `error_every`-th request (0: never), each
+    /// answer `delay` after its request was read.
+    pub fn new(error_every: u64, delay: Duration) -> Arc<Http> {
+        Arc::new(Http {
+            error_every,
+            delay_us: AtomicU64::new(delay.as_micros() as u64),
+            served: AtomicU64::new(0),
+        })
+    }
+
+    /// Applies from the next request on.
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_us
+            .store(delay.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Requests read so far (each is answered, unless the client is gone).
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// The status of the next request.
+    fn next_status(&self) -> u16 {
+        let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.error_every != 0 && n.is_multiple_of(self.error_every) {
+            500
+        } else {
+            200
+        }
+    }
+}
+
+/// What a TCP backend does with each connection.
+#[derive(Clone)]
+enum Conn {
+    Line,
+    Http(Arc<Http>),
+    Reset,
+}
+
+/// A backend (see `Behaviour`) on one address, stopped on drop.
 pub struct Backend {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    /// TCP connections accepted, or UDP datagrams received.
     accepted: Arc<AtomicU64>,
     /// Connections whose serving thread has started.
     serving: Arc<AtomicU64>,
@@ -34,16 +106,56 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Listens on `addr` inside `ns`.
+    /// A line backend (`Behaviour::Line`) listening on `addr` inside `ns`.
     pub fn spawn(ns: &Netns, addr: SocketAddr, label: &'static str) -> Result<Backend> {
-        let listener = ns
-            .enter(|| TcpListener::bind(addr))?
-            .with_context(|| format!("binding backend {label} on {addr} in {}", ns.name()))?;
+        Backend::spawn_with(ns, addr, label, Behaviour::Line)
+    }
+
+    /// A backend on `addr` inside `ns` that behaves as `behaviour` says.
+    pub fn spawn_with(
+        ns: &Netns,
+        addr: SocketAddr,
+        label: &'static str,
+        behaviour: Behaviour,
+    ) -> Result<Backend> {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
         let serving = Arc::new(AtomicU64::new(0));
         let (s, a, v) = (stop.clone(), accepted.clone(), serving.clone());
-        let thread = thread::spawn(move || accept_loop(listener, label, s, a, v));
+        let bound =
+            |what: &str| format!("binding {what} backend {label} on {addr} in {}", ns.name());
+        let conn = match behaviour {
+            Behaviour::Line => Conn::Line,
+            Behaviour::Http(http) => Conn::Http(http),
+            Behaviour::ResetAfterRequest => Conn::Reset,
+            Behaviour::NothingListening => {
+                return Ok(Backend {
+                    addr,
+                    stop,
+                    accepted,
+                    serving,
+                    thread: None,
+                });
+            }
+            Behaviour::UdpEcho => {
+                let socket = ns
+                    .enter(|| UdpSocket::bind(addr))?
+                    .with_context(|| bound("UDP"))?;
+                socket.set_read_timeout(Some(STOP_POLL))?;
+                let thread = thread::spawn(move || udp_echo(socket, label, s, a));
+                return Ok(Backend {
+                    addr,
+                    stop,
+                    accepted,
+                    serving,
+                    thread: Some(thread),
+                });
+            }
+        };
+        let listener = ns
+            .enter(|| TcpListener::bind(addr))?
+            .with_context(|| bound("TCP"))?;
+        let thread = thread::spawn(move || accept_loop(listener, label, conn, s, a, v));
         Ok(Backend {
             addr,
             stop,
@@ -53,7 +165,7 @@ impl Backend {
         })
     }
 
-    /// Connections accepted so far.
+    /// Connections accepted (UDP: datagrams received) so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }
@@ -76,6 +188,7 @@ impl Drop for Backend {
 fn accept_loop(
     listener: TcpListener,
     label: &'static str,
+    conn_behaviour: Conn,
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicU64>,
     serving: Arc<AtomicU64>,
@@ -95,9 +208,14 @@ fn accept_loop(
         if let Ok((conn, _)) = listener.accept() {
             accepted.fetch_add(1, Ordering::Relaxed);
             let (stop, serving) = (stop.clone(), serving.clone());
+            let behaviour = conn_behaviour.clone();
             let spawned = thread::Builder::new().spawn(move || {
                 serving.fetch_add(1, Ordering::Relaxed);
-                serve(conn, label, stop)
+                match behaviour {
+                    Conn::Line => serve(conn, label, stop),
+                    Conn::Http(http) => serve_http(conn, label, &http, stop),
+                    Conn::Reset => reset_after_request(conn, stop),
+                }
             });
             if let Err(e) = spawned {
                 eprintln!("backend {label}: cannot start a thread for a connection: {e}");
@@ -138,6 +256,246 @@ fn serve(conn: TcpStream, label: &'static str, stop: Arc<AtomicBool>) {
                 }
             }
         }
+    }
+}
+
+/// Answers HTTP/1.1 requests on one connection until the client closes or
+/// the server stops, each after the configured delay, one write per answer.
+fn serve_http(conn: TcpStream, label: &'static str, http: &Http, stop: Arc<AtomicBool>) {
+    let _ = conn.set_read_timeout(Some(STOP_POLL));
+    let _ = conn.set_nodelay(true);
+    let mut writer = match conn.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(conn);
+    while let Some(body_len) = read_head(&mut reader, &stop) {
+        let mut body = vec![0; body_len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let status = http.next_status();
+        thread::sleep(Duration::from_micros(http.delay_us.load(Ordering::Relaxed)));
+        let reason = if status == 200 {
+            "OK"
+        } else {
+            "Internal Server Error"
+        };
+        let answer = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nX-Version: {label}\r\n\r\n{label}",
+            label.len()
+        );
+        if writer.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one request head (request line and headers); returns its
+/// `Content-Length` (0 without one), or `None` once the peer closed, the
+/// server stops or the read fails. A read timeout only lets the thread look
+/// at the stop flag: a partly read line is kept.
+fn read_head(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<usize> {
+    let mut line = String::new();
+    let mut content_length = 0;
+    let mut first = true;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        match reader.read_line(&mut line) {
+            Ok(0) => return None,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return None,
+            Ok(_) if !line.ends_with('\n') => continue,
+            Ok(_) => {}
+        }
+        let header = line.trim_end();
+        if header.is_empty() && !first {
+            return Some(content_length);
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            content_length = value.trim().parse().ok()?;
+        }
+        first = false;
+        line.clear();
+    }
+}
+
+/// Reads one request head, then closes with SO_LINGER 0: RST, not FIN.
+fn reset_after_request(conn: TcpStream, stop: Arc<AtomicBool>) {
+    let _ = conn.set_read_timeout(Some(STOP_POLL));
+    let mut reader = BufReader::new(conn);
+    if read_head(&mut reader, &stop).is_none() {
+        return;
+    }
+    let conn = reader.into_inner();
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a descriptor `conn` owns, with a pointer to a
+    // linger struct and its size.
+    let set = unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        eprintln!("reset backend: SO_LINGER: {}", io::Error::last_os_error());
+    }
+    drop(conn);
+}
+
+/// Answers every datagram with `label` until the server stops.
+fn udp_echo(
+    socket: UdpSocket,
+    label: &'static str,
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+) {
+    let mut buf = [0u8; 1500];
+    while !stop.load(Ordering::Relaxed) {
+        match socket.recv_from(&mut buf) {
+            Ok((_, peer)) => {
+                received.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = socket.send_to(label.as_bytes(), peer) {
+                    eprintln!("UDP backend {label}: answering {peer}: {e}");
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => {
+                eprintln!("UDP backend {label}: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// One HTTP answer as the client read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// The `X-Version` header.
+    pub version: String,
+    pub body: String,
+}
+
+/// An HTTP/1.1 keep-alive client: one request at a time, each answer read
+/// whole (by its `Content-Length`) before the next request.
+pub struct HttpClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl HttpClient {
+    /// Connects from inside `ns` to `to`. A refused connection is an error
+    /// whose chain holds the `io::Error` (`ConnectionRefused`).
+    pub fn connect(ns: &Netns, to: SocketAddr) -> Result<HttpClient> {
+        let stream = ns
+            .enter(|| connect_from(None, to))?
+            .with_context(|| format!("connecting to {to} in {}", ns.name()))?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(HttpClient {
+            writer: stream.try_clone()?,
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// Sends `GET /` and reads the whole answer. A reset is an error whose
+    /// chain holds the `io::Error` (`ConnectionReset`).
+    pub fn get(&mut self) -> Result<HttpAnswer> {
+        self.writer
+            .write_all(b"GET / HTTP/1.1\r\nHost: model\r\n\r\n")
+            .context("sending request")?;
+        let mut status_line = String::new();
+        let n = self
+            .reader
+            .read_line(&mut status_line)
+            .context("reading status line")?;
+        anyhow::ensure!(n > 0, "connection closed before an answer");
+        let status = status_line
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .with_context(|| format!("not an HTTP/1.1 status line: {status_line:?}"))?;
+        let (mut length, mut version) = (None, None);
+        loop {
+            let mut line = String::new();
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .context("reading headers")?;
+            anyhow::ensure!(n > 0, "connection closed inside the headers");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = Some(value.trim().parse::<usize>()?);
+                } else if name.eq_ignore_ascii_case("x-version") {
+                    version = Some(value.trim().to_owned());
+                }
+            }
+        }
+        let mut body = vec![0; length.context("no Content-Length")?];
+        self.reader.read_exact(&mut body).context("reading body")?;
+        Ok(HttpAnswer {
+            status,
+            version: version.context("no X-Version header")?,
+            body: String::from_utf8(body)?,
+        })
+    }
+}
+
+/// A UDP client socket connected to one address: it takes datagrams from
+/// that address only.
+pub struct UdpClient {
+    socket: UdpSocket,
+}
+
+impl UdpClient {
+    /// Binds an ephemeral port in `ns` and connects it to `to`.
+    pub fn connect(ns: &Netns, to: SocketAddr) -> Result<UdpClient> {
+        let any: IpAddr = if to.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            Ipv6Addr::UNSPECIFIED.into()
+        };
+        let socket = ns
+            .enter(|| UdpSocket::bind((any, 0)))?
+            .with_context(|| format!("binding a UDP client in {}", ns.name()))?;
+        socket.connect(to)?;
+        socket.set_read_timeout(Some(IO_TIMEOUT))?;
+        Ok(UdpClient { socket })
+    }
+
+    /// Sends one datagram and returns the answer.
+    pub fn request(&self) -> Result<String> {
+        self.socket.send(b"req").context("sending datagram")?;
+        let mut buf = [0u8; 1500];
+        let n = self.socket.recv(&mut buf).context("reading answer")?;
+        Ok(String::from_utf8(buf[..n].to_vec())?)
     }
 }
 

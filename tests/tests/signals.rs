@@ -1,0 +1,520 @@
+//! Health signals end to end: real HTTP/1.1, resetting and UDP backends
+//! behind the data path, clients in a namespace of their own, and what the
+//! clients saw per version held against what the kernel counted per version
+//! (`Dataplane::signals`). Every scenario runs for IPv4 and IPv6 and both
+//! backend kinds.
+//!
+//! Clients never pipeline: each waits for an answer before the next request,
+//! so every counter the kernel keeps here is exact, and so are the checks.
+//! Only latency is timing, and only its checks have a tolerance.
+
+use std::{
+    io,
+    net::SocketAddr,
+    thread,
+    time::{Duration, Instant},
+};
+
+use canary_common::signals::{
+    HTTP_CLASS_NAMES, HTTP_CLASSES, LATENCY_BUCKETS, Signals, bucket_of_ns, bucket_upper_us,
+};
+use canary_userspace::{Affinity, Protocol};
+use tests::{
+    harness::{CANARY, Family, Harness, STABLE},
+    one_at_a_time, require_root,
+    servers::{Behaviour, Http, HttpClient},
+};
+use xtask::topology::{BackendKind, Netns};
+
+const MATRIX: [(BackendKind, Family); 4] = [
+    (BackendKind::LocalProcess, Family::V4),
+    (BackendKind::LocalProcess, Family::V6),
+    (BackendKind::Namespace, Family::V4),
+    (BackendKind::Namespace, Family::V6),
+];
+
+/// Index of the 2xx and 5xx classes in `Signals::http`.
+const HTTP_2XX: usize = 1;
+const HTTP_5XX: usize = 4;
+
+/// Index of a version label in the [stable, canary] arrays.
+fn version_index(label: &str) -> usize {
+    match label {
+        STABLE => 0,
+        CANARY => 1,
+        other => panic!("unexpected version {other:?}"),
+    }
+}
+
+fn total(buckets: &[u64]) -> u64 {
+    buckets.iter().sum()
+}
+
+/// The `io::ErrorKind` somewhere in an error's chain.
+fn io_kind(e: &anyhow::Error) -> Option<io::ErrorKind> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<io::Error>())
+        .map(io::Error::kind)
+}
+
+/// What Prometheus' `histogram_quantile(q, ...)` answers for the kernel's
+/// latency buckets, in microseconds: the bucket holding rank `q · total`,
+/// linearly interpolated between its bounds (the first bucket starts at 0;
+/// a rank in the +Inf bucket answers the last finite bound).
+fn histogram_quantile_us(q: f64, buckets: &[u64; LATENCY_BUCKETS]) -> Option<f64> {
+    let count = total(buckets);
+    if count == 0 {
+        return None;
+    }
+    let rank = q * count as f64;
+    let mut below = 0u64;
+    for (i, &n) in buckets.iter().enumerate() {
+        let Some(upper) = bucket_upper_us(i) else {
+            return Some(bucket_upper_us(i - 1).unwrap() as f64);
+        };
+        if (below + n) as f64 >= rank {
+            let lower = if i == 0 {
+                0.0
+            } else {
+                bucket_upper_us(i - 1).unwrap() as f64
+            };
+            return Some(lower + (upper as f64 - lower) * (rank - below as f64) / n as f64);
+        }
+        below += n;
+    }
+    unreachable!("the +Inf bucket answers any rank")
+}
+
+#[test]
+fn histogram_quantile_interpolates_like_prometheus() {
+    let mut b = [0u64; LATENCY_BUCKETS];
+    assert_eq!(histogram_quantile_us(0.5, &b), None);
+    // 10 in (512, 1024] µs: the median is half-way through that bucket.
+    b[6] = 10;
+    assert_eq!(histogram_quantile_us(0.5, &b), Some(768.0));
+    // 10 in [0, 16]: from 0.
+    let mut first = [0u64; LATENCY_BUCKETS];
+    first[0] = 10;
+    assert_eq!(histogram_quantile_us(0.25, &first), Some(4.0));
+    // Rank 10 of 20 ends exactly at the top of the lower bucket.
+    b[12] = 10;
+    assert_eq!(histogram_quantile_us(0.5, &b), Some(1024.0));
+    assert_eq!(
+        histogram_quantile_us(0.75, &b),
+        Some(32768.0 + 32768.0 * 0.5)
+    );
+    // All in +Inf: the last finite bound.
+    let mut inf = [0u64; LATENCY_BUCKETS];
+    inf[LATENCY_BUCKETS - 1] = 3;
+    assert_eq!(
+        histogram_quantile_us(0.5, &inf),
+        Some(bucket_upper_us(LATENCY_BUCKETS - 2).unwrap() as f64)
+    );
+}
+
+/// `after - before`, field by field (counters only grow).
+fn delta(after: &Signals, before: &Signals) -> Signals {
+    let sub = |a: &mut [u64], b: &[u64]| a.iter_mut().zip(b).for_each(|(a, b)| *a -= b);
+    let mut d = *after;
+    d.requests -= before.requests;
+    d.responses -= before.responses;
+    sub(&mut d.http, &before.http);
+    d.backend_resets -= before.backend_resets;
+    d.refused -= before.refused;
+    d.syn_retransmits -= before.syn_retransmits;
+    sub(&mut d.latency, &before.latency);
+    sub(&mut d.connect, &before.connect);
+    d
+}
+
+#[test]
+fn status_classes_are_counted_exactly_per_version() {
+    require_root!();
+    let _serial = one_at_a_time();
+    const CONNECTIONS: usize = 100;
+    const PER_CONNECTION: u64 = 5;
+    const ERROR_EVERY: u64 = 4;
+    for (kind, family) in MATRIX {
+        let servers = [
+            Http::new(0, Duration::ZERO),
+            Http::new(ERROR_EVERY, Duration::ZERO),
+        ];
+        let h = Harness::with_backends(
+            kind,
+            family,
+            Affinity::Flow,
+            5000,
+            Protocol::Tcp,
+            servers.clone().map(Behaviour::Http),
+        )
+        .unwrap();
+        let fail = |e: anyhow::Error| -> ! { panic!("{e:#}\n{}", h.diagnostics()) };
+        // Per version: connections, requests sent, answers by class.
+        let mut connections = [0u64; 2];
+        let mut sent = [0u64; 2];
+        let mut received = [[0u64; HTTP_CLASSES]; 2];
+        for i in 0..CONNECTIONS {
+            let mut c = h.connect_http().unwrap_or_else(|e| fail(e));
+            let mut version = None;
+            for r in 0..PER_CONNECTION {
+                let a = c
+                    .get()
+                    .unwrap_or_else(|e| fail(e.context(format!("connection {i} request {r}"))));
+                assert_eq!(a.body, a.version, "connection {i}: {a:?}");
+                let v = version_index(&a.version);
+                assert_eq!(
+                    *version.get_or_insert(v),
+                    v,
+                    "connection {i} changed version"
+                );
+                sent[v] += 1;
+                received[v][usize::from(a.status / 100 - 1)] += 1;
+            }
+            connections[version.unwrap()] += 1;
+        }
+
+        // Egress counts an answer before the client can read it: nothing
+        // is in flight any more.
+        let s = h.signals().unwrap();
+        let stats = h.stats().unwrap();
+        for (v, label) in [STABLE, CANARY].into_iter().enumerate() {
+            let got = &s[v];
+            let answered: u64 = received[v].iter().sum();
+            println!(
+                "{kind:?} {family:?} {label}: {} connections, expected / counted: \
+                 requests {} / {}, responses {answered} / {}, 2xx {} / {}, 5xx {} / {}, \
+                 other classes 0 / {}, latency observations {answered} / {}",
+                connections[v],
+                sent[v],
+                got.requests,
+                got.responses,
+                received[v][HTTP_2XX],
+                got.http[HTTP_2XX],
+                received[v][HTTP_5XX],
+                got.http[HTTP_5XX],
+                total(&got.http) - got.http[HTTP_2XX] - got.http[HTTP_5XX],
+                total(&got.latency),
+            );
+            let ctx = || format!("{kind:?} {family:?} {label}: {got:?}\n{}", h.diagnostics());
+            assert_eq!(got.requests, sent[v], "requests: {}", ctx());
+            assert_eq!(got.responses, answered, "responses: {}", ctx());
+            for (class, name) in HTTP_CLASS_NAMES.iter().enumerate() {
+                assert_eq!(got.http[class], received[v][class], "{name}: {}", ctx());
+            }
+            assert_eq!(total(&got.latency), answered, "latency total: {}", ctx());
+            // One SYN -> SYN-ACK per connection, and nothing went wrong.
+            assert_eq!(total(&got.connect), connections[v], "connect: {}", ctx());
+            assert_eq!(
+                (got.backend_resets, got.refused, got.syn_retransmits),
+                (0, 0, 0),
+                "resets, refused, SYN retransmits: {}",
+                ctx()
+            );
+            assert_eq!(stats[v].new_flows, connections[v], "{}", ctx());
+            assert_eq!(servers[v].served(), sent[v], "{}", ctx());
+        }
+        // The backends did what they were told, and both were reached.
+        assert_eq!(received[0][HTTP_5XX], 0);
+        assert_eq!(received[1][HTTP_5XX], sent[1] / ERROR_EVERY);
+        assert!(
+            received[1][HTTP_5XX] > 0 && sent[0] > 0,
+            "{kind:?} {family:?}: sent {sent:?}"
+        );
+    }
+}
+
+/// `per_thread` requests on each of `threads` parallel connections; the
+/// client-side time to the whole (small, one-segment) answer of each.
+fn timed_requests(
+    client_ns: &Netns,
+    vip: SocketAddr,
+    threads: usize,
+    per_thread: usize,
+) -> Vec<Duration> {
+    thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut c = HttpClient::connect(client_ns, vip).unwrap();
+                    (0..per_thread)
+                        .map(|_| {
+                            let start = Instant::now();
+                            let a = c.get().unwrap();
+                            assert_eq!(a.version, STABLE);
+                            start.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    })
+}
+
+fn median(mut d: Vec<Duration>) -> Duration {
+    d.sort();
+    d[d.len() / 2]
+}
+
+#[test]
+fn a_slower_backend_moves_the_latency_median() {
+    require_root!();
+    let _serial = one_at_a_time();
+    // 10 connections x 5 requests per phase: 5 x 50 ms = 0.25 s of waiting
+    // in the slow phase.
+    const THREADS: usize = 10;
+    const PER_THREAD: usize = 5;
+    const REQUESTS: u64 = (THREADS * PER_THREAD) as u64;
+    const FAST: Duration = Duration::from_millis(1);
+    const SLOW: Duration = Duration::from_millis(50);
+    for (kind, family) in MATRIX {
+        let stable = Http::new(0, FAST);
+        let h = Harness::with_backends(
+            kind,
+            family,
+            Affinity::Flow,
+            0,
+            Protocol::Tcp,
+            [
+                Behaviour::Http(stable.clone()),
+                Behaviour::Http(Http::new(0, Duration::ZERO)),
+            ],
+        )
+        .unwrap();
+        let start = h.signals().unwrap()[0];
+        let fast_client = timed_requests(&h.topo.client, h.vip, THREADS, PER_THREAD);
+        let after_fast = h.signals().unwrap()[0];
+        stable.set_delay(SLOW);
+        let slow_client = timed_requests(&h.topo.client, h.vip, THREADS, PER_THREAD);
+        let after_slow = h.signals().unwrap();
+
+        let mut p50 = vec![];
+        for (phase, delay, client, d) in [
+            ("fast", FAST, fast_client, delta(&after_fast, &start)),
+            (
+                "slow",
+                SLOW,
+                slow_client,
+                delta(&after_slow[0], &after_fast),
+            ),
+        ] {
+            let ctx = || format!("{kind:?} {family:?} {phase}: {d:?}\n{}", h.diagnostics());
+            // Counts are exact; only where in the histogram they land is timing.
+            assert_eq!(d.requests, REQUESTS, "{}", ctx());
+            assert_eq!(d.responses, REQUESTS, "{}", ctx());
+            assert_eq!(total(&d.latency), REQUESTS, "{}", ctx());
+            let estimate = histogram_quantile_us(0.5, &d.latency).unwrap();
+            let truth = median(client);
+            let (got_bucket, true_bucket) = (
+                bucket_of_ns((estimate * 1000.0) as u64),
+                bucket_of_ns(truth.as_nanos() as u64),
+            );
+            let filled: Vec<(u64, u64)> = (0..LATENCY_BUCKETS - 1)
+                .filter(|&i| d.latency[i] != 0)
+                .map(|i| (bucket_upper_us(i).unwrap(), d.latency[i]))
+                .collect();
+            println!(
+                "{kind:?} {family:?} {phase}: backend delay {delay:?}, client median {truth:?}, \
+                 p50 estimate {:.3} ms (bucket {got_bucket}, client median's {true_bucket}), \
+                 buckets (upper µs, count) {filled:?}",
+                estimate / 1000.0
+            );
+            // The estimate assumes a uniform spread inside the bucket, and
+            // scheduling on a busy 2-core machine adds to every answer: one
+            // bucket (a factor of 2) either way.
+            assert!(
+                got_bucket.abs_diff(true_bucket) <= 1,
+                "p50 estimate {estimate:.0} µs vs client median {truth:?}: {}",
+                ctx()
+            );
+            p50.push(estimate);
+        }
+        assert!(
+            p50[1] >= 10.0 * p50[0],
+            "{kind:?} {family:?}: p50 {:.0} µs -> {:.0} µs is not 10x",
+            p50[0],
+            p50[1]
+        );
+        assert_eq!(
+            after_slow[1],
+            Signals::default(),
+            "{kind:?} {family:?}: canary"
+        );
+    }
+}
+
+#[test]
+fn refused_connections_are_counted_for_the_canary_only() {
+    require_root!();
+    let _serial = one_at_a_time();
+    const ATTEMPTS: u64 = 20;
+    // Both kinds refuse: a local-process canary is a free port on the host,
+    // whose stack sends the RST out of the host veth through the egress
+    // program; a namespace canary's RST is forwarded out of that veth too.
+    for (kind, family) in MATRIX {
+        let h = Harness::with_backends(
+            kind,
+            family,
+            Affinity::Flow,
+            10_000,
+            Protocol::Tcp,
+            [
+                Behaviour::Http(Http::new(0, Duration::ZERO)),
+                Behaviour::NothingListening,
+            ],
+        )
+        .unwrap();
+        for i in 0..ATTEMPTS {
+            match h.connect_http() {
+                Err(e) if io_kind(&e) == Some(io::ErrorKind::ConnectionRefused) => {}
+                Err(e) => panic!("attempt {i}: {e:#}\n{}", h.diagnostics()),
+                Ok(_) => panic!("attempt {i}: connected to a port nothing listens on"),
+            }
+        }
+        let s = h.signals().unwrap();
+        let stats = h.stats().unwrap();
+        println!(
+            "{kind:?} {family:?}: {ATTEMPTS} refused attempts, canary refused counted {}, \
+             stable signals untouched: {}",
+            s[1].refused,
+            s[0] == Signals::default()
+        );
+        let ctx = || format!("{kind:?} {family:?}: {s:?}\n{}", h.diagnostics());
+        assert_eq!(
+            s[1],
+            Signals {
+                refused: ATTEMPTS,
+                ..Signals::default()
+            },
+            "{}",
+            ctx()
+        );
+        assert_eq!(s[0], Signals::default(), "{}", ctx());
+        assert_eq!(stats[1].new_flows, ATTEMPTS, "{}", ctx());
+    }
+}
+
+#[test]
+fn backend_resets_are_counted_for_their_version_only() {
+    require_root!();
+    let _serial = one_at_a_time();
+    const CONNECTIONS: u64 = 40;
+    for (kind, family) in MATRIX {
+        let h = Harness::with_backends(
+            kind,
+            family,
+            Affinity::Flow,
+            5000,
+            Protocol::Tcp,
+            [
+                Behaviour::Http(Http::new(0, Duration::ZERO)),
+                Behaviour::ResetAfterRequest,
+            ],
+        )
+        .unwrap();
+        // The stable answers, the canary resets: the outcome names the version.
+        let (mut answered, mut reset) = (0u64, 0u64);
+        for i in 0..CONNECTIONS {
+            let mut c = h
+                .connect_http()
+                .unwrap_or_else(|e| panic!("{e:#}\n{}", h.diagnostics()));
+            match c.get() {
+                Ok(a) if a.version == STABLE && a.status == 200 => answered += 1,
+                Err(e) if io_kind(&e) == Some(io::ErrorKind::ConnectionReset) => reset += 1,
+                other => panic!("connection {i}: {other:?}\n{}", h.diagnostics()),
+            }
+        }
+        let s = h.signals().unwrap();
+        let stats = h.stats().unwrap();
+        println!(
+            "{kind:?} {family:?}: {CONNECTIONS} connections; canary reset {reset}, counted {}; \
+             stable answered {answered}, resets counted {}, responses counted {}",
+            s[1].backend_resets, s[0].backend_resets, s[0].responses
+        );
+        let ctx = || format!("{kind:?} {family:?}: {s:?}\n{}", h.diagnostics());
+        assert!(answered > 0 && reset > 0, "{}", ctx());
+        assert_eq!(
+            (
+                s[1].backend_resets,
+                s[1].requests,
+                s[1].responses,
+                s[1].refused
+            ),
+            (reset, reset, 0, 0),
+            "canary resets, requests, responses, refused: {}",
+            ctx()
+        );
+        assert_eq!(total(&s[1].connect), reset, "{}", ctx());
+        assert_eq!(stats[1].new_flows, reset, "{}", ctx());
+        assert_eq!(
+            (s[0].backend_resets, s[0].requests, s[0].responses),
+            (0, answered, answered),
+            "stable resets, requests, responses: {}",
+            ctx()
+        );
+        assert_eq!(s[0].http[HTTP_2XX], answered, "{}", ctx());
+    }
+}
+
+#[test]
+fn udp_datagrams_are_requests_and_answers_responses() {
+    require_root!();
+    let _serial = one_at_a_time();
+    const SOCKETS: usize = 20;
+    const PER_SOCKET: u64 = 5;
+    for (kind, family) in MATRIX {
+        let h = Harness::with_backends(
+            kind,
+            family,
+            Affinity::Flow,
+            5000,
+            Protocol::Udp,
+            [Behaviour::UdpEcho, Behaviour::UdpEcho],
+        )
+        .unwrap();
+        // Each socket is one flow, so one version.
+        let (mut flows, mut sent) = ([0u64; 2], [0u64; 2]);
+        for i in 0..SOCKETS {
+            let c = h
+                .connect_udp()
+                .unwrap_or_else(|e| panic!("{e:#}\n{}", h.diagnostics()));
+            let mut version = None;
+            for r in 0..PER_SOCKET {
+                let got = c.request().unwrap_or_else(|e| {
+                    panic!("socket {i} datagram {r}: {e:#}\n{}", h.diagnostics())
+                });
+                let v = version_index(&got);
+                assert_eq!(*version.get_or_insert(v), v, "socket {i} changed version");
+                sent[v] += 1;
+            }
+            flows[version.unwrap()] += 1;
+        }
+        let s = h.signals().unwrap();
+        let stats = h.stats().unwrap();
+        for (v, label) in [STABLE, CANARY].into_iter().enumerate() {
+            println!(
+                "{kind:?} {family:?} {label}: {} flows, expected / counted: requests {} / {}, \
+                 responses {} / {}",
+                flows[v], sent[v], s[v].requests, sent[v], s[v].responses
+            );
+            let ctx = || format!("{kind:?} {family:?} {label}: {s:?}\n{}", h.diagnostics());
+            // Every datagram was answered once, so sent == received.
+            assert_eq!(
+                s[v],
+                Signals {
+                    requests: sent[v],
+                    responses: sent[v],
+                    ..Signals::default()
+                },
+                "{}",
+                ctx()
+            );
+            assert_eq!(stats[v].new_flows, flows[v], "{}", ctx());
+            assert_eq!(h.backends[v].accepted(), sent[v], "{}", ctx());
+        }
+        assert!(sent[0] > 0 && sent[1] > 0, "{kind:?} {family:?}: {sent:?}");
+    }
+}
