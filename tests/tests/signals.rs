@@ -18,7 +18,7 @@ use std::{
 use canary_common::signals::{
     HTTP_CLASS_NAMES, HTTP_CLASSES, LATENCY_BUCKETS, Signals, bucket_of_ns, bucket_upper_us,
 };
-use canary_userspace::{Affinity, Protocol};
+use canary_userspace::{Affinity, Protocol, signals::VersionSignals};
 use tests::{
     harness::{CANARY, Family, Harness, STABLE},
     one_at_a_time, require_root,
@@ -55,61 +55,6 @@ fn io_kind(e: &anyhow::Error) -> Option<io::ErrorKind> {
     e.chain()
         .find_map(|c| c.downcast_ref::<io::Error>())
         .map(io::Error::kind)
-}
-
-/// What Prometheus' `histogram_quantile(q, ...)` answers for the kernel's
-/// latency buckets, in microseconds: the bucket holding rank `q · total`,
-/// linearly interpolated between its bounds (the first bucket starts at 0;
-/// a rank in the +Inf bucket answers the last finite bound).
-fn histogram_quantile_us(q: f64, buckets: &[u64; LATENCY_BUCKETS]) -> Option<f64> {
-    let count = total(buckets);
-    if count == 0 {
-        return None;
-    }
-    let rank = q * count as f64;
-    let mut below = 0u64;
-    for (i, &n) in buckets.iter().enumerate() {
-        let Some(upper) = bucket_upper_us(i) else {
-            return Some(bucket_upper_us(i - 1).unwrap() as f64);
-        };
-        if (below + n) as f64 >= rank {
-            let lower = if i == 0 {
-                0.0
-            } else {
-                bucket_upper_us(i - 1).unwrap() as f64
-            };
-            return Some(lower + (upper as f64 - lower) * (rank - below as f64) / n as f64);
-        }
-        below += n;
-    }
-    unreachable!("the +Inf bucket answers any rank")
-}
-
-#[test]
-fn histogram_quantile_interpolates_like_prometheus() {
-    let mut b = [0u64; LATENCY_BUCKETS];
-    assert_eq!(histogram_quantile_us(0.5, &b), None);
-    // 10 in (512, 1024] µs: the median is half-way through that bucket.
-    b[6] = 10;
-    assert_eq!(histogram_quantile_us(0.5, &b), Some(768.0));
-    // 10 in [0, 16]: from 0.
-    let mut first = [0u64; LATENCY_BUCKETS];
-    first[0] = 10;
-    assert_eq!(histogram_quantile_us(0.25, &first), Some(4.0));
-    // Rank 10 of 20 ends exactly at the top of the lower bucket.
-    b[12] = 10;
-    assert_eq!(histogram_quantile_us(0.5, &b), Some(1024.0));
-    assert_eq!(
-        histogram_quantile_us(0.75, &b),
-        Some(32768.0 + 32768.0 * 0.5)
-    );
-    // All in +Inf: the last finite bound.
-    let mut inf = [0u64; LATENCY_BUCKETS];
-    inf[LATENCY_BUCKETS - 1] = 3;
-    assert_eq!(
-        histogram_quantile_us(0.5, &inf),
-        Some(bucket_upper_us(LATENCY_BUCKETS - 2).unwrap() as f64)
-    );
 }
 
 /// `after - before`, field by field (counters only grow).
@@ -306,7 +251,13 @@ fn a_slower_backend_moves_the_latency_median() {
             assert_eq!(d.requests, REQUESTS, "{}", ctx());
             assert_eq!(d.responses, REQUESTS, "{}", ctx());
             assert_eq!(total(&d.latency), REQUESTS, "{}", ctx());
-            let estimate = histogram_quantile_us(0.5, &d.latency).unwrap();
+            // The library's estimate, the one canaryctl and the controller use.
+            let estimate = VersionSignals::from(&d)
+                .latency
+                .quantile(0.5)
+                .unwrap()
+                .as_secs_f64()
+                * 1e6;
             let truth = median(client);
             let (got_bucket, true_bucket) = (
                 bucket_of_ns((estimate * 1000.0) as u64),
