@@ -327,3 +327,46 @@ fn interface_lookup_cannot_escape_sys_class_net() {
     assert!(!config::interface_exists("../net"));
     assert!(!config::interface_exists(""));
 }
+
+#[test]
+fn rollout_fixture_has_its_values_and_defaults() {
+    let c = valid("rollout.toml");
+    let s = &c.rollouts["sentiment"];
+    assert_eq!(s.steps, [500, 1000, 2500, 5000, 10000]);
+    assert_eq!(s.interval, Duration::from_secs(30));
+    assert_eq!(
+        (
+            s.min_requests,
+            s.failed_checks_limit,
+            s.min_passes,
+            s.max_inconclusive
+        ),
+        (200, 2, 1, 5)
+    );
+    assert_eq!(s.checks.max_error_rate, Some(0.01));
+    assert_eq!(s.checks.max_p99_ms, Some(250.0));
+    assert_eq!(s.checks.error_margin, 0.005);
+    assert_eq!(s.prometheus.as_deref(), Some("http://127.0.0.1:9090"));
+    assert_eq!(s.gates[0].name, "accuracy");
+    assert_eq!((s.gates[0].min, s.gates[0].max), (Some(0.92), None));
+    let r = &c.rollouts["ranker"];
+    assert_eq!(
+        r.steps,
+        [2000, 4000, 6000, 8000, 10000],
+        "step = 20, max = 100"
+    );
+    assert_eq!(r.mode, canary_userspace::kinds::Mode::DryRun);
+    assert_eq!(r.on_rollback, canary_userspace::kinds::OnRollback::Reset);
+    assert_eq!(
+        (r.interval, r.min_requests, r.alpha, r.checks.error_margin),
+        (Duration::from_secs(30), 200, 0.05, 0.01),
+        "defaults"
+    );
+    // Written back, it reads the same.
+    let again = config::parse(&c.to_toml(), "rendered.toml", &test_interfaces).unwrap();
+    assert_eq!(again, c);
+    // And this canaryd refuses to start with it rather than ignore it.
+    let refused = config::refuse_rollouts(&c, "rollout.toml").unwrap_err();
+    let fields: Vec<&str> = refused.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["service[0].rollout", "service[1].rollout"]);
+}

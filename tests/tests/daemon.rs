@@ -79,6 +79,7 @@ impl Setup {
                 self.canary,
                 weight_bp,
             )],
+            rollouts: Default::default(),
         }
     }
 

@@ -14,11 +14,13 @@ mod duration;
 mod error;
 mod interface;
 mod render;
+mod rollout;
 mod service;
 mod value;
 mod weight;
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
@@ -33,7 +35,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use interface::interface_exists;
 pub use weight::{InvalidWeight, weight_percent_to_bp};
 
-use crate::service::ServiceSpec;
+use crate::{controller::plan::RolloutPlan, service::ServiceSpec};
 use error::Collector;
 
 pub const DEFAULT_SOCKET: &str = "/run/canary/canary.sock";
@@ -47,6 +49,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// In file order; may be empty (the daemon attaches and idles).
     pub services: Vec<ServiceSpec>,
+    /// `[service.rollout]` tables, by service name.
+    pub rollouts: BTreeMap<String, RolloutPlan>,
 }
 
 /// The `[daemon]` table, defaults filled in.
@@ -128,18 +132,52 @@ pub fn parse(
     // Last safety net: whatever passed here must also pass what the data
     // path checks, or the daemon would fail later instead of at load.
     let mut services = Vec::with_capacity(partials.len());
+    let mut rollouts = BTreeMap::new();
     for partial in &partials {
         if let Some(spec) = partial.spec() {
             match spec.check() {
-                Ok(()) => services.push(spec),
+                Ok(()) => {
+                    if let Some(plan) = &partial.rollout {
+                        rollouts.insert(spec.name.clone(), plan.clone());
+                    }
+                    services.push(spec)
+                }
                 Err(e) => errs.push(&partial.path, e.to_string()),
             }
         }
     }
 
     match daemon {
-        Some(daemon) if errs.is_empty() => Ok(Config { daemon, services }),
+        Some(daemon) if errs.is_empty() => Ok(Config {
+            daemon,
+            services,
+            rollouts,
+        }),
         _ => Err(errs.finish()),
+    }
+}
+
+/// Rollout tables are read and checked, but this canaryd has no driver to
+/// run them yet: a config with one is refused (at `--check`, start and
+/// reload) rather than half-honoured.
+pub fn refuse_rollouts(config: &Config, file: &str) -> Result<(), ConfigErrors> {
+    let errors: Vec<ConfigError> = config
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| config.rollouts.contains_key(&s.name))
+        .map(|(i, _)| ConfigError {
+            file: file.to_owned(),
+            field: format!("service[{i}].rollout"),
+            message: "automatic rollouts are checked but not run by this version of canaryd; \
+                      step the weight with `canaryctl set-weight`"
+                .to_owned(),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors))
     }
 }
 

@@ -4,7 +4,7 @@
 use toml::{Table, Value};
 
 use super::{Config, DaemonConfig};
-use crate::{api::bp_to_percent, service::ServiceSpec};
+use crate::{api::bp_to_percent, controller::plan::RolloutPlan, service::ServiceSpec};
 
 impl Config {
     /// The config as a TOML file that `config::parse` reads back equal.
@@ -12,7 +12,11 @@ impl Config {
         let mut root = Table::new();
         root.insert("daemon".into(), Value::Table(daemon_table(&self.daemon)));
         if !self.services.is_empty() {
-            let services = self.services.iter().map(service_table).collect();
+            let services = self
+                .services
+                .iter()
+                .map(|s| service_table(s, self.rollouts.get(&s.name)))
+                .collect();
             root.insert("service".into(), Value::Array(services));
         }
         toml::to_string(&root).expect("a table of strings, numbers and arrays always renders")
@@ -53,7 +57,7 @@ fn daemon_table(d: &DaemonConfig) -> Table {
     t
 }
 
-fn service_table(s: &ServiceSpec) -> Value {
+fn service_table(s: &ServiceSpec, rollout: Option<&RolloutPlan>) -> Value {
     let mut t = Table::new();
     t.insert("name".into(), Value::String(s.name.clone()));
     t.insert("listen".into(), Value::String(s.vip.to_string()));
@@ -62,7 +66,79 @@ fn service_table(s: &ServiceSpec) -> Value {
     t.insert("stable".into(), strings(&s.stable));
     t.insert("canary".into(), strings(&s.canary));
     t.insert("weight".into(), Value::Float(bp_to_percent(s.weight_bp)));
+    if let Some(plan) = rollout {
+        t.insert("rollout".into(), Value::Table(rollout_table(plan)));
+    }
     Value::Table(t)
+}
+
+fn rollout_table(p: &RolloutPlan) -> Table {
+    let mut t = Table::new();
+    let steps = p
+        .steps
+        .iter()
+        .map(|bp| Value::Float(bp_to_percent(*bp)))
+        .collect();
+    t.insert("steps".into(), Value::Array(steps));
+    t.insert(
+        "interval".into(),
+        Value::String(format!("{}ms", p.interval.as_millis())),
+    );
+    let int = |n: u64| Value::Integer(n as i64);
+    t.insert("min_requests".into(), int(p.min_requests));
+    t.insert(
+        "failed_checks_limit".into(),
+        int(p.failed_checks_limit.into()),
+    );
+    t.insert(
+        "consecutive_failures".into(),
+        int(p.consecutive_failures.into()),
+    );
+    t.insert("min_passes".into(), int(p.min_passes.into()));
+    t.insert("max_inconclusive".into(), int(p.max_inconclusive.into()));
+    t.insert("mode".into(), Value::String(p.mode.to_string()));
+    t.insert(
+        "on_rollback".into(),
+        Value::String(p.on_rollback.to_string()),
+    );
+    let c = &p.checks;
+    for (key, v) in [
+        ("max_error_rate", c.max_error_rate),
+        ("max_error_ratio", c.max_error_ratio),
+        ("max_p99_ms", c.max_p99_ms),
+        ("max_p99_ratio", c.max_p99_ratio),
+        ("error_margin", Some(c.error_margin)),
+        ("p99_margin_ms", Some(c.p99_margin_ms)),
+        ("alpha", Some(p.alpha)),
+    ] {
+        if let Some(v) = v {
+            t.insert(key.into(), Value::Float(v));
+        }
+    }
+    for (key, v) in [("prometheus", &p.prometheus), ("webhook", &p.webhook)] {
+        if let Some(v) = v {
+            t.insert(key.into(), Value::String(v.clone()));
+        }
+    }
+    if !p.gates.is_empty() {
+        let gates = p
+            .gates
+            .iter()
+            .map(|g| {
+                let mut gt = Table::new();
+                gt.insert("name".into(), Value::String(g.name.clone()));
+                gt.insert("query".into(), Value::String(g.query.clone()));
+                for (key, v) in [("min", g.min), ("max", g.max)] {
+                    if let Some(v) = v {
+                        gt.insert(key.into(), Value::Float(v));
+                    }
+                }
+                Value::Table(gt)
+            })
+            .collect();
+        t.insert("gate".into(), Value::Array(gates));
+    }
+    t
 }
 
 #[cfg(test)]

@@ -15,19 +15,17 @@ use super::{
     weight::weight_percent_to_bp,
 };
 use crate::{
-    kinds::{Affinity, Named, Protocol},
+    controller::plan::RolloutPlan,
+    kinds::{Affinity, Protocol},
     service::ServiceSpec,
 };
 
 const KNOWN: &[&str] = &[
-    "name", "listen", "protocol", "affinity", "stable", "canary", "weight",
+    "name", "listen", "protocol", "affinity", "stable", "canary", "weight", "rollout",
 ];
 
 /// Longest service name; it becomes a Prometheus label value and a CLI argument.
 const MAX_NAME: usize = 64;
-
-const ROLLOUT_UNSUPPORTED: &str = "automatic rollout is not supported by this version of canaryd; \
-     step the weight with `canaryctl set-weight`";
 
 /// A backend that parsed, with where it was written.
 pub(crate) struct Backend {
@@ -46,6 +44,8 @@ pub(crate) struct Partial {
     stable: Option<Vec<SocketAddr>>,
     canary: Option<Vec<SocketAddr>>,
     weight_bp: Option<u16>,
+    /// `[service.rollout]`, when present and valid.
+    pub(crate) rollout: Option<RolloutPlan>,
     /// Every backend that parsed, stable then canary, for the checks across
     /// services; includes those of a set that failed as a whole.
     pub(crate) backends: Vec<Backend>,
@@ -86,6 +86,7 @@ pub(crate) fn read(errs: &mut Collector, index: usize, value: &Value) -> Partial
         stable: None,
         canary: None,
         weight_bp: None,
+        rollout: None,
         backends: Vec::new(),
     };
     let Value::Table(table) = value else {
@@ -93,18 +94,13 @@ pub(crate) fn read(errs: &mut Collector, index: usize, value: &Value) -> Partial
         return partial;
     };
     let path = partial.path.as_str();
-    // Said outright rather than "unknown field": a config written for a
-    // later version should learn why its rollout would not run.
-    if table.contains_key("rollout") {
-        errs.push(join(path, "rollout"), ROLLOUT_UNSUPPORTED);
-    }
-    let keys = table.keys().filter(|key| key.as_str() != "rollout");
-    value::reject_unknown(errs, keys, path, KNOWN);
+    value::reject_unknown(errs, table.keys(), path, KNOWN);
+    partial.rollout = super::rollout::read(errs, table.get("rollout"), path);
 
     partial.name = name(errs, table, path);
     partial.vip = listen(errs, table, path);
-    partial.protocol = choice::<Protocol>(errs, table, path, "protocol");
-    partial.affinity = choice::<Affinity>(errs, table, path, "affinity");
+    partial.protocol = value::word::<Protocol>(errs, table, path, "protocol");
+    partial.affinity = value::word::<Affinity>(errs, table, path, "affinity");
     let (stable, mut backends) = backend_set(errs, table, path, "stable", partial.vip);
     let (canary, canary_backends) = backend_set(errs, table, path, "canary", partial.vip);
     backends.extend(canary_backends);
@@ -149,22 +145,6 @@ fn listen(errs: &mut Collector, table: &Table, path: &str) -> Option<SocketAddr>
     )?;
     let checked = address::parse(text).and_then(|addr| address::check_unicast(addr).map(|()| addr));
     checked.map_err(|why| errs.push(field, why)).ok()
-}
-
-/// A string field naming one of `T`'s words; the first word is the default.
-fn choice<T: Named>(errs: &mut Collector, table: &Table, path: &str, key: &str) -> Option<T> {
-    let (_, default) = T::ALL[0];
-    let text = value::string(errs, table, path, key).or(default)?;
-    match T::parse_name(text) {
-        Ok(choice) => Some(choice),
-        Err(e) => {
-            errs.push(
-                join(path, key),
-                format!("{text:?} is not a valid {key}; expected {}", e.expected),
-            );
-            None
-        }
-    }
 }
 
 /// Reads the `stable` or `canary` set; the set is `None` if any of it failed.

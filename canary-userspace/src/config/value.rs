@@ -6,6 +6,7 @@
 use toml::{Table, Value};
 
 use super::error::Collector;
+use crate::kinds::Named;
 
 /// A field read from a table.
 pub(crate) enum Field<T> {
@@ -178,4 +179,25 @@ pub(crate) fn strings<'t>(
         }
     }
     out
+}
+
+/// A string field naming one of `T`'s words; absent, the first word.
+pub(crate) fn word<T: Named>(
+    errs: &mut Collector,
+    table: &Table,
+    path: &str,
+    key: &str,
+) -> Option<T> {
+    let (_, default) = T::ALL[0];
+    let text = string(errs, table, path, key).or(default)?;
+    match T::parse_name(text) {
+        Ok(choice) => Some(choice),
+        Err(e) => {
+            errs.push(
+                join(path, key),
+                format!("{text:?} is not a valid {key}; expected {}", e.expected),
+            );
+            None
+        }
+    }
 }

@@ -289,7 +289,10 @@ impl Daemon {
         if !self.test_hold.is_zero() {
             std::thread::sleep(self.test_hold);
         }
-        let mut new = config::load(&self.config_path).map_err(DaemonError::InvalidConfig)?;
+        let file = self.config_path.display().to_string();
+        let mut new = config::load(&self.config_path)
+            .and_then(|c| config::refuse_rollouts(&c, &file).map(|()| c))
+            .map_err(DaemonError::InvalidConfig)?;
         self.overrides.apply(&mut new.daemon);
         self.check_restart_only(&new.daemon)?;
         let old_specs = self.registered_specs();

@@ -385,6 +385,7 @@ pub fn canaryd_config(dirs: &DaemonDirs) -> Config {
     Config {
         daemon: dirs.daemon_config(HOST_IF),
         services: vec![canary_service()],
+        rollouts: Default::default(),
     }
 }
 
@@ -398,6 +399,7 @@ pub fn canaryd_config_example() -> String {
     Config {
         daemon,
         services: vec![canary_service()],
+        rollouts: Default::default(),
     }
     .to_toml()
 }

@@ -91,7 +91,9 @@ fn main() -> ExitCode {
         .filter_level(args.log_level.unwrap_or(log::LevelFilter::Info))
         .format_target(false)
         .init();
-    let mut config = match config::load(&args.config) {
+    let loaded = config::load(&args.config)
+        .and_then(|c| config::refuse_rollouts(&c, &args.config.display().to_string()).map(|()| c));
+    let mut config = match loaded {
         Ok(c) => c,
         Err(errors) if args.detach_all => {
             // Cleaning up must work with a broken config: use flags/defaults.
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
             Config {
                 daemon: DaemonConfig::with_defaults(vec![]),
                 services: vec![],
+                rollouts: Default::default(),
             }
         }
         Err(errors) => {

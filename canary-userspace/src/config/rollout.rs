@@ -1,0 +1,376 @@
+//! A service's `[service.rollout]` table: the steps, the pace, the checks
+//! and the gates of its automatic rollout, read field by field.
+
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+use super::{
+    duration::parse_duration,
+    error::Collector,
+    value::{self, join},
+    weight::weight_percent_to_bp,
+};
+use crate::{
+    controller::plan::{Checks, Gate, RolloutPlan},
+    kinds::{Mode, OnRollback},
+};
+
+const KNOWN: &[&str] = &[
+    "steps",
+    "step",
+    "max",
+    "interval",
+    "min_requests",
+    "failed_checks_limit",
+    "consecutive_failures",
+    "min_passes",
+    "max_inconclusive",
+    "mode",
+    "on_rollback",
+    "max_error_rate",
+    "max_error_ratio",
+    "error_margin",
+    "max_p99_ms",
+    "max_p99_ratio",
+    "p99_margin_ms",
+    "alpha",
+    "prometheus",
+    "webhook",
+    "gate",
+];
+
+/// Shortest interval: an evaluation needs requests to judge.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Reads `path.rollout`; `None` when absent or when anything in it was
+/// reported.
+pub(crate) fn read(
+    errs: &mut Collector,
+    value: Option<&Value>,
+    service: &str,
+) -> Option<RolloutPlan> {
+    let path = join(service, "rollout");
+    let table = match value? {
+        Value::Table(t) => t,
+        other => {
+            value::wrong_type(errs, &path, "a table ([service.rollout])", other);
+            return None;
+        }
+    };
+    let before = errs.len();
+    value::reject_unknown(errs, table.keys(), &path, KNOWN);
+    let p = path.as_str();
+    let steps = steps(errs, table, p);
+    let interval = interval(errs, table, p);
+    let count = |errs: &mut Collector, key: &str, default: u64, min: u64| -> Option<u64> {
+        let n = value::integer(errs, table, p, key).or(default as i64)?;
+        match u64::try_from(n) {
+            Ok(n) if n >= min => Some(n),
+            _ => {
+                errs.push(
+                    join(p, key),
+                    format!("{n} is out of range; it must be at least {min}"),
+                );
+                None
+            }
+        }
+    };
+    let min_requests = count(errs, "min_requests", 200, 1);
+    let failed_checks_limit = count(errs, "failed_checks_limit", 2, 1);
+    let consecutive_failures = count(errs, "consecutive_failures", 0, 0);
+    let min_passes = count(errs, "min_passes", 1, 1);
+    let max_inconclusive = count(errs, "max_inconclusive", 5, 1);
+    let mode = value::word::<Mode>(errs, table, p, "mode");
+    let on_rollback = value::word::<OnRollback>(errs, table, p, "on_rollback");
+    let share = |errs: &mut Collector, key: &str| fraction(errs, table, p, key, false);
+    let max_error_rate = share(errs, "max_error_rate");
+    let error_margin = fraction(errs, table, p, "error_margin", true).map(|m| m.unwrap_or(0.01));
+    let alpha = open_fraction(errs, table, p, "alpha");
+    let positive = |errs: &mut Collector, key: &str| positive(errs, table, p, key);
+    let max_error_ratio = positive(errs, "max_error_ratio");
+    let max_p99_ms = positive(errs, "max_p99_ms");
+    let max_p99_ratio = positive(errs, "max_p99_ratio");
+    let p99_margin_ms = match value::number(errs, table, p, "p99_margin_ms").or(5.0) {
+        Some(m) if m >= 0.0 && m.is_finite() => Some(m),
+        Some(m) => {
+            errs.push(join(p, "p99_margin_ms"), format!("{m} must be 0 or more"));
+            None
+        }
+        None => None,
+    };
+    let prometheus = url(errs, table, p, "prometheus");
+    let webhook = url(errs, table, p, "webhook");
+    let gates = gates(errs, table, p);
+
+    let checks = Checks {
+        max_error_rate: max_error_rate?,
+        max_error_ratio: max_error_ratio?,
+        max_p99_ms: max_p99_ms?,
+        max_p99_ratio: max_p99_ratio?,
+        error_margin: error_margin?,
+        p99_margin_ms: p99_margin_ms?,
+    };
+    let gates = gates?;
+    let prometheus = prometheus?;
+    if checks.bounds() == 0 && gates.is_empty() {
+        errs.push(
+            &path,
+            "a rollout needs at least one check (max_error_rate, max_error_ratio, max_p99_ms, \
+             max_p99_ratio) or a [[service.rollout.gate]]: with none, nothing would be judged",
+        );
+    }
+    if !gates.is_empty() && prometheus.is_none() {
+        errs.push(
+            join(p, "prometheus"),
+            "gates need a Prometheus server to query: add prometheus = \"http://127.0.0.1:9090\"",
+        );
+    }
+    if errs.len() != before {
+        return None;
+    }
+    Some(RolloutPlan {
+        steps: steps?,
+        interval: interval?,
+        min_requests: min_requests?,
+        failed_checks_limit: failed_checks_limit? as u32,
+        consecutive_failures: consecutive_failures? as u32,
+        min_passes: min_passes? as u32,
+        max_inconclusive: max_inconclusive? as u32,
+        mode: mode?,
+        on_rollback: on_rollback?,
+        checks,
+        gates,
+        prometheus,
+        webhook: webhook?,
+        alpha: alpha?.unwrap_or(0.05),
+    })
+}
+
+/// `steps = [5, 10, 25]`, or `step = 10` with `max = 100`: increasing
+/// percents above 0 and at most 100, in basis points.
+fn steps(errs: &mut Collector, table: &Table, path: &str) -> Option<Vec<u16>> {
+    let listed = table.contains_key("steps");
+    let stepped = table.contains_key("step") || table.contains_key("max");
+    if listed && stepped {
+        errs.push(
+            join(path, "steps"),
+            "give either steps = [...] or step and max, not both",
+        );
+        return None;
+    }
+    let percents: Vec<(String, f64)> = if stepped {
+        let step = value::number(errs, table, path, "step").required(
+            errs,
+            &join(path, "step"),
+            "step = 10",
+        )?;
+        let max = value::number(errs, table, path, "max").or(100.0)?;
+        if !(step > 0.0 && step <= max && max <= 100.0) {
+            errs.push(
+                join(path, "step"),
+                format!("step {step} and max {max}: need 0 < step <= max <= 100"),
+            );
+            return None;
+        }
+        let mut v = vec![];
+        let mut at = step;
+        while at < max - 1e-9 && v.len() < 1000 {
+            v.push((join(path, "step"), (at * 100.0).round() / 100.0));
+            at += step;
+        }
+        v.push((join(path, "max"), max));
+        v
+    } else {
+        let items = value::array(errs, table, path, "steps").required(
+            errs,
+            &join(path, "steps"),
+            "steps = [5, 10, 25, 50, 100] (or step = 10 and max = 100)",
+        )?;
+        let mut v = vec![];
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("{}[{i}]", join(path, "steps"));
+            match item {
+                Value::Integer(n) => v.push((at, *n as f64)),
+                Value::Float(f) => v.push((at, *f)),
+                other => value::wrong_type(errs, &at, "a percent", other),
+            }
+        }
+        if v.is_empty() {
+            errs.push(
+                join(path, "steps"),
+                "needs at least one step, e.g. [5, 10, 25, 50, 100]",
+            );
+            return None;
+        }
+        v
+    };
+    let mut out = vec![];
+    for (at, percent) in percents {
+        match weight_percent_to_bp(percent) {
+            Ok(0) => errs.push(&at, "a step of 0 % sends the canary nothing"),
+            Ok(bp) if out.last().is_some_and(|last| *last >= bp) => errs.push(
+                &at,
+                format!("{percent} is not above the step before it; steps must increase"),
+            ),
+            Ok(bp) => out.push(bp),
+            Err(e) => errs.push(&at, e.to_string()),
+        }
+    }
+    Some(out)
+}
+
+fn interval(errs: &mut Collector, table: &Table, path: &str) -> Option<Duration> {
+    let text = value::string(errs, table, path, "interval").or("30s")?;
+    match parse_duration(text) {
+        Ok(d) if d >= MIN_INTERVAL => Some(d),
+        Ok(_) => {
+            errs.push(
+                join(path, "interval"),
+                format!("{text:?} is shorter than 100ms"),
+            );
+            None
+        }
+        Err(e) => {
+            errs.push(join(path, "interval"), e.to_string());
+            None
+        }
+    }
+}
+
+/// An optional fraction: `Some(None)` when absent, `Some(Some(x))` for a
+/// valid one (0 <= x <= 1; x > 0 unless `zero_ok`), `None` when reported.
+fn fraction(
+    errs: &mut Collector,
+    table: &Table,
+    path: &str,
+    key: &str,
+    zero_ok: bool,
+) -> Option<Option<f64>> {
+    match value::number(errs, table, path, key) {
+        value::Field::Absent => Some(None),
+        value::Field::Bad => None,
+        value::Field::Found(x) if (zero_ok || x > 0.0) && x <= 1.0 => Some(Some(x)),
+        value::Field::Found(x) => {
+            errs.push(
+                join(path, key),
+                format!("{x} is not a fraction between 0 and 1 (e.g. 0.01 for 1 %)"),
+            );
+            None
+        }
+    }
+}
+
+/// An optional level strictly between 0 and 1.
+fn open_fraction(
+    errs: &mut Collector,
+    table: &Table,
+    path: &str,
+    key: &str,
+) -> Option<Option<f64>> {
+    match value::number(errs, table, path, key) {
+        value::Field::Absent => Some(None),
+        value::Field::Bad => None,
+        value::Field::Found(x) if x > 0.0 && x < 1.0 => Some(Some(x)),
+        value::Field::Found(x) => {
+            errs.push(
+                join(path, key),
+                format!("{x} must be above 0 and below 1, e.g. 0.05"),
+            );
+            None
+        }
+    }
+}
+
+/// An optional number above 0.
+fn positive(errs: &mut Collector, table: &Table, path: &str, key: &str) -> Option<Option<f64>> {
+    match value::number(errs, table, path, key) {
+        value::Field::Absent => Some(None),
+        value::Field::Bad => None,
+        value::Field::Found(x) if x > 0.0 && x.is_finite() => Some(Some(x)),
+        value::Field::Found(x) => {
+            errs.push(join(path, key), format!("{x} must be above 0"));
+            None
+        }
+    }
+}
+
+/// An optional `http://host:port[/path]` URL: the controller speaks plain
+/// HTTP to a local Prometheus and webhook receiver.
+fn url(errs: &mut Collector, table: &Table, path: &str, key: &str) -> Option<Option<String>> {
+    match value::string(errs, table, path, key) {
+        value::Field::Absent => Some(None),
+        value::Field::Bad => None,
+        value::Field::Found(u) if u.starts_with("http://") && u.len() > "http://".len() => {
+            Some(Some(u.trim_end_matches('/').to_owned()))
+        }
+        value::Field::Found(u) => {
+            errs.push(
+                join(path, key),
+                format!("{u:?} is not an http:// URL, e.g. \"http://127.0.0.1:9090\""),
+            );
+            None
+        }
+    }
+}
+
+fn gates(errs: &mut Collector, table: &Table, path: &str) -> Option<Vec<Gate>> {
+    let items = match value::array(errs, table, path, "gate") {
+        value::Field::Absent => return Some(vec![]),
+        value::Field::Bad => return None,
+        value::Field::Found(items) => items,
+    };
+    let before = errs.len();
+    let mut out: Vec<Gate> = vec![];
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{}[{i}]", join(path, "gate"));
+        let Value::Table(t) = item else {
+            value::wrong_type(errs, &at, "a table ([[service.rollout.gate]])", item);
+            continue;
+        };
+        value::reject_unknown(errs, t.keys(), &at, &["name", "query", "min", "max"]);
+        let name = value::string(errs, t, &at, "name").required(
+            errs,
+            &join(&at, "name"),
+            r#"name = "accuracy""#,
+        );
+        let query = value::string(errs, t, &at, "query").required(
+            errs,
+            &join(&at, "query"),
+            r#"query = 'model_accuracy{version="canary"}'"#,
+        );
+        let bound = |errs: &mut Collector, key: &str| match value::number(errs, t, &at, key) {
+            value::Field::Absent => Some(None),
+            value::Field::Bad => None,
+            value::Field::Found(x) => Some(Some(x)),
+        };
+        let (min, max) = (bound(errs, "min"), bound(errs, "max"));
+        let (Some(name), Some(query), Some(min), Some(max)) = (name, query, min, max) else {
+            continue;
+        };
+        if min.is_none() && max.is_none() {
+            errs.push(&at, "a gate needs min, max or both");
+            continue;
+        }
+        if let (Some(lo), Some(hi)) = (min, max)
+            && lo > hi
+        {
+            errs.push(join(&at, "min"), format!("min {lo} is above max {hi}"));
+            continue;
+        }
+        if out.iter().any(|g| g.name == name) {
+            errs.push(
+                join(&at, "name"),
+                format!("{name:?} is already a gate's name"),
+            );
+            continue;
+        }
+        out.push(Gate {
+            name: name.to_owned(),
+            query: query.to_owned(),
+            min,
+            max,
+        });
+    }
+    (errs.len() == before).then_some(out)
+}
