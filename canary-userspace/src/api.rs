@@ -18,7 +18,10 @@ use std::{
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::kinds::{Affinity, Protocol, XdpMode};
+use crate::{
+    controller::policy::{Phase, Record},
+    kinds::{Affinity, Mode, OnRollback, Protocol, XdpMode},
+};
 
 /// Bumped when a field is renamed or removed.
 pub const API_VERSION: u32 = 1;
@@ -33,9 +36,64 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 #[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
     Status,
-    SetWeight { service: String, percent: f64 },
+    SetWeight {
+        service: String,
+        percent: f64,
+    },
     Reload,
     Version,
+    /// Start, pause, resume, promote or abort a service's rollout.
+    Rollout {
+        service: String,
+        action: RolloutAction,
+    },
+    /// Canary weight 0 in one map write; a running rollout ends rolled back.
+    Rollback {
+        service: String,
+    },
+    /// A rollout's plan, state and history.
+    RolloutStatus {
+        service: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutAction {
+    Start,
+    Pause,
+    Resume,
+    Promote,
+    Abort,
+}
+
+/// A rollout as `rollout status`, `watch` and `--wait` show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutReport {
+    pub service: String,
+    pub phase: Phase,
+    /// Why it is paused or over.
+    pub reason: String,
+    pub mode: Mode,
+    pub on_rollback: OnRollback,
+    pub step: usize,
+    pub steps_percent: Vec<f64>,
+    /// The canary weight the kernel uses now.
+    pub weight_percent: f64,
+    /// The canary's share of the requests since the last evaluation: below
+    /// the weight while long-lived connections that opened before a step
+    /// are still on stable.
+    pub observed_canary_share: Option<f64>,
+    pub interval_ms: u64,
+    pub looks: u32,
+    pub failed: u32,
+    pub failed_checks_limit: u32,
+    pub inconclusive_streak: u32,
+    pub max_inconclusive: u32,
+    pub started_unix_ms: u64,
+    pub next_at_unix_ms: u64,
+    /// Every decision with its evidence, oldest first.
+    pub history: Vec<Record>,
 }
 
 /// One answer; `T` is the reply type of the request it answers.
@@ -96,6 +154,11 @@ pub enum ErrorCode {
     DataPath,
     /// The daemon is shutting down or its state owner is gone.
     Unavailable,
+    /// The service has no `[service.rollout]`.
+    RolloutNotConfigured,
+    /// The rollout is not in a state that allows this (already running,
+    /// ended, not paused, or moved on since a decision was taken).
+    RolloutConflict,
     /// A code this client does not know (a newer daemon's).
     #[serde(other)]
     Unknown,
@@ -109,7 +172,9 @@ impl ErrorCode {
             | ErrorCode::InvalidWeight
             | ErrorCode::UnknownService
             | ErrorCode::InvalidConfig
-            | ErrorCode::RestartRequired => 4,
+            | ErrorCode::RestartRequired
+            | ErrorCode::RolloutNotConfigured
+            | ErrorCode::RolloutConflict => 4,
             ErrorCode::FailedAndReverted | ErrorCode::DataPath | ErrorCode::Unavailable => 5,
             ErrorCode::RevertFailed => 6,
             ErrorCode::Unknown => 1,
@@ -321,6 +386,29 @@ impl Client<'_> {
 
     pub fn version(&self) -> Result<Version, ClientError> {
         self.call(&Request::Version)
+    }
+
+    pub fn rollout(
+        &self,
+        service: &str,
+        action: RolloutAction,
+    ) -> Result<RolloutReport, ClientError> {
+        self.call(&Request::Rollout {
+            service: service.into(),
+            action,
+        })
+    }
+
+    pub fn rollback(&self, service: &str) -> Result<RolloutReport, ClientError> {
+        self.call(&Request::Rollback {
+            service: service.into(),
+        })
+    }
+
+    pub fn rollout_status(&self, service: &str) -> Result<RolloutReport, ClientError> {
+        self.call(&Request::RolloutStatus {
+            service: service.into(),
+        })
     }
 }
 

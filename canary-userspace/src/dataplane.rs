@@ -535,6 +535,31 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Removes the flow entries of `service`'s `version` (their next
+    /// packets are decided again); returns how many went.
+    pub fn forget_flows(&mut self, service: &str, version: u8) -> Result<u64> {
+        let reg = self
+            .services
+            .get(service)
+            .ok_or_else(|| Error::UnknownService(service.into()))?;
+        let id = reg.id;
+        let doomed: Vec<_> = self
+            .maps
+            .flows
+            .iter()
+            .filter_map(|kv| kv.ok())
+            .filter(|(_, e)| e.service_id == id && e.version == version)
+            .map(|(k, _)| k)
+            .collect();
+        let mut n = 0;
+        for key in &doomed {
+            if self.maps.flows.remove(key).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Frees the slots of services removed since the last call (or load),
     /// once no revert can want them back.
     pub fn forget_removed(&mut self) {

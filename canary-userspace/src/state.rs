@@ -12,14 +12,18 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::ServiceSpec;
+use crate::{controller::run::RolloutRun, service::ServiceSpec};
 
 pub const STATE_FILE: &str = "state.json";
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// By service name.
     pub weights: BTreeMap<String, WeightOverride>,
+    /// Rollouts, running or ended, by service name: a restart resumes a
+    /// running one at the same step.
+    #[serde(default)]
+    pub rollouts: BTreeMap<String, RolloutRun>,
 }
 
 /// A weight set at run time, and the config weight it overrode: when the

@@ -157,30 +157,6 @@ pub fn parse(
     }
 }
 
-/// Rollout tables are read and checked, but this canaryd has no driver to
-/// run them yet: a config with one is refused (at `--check`, start and
-/// reload) rather than half-honoured.
-pub fn refuse_rollouts(config: &Config, file: &str) -> Result<(), ConfigErrors> {
-    let errors: Vec<ConfigError> = config
-        .services
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| config.rollouts.contains_key(&s.name))
-        .map(|(i, _)| ConfigError {
-            file: file.to_owned(),
-            field: format!("service[{i}].rollout"),
-            message: "automatic rollouts are checked but not run by this version of canaryd; \
-                      step the weight with `canaryctl set-weight`"
-                .to_owned(),
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigErrors(errors))
-    }
-}
-
 fn services(errs: &mut Collector, value: Option<&Value>) -> Vec<service::Partial> {
     let items = match value {
         None => return Vec::new(),

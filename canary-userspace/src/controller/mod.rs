@@ -1,10 +1,14 @@
 //! The rollout controller: a pure policy (`policy::evaluate`) that turns a
 //! plan (`plan`), the rollout's state and what both versions did into a
-//! decision with its reasons, and the statistics it stands on (`stats`).
+//! decision with its reasons, the statistics it stands on (`stats`), and
+//! the bookkeeping of one running rollout (`run`).
 
 pub mod plan;
 pub mod policy;
+pub mod prometheus;
+pub mod run;
 pub mod stats;
+pub mod webhook;
 
 #[cfg(test)]
 mod tests;

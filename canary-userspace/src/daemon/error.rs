@@ -48,6 +48,10 @@ pub enum DaemonError {
     },
     #[error("canaryd is shutting down")]
     OwnerGone,
+    #[error("service {service} has no [service.rollout] in the config")]
+    RolloutNotConfigured { service: String },
+    #[error("service {service}: {why}")]
+    RolloutConflict { service: String, why: String },
 }
 
 fn known_list(known: &[String]) -> String {
@@ -69,6 +73,8 @@ impl DaemonError {
             DaemonError::Reverted { .. } => ErrorCode::FailedAndReverted,
             DaemonError::RevertFailed { .. } => ErrorCode::RevertFailed,
             DaemonError::OwnerGone => ErrorCode::Unavailable,
+            DaemonError::RolloutNotConfigured { .. } => ErrorCode::RolloutNotConfigured,
+            DaemonError::RolloutConflict { .. } => ErrorCode::RolloutConflict,
             DaemonError::DataPath(_)
             | DaemonError::Bpffs { .. }
             | DaemonError::StateRead { .. }

@@ -7,9 +7,11 @@
 //! - `owner`: the owning thread and the async `Handle` that talks to it.
 //! - `observe`: `Status` from a snapshot and the counters.
 
+pub mod driver;
 mod error;
 pub mod observe;
 pub mod owner;
+mod rollouts;
 
 use std::{
     collections::BTreeSet,
@@ -18,6 +20,14 @@ use std::{
 };
 
 pub use error::DaemonError;
+pub use rollouts::Control;
+
+/// Milliseconds since the Unix epoch: rollout times as persisted and shown.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 use crate::{
     api::{self, InterfaceStatus, Reloaded, WeightSet},
@@ -210,6 +220,7 @@ impl Daemon {
             config_path: self.config_path.display().to_string(),
             interfaces: self.interfaces.clone(),
             services: self.dp.registered(),
+            rollouts: self.state.rollouts.clone(),
         }
     }
 
@@ -225,43 +236,70 @@ impl Daemon {
     pub fn set_weight(&mut self, service: &str, percent: f64) -> Result<WeightSet, DaemonError> {
         let bp = weight_percent_to_bp(percent)
             .map_err(|reason| DaemonError::InvalidWeight { percent, reason })?;
-        let Some(config_weight) = self
-            .config
+        let next = self.state.clone();
+        let previous = self.commit_weight(service, Some(bp), next, "set-weight")?;
+        Ok(WeightSet {
+            service: service.to_owned(),
+            previous_percent: api::bp_to_percent(previous),
+            percent: api::bp_to_percent(bp),
+        })
+    }
+
+    /// The config weight of a configured service.
+    fn config_weight(&self, service: &str) -> Result<u16, DaemonError> {
+        self.config
             .services
             .iter()
             .find(|s| s.name == service)
             .map(|s| s.weight_bp)
-        else {
-            return Err(DaemonError::UnknownService {
+            .ok_or_else(|| DaemonError::UnknownService {
                 name: service.to_owned(),
                 known: self.dp.service_names(),
-            });
-        };
+            })
+    }
+
+    /// Sets `service`'s canary weight (one map write; None leaves it) and
+    /// makes `next` the state, weight override included, written to the
+    /// state file after the map. If the file cannot be written the map goes
+    /// back, and the error says whether that worked. Returns the weight
+    /// before.
+    pub(crate) fn commit_weight(
+        &mut self,
+        service: &str,
+        weight_bp: Option<u16>,
+        mut next: State,
+        what: &'static str,
+    ) -> Result<u16, DaemonError> {
+        let config_weight = self.config_weight(service)?;
         let previous = self.dp.weight(service).unwrap_or(config_weight);
-        self.dp.set_weight(service, bp)?;
-        let mut next = self.state.clone();
-        next.weights.insert(
-            service.to_owned(),
-            WeightOverride {
-                weight_bp: bp,
-                config_weight_bp: config_weight,
-            },
-        );
+        if let Some(bp) = weight_bp {
+            self.dp.set_weight(service, bp)?;
+            next.weights.insert(
+                service.to_owned(),
+                WeightOverride {
+                    weight_bp: bp,
+                    config_weight_bp: config_weight,
+                },
+            );
+        }
         if let Err(e) = state::save(&self.config.daemon.state_dir, &next) {
             let cause = format!(
                 "writing the state file in {} failed: {e}",
                 self.config.daemon.state_dir.display()
             );
+            let Some(bp) = weight_bp else {
+                return Err(DaemonError::Reverted { what, cause });
+            };
             return Err(match self.dp.set_weight(service, previous) {
                 Ok(()) => DaemonError::Reverted {
-                    what: "set-weight",
+                    what,
                     cause: format!(
                         "{cause}; the weight stays {:.2}%",
                         api::bp_to_percent(previous)
                     ),
                 },
                 Err(revert) => DaemonError::RevertFailed {
-                    what: "set-weight",
+                    what,
                     cause: format!(
                         "{cause}; the kernel now uses {:.2}%, which a restart would not keep",
                         api::bp_to_percent(bp)
@@ -271,16 +309,16 @@ impl Daemon {
             });
         }
         self.state = next;
-        log::info!(
-            "service {service}: weight {:.2}% -> {:.2}%",
-            api::bp_to_percent(previous),
-            api::bp_to_percent(bp)
-        );
-        Ok(WeightSet {
-            service: service.to_owned(),
-            previous_percent: api::bp_to_percent(previous),
-            percent: api::bp_to_percent(bp),
-        })
+        if let Some(bp) = weight_bp
+            && bp != previous
+        {
+            log::info!(
+                "service {service}: weight {:.2}% -> {:.2}% ({what})",
+                api::bp_to_percent(previous),
+                api::bp_to_percent(bp)
+            );
+        }
+        Ok(previous)
     }
 
     /// Reads the config file again and applies it. Everything is validated
@@ -289,10 +327,7 @@ impl Daemon {
         if !self.test_hold.is_zero() {
             std::thread::sleep(self.test_hold);
         }
-        let file = self.config_path.display().to_string();
-        let mut new = config::load(&self.config_path)
-            .and_then(|c| config::refuse_rollouts(&c, &file).map(|()| c))
-            .map_err(DaemonError::InvalidConfig)?;
+        let mut new = config::load(&self.config_path).map_err(DaemonError::InvalidConfig)?;
         self.overrides.apply(&mut new.daemon);
         self.check_restart_only(&new.daemon)?;
         let old_specs = self.registered_specs();

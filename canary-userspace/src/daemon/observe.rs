@@ -11,11 +11,14 @@ use tokio::sync::watch;
 
 use crate::{
     api::{
-        self, DaemonStatus, InterfaceStatus, ServiceStatus, Status, VerdictCounts, VersionStatus,
+        self, DaemonStatus, InterfaceStatus, RolloutReport, ServiceStatus, Status, VerdictCounts,
+        VersionStatus,
     },
+    controller::run::{Reading, RolloutRun},
     dataplane::Registered,
     error::Error,
     maps::Counters,
+    signals::VersionSignals,
 };
 
 /// What the owner last registered.
@@ -24,6 +27,8 @@ pub struct Snapshot {
     pub config_path: String,
     pub interfaces: Vec<InterfaceStatus>,
     pub services: Vec<Registered>,
+    /// Rollouts by service name, as last persisted.
+    pub rollouts: std::collections::BTreeMap<String, crate::controller::run::RolloutRun>,
 }
 
 /// Answers status from the latest snapshot and live counters.
@@ -37,6 +42,53 @@ impl Observer {
     pub fn status(&self) -> Result<Status, Error> {
         let snap = self.snapshot.borrow().clone();
         status(&snap, &self.counters)
+    }
+
+    /// `service`'s rollout as last persisted, with the weight and the
+    /// observed share now; None when it never had one.
+    pub fn rollout(&self, service: &str) -> Result<Option<RolloutReport>, Error> {
+        let snap = self.snapshot.borrow().clone();
+        let Some(reg) = snap.services.iter().find(|r| r.spec.name == service) else {
+            return Err(Error::UnknownService(service.into()));
+        };
+        let Some(run) = snap.rollouts.get(service) else {
+            return Ok(None);
+        };
+        let [stable, canary] = self.counters.version_signals(reg.id)?;
+        let now = [VersionSignals::from(&stable), VersionSignals::from(&canary)];
+        Ok(Some(report(service, run, reg.spec.weight_bp, &now)))
+    }
+}
+
+/// A rollout's report from its persisted run, the kernel's weight and a
+/// reading taken now.
+pub fn report(service: &str, run: &RolloutRun, weight_bp: u16, now: &Reading) -> RolloutReport {
+    let since = |i: usize| now[i].since(&run.last[i]).requests;
+    let (s, c) = (since(0), since(1));
+    RolloutReport {
+        service: service.to_owned(),
+        phase: run.state.phase,
+        reason: run.state.reason.clone(),
+        mode: run.plan.mode,
+        on_rollback: run.plan.on_rollback,
+        step: run.state.step,
+        steps_percent: run
+            .plan
+            .steps
+            .iter()
+            .map(|bp| api::bp_to_percent(*bp))
+            .collect(),
+        weight_percent: api::bp_to_percent(weight_bp),
+        observed_canary_share: (s + c > 0).then(|| c as f64 / (s + c) as f64),
+        interval_ms: run.plan.interval.as_millis() as u64,
+        looks: run.state.looks,
+        failed: run.state.failed,
+        failed_checks_limit: run.plan.failed_checks_limit,
+        inconclusive_streak: run.state.inconclusive_streak,
+        max_inconclusive: run.plan.max_inconclusive,
+        started_unix_ms: run.state.started_unix_ms,
+        next_at_unix_ms: run.next_at_unix_ms,
+        history: run.state.history.clone(),
     }
 }
 

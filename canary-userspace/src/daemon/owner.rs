@@ -7,7 +7,10 @@
 //! A command waits behind the ones before it, so concurrent set-weight and
 //! reload calls form one serial chain, as a map write order must.
 
-use std::{sync::Arc, thread};
+use std::{
+    sync::{Arc, Mutex},
+    thread,
+};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -20,15 +23,12 @@ use crate::api::{Reloaded, WeightSet};
 /// How many commands may wait for the owner before senders wait too.
 const QUEUE: usize = 64;
 
-enum Command {
-    SetWeight {
-        service: String,
-        percent: f64,
-        reply: oneshot::Sender<Result<WeightSet, DaemonError>>,
-    },
-    Reload {
-        reply: oneshot::Sender<Result<Reloaded, DaemonError>>,
-    },
+/// One command: what the owner runs on the daemon state, whether anyone
+/// still waits for its answer, and its name for the log.
+struct Command {
+    what: String,
+    waited_for: Box<dyn Fn() -> bool + Send>,
+    run: Box<dyn FnOnce(&mut Daemon) + Send>,
 }
 
 /// Sends commands to the owner; cheap to clone. The owner stops when every
@@ -39,32 +39,51 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// Runs `f` on the daemon state in the owner's thread, in line with
+    /// every other command, and waits for its answer.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        what: impl Into<String>,
+        f: impl FnOnce(&mut Daemon) -> Result<T, DaemonError> + Send + 'static,
+    ) -> Result<T, DaemonError> {
+        let (reply, answer) = oneshot::channel();
+        let reply = Arc::new(Mutex::new(Some(reply)));
+        let waiting = reply.clone();
+        let command = Command {
+            what: what.into(),
+            waited_for: Box::new(move || {
+                waiting
+                    .lock()
+                    .map(|r| r.as_ref().is_some_and(|r| !r.is_closed()))
+                    .unwrap_or(false)
+            }),
+            run: Box::new(move |daemon| {
+                let result = f(daemon);
+                if let Some(reply) = reply.lock().ok().and_then(|mut r| r.take()) {
+                    let _ = reply.send(result);
+                }
+            }),
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| DaemonError::OwnerGone)?;
+        answer.await.map_err(|_| DaemonError::OwnerGone)?
+    }
+
     pub async fn set_weight(
         &self,
         service: String,
         percent: f64,
     ) -> Result<WeightSet, DaemonError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::SetWeight {
-            service,
-            percent,
-            reply,
+        self.call(format!("set-weight {service} {percent}"), move |d| {
+            d.set_weight(&service, percent)
         })
-        .await?;
-        answer.await.map_err(|_| DaemonError::OwnerGone)?
+        .await
     }
 
     pub async fn reload(&self) -> Result<Reloaded, DaemonError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Reload { reply }).await?;
-        answer.await.map_err(|_| DaemonError::OwnerGone)?
-    }
-
-    async fn send(&self, command: Command) -> Result<(), DaemonError> {
-        self.commands
-            .send(command)
-            .await
-            .map_err(|_| DaemonError::OwnerGone)
+        self.call("reload", |d| d.reload()).await
     }
 }
 
@@ -110,32 +129,14 @@ fn serve(
     publish: watch::Sender<Arc<Snapshot>>,
 ) {
     while let Some(command) = inbox.blocking_recv() {
-        match command {
-            Command::SetWeight {
-                service,
-                percent,
-                reply,
-            } => {
-                // Nobody waits for it any more (the client went, or canaryd
-                // is stopping): applying it would change what no one asked
-                // to see changed.
-                if reply.is_closed() {
-                    log::warn!("set-weight {service} {percent}: dropped, nobody waits for it");
-                    continue;
-                }
-                let result = daemon.set_weight(&service, percent);
-                publish.send_replace(Arc::new(daemon.snapshot()));
-                let _ = reply.send(result);
-            }
-            Command::Reload { reply } => {
-                if reply.is_closed() {
-                    log::warn!("reload: dropped, nobody waits for it");
-                    continue;
-                }
-                let result = daemon.reload();
-                publish.send_replace(Arc::new(daemon.snapshot()));
-                let _ = reply.send(result);
-            }
+        // Nobody waits for it any more (the client went, or canaryd is
+        // stopping): applying it would change what no one asked to see
+        // changed.
+        if !(command.waited_for)() {
+            log::warn!("{}: dropped, nobody waits for it", command.what);
+            continue;
         }
+        (command.run)(&mut daemon);
+        publish.send_replace(Arc::new(daemon.snapshot()));
     }
 }

@@ -3,8 +3,8 @@
 //! owner of the daemon's state and wait for its answer.
 
 use canary_userspace::{
-    api::{ErrorCode, MAX_REQUEST_BYTES, Request, Response, Version},
-    daemon::DaemonError,
+    api::{ErrorCode, MAX_REQUEST_BYTES, Request, Response, RolloutAction, Version},
+    daemon::{Control, DaemonError, unix_ms},
 };
 use serde::Serialize;
 use tokio::{
@@ -62,6 +62,55 @@ async fn handle(served: &Served, request: Request) -> String {
         Request::SetWeight { service, percent } => {
             reply(served.owner.set_weight(service, percent).await)
         }
+        Request::Rollout { service, action } => {
+            let now = unix_ms();
+            reply(
+                served
+                    .owner
+                    .call(format!("rollout {action:?} {service}"), move |d| {
+                        match action {
+                            RolloutAction::Start => d.start_rollout(&service, now).map(|_| ()),
+                            RolloutAction::Pause => {
+                                d.control_rollout(&service, Control::Pause, now).map(|_| ())
+                            }
+                            RolloutAction::Resume => d
+                                .control_rollout(&service, Control::Resume, now)
+                                .map(|_| ()),
+                            RolloutAction::Promote => d
+                                .control_rollout(&service, Control::Promote, now)
+                                .map(|_| ()),
+                            RolloutAction::Abort => {
+                                d.control_rollout(&service, Control::Abort, now).map(|_| ())
+                            }
+                        }?;
+                        d.rollout_report(&service)
+                    })
+                    .await,
+            )
+        }
+        Request::Rollback { service } => {
+            let now = unix_ms();
+            reply(
+                served
+                    .owner
+                    .call(format!("rollback {service}"), move |d| {
+                        d.control_rollout(&service, Control::Rollback, now)?;
+                        // A service that never had a rollout answers with
+                        // its weight alone.
+                        d.rollout_report(&service)
+                            .or_else(|_| d.rollback_report(&service))
+                    })
+                    .await,
+            )
+        }
+        Request::RolloutStatus { service } => encode(&match served.observer.rollout(&service) {
+            Ok(Some(r)) => Response::ok(r),
+            Ok(None) => Response::failed(
+                ErrorCode::RolloutConflict,
+                format!("service {service}: no rollout has been started"),
+            ),
+            Err(e) => Response::failed(ErrorCode::UnknownService, e.to_string()),
+        }),
         Request::Reload => {
             let result = served.owner.reload().await;
             if let Err(e) = &result {

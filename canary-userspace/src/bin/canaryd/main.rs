@@ -91,9 +91,7 @@ fn main() -> ExitCode {
         .filter_level(args.log_level.unwrap_or(log::LevelFilter::Info))
         .format_target(false)
         .init();
-    let loaded = config::load(&args.config)
-        .and_then(|c| config::refuse_rollouts(&c, &args.config.display().to_string()).map(|()| c));
-    let mut config = match loaded {
+    let mut config = match config::load(&args.config) {
         Ok(c) => c,
         Err(errors) if args.detach_all => {
             // Cleaning up must work with a broken config: use flags/defaults.

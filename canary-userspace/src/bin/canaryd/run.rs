@@ -119,6 +119,10 @@ async fn serve(
     let mut interrupt = signal(SignalKind::interrupt())?;
     tokio::spawn(crate::control::serve(control, served.clone()));
     tokio::spawn(crate::http::serve(metrics, served.clone(), registry));
+    tokio::spawn(canary_userspace::daemon::driver::run(
+        served.owner.clone(),
+        served.observer.clone(),
+    ));
     loop {
         tokio::select! {
             _ = hangup.recv() => {

@@ -1,0 +1,89 @@
+//! One rollout as canaryd keeps it: the plan it follows, the policy's
+//! state, and the readings the evidence is measured from. Persisted in the
+//! state file after every decision, so a restart resumes at the same step
+//! with the same baselines (the counters live in pinned maps and carry on).
+//!
+//! Pure bookkeeping: readings in, evidence and new baselines out.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    plan::RolloutPlan,
+    policy::{Action, Evidence, GateReading, RolloutState},
+};
+use crate::signals::VersionSignals;
+
+/// Stable's and canary's cumulative signals at one moment.
+pub type Reading = [VersionSignals; 2];
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRun {
+    pub plan: RolloutPlan,
+    pub state: RolloutState,
+    /// The reading when the current step began: the checks judge what
+    /// happened since.
+    pub step_start: Reading,
+    /// The reading at the last evaluation: the interval's minimum applies
+    /// to what happened since.
+    pub last: Reading,
+    /// Stable's evidence from the last step where it still got new flows,
+    /// judged against at a 100 % step.
+    pub stable_before: Option<VersionSignals>,
+    /// Unix ms of the next evaluation.
+    pub next_at_unix_ms: u64,
+}
+
+impl RolloutRun {
+    /// A rollout starting now at its first step, from the current reading.
+    pub fn start(plan: RolloutPlan, reading: Reading, now_unix_ms: u64) -> RolloutRun {
+        let next_at_unix_ms = now_unix_ms + plan.interval.as_millis() as u64;
+        RolloutRun {
+            plan,
+            state: RolloutState::start(now_unix_ms),
+            step_start: reading.clone(),
+            last: reading,
+            stable_before: None,
+            next_at_unix_ms,
+        }
+    }
+
+    /// The canary weight the current step asks for, in basis points.
+    pub fn weight_bp(&self) -> u16 {
+        self.plan.steps.get(self.state.step).copied().unwrap_or(0)
+    }
+
+    /// What both versions did since the step began (and in the last
+    /// interval), from `now`, the current reading.
+    pub fn evidence(&self, now: &Reading, gates: Vec<GateReading>) -> Evidence {
+        let since_step = |i: usize| now[i].since(&self.step_start[i]);
+        let interval = |i: usize| {
+            let d = now[i].since(&self.last[i]);
+            d.requests + d.connections_refused
+        };
+        let stable = match (&self.stable_before, self.weight_bp()) {
+            (Some(before), 10_000) => before.clone(),
+            _ => since_step(0),
+        };
+        Evidence {
+            stable,
+            canary: since_step(1),
+            interval_attempts: [interval(0), interval(1)],
+            gates,
+        }
+    }
+
+    /// Moves the baselines on after a decision taken on `now`: a new step
+    /// starts its evidence afresh (keeping stable's for a 100 % step).
+    pub fn advance(&mut self, action: Action, now: Reading, now_unix_ms: u64) {
+        if let Action::StepUp { step } = action
+            && self.plan.steps.get(step) == Some(&10_000)
+        {
+            self.stable_before = Some(now[0].since(&self.step_start[0]));
+        }
+        if let Action::StepUp { .. } = action {
+            self.step_start = now.clone();
+        }
+        self.last = now;
+        self.next_at_unix_ms = now_unix_ms + self.plan.interval.as_millis() as u64;
+    }
+}

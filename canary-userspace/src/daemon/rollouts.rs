@@ -1,0 +1,250 @@
+//! Rollouts on the owner's side: start, pause, resume, promote, abort,
+//! roll back, and apply a decision the driver took. Each changes at most
+//! one weight (one map write) and persists the rollout with it.
+
+use canary_common::{VERSION_CANARY, WEIGHT_SCALE};
+
+use super::{Daemon, DaemonError, observe};
+use crate::{
+    api::RolloutReport,
+    controller::{
+        plan::{Mode, OnRollback},
+        policy::{Action, Decision, Phase},
+        run::{Reading, RolloutRun},
+    },
+    signals::VersionSignals,
+};
+
+/// An operator's command on a rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume,
+    /// The canary becomes the whole of new traffic now.
+    Promote,
+    /// Stop and send new flows to stable; not a failure of the canary.
+    Abort,
+    /// Stop and send new flows to stable: the canary is judged bad.
+    Rollback,
+}
+
+impl Daemon {
+    /// `service`'s rollout as it stands, for an answer to a command.
+    pub fn rollout_report(&self, service: &str) -> Result<RolloutReport, DaemonError> {
+        let run = self
+            .state
+            .rollouts
+            .get(service)
+            .ok_or_else(|| DaemonError::RolloutConflict {
+                service: service.to_owned(),
+                why: "no rollout has been started".into(),
+            })?;
+        let weight = self.dp.weight(service).unwrap_or(0);
+        Ok(observe::report(
+            service,
+            run,
+            weight,
+            &self.reading(service)?,
+        ))
+    }
+
+    /// The answer to a rollback of a service that has no rollout: its
+    /// weight, no history.
+    pub fn rollback_report(&self, service: &str) -> Result<RolloutReport, DaemonError> {
+        let weight = self.dp.weight(service).unwrap_or(0);
+        Ok(RolloutReport {
+            service: service.to_owned(),
+            phase: Phase::RolledBack,
+            reason: "rolled back by an operator (no rollout was running)".into(),
+            mode: Mode::Enforce,
+            on_rollback: OnRollback::Drain,
+            step: 0,
+            steps_percent: vec![],
+            weight_percent: f64::from(weight) / 100.0,
+            observed_canary_share: None,
+            interval_ms: 0,
+            looks: 0,
+            failed: 0,
+            failed_checks_limit: 0,
+            inconclusive_streak: 0,
+            max_inconclusive: 0,
+            started_unix_ms: 0,
+            next_at_unix_ms: 0,
+            history: vec![],
+        })
+    }
+
+    /// Both versions' signals now, summed over CPUs.
+    pub fn reading(&self, service: &str) -> Result<Reading, DaemonError> {
+        let [stable, canary] = self.dp.signals(service)?;
+        Ok([VersionSignals::from(&stable), VersionSignals::from(&canary)])
+    }
+
+    /// Starts `service`'s configured rollout at its first step.
+    pub fn start_rollout(
+        &mut self,
+        service: &str,
+        now_unix_ms: u64,
+    ) -> Result<RolloutRun, DaemonError> {
+        self.config_weight(service)?;
+        let plan = self.config.rollouts.get(service).cloned().ok_or_else(|| {
+            DaemonError::RolloutNotConfigured {
+                service: service.to_owned(),
+            }
+        })?;
+        if let Some(run) = self.state.rollouts.get(service)
+            && !run.state.phase.is_over()
+        {
+            return Err(DaemonError::RolloutConflict {
+                service: service.to_owned(),
+                why: format!("a rollout is already {:?}", run.state.phase),
+            });
+        }
+        let run = RolloutRun::start(plan, self.reading(service)?, now_unix_ms);
+        let weight = (run.plan.mode == Mode::Enforce).then(|| run.weight_bp());
+        let mut next = self.state.clone();
+        next.rollouts.insert(service.to_owned(), run.clone());
+        self.commit_weight(service, weight, next, "rollout start")?;
+        log::info!(
+            "service {service}: rollout started at {:.2}% ({} steps, every {:?}, {:?})",
+            f64::from(run.weight_bp()) / 100.0,
+            run.plan.steps.len(),
+            run.plan.interval,
+            run.plan.mode
+        );
+        Ok(run)
+    }
+
+    /// An operator's pause, resume, promote, abort or rollback.
+    pub fn control_rollout(
+        &mut self,
+        service: &str,
+        control: Control,
+        now_unix_ms: u64,
+    ) -> Result<Option<RolloutRun>, DaemonError> {
+        self.config_weight(service)?;
+        let current = self.state.rollouts.get(service).cloned();
+        // A rollback needs no rollout: it is the one-write way back.
+        if control == Control::Rollback && current.as_ref().is_none_or(|r| r.state.phase.is_over())
+        {
+            let next = self.state.clone();
+            self.commit_weight(service, Some(0), next, "rollback")?;
+            return Ok(current);
+        }
+        let Some(mut run) = current else {
+            return Err(DaemonError::RolloutConflict {
+                service: service.to_owned(),
+                why: "no rollout has been started".into(),
+            });
+        };
+        let phase = run.state.phase;
+        let conflict = |why: &str| DaemonError::RolloutConflict {
+            service: service.to_owned(),
+            why: format!("the rollout is {phase:?}: {why}"),
+        };
+        let (new_phase, weight, reason) = match control {
+            _ if phase.is_over() => return Err(conflict("it has ended")),
+            Control::Pause if phase == Phase::Paused => return Err(conflict("already paused")),
+            Control::Resume if phase == Phase::Running => return Err(conflict("not paused")),
+            Control::Pause => (Phase::Paused, None, "paused by an operator"),
+            Control::Resume => (Phase::Running, None, ""),
+            Control::Promote => (
+                Phase::Promoted,
+                Some(WEIGHT_SCALE as u16),
+                "promoted by an operator",
+            ),
+            Control::Abort => (Phase::Aborted, Some(0), "aborted by an operator"),
+            Control::Rollback => (Phase::RolledBack, Some(0), "rolled back by an operator"),
+        };
+        run.state.phase = new_phase;
+        run.state.reason = reason.to_owned();
+        if control == Control::Resume {
+            // Inconclusive intervals before the pause no longer count, and
+            // the next interval starts now.
+            run.state.inconclusive_streak = 0;
+            run.last = self.reading(service)?;
+            run.next_at_unix_ms = now_unix_ms + run.plan.interval.as_millis() as u64;
+        }
+        let weight = weight.filter(|_| run.plan.mode == Mode::Enforce);
+        let mut next = self.state.clone();
+        next.rollouts.insert(service.to_owned(), run.clone());
+        self.commit_weight(service, weight, next, "rollout control")?;
+        if control == Control::Rollback && run.plan.on_rollback == OnRollback::Reset {
+            self.reset_canary_flows(service);
+        }
+        log::info!("service {service}: rollout {control:?}");
+        Ok(Some(run))
+    }
+
+    /// Carries out a decision the driver took on the rollout as it was after
+    /// `looks` evaluations; refused when the rollout has moved on since
+    /// (an operator paused it, or it was restarted).
+    pub fn apply_decision(
+        &mut self,
+        service: &str,
+        looks: u32,
+        decision: Decision,
+        reading: Reading,
+        now_unix_ms: u64,
+    ) -> Result<RolloutRun, DaemonError> {
+        let Some(mut run) = self.state.rollouts.get(service).cloned() else {
+            return Err(DaemonError::RolloutConflict {
+                service: service.to_owned(),
+                why: "no rollout to apply a decision to".into(),
+            });
+        };
+        if run.state.looks != looks || run.state.phase != Phase::Running {
+            return Err(DaemonError::RolloutConflict {
+                service: service.to_owned(),
+                why: format!(
+                    "the decision was taken on look {looks}; the rollout is {:?} after look {}",
+                    run.state.phase, run.state.looks
+                ),
+            });
+        }
+        let action = decision.action;
+        run.state = decision.next;
+        run.advance(action, reading, now_unix_ms);
+        let weight = match action {
+            Action::StepUp { .. } | Action::Promote => Some(run.weight_bp()),
+            Action::Rollback => Some(0),
+            Action::Hold | Action::Pause => None,
+        }
+        .filter(|_| run.plan.mode == Mode::Enforce);
+        let mut next = self.state.clone();
+        next.rollouts.insert(service.to_owned(), run.clone());
+        self.commit_weight(service, weight, next, "rollout")?;
+        if action == Action::Rollback
+            && run.plan.mode == Mode::Enforce
+            && run.plan.on_rollback == OnRollback::Reset
+        {
+            self.reset_canary_flows(service);
+        }
+        let level = if matches!(action, Action::Hold) {
+            log::Level::Info
+        } else {
+            log::Level::Warn
+        };
+        log::log!(
+            level,
+            "service {service}: rollout look {}: {}{}",
+            run.state.looks,
+            decision.reason,
+            if run.plan.mode == Mode::DryRun {
+                " (dry-run: no weight changed)"
+            } else {
+                ""
+            }
+        );
+        Ok(run)
+    }
+
+    /// `on_rollback = "reset"`: the canary's flow entries go, so their
+    /// next packets are decided again (weight 0: stable), which resets them.
+    fn reset_canary_flows(&mut self, service: &str) {
+        match self.dp.forget_flows(service, VERSION_CANARY) {
+            Ok(n) => log::warn!("service {service}: rollback reset {n} canary connections"),
+            Err(e) => log::error!("service {service}: resetting canary connections failed: {e}"),
+        }
+    }
+}
