@@ -85,10 +85,10 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
     println!("==> [4/{steps}] kernel path (BPF_PROG_TEST_RUN)");
     let kernel_plan = kernel::Plan::new(mode);
     if mode == Mode::Quick {
+        let full = kernel::Plan::new(Mode::Full);
         println!(
-            "bench: quick mode: single-call cases use {} calls per run instead of {}",
-            kernel_plan.single,
-            kernel::Plan::new(Mode::Full).single
+            "bench: quick mode: single-call cases use {} calls per run instead of {} ({} instead of {} for the signal cases)",
+            kernel_plan.single, full.single, kernel_plan.signal_calls, full.signal_calls
         );
     }
     let kernel = kernel::run(&bins.kernel_bench, &kernel_plan)?;
