@@ -3,7 +3,8 @@
 //! docs/BENCHMARKS.md and docs/bench.svg.
 //!
 //! One file per job: `kernel` (BPF_PROG_TEST_RUN, via the tests crate's
-//! kernel-bench), `paths` (the six set-ups), `e2e` (wrk rounds, BPF stats),
+//! kernel-bench), `paths` (the seven set-ups), `e2e` (wrk rounds, BPF stats,
+//! signals seen),
 //! `control` (set-weight latency, daemon footprint), `wrk`, `proc`
 //! (processes and /proc), `report` and `chart` (the page and its image).
 
@@ -93,7 +94,10 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
     }
     let kernel = kernel::run(&bins.kernel_bench, &kernel_plan)?;
 
-    println!("==> [5/{steps}] end to end: setting up the six paths");
+    println!(
+        "==> [5/{steps}] end to end: setting up the {} paths",
+        Kind::ALL.len()
+    );
     let e2e_plan = e2e::Plan::new(mode);
     let mut envs = vec![];
     for kind in Kind::ALL {
@@ -130,6 +134,7 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         split.canary_percent(),
         split.rehashes
     );
+    e2e::signals_seen(&envs)?;
     let in_place = e2e::in_place(&envs[canary_index], &e2e_plan)?;
 
     println!("==> [6/{steps}] control plane");
