@@ -125,6 +125,7 @@ pub fn run(envs: &mut [PathEnv], plan: &Plan) -> Result<Vec<PathRuns>> {
         })
         .collect();
     let n = envs.len();
+    let width = Kind::ALL.iter().map(|k| k.label().len()).max().unwrap_or(0);
     for round in 0..plan.rounds {
         for k in 0..n {
             let i = (round + k) % n;
@@ -139,7 +140,7 @@ pub fn run(envs: &mut [PathEnv], plan: &Plan) -> Result<Vec<PathRuns>> {
                 .with_context(|| format!("{label}: one-connection run"))?;
             env.check_running()?;
             println!(
-                "e2e: round {}/{} {label:<14} keep-alive {:>8.0} req/s ({:.2} µs CPU/req) | close {:>7.0} conn/s | 1 conn p50 {:>5.0} µs p99 {:>5.0} µs{}",
+                "e2e: round {}/{} {label:<width$} keep-alive {:>8.0} req/s ({:.2} µs CPU/req) | close {:>7.0} conn/s | 1 conn p50 {:>5.0} µs p99 {:>5.0} µs{}",
                 round + 1,
                 plan.rounds,
                 ka.rps,

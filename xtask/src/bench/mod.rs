@@ -134,7 +134,7 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         split.canary_percent(),
         split.rehashes
     );
-    e2e::signals_seen(&envs)?;
+    let signals = e2e::signals_seen(&envs)?;
     let in_place = e2e::in_place(&envs[canary_index], &e2e_plan)?;
 
     println!("==> [6/{steps}] control plane");
@@ -160,6 +160,7 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         e2e_plan: &e2e_plan,
         e2e: &runs,
         split,
+        signals: &signals,
         in_place: &in_place,
         control: &control,
     };
