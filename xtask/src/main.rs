@@ -86,13 +86,15 @@ enum Task {
     ///   2. cargo build --release (kernel-bench of the tests crate, canaryd, canaryctl)
     ///   3. tool and config checks (wrk, haproxy -c, nginx -t, nft -c)
     ///   4. kernel path: kernel-bench (BPF_PROG_TEST_RUN beside empty floor programs)
-    ///   5. end to end: direct, empty XDP+TC programs, canary, nftables, HAProxy,
-    ///      nginx stream, each in its own namespace topology, wrk rounds
-    ///      interleaved; then BPF run-time stats under the same load
+    ///   5. end to end: direct, empty XDP+TC programs, canary, canary with signals
+    ///      off, nftables, HAProxy, nginx stream, each in its own namespace
+    ///      topology, wrk rounds interleaved; then BPF run-time stats under the
+    ///      same load
     ///   6. control plane: canaryctl set-weight to the kernel, canaryd RSS and idle CPU
-    ///   7. report: docs/BENCHMARKS.md, docs/bench.svg, the tables on stdout
+    ///   7. report: docs/BENCHMARKS.md (targets, signals budget), docs/bench.svg,
+    ///      the tables on stdout
     ///
-    /// About 8 minutes. Traffic stays inside namespaces it creates (198.18.0.0/15).
+    /// About 10 minutes. Traffic stays inside namespaces it creates (198.18.0.0/15).
     /// Needs root. Benchmarks are not tests: nothing asserts a timing.
     #[command(
         verbatim_doc_comment,

@@ -12,7 +12,14 @@
 //!   idempotent and the packet is the same on every repeat;
 //! - single mode (`--single` calls with repeat = 1, a fresh 5-tuple each,
 //!   the kernel's per-call duration): for new flows, whose flow-table insert
-//!   only happens once per tuple.
+//!   only happens once per tuple;
+//! - signals on and off: each case that the signals budget names runs twice,
+//!   on a data path loaded with signals (the default) and one loaded with
+//!   `signals: false`, the two alternating run by run (repeat mode) or call
+//!   by call (single mode), so a change in the machine's load between them
+//!   weighs on both alike. Single mode also serves the per-request signal
+//!   paths, which need the flow entry's `request_ns` set (or cleared) from
+//!   userspace before every packet.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -32,6 +39,7 @@ use aya::{
 use canary_common::{
     FlowEntry, FlowKey, VERSION_STABLE, VersionStats,
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
+    signals::{HTTP_CLASSES, Signals},
     verdict,
 };
 use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec, service::backend};
@@ -55,14 +63,24 @@ const CLIENT: &str = "198.18.0.2:40000";
 const LRU_BATCH: u32 = 128;
 /// 10 %: the weight the end-to-end bench uses too.
 const WEIGHT_BP: u16 = 1000;
+/// How long the request a "response" case answers has waited: about the
+/// end-to-end bench's one-connection p50, so the latency lands in the
+/// histogram bucket a real response's does (64-128 µs).
+const REQUEST_AGE_NS: u64 = 100_000;
+/// The backend's reply in the egress cases: a status line the signals
+/// classify (2xx), and the body the bench's backends send.
+const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nstable\n";
+/// Slot of 2xx in `Signals::http`.
+const HTTP_2XX: usize = 1;
 
 #[derive(Parser)]
 #[command(
     about = "Data path cost per packet with BPF_PROG_TEST_RUN, beside empty floor programs",
     long_about = "Loads the data path (not attached anywhere), runs each case through \
-BPF_PROG_TEST_RUN and checks with the verdict and per-version counters that every run took \
-the path it is named after. Prints a table on stderr and JSON on stdout (or --json). Needs root.\n\n\
-Example: kernel-bench --runs 5 --repeat 1000000 --single 200000"
+BPF_PROG_TEST_RUN and checks with the verdict, per-version and signal counters that every run \
+took the path it is named after. The cases the signals budget names run twice, on a data path \
+with signals and one loaded without, alternating. Prints a table on stderr and JSON on stdout (or --json). Needs root.\n\n\
+Example: kernel-bench --runs 5 --repeat 1000000 --single 200000 --signal-calls 200000"
 )]
 struct Args {
     /// Runs per case; the median run is reported.
@@ -74,6 +92,11 @@ struct Args {
     /// Calls (repeat = 1, fresh 5-tuple each) per run in single mode.
     #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     single: u32,
+    /// Calls per run in single mode for the signal cases (a request starts,
+    /// a response to a waiting request; signals on and off) and their TC
+    /// floor.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    signal_calls: u32,
     /// Flow table size for the "table at capacity" case.
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
     table: u32,
@@ -97,6 +120,11 @@ impl Args {
     fn calls(&self) -> u64 {
         u64::from(self.runs) * u64::from(self.single)
     }
+
+    /// Packets of all runs of a single-mode signal case.
+    fn signal_calls(&self) -> u64 {
+        u64::from(self.runs) * u64::from(self.signal_calls)
+    }
 }
 
 /// What the runs of one case measured.
@@ -108,10 +136,19 @@ struct Timing {
     percentiles: Option<(u32, u32)>,
 }
 
-/// A case: sets up the data path, runs it, and checks with its counters
-/// that every run took the path the case is named after. Returns the
-/// timing and what the counters showed.
-type Step = fn(&Args) -> Result<(Timing, String)>;
+/// What one case measured, and what its counters showed.
+type Measured = (Timing, String);
+
+/// A case's id, name and hook (which floor it is compared with).
+type Row = (&'static str, &'static str, &'static str);
+
+/// Sets up the data path, runs it, and checks with its counters that every
+/// run took the path the case is named after.
+enum Step {
+    One(Row, fn(&Args) -> Result<Measured>),
+    /// The same case with signals on, then off, run alternately.
+    Pair([Row; 2], fn(&Args) -> Result<[Measured; 2]>),
+}
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -124,86 +161,152 @@ fn main() -> Result<()> {
     }
     let cpu = pin_to_last_cpu()?;
     eprintln!(
-        "kernel-bench: pinned to CPU {cpu}; {} runs per case; repeat mode {} repeats per run; single mode {} calls per run",
-        args.runs, args.repeat, args.single
+        "kernel-bench: pinned to CPU {cpu}; {} runs per case; repeat mode {} repeats per run; single mode {} calls per run ({} for the signal cases)",
+        args.runs, args.repeat, args.single, args.signal_calls
     );
     let mut cases = vec![];
-    // id, name, hook (which floor the case is compared with), step.
-    for (id, name, hook, step) in [
-        (
-            "floor_xdp",
-            "floor: empty XDP program (XDP_PASS)",
-            "xdp",
-            floor_xdp as Step,
+    for step in [
+        Step::One(
+            ("floor_xdp", "floor: empty XDP program (XDP_PASS)", "xdp"),
+            floor_xdp,
         ),
-        (
-            "not_service",
-            "non-service packet (ingress)",
-            "xdp",
+        Step::One(
+            ("not_service", "non-service packet (ingress)", "xdp"),
             not_service,
         ),
-        (
-            "established",
-            "established flow (ingress)",
-            "xdp",
+        Step::Pair(
+            [
+                (
+                    "established",
+                    "established flow (ingress), signals on",
+                    "xdp",
+                ),
+                (
+                    "established_no_signals",
+                    "established flow (ingress), signals off",
+                    "xdp",
+                ),
+            ],
             established,
         ),
-        (
-            "new_flow_repeat",
-            "new flow, table empty (UDP, entry stale)",
-            "xdp",
+        Step::One(
+            (
+                "new_flow_repeat",
+                "new flow, table empty (UDP, entry stale)",
+                "xdp",
+            ),
             new_flow_repeat,
         ),
-        (
-            "floor_tc",
-            "floor: empty TC program (TC_ACT_OK)",
-            "tc",
+        Step::One(
+            ("floor_tc", "floor: empty TC program (TC_ACT_OK)", "tc"),
             floor_tc,
         ),
-        ("egress", "egress reply translation (TC)", "tc", egress),
-        (
-            "floor_xdp_single",
-            "floor: empty XDP program, one call per packet",
-            "xdp",
+        Step::Pair(
+            [
+                ("egress", "egress reply translation (TC), signals on", "tc"),
+                (
+                    "egress_no_signals",
+                    "egress reply translation (TC), signals off",
+                    "tc",
+                ),
+            ],
+            egress,
+        ),
+        Step::One(
+            (
+                "floor_xdp_single",
+                "floor: empty XDP program, one call per packet",
+                "xdp",
+            ),
             floor_xdp_single,
         ),
-        (
-            "new_flow_empty",
-            "new flow, table empty (TCP SYN)",
-            "xdp",
+        Step::One(
+            ("new_flow_empty", "new flow, table empty (TCP SYN)", "xdp"),
             new_flow_empty,
         ),
-        (
-            "new_flow_full",
-            "new flow, table at capacity (TCP SYN, LRU evicts)",
-            "xdp",
+        Step::One(
+            (
+                "new_flow_full",
+                "new flow, table at capacity (TCP SYN, LRU evicts)",
+                "xdp",
+            ),
             new_flow_full,
+        ),
+        Step::Pair(
+            [
+                (
+                    "request_start",
+                    "established flow, a request starts (ingress), signals on",
+                    "xdp",
+                ),
+                (
+                    "request_start_no_signals",
+                    "established flow, a request starts (ingress), signals off",
+                    "xdp",
+                ),
+            ],
+            request_start,
+        ),
+        Step::One(
+            (
+                "floor_tc_single",
+                "floor: empty TC program, one call per packet",
+                "tc",
+            ),
+            floor_tc_single,
+        ),
+        Step::Pair(
+            [
+                (
+                    "response",
+                    "egress reply to a waiting request (TC), signals on",
+                    "tc",
+                ),
+                (
+                    "response_no_signals",
+                    "egress reply to a waiting request (TC), signals off",
+                    "tc",
+                ),
+            ],
+            response,
         ),
     ] {
         let started = Instant::now();
-        let (t, check) = step(&args).with_context(|| format!("case {id}"))?;
-        let median_ns = xtask::stats::median(&t.runs_ns);
-        eprintln!(
-            "kernel-bench: {name:<50} {median_ns:>7.1} ns/packet  [{:.1}s] ({check})",
-            started.elapsed().as_secs_f64()
-        );
-        cases.push(json!({
-            "id": id,
-            "name": name,
-            "hook": hook,
-            "mode": if t.percentiles.is_some() { "single" } else { "repeat" },
-            "median_ns": median_ns,
-            "runs_ns": t.runs_ns,
-            "p50_ns": t.percentiles.map(|p| p.0),
-            "p99_ns": t.percentiles.map(|p| p.1),
-            "check": check,
-        }));
+        let measured: Vec<(Row, Measured)> = match step {
+            Step::One(row, f) => {
+                vec![(row, f(&args).with_context(|| format!("case {}", row.0))?)]
+            }
+            Step::Pair(rows, f) => {
+                let m =
+                    f(&args).with_context(|| format!("cases {} and {}", rows[0].0, rows[1].0))?;
+                rows.into_iter().zip(m).collect()
+            }
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        for ((id, name, hook), (t, check)) in measured {
+            let median_ns = xtask::stats::median(&t.runs_ns);
+            eprintln!(
+                "kernel-bench: {name:<60} {median_ns:>7.1} ns/packet  [{seconds:.1}s] ({check})"
+            );
+            cases.push(json!({
+                "id": id,
+                "name": name,
+                "hook": hook,
+                "mode": if t.percentiles.is_some() { "single" } else { "repeat" },
+                "median_ns": median_ns,
+                "runs_ns": t.runs_ns,
+                "p50_ns": t.percentiles.map(|p| p.0),
+                "p99_ns": t.percentiles.map(|p| p.1),
+                "check": check,
+            }));
+        }
     }
     let out = json!({
         "cpu": cpu,
         "runs": args.runs,
         "repeat": args.repeat,
         "single": args.single,
+        "signal_calls": args.signal_calls,
         "table": args.table,
         "jit": std::fs::read_to_string("/proc/sys/net/core/bpf_jit_enable")
             .map(|s| s.trim().to_owned())
@@ -222,97 +325,177 @@ fn main() -> Result<()> {
 
 // ---------------------------------------------------------------- cases --
 
-fn floor_xdp(args: &Args) -> Result<(Timing, String)> {
+fn floor_xdp(args: &Args) -> Result<Measured> {
     let mut dp = load(&LoadOptions::default())?;
     let prog = floor_program(&mut dp, FLOOR_XDP, Xdp::load)?;
     let input = Frame::tcp(sa(CLIENT), sa(VIP), ACK | PSH).bytes();
-    let t = repeat_runs(prog, &input, args, XDP_PASS)?;
+    let [t] = repeat_runs([&*prog], &input, args, XDP_PASS)?;
     Ok((t, "returns XDP_PASS".into()))
 }
 
-fn floor_tc(args: &Args) -> Result<(Timing, String)> {
+fn floor_tc(args: &Args) -> Result<Measured> {
     let mut dp = load(&LoadOptions::default())?;
     let prog = floor_program(&mut dp, FLOOR_TC, SchedClassifier::load)?;
     let input = Frame::tcp(sa(VIP), sa(CLIENT), ACK | PSH).bytes();
-    let t = repeat_runs(prog, &input, args, TC_ACT_OK)?;
+    let [t] = repeat_runs([&*prog], &input, args, TC_ACT_OK)?;
     Ok((t, "returns TC_ACT_OK".into()))
 }
 
 /// A packet to the VIP address on a port with no service: parse, one
 /// SERVICES lookup, pass.
-fn not_service(args: &Args) -> Result<(Timing, String)> {
+fn not_service(args: &Args) -> Result<Measured> {
     let (mut dp, _) = load_service(&LoadOptions::default(), &self_service(VIP, Protocol::Tcp))?;
     let input = Frame::tcp(sa(CLIENT), sa("198.18.0.1:8443"), ACK | PSH).bytes();
-    let t = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
+    let [t] = repeat_runs([&*ingress(&mut dp)?], &input, args, XDP_PASS)?;
     let check = expect_verdicts(&dp, verdict::PASS_NOT_SERVICE, args.repeats(), false)?;
     Ok((t, check))
 }
 
-/// A mid-stream TCP packet of a flow that has its entry: lookup, rewrite,
-/// counters, close tracking.
-fn established(args: &Args) -> Result<(Timing, String)> {
-    let mut dp = live_flow()?;
+/// A mid-stream TCP packet with payload (the client's request) of a flow
+/// that has its entry: lookup, rewrite, counters, close tracking, signals.
+/// The first repeat starts a request; every later one finds it still
+/// waiting (no reply in between), so the steady state is a client segment
+/// while its request is outstanding: the signals only test and branch.
+fn established(args: &Args) -> Result<[Measured; 2]> {
+    let mut on = LiveFlow::new(true)?;
+    let mut off = LiveFlow::new(false)?;
     let input = Frame::tcp(sa(CLIENT), sa(VIP), ACK | PSH).bytes();
-    let t = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
+    let [t_on, t_off] = repeat_runs(
+        [&*ingress(&mut on.dp)?, &*ingress(&mut off.dp)?],
+        &input,
+        args,
+        XDP_PASS,
+    )?;
     let total = args.repeats();
-    let check = expect_verdicts(&dp, verdict::TRANSLATED, total, false)?;
-    let s = stats(&dp)?;
-    ensure!(
-        s.packets_in == total && s.new_flows == 0 && s.rehashes == 0,
-        "stats {s:?}, want {total} packets in, no new flow, no rehash"
-    );
-    Ok((t, check + "; stats: no new flow, no rehash; output = input"))
+    let check = |f: &LiveFlow| -> Result<String> {
+        let check = expect_verdicts(&f.dp, verdict::TRANSLATED, total, false)?;
+        let s = stats(&f.dp)?;
+        ensure!(
+            s.packets_in == total && s.new_flows == 0 && s.rehashes == 0,
+            "stats {s:?}, want {total} packets in, no new flow, no rehash"
+        );
+        Ok(check + "; stats: no new flow, no rehash; output = input")
+    };
+    let want_on = Signals {
+        requests: 1,
+        ..Signals::default()
+    };
+    Ok([
+        (
+            t_on,
+            format!(
+                "{}; {}",
+                check(&on)?,
+                expect_signals(&on.dp, &want_on, "1 request: the first repeat's")?
+            ),
+        ),
+        (
+            t_off,
+            format!(
+                "{}; {}",
+                check(&off)?,
+                expect_signals(&off.dp, &Signals::default(), "none")?
+            ),
+        ),
+    ])
 }
 
 /// UDP with a 1 ns idle timeout: every repeat finds its flow's entry stale
 /// and takes the whole new-flow path (hash, weight, backend, insert).
-fn new_flow_repeat(args: &Args) -> Result<(Timing, String)> {
+fn new_flow_repeat(args: &Args) -> Result<Measured> {
     let opts = LoadOptions {
         udp_idle_timeout: Duration::from_nanos(1),
         ..Default::default()
     };
     let (mut dp, _) = load_service(&opts, &self_service(VIP_UDP, Protocol::Udp))?;
     let input = Frame::udp(sa(CLIENT), sa(VIP_UDP)).bytes();
-    let t = repeat_runs(ingress(&mut dp)?, &input, args, XDP_PASS)?;
+    let [t] = repeat_runs([&*ingress(&mut dp)?], &input, args, XDP_PASS)?;
     Ok((t, expect_new_flows(&dp, args.repeats())?))
 }
 
-/// A backend's reply on a live flow: owner lookup, flow lookup, rewrite of
-/// the source with the kernel's checksum helpers.
-fn egress(args: &Args) -> Result<(Timing, String)> {
-    let mut dp = live_flow()?;
-    let mut reply = Frame::tcp(sa(VIP), sa(CLIENT), ACK | PSH);
-    reply.payload = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nstable\n".to_vec();
-    let prog: &mut SchedClassifier = program(&mut dp, EGRESS_PROGRAM)?;
-    let t = repeat_runs(prog, &reply.bytes(), args, TC_ACT_OK)?;
+/// A backend's reply with payload on a live flow: owner lookup, flow
+/// lookup, rewrite of the source with the kernel's checksum helpers,
+/// signals. A request is set waiting beforehand, so the first repeat is its
+/// response (latency, status line); every later one finds none waiting, so
+/// the steady state is a reply segment after the response's first: the
+/// signals only test and branch.
+fn egress(args: &Args) -> Result<[Measured; 2]> {
+    let mut on = LiveFlow::new(true)?;
+    let mut off = LiveFlow::new(false)?;
+    for f in [&mut on, &mut off] {
+        f.set_request(monotonic_ns()? - REQUEST_AGE_NS)?;
+    }
+    let reply = reply();
+    let [t_on, t_off] = repeat_runs(
+        [
+            &*egress_program(&mut on.dp)?,
+            &*egress_program(&mut off.dp)?,
+        ],
+        &reply,
+        args,
+        TC_ACT_OK,
+    )?;
     let total = args.repeats();
-    let check = expect_verdicts(&dp, verdict::TRANSLATED, total, true)?;
-    let packets_out = stats(&dp)?.packets_out;
-    ensure!(
-        packets_out == total,
-        "{packets_out} packets out for {total} repeats"
-    );
-    Ok((t, check + "; output = input"))
+    let check = |f: &LiveFlow| -> Result<String> {
+        let check = expect_verdicts(&f.dp, verdict::TRANSLATED, total, true)?;
+        let packets_out = stats(&f.dp)?.packets_out;
+        ensure!(
+            packets_out == total,
+            "{packets_out} packets out for {total} repeats"
+        );
+        Ok(check + "; output = input")
+    };
+    Ok([
+        (
+            t_on,
+            format!(
+                "{}; {}",
+                check(&on)?,
+                expect_responses(&on.dp, 1, "the first repeat's")?
+            ),
+        ),
+        (
+            t_off,
+            format!(
+                "{}; {}",
+                check(&off)?,
+                expect_signals(&off.dp, &Signals::default(), "none")?
+            ),
+        ),
+    ])
 }
 
-fn floor_xdp_single(args: &Args) -> Result<(Timing, String)> {
+fn floor_xdp_single(args: &Args) -> Result<Measured> {
     let mut dp = load(&LoadOptions::default())?;
     let prog = floor_program(&mut dp, FLOOR_XDP, Xdp::load)?;
-    let t = single_runs(args, |_, syn| call_once(prog, syn))?;
+    let [t] = single_runs(args.runs, args.single, |_, n| {
+        call_once(prog, &syn(fresh_client(n)), XDP_PASS)
+    })?;
     Ok((t, "returns XDP_PASS".into()))
+}
+
+fn floor_tc_single(args: &Args) -> Result<Measured> {
+    let mut dp = load(&LoadOptions::default())?;
+    let prog = floor_program(&mut dp, FLOOR_TC, SchedClassifier::load)?;
+    let reply = reply();
+    let [t] = single_runs(args.runs, args.signal_calls, |_, _| {
+        call_once(prog, &reply, TC_ACT_OK)
+    })?;
+    Ok((t, "returns TC_ACT_OK".into()))
 }
 
 /// A SYN on a tuple never seen, the table otherwise empty: the entry is
 /// deleted from userspace after each call (outside the timed part).
-fn new_flow_empty(args: &Args) -> Result<(Timing, String)> {
+fn new_flow_empty(args: &Args) -> Result<Measured> {
     let spec = real_service();
     let opts = LoadOptions {
         flow_table_size: args.table,
         ..Default::default()
     };
     let (mut dp, _) = load_service(&opts, &spec)?;
-    let t = single_runs(args, |client, syn| {
-        let ns = call_once(ingress(&mut dp)?, syn)?;
+    let [t] = single_runs(args.runs, args.single, |_, n| {
+        let client = fresh_client(n);
+        let ns = call_once(ingress(&mut dp)?, &syn(client), XDP_PASS)?;
         flows(&mut dp)?
             .remove(&spec.flow_key(client))
             .context("the new flow has no entry")?;
@@ -324,7 +507,7 @@ fn new_flow_empty(args: &Args) -> Result<(Timing, String)> {
 
 /// A SYN on a tuple never seen with the flow table full of other flows:
 /// the LRU must evict to insert it.
-fn new_flow_full(args: &Args) -> Result<(Timing, String)> {
+fn new_flow_full(args: &Args) -> Result<Measured> {
     let spec = real_service();
     let opts = LoadOptions {
         flow_table_size: args.table,
@@ -341,7 +524,9 @@ fn new_flow_full(args: &Args) -> Result<(Timing, String)> {
         before == capacity,
         "the flow table holds {before} entries after filling, want {capacity}"
     );
-    let t = single_runs(args, |_, syn| call_once(ingress(&mut dp)?, syn))?;
+    let [t] = single_runs(args.runs, args.single, |_, n| {
+        call_once(ingress(&mut dp)?, &syn(fresh_client(n)), XDP_PASS)
+    })?;
     let check = expect_new_flows(&dp, args.calls())?;
     // Still full afterwards, and the prefilled flows gone: the inserts had
     // to evict. The LRU evicts in batches into a per-CPU free list, so up to
@@ -363,6 +548,99 @@ fn new_flow_full(args: &Args) -> Result<(Timing, String)> {
             "{check}; table {before}/{capacity} entries before, {after} after; {evicted} of the {capacity} prefilled flows evicted"
         ),
     ))
+}
+
+/// The established packet of `established` when it starts a request: the
+/// flow's entry is rewritten with no request waiting before each call
+/// (outside the timed part), so every call takes the clock, finds the
+/// signals slot and counts a request. What every request's first segment
+/// costs; one call per packet, since a repeat would find the request
+/// started.
+fn request_start(args: &Args) -> Result<[Measured; 2]> {
+    let mut pair = [LiveFlow::new(true)?, LiveFlow::new(false)?];
+    let input = Frame::tcp(sa(CLIENT), sa(VIP), ACK | PSH).bytes();
+    let [t_on, t_off] = single_runs(args.runs, args.signal_calls, |k, _| {
+        let f = &mut pair[k];
+        f.set_request(0)?;
+        call_once(ingress(&mut f.dp)?, &input, XDP_PASS)
+    })?;
+    let total = args.signal_calls();
+    let check = |f: &LiveFlow| -> Result<String> {
+        let check = expect_verdicts(&f.dp, verdict::TRANSLATED, total, false)?;
+        let s = stats(&f.dp)?;
+        ensure!(
+            s.packets_in == total && s.new_flows == 0 && s.rehashes == 0,
+            "stats {s:?}, want {total} packets in, no new flow, no rehash"
+        );
+        Ok(check + "; stats: no new flow, no rehash; entry rewritten before each call")
+    };
+    let [on, off] = &pair;
+    let want_on = Signals {
+        requests: total,
+        ..Signals::default()
+    };
+    Ok([
+        (
+            t_on,
+            format!(
+                "{}; {}",
+                check(on)?,
+                expect_signals(&on.dp, &want_on, &format!("{total} requests: one per call"))?
+            ),
+        ),
+        (
+            t_off,
+            format!(
+                "{}; {}",
+                check(off)?,
+                expect_signals(&off.dp, &Signals::default(), "none")?
+            ),
+        ),
+    ])
+}
+
+/// The reply of `egress` when it is the response to a waiting request: the
+/// flow's entry is rewritten with a request started `REQUEST_AGE_NS` ago
+/// before each call (outside the timed part), so every call takes the
+/// clock, buckets the latency, reads and classifies the status line and
+/// counts a response. What every response's first segment costs.
+fn response(args: &Args) -> Result<[Measured; 2]> {
+    let mut pair = [LiveFlow::new(true)?, LiveFlow::new(false)?];
+    let reply = reply();
+    let [t_on, t_off] = single_runs(args.runs, args.signal_calls, |k, _| {
+        let f = &mut pair[k];
+        f.set_request(monotonic_ns()? - REQUEST_AGE_NS)?;
+        call_once(egress_program(&mut f.dp)?, &reply, TC_ACT_OK)
+    })?;
+    let total = args.signal_calls();
+    let check = |f: &LiveFlow| -> Result<String> {
+        let check = expect_verdicts(&f.dp, verdict::TRANSLATED, total, true)?;
+        let packets_out = stats(&f.dp)?.packets_out;
+        ensure!(
+            packets_out == total,
+            "{packets_out} packets out for {total} calls"
+        );
+        Ok(check + "; entry rewritten before each call")
+    };
+    let [on, off] = &pair;
+    Ok([
+        (
+            t_on,
+            format!(
+                "{}; {}",
+                check(on)?,
+                expect_responses(&on.dp, total, "one per call")?
+            ),
+        ),
+        (
+            t_off,
+            format!(
+                "{}; {}",
+                check(off)?,
+                expect_signals(&off.dp, &Signals::default(), "none")?
+            ),
+        ),
+    ])
 }
 
 /// Attaches `bench_floor_xdp` and `bench_floor_tc` to `iface` the way
@@ -406,12 +684,41 @@ fn load_service(opts: &LoadOptions, spec: &ServiceSpec) -> Result<(Dataplane, u3
 }
 
 /// The data path with the self service on VIP and an entry for CLIENT's
-/// flow.
-fn live_flow() -> Result<Dataplane> {
-    let spec = self_service(VIP, Protocol::Tcp);
-    let (mut dp, id) = load_service(&LoadOptions::default(), &spec)?;
-    insert_flow(&mut dp, &spec, id, sa(CLIENT))?;
-    Ok(dp)
+/// flow, with signals on or off.
+struct LiveFlow {
+    dp: Dataplane,
+    key: FlowKey,
+    entry: FlowEntry,
+}
+
+impl LiveFlow {
+    fn new(signals: bool) -> Result<LiveFlow> {
+        let spec = self_service(VIP, Protocol::Tcp);
+        let opts = LoadOptions {
+            signals,
+            ..Default::default()
+        };
+        let (dp, id) = load_service(&opts, &spec)?;
+        let mut f = LiveFlow {
+            dp,
+            key: spec.flow_key(sa(CLIENT)),
+            entry: flow_entry(&spec, id),
+        };
+        f.set_request(0)?;
+        Ok(f)
+    }
+
+    /// Rewrites the flow's entry as first written, with `request_ns` (0: no
+    /// request waiting).
+    fn set_request(&mut self, request_ns: u64) -> Result<()> {
+        let entry = FlowEntry {
+            request_ns,
+            ..self.entry
+        };
+        flows(&mut self.dp)?
+            .insert(self.key, entry, 0)
+            .context("writing the flow's entry")
+    }
 }
 
 fn service(vip: &str, protocol: Protocol, stable: &str, canary: &str) -> ServiceSpec {
@@ -458,6 +765,19 @@ fn prefilled(i: u32) -> SocketAddr {
     )
 }
 
+/// An established entry to `spec`'s stable backend, no request waiting.
+fn flow_entry(spec: &ServiceSpec, service_id: u32) -> FlowEntry {
+    let b = backend(spec.stable[0]);
+    FlowEntry {
+        backend: b.addr,
+        backend_port: b.port,
+        version: VERSION_STABLE,
+        established: 1,
+        service_id,
+        ..FlowEntry::default()
+    }
+}
+
 /// Writes an established entry for `client`'s flow to `spec`'s stable
 /// backend.
 fn insert_flow(
@@ -466,17 +786,8 @@ fn insert_flow(
     service_id: u32,
     client: SocketAddr,
 ) -> Result<()> {
-    let b = backend(spec.stable[0]);
-    let entry = FlowEntry {
-        backend: b.addr,
-        backend_port: b.port,
-        version: VERSION_STABLE,
-        established: 1,
-        service_id,
-        ..FlowEntry::default()
-    };
     flows(dp)?
-        .insert(spec.flow_key(client), entry, 0)
+        .insert(spec.flow_key(client), flow_entry(spec, service_id), 0)
         .context("writing a flow entry")
 }
 
@@ -499,6 +810,35 @@ fn ingress(dp: &mut Dataplane) -> Result<&mut Xdp> {
     program(dp, INGRESS_PROGRAM)
 }
 
+fn egress_program(dp: &mut Dataplane) -> Result<&mut SchedClassifier> {
+    program(dp, EGRESS_PROGRAM)
+}
+
+/// A client's SYN to VIP.
+fn syn(client: SocketAddr) -> Vec<u8> {
+    Frame::tcp(client, sa(VIP), SYN).bytes()
+}
+
+/// The backend's (= the VIP's) reply to CLIENT, status line first.
+fn reply() -> Vec<u8> {
+    Frame::tcp(sa(VIP), sa(CLIENT), ACK | PSH)
+        .with_payload(REPLY)
+        .bytes()
+}
+
+/// CLOCK_MONOTONIC in ns: bpf_ktime_get_ns's clock.
+fn monotonic_ns() -> Result<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to a valid pointer.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("clock_gettime");
+    }
+    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 /// Loads a floor program with `load` (`Xdp::load`, `SchedClassifier::load`):
 /// Dataplane::load leaves it unloaded.
 fn floor_program<'a, P>(
@@ -514,79 +854,104 @@ where
     Ok(prog)
 }
 
-/// `args.runs` calls with `args.repeat` repeats each; checks the verdict and
-/// that the output equals the input (the packet every repeat saw). Returns
-/// the kernel's ns per repeat of each run: its timer covers only the repeat
-/// loop, while the call's wall time also holds milliseconds of per-call
-/// XDP setup.
-fn repeat_runs<P>(prog: &P, input: &[u8], args: &Args, want: u32) -> Result<Timing>
+/// `args.runs` calls with `args.repeat` repeats each of every program in
+/// `progs` (run `r` starts at program `r mod N`, so none always goes
+/// first); checks the verdict and that the output equals the input (the
+/// packet every repeat saw). Returns each program's kernel ns per repeat of
+/// each run: its timer covers only the repeat loop, while the call's wall
+/// time also holds milliseconds of per-call XDP setup.
+fn repeat_runs<P, const N: usize>(
+    progs: [&P; N],
+    input: &[u8],
+    args: &Args,
+    want: u32,
+) -> Result<[Timing; N]>
 where
     P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
 {
-    let mut runs_ns = vec![];
+    let mut runs_ns: [Vec<f64>; N] = std::array::from_fn(|_| vec![]);
     let mut out = vec![0u8; input.len() + 256];
-    for _ in 0..args.runs {
-        let r = prog.test_run(TestRunOptions {
-            data_in: Some(input),
-            data_out: Some(&mut out),
-            repeat: args.repeat,
-            ..Default::default()
-        })?;
-        ensure!(
-            r.return_value == want,
-            "returned {}, want {want}",
-            r.return_value
-        );
-        ensure!(
-            &out[..r.data_size_out as usize] == input,
-            "the program changed the packet: later repeats would have seen another one"
-        );
-        runs_ns.push(r.duration.as_nanos() as f64);
+    for run in 0..args.runs as usize {
+        for k in (0..N).map(|k| (run + k) % N) {
+            let r = progs[k].test_run(TestRunOptions {
+                data_in: Some(input),
+                data_out: Some(&mut out),
+                repeat: args.repeat,
+                ..Default::default()
+            })?;
+            ensure!(
+                r.return_value == want,
+                "returned {}, want {want}",
+                r.return_value
+            );
+            ensure!(
+                &out[..r.data_size_out as usize] == input,
+                "the program changed the packet: later repeats would have seen another one"
+            );
+            runs_ns[k].push(r.duration.as_nanos() as f64);
+        }
     }
-    Ok(Timing {
+    Ok(runs_ns.map(|runs_ns| Timing {
         runs_ns,
         percentiles: None,
-    })
+    }))
 }
 
-/// `args.runs` runs of `args.single` calls of `call` with a fresh client and
-/// its SYN to VIP; `call` returns the kernel's duration of that call. Returns
-/// the mean of each run, and p50 and p99 over all calls.
-fn single_runs(
-    args: &Args,
-    mut call: impl FnMut(SocketAddr, &[u8]) -> Result<u32>,
-) -> Result<Timing> {
-    let mut runs_ns = vec![];
-    let mut all = Vec::with_capacity(args.calls() as usize);
-    for _ in 0..args.runs {
-        let mut sum = 0u64;
-        for _ in 0..args.single {
-            let client = fresh_client(all.len() as u32);
-            let ns = call(client, &Frame::tcp(client, sa(VIP), SYN).bytes())?;
-            sum += u64::from(ns);
-            all.push(ns);
+/// `runs` runs of `calls` rounds of `call(k, n)` for k in 0..N (round n
+/// starts at `n mod N`, so no variant always goes first), where n counts
+/// rounds over all runs and `call` returns the kernel's duration of one
+/// call. Returns each variant's mean per run, and p50 and p99 over all its
+/// calls.
+fn single_runs<const N: usize>(
+    runs: u32,
+    calls: u32,
+    mut call: impl FnMut(usize, u32) -> Result<u32>,
+) -> Result<[Timing; N]> {
+    let mut runs_ns: [Vec<f64>; N] = std::array::from_fn(|_| vec![]);
+    let mut all: [Vec<u32>; N] =
+        std::array::from_fn(|_| Vec::with_capacity(runs as usize * calls as usize));
+    let mut n = 0u32;
+    for _ in 0..runs {
+        let mut sum = [0u64; N];
+        for _ in 0..calls {
+            for k in (0..N).map(|k| (n as usize + k) % N) {
+                let ns = call(k, n)?;
+                sum[k] += u64::from(ns);
+                all[k].push(ns);
+            }
+            n += 1;
         }
-        runs_ns.push(sum as f64 / f64::from(args.single));
+        for k in 0..N {
+            runs_ns[k].push(sum[k] as f64 / f64::from(calls));
+        }
     }
-    all.sort_unstable();
-    let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
-    Ok(Timing {
+    let mut percentiles = all
+        .map(|mut all| {
+            all.sort_unstable();
+            let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
+            (at(0.5), at(0.99))
+        })
+        .into_iter();
+    Ok(runs_ns.map(|runs_ns| Timing {
         runs_ns,
-        percentiles: Some((at(0.5), at(0.99))),
-    })
+        percentiles: percentiles.next(),
+    }))
 }
 
-/// One XDP call with `repeat = 1` that must pass the packet; returns the
-/// kernel's duration of it in ns.
-fn call_once(prog: &Xdp, input: &[u8]) -> Result<u32> {
+/// One call with `repeat = 1` that must return `want`; returns the kernel's
+/// duration of it in ns.
+fn call_once<P>(prog: &P, input: &[u8], want: u32) -> Result<u32>
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
     let r = prog.test_run(TestRunOptions {
         data_in: Some(input),
         repeat: 1,
         ..Default::default()
     })?;
     ensure!(
-        r.return_value == XDP_PASS,
-        "returned {}, want XDP_PASS",
+        r.return_value == want,
+        "returned {}, want {want}",
         r.return_value
     );
     Ok(r.duration.as_nanos() as u32)
@@ -630,6 +995,44 @@ fn expect_new_flows(dp: &Dataplane, count: u64) -> Result<String> {
         "{new_flows} new flows counted for {count} packets"
     );
     Ok(format!("{check}; new_flows = {count}"))
+}
+
+/// Checks the service's signals, stable and canary summed, against `want`;
+/// `what` says what they hold, for the check's sentence.
+fn expect_signals(dp: &Dataplane, want: &Signals, what: &str) -> Result<String> {
+    let [stable, canary] = dp.signals(SERVICE)?;
+    let mut sum = stable;
+    sum.add(&canary);
+    ensure!(sum == *want, "signals {sum:?}, want {want:?}");
+    Ok(format!("signals: {what}"))
+}
+
+/// Checks that the signals hold `count` responses, each 2xx and with a
+/// latency, and nothing else.
+fn expect_responses(dp: &Dataplane, count: u64, what: &str) -> Result<String> {
+    let [stable, canary] = dp.signals(SERVICE)?;
+    let mut sum = stable;
+    sum.add(&canary);
+    let mut http = [0; HTTP_CLASSES];
+    http[HTTP_2XX] = count;
+    let want = Signals {
+        responses: count,
+        http,
+        ..Signals::default()
+    };
+    let latencies: u64 = sum.latency.iter().sum();
+    let rest = Signals {
+        latency: want.latency,
+        ..sum
+    };
+    ensure!(
+        rest == want && latencies == count,
+        "signals {sum:?}, want {count} responses, 2xx, with a latency each"
+    );
+    let noun = if count == 1 { "response" } else { "responses" };
+    Ok(format!(
+        "signals: {count} {noun} ({what}), 2xx, with a latency"
+    ))
 }
 
 /// The service's counters, stable and canary summed.

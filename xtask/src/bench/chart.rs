@@ -11,14 +11,26 @@ pub struct Group {
     pub ratios: Vec<f64>,
 }
 
-const COLORS: [&str; 6] = [
-    "#2b7bb9", "#e8853d", "#4aa564", "#c44e52", "#8172b2", "#937860",
+const COLORS: [&str; 7] = [
+    "#2b7bb9", "#e8853d", "#f4b183", "#4aa564", "#c44e52", "#8172b2", "#937860",
 ];
+
+/// Legend space per series name: swatch and gap, plus this per character.
+const LEGEND_GAP: f64 = 30.0;
+const LEGEND_CHAR: f64 = 7.0;
+/// Legend space of the "direct = 1.0" entry after the series.
+const LEGEND_DIRECT: f64 = 110.0;
 
 /// `series` names the bars of every group, in order.
 pub fn svg(title: &str, series: &[&str], groups: &[Group]) -> String {
-    let (w, h) = (860.0, 420.0);
     let (left, right, top, bottom) = (60.0, 20.0, 70.0, 70.0);
+    // As wide as the one-line legend needs.
+    let legend_w: f64 = series
+        .iter()
+        .map(|n| LEGEND_GAP + LEGEND_CHAR * n.len() as f64)
+        .sum::<f64>()
+        + LEGEND_DIRECT;
+    let (w, h) = ((left + legend_w + right).max(860.0), 420.0);
     let plot_w = w - left - right;
     let plot_h = h - top - bottom;
     let max = groups
@@ -51,7 +63,7 @@ pub fn svg(title: &str, series: &[&str], groups: &[Group]) -> String {
             lx + 16.0,
             esc(name)
         );
-        lx += 30.0 + 7.0 * name.len() as f64;
+        lx += LEGEND_GAP + LEGEND_CHAR * name.len() as f64;
     }
     // Grid and axis labels every 0.2.
     let mut v = 0.0;

@@ -1,14 +1,18 @@
 //! End to end: the same wrk load through every path, in interleaved rounds,
 //! medians per path; and the data path's own run time under that load
 //! (BPF stats), measured in a separate run so the stats' clock reads never
-//! slow the timed rounds.
+//! slow the timed rounds; and the health signals canary counted, with and
+//! without them switched on.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use aya::{
     programs::ProgramInfo,
     sys::{Stats, enable_stats},
 };
-use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
+use canary_common::{
+    names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
+    signals::Signals,
+};
 
 use super::{
     Mode,
@@ -121,6 +125,7 @@ pub fn run(envs: &mut [PathEnv], plan: &Plan) -> Result<Vec<PathRuns>> {
         })
         .collect();
     let n = envs.len();
+    let width = Kind::ALL.iter().map(|k| k.label().len()).max().unwrap_or(0);
     for round in 0..plan.rounds {
         for k in 0..n {
             let i = (round + k) % n;
@@ -135,7 +140,7 @@ pub fn run(envs: &mut [PathEnv], plan: &Plan) -> Result<Vec<PathRuns>> {
                 .with_context(|| format!("{label}: one-connection run"))?;
             env.check_running()?;
             println!(
-                "e2e: round {}/{} {label:<14} keep-alive {:>8.0} req/s ({:.2} µs CPU/req) | close {:>7.0} conn/s | 1 conn p50 {:>5.0} µs p99 {:>5.0} µs{}",
+                "e2e: round {}/{} {label:<width$} keep-alive {:>8.0} req/s ({:.2} µs CPU/req) | close {:>7.0} conn/s | 1 conn p50 {:>5.0} µs p99 {:>5.0} µs{}",
                 round + 1,
                 plan.rounds,
                 ka.rps,
@@ -154,6 +159,54 @@ pub fn run(envs: &mut [PathEnv], plan: &Plan) -> Result<Vec<PathRuns>> {
         }
     }
     Ok(all)
+}
+
+/// Slot of 2xx in `Signals::http` (see `HTTP_CLASS_NAMES`).
+pub const HTTP_2XX: usize = 1;
+
+/// Health signals the two canary paths' data paths counted over the
+/// rounds: proof that one measured them and the other did not.
+pub struct SignalsSeen {
+    pub on: Signals,
+    pub off: Signals,
+}
+
+/// Reads both canary paths' signals; fails unless the path with signals
+/// counted requests and responses and the path without counted nothing.
+pub fn signals_seen(envs: &[PathEnv]) -> Result<SignalsSeen> {
+    let read = |kind: Kind| -> Result<Signals> {
+        envs.iter()
+            .find(|e| e.kind == kind)
+            .with_context(|| format!("no {} path", kind.label()))?
+            .canaryd()?
+            .signals()
+            .with_context(|| format!("reading {}'s signals", kind.label()))
+    };
+    let seen = SignalsSeen {
+        on: read(Kind::Canary)?,
+        off: read(Kind::CanaryNoSignals)?,
+    };
+    ensure!(
+        seen.on.requests > 0 && seen.on.responses > 0,
+        "{} counted no requests or responses: {:?}",
+        Kind::Canary.label(),
+        seen.on
+    );
+    ensure!(
+        seen.off == Signals::default(),
+        "{} counted signals: {:?}",
+        Kind::CanaryNoSignals.label(),
+        seen.off
+    );
+    println!(
+        "e2e: signals over the rounds: {} counted {} requests, {} responses ({} 2xx); {} counted none",
+        Kind::Canary.label(),
+        seen.on.requests,
+        seen.on.responses,
+        seen.on.http[HTTP_2XX],
+        Kind::CanaryNoSignals.label()
+    );
+    Ok(seen)
 }
 
 /// BPF stats of one program over one load.

@@ -14,6 +14,9 @@ pub struct Plan {
     pub runs: u32,
     pub repeat: u32,
     pub single: u32,
+    /// Calls per run of the single-mode signal cases (on and off pairs,
+    /// alternating call by call, and their TC floor).
+    pub signal_calls: u32,
     pub table: u32,
 }
 
@@ -24,6 +27,10 @@ impl Plan {
             repeat: 1_000_000,
             single: match mode {
                 Mode::Full => 1_000_000,
+                Mode::Quick => 50_000,
+            },
+            signal_calls: match mode {
+                Mode::Full => 200_000,
                 Mode::Quick => 50_000,
             },
             table: 65_536,
@@ -38,6 +45,8 @@ impl Plan {
             self.repeat.to_string(),
             "--single".into(),
             self.single.to_string(),
+            "--signal-calls".into(),
+            self.signal_calls.to_string(),
             "--table".into(),
             self.table.to_string(),
         ]
@@ -72,6 +81,7 @@ impl Results {
     /// The floor a case is compared with: same hook, same mode.
     pub fn floor_of(&self, c: &Case) -> Option<&Case> {
         let id = match (c.hook.as_str(), c.mode.as_str()) {
+            ("tc", "single") => "floor_tc_single",
             ("tc", _) => "floor_tc",
             (_, "single") => "floor_xdp_single",
             _ => "floor_xdp",

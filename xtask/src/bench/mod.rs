@@ -3,7 +3,8 @@
 //! docs/BENCHMARKS.md and docs/bench.svg.
 //!
 //! One file per job: `kernel` (BPF_PROG_TEST_RUN, via the tests crate's
-//! kernel-bench), `paths` (the six set-ups), `e2e` (wrk rounds, BPF stats),
+//! kernel-bench), `paths` (the seven set-ups), `e2e` (wrk rounds, BPF stats,
+//! signals seen),
 //! `control` (set-weight latency, daemon footprint), `wrk`, `proc`
 //! (processes and /proc), `report` and `chart` (the page and its image).
 
@@ -85,15 +86,18 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
     println!("==> [4/{steps}] kernel path (BPF_PROG_TEST_RUN)");
     let kernel_plan = kernel::Plan::new(mode);
     if mode == Mode::Quick {
+        let full = kernel::Plan::new(Mode::Full);
         println!(
-            "bench: quick mode: single-call cases use {} calls per run instead of {}",
-            kernel_plan.single,
-            kernel::Plan::new(Mode::Full).single
+            "bench: quick mode: single-call cases use {} calls per run instead of {} ({} instead of {} for the signal cases)",
+            kernel_plan.single, full.single, kernel_plan.signal_calls, full.signal_calls
         );
     }
     let kernel = kernel::run(&bins.kernel_bench, &kernel_plan)?;
 
-    println!("==> [5/{steps}] end to end: setting up the six paths");
+    println!(
+        "==> [5/{steps}] end to end: setting up the {} paths",
+        Kind::ALL.len()
+    );
     let e2e_plan = e2e::Plan::new(mode);
     let mut envs = vec![];
     for kind in Kind::ALL {
@@ -130,6 +134,7 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         split.canary_percent(),
         split.rehashes
     );
+    let signals = e2e::signals_seen(&envs)?;
     let in_place = e2e::in_place(&envs[canary_index], &e2e_plan)?;
 
     println!("==> [6/{steps}] control plane");
@@ -155,6 +160,7 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         e2e_plan: &e2e_plan,
         e2e: &runs,
         split,
+        signals: &signals,
         in_place: &in_place,
         control: &control,
     };

@@ -7,6 +7,8 @@
 //!   canary's go (XDP driver mode and TC egress on the host's veth): what
 //!   hooking the veth costs before any program logic;
 //! - canary: canaryd on the host's client-facing veth, weight 10 %;
+//! - canary, signals off: the same with `[daemon] signals = false`, for
+//!   issue 9's budget on what the health signals may cost;
 //! - nftables: DNAT with a weighted `numgen` map in the host namespace;
 //! - HAProxy: tcp mode, weights 90/10;
 //! - nginx stream: weights 9/1.
@@ -24,9 +26,11 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
+use canary_common::signals::Signals;
 use canary_userspace::{
     Affinity, Protocol, ServiceSpec, XdpMode,
     config::{Config, DaemonConfig},
+    maps::{Counters, Maps},
 };
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},
@@ -53,16 +57,18 @@ pub enum Kind {
     Direct,
     EmptyPrograms,
     Canary,
+    CanaryNoSignals,
     Nftables,
     Haproxy,
     NginxStream,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Direct,
         Kind::EmptyPrograms,
         Kind::Canary,
+        Kind::CanaryNoSignals,
         Kind::Nftables,
         Kind::Haproxy,
         Kind::NginxStream,
@@ -73,6 +79,7 @@ impl Kind {
             Kind::Direct => "direct",
             Kind::EmptyPrograms => "empty XDP+TC",
             Kind::Canary => "canary (XDP)",
+            Kind::CanaryNoSignals => "canary, signals off",
             Kind::Nftables => "nftables DNAT",
             Kind::Haproxy => "HAProxy tcp",
             Kind::NginxStream => "nginx stream",
@@ -164,9 +171,9 @@ impl PathEnv {
                 }
                 env.services.push(s);
             }
-            Kind::Canary => {
+            Kind::Canary | Kind::CanaryNoSignals => {
                 let dirs = DaemonDirs::new("bench")?;
-                dirs.write_config(&canaryd_config(&dirs))?;
+                dirs.write_config(&canaryd_config(&dirs, kind == Kind::Canary))?;
                 let daemon = Canaryd::start(&env.topo.host, &bins.canary, &dirs, &[])?;
                 env.canaryd = Some(BenchCanaryd { daemon, dirs });
             }
@@ -208,9 +215,9 @@ impl PathEnv {
         Ok(env)
     }
 
-    /// The canary path's daemon.
+    /// A canary path's daemon.
     pub fn canaryd(&self) -> Result<&BenchCanaryd> {
-        self.canaryd.as_ref().context("not the canary path")
+        self.canaryd.as_ref().context("not a canary path")
     }
 
     /// Fails if a server, proxy or canaryd has died.
@@ -381,9 +388,13 @@ pub fn canary_service() -> ServiceSpec {
     }
 }
 
-pub fn canaryd_config(dirs: &DaemonDirs) -> Config {
+/// canaryd's config for a canary path, measuring health signals or not.
+pub fn canaryd_config(dirs: &DaemonDirs, signals: bool) -> Config {
     Config {
-        daemon: dirs.daemon_config(HOST_IF),
+        daemon: DaemonConfig {
+            signals,
+            ..dirs.daemon_config(HOST_IF)
+        },
         services: vec![canary_service()],
         rollouts: Default::default(),
     }
@@ -421,6 +432,22 @@ impl BenchCanaryd {
             .first()
             .context("canaryd reports no interface")?
             .xdp)
+    }
+
+    /// The health signals canaryd's data path counted so far, stable and
+    /// canary summed, read from its pinned maps (canaryctl does not show
+    /// them).
+    pub fn signals(&self) -> Result<Signals> {
+        let pins = self.dirs.pins();
+        let id = Maps::open_pinned(&pins)?
+            .services
+            .get(&canary_service().vip_endpoint(), 0)
+            .context("the pinned SERVICES map has no entry for the bench's service")?
+            .id;
+        let [stable, canary] = Counters::open_pinned(&pins)?.version_signals(id)?;
+        let mut sum = stable;
+        sum.add(&canary);
+        Ok(sum)
     }
 
     /// New flows canaryd's data path sent to each version so far, and its

@@ -9,7 +9,7 @@ use super::{
     Mode,
     chart::{self, Group},
     control,
-    e2e::{self, InPlace, PathRuns, Summary},
+    e2e::{self, InPlace, PathRuns, SignalsSeen, Summary},
     kernel::{self, Results as KernelResults},
     paths::{self, CANARY_PERCENT, Kind, Split},
     proc::first_line,
@@ -77,11 +77,14 @@ pub struct Report<'a> {
     pub e2e: &'a [PathRuns],
     /// canary's new flows and rehashes over the rounds.
     pub split: Split,
+    /// Signals both canary paths counted over the rounds.
+    pub signals: &'a SignalsSeen,
     pub in_place: &'a InPlace,
     pub control: &'a control::Results,
 }
 
-/// One target of issue 4 and how this run did against it.
+/// One goal (a target of issue 4, a line of issue 9's signals budget) and
+/// how this run did against it.
 pub struct Target {
     pub what: &'static str,
     pub goal: String,
@@ -224,6 +227,111 @@ impl Report<'_> {
         ]
     }
 
+    /// Growth in % of a kernel case's cost above its floor with signals on
+    /// (`on`) over the same case with them off (`off`), and the two costs
+    /// above the floor.
+    fn growth(&self, on: &str, off: &str) -> (f64, f64, f64) {
+        let floor = self
+            .kernel
+            .case(off)
+            .and_then(|c| self.kernel.floor_of(c))
+            .map_or(f64::NAN, |f| f.median_ns);
+        let on = self.kernel_ns(on) - floor;
+        let off = self.kernel_ns(off) - floor;
+        ((on - off) / off * 100.0, on, off)
+    }
+
+    /// Issue 9's budget for the health signals: each line compares canary
+    /// with signals against canary without them, in this one run.
+    pub fn signals_budget(&self) -> Vec<Target> {
+        const GROWTH: f64 = 35.0;
+        const RATIO: f64 = 0.02;
+        let kernel_line = |what: &'static str, steady: (&str, &str), per_request: (&str, &str)| {
+            let (g1, on1, off1) = self.growth(steady.0, steady.1);
+            let (g2, on2, off2) = self.growth(per_request.0, per_request.1);
+            let worst = g1.max(g2);
+            Target {
+                what,
+                goal: format!("grows ≤ {GROWTH:.0} % with signals"),
+                measured: format!(
+                    "{g1:+.1} % in repeat mode (with {on1:.0}, without {off1:.0} ns above the \
+                     floor); {g2:+.1} % one call per packet (with {on2:.0}, without {off2:.0} ns)"
+                ),
+                met: g1 <= GROWTH && g2 <= GROWTH,
+                by: if worst <= GROWTH {
+                    format!("{:.1} points to spare", GROWTH - worst)
+                } else {
+                    format!("missed by {:.1} points", worst - GROWTH)
+                },
+            }
+        };
+        let direct = self.summary(Kind::Direct);
+        let on = self.summary(Kind::Canary);
+        let off = self.summary(Kind::CanaryNoSignals);
+        let ratio_line = |what: &'static str,
+                          f: fn(&Summary) -> f64,
+                          per_round: fn(&Measured, &Measured) -> f64,
+                          runs: fn(&PathRuns) -> &Vec<Measured>| {
+            let (r_on, r_off) = (f(&on) / f(&direct), f(&off) / f(&direct));
+            let d = r_on - r_off;
+            let rounds = self.round_differences(per_round, runs);
+            let spread = if rounds.len() < 2 {
+                String::new()
+            } else {
+                let lo = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                format!("; rounds {lo:+.3} to {hi:+.3}")
+            };
+            Target {
+                what,
+                goal: format!("within ±{RATIO} of signals off"),
+                measured: format!("{d:+.3} (with {r_on:.3}×, without {r_off:.3}× direct{spread})"),
+                met: d.abs() <= RATIO,
+                by: if d.abs() <= RATIO {
+                    format!("{:.3} to spare", RATIO - d.abs())
+                } else {
+                    format!("missed by {:.3}", d.abs() - RATIO)
+                },
+            }
+        };
+        vec![
+            kernel_line(
+                "established ingress packet, cost above the empty program",
+                ("established", "established_no_signals"),
+                ("request_start", "request_start_no_signals"),
+            ),
+            kernel_line(
+                "egress reply translation, cost above the empty program",
+                ("egress", "egress_no_signals"),
+                ("response", "response_no_signals"),
+            ),
+            ratio_line(
+                "keep-alive requests/s, ratio to direct",
+                |s| s.rps,
+                |c, d| c.rps / d.rps,
+                |p| &p.keepalive,
+            ),
+            ratio_line(
+                "new connections/s, ratio to direct",
+                |s| s.conns_per_s,
+                |c, d| c.rps / d.rps,
+                |p| &p.close,
+            ),
+        ]
+    }
+
+    /// Per round: canary's `f` (a ratio to direct's run of the round) minus
+    /// canary-without-signals' `f`, over the runs `runs`.
+    fn round_differences(
+        &self,
+        f: fn(&Measured, &Measured) -> f64,
+        runs: fn(&PathRuns) -> &Vec<Measured>,
+    ) -> Vec<f64> {
+        let on = self.per_round(Kind::Canary, f, runs);
+        let off = self.per_round(Kind::CanaryNoSignals, f, runs);
+        on.iter().zip(&off).map(|(a, b)| a - b).collect()
+    }
+
     /// docs/bench.svg: each non-direct path's ratios to direct.
     pub fn svg(&self) -> String {
         let direct = self.summary(Kind::Direct);
@@ -327,22 +435,11 @@ impl Report<'_> {
     }
 
     fn targets_table(&self) -> String {
-        let mut t = String::from("| target | goal | this run | result |\n|---|---|---|---|\n");
-        for g in self.targets() {
-            let _ = writeln!(
-                t,
-                "| {} | {} | {} | {} |",
-                g.what,
-                g.goal,
-                g.measured,
-                if g.met {
-                    format!("met ({})", g.by)
-                } else {
-                    format!("**not met**: {}", g.by)
-                }
-            );
-        }
-        t
+        goals_table("target", self.targets())
+    }
+
+    fn budget_table(&self) -> String {
+        goals_table("budget line", self.signals_budget())
     }
 
     /// What `cargo xtask bench` prints at the end.
@@ -360,6 +457,8 @@ impl Report<'_> {
         print!("{}", self.e2e_table());
         println!("\ntargets:");
         print!("{}", self.targets_table());
+        println!("\nsignals budget:");
+        print!("{}", self.budget_table());
     }
 
     pub fn markdown(&self, chart_file: &str) -> String {
@@ -425,6 +524,7 @@ impl Report<'_> {
              noise. Why, and where the time goes: see [Findings](#findings).\n\n",
             self.targets_table()
         );
+        d.push_str(&self.budget_section());
 
         let _ = write!(
             d,
@@ -489,8 +589,10 @@ impl Report<'_> {
              (direct, with the empty floor programs attached where canary's go: XDP in driver mode \
              and a TC egress filter on the host's client-facing veth, held by \
              `kernel-bench --attach-floor eth0`), which shows what hooking the veth costs before \
-             any program logic; canary (canaryd, weight {CANARY_PERCENT} %); nftables DNAT with a \
-             weighted `numgen` map; HAProxy in tcp mode; nginx stream.\n\n\
+             any program logic; canary (canaryd, weight {CANARY_PERCENT} %); **canary, signals \
+             off** (the same canaryd with `[daemon] signals = false`, for the [Signals \
+             budget](#signals-budget)); nftables DNAT with a weighted `numgen` map; HAProxy in tcp \
+             mode; nginx stream.\n\n\
              Each path has its own copy of the standard topology (`xtask::topology`, client, host \
              and two backend namespaces, 198.18.0.0/15), so nftables' conntrack or canary's XDP \
              program never sees another path's packets. The backends are the same in every \
@@ -587,7 +689,8 @@ impl Report<'_> {
             d,
             "\n## Configs\n\n\
              Generated by the bench (`xtask/src/bench/paths.rs`), in a temporary directory per path.\n\n\
-             canaryd (`canary.toml`):\n\n```toml\n{}```\n\n\
+             canaryd (`canary.toml`; the *canary, signals off* path's differs only in \
+             `signals = false`):\n\n```toml\n{}```\n\n\
              nftables, host namespace (`nft -f dnat.nft`):\n\n```\n{}```\n\n\
              HAProxy (`haproxy -db -f haproxy.cfg`):\n\n```\n{}```\n\n\
              nginx stream (`nginx -c stream.conf -p <dir> -e <dir>/stream.error.log`):\n\n```nginx\n{}```\n\n\
@@ -599,6 +702,59 @@ impl Report<'_> {
             paths::nginx_backend_conf(dir, 0),
         );
         d
+    }
+
+    /// The "Signals budget" section: the table, how each line is measured,
+    /// and the commands.
+    fn budget_section(&self) -> String {
+        let k = self.kernel_plan;
+        let e = self.e2e_plan;
+        let url = Kind::Canary.url();
+        let seen = self.signals;
+        format!(
+            "## Signals budget\n\n\
+             Issue 9: the health signals the data path measures (requests, time to first byte, \
+             status classes, resets, refusals, connect time; `canary-ebpf/src/signals.rs`) must not \
+             make the fast path noticeably slower. Each line compares canary with signals against \
+             canary without them, both measured in this run, as ratios so the budget holds on any \
+             machine.\n\n{}\n\
+             - **Kernel lines** (from [Kernel path](#kernel-path-bpf_prog_test_run)): growth = \
+             (with − without) / without, each the case's ns above the empty program of its hook and \
+             mode. *Without* is the same data path loaded with `LoadOptions {{ signals: false, .. }}` \
+             (the read-only global `SIGNALS_ENABLED` set to 0, so the verifier removes the signals' \
+             code); the two alternate run by run, or call by call. A line is met when both of its \
+             packets are:\n\
+             \x20 - *repeat mode* (established flow, egress reply translation): the steady state after \
+             the first repeat, a client segment while its request is outstanding and a reply \
+             segment after the response's first; the signals only test the entry there;\n\
+             \x20 - *one call per packet* (a request starts, reply to a waiting request): the flow's \
+             entry is rewritten before every call, so each call is a request's first segment \
+             (clock read, count) or a response's first segment (clock read, latency bucket, status \
+             line read and classified, counts): what every request pays. These calls run with \
+             cooler caches than repeat mode (syscalls between them), so both sides cost more above \
+             the floor there.\n\
+             - **End-to-end lines** (from [End to end](#end-to-end)): the paths *{}* and *{}* (the \
+             same canaryd with `[daemon] signals = false`) in the same interleaved rounds as every \
+             other path; each one's median ratio to direct, and the difference. \"rounds\" gives \
+             the difference within each round, which shows this machine's noise. Over the rounds \
+             canary counted {} requests and {} responses ({} of them 2xx), and canary with signals \
+             off counted none (read from their pinned SIGNALS maps; the bench stops otherwise).\n\n\
+             ```sh\n\
+             {} {}   # kernel lines: signals on and off cases\n\
+             ip netns exec <client> wrk {}   # keep-alive, every path\n\
+             ip netns exec <client> wrk {}   # new connections, every path\n\
+             ```\n\n",
+            self.budget_table(),
+            Kind::Canary.label(),
+            Kind::CanaryNoSignals.label(),
+            seen.on.requests,
+            seen.on.responses,
+            seen.on.http[e2e::HTTP_2XX],
+            self.kernel_bin,
+            k.args().join(" "),
+            e.keepalive.shell_args(&url),
+            e.close.shell_args(&url),
+        )
     }
 
     /// Findings: what the figures say, with the reasons known from the code
@@ -621,6 +777,7 @@ impl Report<'_> {
         for kind in [
             Kind::EmptyPrograms,
             Kind::Canary,
+            Kind::CanaryNoSignals,
             Kind::Nftables,
             Kind::Haproxy,
             Kind::NginxStream,
@@ -678,14 +835,26 @@ Every repeat is counted `pass_not_service`.
 `ServiceSpec::check` allows it, canaryd's config check does not), and the flow's entry is written \
 beforehand with `established = 1`. The rewrite (address, port, both checksums, incrementally) then \
 writes the values it read, so the packet stays the same and every repeat follows the entry: all \
-counted `translated`, no new flow, no rehash, and the output frame equals the input.
+counted `translated`, no new flow, no rehash, and the output frame equals the input. The packet \
+carries the client's request (`GET / HTTP/1.1`): with signals on, the first repeat starts a \
+request (clock read, counted) and every later one finds it still waiting, so the figure is the \
+steady state of a client segment while its request is outstanding, where the signals only test \
+the entry; the signals show exactly 1 request.
+- **signals on / signals off**: *off* is the same case on a second copy of the data path loaded \
+with `LoadOptions { signals: false, .. }` (the read-only global `SIGNALS_ENABLED` = 0, so the \
+verifier removes the signals' code); on and off alternate run by run (call by call in single \
+mode), so a change in the machine's load weighs on both. The off copy's signals stay all zero.
 - **new flow, table empty (UDP, entry stale)**: a UDP service loaded with a 1 ns idle timeout. After \
 the first repeat the flow's entry exists but is stale on every later one, so each repeat takes the \
 whole new-flow path (hash, weight, backend, flow-table insert, lookup): `new_flows` equals the \
 number of repeats. The insert replaces the flow's own entry, so the LRU never evicts here.
-- **egress reply translation**: a reply from the backend (= the VIP, as above) on the live flow: \
-owner lookup, flow lookup, source rewrite with the kernel's checksum helpers; all repeats counted \
-egress `translated`, output equals input.
+- **egress reply translation**: a reply from the backend (= the VIP, as above) on the live flow, \
+`HTTP/1.1 200 OK` and the body: owner lookup, flow lookup, source rewrite with the kernel's \
+checksum helpers; all repeats counted egress `translated`, output equals input. A request is set \
+waiting in the entry beforehand, so with signals on the first repeat is its response (latency, \
+status class: the signals show 1 response, 2xx) and every later one finds none waiting: the \
+figure is the steady state of a reply segment after the response's first, where the signals only \
+test the entry.
 - **new flow, table empty (TCP SYN)** and **new flow, table at capacity**: a new flow's insert \
 happens once per 5-tuple, so these use single mode with a fresh client address and port per call \
 (198.18.128.0/17) and real backends. Empty: the entry is deleted from userspace after each call, \
@@ -693,6 +862,15 @@ outside the timed part. At capacity: the flow table (65,536 entries) is first fi
 flows from userspace, so every insert must evict; afterwards the table is still full and the \
 prefilled flows are gone. The kernel's LRU evicts in batches, so most calls are cheap and some pay \
 for a batch: the mean (reported) carries that cost, the p50 does not.
+- **established flow, a request starts** and **egress reply to a waiting request**: what the \
+signals cost on the packets that do their work, once per request. A repeat cannot reset the \
+flow's state, so these use single mode on the live flow above: before each call the entry is \
+rewritten from userspace (outside the timed part) with no request waiting (ingress: every call \
+starts one, clock read and count) or with one started 100 µs before (egress: every call is its \
+response, clock read, latency bucket, status line read with `bpf_skb_load_bytes` and classified, \
+counts). The signals show one request, or one 2xx response with a latency, per call. They are \
+compared with the one-call floors of their hook (`floor: empty TC program, one call per packet` \
+for egress).
 ";
 
 /// `not_service`: the non-service case's ns above its floor.
@@ -729,6 +907,26 @@ fn findings_text(xdp_mode: &str, not_service: f64) -> String {
          **HAProxy and nginx** terminate the client's TCP connection and open their own to the \
          backend, so every request crosses userspace twice and every new connection is two.\n"
     )
+}
+
+/// A table of goals, their figures and whether this run met them.
+fn goals_table(what: &str, goals: Vec<Target>) -> String {
+    let mut t = format!("| {what} | goal | this run | result |\n|---|---|---|---|\n");
+    for g in goals {
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} |",
+            g.what,
+            g.goal,
+            g.measured,
+            if g.met {
+                format!("met ({})", g.by)
+            } else {
+                format!("**not met**: {}", g.by)
+            }
+        );
+    }
+    t
 }
 
 /// How far `v` is under the ceiling `goal`, or over it.
