@@ -94,6 +94,9 @@ pub struct RolloutReport {
     pub next_at_unix_ms: u64,
     /// Every decision with its evidence, oldest first.
     pub history: Vec<Record>,
+    /// Rollouts of this service that ended rolled back, since the state
+    /// file was made.
+    pub rollbacks: u64,
 }
 
 /// One answer; `T` is the reply type of the request it answers.
@@ -289,6 +292,8 @@ pub enum ClientError {
     Protocol { path: String, detail: String },
     #[error("canaryd refused: {message}")]
     Failed { code: ErrorCode, message: String },
+    #[error("the rollout was still running after {0:?}")]
+    StillRunning(Duration),
 }
 
 /// What to do about a socket that does not answer.
@@ -409,6 +414,42 @@ impl Client<'_> {
         self.call(&Request::RolloutStatus {
             service: service.into(),
         })
+    }
+
+    /// Polls `service`'s rollout every `poll` until it is no longer running
+    /// (promoted, rolled back, aborted or paused) and returns its report;
+    /// `progress` sees every report on the way. After `limit` it gives up
+    /// (the rollout goes on).
+    pub fn wait_for_rollout(
+        &self,
+        service: &str,
+        poll: Duration,
+        limit: Duration,
+        mut progress: impl FnMut(&RolloutReport),
+    ) -> Result<RolloutReport, ClientError> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let report = self.rollout_status(service)?;
+            progress(&report);
+            if report.phase != Phase::Running {
+                return Ok(report);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(ClientError::StillRunning(limit));
+            }
+            std::thread::sleep(poll);
+        }
+    }
+
+    /// Starts `service`'s rollout and waits for its end: what a pipeline
+    /// runs. The report carries every interval's checks and decisions.
+    pub fn run_rollout(
+        &self,
+        service: &str,
+        limit: Duration,
+    ) -> Result<RolloutReport, ClientError> {
+        self.rollout(service, RolloutAction::Start)?;
+        self.wait_for_rollout(service, Duration::from_millis(500), limit, |_| {})
     }
 }
 

@@ -10,7 +10,8 @@ use prometheus::{
 use canary_common::signals::bucket_upper_us;
 
 use crate::{
-    api::{Status, VersionStatus},
+    api::{RolloutReport, Status, VersionStatus},
+    controller::policy::{Phase, Verdict},
     signals::Histogram,
 };
 
@@ -25,8 +26,13 @@ pub fn process_registry() -> Registry {
 }
 
 /// The whole `/metrics` body.
-pub fn render(status: &Status, registry: &Registry) -> Result<String, prometheus::Error> {
+pub fn render(
+    status: &Status,
+    rollouts: &[RolloutReport],
+    registry: &Registry,
+) -> Result<String, prometheus::Error> {
     let mut families = families(status);
+    families.extend(rollout_families(rollouts));
     families.extend(registry.gather());
     let mut out = Vec::new();
     TextEncoder::new().encode(&families, &mut out)?;
@@ -280,6 +286,82 @@ fn signal_families(status: &Status) -> Vec<MetricFamily> {
         ));
     }
     out
+}
+
+/// Rollouts: phase, step, rollbacks, and each check's last value and
+/// failures.
+fn rollout_families(rollouts: &[RolloutReport]) -> Vec<MetricFamily> {
+    use MetricType::{COUNTER, GAUGE};
+    let mut phase = Family::new(
+        "canary_rollout_phase",
+        GAUGE,
+        "1 for the rollout's current phase (running, paused, rolled_back, promoted, aborted), 0 for the others.",
+    );
+    let mut step = Family::new(
+        "canary_rollout_step_percent",
+        GAUGE,
+        "Canary weight of the rollout's current step, percent.",
+    );
+    let mut rollbacks = Family::new(
+        "canary_rollbacks_total",
+        COUNTER,
+        "Rollouts of the service that ended rolled back (by a check or an operator).",
+    );
+    let mut check_value = Family::new(
+        "canary_check_value",
+        GAUGE,
+        "Each check's value at the rollout's last look (rate, ratio, milliseconds or gate value).",
+    );
+    let mut check_failed = Family::new(
+        "canary_check_failed_total",
+        COUNTER,
+        "Intervals of the current rollout in which the check failed.",
+    );
+    for r in rollouts {
+        let svc = || vec![("service", r.service.clone())];
+        for p in [
+            Phase::Running,
+            Phase::Paused,
+            Phase::RolledBack,
+            Phase::Promoted,
+            Phase::Aborted,
+        ] {
+            let mut l = svc();
+            let name = serde_json::to_value(p)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            l.push(("phase", name));
+            phase.add(l, f64::from(u8::from(p == r.phase)));
+        }
+        step.add(svc(), r.steps_percent.get(r.step).copied().unwrap_or(0.0));
+        rollbacks.add(svc(), r.rollbacks as f64);
+        if let Some(last) = r.history.last() {
+            for c in &last.checks {
+                if let Some(v) = c.value {
+                    let mut l = svc();
+                    l.push(("check", c.name.clone()));
+                    check_value.add(l, v);
+                }
+            }
+            for c in &last.checks {
+                let failed = r
+                    .history
+                    .iter()
+                    .flat_map(|h| &h.checks)
+                    .filter(|h| h.name == c.name && h.verdict == Verdict::Fail)
+                    .count();
+                let mut l = svc();
+                l.push(("check", c.name.clone()));
+                check_failed.add(l, failed as f64);
+            }
+        }
+    }
+    [phase, step, rollbacks, check_value, check_failed]
+        .into_iter()
+        .filter(|f| !f.samples.is_empty())
+        .map(Family::build)
+        .collect()
 }
 
 /// A histogram family: cumulative buckets with `le` in seconds, `+Inf`

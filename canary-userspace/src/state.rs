@@ -24,6 +24,9 @@ pub struct State {
     /// running one at the same step.
     #[serde(default)]
     pub rollouts: BTreeMap<String, RolloutRun>,
+    /// Rollouts that ended rolled back, by service name.
+    #[serde(default)]
+    pub rollbacks: BTreeMap<String, u64>,
 }
 
 /// A weight set at run time, and the config weight it overrode: when the

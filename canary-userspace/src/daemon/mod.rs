@@ -221,6 +221,7 @@ impl Daemon {
             interfaces: self.interfaces.clone(),
             services: self.dp.registered(),
             rollouts: self.state.rollouts.clone(),
+            rollbacks: self.state.rollbacks.clone(),
         }
     }
 

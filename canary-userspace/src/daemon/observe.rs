@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub services: Vec<Registered>,
     /// Rollouts by service name, as last persisted.
     pub rollouts: std::collections::BTreeMap<String, crate::controller::run::RolloutRun>,
+    /// Rollouts that ended rolled back, by service name.
+    pub rollbacks: std::collections::BTreeMap<String, u64>,
 }
 
 /// Answers status from the latest snapshot and live counters.
@@ -56,13 +58,34 @@ impl Observer {
         };
         let [stable, canary] = self.counters.version_signals(reg.id)?;
         let now = [VersionSignals::from(&stable), VersionSignals::from(&canary)];
-        Ok(Some(report(service, run, reg.spec.weight_bp, &now)))
+        Ok(Some(report(
+            service,
+            run,
+            reg.spec.weight_bp,
+            &now,
+            snap.rollbacks.get(service).copied().unwrap_or(0),
+        )))
+    }
+
+    /// Every service's rollout, for the metrics.
+    pub fn rollouts(&self) -> Vec<RolloutReport> {
+        let names: Vec<String> = self.snapshot.borrow().rollouts.keys().cloned().collect();
+        names
+            .iter()
+            .filter_map(|n| self.rollout(n).ok().flatten())
+            .collect()
     }
 }
 
 /// A rollout's report from its persisted run, the kernel's weight and a
 /// reading taken now.
-pub fn report(service: &str, run: &RolloutRun, weight_bp: u16, now: &Reading) -> RolloutReport {
+pub fn report(
+    service: &str,
+    run: &RolloutRun,
+    weight_bp: u16,
+    now: &Reading,
+    rollbacks: u64,
+) -> RolloutReport {
     let since = |i: usize| now[i].since(&run.last[i]).requests;
     let (s, c) = (since(0), since(1));
     RolloutReport {
@@ -89,6 +112,7 @@ pub fn report(service: &str, run: &RolloutRun, weight_bp: u16, now: &Reading) ->
         started_unix_ms: run.state.started_unix_ms,
         next_at_unix_ms: run.next_at_unix_ms,
         history: run.state.history.clone(),
+        rollbacks,
     }
 }
 

@@ -40,11 +40,13 @@ impl Daemon {
                 why: "no rollout has been started".into(),
             })?;
         let weight = self.dp.weight(service).unwrap_or(0);
+        let rollbacks = self.state.rollbacks.get(service).copied().unwrap_or(0);
         Ok(observe::report(
             service,
             run,
             weight,
             &self.reading(service)?,
+            rollbacks,
         ))
     }
 
@@ -71,6 +73,7 @@ impl Daemon {
             started_unix_ms: 0,
             next_at_unix_ms: 0,
             history: vec![],
+            rollbacks: self.state.rollbacks.get(service).copied().unwrap_or(0),
         })
     }
 
@@ -168,6 +171,9 @@ impl Daemon {
         let weight = weight.filter(|_| run.plan.mode == Mode::Enforce);
         let mut next = self.state.clone();
         next.rollouts.insert(service.to_owned(), run.clone());
+        if control == Control::Rollback {
+            *next.rollbacks.entry(service.to_owned()).or_default() += 1;
+        }
         self.commit_weight(service, weight, next, "rollout control")?;
         if control == Control::Rollback && run.plan.on_rollback == OnRollback::Reset {
             self.reset_canary_flows(service);
@@ -213,6 +219,9 @@ impl Daemon {
         .filter(|_| run.plan.mode == Mode::Enforce);
         let mut next = self.state.clone();
         next.rollouts.insert(service.to_owned(), run.clone());
+        if action == Action::Rollback {
+            *next.rollbacks.entry(service.to_owned()).or_default() += 1;
+        }
         self.commit_weight(service, weight, next, "rollout")?;
         if action == Action::Rollback
             && run.plan.mode == Mode::Enforce

@@ -1021,12 +1021,14 @@ fn expect_responses(dp: &Dataplane, count: u64, what: &str) -> Result<String> {
         ..Signals::default()
     };
     let latencies: u64 = sum.latency.iter().sum();
+    // Which buckets the latencies land in, and their sum, is the clock's.
     let rest = Signals {
         latency: want.latency,
+        latency_sum_ns: 0,
         ..sum
     };
     ensure!(
-        rest == want && latencies == count,
+        rest == want && latencies == count && (count == 0) == (sum.latency_sum_ns == 0),
         "signals {sum:?}, want {count} responses, 2xx, with a latency each"
     );
     let noun = if count == 1 { "response" } else { "responses" };

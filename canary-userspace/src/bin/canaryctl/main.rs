@@ -1,14 +1,16 @@
 //! canaryctl: drive a running canaryd over its control socket.
 
 mod reload;
+mod rollout;
 mod set_weight;
 mod status;
 mod version;
+mod watch;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use canary_userspace::{
-    api::{self, ClientError, Request},
+    api::{self, Client, ClientError, Request},
     config::DEFAULT_SOCKET,
 };
 use clap::{Parser, Subcommand};
@@ -27,6 +29,9 @@ use clap::{Parser, Subcommand};
 ///   canaryctl set-weight sentiment 12.5
 ///   canaryctl --json status | jq '.services[0].canary.new_flows'
 ///   canaryctl --socket /tmp/canary.sock reload
+///   canaryctl rollout start sentiment --wait
+///   canaryctl watch sentiment
+///   canaryctl rollback sentiment
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
@@ -56,6 +61,16 @@ enum Command {
     Reload,
     /// Versions of canaryctl and of the running canaryd.
     Version,
+    /// Drive SERVICE's automatic rollout: start (optionally --wait), pause,
+    /// resume, promote, abort, status.
+    #[command(subcommand)]
+    Rollout(rollout::Rollout),
+    /// Send every new flow (or client) of SERVICE to stable now: canary
+    /// weight 0 in one map write; a running rollout ends rolled back.
+    Rollback { service: String },
+    /// A live view of SERVICE, refreshed in place: weight, per-version
+    /// requests/s, error rate, p50/p99, rollout phase and last decision.
+    Watch(watch::Args),
 }
 
 pub const EXIT_UNREACHABLE: u8 = 3;
@@ -74,6 +89,32 @@ fn main() -> ExitCode {
         },
         Command::Reload => Request::Reload,
         Command::Version => Request::Version,
+        Command::Rollout(r) => r.request(),
+        Command::Rollback { service } => Request::Rollback {
+            service: service.clone(),
+        },
+        Command::Watch(w) => {
+            let client = Client {
+                socket: &args.socket,
+            };
+            return match watch::run(&client, w) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("canaryctl: {e}");
+                    ExitCode::from(exit_code(&e))
+                }
+            };
+        }
+    };
+    let wait = match &args.command {
+        Command::Rollout(r) => match r.wait() {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("canaryctl: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        _ => None,
     };
     let socket = args.socket.as_path();
     let answered = api::call_raw(socket, &request).and_then(|line| {
@@ -88,8 +129,39 @@ fn main() -> ExitCode {
             Command::SetWeight(_) => api::parse_response(socket, &line).map(set_weight::print),
             Command::Reload => api::parse_response(socket, &line).map(reload::print),
             Command::Version => api::parse_response(socket, &line).map(version::print),
+            Command::Rollout(_) | Command::Rollback { .. } => api::parse_response(socket, &line)
+                .map(|r| {
+                    if wait.is_none() {
+                        rollout::print(&r)
+                    }
+                }),
+            Command::Watch(_) => Ok(()),
         }
     });
+    if let (Ok(()), Command::Rollout(r), Some(limit)) = (&answered, &args.command, wait) {
+        let client = Client { socket };
+        return match rollout::wait(&client, r.service(), limit) {
+            Ok(report) => {
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    );
+                } else {
+                    rollout::print(&report);
+                }
+                ExitCode::from(rollout::exit_code(&report))
+            }
+            Err(ClientError::StillRunning(after)) => {
+                eprintln!("canaryctl: the rollout is still running after {after:?}; it goes on");
+                ExitCode::from(rollout::EXIT_WAIT_TIMED_OUT)
+            }
+            Err(e) => {
+                eprintln!("canaryctl: {e}");
+                ExitCode::from(exit_code(&e))
+            }
+        };
+    }
     match answered {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -105,6 +177,7 @@ fn exit_code(e: &ClientError) -> u8 {
     match e {
         ClientError::Unreachable { .. } => EXIT_UNREACHABLE,
         ClientError::Failed { code, .. } => code.exit_code(),
+        ClientError::StillRunning(_) => rollout::EXIT_WAIT_TIMED_OUT,
         ClientError::Io { .. } | ClientError::Protocol { .. } => 1,
     }
 }

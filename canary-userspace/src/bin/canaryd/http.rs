@@ -38,7 +38,8 @@ async fn answer(mut stream: TcpStream, served: Served, registry: Registry) {
             // From the observer: a scrape never waits on the state's owner.
             let status = served.observer.status();
             match status.map_err(|e| e.to_string()).and_then(|s| {
-                canary_userspace::metrics::render(&s, &registry).map_err(|e| e.to_string())
+                canary_userspace::metrics::render(&s, &served.observer.rollouts(), &registry)
+                    .map_err(|e| e.to_string())
             }) {
                 Ok(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
                 Err(e) => ("500 Internal Server Error", "text/plain", format!("{e}\n")),

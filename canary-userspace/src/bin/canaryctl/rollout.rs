@@ -1,0 +1,212 @@
+//! `canaryctl rollout ...`, `canaryctl rollback` and the rollout report.
+
+use std::time::Duration;
+
+use canary_userspace::{
+    api::{Client, ClientError, Request, RolloutAction, RolloutReport},
+    config::parse_duration,
+    controller::policy::{Action, Phase, Verdict},
+};
+
+/// Exit codes of `rollout start --wait` by how the rollout ended (0 when
+/// promoted).
+pub const EXIT_ROLLED_BACK: u8 = 10;
+pub const EXIT_ABORTED: u8 = 11;
+pub const EXIT_PAUSED: u8 = 12;
+pub const EXIT_WAIT_TIMED_OUT: u8 = 13;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Rollout {
+    /// Start SERVICE's configured [service.rollout] at its first step.
+    /// With --wait, block until it ends and print the report: exit 0 when
+    /// promoted, 10 rolled back, 11 aborted, 12 paused, 13 still running
+    /// after --timeout. This is what a CI/CD pipeline calls.
+    ///
+    /// Example: canaryctl rollout start sentiment --wait --timeout 30m
+    #[command(verbatim_doc_comment)]
+    Start {
+        service: String,
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up waiting after this long (the rollout goes on).
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        timeout: String,
+    },
+    /// Stop judging; the weight stays where it is.
+    Pause { service: String },
+    /// Judge again, from the next interval on.
+    Resume { service: String },
+    /// End the rollout now with the canary at 100 %.
+    Promote { service: String },
+    /// End the rollout now with the canary at 0 % (not a verdict on it).
+    Abort { service: String },
+    /// Plan, step, weight, observed share, and every decision with its
+    /// checks' values and verdicts.
+    Status { service: String },
+}
+
+impl Rollout {
+    pub fn service(&self) -> &str {
+        match self {
+            Rollout::Start { service, .. }
+            | Rollout::Pause { service }
+            | Rollout::Resume { service }
+            | Rollout::Promote { service }
+            | Rollout::Abort { service }
+            | Rollout::Status { service } => service,
+        }
+    }
+
+    pub fn request(&self) -> Request {
+        let service = self.service().to_owned();
+        let action = match self {
+            Rollout::Status { .. } => return Request::RolloutStatus { service },
+            Rollout::Start { .. } => RolloutAction::Start,
+            Rollout::Pause { .. } => RolloutAction::Pause,
+            Rollout::Resume { .. } => RolloutAction::Resume,
+            Rollout::Promote { .. } => RolloutAction::Promote,
+            Rollout::Abort { .. } => RolloutAction::Abort,
+        };
+        Request::Rollout { service, action }
+    }
+
+    /// `start --wait`'s limit, if it waits; the error is for the user.
+    pub fn wait(&self) -> Result<Option<Duration>, String> {
+        match self {
+            Rollout::Start {
+                wait: true,
+                timeout,
+                ..
+            } => parse_duration(timeout)
+                .map(Some)
+                .map_err(|e| format!("--timeout: {e}")),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Blocks until the rollout is no longer running; prints progress lines on
+/// stderr as decisions come.
+pub fn wait(client: &Client, service: &str, limit: Duration) -> Result<RolloutReport, ClientError> {
+    let mut seen = 0;
+    client.wait_for_rollout(service, Duration::from_millis(500), limit, |r| {
+        for rec in r.history.iter().skip(seen) {
+            eprintln!(
+                "canaryctl: look {} at {:.2}%: {}",
+                rec.look,
+                f64::from(rec.weight_bp) / 100.0,
+                rec.reason
+            );
+        }
+        seen = r.history.len();
+    })
+}
+
+/// The exit code `--wait` ends with.
+pub fn exit_code(r: &RolloutReport) -> u8 {
+    match r.phase {
+        Phase::Promoted => 0,
+        Phase::RolledBack => EXIT_ROLLED_BACK,
+        Phase::Aborted => EXIT_ABORTED,
+        Phase::Paused => EXIT_PAUSED,
+        Phase::Running => EXIT_WAIT_TIMED_OUT,
+    }
+}
+
+fn verdict(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "FAIL",
+        Verdict::Inconclusive => "inconclusive",
+    }
+}
+
+fn action(a: Action, steps: &[f64]) -> String {
+    match a {
+        Action::Hold => "hold".into(),
+        Action::StepUp { step } => {
+            format!("step up to {}%", steps.get(step).copied().unwrap_or(0.0))
+        }
+        Action::Rollback => "ROLLBACK".into(),
+        Action::Promote => "promote".into(),
+        Action::Pause => "pause".into(),
+    }
+}
+
+pub fn print(r: &RolloutReport) {
+    let took = r
+        .history
+        .last()
+        .map(|h| (h.at_unix_ms.saturating_sub(r.started_unix_ms)) as f64 / 1000.0);
+    println!(
+        "{}: rollout {:?}{} ({}, on_rollback {}){}",
+        r.service,
+        r.phase,
+        if r.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", r.reason)
+        },
+        r.mode,
+        r.on_rollback,
+        took.map_or(String::new(), |t| format!(
+            ", {} intervals in {t:.1} s",
+            r.looks
+        ))
+    );
+    let steps: Vec<String> = r.steps_percent.iter().map(|s| format!("{s}%")).collect();
+    let share = r
+        .observed_canary_share
+        .map_or("-".to_owned(), |s| format!("{:.1}%", s * 100.0));
+    println!(
+        "  steps {}  now step {} at {:.2}%  observed canary share {share}  failed {}/{}  inconclusive in a row {}/{}",
+        steps.join(" "),
+        r.step + 1,
+        r.weight_percent,
+        r.failed,
+        r.failed_checks_limit,
+        r.inconclusive_streak,
+        r.max_inconclusive
+    );
+    if let Some(s) = r.observed_canary_share
+        && s * 100.0 + 5.0 < r.weight_percent
+    {
+        println!(
+            "  the observed share lags the weight: connections opened before a step stay on stable until they close"
+        );
+    }
+    if r.history.is_empty() {
+        println!("  no interval judged yet");
+        return;
+    }
+    println!(
+        "  {:>4} {:>8} {:>8} {:>10} {:>10}  {:<12} {:<18} REASON",
+        "LOOK", "AT", "WEIGHT", "STABLE REQ", "CANARY REQ", "VERDICT", "ACTION"
+    );
+    for h in &r.history {
+        println!(
+            "  {:>4} {:>7.1}s {:>7.2}% {:>10} {:>10}  {:<12} {:<18} {}{}",
+            h.look,
+            h.at_unix_ms.saturating_sub(r.started_unix_ms) as f64 / 1000.0,
+            f64::from(h.weight_bp) / 100.0,
+            h.interval_attempts[0],
+            h.interval_attempts[1],
+            verdict(h.verdict),
+            action(h.action, &r.steps_percent),
+            h.reason,
+            if h.dry_run { " (dry-run)" } else { "" }
+        );
+    }
+    if let Some(last) = r.history.last() {
+        println!("  checks at look {}:", last.look);
+        for c in &last.checks {
+            println!(
+                "    {:<16} {:>12} {:<12} {}",
+                c.name,
+                c.value.map_or("-".to_owned(), |v| format!("{v:.4}")),
+                verdict(c.verdict),
+                c.detail
+            );
+        }
+    }
+}
