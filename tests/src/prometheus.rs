@@ -11,7 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
+use canary_userspace::controller::prometheus;
 use xtask::topology::Netns;
 
 use crate::HTTP_TIMEOUT;
@@ -19,18 +20,6 @@ use crate::HTTP_TIMEOUT;
 /// `GET path` from inside `ns`; the body of a 200 answer.
 fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> Result<String> {
     xtask::http::get(ns, addr, path, HTTP_TIMEOUT)
-}
-
-/// Percent-encodes a URL query value.
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Where the server listens, inside the test's namespace.
@@ -68,7 +57,7 @@ pub fn promtool_check_metrics(exposition: &str) -> Result<String> {
 /// A Prometheus server scraping one target every second; killed on drop.
 pub struct Server<'a> {
     child: Child,
-    listen: SocketAddr,
+    pub listen: SocketAddr,
     ns: &'a Netns,
 }
 
@@ -114,23 +103,13 @@ impl<'a> Server<'a> {
 
     /// Instant query through the HTTP API; the value of a single-sample
     /// answer, None when the answer has no samples yet.
+    /// An instant query through the library's PromQL client (the one the
+    /// rollout gates use), from inside the server's namespace.
     pub fn query(&self, promql: &str) -> Result<Option<f64>> {
-        let body = http_get(
-            self.ns,
-            self.listen,
-            &format!("/api/v1/query?query={}", url_encode(promql)),
-        )?;
-        let v: serde_json::Value = serde_json::from_str(&body)?;
-        ensure!(v["status"] == "success", "query {promql}: {body}");
-        let result = v["data"]["result"].as_array().context("no result array")?;
-        match result.as_slice() {
-            [] => Ok(None),
-            [one] => {
-                let value = one["value"][1].as_str().context("sample without value")?;
-                Ok(Some(value.parse()?))
-            }
-            many => bail!("query {promql}: {} series, expected one", many.len()),
-        }
+        let base = format!("http://{}", self.listen);
+        self.ns
+            .enter(|| prometheus::query(&base, promql, prometheus::QUERY_TIMEOUT))?
+            .map_err(|e| anyhow::anyhow!("query {promql}: {e}"))
     }
 }
 

@@ -121,7 +121,10 @@ fn main() -> ExitCode {
         if args.json {
             // The daemon's answer as it sent it, fields this canaryctl does
             // not know included; the exit code still follows its `code`.
-            println!("{}", line.trim_end());
+            // With --wait the report at the end is the one answer printed.
+            if wait.is_none() {
+                println!("{}", line.trim_end());
+            }
             return api::parse_response::<serde::de::IgnoredAny>(socket, &line).map(|_| ());
         }
         match args.command {

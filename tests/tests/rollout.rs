@@ -1,0 +1,575 @@
+//! Rollouts end to end: the real canaryd and canaryctl in a test namespace,
+//! HTTP backends whose canary can be made to fail or slow down, and client
+//! threads sending keep-alive requests (reconnecting every few requests,
+//! so a weight change reaches new connections). Each scenario checks what
+//! the rollout decided and what the kernel then did.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use canary_userspace::{
+    Affinity, Protocol, ServiceSpec,
+    api::{Client, RolloutAction, RolloutReport},
+    config::Config,
+    controller::{
+        plan::{Checks, Gate, Mode, OnRollback, RolloutPlan},
+        policy::{Action, Phase},
+    },
+};
+use tests::{
+    one_at_a_time, require_root,
+    servers::{Backend, Behaviour, Http, HttpClient},
+};
+use xtask::{
+    canaryd::{Binaries, Canaryd, DaemonDirs, canaryctl},
+    topology::{BackendKind, HOST_IF, HOST_V4, Topology},
+};
+
+const SERVICE: &str = "model";
+
+/// A plan with quick intervals; each test changes what it tests.
+fn plan(steps: &[u16]) -> RolloutPlan {
+    RolloutPlan {
+        steps: steps.to_vec(),
+        interval: Duration::from_millis(1500),
+        min_requests: 20,
+        failed_checks_limit: 2,
+        consecutive_failures: 0,
+        min_passes: 1,
+        max_inconclusive: 10,
+        mode: Mode::Enforce,
+        on_rollback: OnRollback::Drain,
+        checks: Checks {
+            max_error_rate: Some(0.02),
+            max_error_ratio: None,
+            max_p99_ms: None,
+            max_p99_ratio: None,
+            error_margin: 0.01,
+            p99_margin_ms: 0.0,
+        },
+        gates: vec![],
+        prometheus: None,
+        webhook: None,
+        alpha: 0.05,
+    }
+}
+
+/// Backends (stable always 200 after `stable_delay`; the canary answers
+/// 500 to every `canary_error_every`-th request, after `canary_delay`),
+/// canaryd with one rollout plan, and its directories.
+struct Setup {
+    vip: SocketAddr,
+    canary_http: Arc<Http>,
+    _backends: Vec<Backend>,
+    dirs: DaemonDirs,
+    bins: Binaries,
+    topo: Topology,
+}
+
+impl Setup {
+    fn new(canary_error_every: u64, stable_delay: Duration, canary_delay: Duration) -> Arc<Setup> {
+        let topo = Topology::new(BackendKind::LocalProcess).unwrap();
+        let at = |port| SocketAddr::new(HOST_V4.into(), port);
+        let canary_http = Http::new(canary_error_every, canary_delay);
+        let backends = vec![
+            Backend::spawn_with(
+                &topo.host,
+                at(8081),
+                "stable",
+                Behaviour::Http(Http::new(0, stable_delay)),
+            )
+            .unwrap(),
+            Backend::spawn_with(
+                &topo.host,
+                at(8082),
+                "canary",
+                Behaviour::Http(canary_http.clone()),
+            )
+            .unwrap(),
+        ];
+        Arc::new(Setup {
+            vip: at(80),
+            canary_http,
+            _backends: backends,
+            dirs: DaemonDirs::new("rollout").unwrap(),
+            bins: Binaries::next_to_test().unwrap(),
+            topo,
+        })
+    }
+
+    fn config(&self, plan: RolloutPlan, weight_bp: u16) -> Config {
+        let at = |port| SocketAddr::new(HOST_V4.into(), port);
+        Config {
+            daemon: self.dirs.daemon_config(HOST_IF),
+            services: vec![ServiceSpec {
+                name: SERVICE.into(),
+                vip: self.vip,
+                protocol: Protocol::Tcp,
+                affinity: Affinity::Flow,
+                stable: vec![at(8081)],
+                canary: vec![at(8082)],
+                weight_bp,
+            }],
+            rollouts: [(SERVICE.to_owned(), plan)].into(),
+        }
+    }
+
+    fn start(&self, plan: RolloutPlan) -> Canaryd {
+        self.start_at(plan, 0)
+    }
+
+    /// `start`, with the config's canary weight at `weight_bp`.
+    fn start_at(&self, plan: RolloutPlan, weight_bp: u16) -> Canaryd {
+        self.dirs
+            .write_config(&self.config(plan, weight_bp))
+            .unwrap();
+        Canaryd::start(&self.topo.host, &self.bins, &self.dirs, &[]).unwrap()
+    }
+}
+
+/// Client threads sending requests until stopped (bounded in time and
+/// count), counting what each version answered.
+struct Load {
+    stop: Arc<AtomicBool>,
+    answered: Arc<[AtomicU64; 2]>,
+    failed: Arc<AtomicU64>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(s: &Arc<Setup>, threads: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let failed = Arc::new(AtomicU64::new(0));
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
+                let s = s.clone();
+                thread::spawn(move || {
+                    let (ns, vip) = (&s.topo.client, s.vip);
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    let mut sent = 0u64;
+                    while !stop.load(Ordering::Relaxed)
+                        && Instant::now() < deadline
+                        && sent < 2_000_000
+                    {
+                        let Ok(mut c) = HttpClient::connect(ns, vip) else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            thread::sleep(Duration::from_millis(5));
+                            continue;
+                        };
+                        // A new connection every 10 requests: weights apply
+                        // to new connections.
+                        for _ in 0..10 {
+                            sent += 1;
+                            match c.get() {
+                                Ok(a) => {
+                                    let i = usize::from(a.version == "canary");
+                                    answered[i].fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(_) => {
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            answered,
+            failed,
+            threads,
+        }
+    }
+
+    fn finish(self) -> ([u64; 2], u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        (
+            [
+                self.answered[0].load(Ordering::Relaxed),
+                self.answered[1].load(Ordering::Relaxed),
+            ],
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Starts the rollout and waits (bounded) for it to stop running.
+fn run_to_end(d: &Canaryd, limit: Duration) -> (RolloutReport, Duration) {
+    let client = d.client();
+    let started = Instant::now();
+    client.rollout(SERVICE, RolloutAction::Start).unwrap();
+    let report = client
+        .wait_for_rollout(SERVICE, Duration::from_millis(100), limit, |_| {})
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
+    (report, started.elapsed())
+}
+
+fn describe(r: &RolloutReport) -> String {
+    r.history
+        .iter()
+        .map(|h| format!("look {} {:?}: {}", h.look, h.verdict, h.reason))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new(10, Duration::ZERO, Duration::ZERO);
+    let p = plan(&[500, 2500, 5000, 10000]);
+    let limit = p.interval * (p.failed_checks_limit + 1);
+    let d = s.start(p);
+    let load = Load::start(&s, 6);
+    let (r, took) = run_to_end(&d, Duration::from_secs(60));
+    let (answered, _) = load.finish();
+    println!(
+        "5xx on 10% at a 5% step: {:?} after {:.1} s ({} intervals; limit interval x (failed_checks_limit + 1) = {:.1} s); clients got stable {} / canary {} answers\n{}",
+        r.phase,
+        took.as_secs_f64(),
+        r.looks,
+        limit.as_secs_f64(),
+        answered[0],
+        answered[1],
+        describe(&r)
+    );
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert_eq!(r.weight_percent, 0.0);
+    assert!(took <= limit + Duration::from_millis(500), "took {took:?}");
+    // After the rollback new connections reach stable only.
+    let served = s.canary_http.served();
+    let after = Load::start(&s, 2);
+    thread::sleep(Duration::from_millis(500));
+    let (answered, failed) = after.finish();
+    assert!(answered[0] > 0 && failed == 0);
+    assert!(
+        s.canary_http.served() - served <= 20,
+        "canary still got new connections after the rollback"
+    );
+}
+
+#[test]
+fn healthy_canaries_are_promoted() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let d = s.start(plan(&[500, 5000, 10000]));
+    let load = Load::start(&s, 6);
+    for run in 1..=3 {
+        if run > 1 {
+            // Back to stable for the next rollout.
+            d.client().rollback(SERVICE).unwrap();
+        }
+        let (r, took) = run_to_end(&d, Duration::from_secs(60));
+        println!(
+            "healthy rollout {run}: {:?} after {:.1} s, {} intervals, no failed interval: {}",
+            r.phase,
+            took.as_secs_f64(),
+            r.looks,
+            r.failed == 0
+        );
+        assert_eq!(r.phase, Phase::Promoted, "{}", describe(&r));
+        assert_eq!(r.failed, 0, "{}", describe(&r));
+        assert_eq!(r.weight_percent, 100.0);
+    }
+    let (_, failed) = load.finish();
+    assert_eq!(failed, 0, "requests failed during the rollouts");
+}
+
+#[test]
+fn a_canary_three_times_slower_is_rolled_back_on_latency() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new(0, Duration::from_millis(1), Duration::from_millis(3));
+    let mut p = plan(&[1000, 5000, 10000]);
+    p.checks = Checks {
+        // On a bucket bound: 16 µs x 2^7. The stable answers in about 1 ms.
+        max_p99_ms: Some(2.048),
+        ..p.checks
+    };
+    let d = s.start(p);
+    let load = Load::start(&s, 6);
+    let (r, took) = run_to_end(&d, Duration::from_secs(60));
+    load.finish();
+    let last = r.history.last().unwrap();
+    println!(
+        "3x slower canary: {:?} after {:.1} s: {}",
+        r.phase,
+        took.as_secs_f64(),
+        last.reason
+    );
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert!(last.reason.contains("p99_ms failed"), "{}", describe(&r));
+}
+
+#[test]
+fn dry_run_reports_the_rollback_and_changes_no_weight() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new(10, Duration::ZERO, Duration::ZERO);
+    let mut p = plan(&[500, 5000, 10000]);
+    p.mode = Mode::DryRun;
+    // A dry run changes no weight: the canary gets the config's 5 %.
+    let d = s.start_at(p, 500);
+    let load = Load::start(&s, 6);
+    let (r, _) = run_to_end(&d, Duration::from_secs(60));
+    load.finish();
+    println!(
+        "dry-run: {:?}, weight {}%: {}",
+        r.phase, r.weight_percent, r.reason
+    );
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert!(r.history.iter().all(|h| h.dry_run));
+    assert_eq!(r.history.last().unwrap().action, Action::Rollback);
+    assert_eq!(r.weight_percent, 5.0, "the config's weight, untouched");
+    assert_eq!(d.status().unwrap().services[0].weight_percent, 5.0);
+}
+
+/// Drain keeps established canary connections on the canary after a
+/// rollback; reset ends them at their next packet.
+#[test]
+fn drain_keeps_and_reset_ends_established_canary_connections() {
+    require_root!();
+    let _serial = one_at_a_time();
+    for (on_rollback, expect_served) in [(OnRollback::Drain, true), (OnRollback::Reset, false)] {
+        let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+        let mut p = plan(&[10000]);
+        p.on_rollback = on_rollback;
+        p.interval = Duration::from_secs(60);
+        let d = s.start(p);
+        d.client().rollout(SERVICE, RolloutAction::Start).unwrap();
+        let mut conns: Vec<HttpClient> = (0..10)
+            .map(|_| {
+                let mut c = HttpClient::connect(&s.topo.client, s.vip).unwrap();
+                assert_eq!(c.get().unwrap().version, "canary");
+                c
+            })
+            .collect();
+        let out = canaryctl(&s.bins, &s.dirs.socket(), &["rollback", SERVICE]).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let still = conns
+            .iter_mut()
+            .map(|c| c.get().is_ok_and(|a| a.version == "canary"))
+            .filter(|served| *served)
+            .count();
+        println!(
+            "on_rollback {on_rollback}: {still} of 10 canary connections still answered by the canary"
+        );
+        if expect_served {
+            assert_eq!(still, 10);
+        } else {
+            assert_eq!(still, 0);
+        }
+        // New connections go to stable either way.
+        let mut fresh = HttpClient::connect(&s.topo.client, s.vip).unwrap();
+        assert_eq!(fresh.get().unwrap().version, "stable");
+    }
+}
+
+#[test]
+fn kill_minus_nine_mid_rollout_resumes_at_the_same_step() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let d = s.start(plan(&[500, 1000, 2500, 5000, 10000]));
+    let load = Load::start(&s, 6);
+    let client = d.client();
+    client.rollout(SERVICE, RolloutAction::Start).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let r = client.rollout_status(SERVICE).unwrap();
+        if r.step >= 1 || Instant::now() > deadline {
+            break r;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(before.step >= 1, "{}", describe(&before));
+    let mut d = d;
+    d.signal(libc::SIGKILL).unwrap();
+    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    let after = d.client().rollout_status(SERVICE).unwrap();
+    println!(
+        "kill -9 at step {} after {} looks: restarted at step {} after {} looks, weight {}%",
+        before.step, before.looks, after.step, after.looks, after.weight_percent
+    );
+    assert!(after.step >= before.step && after.looks >= before.looks);
+    assert_eq!(after.history[..before.history.len()], before.history[..]);
+    let end = d
+        .client()
+        .wait_for_rollout(
+            SERVICE,
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+            |_| {},
+        )
+        .unwrap();
+    load.finish();
+    assert_eq!(end.phase, Phase::Promoted, "{}", describe(&end));
+}
+
+#[test]
+fn wait_exits_by_outcome_with_a_json_report() {
+    require_root!();
+    let _serial = one_at_a_time();
+    for (error_every, code, phase) in [(0, 0, "promoted"), (10, 10, "rolled_back")] {
+        let s = Setup::new(error_every, Duration::ZERO, Duration::ZERO);
+        let d = s.start(plan(&[500, 5000, 10000]));
+        let load = Load::start(&s, 6);
+        let out = d
+            .ctl(&[
+                "--json",
+                "rollout",
+                "start",
+                SERVICE,
+                "--wait",
+                "--timeout",
+                "60s",
+            ])
+            .unwrap();
+        load.finish();
+        let report: RolloutReport = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        println!(
+            "--wait: exit {:?}, phase {:?}, {} decisions in the report",
+            out.status.code(),
+            report.phase,
+            report.history.len()
+        );
+        assert_eq!(out.status.code(), Some(code));
+        assert_eq!(serde_json::to_value(report.phase).unwrap(), phase);
+        assert!(!report.history.is_empty());
+    }
+    // Aborted by an operator while another canaryctl waits.
+    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let mut p = plan(&[500, 5000, 10000]);
+    p.interval = Duration::from_secs(60);
+    let d = s.start(p);
+    let waiter = {
+        let (bins, socket) = (s.bins.clone(), s.dirs.socket());
+        thread::spawn(move || {
+            canaryctl(
+                &bins,
+                &socket,
+                &["rollout", "start", SERVICE, "--wait", "--timeout", "60s"],
+            )
+            .unwrap()
+        })
+    };
+    let client = Client {
+        socket: &s.dirs.socket(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.rollout_status(SERVICE).is_err() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    client.rollout(SERVICE, RolloutAction::Abort).unwrap();
+    let out = waiter.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(11),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(d);
+}
+
+/// A PromQL gate against a real Prometheus that scrapes canaryd: a gate
+/// the canary cannot meet rolls it back; with Prometheus unreachable the
+/// gate is inconclusive and the rollout pauses, never promotes; and a
+/// Prometheus that never answers delays neither status nor metrics.
+#[test]
+fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
+    require_root!();
+    let _serial = one_at_a_time();
+    // A gate on the canary's own request count, with a minimum no canary
+    // reaches: the query works, the value fails.
+    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let metrics: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+    let prom = tests::prometheus::Server::start(&s.topo.host, &s.dirs.root, metrics).unwrap();
+    let mut p = plan(&[500, 5000, 10000]);
+    p.prometheus = Some(format!("http://{}", prom.listen));
+    p.gates = vec![Gate {
+        name: "canary_requests".into(),
+        query: r#"sum(canary_requests_total{version="canary"})"#.into(),
+        min: Some(1e12),
+        max: None,
+    }];
+    let d = s.start(p.clone());
+    let load = Load::start(&s, 4);
+    let (r, _) = run_to_end(&d, Duration::from_secs(60));
+    load.finish();
+    println!("gate below its minimum: {:?}: {}", r.phase, r.reason);
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert!(
+        r.reason.contains("gate:canary_requests failed"),
+        "{}",
+        describe(&r)
+    );
+    drop(d);
+    drop(prom);
+
+    // Prometheus stands in as a listener that never answers: every query
+    // times out, inconclusive; the rollout pauses.
+    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let silent = s
+        .topo
+        .host
+        .enter(|| std::net::TcpListener::bind("127.0.0.1:9091"))
+        .unwrap()
+        .unwrap();
+    let mut p = p;
+    p.prometheus = Some("http://127.0.0.1:9091".into());
+    p.max_inconclusive = 2;
+    p.interval = Duration::from_millis(500);
+    let d = s.start(p);
+    let load = Load::start(&s, 4);
+    let client = d.client();
+    client.rollout(SERVICE, RolloutAction::Start).unwrap();
+    // While a query hangs, status answers at once.
+    thread::sleep(Duration::from_millis(1000));
+    let t = Instant::now();
+    d.status().unwrap();
+    let status_took = t.elapsed();
+    let r = client
+        .wait_for_rollout(
+            SERVICE,
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+            |_| {},
+        )
+        .unwrap();
+    load.finish();
+    drop(silent);
+    println!(
+        "Prometheus never answering: {:?} after {} looks ({}); canaryctl status took {:.1} ms meanwhile",
+        r.phase,
+        r.looks,
+        r.reason,
+        status_took.as_secs_f64() * 1e3
+    );
+    assert_eq!(r.phase, Phase::Paused, "{}", describe(&r));
+    assert!(
+        r.history
+            .iter()
+            .all(|h| h.action != Action::StepUp { step: 1 })
+    );
+    assert!(status_took < Duration::from_millis(100));
+}
