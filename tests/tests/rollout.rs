@@ -535,7 +535,6 @@ fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
         .enter(|| std::net::TcpListener::bind("127.0.0.1:9091"))
         .unwrap()
         .unwrap();
-    let mut p = p;
     p.prometheus = Some("http://127.0.0.1:9091".into());
     p.max_inconclusive = 2;
     p.interval = Duration::from_millis(500);
