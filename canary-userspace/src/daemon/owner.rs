@@ -23,12 +23,16 @@ use crate::api::{Reloaded, WeightSet};
 /// How many commands may wait for the owner before senders wait too.
 const QUEUE: usize = 64;
 
-/// One command: what the owner runs on the daemon state, whether anyone
-/// still waits for its answer, and its name for the log.
+/// What delivers a command's answer, once the snapshot says what it did.
+type Deliver = Box<dyn FnOnce() + Send>;
+
+/// One command: what the owner runs on the daemon state (returning how to
+/// deliver its answer), whether anyone still waits for it, and its name
+/// for the log.
 struct Command {
     what: String,
     waited_for: Box<dyn Fn() -> bool + Send>,
-    run: Box<dyn FnOnce(&mut Daemon) + Send>,
+    run: Box<dyn FnOnce(&mut Daemon) -> Deliver + Send>,
 }
 
 /// Sends commands to the owner; cheap to clone. The owner stops when every
@@ -59,9 +63,11 @@ impl Handle {
             }),
             run: Box::new(move |daemon| {
                 let result = f(daemon);
-                if let Some(reply) = reply.lock().ok().and_then(|mut r| r.take()) {
-                    let _ = reply.send(result);
-                }
+                Box::new(move || {
+                    if let Some(reply) = reply.lock().ok().and_then(|mut r| r.take()) {
+                        let _ = reply.send(result);
+                    }
+                })
             }),
         };
         self.commands
@@ -136,7 +142,10 @@ fn serve(
             log::warn!("{}: dropped, nobody waits for it", command.what);
             continue;
         }
-        (command.run)(&mut daemon);
+        let deliver = (command.run)(&mut daemon);
+        // The snapshot first: whoever gets the answer and then asks for
+        // status must see what the command did.
         publish.send_replace(Arc::new(daemon.snapshot()));
+        deliver();
     }
 }
