@@ -105,7 +105,7 @@ async fn read_gates(run: &RolloutRun) -> Vec<GateReading> {
         let (base, query, name) = (base.clone(), g.query.clone(), g.name.clone());
         async move {
             let value = tokio::task::spawn_blocking(move || {
-                prometheus::query(&base, &query, QUERY_TIMEOUT)
+                prometheus::query(&base, &query, QUERY_TIMEOUT).map_err(|e| e.to_string())
             })
             .await
             .unwrap_or_else(|e| Err(format!("the query's task failed: {e}")));
