@@ -44,6 +44,11 @@ pub const FAMILY_IPV6: u8 = 6;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
+/// What new flows do when canaryd's heartbeat is older than the failsafe
+/// timeout: keep the weights, or all go to stable.
+pub const FAILSAFE_HOLD: u32 = 0;
+pub const FAILSAFE_REVERT: u32 = 1;
+
 /// Affinity modes.
 pub const AFFINITY_FLOW: u8 = 0;
 pub const AFFINITY_CLIENT: u8 = 1;

@@ -45,6 +45,10 @@ pub struct Signals {
     /// Sums of the observations in `latency` and `connect`, nanoseconds.
     pub latency_sum_ns: u64,
     pub connect_sum_ns: u64,
+    /// New flows the failsafe sent to stable instead of the canary the
+    /// weight would have chosen (canaryd's heartbeat was stale); counted
+    /// on stable.
+    pub failsafe_flows: u64,
 }
 
 impl Default for Signals {
@@ -60,6 +64,7 @@ impl Default for Signals {
             connect: [0; LATENCY_BUCKETS],
             latency_sum_ns: 0,
             connect_sum_ns: 0,
+            failsafe_flows: 0,
         }
     }
 }
@@ -83,6 +88,7 @@ impl Signals {
         }
         self.latency_sum_ns += o.latency_sum_ns;
         self.connect_sum_ns += o.connect_sum_ns;
+        self.failsafe_flows += o.failsafe_flows;
     }
 }
 
@@ -132,7 +138,7 @@ pub fn http_class(head: &[u8; STATUS_LINE_PREFIX]) -> usize {
 }
 
 const _: () = assert!(
-    core::mem::size_of::<Signals>() == (2 + HTTP_CLASSES + 3 + 2 * LATENCY_BUCKETS + 2) * 8
+    core::mem::size_of::<Signals>() == (2 + HTTP_CLASSES + 3 + 2 * LATENCY_BUCKETS + 3) * 8
 );
 
 #[cfg(feature = "user")]

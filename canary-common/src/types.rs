@@ -153,6 +153,13 @@ pub struct Settings {
     /// Idle time after which a UDP entry is decided again; 0 means the
     /// built-in `DEFAULT_UDP_IDLE_TIMEOUT_NS`.
     pub udp_idle_timeout_ns: u64,
+    /// canaryd's last heartbeat (bpf_ktime_get_ns's clock, CLOCK_MONOTONIC).
+    pub heartbeat_ns: u64,
+    /// Heartbeat age after which the failsafe acts; 0: never.
+    pub failsafe_timeout_ns: u64,
+    /// `FAILSAFE_REVERT` (new flows to stable) or `FAILSAFE_HOLD`.
+    pub failsafe: u32,
+    pub _pad: [u8; 4],
 }
 
 /// Slot of a (service, version) in STATS.
@@ -178,7 +185,7 @@ const _: () = assert!(core::mem::size_of::<BackendOwner>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 const _: () = assert!(core::mem::size_of::<FlowEntry>() == 64);
 const _: () = assert!(core::mem::size_of::<VersionStats>() == 56);
-const _: () = assert!(core::mem::size_of::<Settings>() == 8);
+const _: () = assert!(core::mem::size_of::<Settings>() == 32);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -3,8 +3,8 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
 use canary_common::{
-    Addr, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, FAMILY_IPV4, FlowEntry, FlowKey, PROTO_TCP,
-    PROTO_UDP, checksum, verdict::Verdict,
+    Addr, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, FAILSAFE_REVERT, FAMILY_IPV4, FlowEntry, FlowKey,
+    PROTO_TCP, PROTO_UDP, Service, checksum, verdict::Verdict,
 };
 use network_types::{
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -69,7 +69,20 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
             true
         }
         found => {
-            let choice = decide(&svc, &pkt).ok_or(Verdict::DropNoBackend)?;
+            // The failsafe: with canaryd's heartbeat stale, new flows are
+            // decided as if the canary weight were 0 (when set to revert).
+            let reverted = failsafe_reverts(&svc);
+            let weighed = Service {
+                weight_bp: if reverted { 0 } else { svc.weight_bp },
+                ..svc
+            };
+            let choice = decide(&weighed, &pkt).ok_or(Verdict::DropNoBackend)?;
+            if reverted
+                && svc.weight_bp != 0
+                && decide(&svc, &pkt).is_some_and(|c| c.version != choice.version)
+            {
+                signals::on_failsafe(svc.id, choice.version);
+            }
             if let Some(s) = stats(svc.id, choice.version) {
                 // A mid-stream TCP packet with no entry at all was evicted
                 // (or the table was reset): re-decided, not a new flow.
@@ -133,6 +146,25 @@ fn forward(
         e.established = 1;
     }
     Ok(!track_close(e, pkt, fkey, Sender::Client))
+}
+
+/// Whether the failsafe sends this new flow to stable: canaryd's heartbeat
+/// is older than the configured timeout and the mode is revert. Read only
+/// for new flows; established ones follow their entries whatever happens.
+#[inline(always)]
+fn failsafe_reverts(svc: &Service) -> bool {
+    if svc.weight_bp == 0 {
+        return false;
+    }
+    let Some(s) = SETTINGS.get(0) else {
+        return false;
+    };
+    if s.failsafe != FAILSAFE_REVERT || s.failsafe_timeout_ns == 0 {
+        return false;
+    }
+    // SAFETY: a BPF helper call with no arguments and no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    now.saturating_sub(s.heartbeat_ns) > s.failsafe_timeout_ns
 }
 
 /// An entry no longer decides this packet when a TCP SYN arrives after the

@@ -56,6 +56,18 @@ fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
+/// Ingress: the failsafe sent a new flow to `version` (stable) that the
+/// weight would have sent to the canary. Counted whether or not the other
+/// signals are on: it is the failsafe's only trace.
+#[inline(always)]
+pub fn on_failsafe(service_id: u32, version: u8) {
+    if let Some(p) = SIGNALS.get_ptr_mut(stats_slot(service_id, version)) {
+        // SAFETY: a map value pointer from a successful lookup, valid for
+        // this run; per-CPU, so no other CPU writes it meanwhile.
+        unsafe { (*p).failsafe_flows += 1 };
+    }
+}
+
 /// Ingress, a new flow's first packet: a TCP SYN starts the connect timer.
 #[inline(always)]
 pub fn on_new_flow(e: &mut FlowEntry, pkt: &Packet) {

@@ -31,6 +31,7 @@ use canary_common::{
 use crate::{
     attachment,
     error::{Error, Result},
+    kinds::Failsafe,
     maps::{Counters, Maps, map_err, retain_keys},
     pins::{PinLayout, interface_name},
     service::{ServiceSpec, backend, endpoint},
@@ -56,6 +57,10 @@ pub struct LoadOptions {
     /// resets...). Off only to measure what they cost: the verifier then
     /// removes their code from both programs.
     pub signals: bool,
+    /// What new flows do when `heartbeat` has not been called for
+    /// `failsafe_timeout` (zero: never act).
+    pub failsafe: Failsafe,
+    pub failsafe_timeout: Duration,
 }
 
 impl Default for LoadOptions {
@@ -65,6 +70,8 @@ impl Default for LoadOptions {
             udp_idle_timeout: Duration::from_nanos(DEFAULT_UDP_IDLE_TIMEOUT_NS),
             pin_dir: None,
             signals: true,
+            failsafe: Failsafe::Revert,
+            failsafe_timeout: Duration::ZERO,
         }
     }
 }
@@ -164,6 +171,11 @@ impl Dataplane {
                 0,
                 Settings {
                     udp_idle_timeout_ns: timeout,
+                    heartbeat_ns: monotonic_ns(),
+                    failsafe_timeout_ns: opts.failsafe_timeout.as_nanos().min(u64::MAX as u128)
+                        as u64,
+                    failsafe: opts.failsafe.number(),
+                    _pad: [0; 4],
                 },
                 0,
             )
@@ -535,6 +547,21 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Tells the data path canaryd is alive: the failsafe acts only when
+    /// this has not been called for its timeout.
+    pub fn heartbeat(&mut self) -> Result<()> {
+        let mut s = self
+            .maps
+            .settings
+            .get(&0, 0)
+            .map_err(map_err(names::SETTINGS))?;
+        s.heartbeat_ns = monotonic_ns();
+        self.maps
+            .settings
+            .set(0, s, 0)
+            .map_err(map_err(names::SETTINGS))
+    }
+
     /// Removes the flow entries of `service`'s `version` (their next
     /// packets are decided again); returns how many went.
     pub fn forget_flows(&mut self, service: &str, version: u8) -> Result<u64> {
@@ -646,6 +673,17 @@ impl Dataplane {
             .collect();
         retain_keys(&mut self.maps.vip_addresses, &wanted);
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock bpf_ktime_get_ns reads.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// A program of the loaded object, as its type.

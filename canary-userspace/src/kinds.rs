@@ -175,6 +175,32 @@ impl Named for OnRollback {
 }
 named!(OnRollback);
 
+/// What new flows do when canaryd's heartbeat goes stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Failsafe {
+    /// New flows go to stable; established ones keep their version.
+    Revert,
+    /// Weights stay as canaryd left them.
+    Hold,
+}
+
+impl Named for Failsafe {
+    const KIND: &'static str = "failsafe";
+    const ALL: &'static [(Self, &'static str)] =
+        &[(Failsafe::Revert, "revert"), (Failsafe::Hold, "hold")];
+}
+named!(Failsafe);
+
+impl Failsafe {
+    /// The mode number the data path stores in `Settings::failsafe`.
+    pub fn number(self) -> u32 {
+        match self {
+            Failsafe::Revert => canary_common::FAILSAFE_REVERT,
+            Failsafe::Hold => canary_common::FAILSAFE_HOLD,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +227,7 @@ mod tests {
         round_trips::<XdpMode>();
         round_trips::<Mode>();
         round_trips::<OnRollback>();
+        round_trips::<Failsafe>();
     }
 
     #[test]

@@ -248,6 +248,11 @@ fn signal_families(status: &Status) -> Vec<MetricFamily> {
         COUNTER,
         "Client SYNs sent again before the backend answered the first.",
     );
+    let mut failsafe = Family::new(
+        "canary_failsafe_flows_total",
+        COUNTER,
+        "New flows the failsafe sent to stable while canaryd's heartbeat was stale (counted on stable).",
+    );
     let mut latency = vec![];
     let mut connect = vec![];
     for s in &status.services {
@@ -264,15 +269,24 @@ fn signal_families(status: &Status) -> Vec<MetricFamily> {
             resets.add(labels(), sig.backend_resets as f64);
             refused.add(labels(), sig.connections_refused as f64);
             retransmits.add(labels(), sig.syn_retransmits as f64);
+            failsafe.add(labels(), sig.failsafe_flows as f64);
             latency.push((labels(), &sig.latency));
             connect.push((labels(), &sig.connect));
         }
     }
-    let mut out: Vec<MetricFamily> = [requests, responses, http, resets, refused, retransmits]
-        .into_iter()
-        .filter(|f| !f.samples.is_empty())
-        .map(Family::build)
-        .collect();
+    let mut out: Vec<MetricFamily> = [
+        requests,
+        responses,
+        http,
+        resets,
+        refused,
+        retransmits,
+        failsafe,
+    ]
+    .into_iter()
+    .filter(|f| !f.samples.is_empty())
+    .map(Family::build)
+    .collect();
     if !latency.is_empty() {
         out.push(histogram_family(
             "canary_request_duration_seconds",

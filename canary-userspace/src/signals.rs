@@ -90,6 +90,10 @@ pub struct VersionSignals {
     pub backend_resets: u64,
     pub connections_refused: u64,
     pub syn_retransmits: u64,
+    /// New flows the failsafe sent to stable (counted on stable) while
+    /// canaryd's heartbeat was stale.
+    #[serde(default)]
+    pub failsafe_flows: u64,
     /// Time to first byte.
     pub latency: Histogram,
     /// SYN to SYN-ACK.
@@ -105,6 +109,7 @@ impl From<&Signals> for VersionSignals {
             backend_resets: s.backend_resets,
             connections_refused: s.refused,
             syn_retransmits: s.syn_retransmits,
+            failsafe_flows: s.failsafe_flows,
             latency: Histogram::from_kernel(&s.latency, s.latency_sum_ns),
             connect: Histogram::from_kernel(&s.connect, s.connect_sum_ns),
         }
@@ -124,6 +129,7 @@ impl VersionSignals {
             backend_resets: sub(self.backend_resets, earlier.backend_resets),
             connections_refused: sub(self.connections_refused, earlier.connections_refused),
             syn_retransmits: sub(self.syn_retransmits, earlier.syn_retransmits),
+            failsafe_flows: sub(self.failsafe_flows, earlier.failsafe_flows),
             latency: self.latency.since(&earlier.latency),
             connect: self.connect.since(&earlier.connect),
         }

@@ -572,3 +572,58 @@ fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
     );
     assert!(status_took < Duration::from_millis(100));
 }
+
+/// The failsafe: with canaryd gone longer than `failsafe_timeout`, new
+/// flows go to stable (counted), established ones stay; a restart resumes
+/// the rollout at its step and the split comes back.
+#[test]
+fn failsafe_sends_new_flows_to_stable_while_canaryd_is_gone() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let mut p = plan(&[5000, 10000]);
+    p.interval = Duration::from_secs(60);
+    let mut config = s.config(p, 0);
+    config.daemon.failsafe_timeout = Duration::from_secs(1);
+    s.dirs.write_config(&config).unwrap();
+    let mut d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    d.client().rollout(SERVICE, RolloutAction::Start).unwrap();
+    let versions = |n: usize| -> [usize; 2] {
+        let mut seen = [0; 2];
+        for _ in 0..n {
+            let mut c = HttpClient::connect(&s.topo.client, s.vip).unwrap();
+            seen[usize::from(c.get().unwrap().version == "canary")] += 1;
+        }
+        seen
+    };
+    let before = versions(40);
+    let mut held = HttpClient::connect(&s.topo.client, s.vip).unwrap();
+    let held_version = held.get().unwrap().version;
+    d.signal(libc::SIGKILL).unwrap();
+    thread::sleep(Duration::from_millis(1500));
+    let down = versions(40);
+    assert_eq!(
+        held.get().unwrap().version,
+        held_version,
+        "an established flow moved"
+    );
+    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    let status = d.status().unwrap();
+    let failsafe = status.services[0].stable.signals.failsafe_flows;
+    let report = d.client().rollout_status(SERVICE).unwrap();
+    let after = versions(40);
+    println!(
+        "failsafe: at 50% before {before:?} (stable, canary), canaryd gone 1.5 s {down:?} ({failsafe} counted), restarted {after:?}; rollout {:?} at step {}",
+        report.phase, report.step
+    );
+    assert!(before[1] > 0 && after[1] > 0, "the split before and after");
+    assert_eq!(
+        down,
+        [40, 0],
+        "all new flows to stable while canaryd is gone"
+    );
+    // Of the 40, those the weight would have sent to the canary (about
+    // half) are the failsafe's.
+    assert!(failsafe > 0 && failsafe < 40, "{failsafe}");
+    assert_eq!((report.phase, report.step), (Phase::Running, 0));
+}

@@ -9,6 +9,8 @@ use std::{
 
 use canary_common::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_UDP_IDLE_TIMEOUT_NS};
 use log::LevelFilter;
+
+use crate::kinds::Failsafe;
 use toml::{Table, Value};
 
 use super::{
@@ -32,6 +34,8 @@ const KNOWN: &[&str] = &[
     "flow_table_size",
     "udp_idle_timeout",
     "signals",
+    "failsafe",
+    "failsafe_timeout",
 ];
 
 /// Largest flow table: 2^24 entries, a few hundred MiB of kernel memory.
@@ -68,6 +72,8 @@ pub(crate) fn read(
     let flow_table_size = flow_table_size(errs, table);
     let udp_idle_timeout = udp_idle_timeout(errs, table);
     let signals = value::boolean(errs, table, PATH, "signals").or(true);
+    let failsafe = value::word::<Failsafe>(errs, table, PATH, "failsafe");
+    let failsafe_timeout = failsafe_timeout(errs, table);
 
     Some(DaemonConfig {
         interfaces: interfaces?,
@@ -79,6 +85,8 @@ pub(crate) fn read(
         flow_table_size: flow_table_size?,
         udp_idle_timeout: udp_idle_timeout?,
         signals: signals?,
+        failsafe: failsafe?,
+        failsafe_timeout: failsafe_timeout?,
     })
 }
 
@@ -180,6 +188,26 @@ fn flow_table_size(errs: &mut Collector, table: &Table) -> Option<u32> {
                 join(PATH, "flow_table_size"),
                 format!("{size} is out of range; the flow table holds 1 to {MAX_FLOW_TABLE_SIZE} entries"),
             );
+            None
+        }
+    }
+}
+
+/// Heartbeat age after which the failsafe acts: 1 s or more (a heartbeat
+/// goes every third of it, at most every 5 s).
+fn failsafe_timeout(errs: &mut Collector, table: &Table) -> Option<Duration> {
+    let text = value::string(errs, table, PATH, "failsafe_timeout").or("30s")?;
+    match parse_duration(text) {
+        Ok(d) if d >= Duration::from_secs(1) => Some(d),
+        Ok(_) => {
+            errs.push(
+                join(PATH, "failsafe_timeout"),
+                format!("{text:?} is shorter than 1s: a busy canaryd would trip it"),
+            );
+            None
+        }
+        Err(e) => {
+            errs.push(join(PATH, "failsafe_timeout"), e.to_string());
             None
         }
     }

@@ -74,6 +74,10 @@ pub struct DaemonConfig {
     /// Measure health signals in the data path (on unless set false, which
     /// only serves to measure their cost).
     pub signals: bool,
+    /// What new flows do when canaryd's heartbeat is older than
+    /// `failsafe_timeout`.
+    pub failsafe: crate::kinds::Failsafe,
+    pub failsafe_timeout: Duration,
 }
 
 impl DaemonConfig {
@@ -90,6 +94,8 @@ impl DaemonConfig {
             flow_table_size: canary_common::DEFAULT_FLOW_TABLE_SIZE,
             udp_idle_timeout: Duration::from_nanos(canary_common::DEFAULT_UDP_IDLE_TIMEOUT_NS),
             signals: true,
+            failsafe: crate::kinds::Failsafe::Revert,
+            failsafe_timeout: Duration::from_secs(30),
         }
     }
 }

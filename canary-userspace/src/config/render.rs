@@ -54,6 +54,11 @@ fn daemon_table(d: &DaemonConfig) -> Table {
         Value::String(format!("{}ms", d.udp_idle_timeout.as_millis())),
     );
     t.insert("signals".into(), Value::Boolean(d.signals));
+    t.insert("failsafe".into(), Value::String(d.failsafe.to_string()));
+    t.insert(
+        "failsafe_timeout".into(),
+        Value::String(format!("{}ms", d.failsafe_timeout.as_millis())),
+    );
     t
 }
 

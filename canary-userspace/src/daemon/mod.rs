@@ -112,6 +112,8 @@ impl Daemon {
             udp_idle_timeout: d.udp_idle_timeout,
             pin_dir: Some(d.bpffs.clone()),
             signals: d.signals,
+            failsafe: d.failsafe,
+            failsafe_timeout: d.failsafe_timeout,
         })?;
         let capacity = dp.flow_table_capacity()?;
         if capacity != d.flow_table_size {
@@ -212,6 +214,16 @@ impl Daemon {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Tells the data path canaryd is alive (see the failsafe).
+    pub fn heartbeat(&mut self) -> Result<(), DaemonError> {
+        Ok(self.dp.heartbeat()?)
+    }
+
+    /// How often to beat: a third of the failsafe timeout, at most 5 s.
+    pub fn heartbeat_every(&self) -> Duration {
+        (self.config.daemon.failsafe_timeout / 3).min(Duration::from_secs(5))
     }
 
     /// What readers need to answer status and metrics without the owner.
@@ -404,6 +416,11 @@ impl Daemon {
             old.udp_idle_timeout != new.udp_idle_timeout,
         );
         differs("signals", old.signals != new.signals);
+        differs("failsafe", old.failsafe != new.failsafe);
+        differs(
+            "failsafe_timeout",
+            old.failsafe_timeout != new.failsafe_timeout,
+        );
         if errors.is_empty() {
             Ok(())
         } else {

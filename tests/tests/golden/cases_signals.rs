@@ -177,6 +177,41 @@ pub fn cases() -> Vec<Case> {
         )
         .stats(TCP4, out(s)),
     ];
+    // The failsafe: canaryd's heartbeat is stale, so a new flow the weight
+    // (100 %) would send to the canary goes to stable, counted there; with
+    // hold it goes to the canary.
+    cases.push(
+        Case::new(
+            "failsafe revert: a stale heartbeat sends a new flow to stable",
+            Ingress,
+            syn4.bytes(),
+        )
+        .weight(10000)
+        .setup(stale_heartbeat_revert)
+        .expect(XDP_PASS, tr, Some(syn4.with_dst(st(TCP4)).bytes()))
+        .stats(TCP4, new_in(s))
+        .signals(
+            TCP4,
+            SignalsDelta {
+                version: s,
+                failsafe_flows: 1,
+                ..Default::default()
+            },
+        )
+        .flow_after(TCP4, c4, FlowAfter::Version(s)),
+    );
+    cases.push(
+        Case::new(
+            "failsafe hold: a stale heartbeat changes nothing",
+            Ingress,
+            syn4.bytes(),
+        )
+        .weight(10000)
+        .setup(stale_heartbeat_hold)
+        .expect(XDP_PASS, tr, Some(syn4.with_dst(ca(TCP4)).bytes()))
+        .stats(TCP4, new_in(VERSION_CANARY))
+        .flow_after(TCP4, c4, FlowAfter::Version(VERSION_CANARY)),
+    );
     // The first reply payload after a request: its latency and class.
     for (name, payload, class) in [
         (
@@ -253,4 +288,22 @@ pub fn cases() -> Vec<Case> {
             .signals(TCP4, response(VERSION_CANARY, 4)),
     );
     cases
+}
+
+/// SETTINGS with a heartbeat from boot time and a 1 ns timeout: stale.
+fn stale_heartbeat(dp: &mut Dataplane, failsafe: u32) {
+    let settings = &mut dp.maps_mut().settings;
+    let mut s = settings.get(&0, 0).unwrap();
+    s.heartbeat_ns = 1;
+    s.failsafe_timeout_ns = 1;
+    s.failsafe = failsafe;
+    settings.set(0, s, 0).unwrap();
+}
+
+fn stale_heartbeat_revert(dp: &mut Dataplane) {
+    stale_heartbeat(dp, canary_common::FAILSAFE_REVERT);
+}
+
+fn stale_heartbeat_hold(dp: &mut Dataplane) {
+    stale_heartbeat(dp, canary_common::FAILSAFE_HOLD);
 }

@@ -191,6 +191,7 @@ struct SignalsDelta {
     backend_resets: u64,
     refused: u64,
     syn_retransmits: u64,
+    failsafe_flows: u64,
     latency: Option<(usize, usize)>,
     connect: Option<(usize, usize)>,
 }
@@ -254,6 +255,10 @@ impl Case {
     }
     fn stats(mut self, service: &'static str, d: StatsDelta) -> Self {
         self.stats = Some((service, d));
+        self
+    }
+    fn setup(mut self, f: fn(&mut Dataplane)) -> Self {
+        self.raw_setup = Some(f);
         self
     }
     fn signals(mut self, service: &'static str, d: SignalsDelta) -> Self {
@@ -454,7 +459,7 @@ fn backend_reset(version: u8) -> SignalsDelta {
 }
 
 /// Cases in the table; a case added or lost must change this on purpose.
-const CASES: usize = 88;
+const CASES: usize = 90;
 
 /// The whole table, theme by theme.
 fn cases() -> Vec<Case> {
@@ -666,6 +671,7 @@ fn signals_mismatch(got: &Signals, want: &SignalsDelta) -> Option<String> {
         got.backend_resets,
         got.refused,
         got.syn_retransmits,
+        got.failsafe_flows,
     );
     let want_counts = (
         want.requests,
@@ -674,6 +680,7 @@ fn signals_mismatch(got: &Signals, want: &SignalsDelta) -> Option<String> {
         want.backend_resets,
         want.refused,
         want.syn_retransmits,
+        want.failsafe_flows,
     );
     // A histogram holds one observation in the expected range, or none;
     // its sum lies within that observation's bucket.
@@ -700,7 +707,7 @@ fn signals_mismatch(got: &Signals, want: &SignalsDelta) -> Option<String> {
         return None;
     }
     Some(format!(
-        "(requests, responses, http, resets, refused, syn retransmits) = {counts:?}, want {want_counts:?}; \
+        "(requests, responses, http, resets, refused, syn retransmits, failsafe flows) = {counts:?}, want {want_counts:?}; \
          latency buckets {:?} sum {} ns (want one in {:?}); connect buckets {:?} sum {} ns (want one in {:?})",
         got.latency,
         got.latency_sum_ns,

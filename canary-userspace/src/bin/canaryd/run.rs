@@ -67,6 +67,7 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         "serving: control socket {}, metrics http://{metrics_addr}/metrics; capabilities kept: CAP_BPF, CAP_NET_ADMIN",
         socket_path.display()
     );
+    let beat_every = daemon.heartbeat_every();
     let owner = owner::spawn(daemon).context("starting the state owner's thread")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -77,7 +78,7 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         owner: owner.handle,
         observer: owner.observer,
     };
-    let result = runtime.block_on(serve(served, owner.stopped, control, metrics));
+    let result = runtime.block_on(serve(served, owner.stopped, control, metrics, beat_every));
     // The runtime's tasks held the last handles: the owner skips what no
     // one waits for any more, finishes what it was doing and stops.
     drop(runtime);
@@ -110,6 +111,7 @@ async fn serve(
     mut owner_stopped: tokio::sync::oneshot::Receiver<()>,
     control: std::os::unix::net::UnixListener,
     metrics: std::net::TcpListener,
+    beat_every: std::time::Duration,
 ) -> Result<()> {
     let control = tokio::net::UnixListener::from_std(control)?;
     let metrics = tokio::net::TcpListener::from_std(metrics)?;
@@ -119,6 +121,18 @@ async fn serve(
     let mut interrupt = signal(SignalKind::interrupt())?;
     tokio::spawn(crate::control::serve(control, served.clone()));
     tokio::spawn(crate::http::serve(metrics, served.clone(), registry));
+    // The heartbeat the failsafe watches: in line with other commands, so a
+    // stuck owner stops it too.
+    let beat = served.owner.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(beat_every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = beat.call("heartbeat", |d| d.heartbeat()).await {
+                log::error!("heartbeat: {e}");
+            }
+        }
+    });
     tokio::spawn(canary_userspace::daemon::driver::run(
         served.owner.clone(),
         served.observer.clone(),
