@@ -192,11 +192,8 @@ impl Load {
         }
     }
 
-    fn finish(self) -> ([u64; 2], u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            let _ = t.join();
-        }
+    fn finish(mut self) -> ([u64; 2], u64) {
+        self.stop_threads();
         (
             [
                 self.answered[0].load(Ordering::Relaxed),
@@ -204,6 +201,21 @@ impl Load {
             ],
             self.failed.load(Ordering::Relaxed),
         )
+    }
+
+    fn stop_threads(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Also on a failed assertion: the threads hold the setup, whose drop
+/// removes the test's namespaces and pins.
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop_threads();
     }
 }
 
