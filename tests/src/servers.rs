@@ -409,16 +409,8 @@ impl HttpClient {
     /// Connects from inside `ns` to `to`. A refused connection is an error
     /// whose chain holds the `io::Error` (`ConnectionRefused`).
     pub fn connect(ns: &Netns, to: SocketAddr) -> Result<HttpClient> {
-        let stream = ns
-            .enter(|| connect_from(None, to))?
-            .with_context(|| format!("connecting to {to} in {}", ns.name()))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        stream.set_nodelay(true)?;
-        Ok(HttpClient {
-            writer: stream.try_clone()?,
-            reader: BufReader::new(stream),
-        })
+        let (reader, writer) = connected(ns, None, to)?;
+        Ok(HttpClient { reader, writer })
     }
 
     /// Sends `GET /` and reads the whole answer. A reset is an error whose
@@ -508,16 +500,8 @@ pub struct Client {
 impl Client {
     /// Connects from inside `ns`, from `source` if given, to `to`.
     pub fn connect(ns: &Netns, source: Option<IpAddr>, to: SocketAddr) -> Result<Client> {
-        let stream = ns
-            .enter(|| connect_from(source, to))?
-            .with_context(|| format!("connecting {source:?} -> {to} in {}", ns.name()))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        stream.set_nodelay(true)?;
-        Ok(Client {
-            writer: stream.try_clone()?,
-            reader: BufReader::new(stream),
-        })
+        let (reader, writer) = connected(ns, source, to)?;
+        Ok(Client { reader, writer })
     }
 
     /// Sends one request and returns the backend's label.
@@ -532,6 +516,23 @@ impl Client {
 
 /// TCP connect with an optional bind to a source address first (std has no
 /// bind-before-connect, which per-client affinity tests need).
+/// A TCP connection from inside `ns` (from `source` if given) to `to`, with
+/// the test timeouts and no Nagle delay, split into its reading and writing
+/// halves.
+fn connected(
+    ns: &Netns,
+    source: Option<IpAddr>,
+    to: SocketAddr,
+) -> Result<(BufReader<TcpStream>, TcpStream)> {
+    let stream = ns
+        .enter(|| connect_from(source, to))?
+        .with_context(|| format!("connecting {source:?} -> {to} in {}", ns.name()))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    Ok((BufReader::new(stream.try_clone()?), stream))
+}
+
 fn connect_from(source: Option<IpAddr>, to: SocketAddr) -> io::Result<TcpStream> {
     let Some(source) = source else {
         return TcpStream::connect_timeout(&to, IO_TIMEOUT);
