@@ -54,7 +54,7 @@ pub fn promtool_check_metrics(exposition: &str) -> Result<String> {
     })
 }
 
-/// A Prometheus server scraping one target every second; killed on drop.
+/// A Prometheus server scraping its targets every second; killed on drop.
 pub struct Server<'a> {
     child: Child,
     pub listen: SocketAddr,
@@ -63,13 +63,25 @@ pub struct Server<'a> {
 
 impl<'a> Server<'a> {
     pub fn start(ns: &'a Netns, dir: &Path, target: SocketAddr) -> Result<Server<'a>> {
+        Server::start_scraping(ns, dir, &[("canaryd", target)])
+    }
+
+    /// A server scraping each (job, target) every second.
+    pub fn start_scraping(
+        ns: &'a Netns,
+        dir: &Path,
+        jobs: &[(&str, SocketAddr)],
+    ) -> Result<Server<'a>> {
         let config = dir.join("prometheus.yml");
-        fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: canaryd\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )?;
+        let mut yaml = String::from(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+        );
+        for (job, target) in jobs {
+            yaml.push_str(&format!(
+                "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
+            ));
+        }
+        fs::write(&config, yaml)?;
         let data = dir.join("prometheus-data");
         let log = fs::File::create(dir.join("prometheus.log"))?;
         let child = Command::new("ip")

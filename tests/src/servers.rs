@@ -409,15 +409,34 @@ impl HttpClient {
     /// Connects from inside `ns` to `to`. A refused connection is an error
     /// whose chain holds the `io::Error` (`ConnectionRefused`).
     pub fn connect(ns: &Netns, to: SocketAddr) -> Result<HttpClient> {
-        let (reader, writer) = connected(ns, None, to)?;
+        HttpClient::connect_from(ns, None, to)
+    }
+
+    /// `connect`, from `source` if given.
+    pub fn connect_from(ns: &Netns, source: Option<IpAddr>, to: SocketAddr) -> Result<HttpClient> {
+        let (reader, writer) = connected(ns, source, to)?;
         Ok(HttpClient { reader, writer })
     }
 
     /// Sends `GET /` and reads the whole answer. A reset is an error whose
     /// chain holds the `io::Error` (`ConnectionReset`).
     pub fn get(&mut self) -> Result<HttpAnswer> {
+        self.get_path("/")
+    }
+
+    /// `connect_from`, from the calling thread's namespace (a thread moved
+    /// into a test namespace with `topology::enter_for_good`).
+    pub fn connect_here(source: Option<IpAddr>, to: SocketAddr) -> Result<HttpClient> {
+        let stream =
+            connect_from(source, to).with_context(|| format!("connecting {source:?} -> {to}"))?;
+        let (reader, writer) = split(stream)?;
+        Ok(HttpClient { reader, writer })
+    }
+
+    /// `get` for `path` (which must be a valid request target).
+    pub fn get_path(&mut self, path: &str) -> Result<HttpAnswer> {
         self.writer
-            .write_all(b"GET / HTTP/1.1\r\nHost: model\r\n\r\n")
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: model\r\n\r\n").as_bytes())
             .context("sending request")?;
         let mut status_line = String::new();
         let n = self
@@ -527,6 +546,12 @@ fn connected(
     let stream = ns
         .enter(|| connect_from(source, to))?
         .with_context(|| format!("connecting {source:?} -> {to} in {}", ns.name()))?;
+    split(stream)
+}
+
+/// A connected stream with the test timeouts and no Nagle delay, split into
+/// its reading and writing halves.
+fn split(stream: TcpStream) -> Result<(BufReader<TcpStream>, TcpStream)> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.set_nodelay(true)?;

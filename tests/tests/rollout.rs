@@ -274,6 +274,56 @@ fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
     );
 }
 
+/// A webhook receiver that takes each event and then never answers (past
+/// canaryd's 3 s timeout, every try): the rollback is as quick as without
+/// a webhook, and the receiver still got the events, rollback included.
+#[test]
+fn a_stuck_webhook_receiver_never_delays_a_rollback() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new(10, Duration::ZERO, Duration::ZERO);
+    let receiver = tests::webhook::Receiver::start(
+        &s.topo.host,
+        "127.0.0.1:9102".parse().unwrap(),
+        tests::webhook::Answer::Stall(Duration::from_secs(4)),
+    )
+    .unwrap();
+    let mut p = plan(&[500, 2500, 5000, 10000]);
+    p.webhook = Some(receiver.url.clone());
+    let limit = p.interval * (p.failed_checks_limit + 1);
+    let d = s.start(p);
+    let load = Load::start(&s, 6);
+    let (r, took) = run_to_end(&d, Duration::from_secs(60));
+    load.finish();
+    // The posts run in the background: give the last one a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while receiver.events().len() < r.history.len() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let events = receiver.events();
+    println!(
+        "stuck webhook: {:?} after {:.1} s (limit {:.1} s); receiver got {} events for {} decisions",
+        r.phase,
+        took.as_secs_f64(),
+        limit.as_secs_f64(),
+        events.len(),
+        r.history.len()
+    );
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert!(took <= limit + Duration::from_millis(500), "took {took:?}");
+    assert!(
+        receiver.malformed().is_empty(),
+        "{:?}",
+        receiver.malformed()
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.decision.action == Action::Rollback && e.phase == Phase::RolledBack),
+        "{events:?}"
+    );
+}
+
 #[test]
 fn healthy_canaries_are_promoted() {
     require_root!();

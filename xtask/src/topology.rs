@@ -25,7 +25,7 @@ use std::{
     io::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
 };
@@ -188,6 +188,20 @@ impl Drop for Netns {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Moves the calling thread into the namespace at `ns_path` (a `Netns`'s
+/// `path()`) for the rest of its life: for a thread spawned only to work
+/// there, which cannot borrow the `Netns`. Its sockets live there too.
+pub fn enter_for_good(ns_path: &Path) -> Result<()> {
+    let target =
+        File::open(ns_path).with_context(|| format!("opening namespace {}", ns_path.display()))?;
+    // SAFETY: plain syscall on a descriptor that `target` keeps open.
+    if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("setns into namespace {}", ns_path.display()));
+    }
+    Ok(())
 }
 
 /// Moves the thread back to its original namespace when dropped.

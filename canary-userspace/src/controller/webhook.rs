@@ -4,15 +4,15 @@
 
 use std::{thread, time::Duration};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::policy::{Phase, Record};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 const TRIES: u32 = 3;
 
-/// What a receiver gets.
-#[derive(Debug, Serialize)]
+/// What a receiver gets (JSON).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Event {
     pub service: String,
     pub phase: Phase,
