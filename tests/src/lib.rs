@@ -6,6 +6,9 @@
 //! - `servers`: small TCP backends and clients that live in test namespaces.
 //! - `harness`: topology + attached data path + backends + one service.
 //! - `prometheus`: a real Prometheus server and promtool for metric tests.
+//! - `ns_http`: an HTTP server (tiny_http) inside a test namespace.
+//! - `webhook`: a receiver of canaryd's rollout events.
+//! - `demo`: the parts of `cargo xtask demo` (bin canary-demo).
 //!
 //! The real canaryd and canaryctl in a test namespace: `xtask::canaryd`.
 
@@ -15,10 +18,13 @@ use std::{
 };
 
 pub mod checksum;
+pub mod demo;
 pub mod harness;
+pub mod ns_http;
 pub mod packet;
 pub mod prometheus;
 pub mod servers;
+pub mod webhook;
 
 /// Fails a test that needs root (BPF programs, network namespaces) when it
 /// runs without it. A skip would let a non-root `cargo test` report green

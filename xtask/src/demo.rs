@@ -1,4 +1,5 @@
-//! `cargo xtask demo`: setup, then the canary-demo binary of the tests crate.
+//! `cargo xtask demo`: setup, the release canaryd and canaryctl, then the
+//! canary-demo binary of the tests crate (a rollout, end to end).
 
 use std::process::Command;
 
@@ -11,9 +12,20 @@ pub fn run(demo_args: &[String]) -> Result<()> {
         "demo",
         "the demo loads BPF programs and creates network namespaces",
     )?;
-    println!("==> [1/2] setup");
+    println!("==> [1/3] setup");
     setup::run()?;
-    println!("==> [2/2] demo");
+    // canary-demo runs the canaryd and canaryctl next to it, as an operator
+    // would run the installed ones; built on their own, so that no test
+    // feature of the tests crate reaches them.
+    println!("==> [2/3] build canaryd and canaryctl (release)");
+    cmd::run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "-p",
+        "canary-userspace",
+        "--bins",
+    ]))?;
+    println!("==> [3/3] demo");
     cmd::run(
         Command::new("cargo")
             .args([

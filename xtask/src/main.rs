@@ -61,16 +61,23 @@ enum Task {
         cargo_test_args: Vec<String>,
     },
 
-    /// Set up, then run the canary demo (tests crate, bin canary-demo).
+    /// Set up, then run the canary demo: a rollout of a model server.
+    ///
+    /// Two iris classifiers behind canary's data path, canaryd rolling the
+    /// canary out (5/25/50/100 %, 3 s intervals) on the kernel's error rate
+    /// and p99 and a PromQL accuracy gate (a real Prometheus), live output,
+    /// a timeline chart under target/demo/. Default scenario: errors (the
+    /// canary is rolled back); --scenario healthy|errors|latency|accuracy|split.
     ///
     /// Runs:
     ///   1. cargo xtask setup
-    ///   2. cargo run --release -p tests --bin canary-demo -- ARGS
+    ///   2. cargo build --release -p canary-userspace --bins
+    ///   3. cargo run --release -p tests --bin canary-demo -- ARGS
     ///
     /// Needs root: the demo loads BPF programs and creates network namespaces.
     #[command(
         verbatim_doc_comment,
-        after_help = "Examples:\n  cargo xtask demo\n  cargo xtask demo -- --help"
+        after_help = "Examples:\n  cargo xtask demo\n  cargo xtask demo -- --scenario healthy\n  cargo xtask demo -- --help"
     )]
     Demo {
         /// Arguments for canary-demo, after `--`.

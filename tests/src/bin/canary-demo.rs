@@ -1,112 +1,83 @@
-//! `cargo xtask demo`: the split on real connections, in throwaway network
-//! namespaces. Ramps the canary weight, shows the share each step gets, then
-//! rolls back and shows that established canary connections are still
-//! served while every new one goes to stable.
+//! `cargo xtask demo`: a canary rollout of a model server, in throwaway
+//! network namespaces, with the real canaryd, a real Prometheus and model
+//! servers that really predict. See `tests::demo`.
 
-use std::time::Instant;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, bail};
-use canary_userspace::Affinity;
 use clap::Parser;
-use tests::harness::{CANARY, Family, Harness};
-use xtask::topology::BackendKind;
+use tests::demo::{
+    run::{self, Options},
+    scenario::Scenario,
+    split,
+};
+use xtask::canaryd::Binaries;
 
 #[derive(Parser)]
 #[command(
-    about = "Splits real TCP connections between a stable and a canary backend in network namespaces",
-    long_about = "Builds a client, a host and two backend namespaces (198.18.0.0/15, removed on exit), \
-attaches the XDP/TC programs to the host's veth, and opens real connections to the service \
-address 198.18.0.1:80 at each weight of a ramp. Needs root.\n\n\
-Example: cargo xtask demo -- --connections 500 --steps 5,25,50"
+    about = "A canary rollout of a model server, end to end, in throwaway network namespaces",
+    long_about = "Trains two iris classifiers (linfa-trees), serves them as the stable and the \
+canary version behind canary's XDP data path, sends labelled requests from 200 client addresses, \
+and runs a rollout with canaryd (steps 5/25/50/100 %, 3 s intervals) judged on the kernel's error \
+rate and p99 and on a PromQL accuracy gate read from a real Prometheus. Prints every decision \
+live, then the outcome, and writes a timeline chart (SVG), the report (JSON) and the config \
+under target/demo/. Namespaces use 198.18.0.0/15 only and are removed on exit. Needs root.\n\n\
+Exit status: 0 when the rollout ended as the scenario expects (healthy: promoted; others: rolled \
+back), 1 otherwise.",
+    after_help = "Examples:\n  cargo xtask demo\n  cargo xtask demo -- --scenario healthy\n  cargo xtask demo -- --scenario split --connections 500 --steps 5,25,50"
 )]
 struct Args {
-    /// New connections opened at each weight step.
+    /// What is wrong with the canary.
+    #[arg(long, value_enum, default_value_t = Scenario::Errors)]
+    scenario: Scenario,
+    /// Labelled requests per second over all clients (rollout scenarios).
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(200..=20_000))]
+    rate: u32,
+    /// Where the chart, report and config go (default: target/demo).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// split: new connections opened at each weight step.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=20_000))]
     connections: u32,
-    /// Canary weights to step through, in percent.
+    /// split: canary weights to step through, in percent.
     #[arg(long, value_delimiter = ',', default_value = "5,10,25,50")]
     steps: Vec<f64>,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
     let args = Args::parse();
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         bail!("canary-demo must run as root: it loads BPF programs and creates network namespaces");
     }
-    for s in &args.steps {
-        if !(0.0..=100.0).contains(s) {
-            bail!("--steps: {s} is not a percentage between 0 and 100");
-        }
+    if args.scenario == Scenario::Split {
+        split::run(args.connections, &args.steps)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    println!("demo: building namespaces and attaching the data path ...");
-    let mut h = Harness::new(BackendKind::Namespace, Family::V4, Affinity::Flow, 0)?;
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("the demo binary has no directory")?;
+    let out = match args.out {
+        Some(out) => out,
+        None => run::default_out(&exe).context("no target directory above the demo binary")?,
+    };
+    let opts = Options {
+        scenario: args.scenario,
+        out,
+        binaries: Binaries::in_dir(dir)?,
+        rate: args.rate,
+    };
+    let outcome = run::run(&opts)?;
+    let expected = args.scenario.expected();
     println!(
-        "demo: service {} -> stable {} / canary {}\n",
-        h.vip, h.backends[0].addr, h.backends[1].addr
+        "demo: done in {:.1} s; everything the demo created is removed",
+        outcome.wall.as_secs_f64()
     );
-    println!(
-        "{:>8}  {:>11}  {:>8}  {:>12}",
-        "weight", "connections", "canary", "canary share"
-    );
-
-    let mut kept = vec![];
-    for pct in &args.steps {
-        h.set_weight((pct * 100.0).round() as u16)?;
-        let started = Instant::now();
-        let mut canary = 0;
-        for i in 0..args.connections {
-            let mut c = h.connect(None)?;
-            if c.request()
-                .with_context(|| format!("connection {i} at {pct}%"))?
-                == CANARY
-            {
-                canary += 1;
-                // Keep a few canary connections open to show rollback below.
-                if kept.len() < 10 {
-                    kept.push(c);
-                }
-            }
-        }
-        let share = canary as f64 * 100.0 / args.connections as f64;
-        println!(
-            "{:>7.2}%  {:>11}  {:>8}  {:>11.2}%   ({:.1}s)",
-            pct,
-            args.connections,
-            canary,
-            share,
-            started.elapsed().as_secs_f64()
+    if outcome.report.phase != expected {
+        eprintln!(
+            "demo: expected the rollout to end {expected:?}, it ended {:?}: {}",
+            outcome.report.phase, outcome.report.reason
         );
+        return Ok(ExitCode::FAILURE);
     }
-
-    println!("\ndemo: rollback: weight 0 (one map write)");
-    h.set_weight(0)?;
-    let mut new_on_canary = 0;
-    for _ in 0..args.connections.min(200) {
-        if h.connect(None)?.request()? == CANARY {
-            new_on_canary += 1;
-        }
-    }
-    let mut still_canary = 0;
-    for c in &mut kept {
-        if c.request()? == CANARY {
-            still_canary += 1;
-        }
-    }
-    println!("demo: new connections on canary after rollback: {new_on_canary}");
-    println!(
-        "demo: established canary connections still served by canary: {still_canary}/{}",
-        kept.len()
-    );
-    let s = h.stats()?;
-    println!("\nkernel counters (service {}):", tests::harness::SERVICE);
-    for (name, v) in [("stable", s[0]), ("canary", s[1])] {
-        println!(
-            "  {name:>6}: new flows {:>6}  packets in {:>7}  out {:>7}  closed {:>6}  rehashes {}",
-            v.new_flows, v.packets_in, v.packets_out, v.closed_flows, v.rehashes
-        );
-    }
-    if new_on_canary != 0 || still_canary != kept.len() {
-        bail!("rollback did not behave: see the figures above");
-    }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

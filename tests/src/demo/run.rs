@@ -1,0 +1,403 @@
+//! One rollout demo from start to end: the namespaces, two model servers,
+//! canaryd, a real Prometheus, the labelling clients, the webhook receiver;
+//! a rollout shown live; the outcome, the report and the timeline chart.
+//! Everything is removed on return, on success or error (RAII guards,
+//! dropped in reverse order of creation).
+
+use std::{
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, bail};
+use canary_userspace::{
+    Affinity, Protocol, ServiceSpec,
+    api::{Client, RolloutAction, RolloutReport},
+    config::Config,
+    controller::{policy::Phase, webhook::Event},
+};
+use xtask::{
+    canaryd::{Binaries, Canaryd, DaemonDirs},
+    topology::{BACKEND_V4, BackendKind, CLIENT_V4, HOST_IF, HOST_V4, Topology},
+};
+
+use super::{
+    chart,
+    labeller::{Labeller, LoadPlan, Seen},
+    model::{Data, Model, Recipe},
+    model_server::{self, Fault},
+    scenario::{self, Scenario},
+    timeline::{Mark, Point, Sample, Timeline, describe},
+};
+use crate::{prometheus, webhook};
+
+const SERVICE: &str = "model";
+const MODEL_PORT: u16 = 8080;
+const LABELLER_METRICS: u16 = 9100;
+const WEBHOOK: &str = "127.0.0.1:9101";
+const CANARYD_METRICS: &str = "127.0.0.1:9464";
+/// How often the demo reads canaryd's status for the timeline.
+const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+/// Samples per chart point and per live line (1 s).
+const SAMPLES_PER_POINT: usize = 2;
+/// Traffic before the rollout starts: stable's baseline, Prometheus' first
+/// scrapes.
+const WARM_UP: Duration = Duration::from_secs(3);
+/// Traffic after the rollout ends, to show where new requests go then.
+const AFTERMATH: Duration = Duration::from_secs(3);
+/// Longest a rollout may take before the demo gives up on it.
+const ROLLOUT_LIMIT: Duration = Duration::from_secs(90);
+const CLIENT_ADDRESSES: u32 = 200;
+
+pub struct Options {
+    pub scenario: Scenario,
+    pub out: PathBuf,
+    pub binaries: Binaries,
+    pub rate: u32,
+}
+
+/// What the demo measured, for the summary and the exit code.
+pub struct Outcome {
+    pub report: RolloutReport,
+    pub wall: Duration,
+    pub chart: PathBuf,
+    /// What the labelling clients saw.
+    pub seen: Seen,
+    /// The webhook events canaryd posted, in order of arrival.
+    pub events: Vec<Event>,
+    /// Seconds from the rollout's start to its last decision.
+    pub rollout_secs: f64,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn run(opts: &Options) -> Result<Outcome> {
+    let started = Instant::now();
+    let sc = opts.scenario;
+    println!("demo: scenario {sc:?}: {}", sc.story());
+
+    println!("demo: [1/6] training the models on iris (linfa-trees, held-out every third sample)");
+    let data = Data::load();
+    let (canary_recipe, fault) = sc.canary();
+    let stable_model = Model::train(&data, Recipe::Gini)?;
+    let canary_model = Model::train(&data, canary_recipe)?;
+    println!(
+        "       stable: {:?} tree, held-out accuracy {:.3}; canary: {:?} tree, held-out accuracy {:.3}{}",
+        Recipe::Gini,
+        stable_model.held_out_accuracy,
+        canary_recipe,
+        canary_model.held_out_accuracy,
+        match fault {
+            Fault::None => String::new(),
+            Fault::RejectsInputs => format!(
+                "; rejects sepal width > {} cm",
+                model_server::REJECT_SEPAL_WIDTH_ABOVE
+            ),
+            Fault::Slower(d) => format!("; {} ms slower", d.as_millis()),
+        }
+    );
+
+    println!("demo: [2/6] namespaces: client, host, stable and canary backends (198.18.0.0/15)");
+    let topo = Topology::new(BackendKind::Namespace)?;
+    let (sources, _) = topo.add_client_addresses(CLIENT_ADDRESSES)?;
+    let at = |i: usize| SocketAddr::new(BACKEND_V4[i].into(), MODEL_PORT);
+    let _stable = model_server::start(
+        &topo.backends[0],
+        at(0),
+        "stable",
+        stable_model,
+        Fault::None,
+    )?;
+    let _canary = model_server::start(&topo.backends[1], at(1), "canary", canary_model, fault)?;
+
+    println!("demo: [3/6] canaryd on the host's {HOST_IF}, a webhook receiver, Prometheus");
+    let receiver = webhook::Receiver::start(&topo.host, WEBHOOK.parse()?, webhook::Answer::Accept)?;
+    let dirs = DaemonDirs::new("demo")?;
+    let vip = SocketAddr::new(HOST_V4.into(), 80);
+    let plan = scenario::plan("http://127.0.0.1:9090", &receiver.url);
+    let config = Config {
+        daemon: dirs.daemon_config(HOST_IF),
+        services: vec![ServiceSpec {
+            name: SERVICE.into(),
+            vip,
+            protocol: Protocol::Tcp,
+            affinity: Affinity::Flow,
+            stable: vec![at(0)],
+            canary: vec![at(1)],
+            weight_bp: 0,
+        }],
+        rollouts: [(SERVICE.to_owned(), plan.clone())].into(),
+    };
+    dirs.write_config(&config)?;
+    fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    fs::write(opts.out.join("canary.toml"), config.to_toml())?;
+    let daemon = Canaryd::start(&topo.host, &opts.binaries, &dirs, &[])?;
+    let labeller_metrics = SocketAddr::new(CLIENT_V4.into(), LABELLER_METRICS);
+    let prom = prometheus::Server::start_scraping(
+        &topo.host,
+        &dirs.root,
+        &[
+            ("canaryd", CANARYD_METRICS.parse()?),
+            ("labeller", labeller_metrics),
+        ],
+    )?;
+    println!(
+        "       config: {}",
+        shown(&opts.out.join("canary.toml")).display()
+    );
+
+    println!(
+        "demo: [4/6] labelled requests from {CLIENT_ADDRESSES} client addresses to {vip}, {} req/s",
+        opts.rate
+    );
+    let mut load = Labeller::start(
+        &topo.client,
+        labeller_metrics,
+        vip,
+        sources,
+        data.held_out.clone(),
+        &LoadPlan {
+            threads: 8,
+            rate: opts.rate,
+            per_connection: 20,
+            max_duration: ROLLOUT_LIMIT + WARM_UP + AFTERMATH + Duration::from_secs(30),
+            max_requests: u64::from(opts.rate) * 200,
+        },
+    )?;
+    thread::sleep(WARM_UP);
+
+    let steps: Vec<String> = plan
+        .steps
+        .iter()
+        .map(|bp| format!("{}%", f64::from(*bp) / 100.0))
+        .collect();
+    println!(
+        "demo: [5/6] rollout: steps {}, every {} s; checks: error rate <= {}%, p99 <= {} ms, PromQL accuracy >= {}",
+        steps.join(" "),
+        plan.interval.as_secs_f64(),
+        plan.checks.max_error_rate.unwrap_or(1.0) * 100.0,
+        scenario::MAX_P99_MS,
+        scenario::MIN_ACCURACY
+    );
+    let socket = dirs.socket();
+    let client = Client { socket: &socket };
+    let mut timeline = Timeline::default();
+    client.rollout(SERVICE, RolloutAction::Start)?;
+    timeline.start_unix_ms = unix_ms();
+    let report = follow(&client, &mut timeline)?;
+    let ended = Instant::now();
+    let at_end = timeline.samples.len() - 1;
+    while ended.elapsed() < AFTERMATH {
+        thread::sleep(SAMPLE_EVERY);
+        sample(&client, &mut timeline)?;
+    }
+    let (first, last) = (
+        &timeline.samples[at_end],
+        &timeline.samples[timeline.samples.len() - 1],
+    );
+    let after = [0, 1].map(|v| last.signals[v].since(&first.signals[v]).requests);
+    load.stop();
+    let seen = load.seen();
+
+    println!("demo: [6/6] outcome");
+    let chart_path = opts
+        .out
+        .join(format!("rollout-{}.svg", format!("{sc:?}").to_lowercase()));
+    let mut marks = timeline.marks(&report.steps_percent);
+    marks.insert(
+        0,
+        Mark {
+            t: 0.0,
+            label: format!(
+                "start {}%",
+                report.steps_percent.first().copied().unwrap_or(0.0)
+            ),
+            rollback: false,
+        },
+    );
+    let svg = chart::svg(
+        &format!(
+            "canary rollout, scenario {}: {}",
+            format!("{sc:?}").to_lowercase(),
+            phase_name(report.phase)
+        ),
+        &timeline.points(SAMPLES_PER_POINT),
+        &marks,
+        chart::Limits {
+            max_error_rate: plan.checks.max_error_rate,
+            max_p99_ms: plan.checks.max_p99_ms,
+        },
+    );
+    fs::write(&chart_path, svg).with_context(|| format!("writing {}", chart_path.display()))?;
+    let report_path = opts.out.join("report.json");
+    fs::write(&report_path, serde_json::to_string_pretty(&report)?)?;
+    let events = receiver.events();
+    let accuracy = |v: usize| {
+        seen.accuracy(v)
+            .map(|a| format!("{a:.3}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    let rollout_s = report
+        .history
+        .last()
+        .map(|r| (r.at_unix_ms.saturating_sub(timeline.start_unix_ms)) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    println!(
+        "       {} after {} decisions in {rollout_s:.1} s: {}",
+        phase_name(report.phase).to_uppercase(),
+        report.history.len(),
+        report.reason
+    );
+    println!(
+        "       clients saw: stable {} answers ({} errors, accuracy {}), canary {} answers ({} errors, accuracy {}), {} without answer",
+        seen.answered[0],
+        seen.errors[0],
+        accuracy(0),
+        seen.answered[1],
+        seen.errors[1],
+        accuracy(1),
+        seen.failed
+    );
+    println!(
+        "       in the {} s after: weight {}%, requests stable {}, canary {} (connections opened before the end finish where they are)",
+        AFTERMATH.as_secs(),
+        last.weight_percent,
+        after[0],
+        after[1]
+    );
+    println!(
+        "       webhook received {} events: {}",
+        events.len(),
+        events
+            .iter()
+            .map(|e| phase_name(e.phase).to_owned() + "/" + &action_name(&e.decision.action))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    if let Ok(Some(v)) = prom.query(&format!("canary_rollbacks_total{{service=\"{SERVICE}\"}}")) {
+        println!("       Prometheus: canary_rollbacks_total = {v}");
+    }
+    println!("       chart:  {}", shown(&chart_path).display());
+    println!(
+        "       report: {} (as canaryctl rollout status --json prints it)",
+        shown(&report_path).display()
+    );
+
+    drop(daemon);
+    Ok(Outcome {
+        report,
+        wall: started.elapsed(),
+        chart: chart_path,
+        seen,
+        events,
+        rollout_secs: rollout_s,
+    })
+}
+
+/// Reads status and rollout status until the rollout is no longer running,
+/// printing a line a second and every decision as it is made.
+fn follow(client: &Client, timeline: &mut Timeline) -> Result<RolloutReport> {
+    let deadline = Instant::now() + ROLLOUT_LIMIT;
+    let mut printed = 0;
+    let mut n = 0usize;
+    loop {
+        sample(client, timeline)?;
+        let report = client.rollout_status(SERVICE)?;
+        for r in &report.history[printed.min(report.history.len())..] {
+            let t = (r.at_unix_ms.saturating_sub(timeline.start_unix_ms)) as f64 / 1000.0;
+            println!("  {t:>5.1}s  decision: {}", describe(r));
+        }
+        printed = report.history.len();
+        timeline.decisions = report.history.clone();
+        n += 1;
+        if n.is_multiple_of(SAMPLES_PER_POINT)
+            && let Some(p) = timeline.points(SAMPLES_PER_POINT).last()
+        {
+            print_live(p);
+        }
+        if report.phase != Phase::Running {
+            return Ok(report);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the rollout still runs after {ROLLOUT_LIMIT:?} (step {}, {})",
+                report.step + 1,
+                report.reason
+            );
+        }
+        thread::sleep(SAMPLE_EVERY);
+    }
+}
+
+/// One live line: the last second's traffic of both versions.
+fn print_live(p: &Point) {
+    let pct = |r: Option<f64>| {
+        r.map(|r| format!("{:>5.1}%", r * 100.0))
+            .unwrap_or_else(|| "    - ".into())
+    };
+    let ms = |v: Option<f64>| {
+        v.map(|v| format!("{v:>6.1}ms"))
+            .unwrap_or_else(|| "     - ".into())
+    };
+    println!(
+        "  {:>5.1}s  weight {:>5.1}%  stable {:>5.0} req/s err {} p99 {}  canary {:>5.0} req/s err {} p99 {}",
+        p.t,
+        p.weight_percent,
+        p.requests_per_s[0],
+        pct(p.error_rate[0]),
+        ms(p.p99_ms[0]),
+        p.requests_per_s[1],
+        pct(p.error_rate[1]),
+        ms(p.p99_ms[1]),
+    );
+}
+
+fn sample(client: &Client, timeline: &mut Timeline) -> Result<()> {
+    let status = client.status()?;
+    let svc = status
+        .services
+        .iter()
+        .find(|s| s.name == SERVICE)
+        .context("canaryd no longer reports the service")?;
+    timeline.samples.push(Sample::of(unix_ms(), svc));
+    Ok(())
+}
+
+fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Running => "running",
+        Phase::Paused => "paused",
+        Phase::RolledBack => "rolled back",
+        Phase::Promoted => "promoted",
+        Phase::Aborted => "aborted",
+    }
+}
+
+fn action_name(a: &canary_userspace::controller::policy::Action) -> String {
+    serde_json::to_value(a)
+        .ok()
+        .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| format!("{a:?}"))
+}
+
+/// `p` relative to the working directory when it is below it.
+fn shown(p: &Path) -> &Path {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(cwd).ok())
+        .unwrap_or(p)
+}
+
+/// Where the demo writes: `target/demo` next to the running binary's
+/// profile directory.
+pub fn default_out(exe: &Path) -> Option<PathBuf> {
+    Some(exe.parent()?.parent()?.join("demo"))
+}

@@ -1,0 +1,116 @@
+//! `cargo xtask demo`'s rollouts, run as tests: the default scenario (a
+//! canary answering 500 to one input in five) and the accuracy scenario (a
+//! less accurate model, caught only by the PromQL gate on the labelling
+//! client's counters, scraped by a real Prometheus). Each checks the
+//! outcome, what the clients saw, the webhook events and the files the
+//! demo writes.
+
+use canary_userspace::controller::policy::{Action, Phase};
+use tests::{
+    demo::{
+        run::{self, Options, Outcome},
+        scenario::Scenario,
+    },
+    one_at_a_time, require_root,
+};
+use xtask::canaryd::Binaries;
+
+fn run_demo(scenario: Scenario) -> Outcome {
+    let out = std::env::temp_dir().join(format!(
+        "canary-demo-test-{}-{scenario:?}",
+        std::process::id()
+    ));
+    let outcome = run::run(&Options {
+        scenario,
+        out: out.clone(),
+        binaries: Binaries::next_to_test().unwrap(),
+        rate: 1500,
+    })
+    .unwrap();
+    let svg = std::fs::read_to_string(&outcome.chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<path "), "{svg}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["history"].as_array().map(Vec::len),
+        Some(outcome.report.history.len())
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    outcome
+}
+
+/// Every decision reached the webhook, in order (the receiver answers at
+/// once; the posts are made one decision at a time).
+fn assert_webhook_saw_every_decision(o: &Outcome) {
+    let posted: Vec<u32> = o.events.iter().map(|e| e.decision.look).collect();
+    let decided: Vec<u32> = o.report.history.iter().map(|r| r.look).collect();
+    let mut sorted = posted.clone();
+    sorted.sort();
+    assert_eq!(sorted, decided, "webhook events {posted:?}");
+    let last = o.events.iter().max_by_key(|e| e.decision.look).unwrap();
+    assert_eq!(last.phase, o.report.phase);
+    assert_eq!(last.service, "model");
+}
+
+#[test]
+fn default_demo_rolls_back_the_canary_that_rejects_inputs() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let o = run_demo(Scenario::Errors);
+    println!(
+        "demo errors: {:?} after {:.1} s of rollout, {:.1} s in all; clients: canary {} answers, {} errors",
+        o.report.phase,
+        o.rollout_secs,
+        o.wall.as_secs_f64(),
+        o.seen.answered[1],
+        o.seen.errors[1]
+    );
+    assert_eq!(o.report.phase, Phase::RolledBack);
+    assert_eq!(o.report.weight_percent, 0.0);
+    let last = o.report.history.last().unwrap();
+    assert_eq!(last.action, Action::Rollback);
+    assert!(last.reason.contains("error_rate failed"), "{}", last.reason);
+    // The clients saw what the kernel judged: the canary's 500s, none
+    // from stable, and no request without an answer.
+    assert!(o.seen.errors[1] > 0 && o.seen.errors[0] == 0);
+    assert_eq!(o.seen.failed, 0);
+    // Within interval x (failed_checks_limit + 1) = 9 s.
+    assert!(o.rollout_secs <= 9.5, "{}", o.rollout_secs);
+    assert_webhook_saw_every_decision(&o);
+}
+
+#[test]
+fn accuracy_gate_rolls_back_the_less_accurate_model() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let o = run_demo(Scenario::Accuracy);
+    let last = o.report.history.last().unwrap();
+    println!(
+        "demo accuracy: {:?} after {:.1} s: {}; clients: accuracy stable {:?}, canary {:?}",
+        o.report.phase,
+        o.rollout_secs,
+        last.reason,
+        o.seen.accuracy(0),
+        o.seen.accuracy(1)
+    );
+    assert_eq!(o.report.phase, Phase::RolledBack);
+    assert!(
+        last.reason.contains("gate:accuracy failed"),
+        "{}",
+        last.reason
+    );
+    // The kernel saw nothing wrong: no error and no latency check failed.
+    for r in &o.report.history {
+        for c in &r.checks {
+            if !c.name.starts_with("gate:") {
+                assert_ne!(
+                    c.verdict,
+                    canary_userspace::controller::policy::Verdict::Fail,
+                    "{c:?}"
+                );
+            }
+        }
+    }
+    assert!(o.seen.accuracy(1).unwrap() < 0.8 && o.seen.accuracy(0).unwrap() > 0.85);
+    assert_webhook_saw_every_decision(&o);
+}
