@@ -62,5 +62,26 @@ pub(crate) fn check_unicast(addr: SocketAddr) -> Result<(), String> {
     if ip.is_multicast() || ip == IpAddr::from([255, 255, 255, 255]) {
         return Err(format!("{addr} is not a unicast address"));
     }
+    if let SocketAddr::V6(v6) = addr {
+        // The data path keys services and backends by address and port
+        // only: a scope id would make two entries that the checks here
+        // see as different and the kernel as one.
+        if v6.scope_id() != 0 {
+            return Err(format!(
+                "{addr} has a scope id (%{}); the data path matches addresses without one: write [{}]:{}",
+                v6.scope_id(),
+                v6.ip(),
+                v6.port()
+            ));
+        }
+        // An IPv4 client never sends a packet to ::ffff:a.b.c.d: the data
+        // path sees it as IPv4, so such a service would never match.
+        if let Some(v4) = v6.ip().to_ipv4_mapped() {
+            return Err(format!(
+                "{addr} is an IPv4-mapped IPv6 address; IPv4 traffic arrives as IPv4: write {v4}:{}",
+                v6.port()
+            ));
+        }
+    }
     Ok(())
 }
