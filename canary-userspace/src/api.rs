@@ -35,13 +35,17 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
-    Status,
+    // The commands without arguments are empty struct variants, not unit
+    // variants: serde checks `deny_unknown_fields` on struct variants only,
+    // and `{"command":"reload","dry_run":true}` must be refused, not run
+    // as a real reload.
+    Status {},
     SetWeight {
         service: String,
         percent: f64,
     },
-    Reload,
-    Version,
+    Reload {},
+    Version {},
     /// Start, pause, resume, promote or abort a service's rollout.
     Rollout {
         service: String,
@@ -375,7 +379,7 @@ impl Client<'_> {
     }
 
     pub fn status(&self) -> Result<Status, ClientError> {
-        self.call(&Request::Status)
+        self.call(&Request::Status {})
     }
 
     pub fn set_weight(&self, service: &str, percent: f64) -> Result<WeightSet, ClientError> {
@@ -386,11 +390,11 @@ impl Client<'_> {
     }
 
     pub fn reload(&self) -> Result<Reloaded, ClientError> {
-        self.call(&Request::Reload)
+        self.call(&Request::Reload {})
     }
 
     pub fn version(&self) -> Result<Version, ClientError> {
-        self.call(&Request::Version)
+        self.call(&Request::Version {})
     }
 
     pub fn rollout(
@@ -461,6 +465,27 @@ pub fn bp_to_percent(bp: u16) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_with_unknown_fields_are_refused() {
+        for line in [
+            r#"{"command":"reload","dry_run":true}"#,
+            r#"{"command":"status","service":"x"}"#,
+            r#"{"command":"version","x":1}"#,
+            r#"{"command":"set-weight","service":"s","percent":5,"force":true}"#,
+            r#"{"command":"rollback","service":"s","dry_run":true}"#,
+        ] {
+            assert!(serde_json::from_str::<Request>(line).is_err(), "{line}");
+        }
+        for (line, want) in [
+            (r#"{"command":"reload"}"#, Request::Reload {}),
+            (r#"{"command":"status"}"#, Request::Status {}),
+            (r#"{"command":"version"}"#, Request::Version {}),
+        ] {
+            assert_eq!(serde_json::from_str::<Request>(line).unwrap(), want);
+            assert_eq!(serde_json::to_string(&want).unwrap(), line);
+        }
+    }
 
     #[test]
     fn a_failure_carries_its_code_on_the_wire() {

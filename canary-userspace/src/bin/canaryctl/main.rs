@@ -77,9 +77,18 @@ pub const EXIT_UNREACHABLE: u8 = 3;
 pub const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `println!` to a closed pipe panics
+    // (`canaryctl status | head -1`). The default action ends canaryctl
+    // quietly, as any Unix tool in a pipeline. The daemon's request is
+    // already answered by then: nothing is lost.
+    // SAFETY: setting a signal's disposition to the default before any
+    // thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = Args::parse();
     let request = match &args.command {
-        Command::Status => Request::Status,
+        Command::Status => Request::Status {},
         Command::SetWeight(a) => match a.request() {
             Ok(r) => r,
             Err(e) => {
@@ -87,8 +96,8 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
         },
-        Command::Reload => Request::Reload,
-        Command::Version => Request::Version,
+        Command::Reload => Request::Reload {},
+        Command::Version => Request::Version {},
         Command::Rollout(r) => r.request(),
         Command::Rollback { service } => Request::Rollback {
             service: service.clone(),

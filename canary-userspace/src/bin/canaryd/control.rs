@@ -54,8 +54,8 @@ async fn answer(stream: UnixStream, served: Served) {
 
 async fn handle(served: &Served, request: Request) -> String {
     match request {
-        Request::Version => encode(&Response::ok(Version::current())),
-        Request::Status => encode(&match served.observer.status() {
+        Request::Version {} => encode(&Response::ok(Version::current())),
+        Request::Status {} => encode(&match served.observer.status() {
             Ok(s) => Response::ok(s),
             Err(e) => Response::failed(ErrorCode::DataPath, format!("reading the data path: {e}")),
         }),
@@ -111,7 +111,7 @@ async fn handle(served: &Served, request: Request) -> String {
             ),
             Err(e) => Response::failed(ErrorCode::UnknownService, e.to_string()),
         }),
-        Request::Reload => {
+        Request::Reload {} => {
             let result = served.owner.reload().await;
             if let Err(e) = &result {
                 log::error!("reload failed:\n{e}");
