@@ -6,7 +6,8 @@
 use std::{
     collections::BTreeMap,
     fs,
-    io::{self, Write},
+    io::{self, Read, Write},
+    os::unix::fs::{FileTypeExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
 
@@ -15,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::{controller::run::RolloutRun, service::ServiceSpec};
 
 pub const STATE_FILE: &str = "state.json";
+/// Far above any real state file (a few KiB per rollout history); a larger
+/// file is not canaryd's.
+const MAX_STATE_BYTES: u64 = 64 << 20;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -64,22 +68,62 @@ pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join(STATE_FILE)
 }
 
-/// Reads the state file; a missing file is an empty state.
+/// Reads the state file; a missing file is an empty state. Every error
+/// names the file and says what to do.
 pub fn load(state_dir: &Path) -> io::Result<State> {
     let file = path(state_dir);
-    match fs::read_to_string(&file) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: {e} (move it away to start from the config's weights)",
-                    file.display()
-                ),
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
-        Err(e) => Err(e),
+    let bad = |kind: io::ErrorKind, what: String| {
+        io::Error::new(
+            kind,
+            format!(
+                "{}: {what} (move it away to start from the config's weights)",
+                file.display()
+            ),
+        )
+    };
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+    // writer, and start-up with it.
+    let mut f = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&file)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+        Err(e) => return Err(bad(e.kind(), e.to_string())),
+    };
+    let meta = f.metadata().map_err(|e| bad(e.kind(), e.to_string()))?;
+    if !meta.is_file() {
+        let kind = match meta.file_type() {
+            t if t.is_dir() => "a directory",
+            t if t.is_fifo() => "a FIFO",
+            t if t.is_socket() => "a socket",
+            t if t.is_char_device() || t.is_block_device() => "a device",
+            _ => "not a regular file",
+        };
+        return Err(bad(
+            io::ErrorKind::InvalidData,
+            format!("is {kind}, not canaryd's state file"),
+        ));
     }
+    if meta.len() > MAX_STATE_BYTES {
+        return Err(bad(
+            io::ErrorKind::InvalidData,
+            format!(
+                "is {} bytes, not canaryd's state file (at most {MAX_STATE_BYTES})",
+                meta.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut bytes)
+        .map_err(|e| bad(e.kind(), e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        bad(
+            io::ErrorKind::InvalidData,
+            format!("not canaryd's state file (JSON): {e}"),
+        )
+    })
 }
 
 pub fn save(state_dir: &Path, state: &State) -> io::Result<()> {
@@ -87,7 +131,16 @@ pub fn save(state_dir: &Path, state: &State) -> io::Result<()> {
     let file = path(state_dir);
     let tmp = state_dir.join(format!(".{STATE_FILE}.tmp"));
     let text = serde_json::to_string_pretty(state).map_err(io::Error::other)?;
-    let mut f = fs::File::create(&tmp)?;
+    // A fresh file: whatever was left at the temporary path (a crashed
+    // write, or a FIFO, whose open for writing would block) goes first.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     fs::rename(&tmp, &file)?;
@@ -156,6 +209,35 @@ mod tests {
         assert_eq!(load(&dir).unwrap(), s);
         fs::write(path(&dir), "{not json").unwrap();
         assert!(load(&dir).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// What a careless host leaves at the state file's path: each refused
+    /// at once (a FIFO must not hang start-up), the error naming the file.
+    #[test]
+    fn odd_files_at_the_path_are_refused_with_the_path() {
+        let dir = std::env::temp_dir().join(format!("canary-state-odd-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let file = path(&dir);
+        let expect = |what: &str| {
+            let e = load(&dir).unwrap_err().to_string();
+            assert!(e.contains(&file.display().to_string()), "{e}");
+            assert!(e.contains(what), "{e}");
+        };
+        fs::write(&file, [0xffu8, 0xfe, 0x00, 0x13, 0x37]).unwrap();
+        expect("not canaryd's state file (JSON)");
+        fs::remove_file(&file).unwrap();
+        let fifo = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        expect("is a FIFO");
+        // Saving replaces it with the real file.
+        save(&dir, &State::default()).unwrap();
+        assert_eq!(load(&dir).unwrap(), State::default());
+        fs::remove_file(&file).unwrap();
+        fs::create_dir(&file).unwrap();
+        expect("is a directory");
         fs::remove_dir_all(&dir).unwrap();
     }
 }
