@@ -125,6 +125,8 @@ impl Dataplane {
                 fs::create_dir_all(&dir).map_err(|source| Error::PinDir { path: dir, source })?;
             }
             map_paths = names::MAPS.iter().map(|m| (*m, pins.map(m))).collect();
+            // Before aya reuses them by name, unseen.
+            crate::pin_check::check(OBJECT, &pins.maps())?;
         }
         for (name, path) in &map_paths {
             loader.map_pin_path(name, path.as_path());

@@ -64,3 +64,40 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes on one line, `a: b: c`, each cause once: many
+/// errors here already name their cause in their own message (so that a
+/// reply or a log line that shows one level is complete), and a plain
+/// `{:#}` would print those causes twice.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let inner = std::io::Error::other("disk full");
+        let e = anyhow::Error::new(Error::PinDir {
+            path: "/sys/fs/bpf/x".into(),
+            source: inner,
+        })
+        .context("starting the data path");
+        assert_eq!(
+            chain(e.as_ref()),
+            "starting the data path: creating pin directory /sys/fs/bpf/x: disk full"
+        );
+    }
+}

@@ -33,6 +33,7 @@ pub mod error;
 pub mod kinds;
 pub mod maps;
 pub mod metrics;
+pub mod pin_check;
 pub mod pins;
 pub mod service;
 pub mod signals;

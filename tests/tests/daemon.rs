@@ -774,3 +774,48 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
     });
     assert_eq!(d.status().unwrap().services[0].weight_percent, 50.0);
 }
+
+/// Pinned maps of another layout where canary's would be (a plain hash
+/// instead of the LRU flow table; an LRU table with a 36-byte key): start-up
+/// refuses them, naming the map and both layouts, and attaches nothing.
+/// Main used to reuse them silently (issue 11: with the plain hash, 34 of 50
+/// new connections timed out).
+#[test]
+fn pinned_maps_of_a_wrong_layout_refuse_start() {
+    require_root!();
+    let _serial = one_at_a_time();
+    for (kind, key, why) in [
+        ("hash", "40", "type 1 (hash)"),
+        ("lru_hash", "36", "key 36 B"),
+    ] {
+        let s = Setup::new();
+        s.dirs.write_config(&s.config(500)).unwrap();
+        let maps = s.dirs.pins().maps();
+        std::fs::create_dir_all(&maps).unwrap();
+        let out = std::process::Command::new("bpftool")
+            .args(["map", "create"])
+            .arg(maps.join("FLOWS"))
+            .args([
+                "type", kind, "key", key, "value", "64", "entries", "1024", "name", "FLOWS",
+            ])
+            .output()
+            .expect("bpftool (cargo xtask setup installs it)");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let err = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[])
+            .err()
+            .expect("canaryd started on a foreign FLOWS map");
+        let msg = format!("{err:#}");
+        println!(
+            "{kind} key {key}: {}",
+            msg.lines().find(|l| l.contains("FLOWS")).unwrap_or(&msg)
+        );
+        assert!(msg.contains("pinned map FLOWS has"), "{msg}");
+        assert!(msg.contains(why), "{msg}");
+        assert!(
+            msg.contains("type 9 (LRU hash), key 40 B, value 64 B"),
+            "{msg}"
+        );
+        // Nothing was attached: the VIP does not answer through canary.
+        assert!(s.connect(s.vip).is_err());
+    }
+}

@@ -37,6 +37,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "haproxy",
     "nginx",
     "libnginx-mod-stream",
+    // Tests pin maps of a wrong layout where canary's would be (canaryd
+    // must refuse them); profiling and map inspection.
+    "bpftool",
 ];
 
 /// Packages that come with a system service. The bench runs them only in its

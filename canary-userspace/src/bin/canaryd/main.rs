@@ -134,7 +134,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("canaryd: {e:#}");
+            eprintln!("canaryd: {}", canary_userspace::error::chain(e.as_ref()));
             ExitCode::from(1)
         }
     }
