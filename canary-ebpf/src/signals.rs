@@ -169,9 +169,10 @@ pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet) {
 
 /// The class of the response starting at the packet's payload; a payload
 /// shorter than a status line is `other`. Read in place when the status
-/// line is in the skb's linear part (a test run's packet always is; a
-/// locally sent reply often is not: its payload sits in page fragments);
-/// otherwise copied with bpf_skb_load_bytes, which reaches those too.
+/// line is in the skb's linear part, as it usually is (egress pulls the
+/// first `HEADERS_MAX` bytes in, which behind common IP and TCP headers
+/// includes it); otherwise copied with bpf_skb_load_bytes, which also
+/// reaches the page fragments.
 #[inline(always)]
 fn status_class(ctx: &TcContext, pkt: &Packet) -> usize {
     if (pkt.payload_len as usize) < STATUS_LINE_PREFIX {
