@@ -57,7 +57,7 @@ fn slot(e: &FlowEntry) -> Option<&'static mut Signals> {
 /// per packet, on a VM with retpolines and SRSO's safe RET: about 45 of
 /// the ~55 ns a request start adds), as the helper calls into timekeeping,
 /// which reads the clocksource through an indirect call. No cheaper clock
-/// would do: the coarse one advances once per tick (4 ms at HZ=250), far
+/// would do: the coarse one advances once per tick (1 to 10 ms), far
 /// past the first latency bucket's 16 µs.
 #[inline(always)]
 fn now() -> u64 {
