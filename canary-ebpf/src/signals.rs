@@ -8,6 +8,8 @@
 //! from a neighbouring request, never a corrupted entry or counter (the
 //! counters are per-CPU).
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
@@ -21,7 +23,7 @@ use canary_common::{
 
 use crate::{
     maps::SIGNALS,
-    parse::{Packet, TCP_ACK, TCP_RST, TCP_SYN},
+    parse::{Packet, TCP_ACK, TCP_RST, TCP_SYN, ptr_at},
 };
 
 /// Whether signals are measured: 1 unless the loader overrides it
@@ -50,6 +52,13 @@ fn slot(e: &FlowEntry) -> Option<&'static mut Signals> {
         })
 }
 
+/// The clock: one read per request start and one per response. It is
+/// most of what the signals cost on those packets (kernel-bench, one call
+/// per packet, on a VM with retpolines and SRSO's safe RET: about 45 of
+/// the ~55 ns a request start adds), as the helper calls into timekeeping,
+/// which reads the clocksource through an indirect call. No cheaper clock
+/// would do: the coarse one advances once per tick (1 to 10 ms), far
+/// past the first latency bucket's 16 µs.
 #[inline(always)]
 fn now() -> u64 {
     // SAFETY: a BPF helper call with no arguments and no preconditions.
@@ -165,19 +174,31 @@ pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet) {
     }
 }
 
-/// The class of the response starting at the packet's payload. The bytes
-/// are read with bpf_skb_load_bytes, which also reaches a payload outside
-/// the skb's linear part; a payload shorter than a status line is `other`.
+/// The class of the response starting at the packet's payload; a payload
+/// shorter than a status line is `other`. Read in place when the status
+/// line is in the skb's linear part, as it usually is (egress pulls the
+/// first `HEADERS_MAX` bytes in, which behind common IP and TCP headers
+/// includes it); otherwise copied with bpf_skb_load_bytes, which also
+/// reaches the page fragments.
 #[inline(always)]
 fn status_class(ctx: &TcContext, pkt: &Packet) -> usize {
     if (pkt.payload_len as usize) < STATUS_LINE_PREFIX {
         return HTTP_OTHER;
     }
-    let mut head = [0u8; STATUS_LINE_PREFIX];
-    // SAFETY: the helper copies exactly `head.len()` bytes into `head`, a
-    // stack buffer of that size, or fails without writing; the context
-    // pointer is this program's own skb. (aya's `load_bytes` clamps the
-    // length to what it thinks is left, which the verifier reads as a
+    // The rewrite's helpers may have moved the skb's data: the bounds are
+    // read here, after them, and checked before the read.
+    if let Some(head) = ptr_at::<[u8; STATUS_LINE_PREFIX]>(ctx.data(), ctx.data_end(), pkt.payload)
+    {
+        // SAFETY: `ptr_at` checked that the 12 bytes lie inside the linear
+        // packet data; a byte array needs no alignment.
+        return http_class(unsafe { &*head });
+    }
+    let mut head = MaybeUninit::<[u8; STATUS_LINE_PREFIX]>::uninit();
+    // SAFETY: the helper copies exactly STATUS_LINE_PREFIX bytes into
+    // `head`, a stack buffer of that size, or fails without writing (its
+    // destination may be uninitialized memory, so no zeroing first); the
+    // context pointer is this program's own skb. (aya's `load_bytes` clamps
+    // the length to what it thinks is left, which the verifier reads as a
     // possibly zero-sized read and refuses.)
     let copied = unsafe {
         bpf_skb_load_bytes(
@@ -188,7 +209,8 @@ fn status_class(ctx: &TcContext, pkt: &Packet) -> usize {
         )
     };
     if copied == 0 {
-        http_class(&head)
+        // SAFETY: the helper returned 0: it wrote all of `head`.
+        http_class(unsafe { head.assume_init_ref() })
     } else {
         HTTP_OTHER
     }

@@ -867,7 +867,7 @@ signals cost on the packets that do their work, once per request. A repeat canno
 flow's state, so these use single mode on the live flow above: before each call the entry is \
 rewritten from userspace (outside the timed part) with no request waiting (ingress: every call \
 starts one, clock read and count) or with one started 100 µs before (egress: every call is its \
-response, clock read, latency bucket, status line read with `bpf_skb_load_bytes` and classified, \
+response, clock read, latency bucket, status line read in place and classified, \
 counts). The signals show one request, or one 2xx response with a latency, per call. They are \
 compared with the one-call floors of their hook (`floor: empty TC program, one call per packet` \
 for egress).
