@@ -5,8 +5,9 @@
 /// a pinned map's key or value layout changes, so a daemon never reuses maps
 /// written with another layout. v2: FlowEntry carries FIN sequence numbers.
 /// v3: two BACKENDS banks per service, `Service::bank` picks one. v4: the
-/// SIGNALS map; FlowEntry carries request and SYN times.
-pub const PIN_LAYOUT: &str = "v4";
+/// SIGNALS map; FlowEntry carries request and SYN times. v5: three more
+/// verdicts (VERDICTS grows), the HALF_OPEN table, no VIP_ADDRESSES.
+pub const PIN_LAYOUT: &str = "v5";
 
 /// Canary weight is expressed in basis points: 10000 = 100 %.
 pub const WEIGHT_SCALE: u32 = 10_000;
@@ -32,6 +33,22 @@ pub const BACKEND_SLOTS: u32 = MAX_SERVICES * BACKEND_BANKS * VERSIONS * MAX_BAC
 pub const MAX_BACKEND_ENDPOINTS: u32 = MAX_SERVICES * VERSIONS * MAX_BACKENDS;
 /// Default flow-table size; userspace may set another at load time.
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 65_536;
+/// The half-open table (flows the backend has not answered yet) holds this
+/// share of the flow table's entries, at least `MIN_HALF_OPEN_SIZE`:
+/// enough for the SYNs in flight of a busy host, and a separate table so
+/// that a flood of spoofed tuples churns it and never the established one.
+pub const HALF_OPEN_DIVISOR: u32 = 4;
+pub const MIN_HALF_OPEN_SIZE: u32 = 1_024;
+
+/// The half-open table's size for a flow table of `flow_table_size`.
+pub const fn half_open_size(flow_table_size: u32) -> u32 {
+    let n = flow_table_size / HALF_OPEN_DIVISOR;
+    if n < MIN_HALF_OPEN_SIZE {
+        MIN_HALF_OPEN_SIZE
+    } else {
+        n
+    }
+}
 /// Default idle time after which a UDP flow entry no longer pins its backend.
 pub const DEFAULT_UDP_IDLE_TIMEOUT_NS: u64 = 30 * 1_000_000_000;
 

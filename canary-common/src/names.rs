@@ -8,10 +8,10 @@ pub const INGRESS_PROGRAM: &str = "canary_ingress";
 pub const EGRESS_PROGRAM: &str = "canary_egress";
 
 pub const SERVICES: &str = "SERVICES";
-pub const VIP_ADDRESSES: &str = "VIP_ADDRESSES";
 pub const BACKENDS: &str = "BACKENDS";
 pub const BACKEND_OWNERS: &str = "BACKEND_OWNERS";
 pub const FLOWS: &str = "FLOWS";
+pub const HALF_OPEN: &str = "HALF_OPEN";
 pub const STATS: &str = "STATS";
 pub const VERDICTS: &str = "VERDICTS";
 pub const SETTINGS: &str = "SETTINGS";
@@ -24,10 +24,10 @@ pub const SIGNALS_ENABLED: &str = "SIGNALS_ENABLED";
 /// Every map of the object; all are pinned when a pin directory is given.
 pub const MAPS: [&str; 9] = [
     SERVICES,
-    VIP_ADDRESSES,
     BACKENDS,
     BACKEND_OWNERS,
     FLOWS,
+    HALF_OPEN,
     STATS,
     VERDICTS,
     SETTINGS,

@@ -98,12 +98,20 @@ pub struct FlowEntry {
     /// Sequence number just past the client's FIN (host order): the backend's
     /// ACK of the FIN carries at least this.
     pub client_fin_end: u32,
-    /// Last packet time (bpf_ktime_get_ns); kept for UDP only, whose entries
-    /// age out after the configured idle timeout.
+    /// UDP: last packet time (bpf_ktime_get_ns); entries age out after the
+    /// configured idle timeout. TCP, while half-open after the backend's
+    /// SYN-ACK: `handshake_token` of the ACK number that completes the
+    /// handshake; 0 otherwise.
     pub last_seen_ns: u64,
     /// Sequence number just past the backend's FIN (host order).
     pub backend_fin_end: u32,
-    pub _pad2: [u8; 4],
+    /// The backend's latest acknowledgement number (host order), kept by
+    /// egress: the sequence number a genuine client RST carries. A client
+    /// RST with any other number does not release the entry (RFC 5961's
+    /// rule; the backend itself answers such a RST with a challenge ACK,
+    /// and a client whose connection is really gone resets again with
+    /// exactly this number).
+    pub backend_ack: u32,
     /// Signals: start (bpf_ktime_get_ns) of the request waiting for its
     /// first reply payload; 0 when none waits. Ingress sets it, egress
     /// takes the latency and clears it.
@@ -112,6 +120,17 @@ pub struct FlowEntry {
     /// (connect time); 0 once answered, or for a flow that did not start
     /// with a SYN here.
     pub syn_ns: u64,
+}
+
+/// Marks `FlowEntry::last_seen_ns` of a TCP half-open entry as holding the
+/// ACK number that completes the handshake (so a SYN-ACK whose sequence
+/// number + 1 wraps to 0 still reads as recorded).
+pub const HANDSHAKE_TOKEN: u64 = 1 << 32;
+
+/// What a TCP half-open entry holds once its backend's SYN-ACK was seen:
+/// the client's handshake ACK must carry `ack`.
+pub const fn handshake_token(ack: u32) -> u64 {
+    HANDSHAKE_TOKEN | ack as u64
 }
 
 /// Per (service, version) counters; one per-CPU slot at `stats_slot(id, v)`.

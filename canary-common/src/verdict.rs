@@ -79,12 +79,16 @@ verdicts! {
     PassTruncated = 3, "pass_truncated", Pass;
     /// More than two VLAN tags: passed untouched (not parsed further).
     PassVlanTooDeep = 4, "pass_vlan_too_deep", Pass;
-    /// IPv4 fragment (MF set or offset != 0) to a VIP address: dropped. Only
-    /// the first fragment carries ports, so the rest could not follow it.
+    /// The first fragment (IPv4, or IPv6 with a fragment header) of a
+    /// datagram to a service's address, port and protocol: dropped. Only the
+    /// first fragment carries ports, so the rest could not follow it to a
+    /// backend; TCP does not fragment (path MTU discovery), and a UDP
+    /// service must keep its datagrams under the path MTU.
     DropFragment = 5, "drop_fragment", Drop;
-    /// IPv6 packet whose next header is an extension header, to a VIP
-    /// address: dropped. We do not walk extension chains in the fast path.
-    DropIpv6Extension = 6, "drop_ipv6_extension", Drop;
+    /// IPv6 packet with an extension header other than a fragment header:
+    /// passed untouched (we do not walk extension chains in the fast path,
+    /// so such a packet is never split; clients do not send them on TCP).
+    PassIpv6Extension = 6, "pass_ipv6_extension", Pass;
     /// Service whose chosen and fallback versions have no backend: dropped.
     DropNoBackend = 7, "drop_no_backend", Drop;
     /// Translated to a backend (ingress) or back to the VIP (egress).
@@ -99,6 +103,20 @@ verdicts! {
     EgressNoFlow = 11, "egress_no_flow", Pass;
     /// Failed map update for a new flow: passed translated, but not pinned.
     FlowTableUpdateFailed = 12, "flow_table_update_failed", Translated;
+    /// A fragment that is not the first of a datagram to a service port
+    /// (any non-first fragment, or a first one to another port or
+    /// protocol): passed untouched, so large pings and other traffic to the
+    /// host's own address work as without canary.
+    PassFragment = 13, "pass_fragment", Pass;
+    /// A client RST on an established flow whose sequence number is not the
+    /// one the backend acknowledged last: translated to the flow's backend
+    /// (which challenges it, RFC 5961), but the entry is kept. A blind
+    /// spoofed RST lands here.
+    TranslatedRstUnverified = 14, "translated_rst_unverified", Translated;
+    /// A SYN on an established flow that is not closing: translated to the
+    /// flow's backend (which answers with a challenge ACK), not decided
+    /// again. A spoofed SYN on a live tuple lands here.
+    TranslatedSynEstablished = 15, "translated_syn_established", Translated;
 }
 
 impl Verdict {
@@ -140,13 +158,16 @@ pub const PASS_OTHER_PROTOCOL: u32 = Verdict::PassOtherProtocol.slot();
 pub const PASS_TRUNCATED: u32 = Verdict::PassTruncated.slot();
 pub const PASS_VLAN_TOO_DEEP: u32 = Verdict::PassVlanTooDeep.slot();
 pub const DROP_FRAGMENT: u32 = Verdict::DropFragment.slot();
-pub const DROP_IPV6_EXTENSION: u32 = Verdict::DropIpv6Extension.slot();
+pub const PASS_IPV6_EXTENSION: u32 = Verdict::PassIpv6Extension.slot();
 pub const DROP_NO_BACKEND: u32 = Verdict::DropNoBackend.slot();
 pub const TRANSLATED: u32 = Verdict::Translated.slot();
 pub const TRANSLATED_IPV4_OPTIONS: u32 = Verdict::TranslatedIpv4Options.slot();
 pub const TRANSLATED_VLAN: u32 = Verdict::TranslatedVlan.slot();
 pub const EGRESS_NO_FLOW: u32 = Verdict::EgressNoFlow.slot();
 pub const FLOW_TABLE_UPDATE_FAILED: u32 = Verdict::FlowTableUpdateFailed.slot();
+pub const PASS_FRAGMENT: u32 = Verdict::PassFragment.slot();
+pub const TRANSLATED_RST_UNVERIFIED: u32 = Verdict::TranslatedRstUnverified.slot();
+pub const TRANSLATED_SYN_ESTABLISHED: u32 = Verdict::TranslatedSynEstablished.slot();
 
 #[cfg(test)]
 mod tests {
@@ -156,7 +177,7 @@ mod tests {
     fn slots_are_dense_and_in_order() {
         // A new verdict resizes the pinned VERDICTS map and moves its egress
         // half: bump PIN_LAYOUT with it, then this number.
-        assert_eq!(COUNT, 13);
+        assert_eq!(COUNT, 16);
         for (i, v) in Verdict::ALL.iter().enumerate() {
             assert_eq!(v.slot(), i as u32, "{v:?} is listed out of slot order");
             assert_eq!(Verdict::from_slot(i as u32), Some(*v));
@@ -214,13 +235,19 @@ mod tests {
             (PASS_TRUNCATED, Verdict::PassTruncated),
             (PASS_VLAN_TOO_DEEP, Verdict::PassVlanTooDeep),
             (DROP_FRAGMENT, Verdict::DropFragment),
-            (DROP_IPV6_EXTENSION, Verdict::DropIpv6Extension),
+            (PASS_IPV6_EXTENSION, Verdict::PassIpv6Extension),
             (DROP_NO_BACKEND, Verdict::DropNoBackend),
             (TRANSLATED, Verdict::Translated),
             (TRANSLATED_IPV4_OPTIONS, Verdict::TranslatedIpv4Options),
             (TRANSLATED_VLAN, Verdict::TranslatedVlan),
             (EGRESS_NO_FLOW, Verdict::EgressNoFlow),
             (FLOW_TABLE_UPDATE_FAILED, Verdict::FlowTableUpdateFailed),
+            (PASS_FRAGMENT, Verdict::PassFragment),
+            (TRANSLATED_RST_UNVERIFIED, Verdict::TranslatedRstUnverified),
+            (
+                TRANSLATED_SYN_ESTABLISHED,
+                Verdict::TranslatedSynEstablished,
+            ),
         ];
         assert_eq!(pairs.len(), Verdict::ALL.len());
         for (slot, v) in pairs {

@@ -9,11 +9,12 @@ use aya_ebpf::{
 use canary_common::{Endpoint, FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, verdict::Verdict};
 
 use crate::{
-    close::{Sender, track_close},
+    close::{Close, Sender, track_close},
     counters::stats,
-    maps::{BACKEND_OWNERS, FLOWS},
-    parse::{Packet, parse},
+    maps::{BACKEND_OWNERS, FLOWS, HALF_OPEN},
+    parse::{Packet, TCP_ACK, TCP_SYN, parse},
     signals,
+    tables::{Table, expect_handshake_ack, promote},
 };
 
 /// Headers we may need in the linear part of the skb: Ethernet, two VLAN
@@ -36,7 +37,7 @@ pub fn try_egress(ctx: &TcContext) -> Result<Verdict, Verdict> {
     }
     let pkt = parse(ctx.data(), ctx.data_end()).map_err(|odd| match odd.verdict {
         // A reply fragment cannot be matched; it leaves untouched.
-        Verdict::DropFragment | Verdict::DropIpv6Extension => Verdict::PassNotService,
+        Verdict::DropFragment => Verdict::PassFragment,
         v => v,
     })?;
     let from = Endpoint {
@@ -60,7 +61,13 @@ pub fn try_egress(ctx: &TcContext) -> Result<Verdict, Verdict> {
         family: pkt.family,
         _pad: [0; 2],
     };
-    let entry = FLOWS.get_ptr_mut(&fkey).ok_or(Verdict::EgressNoFlow)?;
+    let (entry, table) = match FLOWS.get_ptr_mut(&fkey) {
+        Some(e) => (e, Table::Established),
+        None => (
+            HALF_OPEN.get_ptr_mut(&fkey).ok_or(Verdict::EgressNoFlow)?,
+            Table::HalfOpen,
+        ),
+    };
     // SAFETY: map value pointer from a successful lookup, valid for this run;
     // this is the only reference to it this run makes.
     let e = unsafe { &mut *entry };
@@ -75,12 +82,32 @@ pub fn try_egress(ctx: &TcContext) -> Result<Verdict, Verdict> {
         s.packets_out += 1;
         s.bytes_out += ctx.len() as u64;
     }
-    signals::on_backend_packet(ctx, e, &pkt);
-    if pkt.proto == PROTO_TCP {
-        let _released = track_close(e, &pkt, &fkey, Sender::Backend);
-    } else {
+    signals::on_backend_packet(ctx, e, &pkt, table);
+    if pkt.proto != PROTO_TCP {
         // SAFETY: a BPF helper call with no arguments and no preconditions.
         e.last_seen_ns = unsafe { bpf_ktime_get_ns() };
+        if table == Table::HalfOpen {
+            promote(e, &fkey);
+        }
+        return Ok(Verdict::Translated);
+    }
+    // What a genuine client RST must carry (see close.rs); written only when
+    // it moved, which a reply that carries no new ACK does not.
+    if pkt.has(TCP_ACK) && e.backend_ack != pkt.ack_seq {
+        e.backend_ack = pkt.ack_seq;
+    }
+    if track_close(e, &pkt, &fkey, Sender::Backend, table) == Close::Released {
+        return Ok(Verdict::Translated);
+    }
+    if table == Table::HalfOpen {
+        if pkt.has(TCP_SYN) {
+            // The client's ACK of this completes the flow (ingress).
+            expect_handshake_ack(e, &pkt);
+        } else {
+            // The backend talks on a connection it has: a flow decided
+            // mid-stream is real.
+            promote(e, &fkey);
+        }
     }
     Ok(Verdict::Translated)
 }

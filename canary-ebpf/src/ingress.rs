@@ -13,19 +13,25 @@ use network_types::{
 };
 
 use crate::{
-    close::{Sender, track_close},
+    close::{Close, Sender, closing, track_close},
     counters::stats,
     decide::decide,
-    maps::{FLOWS, SERVICES, SETTINGS, VIP_ADDRESSES},
+    maps::{FLOWS, HALF_OPEN, SERVICES, SETTINGS},
     parse::{
         Odd, Packet, TCP_ACK, TCP_CHECK_OFFSET, TCP_SYN, UDP_CHECK_OFFSET, load, parse, ptr_at,
         store,
     },
     signals,
+    tables::{Table, completes_handshake, promote, release},
 };
 
 /// `Ok` is the verdict of a translated packet, `Err` of one that was not;
 /// the entry point counts either and answers with its action.
+///
+/// Three ways through, cheapest first: an established flow (one FLOWS
+/// lookup), a flow its backend has not answered yet (HALF_OPEN), a new
+/// decision (into HALF_OPEN; egress moves it to FLOWS on the backend's
+/// answer).
 #[inline(always)]
 pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     let (start, end) = (ctx.data(), ctx.data_end());
@@ -58,70 +64,107 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     } else {
         0
     };
-
     let frame_len = (end - start) as u64;
-    let pinned = match FLOWS.get_ptr_mut(&fkey) {
+
+    let mut had_established = false;
+    if let Some(e) = FLOWS.get_ptr_mut(&fkey) {
         // SAFETY: map value pointer from a successful lookup, valid for this
-        // run; the shared reference ends with the guard, before the `&mut`.
-        Some(e) if !is_stale(unsafe { &*e }, &pkt, syn, now) => {
-            // SAFETY: as above; this is the only reference to the entry now.
-            forward(ctx, &pkt, unsafe { &mut *e }, &fkey, now, frame_len, true)?;
-            true
+        // run; this is the only reference to the entry this run makes.
+        let e = unsafe { &mut *e };
+        if !decides_again(e, &pkt, syn, now) {
+            let close = forward(
+                ctx,
+                &pkt,
+                e,
+                &fkey,
+                now,
+                frame_len,
+                Table::Established,
+                true,
+            )?;
+            return Ok(if close == Close::RstUnverified {
+                Verdict::TranslatedRstUnverified
+            } else if syn {
+                Verdict::TranslatedSynEstablished
+            } else {
+                translated(&pkt)
+            });
         }
-        found => {
-            // The failsafe: with canaryd's heartbeat stale, new flows are
-            // decided as if the canary weight were 0 (when set to revert).
-            let reverted = failsafe_reverts(&svc);
-            let weighed = Service {
-                weight_bp: if reverted { 0 } else { svc.weight_bp },
-                ..svc
-            };
-            let choice = decide(&weighed, &pkt).ok_or(Verdict::DropNoBackend)?;
-            if reverted
-                && svc.weight_bp != 0
-                && decide(&svc, &pkt).is_some_and(|c| c.version != choice.version)
-            {
-                signals::on_failsafe(svc.id, choice.version);
+        // The connection this entry held is over: it stops deciding.
+        release(e, &fkey, Table::Established);
+        had_established = true;
+    }
+    if !had_established && let Some(e) = HALF_OPEN.get_ptr_mut(&fkey) {
+        // SAFETY: as above.
+        let e = unsafe { &mut *e };
+        // A SYN here is a retransmission: the backend has not answered.
+        if pkt.proto == PROTO_TCP || !udp_idle(e, now) {
+            let close = forward(ctx, &pkt, e, &fkey, now, frame_len, Table::HalfOpen, true)?;
+            if close == Close::Open && completes_handshake(e, &pkt) {
+                promote(e, &fkey);
             }
-            if let Some(s) = stats(svc.id, choice.version) {
-                // A mid-stream TCP packet with no entry at all was evicted
-                // (or the table was reset): re-decided, not a new flow.
-                if pkt.proto == PROTO_TCP && !syn && found.is_none() {
-                    s.rehashes += 1;
-                } else {
-                    s.new_flows += 1;
-                }
-            }
-            // Built and updated on the stack, then inserted once: no second
-            // lookup of the entry just written.
-            let mut fresh = FlowEntry {
-                backend: choice.backend.addr,
-                backend_port: choice.backend.port,
-                version: choice.version,
-                service_id: svc.id,
-                last_seen_ns: now,
-                ..FlowEntry::default()
-            };
-            signals::on_new_flow(&mut fresh, &pkt);
-            let open = forward(ctx, &pkt, &mut fresh, &fkey, now, frame_len, false)?;
-            !open || FLOWS.insert(&fkey, &fresh, 0).is_ok()
+            return Ok(translated(&pkt));
         }
+    }
+
+    // The failsafe: with canaryd's heartbeat stale, new flows are decided
+    // as if the canary weight were 0 (when set to revert).
+    let reverted = failsafe_reverts(&svc);
+    let weighed = Service {
+        weight_bp: if reverted { 0 } else { svc.weight_bp },
+        ..svc
     };
-    Ok(if !pinned {
-        // Still translated and served; only later packets must decide again.
-        Verdict::FlowTableUpdateFailed
-    } else if pkt.vlan_tags != 0 {
+    let choice = decide(&weighed, &pkt).ok_or(Verdict::DropNoBackend)?;
+    if reverted
+        && svc.weight_bp != 0
+        && decide(&svc, &pkt).is_some_and(|c| c.version != choice.version)
+    {
+        signals::on_failsafe(svc.id, choice.version);
+    }
+    // Built and updated on the stack, then inserted once: no second lookup
+    // of the entry just written. New flows and re-decisions are counted
+    // when the backend answers (egress), so spoofed tuples count nothing.
+    let mut fresh = FlowEntry {
+        backend: choice.backend.addr,
+        backend_port: choice.backend.port,
+        version: choice.version,
+        service_id: svc.id,
+        last_seen_ns: now,
+        ..FlowEntry::default()
+    };
+    signals::on_new_flow(&mut fresh, &pkt);
+    let close = forward(
+        ctx,
+        &pkt,
+        &mut fresh,
+        &fkey,
+        now,
+        frame_len,
+        Table::HalfOpen,
+        false,
+    )?;
+    if close != Close::Released && HALF_OPEN.insert(&fkey, &fresh, 0).is_err() {
+        // Still translated and served; only later packets decide again.
+        return Ok(Verdict::FlowTableUpdateFailed);
+    }
+    Ok(translated(&pkt))
+}
+
+/// The verdict of a translated packet, by what its headers carried.
+#[inline(always)]
+fn translated(pkt: &Packet) -> Verdict {
+    if pkt.vlan_tags != 0 {
         Verdict::TranslatedVlan
     } else if pkt.ip_options != 0 {
         Verdict::TranslatedIpv4Options
     } else {
         Verdict::Translated
-    })
+    }
 }
 
 /// Sends the packet to the entry's backend, counts it and updates the
-/// entry's state (`had_entry`: the entry existed before this packet).
-/// Returns false when the packet closed the flow (its entry is released).
+/// entry's state (`had_entry`: it existed before this packet); says whether the packet closed the flow (its entry is
+/// then released) or was a reset that could not be verified.
 #[inline(always)]
 fn forward(
     ctx: &XdpContext,
@@ -130,22 +173,23 @@ fn forward(
     fkey: &FlowKey,
     now: u64,
     frame_len: u64,
+    table: Table,
     had_entry: bool,
-) -> Result<bool, Verdict> {
+) -> Result<Close, Verdict> {
     rewrite(ctx, pkt, &e.backend, e.backend_port)?;
     if let Some(s) = stats(e.service_id, e.version) {
         s.packets_in += 1;
         s.bytes_in += frame_len;
     }
-    signals::on_client_packet(e, pkt, had_entry);
+    signals::on_client_packet(e, pkt, had_entry, table);
     if pkt.proto != PROTO_TCP {
         e.last_seen_ns = now;
-        return Ok(true);
+        return Ok(Close::Open);
     }
     if e.established == 0 && !pkt.has(TCP_SYN) {
         e.established = 1;
     }
-    Ok(!track_close(e, pkt, fkey, Sender::Client))
+    Ok(track_close(e, pkt, fkey, Sender::Client, table))
 }
 
 /// Whether the failsafe sends this new flow to stable: canaryd's heartbeat
@@ -167,16 +211,23 @@ fn failsafe_reverts(svc: &Service) -> bool {
     now.saturating_sub(s.heartbeat_ns) > s.failsafe_timeout_ns
 }
 
-/// An entry no longer decides this packet when a TCP SYN arrives after the
-/// tuple's earlier connection completed its handshake (the client only
-/// reuses a tuple once that connection is gone), or a UDP flow sat idle
-/// longer than the configured timeout. A SYN before the handshake completes
-/// is a retransmission and follows the entry.
+/// An established entry no longer decides this packet when a TCP SYN
+/// arrives on a connection both sides were closing (the client reuses a
+/// tuple only once that connection is gone), or a UDP flow sat idle longer
+/// than the configured timeout. A SYN on a live connection follows the
+/// entry: it is a spoof or a stale duplicate, and the backend answers it
+/// with a challenge ACK as Linux does (RFC 5961).
 #[inline(always)]
-fn is_stale(e: &FlowEntry, pkt: &Packet, syn: bool, now: u64) -> bool {
+fn decides_again(e: &FlowEntry, pkt: &Packet, syn: bool, now: u64) -> bool {
     if pkt.proto == PROTO_TCP {
-        return syn && e.established != 0;
+        return syn && closing(e);
     }
+    udp_idle(e, now)
+}
+
+/// A UDP entry idle past the configured timeout.
+#[inline(always)]
+fn udp_idle(e: &FlowEntry, now: u64) -> bool {
     let timeout = match SETTINGS.get(0) {
         Some(s) if s.udp_idle_timeout_ns != 0 => s.udp_idle_timeout_ns,
         _ => DEFAULT_UDP_IDLE_TIMEOUT_NS,
@@ -184,32 +235,26 @@ fn is_stale(e: &FlowEntry, pkt: &Packet, syn: bool, now: u64) -> bool {
     now.saturating_sub(e.last_seen_ns) > timeout
 }
 
-/// Deletes a closed flow's entry and counts it.
-#[inline(always)]
-pub fn release(e: &FlowEntry, fkey: &FlowKey) {
-    if let Some(s) = stats(e.service_id, e.version) {
-        s.closed_flows += 1;
-    }
-    let _ = FLOWS.remove(fkey);
-}
-
-/// Fragments and extension-header packets are dropped only when they are
-/// addressed to a VIP; to any other address they pass like all other traffic.
+/// Only the first fragment of a datagram to a service's address, port and
+/// protocol is dropped (see the verdict table); every other fragment passes,
+/// so traffic to the host's own address is untouched.
 #[inline(always)]
 fn odd_to_verdict(odd: Odd) -> Verdict {
-    if let Verdict::DropFragment | Verdict::DropIpv6Extension = odd.verdict {
-        let key = Endpoint {
-            addr: odd.dst,
-            port: 0,
-            proto: 0,
-            family: odd.family,
-        };
-        // SAFETY: only whether the entry exists is used; the value is not read.
-        if unsafe { VIP_ADDRESSES.get(&key) }.is_none() {
-            return Verdict::PassNotService;
-        }
+    if odd.verdict != Verdict::DropFragment {
+        return odd.verdict;
     }
-    odd.verdict
+    let key = Endpoint {
+        addr: odd.dst,
+        port: odd.dport,
+        proto: odd.proto,
+        family: odd.family,
+    };
+    // SAFETY: only whether the entry exists is used; the value is not read.
+    if unsafe { SERVICES.get(&key) }.is_some() {
+        Verdict::DropFragment
+    } else {
+        Verdict::PassFragment
+    }
 }
 
 /// Rewrites destination address and port and updates the IPv4 header and L4

@@ -19,6 +19,7 @@ mod ingress;
 mod maps;
 mod parse;
 mod signals;
+mod tables;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, xdp_action},

@@ -8,18 +8,13 @@ use aya_ebpf::{
 };
 use canary_common::{
     BACKEND_SLOTS, Backend, BackendOwner, DEFAULT_FLOW_TABLE_SIZE, Endpoint, FlowEntry, FlowKey,
-    MAX_BACKEND_ENDPOINTS, MAX_SERVICES, Service, Settings, VERSIONS, VersionStats,
+    MAX_BACKEND_ENDPOINTS, MAX_SERVICES, Service, Settings, VERSIONS, VersionStats, half_open_size,
     signals::Signals, verdict,
 };
 
 /// (VIP, port, protocol) → service: weight, affinity, backend counts.
 #[map]
 pub static SERVICES: HashMap<Endpoint, Service> = HashMap::with_max_entries(MAX_SERVICES, 0);
-
-/// VIP addresses (port and protocol zero) with any service: decides whether a
-/// fragment or extension-header packet, which has no ports to match, is ours.
-#[map]
-pub static VIP_ADDRESSES: HashMap<Endpoint, u32> = HashMap::with_max_entries(MAX_SERVICES, 0);
 
 /// Backends, `MAX_BACKENDS` slots per (service, bank, version); see `backend_slot`.
 #[map]
@@ -33,9 +28,21 @@ pub static BACKEND_OWNERS: HashMap<Endpoint, BackendOwner> =
 /// Client-side 5-tuple → the decision its first packet made. LRU so a full
 /// table evicts the least recently used flow instead of refusing new ones.
 /// Userspace may resize it at load time.
+///
+/// Only flows the backend has answered are here: a flood of tuples that
+/// never complete a handshake (spoofed SYNs or ACKs) fills HALF_OPEN and
+/// cannot evict an established flow.
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowEntry> =
     LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+
+/// Flows decided but not yet answered by their backend (a new connection's
+/// SYN, a UDP flow's first datagrams, a TCP flow decided mid-stream). Egress
+/// moves an entry to FLOWS at the backend's first answer that is not a
+/// reset; a reset removes it. Userspace sizes it with the flow table.
+#[map]
+pub static HALF_OPEN: LruHashMap<FlowKey, FlowEntry> =
+    LruHashMap::with_max_entries(half_open_size(DEFAULT_FLOW_TABLE_SIZE), 0);
 
 /// Per-CPU counters per (service, version); see `stats_slot`.
 #[map]

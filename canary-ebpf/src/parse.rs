@@ -38,6 +38,10 @@ const IPV4_OFFSET_MASK: u16 = 0x1fff;
 /// IPv6 next-header values that are extension headers (RFC 8200 and the IANA
 /// registry), which we do not walk. Fragment (44) is reported as a fragment.
 const IPV6_FRAGMENT: u8 = 44;
+/// The IPv6 fragment header: next header, reserved, offset and flags, id.
+const IPV6_FRAGMENT_LEN: usize = 8;
+/// Fragment offset in the IPv6 fragment header's 16-bit field (host order).
+const IPV6_OFFSET_MASK: u16 = 0xfff8;
 const IPV6_EXTENSIONS: [u8; 7] = [0, 43, 51, 60, 135, 139, 140];
 
 /// TCP flag bits (byte 13 of the TCP header).
@@ -98,14 +102,18 @@ impl Packet {
     }
 }
 
-/// Why a packet has no ports to match. For `DropFragment` and
-/// `DropIpv6Extension` the destination is set, so the caller can decide
-/// whether the packet is addressed to a VIP at all (only then is it dropped).
+/// Why a packet has no ports to match. `DropFragment` stands for the first
+/// fragment of a TCP or UDP datagram, with its destination, protocol and
+/// port set: the caller drops it only when they name a service (and passes
+/// it as `PassFragment` otherwise).
 #[derive(Clone, Copy)]
 pub struct Odd {
     pub verdict: Verdict,
     pub dst: Addr,
     pub family: u8,
+    pub proto: u8,
+    /// Network byte order.
+    pub dport: u16,
 }
 
 impl Odd {
@@ -115,6 +123,8 @@ impl Odd {
             verdict,
             dst: [0; 4],
             family: 0,
+            proto: 0,
+            dport: 0,
         }
     }
 }
@@ -219,11 +229,16 @@ fn parse_ipv4(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
     }
     let dst = [dst, 0, 0, 0];
     if frags & (IPV4_MF | IPV4_OFFSET_MASK) != 0 {
-        return Err(Odd {
-            verdict: Verdict::DropFragment,
+        let first = frags & IPV4_OFFSET_MASK == 0;
+        return Err(fragment(
+            start,
+            end,
+            first,
+            l3 + ihl,
+            proto,
             dst,
-            family: FAMILY_IPV4,
-        });
+            FAMILY_IPV4,
+        ));
     }
     let mut pkt = l4(start, end, l3 + ihl, proto, tot_len.saturating_sub(ihl))?;
     pkt.l3 = l3;
@@ -249,18 +264,15 @@ fn parse_ipv6(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
         )
     };
     if next == IPV6_FRAGMENT {
-        return Err(Odd {
-            verdict: Verdict::DropFragment,
-            dst,
-            family: FAMILY_IPV6,
-        });
+        let frag: *mut [u8; IPV6_FRAGMENT_LEN] = at(start, end, l3 + Ipv6Hdr::LEN)?;
+        // SAFETY: `at` checked the 8-byte header; bytes have alignment 1.
+        let (inner, offset) = unsafe { ((*frag)[0], u16::from_be_bytes([(*frag)[2], (*frag)[3]])) };
+        let first = offset & IPV6_OFFSET_MASK == 0;
+        let l4 = l3 + Ipv6Hdr::LEN + IPV6_FRAGMENT_LEN;
+        return Err(fragment(start, end, first, l4, inner, dst, FAMILY_IPV6));
     }
     if IPV6_EXTENSIONS.contains(&next) {
-        return Err(Odd {
-            verdict: Verdict::DropIpv6Extension,
-            dst,
-            family: FAMILY_IPV6,
-        });
+        return Err(Odd::plain(Verdict::PassIpv6Extension));
     }
     let mut pkt = l4(start, end, l3 + Ipv6Hdr::LEN, next, payload_len)?;
     pkt.l3 = l3;
@@ -269,6 +281,37 @@ fn parse_ipv6(start: usize, end: usize, l3: usize, vlan_tags: u8) -> Result<Pack
     pkt.src = src;
     pkt.dst = dst;
     Ok(pkt)
+}
+
+/// A fragment: the first one of a TCP or UDP datagram whose ports can be
+/// read is a `DropFragment` candidate carrying its destination; any other
+/// passes.
+#[inline(always)]
+fn fragment(
+    start: usize,
+    end: usize,
+    first: bool,
+    l4: usize,
+    proto: u8,
+    dst: Addr,
+    family: u8,
+) -> Odd {
+    if !first || (proto != PROTO_TCP && proto != PROTO_UDP) {
+        return Odd::plain(Verdict::PassFragment);
+    }
+    // Both TCP and UDP start with the source and destination ports.
+    let Some(ports) = ptr_at::<[u8; 4]>(start, end, l4) else {
+        return Odd::plain(Verdict::PassFragment);
+    };
+    // SAFETY: `ptr_at` checked the 4 bytes; bytes have alignment 1.
+    let dport = unsafe { u16::from_ne_bytes([(*ports)[2], (*ports)[3]]) };
+    Odd {
+        verdict: Verdict::DropFragment,
+        dst,
+        family,
+        proto,
+        dport,
+    }
 }
 
 /// Reads the ports (and TCP flags and numbers) at `l4`; `l4_len` is the IP

@@ -24,6 +24,7 @@ use canary_common::{
 use crate::{
     maps::SIGNALS,
     parse::{Packet, TCP_ACK, TCP_RST, TCP_SYN, ptr_at},
+    tables::Table,
 };
 
 /// Whether signals are measured: 1 unless the loader overrides it
@@ -87,9 +88,12 @@ pub fn on_new_flow(e: &mut FlowEntry, pkt: &Packet) {
 
 /// Ingress, every client packet of a flow with an entry: a client payload
 /// with no request waiting starts one; a UDP datagram is a request; a SYN
-/// again on a flow the backend has not answered is a retransmit.
+/// again on a flow the backend has not answered is a retransmit. A TCP
+/// flow still half-open starts no request: spoofed payload on made-up
+/// tuples must not pass for traffic (a real flow re-decided mid-stream
+/// loses the request in flight from the count, no more).
 #[inline(always)]
-pub fn on_client_packet(e: &mut FlowEntry, pkt: &Packet, had_entry: bool) {
+pub fn on_client_packet(e: &mut FlowEntry, pkt: &Packet, had_entry: bool, table: Table) {
     if !enabled() {
         return;
     }
@@ -108,6 +112,9 @@ pub fn on_client_packet(e: &mut FlowEntry, pkt: &Packet, had_entry: bool) {
         }
         return;
     }
+    if table == Table::HalfOpen {
+        return;
+    }
     if pkt.payload_len != 0 && e.request_ns == 0 {
         e.request_ns = now();
         if let Some(s) = slot(e) {
@@ -118,9 +125,12 @@ pub fn on_client_packet(e: &mut FlowEntry, pkt: &Packet, had_entry: bool) {
 
 /// Egress, every backend packet of a flow: the SYN-ACK ends the connect
 /// timer, a RST is a refusal (before the SYN-ACK) or a reset, and the first
-/// payload after a request is its response: latency and status class.
+/// payload after a request is its response: latency and status class. A
+/// reset of a half-open flow decided mid-stream is no backend failure: it
+/// is the backend saying it has no such connection (spoofed tuples get
+/// exactly that), so it counts nothing.
 #[inline(always)]
-pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet) {
+pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet, table: Table) {
     if !enabled() {
         return;
     }
@@ -134,7 +144,7 @@ pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet) {
         if let Some(s) = slot(e) {
             if e.syn_ns != 0 {
                 s.refused += 1;
-            } else {
+            } else if table == Table::Established {
                 s.backend_resets += 1;
             }
         }

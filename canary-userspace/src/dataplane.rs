@@ -22,6 +22,7 @@ use aya::{
 use canary_common::{
     BackendOwner, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, MAX_BACKENDS,
     MAX_SERVICES, Service, Settings, VERSION_CANARY, VERSION_STABLE, VersionStats, backend_slot,
+    half_open_size,
     hash::seed_from_name,
     names::{self, EGRESS_PROGRAM, INGRESS_PROGRAM},
     signals::Signals,
@@ -117,6 +118,7 @@ impl Dataplane {
         let pins = opts.pin_dir.as_deref().map(PinLayout::new);
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(names::FLOWS, opts.flow_table_size);
+        loader.map_max_entries(names::HALF_OPEN, half_open_size(opts.flow_table_size));
         let signals = u8::from(opts.signals);
         loader.override_global(names::SIGNALS_ENABLED, &signals, true);
         let mut map_paths = vec![];
@@ -432,15 +434,6 @@ impl Dataplane {
                 )
                 .map_err(map_err(names::BACKEND_OWNERS))?;
         }
-        let vip_addr = Endpoint {
-            port: 0,
-            proto: 0,
-            ..vip
-        };
-        self.maps
-            .vip_addresses
-            .insert(vip_addr, 1, 0)
-            .map_err(map_err(names::VIP_ADDRESSES))?;
         let record = Service {
             id,
             seed: seed_from_name(spec.name.as_bytes()),
@@ -473,7 +466,6 @@ impl Dataplane {
         }
         self.services
             .insert(spec.name.clone(), Registered { id, spec });
-        self.refresh_vip_addresses();
         Ok(id)
     }
 
@@ -545,7 +537,6 @@ impl Dataplane {
         for b in reg.spec.stable.iter().chain(&reg.spec.canary) {
             self.forget_owner(endpoint(*b, reg.spec.protocol.number()), reg.id);
         }
-        self.refresh_vip_addresses();
         Ok(())
     }
 
@@ -572,18 +563,20 @@ impl Dataplane {
             .get(service)
             .ok_or_else(|| Error::UnknownService(service.into()))?;
         let id = reg.id;
-        let doomed: Vec<_> = self
-            .maps
-            .flows
-            .iter()
-            .filter_map(|kv| kv.ok())
-            .filter(|(_, e)| e.service_id == id && e.version == version)
-            .map(|(k, _)| k)
-            .collect();
         let mut n = 0;
-        for key in &doomed {
-            if self.maps.flows.remove(key).is_ok() {
-                n += 1;
+        // Both tables: a half-open flow left behind would still be answered
+        // by the version it was decided for.
+        for table in [&mut self.maps.flows, &mut self.maps.half_open] {
+            let doomed: Vec<_> = table
+                .iter()
+                .filter_map(|kv| kv.ok())
+                .filter(|(_, e)| e.service_id == id && e.version == version)
+                .map(|(k, _)| k)
+                .collect();
+            for key in &doomed {
+                if table.remove(key).is_ok() {
+                    n += 1;
+                }
             }
         }
         Ok(n)
@@ -639,7 +632,6 @@ impl Dataplane {
         let stale = retain_keys(&mut self.maps.services, &vips);
         retain_keys(&mut self.maps.backend_owners, &backends);
         self.recovered.clear();
-        self.refresh_vip_addresses();
         stale
     }
 
@@ -660,20 +652,6 @@ impl Dataplane {
                 .map_err(map_err(names::STATS))?;
         }
         Ok(())
-    }
-
-    /// Keeps VIP_ADDRESSES equal to the set of addresses that have a service.
-    fn refresh_vip_addresses(&mut self) {
-        let wanted: Vec<Endpoint> = self
-            .services
-            .values()
-            .map(|r| Endpoint {
-                port: 0,
-                proto: 0,
-                ..r.spec.vip_endpoint()
-            })
-            .collect();
-        retain_keys(&mut self.maps.vip_addresses, &wanted);
     }
 }
 

@@ -15,13 +15,15 @@ use canary_common::{
 use crate::{error::Error, pins::PinLayout};
 
 /// The maps userspace writes: services, their backends, settings; and the
-/// flow table (read by tests and the bench, reset by nobody but the kernel).
+/// flow tables (read by tests and the bench; entries removed only by a
+/// rollback with `on_rollback = "reset"`).
 pub struct Maps {
     pub services: HashMap<MapData, Endpoint, Service>,
-    pub vip_addresses: HashMap<MapData, Endpoint, u32>,
     pub backends: Array<MapData, Backend>,
     pub backend_owners: HashMap<MapData, Endpoint, BackendOwner>,
     pub flows: HashMap<MapData, FlowKey, FlowEntry>,
+    /// Flows decided but not answered by their backend yet.
+    pub half_open: HashMap<MapData, FlowKey, FlowEntry>,
     pub settings: Array<MapData, Settings>,
 }
 
@@ -82,10 +84,10 @@ impl Maps {
     fn from_source(s: &mut impl Source) -> Result<Maps, Error> {
         Ok(Maps {
             services: typed(s, names::SERVICES)?,
-            vip_addresses: typed(s, names::VIP_ADDRESSES)?,
             backends: typed(s, names::BACKENDS)?,
             backend_owners: typed(s, names::BACKEND_OWNERS)?,
             flows: typed(s, names::FLOWS)?,
+            half_open: typed(s, names::HALF_OPEN)?,
             settings: typed(s, names::SETTINGS)?,
         })
     }

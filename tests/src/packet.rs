@@ -30,12 +30,20 @@ pub struct Frame {
     pub sport: u16,
     pub dport: u16,
     pub tcp_flags: u8,
+    /// TCP sequence number (default 1000), and the acknowledgement number
+    /// sent when ACK is set (default 2000).
+    pub seq: u32,
+    pub ack: u32,
     /// IPv4 options (padded to a multiple of 4 by the caller).
     pub ipv4_options: Vec<u8>,
     /// IPv4 flags + fragment offset field, host order.
     pub ipv4_frag: u16,
     /// IPv6 extension header type inserted before the L4 header.
     pub ipv6_ext: Option<u8>,
+    /// With `ipv6_ext` 44 (fragment): the offset-and-flags field, host
+    /// order (offset in 8-byte units << 3, M flag in bit 0). Default 1: the
+    /// first fragment, more to come.
+    pub ipv6_frag: u16,
     /// Send UDP/IPv4 with checksum 0 ("no checksum").
     pub udp_no_checksum: bool,
     pub payload: Vec<u8>,
@@ -66,9 +74,12 @@ impl Frame {
             sport: src.port(),
             dport: dst.port(),
             tcp_flags,
+            seq: 1000,
+            ack: 2000,
             ipv4_options: vec![],
             ipv4_frag: 0x4000, // DF, as Linux sends TCP
             ipv6_ext: None,
+            ipv6_frag: 1,
             udp_no_checksum: false,
             payload: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
         }
@@ -134,9 +145,17 @@ impl Frame {
                 out.push(64);
                 out.extend_from_slice(&s.octets());
                 out.extend_from_slice(&d.octets());
-                if self.ipv6_ext.is_some() {
+                match self.ipv6_ext {
+                    // Fragment header: next header, reserved, offset and
+                    // flags, identification.
+                    Some(44) => {
+                        out.extend_from_slice(&[self.proto, 0]);
+                        out.extend_from_slice(&self.ipv6_frag.to_be_bytes());
+                        out.extend_from_slice(&[0, 0, 0x12, 0x34]);
+                    }
                     // Minimal 8-byte extension header: next header, length 0, PadN.
-                    out.extend_from_slice(&[self.proto, 0, 1, 4, 0, 0, 0, 0]);
+                    Some(_) => out.extend_from_slice(&[self.proto, 0, 1, 4, 0, 0, 0, 0]),
+                    None => {}
                 }
             }
             _ => panic!("mixed address families in a test frame"),
@@ -151,10 +170,10 @@ impl Frame {
                 let mut h = vec![];
                 h.extend_from_slice(&self.sport.to_be_bytes());
                 h.extend_from_slice(&self.dport.to_be_bytes());
-                h.extend_from_slice(&1000u32.to_be_bytes()); // seq
+                h.extend_from_slice(&self.seq.to_be_bytes());
                 h.extend_from_slice(
                     &(if self.tcp_flags & ACK != 0 {
-                        2000u32
+                        self.ack
                     } else {
                         0
                     })

@@ -16,11 +16,18 @@ pub fn cases() -> Vec<Case> {
     } = Fixtures::new();
     vec![
         Case::new(
-            "v4 tcp client RST releases the entry",
+            "v4 tcp client RST with the backend's last ACK number releases the entry",
             Ingress,
             Frame::tcp(c4, vip4, RST | ACK).bytes(),
         )
-        .flow(TCP4, c4, established)
+        .flow(
+            TCP4,
+            c4,
+            FlowEntry {
+                backend_ack: 1000,
+                ..established
+            },
+        )
         .expect(
             XDP_PASS,
             tr,

@@ -24,12 +24,12 @@ pub fn cases() -> Vec<Case> {
         Case::new("v4 tcp SYN, weight 0 -> stable", Ingress, syn4.bytes())
             .expect(XDP_PASS, tr, Some(syn4.with_dst(st(TCP4)).bytes()))
             .stats(TCP4, new_in(s))
-            .flow_after(TCP4, c4, FlowAfter::Version(s)),
+            .flow_after(TCP4, c4, FlowAfter::HalfOpen(s)),
         Case::new("v4 tcp SYN, weight 10000 -> canary", Ingress, syn4.bytes())
             .weight(10000)
             .expect(XDP_PASS, tr, Some(syn4.with_dst(ca(TCP4)).bytes()))
             .stats(TCP4, new_in(c))
-            .flow_after(TCP4, c4, FlowAfter::Version(c)),
+            .flow_after(TCP4, c4, FlowAfter::HalfOpen(c)),
         Case::new(
             "v4 tcp SYN, weight 5000, port hashing to canary",
             Ingress,
@@ -61,44 +61,57 @@ pub fn cases() -> Vec<Case> {
         .flow_after(TCP4, c4, FlowAfter::Version(c))
         .signals(TCP4, request(VERSION_CANARY)),
         Case::new(
-            "v4 tcp mid-stream without entry is a rehash",
+            "v4 tcp mid-stream without entry is decided again, half-open until the backend answers",
             Ingress,
             ack4.bytes(),
         )
         .expect(XDP_PASS, tr, Some(ack4.with_dst(st(TCP4)).bytes()))
-        .stats(
-            TCP4,
-            StatsDelta {
-                version: s,
-                packets_in: 1,
-                rehashes: 1,
-                ..Default::default()
-            },
-        )
-        .flow_after(TCP4, c4, FlowAfter::Version(s))
-        .signals(TCP4, request(VERSION_STABLE)),
+        .stats(TCP4, new_in(s))
+        // No request counted: a half-open tuple may be made up.
+        .flow_after(TCP4, c4, FlowAfter::HalfOpen(s)),
         Case::new(
-            "v4 tcp SYN retransmit follows its entry",
+            "v4 tcp SYN retransmit follows its half-open entry",
             Ingress,
             syn4.bytes(),
         )
-        .flow(TCP4, c4, entry(TCP4, c))
+        .half_open(TCP4, c4, entry(TCP4, c))
         .expect(XDP_PASS, tr, Some(syn4.with_dst(ca(TCP4)).bytes()))
         .stats(TCP4, hit_in(c)),
         Case::new(
-            "v4 tcp SYN on a completed tuple is decided again",
+            "v4 tcp SYN on a live established tuple follows its entry (spoofed or stale)",
             Ingress,
             syn4.bytes(),
         )
         .flow(TCP4, c4, established)
+        .expect(
+            XDP_PASS,
+            verdict::TRANSLATED_SYN_ESTABLISHED,
+            Some(syn4.with_dst(ca(TCP4)).bytes()),
+        )
+        .stats(TCP4, hit_in(c))
+        .flow_after(TCP4, c4, FlowAfter::Version(c)),
+        Case::new(
+            "v4 tcp SYN on a tuple whose FIN was acknowledged is decided again",
+            Ingress,
+            syn4.bytes(),
+        )
+        .flow(
+            TCP4,
+            c4,
+            FlowEntry {
+                client_fin: FIN_SEEN | FIN_ACKED,
+                ..established
+            },
+        )
         .expect(XDP_PASS, tr, Some(syn4.with_dst(st(TCP4)).bytes()))
         .stats(TCP4, new_in(s))
-        .flow_after(TCP4, c4, FlowAfter::Version(s)),
+        .stats_other(closed(c))
+        .flow_after(TCP4, c4, FlowAfter::HalfOpen(s)),
         // --- IPv4 UDP -----------------------------------------------------
         Case::new("v4 udp, weight 0 -> stable", Ingress, udp4.bytes())
             .expect(XDP_PASS, tr, Some(udp4.with_dst(st(UDP4)).bytes()))
             .stats(UDP4, new_in(s))
-            .flow_after(UDP4, c4, FlowAfter::Version(s))
+            .flow_after(UDP4, c4, FlowAfter::HalfOpen(s))
             .signals(UDP4, request(VERSION_STABLE)),
         Case::new("v4 udp, weight 10000 -> canary", Ingress, udp4.bytes())
             .weight(10000)
@@ -132,7 +145,7 @@ pub fn cases() -> Vec<Case> {
                 UDP4,
                 c4,
                 FlowEntry {
-                    last_seen_ns: now,
+                    last_seen_ns: JUST_NOW,
                     ..entry(UDP4, c)
                 },
             )
@@ -154,7 +167,8 @@ pub fn cases() -> Vec<Case> {
         )
         .expect(XDP_PASS, tr, Some(udp4.with_dst(st(UDP4)).bytes()))
         .stats(UDP4, new_in(s))
-        .flow_after(UDP4, c4, FlowAfter::Version(s))
+        .stats_other(closed(c))
+        .flow_after(UDP4, c4, FlowAfter::HalfOpen(s))
         .signals(UDP4, request(VERSION_STABLE)),
         // --- local-process backend ---------------------------------------
         Case::new(

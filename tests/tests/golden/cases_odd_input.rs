@@ -1,5 +1,6 @@
-//! Odd input to a service: handled (IPv4 options, VLAN tags) or dropped
-//! (fragments, extension headers, no backend), each a counted verdict.
+//! Odd input to a service: handled (IPv4 options, VLAN tags), passed
+//! (fragments not to a service port, extension headers) or dropped (a
+//! service datagram's first fragment, no backend), each a counted verdict.
 
 use super::*;
 
@@ -38,17 +39,17 @@ pub fn cases() -> Vec<Case> {
         )
         .stats(TCP4, new_in(s)),
         Case::new(
-            "first IPv4 fragment to a VIP is dropped",
+            "first IPv4 fragment to a service port is dropped",
             Ingress,
             Frame {
                 ipv4_frag: 0x2000,
-                ..syn4.clone()
+                ..udp4.clone()
             }
             .bytes(),
         )
         .expect(XDP_DROP, verdict::DROP_FRAGMENT, None),
         Case::new(
-            "later IPv4 fragment to a VIP is dropped",
+            "later IPv4 fragment to a VIP passes (it has no ports to match)",
             Ingress,
             Frame {
                 ipv4_frag: 0x00b9,
@@ -56,7 +57,27 @@ pub fn cases() -> Vec<Case> {
             }
             .bytes(),
         )
-        .expect(XDP_DROP, verdict::DROP_FRAGMENT, None),
+        .expect(XDP_PASS, verdict::PASS_FRAGMENT, None),
+        Case::new(
+            "first IPv4 fragment to the VIP address, another port, passes",
+            Ingress,
+            Frame {
+                ipv4_frag: 0x2000,
+                ..Frame::udp(c4, sa("198.18.0.1:5000"))
+            }
+            .bytes(),
+        )
+        .expect(XDP_PASS, verdict::PASS_FRAGMENT, None),
+        Case::new(
+            "IPv4 ICMP fragment to the VIP address passes (a large ping)",
+            Ingress,
+            Frame {
+                ipv4_frag: 0x2000,
+                ..Frame::raw(ip("198.18.0.2"), ip("198.18.0.1"), ICMP)
+            }
+            .bytes(),
+        )
+        .expect(XDP_PASS, verdict::PASS_FRAGMENT, None),
         Case::new(
             "IPv4 fragment to another address passes",
             Ingress,
@@ -65,9 +86,10 @@ pub fn cases() -> Vec<Case> {
                 ..Frame::udp(c4, sa("198.18.9.9:53"))
             }
             .bytes(),
-        ),
+        )
+        .expect(XDP_PASS, verdict::PASS_FRAGMENT, None),
         Case::new(
-            "IPv6 hop-by-hop header to a VIP is dropped",
+            "IPv6 hop-by-hop header to a VIP passes untouched",
             Ingress,
             Frame {
                 ipv6_ext: Some(0),
@@ -75,9 +97,9 @@ pub fn cases() -> Vec<Case> {
             }
             .bytes(),
         )
-        .expect(XDP_DROP, verdict::DROP_IPV6_EXTENSION, None),
+        .expect(XDP_PASS, verdict::PASS_IPV6_EXTENSION, None),
         Case::new(
-            "IPv6 destination options to a VIP are dropped",
+            "IPv6 destination options to a VIP pass untouched",
             Ingress,
             Frame {
                 ipv6_ext: Some(60),
@@ -85,9 +107,9 @@ pub fn cases() -> Vec<Case> {
             }
             .bytes(),
         )
-        .expect(XDP_DROP, verdict::DROP_IPV6_EXTENSION, None),
+        .expect(XDP_PASS, verdict::PASS_IPV6_EXTENSION, None),
         Case::new(
-            "IPv6 fragment header to a VIP is dropped",
+            "first IPv6 fragment to a service port is dropped",
             Ingress,
             Frame {
                 ipv6_ext: Some(44),
@@ -97,6 +119,17 @@ pub fn cases() -> Vec<Case> {
         )
         .expect(XDP_DROP, verdict::DROP_FRAGMENT, None),
         Case::new(
+            "later IPv6 fragment to a VIP passes",
+            Ingress,
+            Frame {
+                ipv6_ext: Some(44),
+                ipv6_frag: 185 << 3,
+                ..udp6.clone()
+            }
+            .bytes(),
+        )
+        .expect(XDP_PASS, verdict::PASS_FRAGMENT, None),
+        Case::new(
             "IPv6 extension header to another address passes",
             Ingress,
             Frame {
@@ -104,7 +137,8 @@ pub fn cases() -> Vec<Case> {
                 ..Frame::tcp(c6, sa("[2001:db8::9]:80"), SYN)
             }
             .bytes(),
-        ),
+        )
+        .expect(XDP_PASS, verdict::PASS_IPV6_EXTENSION, None),
         Case::new(
             "802.1Q-tagged v4 SYN is translated, tag kept",
             Ingress,

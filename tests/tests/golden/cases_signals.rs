@@ -104,7 +104,7 @@ pub fn cases() -> Vec<Case> {
             Ingress,
             syn4.bytes(),
         )
-        .flow(TCP4, c4, syn_sent)
+        .half_open(TCP4, c4, syn_sent)
         .expect(XDP_PASS, tr, Some(syn4.with_dst(st(TCP4)).bytes()))
         .stats(TCP4, hit_in(s))
         .signals(
@@ -121,7 +121,7 @@ pub fn cases() -> Vec<Case> {
             Egress,
             Frame::tcp(st(TCP4), c4, SYN | ACK).bytes(),
         )
-        .flow(TCP4, c4, syn_sent)
+        .half_open(TCP4, c4, syn_sent)
         .expect(TC_ACT_OK, tr, Some(Frame::tcp(vip4, c4, SYN | ACK).bytes()))
         .stats(TCP4, out(s))
         .signals(
@@ -140,21 +140,13 @@ pub fn cases() -> Vec<Case> {
                 .with_payload(b"")
                 .bytes(),
         )
-        .flow(TCP4, c4, syn_sent)
+        .half_open(TCP4, c4, syn_sent)
         .expect(
             TC_ACT_OK,
             tr,
             Some(Frame::tcp(vip4, c4, RST | ACK).with_payload(b"").bytes()),
         )
-        .stats(
-            TCP4,
-            StatsDelta {
-                version: s,
-                packets_out: 1,
-                closed_flows: 1,
-                ..Default::default()
-            },
-        )
+        .stats(TCP4, out(s))
         .signals(
             TCP4,
             SignalsDelta {
@@ -198,7 +190,7 @@ pub fn cases() -> Vec<Case> {
                 ..Default::default()
             },
         )
-        .flow_after(TCP4, c4, FlowAfter::Version(s)),
+        .flow_after(TCP4, c4, FlowAfter::HalfOpen(s)),
     );
     cases.push(
         Case::new(
@@ -210,7 +202,7 @@ pub fn cases() -> Vec<Case> {
         .setup(stale_heartbeat_hold)
         .expect(XDP_PASS, tr, Some(syn4.with_dst(ca(TCP4)).bytes()))
         .stats(TCP4, new_in(VERSION_CANARY))
-        .flow_after(TCP4, c4, FlowAfter::Version(VERSION_CANARY)),
+        .flow_after(TCP4, c4, FlowAfter::HalfOpen(VERSION_CANARY)),
     );
     // The first reply payload after a request: its latency and class.
     for (name, payload, class) in [

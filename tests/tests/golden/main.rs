@@ -13,6 +13,7 @@
 mod cases_affinity;
 mod cases_close;
 mod cases_egress;
+mod cases_hostile;
 mod cases_ipv4;
 mod cases_ipv6;
 mod cases_not_ours;
@@ -28,6 +29,7 @@ use std::{
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use canary_common::{
     FIN_ACKED, FIN_SEEN, FlowEntry, FlowKey, VERSION_CANARY, VERSION_STABLE, VersionStats,
+    handshake_token,
     hash::{backend_index, client_hash, flow_hash, is_canary, seed_from_name},
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
     signals::{HTTP_CLASSES, HTTP_OTHER, Signals, bucket_upper_us},
@@ -151,21 +153,32 @@ enum Prog {
     Egress,
 }
 
-/// What the flow table must hold for the case's flow afterwards.
+/// What the flow tables must hold for the case's flow afterwards. `Absent`
+/// is in neither table, `Version` in FLOWS (established), `HalfOpen` in
+/// HALF_OPEN only; the others look in FLOWS, then HALF_OPEN.
 #[derive(Clone, Copy, Debug)]
 enum FlowAfter {
     Absent,
     Version(u8),
+    HalfOpen(u8),
     /// Present, with these (client_fin, backend_fin) markers.
     Fins(u8, u8),
     /// Present, with a request waiting for its reply (or not).
     Waiting(bool),
     /// Present, with the connect timer running (or not).
     SynPending(bool),
+    /// In FLOWS, with this `backend_ack`.
+    BackendAck(u32),
+    /// In HALF_OPEN, waiting for the client's ACK of this number.
+    AwaitsAck(u32),
 }
 
 /// A time in a flow entry that the runner sets to 2.5 ms before the run.
 const STARTED_AGO: u64 = u64::MAX;
+/// A UDP entry's last-seen time that the runner sets to the moment before
+/// the run (a time taken when the table was built would age past the idle
+/// timeout while the table runs).
+const JUST_NOW: u64 = u64::MAX - 1;
 const AGO_NS: u64 = 2_500_000;
 
 /// What the case expects in the per-version counters of its service.
@@ -200,8 +213,10 @@ struct Case {
     name: &'static str,
     prog: Prog,
     weight_bp: u16,
-    /// Flow entries written before the run: (service, client, entry).
+    /// Flow entries written before the run: (service, client, entry), in
+    /// FLOWS (established) and in HALF_OPEN.
     flows: Vec<(&'static str, SocketAddr, FlowEntry)>,
+    half_open: Vec<(&'static str, SocketAddr, FlowEntry)>,
     /// Extra map setup (e.g. a service without backends).
     raw_setup: Option<fn(&mut Dataplane)>,
     input: Vec<u8>,
@@ -211,6 +226,9 @@ struct Case {
     counter: u32,
     /// Service whose counters are checked, and the expected values.
     stats: Option<(&'static str, StatsDelta)>,
+    /// The same service's other version, when the case moves both (an old
+    /// entry closed, a new decision made).
+    stats_other: Option<StatsDelta>,
     /// Service whose signals are checked, and the expected values; every
     /// other (service, version) must have none.
     signals: Option<(&'static str, SignalsDelta)>,
@@ -225,6 +243,7 @@ impl Case {
             prog,
             weight_bp: 0,
             flows: vec![],
+            half_open: vec![],
             raw_setup: None,
             input,
             verdict: if prog == Prog::Ingress {
@@ -235,6 +254,7 @@ impl Case {
             output: None,
             counter: verdict::PASS_NOT_SERVICE,
             stats: None,
+            stats_other: None,
             signals: None,
             flow_after: None,
         }
@@ -247,6 +267,10 @@ impl Case {
         self.flows.push((service, client, e));
         self
     }
+    fn half_open(mut self, service: &'static str, client: SocketAddr, e: FlowEntry) -> Self {
+        self.half_open.push((service, client, e));
+        self
+    }
     fn expect(mut self, verdict: u32, counter: u32, output: Option<Vec<u8>>) -> Self {
         self.verdict = verdict;
         self.counter = counter;
@@ -255,6 +279,10 @@ impl Case {
     }
     fn stats(mut self, service: &'static str, d: StatsDelta) -> Self {
         self.stats = Some((service, d));
+        self
+    }
+    fn stats_other(mut self, d: StatsDelta) -> Self {
+        self.stats_other = Some(d);
         self
     }
     fn setup(mut self, f: fn(&mut Dataplane)) -> Self {
@@ -410,12 +438,12 @@ fn ca(name: &str) -> SocketAddr {
 }
 
 /// Counters of one ingress packet that made a new flow / followed an entry,
-/// and of one egress reply.
+/// and of one egress reply. A new flow is counted when its backend answers
+/// (egress), not on its first packet.
 fn new_in(version: u8) -> StatsDelta {
     StatsDelta {
         version,
         packets_in: 1,
-        new_flows: 1,
         ..Default::default()
     }
 }
@@ -423,6 +451,14 @@ fn hit_in(version: u8) -> StatsDelta {
     StatsDelta {
         version,
         packets_in: 1,
+        ..Default::default()
+    }
+}
+/// The counters of an established entry's flow that ended (closed).
+fn closed(version: u8) -> StatsDelta {
+    StatsDelta {
+        version,
+        closed_flows: 1,
         ..Default::default()
     }
 }
@@ -459,7 +495,7 @@ fn backend_reset(version: u8) -> SignalsDelta {
 }
 
 /// Cases in the table; a case added or lost must change this on purpose.
-const CASES: usize = 90;
+const CASES: usize = 104;
 
 /// The whole table, theme by theme.
 fn cases() -> Vec<Case> {
@@ -472,6 +508,7 @@ fn cases() -> Vec<Case> {
         cases_truncated::cases(),
         cases_odd_input::cases(),
         cases_egress::cases(),
+        cases_hostile::cases(),
         cases_signals::cases(),
     ]
     .into_iter()
@@ -498,8 +535,13 @@ fn run(case: &Case) -> Vec<String> {
     for s in services(case.weight_bp) {
         dp.upsert_service(&s).unwrap();
     }
-    {
-        let flows = &mut dp.maps_mut().flows;
+    for half_open in [false, true] {
+        let maps = dp.maps_mut();
+        let (flows, entries) = if half_open {
+            (&mut maps.half_open, &case.half_open)
+        } else {
+            (&mut maps.flows, &case.flows)
+        };
         let ago = |t: u64| {
             if t == STARTED_AGO {
                 monotonic_ns() - AGO_NS
@@ -507,9 +549,14 @@ fn run(case: &Case) -> Vec<String> {
                 t
             }
         };
-        for (service, client, e) in &case.flows {
+        for (service, client, e) in entries {
             let id = service_id(service);
             let e = &FlowEntry {
+                last_seen_ns: if e.last_seen_ns == JUST_NOW {
+                    monotonic_ns()
+                } else {
+                    e.last_seen_ns
+                },
                 request_ns: ago(e.request_ns),
                 syn_ns: ago(e.syn_ns),
                 ..*e
@@ -599,7 +646,17 @@ fn run(case: &Case) -> Vec<String> {
         let got = dp.stats(&s.name).unwrap();
         for version in [VERSION_STABLE, VERSION_CANARY] {
             let mut want = VersionStats::default();
-            if s.name == named && version == delta.version {
+            let other = case
+                .stats_other
+                .filter(|o| s.name == named && o.version == version);
+            if let Some(o) = other {
+                want = VersionStats {
+                    new_flows: o.new_flows,
+                    rehashes: o.rehashes,
+                    closed_flows: o.closed_flows,
+                    ..want
+                };
+            } else if s.name == named && version == delta.version {
                 want = VersionStats {
                     packets_in: delta.packets_in,
                     bytes_in: if delta.packets_in > 0 {
@@ -645,18 +702,31 @@ fn run(case: &Case) -> Vec<String> {
     }
 
     if let Some((service, client, after)) = case.flow_after {
-        let flows = &dp.maps_mut().flows;
-        let found = flows.get(&flow_key(service, client), 0).ok();
+        let key = flow_key(service, client);
+        let maps = dp.maps_mut();
+        let established = maps.flows.get(&key, 0).ok();
+        let half_open = maps.half_open.get(&key, 0).ok();
+        let found = established.or(half_open);
         let ok = match (after, found) {
             (FlowAfter::Absent, f) => f.is_none(),
-            (FlowAfter::Version(v), Some(e)) => e.version == v,
+            (FlowAfter::Version(v), _) => established.is_some_and(|e| e.version == v),
+            (FlowAfter::HalfOpen(v), _) => {
+                established.is_none() && half_open.is_some_and(|e| e.version == v)
+            }
             (FlowAfter::Fins(c, b), Some(e)) => e.client_fin == c && e.backend_fin == b,
             (FlowAfter::Waiting(w), Some(e)) => (e.request_ns != 0) == w,
             (FlowAfter::SynPending(p), Some(e)) => (e.syn_ns != 0) == p,
+            (FlowAfter::BackendAck(a), _) => established.is_some_and(|e| e.backend_ack == a),
+            (FlowAfter::AwaitsAck(a), _) => {
+                established.is_none()
+                    && half_open.is_some_and(|e| e.last_seen_ns == handshake_token(a))
+            }
             (_, None) => false,
         };
         if !ok {
-            errors.push(format!("flow entry afterwards: {found:?}, want {after:?}"));
+            errors.push(format!(
+                "flow entry afterwards: established {established:?}, half-open {half_open:?}; want {after:?}"
+            ));
         }
     }
     errors
