@@ -1,9 +1,10 @@
 //! The accept loops of the control socket and the metrics listener. Each
 //! holds at most its share of descriptors (`fds::budget`), so a flood of
 //! idle connections can never take the ones a set-weight needs; an accept
-//! error never spins the loop; and on EMFILE the connection that could not
-//! get a descriptor is accepted with a spare one and closed, so it does not
-//! sit in the backlog waking the loop again.
+//! error never spins the loop (it backs off, 10 ms doubling to 500 ms); and
+//! on EMFILE the metrics connection that could not get a descriptor is
+//! accepted with a spare one and closed, so it does not sit in the backlog
+//! waking the loop again. Control connections wait in the backlog instead.
 
 use std::{
     fs::File,
@@ -195,7 +196,10 @@ where
             Err(e) => {
                 accept_errors.inc();
                 let exhausted = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-                if exhausted && gate.spare.release() {
+                // Only where extra connections are closed anyway: a control
+                // client (a rollback, say) is better left waiting in the
+                // backlog for the next try than reset.
+                if exhausted && gate.when_full == WhenFull::Close && gate.spare.release() {
                     // The spare's descriptor takes the waiting connection
                     // out of the backlog; closing it frees it again.
                     if let Ok(Ok(s)) = timeout(BACKOFF_FIRST, listener.accept_one()).await {
