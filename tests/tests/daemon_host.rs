@@ -492,4 +492,7 @@ fn an_interface_created_again_is_reattached_and_reported() {
         after.ifindex, after.reattached
     );
     assert!((2..=4).contains(&after.reattached), "{after:?}");
+    for line in d.log_text().lines().filter(|l| l.contains("eth0: ")) {
+        println!("canaryd: {line}");
+    }
 }

@@ -363,7 +363,7 @@ impl Daemon {
             if now == 0 {
                 if iface.attached || iface.ifindex != 0 {
                     log::warn!(
-                        "{name}: the interface is gone (was ifindex {}); nothing is served on it                          until an interface of that name comes back",
+                        "{name}: the interface is gone (was ifindex {}); nothing is served on it until an interface of that name comes back",
                         iface.ifindex
                     );
                     iface.attached = false;
@@ -380,9 +380,13 @@ impl Daemon {
             match self.dp.attach(&name) {
                 Ok(attached) => {
                     iface.reattached += 1;
+                    let what = match (iface.ifindex, iface.attached) {
+                        (0, _) => format!("back as ifindex {now}"),
+                        (old, true) => format!("replaced (ifindex {old} -> {now})"),
+                        (_, false) => format!("ifindex {now}"),
+                    };
                     log::info!(
-                        "{name}: back as ifindex {now} (was {}); re-attached in {:.1} ms: XDP in {} mode, through {} (re-attach #{})",
-                        iface.ifindex,
+                        "{name}: {what}; re-attached in {:.1} ms: XDP in {} mode, through {} (re-attach #{})",
                         started.elapsed().as_secs_f64() * 1e3,
                         attached.xdp,
                         attached.via,
