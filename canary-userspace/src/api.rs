@@ -210,8 +210,30 @@ pub struct DaemonStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InterfaceStatus {
     pub name: String,
-    /// How XDP is attached: "driver" or "generic".
+    /// How XDP is attached: "driver" or "generic" (while not attached: the
+    /// mode it last had).
     pub xdp: XdpMode,
+    /// Whether the programs run on the interface now. False while it is
+    /// gone (its links died with it) or a re-attach failed; canaryd
+    /// re-attaches when an interface of that name comes back.
+    #[serde(default = "yes")]
+    pub attached: bool,
+    /// The kernel's index of the interface as canaryd last saw it; 0 while
+    /// it is gone. A new index means a new device of the same name.
+    #[serde(default)]
+    pub ifindex: u32,
+    /// Times canaryd attached the programs again after the interface came
+    /// back, since it started.
+    #[serde(default)]
+    pub reattached: u64,
+    /// Why it is not attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// Daemons before interface tracking reported attached interfaces only.
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

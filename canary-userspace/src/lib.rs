@@ -14,7 +14,8 @@
 //!   error rate and latency quantiles (one implementation for all users).
 //! - `metrics`: Prometheus exposition of a status.
 //! - `state`: the atomically written state file (run-time weights).
-//! - `bpffs`, `caps`: host plumbing (bpffs mount, capability drop).
+//! - `bpffs`, `caps`, `fds`: host plumbing (bpffs mount, capability drop,
+//!   the descriptor limit and its split between listeners and a reserve).
 //! - `error`: the library's error type.
 //!
 //! With the `dataplane` feature (default; embeds the eBPF object, so it
@@ -30,6 +31,7 @@ pub mod caps;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod fds;
 pub mod kinds;
 pub mod maps;
 pub mod metrics;

@@ -3,7 +3,7 @@
 //! daemon restarts), plus the standard process metrics.
 
 use prometheus::{
-    Encoder, Registry, TextEncoder,
+    Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
     proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType},
 };
 
@@ -23,6 +23,59 @@ pub fn process_registry() -> Registry {
         prometheus::process_collector::ProcessCollector::for_self(),
     ));
     registry
+}
+
+/// canaryd's own listeners (the metrics listener and the control socket):
+/// how many connections each may hold, holds now, turned away, and accept
+/// failures. Kept by the prometheus crate in the process registry.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    pub limit: IntGaugeVec,
+    pub open: IntGaugeVec,
+    pub rejected: IntCounterVec,
+    pub accept_errors: IntCounterVec,
+}
+
+impl ListenerMetrics {
+    /// Creates the families and registers them in `registry`.
+    pub fn register(registry: &Registry) -> Result<ListenerMetrics, prometheus::Error> {
+        let by_listener = |name: &str, help: &str| Opts::new(name, help);
+        let m = ListenerMetrics {
+            limit: IntGaugeVec::new(
+                by_listener(
+                    "canary_listener_connections_limit",
+                    "Connections the listener may hold at once (from RLIMIT_NOFILE less a reserve; see README).",
+                ),
+                &["listener"],
+            )?,
+            open: IntGaugeVec::new(
+                by_listener(
+                    "canary_listener_connections",
+                    "Connections the listener holds now.",
+                ),
+                &["listener"],
+            )?,
+            rejected: IntCounterVec::new(
+                by_listener(
+                    "canary_listener_rejected_total",
+                    "Connections closed at once: the listener held its limit, or no descriptor was left to accept them (EMFILE).",
+                ),
+                &["listener"],
+            )?,
+            accept_errors: IntCounterVec::new(
+                by_listener(
+                    "canary_listener_accept_errors_total",
+                    "Failed accepts (EMFILE and the like); the listener backs off briefly after each.",
+                ),
+                &["listener"],
+            )?,
+        };
+        registry.register(Box::new(m.limit.clone()))?;
+        registry.register(Box::new(m.open.clone()))?;
+        registry.register(Box::new(m.rejected.clone()))?;
+        registry.register(Box::new(m.accept_errors.clone()))?;
+        Ok(m)
+    }
 }
 
 /// The whole `/metrics` body.
@@ -183,6 +236,21 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
             );
         }
     }
+    let mut attached = Family::new(
+        "canary_interface_attached",
+        GAUGE,
+        "1 while the programs run on the configured interface, 0 while it is gone or a re-attach failed.",
+    );
+    let mut reattached = Family::new(
+        "canary_interface_reattached_total",
+        COUNTER,
+        "Times canaryd attached the programs again after the interface came back (deleted and created again), since it started.",
+    );
+    for i in &status.daemon.interfaces {
+        let labels = || vec![("interface", i.name.clone())];
+        attached.add(labels(), f64::from(u8::from(i.attached)));
+        reattached.add(labels(), i.reattached as f64);
+    }
     let mut info = Family::new(
         "canary_build_info",
         GAUGE,
@@ -206,7 +274,7 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
     .collect();
     out.append(&mut signal_families);
     out.extend(
-        [verdicts, info]
+        [verdicts, attached, reattached, info]
             .into_iter()
             .filter(|f| !f.samples.is_empty())
             .map(Family::build),

@@ -163,6 +163,29 @@ impl Canaryd {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Canaryd> {
+        Canaryd::spawn(ns, bins, dirs, extra, env, None)
+    }
+
+    /// `start` with RLIMIT_NOFILE set to `nofile` (soft and hard, so the
+    /// daemon cannot raise it): what `LimitNOFILE=` does in a unit.
+    pub fn start_with_nofile(
+        ns: &Netns,
+        bins: &Binaries,
+        dirs: &DaemonDirs,
+        extra: &[&str],
+        nofile: u64,
+    ) -> Result<Canaryd> {
+        Canaryd::spawn(ns, bins, dirs, extra, &[], Some(nofile))
+    }
+
+    fn spawn(
+        ns: &Netns,
+        bins: &Binaries,
+        dirs: &DaemonDirs,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Result<Canaryd> {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -176,6 +199,22 @@ impl Canaryd {
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0);
+        if let Some(n) = nofile {
+            let limit = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe and `limit` is a copy
+            // owned by the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = ns.enter(|| cmd.spawn())?.context("starting canaryd")?;
         let mut d = Canaryd {
             pid: child.id(),

@@ -287,14 +287,7 @@ impl Topology {
             host.sysctl(key, value)?;
         }
 
-        veth(&client, CLIENT_IF, &host, HOST_IF)?;
-        client.ip_batch(&link_config(
-            CLIENT_IF,
-            CLIENT_V4,
-            CLIENT_V6,
-            Some((HOST_V4, HOST_V6)),
-        ))?;
-        host.ip_batch(&link_config(HOST_IF, HOST_V4, HOST_V6, None))?;
+        client_link(&client, &host)?;
 
         let mut backends = Vec::new();
         if kind == BackendKind::Namespace {
@@ -322,6 +315,19 @@ impl Topology {
             host,
             backends,
         })
+    }
+
+    /// Deletes the client <-> host veth pair (both ends go, with their
+    /// addresses and the client's routes): what a careless host does to the
+    /// interface canaryd is attached to. Extra client addresses go too.
+    pub fn remove_client_link(&self) -> Result<()> {
+        self.host.ip(&["link", "del", HOST_IF]).map(drop)
+    }
+
+    /// Creates the client <-> host veth pair again as `new` made it: a new
+    /// device (new ifindex) under the same names, same addresses and routes.
+    pub fn add_client_link(&self) -> Result<()> {
+        client_link(&self.client, &self.host)
     }
 
     /// Adds `n` (at most `MAX_EXTRA_CLIENTS`) extra client addresses,
@@ -361,6 +367,19 @@ impl Topology {
         ))?;
         Ok((v4, v6))
     }
+}
+
+/// The client <-> host link: `CLIENT_IF` and `HOST_IF` with their addresses,
+/// the client's default routes via the host.
+fn client_link(client: &Netns, host: &Netns) -> Result<()> {
+    veth(client, CLIENT_IF, host, HOST_IF)?;
+    client.ip_batch(&link_config(
+        CLIENT_IF,
+        CLIENT_V4,
+        CLIENT_V6,
+        Some((HOST_V4, HOST_V6)),
+    ))?;
+    host.ip_batch(&link_config(HOST_IF, HOST_V4, HOST_V6, None))
 }
 
 /// `ip -batch` lines giving `ifname` its two addresses and, for an end host,

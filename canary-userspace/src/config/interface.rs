@@ -26,9 +26,16 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 /// Asks the kernel (if_nametoindex) rather than /sys/class/net, which shows
 /// the namespace sysfs was mounted in, not necessarily the process's own.
 pub fn interface_exists(name: &str) -> bool {
-    let Ok(c) = CString::new(name) else {
-        return false;
-    };
+    interface_index(name).is_some()
+}
+
+/// The kernel's index of the interface of that name in this thread's
+/// network namespace now; None when there is none. A device deleted and
+/// created again under the same name gets a new index.
+pub fn interface_index(name: &str) -> Option<u32> {
+    check_name(name).ok()?;
+    let c = CString::new(name).ok()?;
     // SAFETY: a NUL-terminated string that outlives the call.
-    check_name(name).is_ok() && unsafe { libc::if_nametoindex(c.as_ptr()) } != 0
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
 }

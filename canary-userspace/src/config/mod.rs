@@ -32,7 +32,7 @@ use toml::{Table, Value};
 pub use daemon::MAX_FLOW_TABLE_SIZE;
 pub use duration::{InvalidDuration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
-pub use interface::interface_exists;
+pub use interface::{interface_exists, interface_index};
 pub use weight::{InvalidWeight, weight_percent_to_bp};
 
 use crate::{controller::plan::RolloutPlan, service::ServiceSpec};
@@ -103,9 +103,19 @@ impl DaemonConfig {
 /// Reads and checks the config file at `path`, looking interfaces up on
 /// this host.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with(path, &interface_exists)
+}
+
+/// `load`, with `interface_exists` deciding which interfaces count as
+/// present (a reload accepts the ones the daemon already serves even while
+/// they are gone).
+pub fn load_with(
+    path: &Path,
+    interface_exists: &dyn Fn(&str) -> bool,
+) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, &file, &interface_exists),
+        Ok(text) => parse(&text, &file, interface_exists),
         Err(e) => Err(ConfigErrors(vec![ConfigError {
             file,
             field: String::new(),

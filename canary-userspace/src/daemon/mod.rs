@@ -6,9 +6,12 @@
 //! - `Daemon`: start on (or from) the pinned data path, set weights, reload.
 //! - `owner`: the owning thread and the async `Handle` that talks to it.
 //! - `observe`: `Status` from a snapshot and the counters.
+//! - `links`: interface events (rtnetlink) that make the owner check the
+//!   configured interfaces and re-attach one that came back.
 
 pub mod driver;
 mod error;
+pub mod links;
 pub mod observe;
 pub mod owner;
 mod rollouts;
@@ -128,7 +131,7 @@ impl Daemon {
             source,
         })?;
         if state.forget_obsolete(&config.services) {
-            state::save(&d.state_dir, &state).map_err(|source| DaemonError::StateWrite {
+            save_state(&d.state_dir, &state).map_err(|source| DaemonError::StateWrite {
                 dir: d.state_dir.clone(),
                 source,
             })?;
@@ -165,12 +168,22 @@ impl Daemon {
         }
         let mut interfaces = vec![];
         for name in &d.interfaces {
+            // Looked up before attaching: if the device is replaced in
+            // between, the next check sees a new index and attaches again.
+            let ifindex = config::interface_index(name).unwrap_or(0);
             let attached = dp.attach(name)?;
             let xdp = attached.xdp;
-            log::info!("{name}: XDP in {xdp} mode, through {}", attached.via);
+            log::info!(
+                "{name}: XDP in {xdp} mode, through {} (ifindex {ifindex})",
+                attached.via
+            );
             interfaces.push(InterfaceStatus {
                 name: name.clone(),
                 xdp,
+                attached: true,
+                ifindex,
+                reattached: 0,
+                problem: None,
             });
         }
         let test_hold = if cfg!(feature = "test-hooks") {
@@ -295,7 +308,7 @@ impl Daemon {
                 },
             );
         }
-        if let Err(e) = state::save(&self.config.daemon.state_dir, &next) {
+        if let Err(e) = save_state(&self.config.daemon.state_dir, &next) {
             let cause = format!(
                 "writing the state file in {} failed: {e}",
                 self.config.daemon.state_dir.display()
@@ -334,13 +347,88 @@ impl Daemon {
         Ok(previous)
     }
 
+    /// Compares every configured interface with the kernel (its index now)
+    /// and acts on the difference. One that is gone is reported detached:
+    /// its XDP and tcx links died with the device. One that is back, or
+    /// replaced by a new device of the same name, gets the programs again
+    /// (the dead link pins are replaced, see `attachment`). Link events only
+    /// say that something may have changed; this looks at what is, so
+    /// bursts, lost or reordered events change nothing. Returns whether
+    /// anything changed.
+    pub fn check_interfaces(&mut self) -> bool {
+        let mut changed = false;
+        for iface in &mut self.interfaces {
+            let name = iface.name.clone();
+            let now = config::interface_index(&name).unwrap_or(0);
+            if now == 0 {
+                if iface.attached || iface.ifindex != 0 {
+                    log::warn!(
+                        "{name}: the interface is gone (was ifindex {}); nothing is served on it until an interface of that name comes back",
+                        iface.ifindex
+                    );
+                    iface.attached = false;
+                    iface.ifindex = 0;
+                    iface.problem = Some("the interface is gone".into());
+                    changed = true;
+                }
+                continue;
+            }
+            if now == iface.ifindex && iface.attached {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            match self.dp.attach(&name) {
+                Ok(attached) => {
+                    iface.reattached += 1;
+                    let what = match (iface.ifindex, iface.attached) {
+                        (0, _) => format!("back as ifindex {now}"),
+                        (old, true) => format!("replaced (ifindex {old} -> {now})"),
+                        (_, false) => format!("ifindex {now}"),
+                    };
+                    log::info!(
+                        "{name}: {what}; re-attached in {:.1} ms: XDP in {} mode, through {} (re-attach #{})",
+                        started.elapsed().as_secs_f64() * 1e3,
+                        attached.xdp,
+                        attached.via,
+                        iface.reattached
+                    );
+                    iface.attached = true;
+                    iface.ifindex = now;
+                    iface.xdp = attached.xdp;
+                    iface.problem = None;
+                }
+                Err(e) => {
+                    let problem = format!("re-attaching failed: {e}");
+                    // Tried again on every event and check: say it once.
+                    if iface.problem.as_ref() != Some(&problem) {
+                        log::error!(
+                            "{name} (ifindex {now}): {problem}; trying again on the next link event"
+                        );
+                    }
+                    iface.attached = false;
+                    iface.ifindex = now;
+                    iface.problem = Some(problem);
+                }
+            }
+            changed = true;
+        }
+        changed
+    }
+
     /// Reads the config file again and applies it. Everything is validated
     /// before anything changes; an invalid file changes nothing.
     pub fn reload(&mut self) -> Result<Reloaded, DaemonError> {
         if !self.test_hold.is_zero() {
             std::thread::sleep(self.test_hold);
         }
-        let mut new = config::load(&self.config_path).map_err(DaemonError::InvalidConfig)?;
+        // An interface this daemon serves may be gone for a while: that is
+        // reported in status, not a reason to refuse a reload.
+        let serves = |name: &str| {
+            self.config.daemon.interfaces.iter().any(|i| i == name)
+                || config::interface_exists(name)
+        };
+        let mut new =
+            config::load_with(&self.config_path, &serves).map_err(DaemonError::InvalidConfig)?;
         self.overrides.apply(&mut new.daemon);
         self.check_restart_only(&new.daemon)?;
         let old_specs = self.registered_specs();
@@ -349,7 +437,7 @@ impl Daemon {
         let mut next = self.state.clone();
         let applied = self.apply_specs(&report.removed, &wanted).and_then(|()| {
             if next.forget_obsolete(&new.services) {
-                state::save(&new.daemon.state_dir, &next).map_err(|source| {
+                save_state(&new.daemon.state_dir, &next).map_err(|source| {
                     DaemonError::StateWrite {
                         dir: new.daemon.state_dir.clone(),
                         source,
@@ -375,6 +463,8 @@ impl Daemon {
             });
         }
         self.dp.forget_removed();
+        // SIGHUP is what an operator tries when an interface came back.
+        self.check_interfaces();
         log::set_max_level(new.daemon.log_level);
         self.config = new;
         self.state = next;
@@ -478,6 +568,25 @@ impl Daemon {
         }
         Ok(())
     }
+}
+
+/// Writes the state file, trying again a few times (155 ms in all) when
+/// the process or the system is out of descriptors: the reserve (`fds`)
+/// makes that rare, and a set-weight or rollback must not fail on a
+/// moment's shortage.
+fn save_state(dir: &Path, state: &State) -> std::io::Result<()> {
+    let mut pause = Duration::from_millis(5);
+    for _ in 0..5 {
+        match state::save(dir, state) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                log::warn!("writing the state file: {e}; trying again in {pause:?}");
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            done => return done,
+        }
+    }
+    state::save(dir, state)
 }
 
 /// What going from `current` to `wanted` changes, by service name.

@@ -16,7 +16,13 @@ pub fn print(s: Status) {
         .daemon
         .interfaces
         .iter()
-        .map(|i| format!("{} (xdp {})", i.name, i.xdp))
+        .map(|i| match (&i.problem, i.reattached) {
+            (Some(problem), _) if !i.attached => {
+                format!("{} (NOT ATTACHED: {problem})", i.name)
+            }
+            (_, 0) => format!("{} (xdp {})", i.name, i.xdp),
+            (_, n) => format!("{} (xdp {}, re-attached {n}x)", i.name, i.xdp),
+        })
         .collect();
     println!(
         "canaryd {} pid {}  config {}  interfaces {}",

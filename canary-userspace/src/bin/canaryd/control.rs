@@ -13,23 +13,18 @@ use tokio::{
     time::{Duration, timeout},
 };
 
-use crate::run::Served;
+use crate::{
+    accept::{self, Gate},
+    run::Served,
+};
 
 /// A client that sends nothing is dropped after this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn serve(listener: UnixListener, served: Served) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(answer(stream, served.clone()));
-            }
-            Err(e) => {
-                log::warn!("control socket accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+/// Answers requests, at most `gate.limit` connections at once; more wait
+/// in the listen backlog for a slot.
+pub async fn serve(listener: UnixListener, served: Served, gate: Gate) {
+    accept::serve(listener, gate, move |stream| answer(stream, served.clone())).await
 }
 
 async fn answer(stream: UnixStream, served: Served) {
@@ -49,7 +44,8 @@ async fn answer(stream: UnixStream, served: Served) {
         },
     };
     out.push('\n');
-    let _ = write.write_all(out.as_bytes()).await;
+    // A client that never reads its answer must not keep the slot.
+    let _ = timeout(REQUEST_TIMEOUT, write.write_all(out.as_bytes())).await;
 }
 
 async fn handle(served: &Served, request: Request) -> String {

@@ -8,23 +8,25 @@ use tokio::{
     time::{Duration, timeout},
 };
 
-use crate::run::Served;
+use crate::{
+    accept::{self, Gate},
+    run::Served,
+};
 
 const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// The whole request head must arrive within this long.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client that does not read the response is dropped after this long:
+/// it must not hold a descriptor and a connection slot for ever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn serve(listener: TcpListener, served: Served, registry: Registry) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(answer(stream, served.clone(), registry.clone()));
-            }
-            Err(e) => {
-                log::warn!("metrics accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+/// Serves `GET /metrics`, at most `gate.limit` connections at once; more
+/// are closed at once and counted (`canary_listener_rejected_total`).
+pub async fn serve(listener: TcpListener, served: Served, registry: Registry, gate: Gate) {
+    accept::serve(listener, gate, move |stream| {
+        answer(stream, served.clone(), registry.clone())
+    })
+    .await
 }
 
 async fn answer(mut stream: TcpStream, served: Served, registry: Registry) {
@@ -56,7 +58,7 @@ async fn answer(mut stream: TcpStream, served: Served, registry: Registry) {
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = timeout(WRITE_TIMEOUT, stream.write_all(response.as_bytes())).await;
 }
 
 /// Reads up to the end of the request head; None when the client sends an

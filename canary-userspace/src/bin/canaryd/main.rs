@@ -2,6 +2,7 @@
 //! XDP/TC programs and maps, applies the config, serves the control socket
 //! and Prometheus metrics. See `canaryd --help`.
 
+mod accept;
 mod control;
 mod http;
 mod run;

@@ -5,6 +5,7 @@ use std::{
     fs,
     os::unix::fs::{DirBuilderExt, PermissionsExt},
     path::Path,
+    sync::Arc,
 };
 
 use anyhow::{Context, Result};
@@ -16,9 +17,11 @@ use canary_userspace::{
         observe::Observer,
         owner::{self, Handle},
     },
-    metrics,
+    fds, metrics,
 };
 use tokio::signal::unix::{SignalKind, signal};
+
+use crate::accept::{Gate, Spare, WhenFull};
 
 /// What the socket servers need: the owner's handle for changes, the
 /// observer for reads.
@@ -45,6 +48,24 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         );
         Daemon::detach_all(&config.daemon).context("--reset")?;
     }
+    // Before anything opens a descriptor: the more the limit allows, the
+    // more the listeners may hold beside the reserve (see `fds`).
+    let nofile = fds::raise_soft_limit().context("the descriptor limit")?;
+    match nofile.refused {
+        None => log::info!(
+            "RLIMIT_NOFILE: soft {} (was {}), hard {}",
+            nofile.soft,
+            nofile.was,
+            nofile.hard
+        ),
+        Some(errno) => log::warn!(
+            "RLIMIT_NOFILE: soft {} could not be raised to the hard {} ({}); working within {}",
+            nofile.soft,
+            nofile.hard,
+            std::io::Error::from_raw_os_error(errno),
+            nofile.soft
+        ),
+    }
     let socket_path = config.daemon.socket.clone();
     let metrics_addr = config.daemon.metrics_listen;
     // Sockets first: a daemon that cannot serve should fail before it
@@ -67,6 +88,17 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         "serving: control socket {}, metrics http://{metrics_addr}/metrics; capabilities kept: CAP_BPF, CAP_NET_ADMIN",
         socket_path.display()
     );
+    // The data path's descriptors are open now: what is left is split.
+    let spare = Arc::new(Spare::open());
+    let in_use = fds::open_now().context("the descriptor budget")?;
+    let budget = fds::budget(nofile.soft, in_use).context("the descriptor budget")?;
+    log::info!(
+        "descriptors: {in_use} open, limit {}: metrics listener up to {} connections, control socket up to {}, {} kept for the state file and the rest",
+        nofile.soft,
+        budget.metrics,
+        budget.control,
+        budget.reserve
+    );
     let beat_every = daemon.heartbeat_every();
     let owner = owner::spawn(daemon).context("starting the state owner's thread")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -78,7 +110,13 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         owner: owner.handle,
         observer: owner.observer,
     };
-    let result = runtime.block_on(serve(served, owner.stopped, control, metrics, beat_every));
+    let listeners = Listeners {
+        control,
+        metrics,
+        budget,
+        spare,
+    };
+    let result = runtime.block_on(serve(served, owner.stopped, listeners, beat_every));
     // The runtime's tasks held the last handles: the owner skips what no
     // one waits for any more, finishes what it was doing and stops.
     drop(runtime);
@@ -106,21 +144,44 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
         .unwrap_or("(no message)")
 }
 
+/// The sockets and what each may hold.
+struct Listeners {
+    control: std::os::unix::net::UnixListener,
+    metrics: std::net::TcpListener,
+    budget: fds::Budget,
+    spare: Arc<Spare>,
+}
+
 async fn serve(
     served: Served,
     mut owner_stopped: tokio::sync::oneshot::Receiver<()>,
-    control: std::os::unix::net::UnixListener,
-    metrics: std::net::TcpListener,
+    listeners: Listeners,
     beat_every: std::time::Duration,
 ) -> Result<()> {
-    let control = tokio::net::UnixListener::from_std(control)?;
-    let metrics = tokio::net::TcpListener::from_std(metrics)?;
+    let control = tokio::net::UnixListener::from_std(listeners.control)?;
+    let metrics = tokio::net::TcpListener::from_std(listeners.metrics)?;
     let registry = metrics::process_registry();
+    let counted =
+        metrics::ListenerMetrics::register(&registry).context("registering listener metrics")?;
+    let gate = |name, limit, when_full| Gate {
+        name,
+        limit,
+        when_full,
+        metrics: counted.clone(),
+        spare: listeners.spare.clone(),
+    };
+    let control_gate = gate("control", listeners.budget.control, WhenFull::Wait);
+    let metrics_gate = gate("metrics", listeners.budget.metrics, WhenFull::Close);
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::spawn(crate::control::serve(control, served.clone()));
-    tokio::spawn(crate::http::serve(metrics, served.clone(), registry));
+    tokio::spawn(crate::control::serve(control, served.clone(), control_gate));
+    tokio::spawn(crate::http::serve(
+        metrics,
+        served.clone(),
+        registry,
+        metrics_gate,
+    ));
     // The heartbeat the failsafe watches: in line with other commands, so a
     // stuck owner stops it too.
     let beat = served.owner.clone();
@@ -134,6 +195,11 @@ async fn serve(
         }
     });
     tokio::spawn(canary_userspace::daemon::driver::run(
+        served.owner.clone(),
+        served.observer.clone(),
+    ));
+    // Interfaces deleted and created again get the programs back.
+    tokio::spawn(canary_userspace::daemon::links::follow(
         served.owner.clone(),
         served.observer.clone(),
     ));
