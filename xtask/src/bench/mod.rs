@@ -4,10 +4,11 @@
 //!
 //! One file per job: `kernel` (BPF_PROG_TEST_RUN, via the tests crate's
 //! kernel-bench), `paths` (the seven set-ups), `e2e` (wrk rounds, BPF stats,
-//! signals seen),
+//! signals seen), `budget` (the signals budget's side-by-side triplets),
 //! `control` (set-weight latency, daemon footprint), `wrk`, `proc`
 //! (processes and /proc), `report` and `chart` (the page and its image).
 
+mod budget;
 mod chart;
 mod control;
 mod e2e;
@@ -135,6 +136,23 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         split.rehashes
     );
     let signals = e2e::signals_seen(&envs)?;
+    // Before in_place: it switches BPF run-time stats on, which would slow
+    // the canary side of the comparison while they are on.
+    let budget_plan = budget::Plan::new(mode, &e2e_plan);
+    println!(
+        "budget: {} triplet(s) of {} (order rotating): the three keep-alive runs ({} s) back to back, then the three Connection: close runs ({} s); about {} s",
+        budget_plan.triplets,
+        budget::order_text(&budget::PATHS),
+        budget_plan.keepalive.seconds,
+        budget_plan.close.seconds,
+        budget_plan.seconds()
+    );
+    let budget_started = Instant::now();
+    let triplets = budget::run(&mut envs, &budget_plan)?;
+    println!(
+        "budget: triplets took {:.0}s",
+        budget_started.elapsed().as_secs_f64()
+    );
     let in_place = e2e::in_place(&envs[canary_index], &e2e_plan)?;
 
     println!("==> [6/{steps}] control plane");
@@ -161,6 +179,8 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         e2e: &runs,
         split,
         signals: &signals,
+        budget_plan: &budget_plan,
+        triplets: &triplets,
         in_place: &in_place,
         control: &control,
     };
