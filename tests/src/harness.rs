@@ -60,6 +60,28 @@ impl Harness {
         protocol: Protocol,
         behaviour: [Behaviour; 2],
     ) -> Result<Harness> {
+        Harness::with_options(
+            kind,
+            family,
+            affinity,
+            weight_bp,
+            protocol,
+            behaviour,
+            &LoadOptions::default(),
+        )
+    }
+
+    /// `with_backends`, the data path loaded with `opts` (e.g. a small
+    /// flow table).
+    pub fn with_options(
+        kind: BackendKind,
+        family: Family,
+        affinity: Affinity,
+        weight_bp: u16,
+        protocol: Protocol,
+        behaviour: [Behaviour; 2],
+        opts: &LoadOptions,
+    ) -> Result<Harness> {
         let [stable_behaviour, canary_behaviour] = behaviour;
         let topo = Topology::new(kind)?;
         let host_ip: IpAddr = match family {
@@ -84,7 +106,7 @@ impl Harness {
             Backend::spawn_with(backend_ns(0), backend_addr(0), STABLE, stable_behaviour)?,
             Backend::spawn_with(backend_ns(1), backend_addr(1), CANARY, canary_behaviour)?,
         ];
-        let mut dp = Dataplane::load(&LoadOptions::default()).context("loading the data path")?;
+        let mut dp = Dataplane::load(opts).context("loading the data path")?;
         topo.host
             .enter(|| dp.attach(HOST_IF))?
             .context("attaching to the host interface")?;

@@ -8,6 +8,7 @@
 //! - `prometheus`: a real Prometheus server and promtool for metric tests.
 //! - `ns_http`: an HTTP server (tiny_http) inside a test namespace.
 //! - `webhook`: a receiver of canaryd's rollout events.
+//! - `raw`: an AF_PACKET sender for spoofed frames.
 //! - `demo`: the parts of `cargo xtask demo` (bin canary-demo).
 //!
 //! The real canaryd and canaryctl in a test namespace: `xtask::canaryd`.
@@ -23,6 +24,7 @@ pub mod harness;
 pub mod ns_http;
 pub mod packet;
 pub mod prometheus;
+pub mod raw;
 pub mod servers;
 pub mod webhook;
 

@@ -523,6 +523,11 @@ impl Client {
         Ok(Client { reader, writer })
     }
 
+    /// The connection's own address (the client side of its tuple).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.writer.local_addr()?)
+    }
+
     /// Sends one request and returns the backend's label.
     pub fn request(&mut self) -> Result<String> {
         self.writer.write_all(b"req\n").context("sending request")?;
