@@ -8,6 +8,10 @@
 /// SIGNALS map; FlowEntry carries request and SYN times. v5: three more
 /// verdicts (VERDICTS grows), the HALF_OPEN table, no VIP_ADDRESSES.
 pub const PIN_LAYOUT: &str = "v5";
+/// The layout before this one: canaryd carries its pins over at start
+/// (`canary_userspace::upgrade`), every map whose layout did not change
+/// with its entries, so an upgrade moves no established flow.
+pub const PREVIOUS_PIN_LAYOUT: &str = "v4";
 
 /// Canary weight is expressed in basis points: 10000 = 100 %.
 pub const WEIGHT_SCALE: u32 = 10_000;

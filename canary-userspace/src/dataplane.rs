@@ -122,6 +122,11 @@ impl Dataplane {
         let signals = u8::from(opts.signals);
         loader.override_global(names::SIGNALS_ENABLED, &signals, true);
         let mut map_paths = vec![];
+        if let Some(bpffs) = opts.pin_dir.as_deref()
+            && let Some(carried) = crate::upgrade::carry_over(OBJECT, bpffs)?
+        {
+            log::info!("{}", carried.describe());
+        }
         if let Some(pins) = &pins {
             for dir in [pins.maps(), pins.programs(), pins.interfaces()] {
                 fs::create_dir_all(&dir).map_err(|source| Error::PinDir { path: dir, source })?;

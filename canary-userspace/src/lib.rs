@@ -40,6 +40,7 @@ pub mod pins;
 pub mod service;
 pub mod signals;
 pub mod state;
+pub mod upgrade;
 
 #[cfg(feature = "dataplane")]
 pub mod attachment;

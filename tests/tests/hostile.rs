@@ -247,9 +247,16 @@ fn large_pings_to_the_vip_address_are_answered() {
         let out = h
             .topo
             .client
-            .exec(&["ping", ping, "-c", "3", "-i", "0.2", "-W", "2", "-s", "3000", addr])
+            .exec(&[
+                "ping", ping, "-c", "3", "-i", "0.2", "-W", "2", "-s", "3000", addr,
+            ])
             .unwrap_or_else(|e| panic!("ping {addr}: {e:#}\n{}", h.diagnostics()));
-        println!("{}", out.lines().filter(|l| l.contains("packet loss")).collect::<String>());
+        println!(
+            "{}",
+            out.lines()
+                .filter(|l| l.contains("packet loss"))
+                .collect::<String>()
+        );
         assert!(out.contains(" 0% packet loss"), "{out}");
     }
     let after = h.dp.verdicts().unwrap().ingress;

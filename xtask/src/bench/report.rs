@@ -881,8 +881,10 @@ figure is the steady state of a reply segment after the response's first, where 
 test the entry.
 - **new flow, table empty (TCP SYN)** and **new flow, table at capacity**: a new flow's insert \
 happens once per 5-tuple, so these use single mode with a fresh client address and port per call \
-(198.18.128.0/17) and real backends. Empty: the entry is deleted from userspace after each call, \
-outside the timed part. At capacity: the flow table (65,536 entries) is first filled with other \
+(198.18.128.0/17) and real backends. A new decision looks up both tables and goes into HALF_OPEN \
+(it moves to FLOWS when the handshake completes, which these calls never reach). Empty: the \
+half-open entry is deleted from userspace after each call, outside the timed part. At capacity: \
+the half-open table (16,384 entries beside a 65,536-entry flow table) is first filled with other \
 flows from userspace, so every insert must evict; afterwards the table is still full and the \
 prefilled flows are gone. The kernel's LRU evicts in batches, so most calls are cheap and some pay \
 for a batch: the mean (reported) carries that cost, the p50 does not.

@@ -1,0 +1,275 @@
+//! Upgrading canary itself moves no established flow: the previous
+//! release's data path (pin layout v4, `tests/fixtures/canary-v4.o`, set up
+//! here as that release's canaryd did) serves long-lived connections; the
+//! weight moves; then today's canaryd starts on the same bpffs directory,
+//! carries the pins over (`canary_userspace::upgrade`) and swaps its
+//! programs into the pinned links. Every connection must still be answered
+//! by the version it started on.
+
+use std::{fs, net::SocketAddr};
+
+use aya::{
+    EbpfLoader,
+    maps::{Array, HashMap, MapData},
+    programs::{SchedClassifier, Xdp},
+};
+use canary_common::{
+    BackendOwner, Endpoint, PREVIOUS_PIN_LAYOUT, Service, Settings, VERSION_CANARY, VERSION_STABLE,
+    backend_slot,
+    hash::seed_from_name,
+    names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
+};
+use canary_userspace::{
+    Affinity, Protocol, ServiceSpec, attachment,
+    config::Config,
+    pins::PinLayout,
+    service::{backend, endpoint},
+};
+use tests::{
+    one_at_a_time, require_root,
+    servers::{Backend, Client},
+};
+use xtask::{
+    canaryd::{Binaries, Canaryd, DaemonDirs},
+    topology::{BackendKind, HOST_IF, HOST_V4, Topology},
+};
+
+static V4_OBJECT: &[u8] = aya::include_bytes_aligned!("../fixtures/canary-v4.o");
+/// The v4 object's maps, as that release pinned them.
+const V4_MAPS: [&str; 9] = [
+    "SERVICES",
+    "VIP_ADDRESSES",
+    "BACKENDS",
+    "BACKEND_OWNERS",
+    "FLOWS",
+    "STATS",
+    "VERDICTS",
+    "SETTINGS",
+    "SIGNALS",
+];
+const SERVICE: &str = "model";
+const CONNECTIONS: usize = 40;
+
+fn spec(vip: SocketAddr, stable: SocketAddr, canary: SocketAddr, weight_bp: u16) -> ServiceSpec {
+    ServiceSpec {
+        name: SERVICE.into(),
+        vip,
+        protocol: Protocol::Tcp,
+        affinity: Affinity::Flow,
+        stable: vec![stable],
+        canary: vec![canary],
+        weight_bp,
+    }
+}
+
+/// The previous release's data path, as its canaryd left it: maps and
+/// attachment links pinned under `<bpffs>/v4`, one service with id 0.
+fn start_previous_release(topo: &Topology, dirs: &DaemonDirs, s: &ServiceSpec) {
+    let layout = PinLayout {
+        dir: dirs.bpffs.join(PREVIOUS_PIN_LAYOUT),
+    };
+    for d in [layout.maps(), layout.programs(), layout.interface(HOST_IF)] {
+        fs::create_dir_all(&d).unwrap();
+    }
+    let mut loader = EbpfLoader::new();
+    for m in V4_MAPS {
+        loader.map_pin_path(m, layout.map(m));
+    }
+    let mut ebpf = loader.load(V4_OBJECT).unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(INGRESS_PROGRAM)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().unwrap();
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(EGRESS_PROGRAM)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    tc.load().unwrap();
+
+    let proto = s.protocol.number();
+    let vip = endpoint(s.vip, proto);
+    let mut map = |name: &str| ebpf.take_map(name).unwrap();
+    let mut settings: Array<_, Settings> = Array::try_from(map("SETTINGS")).unwrap();
+    // Failsafe off: this test is about the upgrade, not a stale heartbeat.
+    settings.set(0, Settings::default(), 0).unwrap();
+    let mut backends: Array<_, canary_common::Backend> = Array::try_from(map("BACKENDS")).unwrap();
+    for (version, b) in [(VERSION_STABLE, s.stable[0]), (VERSION_CANARY, s.canary[0])] {
+        backends
+            .set(backend_slot(0, 0, version, 0), backend(b), 0)
+            .unwrap();
+    }
+    let mut owners: HashMap<_, Endpoint, BackendOwner> =
+        HashMap::try_from(map("BACKEND_OWNERS")).unwrap();
+    for b in [s.stable[0], s.canary[0]] {
+        owners
+            .insert(endpoint(b, proto), BackendOwner { vip, service_id: 0 }, 0)
+            .unwrap();
+    }
+    let mut vip_addresses: HashMap<_, Endpoint, u32> =
+        HashMap::try_from(map("VIP_ADDRESSES")).unwrap();
+    vip_addresses
+        .insert(
+            Endpoint {
+                port: 0,
+                proto: 0,
+                ..vip
+            },
+            1,
+            0,
+        )
+        .unwrap();
+    let mut services: HashMap<_, Endpoint, Service> = HashMap::try_from(map("SERVICES")).unwrap();
+    services
+        .insert(
+            vip,
+            Service {
+                id: 0,
+                seed: seed_from_name(s.name.as_bytes()),
+                weight_bp: s.weight_bp,
+                affinity: s.affinity.number(),
+                stable_count: 1,
+                canary_count: 1,
+                bank: 0,
+                _pad: [0; 2],
+            },
+            0,
+        )
+        .unwrap();
+    topo.host
+        .enter(|| {
+            attachment::attach(
+                &mut ebpf,
+                HOST_IF,
+                &layout.interface(HOST_IF),
+                &layout.programs(),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    // The pins and links hold everything once this process lets go.
+}
+
+/// Moves the previous release's weight, as its `set-weight` did: one write
+/// of the SERVICES record.
+fn set_previous_weight(dirs: &DaemonDirs, vip: Endpoint, weight_bp: u16) {
+    let path = dirs.bpffs.join(PREVIOUS_PIN_LAYOUT).join("maps/SERVICES");
+    let mut services: HashMap<MapData, Endpoint, Service> =
+        HashMap::try_from(aya::maps::Map::HashMap(MapData::from_pin(path).unwrap())).unwrap();
+    let record = services.get(&vip, 0).unwrap();
+    services
+        .insert(
+            vip,
+            Service {
+                weight_bp,
+                ..record
+            },
+            0,
+        )
+        .unwrap();
+}
+
+fn ask_all(conns: &mut [(Client, String)], when: &str) -> Vec<String> {
+    conns
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, (c, label))| match c.request() {
+            Ok(l) if &l == label => None,
+            Ok(l) => Some(format!("{when}: connection {i} moved from {label} to {l}")),
+            Err(e) => Some(format!("{when}: connection {i} ({label}): {e:#}")),
+        })
+        .collect()
+}
+
+fn new_connection_labels(topo: &Topology, vip: SocketAddr, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            Client::connect(&topo.client, None, vip)
+                .unwrap()
+                .request()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn upgrading_from_the_previous_pin_layout_moves_no_established_flow() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let topo = Topology::new(BackendKind::LocalProcess).unwrap();
+    let at = |port| SocketAddr::new(HOST_V4.into(), port);
+    let (vip, stable, canary) = (at(80), at(8081), at(8082));
+    let _backends = [
+        Backend::spawn(&topo.host, stable, "stable").unwrap(),
+        Backend::spawn(&topo.host, canary, "canary").unwrap(),
+    ];
+    let dirs = DaemonDirs::new("upgrade").unwrap();
+    let s = spec(vip, stable, canary, 5000);
+    start_previous_release(&topo, &dirs, &s);
+
+    // Long-lived connections at 50 %, then the weight moves to 0 % under
+    // the previous release: its canary connections stay on the canary.
+    let mut conns: Vec<(Client, String)> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut c = Client::connect(&topo.client, None, vip).unwrap();
+            let label = c.request().unwrap();
+            (c, label)
+        })
+        .collect();
+    let on_canary = conns.iter().filter(|(_, l)| l == "canary").count();
+    set_previous_weight(&dirs, endpoint(vip, Protocol::Tcp.number()), 0);
+    let mut failures = ask_all(&mut conns, "previous release, weight 0 %");
+    assert!(
+        new_connection_labels(&topo, vip, 10)
+            .iter()
+            .all(|l| l == "stable")
+    );
+
+    // Today's canaryd on the same pins, its config at the moved weight.
+    let bins = Binaries::next_to_test().unwrap();
+    dirs.write_config(&Config {
+        daemon: dirs.daemon_config(HOST_IF),
+        services: vec![spec(vip, stable, canary, 0)],
+        rollouts: Default::default(),
+    })
+    .unwrap();
+    let d = Canaryd::start(&topo.host, &bins, &dirs, &[]).unwrap();
+    let log = d.log_text();
+    let carried = log
+        .lines()
+        .find(|l| l.contains("upgraded the pins"))
+        .unwrap_or_else(|| panic!("no upgrade in the log:\n{log}"))
+        .to_owned();
+    failures.extend(ask_all(&mut conns, "after the upgrade"));
+    let after_upgrade_new = new_connection_labels(&topo, vip, 10);
+    // The weight moves again under today's canaryd: still nobody moves.
+    d.client().set_weight(SERVICE, 100.0).unwrap();
+    failures.extend(ask_all(&mut conns, "after the upgrade, weight 100 %"));
+    let status = d.status().unwrap();
+    let svc = &status.services[0];
+    println!(
+        "{CONNECTIONS} connections ({on_canary} on the canary) through the v4 data path, weight \
+         50 -> 0 %, then today's canaryd: {} failures; {carried}; new connections after it: \
+         {:?}; counters carried: stable {} / canary {} new flows",
+        failures.len(),
+        after_upgrade_new,
+        svc.stable.new_flows,
+        svc.canary.new_flows
+    );
+    assert!(failures.is_empty(), "{failures:#?}\n{log}");
+    assert!(after_upgrade_new.iter().all(|l| l == "stable"));
+    // The v4 counters went on: every connection counted before the
+    // upgrade is still there.
+    assert!(
+        svc.stable.new_flows + svc.canary.new_flows >= (CONNECTIONS + 10) as u64,
+        "{svc:?}"
+    );
+    assert!(
+        carried.contains("FLOWS") && carried.contains("SERVICES"),
+        "{carried}"
+    );
+    assert!(!dirs.bpffs.join(PREVIOUS_PIN_LAYOUT).exists());
+    assert_eq!(status.daemon.interfaces.len(), 1);
+}
