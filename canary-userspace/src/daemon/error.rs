@@ -53,7 +53,9 @@ pub enum DaemonError {
     )]
     AttachFailed {
         interface: String,
-        source: Error,
+        /// Boxed: the data path's error is large, and every owner call's
+        /// result carries a `DaemonError`.
+        source: Box<Error>,
         /// Interfaces the pins had before: they keep their programs.
         serving: Vec<String>,
     },

@@ -258,7 +258,7 @@ impl Daemon {
                     undo_new_attachments(&mut dp, &before, &interfaces, name);
                     return Err(DaemonError::AttachFailed {
                         interface: name.clone(),
-                        source,
+                        source: Box::new(source),
                         serving: before.into_iter().filter(|b| b != name).collect(),
                     });
                 }
