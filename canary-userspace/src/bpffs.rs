@@ -57,3 +57,39 @@ pub fn ensure(dir: &Path) -> io::Result<bool> {
     }
     Ok(true)
 }
+
+/// Whether this process lives in a mount namespace other than pid 1's, as
+/// under `ip netns exec` (which also gives it a /sys of its own): a bpffs
+/// mounted there, and every pin on it, goes when the namespace's last
+/// process exits.
+pub fn own_mount_namespace() -> bool {
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    let Some(me) = ns("self") else {
+        return false;
+    };
+    // pid 1's namespace may not be readable (a container, a user namespace):
+    // then the parent's, which `ip netns exec` and `unshare -m` leave behind.
+    // SAFETY: getppid has no preconditions and cannot fail.
+    let parent = unsafe { libc::getppid() }.to_string();
+    match ns("1").or_else(|| ns(&parent)) {
+        Some(other) => me != other,
+        None => false,
+    }
+}
+
+/// The one line canaryd logs after mounting a bpffs itself: what that
+/// means for the pins (and so for the data path after canaryd stops).
+pub fn mounted_note(own_namespace: bool) -> String {
+    if own_namespace {
+        format!(
+            "mounted a BPF filesystem at {DEFAULT_MOUNT} in canaryd's own mount namespace (as under `ip netns exec`): \
+             the pins, and the data path with them, vanish when that namespace ends; \
+             to keep them, mount a bpffs outside it (e.g. `mount -t bpf bpf /run/canary-bpf` on the host) and pass --bpffs /run/canary-bpf/canary"
+        )
+    } else {
+        format!(
+            "mounted a BPF filesystem at {DEFAULT_MOUNT}: the pins last until it is unmounted or the host reboots; \
+             mount it at boot (fstab: `bpf {DEFAULT_MOUNT} bpf defaults 0 0`) or pass a persistent --bpffs"
+        )
+    }
+}

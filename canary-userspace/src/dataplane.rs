@@ -98,6 +98,15 @@ pub struct Staged {
     spec: ServiceSpec,
 }
 
+/// What `remove_pins` found and removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemovedPins {
+    /// Whether there was a pin directory of this layout at all.
+    pub found: bool,
+    /// Interfaces the programs were taken off.
+    pub interfaces: Vec<String>,
+}
+
 pub struct Dataplane {
     /// The loaded object; its maps have been taken into `maps` and `counters`.
     ebpf: Ebpf,
@@ -274,27 +283,40 @@ impl Dataplane {
     /// to, then removes every pin under `pin_dir`: the maps, with every flow
     /// entry and counter, are freed once no process holds them.
     /// Established connections through the VIPs break.
-    pub fn remove_pins(pin_dir: &Path) -> io::Result<()> {
+    pub fn remove_pins(pin_dir: &Path) -> io::Result<RemovedPins> {
+        let removed = Dataplane::remove_layout(pin_dir)?;
+        // The bpffs directory itself too, unless something else lives there
+        // (another layout version's pins, say).
+        let _ = fs::remove_dir(pin_dir);
+        Ok(removed)
+    }
+
+    /// `remove_pins`, keeping `pin_dir` itself: a daemon that starts clean
+    /// (`--reset`) holds its lock on that directory (see `lock`).
+    pub fn remove_layout(pin_dir: &Path) -> io::Result<RemovedPins> {
         let pins = PinLayout::new(pin_dir);
+        let mut removed = RemovedPins {
+            found: pins.dir.exists(),
+            interfaces: vec![],
+        };
         match fs::read_dir(pins.interfaces()) {
             Ok(entries) => {
                 for entry in entries {
                     let entry = entry?;
                     let interface = interface_name(&entry.file_name().to_string_lossy());
                     attachment::detach(&interface, &entry.path())?;
+                    removed.interfaces.push(interface);
                 }
             }
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             Err(_) => {}
         }
+        removed.interfaces.sort();
         match fs::remove_dir_all(&pins.dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        // The bpffs directory itself too, unless something else lives there
-        // (another layout version's pins, say).
-        let _ = fs::remove_dir(pin_dir);
-        Ok(())
+        Ok(removed)
     }
 
     /// The kernel's current weight of a service whose VIP was found in

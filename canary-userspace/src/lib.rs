@@ -14,6 +14,7 @@
 //!   error rate and latency quantiles (one implementation for all users).
 //! - `metrics`: Prometheus exposition of a status.
 //! - `state`: the atomically written state file (run-time weights).
+//! - `lock`: one canaryd per pin directory (flock on the bpffs directory).
 //! - `bpffs`, `caps`, `fds`: host plumbing (bpffs mount, capability drop,
 //!   the descriptor limit and its split between listeners and a reserve).
 //! - `error`: the library's error type.
@@ -33,6 +34,7 @@ pub mod controller;
 pub mod error;
 pub mod fds;
 pub mod kinds;
+pub mod lock;
 pub mod maps;
 pub mod metrics;
 pub mod pin_check;

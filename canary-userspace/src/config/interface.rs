@@ -7,7 +7,7 @@ const MAX_NAME: usize = 15;
 
 /// Checks a name the way the kernel does (`dev_valid_name`), which also keeps
 /// it from escaping `/sys/class/net` when looked up there.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), String> {
     let why = if name.is_empty() {
         "it is empty"
     } else if name.len() > MAX_NAME {

@@ -32,7 +32,7 @@ use toml::{Table, Value};
 pub use daemon::MAX_FLOW_TABLE_SIZE;
 pub use duration::{InvalidDuration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
-pub use interface::{interface_exists, interface_index};
+pub use interface::{check_name as check_interface_name, interface_exists, interface_index};
 pub use weight::{InvalidWeight, weight_percent_to_bp};
 
 use crate::{controller::plan::RolloutPlan, service::ServiceSpec};

@@ -46,12 +46,38 @@ pub enum DaemonError {
         interface: String,
         source: io::Error,
     },
+    /// Attaching at start failed; nothing the pins had was detached.
+    #[error(
+        "attaching {interface} failed: {source}; nothing was detached: {}",
+        serving_text(.serving)
+    )]
+    AttachFailed {
+        interface: String,
+        /// Boxed: the data path's error is large, and every owner call's
+        /// result carries a `DaemonError`.
+        source: Box<Error>,
+        /// Interfaces the pins had before: they keep their programs.
+        serving: Vec<String>,
+    },
+    #[error(transparent)]
+    Locked(#[from] crate::lock::LockError),
     #[error("canaryd is shutting down")]
     OwnerGone,
     #[error("service {service} has no [service.rollout] in the config")]
     RolloutNotConfigured { service: String },
     #[error("service {service}: {why}")]
     RolloutConflict { service: String, why: String },
+}
+
+fn serving_text(serving: &[String]) -> String {
+    match serving {
+        [] => "no interface was attached before".into(),
+        [one] => format!("{one} keeps serving from its pinned programs"),
+        many => format!(
+            "{} keep serving from their pinned programs",
+            many.join(", ")
+        ),
+    }
 }
 
 fn known_list(known: &[String]) -> String {
@@ -80,7 +106,9 @@ impl DaemonError {
             | DaemonError::StateRead { .. }
             | DaemonError::StateWrite { .. }
             | DaemonError::RemovePins { .. }
-            | DaemonError::Attach { .. } => ErrorCode::DataPath,
+            | DaemonError::Attach { .. }
+            | DaemonError::AttachFailed { .. }
+            | DaemonError::Locked(_) => ErrorCode::DataPath,
         }
     }
 }

@@ -36,7 +36,8 @@ use crate::{
     api::{self, InterfaceStatus, Reloaded, WeightSet},
     bpffs,
     config::{self, Config, DaemonConfig, weight_percent_to_bp},
-    dataplane::{Dataplane, LoadOptions},
+    dataplane::{Dataplane, LoadOptions, RemovedPins},
+    lock::{self, DaemonLock},
     service::ServiceSpec,
     state::{self, State, WeightOverride},
 };
@@ -54,6 +55,51 @@ pub struct Overrides {
 }
 
 impl Overrides {
+    /// Checks the flags the way the config file's keys are checked (an
+    /// interface must exist on this host, paths must be absolute), so
+    /// `--check` and start-up catch a typo in a flag before anything in
+    /// the kernel changes. Every problem at once, each naming its flag.
+    pub fn check(&self) -> Result<(), config::ConfigErrors> {
+        let flag = |field: &str, message: String| config::ConfigError {
+            file: "command line".into(),
+            field: field.into(),
+            message,
+        };
+        let mut errors = vec![];
+        let mut seen = BTreeSet::new();
+        for name in &self.interfaces {
+            if let Err(why) = config::check_interface_name(name) {
+                errors.push(flag("--interface", why));
+            } else if !seen.insert(name) {
+                errors.push(flag("--interface", format!("{name:?} is given twice")));
+            } else if !config::interface_exists(name) {
+                errors.push(flag(
+                    "--interface",
+                    format!("no interface named {name:?} on this host"),
+                ));
+            }
+        }
+        for (field, path) in [
+            ("--socket", &self.socket),
+            ("--bpffs", &self.bpffs),
+            ("--state-dir", &self.state_dir),
+        ] {
+            if let Some(p) = path
+                && !p.is_absolute()
+            {
+                errors.push(flag(
+                    field,
+                    format!("{:?} is not an absolute path", p.display().to_string()),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(config::ConfigErrors(errors))
+        }
+    }
+
     pub fn apply(&self, d: &mut DaemonConfig) {
         if !self.interfaces.is_empty() {
             d.interfaces = self.interfaces.clone();
@@ -90,9 +136,51 @@ pub struct Daemon {
     state: State,
     interfaces: Vec<InterfaceStatus>,
     test_hold: Duration,
+    /// Held for the daemon's lifetime: one canaryd per pin directory.
+    _lock: DaemonLock,
+}
+
+/// The pin directory, ready and locked for this process (`Daemon::claim`).
+#[derive(Debug)]
+pub struct Claim {
+    pub lock: DaemonLock,
+    /// canaryd mounted the bpffs in a mount namespace of its own (as under
+    /// `ip netns exec`): the pins go when that namespace ends.
+    pub pins_vanish_with_namespace: bool,
+}
+
+/// What `Daemon::detach_all` found and removed.
+#[derive(Clone, Debug, Default)]
+pub struct Detached {
+    pub pins: RemovedPins,
+    /// Whether there was a state file.
+    pub state_file: bool,
 }
 
 impl Daemon {
+    /// Makes the bpffs directory ready (mounting a bpffs at /sys/fs/bpf when
+    /// none is there, and saying in one line what that means for the pins)
+    /// and takes the lock on it. Before anything else touches the kernel:
+    /// a second canaryd on the same pins is refused here, nothing changed.
+    pub fn claim(d: &DaemonConfig) -> Result<Claim, DaemonError> {
+        let bpffs_err = |source| DaemonError::Bpffs {
+            dir: d.bpffs.clone(),
+            source,
+        };
+        let mounted = bpffs::ensure(&d.bpffs).map_err(bpffs_err)?;
+        let own_namespace = mounted && bpffs::own_mount_namespace();
+        if own_namespace {
+            log::warn!("{}", bpffs::mounted_note(true));
+        } else if mounted {
+            log::info!("{}", bpffs::mounted_note(false));
+        }
+        std::fs::create_dir_all(&d.bpffs).map_err(bpffs_err)?;
+        Ok(Claim {
+            lock: lock::acquire(&d.bpffs)?,
+            pins_vanish_with_namespace: own_namespace,
+        })
+    }
+
     /// Loads the data path, reusing the pinned maps (and replacing the
     /// attached programs) left by an earlier run (so established flows,
     /// weights and counters carry on), registers the configured services and
@@ -102,14 +190,9 @@ impl Daemon {
         config_path: &Path,
         config: Config,
         overrides: Overrides,
+        claim: Claim,
     ) -> Result<Daemon, DaemonError> {
         let d = &config.daemon;
-        if bpffs::ensure(&d.bpffs).map_err(|source| DaemonError::Bpffs {
-            dir: d.bpffs.clone(),
-            source,
-        })? {
-            log::info!("mounted a BPF filesystem at {}", bpffs::DEFAULT_MOUNT);
-        }
         let mut dp = Dataplane::load(&LoadOptions {
             flow_table_size: d.flow_table_size,
             udp_idle_timeout: d.udp_idle_timeout,
@@ -160,18 +243,26 @@ impl Daemon {
             interface: interface.to_owned(),
             source,
         };
-        for old in dp.attached_interfaces().map_err(|e| attach_err("", e))? {
-            if !d.interfaces.contains(&old) {
-                log::info!("{old}: no longer in the config; detaching");
-                dp.detach(&old).map_err(|e| attach_err(&old, e))?;
-            }
-        }
+        // Transactional: every configured interface is attached before any
+        // interface the pins had is detached, so a failure leaves what was
+        // serving serving.
+        let before = dp.attached_interfaces().map_err(|e| attach_err("", e))?;
         let mut interfaces = vec![];
         for name in &d.interfaces {
             // Looked up before attaching: if the device is replaced in
             // between, the next check sees a new index and attaches again.
             let ifindex = config::interface_index(name).unwrap_or(0);
-            let attached = dp.attach(name)?;
+            let attached = match dp.attach(name) {
+                Ok(a) => a,
+                Err(source) => {
+                    undo_new_attachments(&mut dp, &before, &interfaces, name);
+                    return Err(DaemonError::AttachFailed {
+                        interface: name.clone(),
+                        source: Box::new(source),
+                        serving: before.into_iter().filter(|b| b != name).collect(),
+                    });
+                }
+            };
             let xdp = attached.xdp;
             log::info!(
                 "{name}: XDP in {xdp} mode, through {} (ifindex {ifindex})",
@@ -185,6 +276,12 @@ impl Daemon {
                 reattached: 0,
                 problem: None,
             });
+        }
+        for old in before {
+            if !d.interfaces.contains(&old) {
+                log::info!("{old}: no longer in the config; detaching");
+                dp.detach(&old).map_err(|e| attach_err(&old, e))?;
+            }
         }
         let test_hold = if cfg!(feature = "test-hooks") {
             std::env::var(TEST_HOLD_ENV)
@@ -206,23 +303,48 @@ impl Daemon {
             state,
             interfaces,
             test_hold,
+            _lock: claim.lock,
         })
     }
 
     /// Removes every pin (programs detach, flow table and counters go) and
-    /// the state file. Established connections through the VIPs break.
-    pub fn detach_all(daemon: &DaemonConfig) -> Result<(), DaemonError> {
-        Dataplane::remove_pins(&daemon.bpffs).map_err(|source| DaemonError::RemovePins {
-            dir: daemon.bpffs.clone(),
-            source,
-        })?;
-        match std::fs::remove_file(state::path(&daemon.state_dir)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DaemonError::StateWrite {
-                dir: daemon.state_dir.clone(),
-                source: e,
-            }),
-            _ => Ok(()),
+    /// the state file, and says what it found. Established connections
+    /// through the VIPs break. Refused while a canaryd holds the pin
+    /// directory (`LockError::Held`): nothing is touched then. Never
+    /// mounts or creates anything.
+    pub fn detach_all(daemon: &DaemonConfig) -> Result<Detached, DaemonError> {
+        if !daemon.bpffs.is_dir() {
+            return Ok(Detached {
+                pins: RemovedPins::default(),
+                state_file: remove_state_file(daemon)?,
+            });
         }
+        let lock = lock::acquire(&daemon.bpffs)?;
+        let pins =
+            Dataplane::remove_pins(&daemon.bpffs).map_err(|source| DaemonError::RemovePins {
+                dir: daemon.bpffs.clone(),
+                source,
+            })?;
+        drop(lock);
+        Ok(Detached {
+            pins,
+            state_file: remove_state_file(daemon)?,
+        })
+    }
+
+    /// `detach_all` for a daemon that starts clean (`--reset`) and holds
+    /// `claim` already: the bpffs directory, which the lock is on, stays.
+    pub fn reset(daemon: &DaemonConfig, claim: &Claim) -> Result<Detached, DaemonError> {
+        debug_assert_eq!(claim.lock.dir(), daemon.bpffs);
+        let pins =
+            Dataplane::remove_layout(&daemon.bpffs).map_err(|source| DaemonError::RemovePins {
+                dir: daemon.bpffs.clone(),
+                source,
+            })?;
+        Ok(Detached {
+            pins,
+            state_file: remove_state_file(daemon)?,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -567,6 +689,40 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+}
+
+/// After a failed attach at start: takes the programs off the interfaces
+/// this start attached that the pins did not have before (and the failed
+/// one's record), so only what served before serves. Best effort: a
+/// failure here is logged, the attach error is what is returned.
+fn undo_new_attachments(
+    dp: &mut Dataplane,
+    before: &[String],
+    attached: &[InterfaceStatus],
+    failed: &str,
+) {
+    let new = attached
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain([failed])
+        .filter(|name| !before.iter().any(|b| b == name));
+    for name in new {
+        if let Err(e) = dp.detach(name) {
+            log::error!("{name}: taking the programs off again after the failed start: {e}");
+        }
+    }
+}
+
+/// Removes the state file; returns whether there was one.
+fn remove_state_file(daemon: &DaemonConfig) -> Result<bool, DaemonError> {
+    match std::fs::remove_file(state::path(&daemon.state_dir)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(DaemonError::StateWrite {
+            dir: daemon.state_dir.clone(),
+            source: e,
+        }),
     }
 }
 

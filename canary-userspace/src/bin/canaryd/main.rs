@@ -65,10 +65,12 @@ struct Args {
     reset: bool,
     /// Remove everything canaryd left in the kernel (programs detach, pins,
     /// flow table, counters and the state file go), then exit. BREAKS
-    /// ESTABLISHED CONNECTIONS through the VIPs. Stop the daemon first.
+    /// ESTABLISHED CONNECTIONS through the VIPs. Refused while a canaryd runs
+    /// on the same bpffs directory: stop it first.
     #[arg(long, conflicts_with = "reset", verbatim_doc_comment)]
     detach_all: bool,
-    /// Check the config file (every error at once) and exit.
+    /// Check the config file and the flags that override it (every error
+    /// at once) and exit.
     #[arg(long, conflicts_with_all = ["reset", "detach_all"])]
     check: bool,
 }
@@ -117,6 +119,19 @@ fn main() -> ExitCode {
         }
     };
     let overrides = args.overrides();
+    // The flags are checked like the file's keys: a typo in --interface
+    // must stop --check and start-up before anything is detached.
+    // --detach-all works with whatever it is given.
+    if !args.detach_all
+        && let Err(errors) = overrides.check()
+    {
+        eprintln!("{errors}");
+        eprintln!(
+            "canaryd: {} error(s) on the command line; nothing was started",
+            errors.0.len()
+        );
+        return ExitCode::from(1);
+    }
     overrides.apply(&mut config.daemon);
     log::set_max_level(config.daemon.log_level);
     if args.check {

@@ -32,22 +32,48 @@ pub struct Served {
 }
 
 pub fn detach_all(config: &Config) -> Result<()> {
-    Daemon::detach_all(&config.daemon).context("--detach-all")?;
-    println!(
-        "removed the pins under {} and the state file in {}; the programs are detached",
-        config.daemon.bpffs.display(),
-        config.daemon.state_dir.display()
-    );
+    let d = &config.daemon;
+    let done = Daemon::detach_all(d).context("--detach-all")?;
+    let state = if done.state_file {
+        format!("removed the state file in {}", d.state_dir.display())
+    } else {
+        format!("no state file in {}", d.state_dir.display())
+    };
+    // Say what was found: "detached" after finding nothing would send an
+    // operator looking in the wrong place.
+    if !done.pins.found {
+        println!(
+            "found no canary pins under {}: nothing was detached; {state}. \
+             Pins on a bpffs that canaryd mounted itself in its own mount namespace \
+             (as under `ip netns exec`) vanish with that namespace, and its programs with them",
+            d.bpffs.display()
+        );
+    } else if done.pins.interfaces.is_empty() {
+        println!(
+            "removed the pins under {}; no interface was attached; {state}",
+            d.bpffs.display()
+        );
+    } else {
+        println!(
+            "removed the pins under {}; the programs are detached from {}; {state}",
+            d.bpffs.display(),
+            done.pins.interfaces.join(", ")
+        );
+    }
     Ok(())
 }
 
 pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool) -> Result<()> {
+    // First, before the sockets and the kernel: a second canaryd on the
+    // same pins stops here with nothing changed.
+    let claim = Daemon::claim(&config.daemon).context("not started")?;
     if reset {
         log::warn!(
             "--reset: removing pinned state; established connections through the VIPs break"
         );
-        Daemon::detach_all(&config.daemon).context("--reset")?;
+        Daemon::reset(&config.daemon, &claim).context("--reset")?;
     }
+    let pins_vanish = claim.pins_vanish_with_namespace;
     // Before anything opens a descriptor: the more the limit allows, the
     // more the listeners may hold beside the reserve (see `fds`).
     let nofile = fds::raise_soft_limit().context("the descriptor limit")?;
@@ -74,7 +100,7 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
     let metrics = std::net::TcpListener::bind(metrics_addr)
         .with_context(|| format!("binding the metrics listener on {metrics_addr}"))?;
     metrics.set_nonblocking(true)?;
-    let daemon = match Daemon::start(config_path, config, overrides) {
+    let daemon = match Daemon::start(config_path, config, overrides, claim) {
         Ok(d) => d,
         Err(e) => {
             let _ = fs::remove_file(&socket_path);
@@ -129,9 +155,16 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
             panic_message(&panic)
         )),
     };
-    log::info!(
-        "stopped; the data path keeps running from its pins (canaryd --detach-all removes it)"
-    );
+    if pins_vanish {
+        log::warn!(
+            "stopped; the pins are on the bpffs canaryd mounted in its own mount namespace: \
+             they, and the data path, vanish when that namespace's last process exits"
+        );
+    } else {
+        log::info!(
+            "stopped; the data path keeps running from its pins (canaryd --detach-all removes it)"
+        );
+    }
     result
 }
 

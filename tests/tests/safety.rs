@@ -1,0 +1,370 @@
+//! Operator mistakes (issue 12) with the real canaryd in a test namespace:
+//! each is refused or contained with a message that says what happened,
+//! and the VIP keeps answering real connections through it.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::{Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use canary_common::names::INGRESS_PROGRAM;
+use canary_userspace::{
+    Affinity, Protocol, ServiceSpec,
+    api::Client as ApiClient,
+    attachment::{self, XDP_DRIVER_PIN},
+    config::Config,
+};
+use tests::{one_at_a_time, require_root, servers::Backend, servers::Client};
+use xtask::{
+    canaryd::{Binaries, Canaryd, DaemonDirs},
+    topology::{BackendKind, HOST_IF, HOST_V4, Netns, Topology},
+};
+
+const STABLE: &str = "stable";
+const CANARY: &str = "canary";
+/// A one-shot canaryd run that should be refused gets this long before it
+/// is killed and counted as "it started" (which is the bug on main).
+const ONE_SHOT: Duration = Duration::from_secs(30);
+
+struct Setup {
+    vip: SocketAddr,
+    _backends: Vec<Backend>,
+    dirs: DaemonDirs,
+    bins: Binaries,
+    topo: Topology,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let topo = Topology::new(BackendKind::LocalProcess).unwrap();
+        let at = |port| SocketAddr::new(HOST_V4.into(), port);
+        let backends = vec![
+            Backend::spawn(&topo.host, at(8081), STABLE).unwrap(),
+            Backend::spawn(&topo.host, at(8082), CANARY).unwrap(),
+        ];
+        let s = Setup {
+            vip: at(80),
+            _backends: backends,
+            dirs: DaemonDirs::new("safety").unwrap(),
+            bins: Binaries::next_to_test().unwrap(),
+            topo,
+        };
+        let config = Config {
+            daemon: s.dirs.daemon_config(HOST_IF),
+            services: vec![ServiceSpec {
+                name: "model".into(),
+                vip: s.vip,
+                protocol: Protocol::Tcp,
+                affinity: Affinity::Flow,
+                stable: vec![at(8081)],
+                canary: vec![at(8082)],
+                weight_bp: 5000,
+            }],
+            rollouts: Default::default(),
+        };
+        s.dirs.write_config(&config).unwrap();
+        s
+    }
+
+    fn start(&self, extra: &[&str]) -> Canaryd {
+        Canaryd::start(&self.topo.host, &self.bins, &self.dirs, extra).unwrap()
+    }
+
+    /// `canaryd --config C args...` in the host namespace, to its end
+    /// (killed after `ONE_SHOT`: a daemon that should have been refused).
+    fn one_shot(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(&self.bins.canaryd);
+        cmd.arg("--config").arg(self.dirs.config()).args(args);
+        let child = self.topo.host.enter(|| spawn(cmd)).unwrap().unwrap();
+        wait_bounded(child)
+    }
+
+    /// New connections to the VIP: how many of `n` were answered.
+    fn answered(&self, n: usize) -> usize {
+        (0..n)
+            .filter(|_| {
+                Client::connect(&self.topo.client, None, self.vip)
+                    .and_then(|mut c| c.request())
+                    .is_ok_and(|got| got == STABLE || got == CANARY)
+            })
+            .count()
+    }
+
+    /// The id of canary's XDP program on the host interface, if attached.
+    fn xdp_program(&self) -> Option<u64> {
+        self.topo
+            .host
+            .enter(|| attachment::xdp_program_on(HOST_IF))
+            .unwrap()
+            .unwrap()
+            .filter(|p| p.name == INGRESS_PROGRAM)
+            .map(|p| p.id)
+    }
+}
+
+fn spawn(mut cmd: Command) -> std::io::Result<std::process::Child> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+}
+
+/// Waits for a one-shot child, killing it after `ONE_SHOT`.
+fn wait_bounded(mut child: std::process::Child) -> Output {
+    let deadline = Instant::now() + ONE_SHOT;
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The VIP is checked with this many new connections at each step.
+const PROBES: usize = 20;
+
+#[test]
+fn interface_flag_typo_is_caught_by_check_and_start_before_anything_is_detached() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    let mut d = s.start(&[]);
+    d.signal(libc::SIGTERM).unwrap();
+    let program = s.xdp_program();
+    assert!(program.is_some(), "not attached after the first run");
+    assert_eq!(s.answered(PROBES), PROBES, "VIP down after SIGTERM");
+
+    let typo = "eht0";
+    let want = format!("command line: --interface: no interface named \"{typo}\" on this host");
+    let check = s.one_shot(&["--interface", typo, "--check"]);
+    let start = s.one_shot(&["--interface", typo]);
+    let vip = s.answered(PROBES);
+    println!(
+        "--interface {typo}: --check exit {:?}, start exit {:?}; VIP answered {vip}/{PROBES}\n\
+         --check stderr: {}start stderr: {}",
+        check.status.code(),
+        start.status.code(),
+        text(&check.stderr),
+        text(&start.stderr)
+    );
+    for (what, out) in [("--check", &check), ("start", &start)] {
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains(&want), "{what}: {err}");
+        assert!(
+            err.contains("canaryd: 1 error(s) on the command line; nothing was started"),
+            "{what}: {err}"
+        );
+    }
+    assert_eq!(vip, PROBES, "the VIP stopped serving");
+    assert_eq!(s.xdp_program(), program, "the programs changed");
+    assert!(
+        s.dirs
+            .pins()
+            .interface(HOST_IF)
+            .join(XDP_DRIVER_PIN)
+            .exists(),
+        "{HOST_IF}'s link pin went"
+    );
+}
+
+#[test]
+fn a_failed_attach_at_start_detaches_nothing_and_says_what_serves() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    let mut d = s.start(&[]);
+    d.signal(libc::SIGTERM).unwrap();
+    assert_eq!(s.answered(PROBES), PROBES, "VIP down after SIGTERM");
+    // Stands for any attach failure no check can foresee (a driver that
+    // refuses, a foreign XDP program): `lo`'s record in the pin directory
+    // is a dangling symlink (bpffs allows them), so creating it fails.
+    let record = s.dirs.pins().interface("lo");
+    std::os::unix::fs::symlink("/nonexistent/canary-test", &record).unwrap();
+
+    let out = s.one_shot(&["--interface", "lo"]);
+    let vip = s.answered(PROBES);
+    let err = text(&out.stderr);
+    println!(
+        "--interface lo with an attach that fails: exit {:?}; VIP answered {vip}/{PROBES}\nstderr: {err}",
+        out.status.code()
+    );
+    std::fs::remove_file(&record).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("canaryd: starting the data path: attaching lo failed: "),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "nothing was detached: {HOST_IF} keeps serving from its pinned programs"
+        )),
+        "{err}"
+    );
+    assert_eq!(vip, PROBES, "the VIP stopped serving");
+    assert!(s.xdp_program().is_some(), "{HOST_IF} was detached");
+    // And a start with the right flags carries on from there.
+    let d = s.start(&[]);
+    assert!(d.status().unwrap().daemon.interfaces[0].attached);
+    assert_eq!(s.answered(PROBES), PROBES);
+}
+
+#[test]
+fn a_second_canaryd_and_detach_all_are_refused_while_one_runs() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    let mut d = s.start(&[]);
+    let program = s.xdp_program();
+    let other_socket = s.dirs.root.join("other.sock");
+    let other_socket = other_socket.to_str().unwrap();
+    let held = format!(
+        "canaryd pid {} is running on the pins in {} (it holds that directory locked); \
+         stop it first (systemctl stop canaryd, or kill {}); nothing was changed",
+        d.pid,
+        s.dirs.bpffs.display(),
+        d.pid
+    );
+
+    let second = s.one_shot(&["--socket", other_socket, "--metrics-listen", "127.0.0.1:0"]);
+    let after_second = s.answered(PROBES);
+    let detach = s.one_shot(&["--detach-all"]);
+    let after_detach = s.answered(PROBES);
+    let reset = s.one_shot(&[
+        "--socket",
+        other_socket,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--reset",
+    ]);
+    let after_reset = s.answered(PROBES);
+    for (what, out) in [
+        ("second", &second),
+        ("--detach-all", &detach),
+        ("--reset", &reset),
+    ] {
+        println!(
+            "{what} while canaryd {} runs: exit {:?}, stderr: {}",
+            d.pid,
+            out.status.code(),
+            text(&out.stderr)
+        );
+    }
+    println!("VIP answered {after_second}, {after_detach}, {after_reset} of {PROBES} after each");
+    let second_err = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{second_err}");
+    assert!(
+        second_err.contains(&format!("canaryd: not started: {held}")),
+        "{second_err}"
+    );
+    let detach_err = text(&detach.stderr);
+    assert_eq!(detach.status.code(), Some(1), "{detach_err}");
+    assert!(
+        detach_err.contains(&format!("canaryd: --detach-all: {held}")),
+        "{detach_err}"
+    );
+    assert_eq!(reset.status.code(), Some(1), "{}", text(&reset.stderr));
+    assert!(text(&reset.stderr).contains(&held));
+    assert_eq!(
+        (after_second, after_detach, after_reset),
+        (PROBES, PROBES, PROBES),
+        "the VIP stopped serving"
+    );
+    assert_eq!(s.xdp_program(), program, "the programs were replaced");
+    assert!(
+        !Path::new(other_socket).exists(),
+        "the second bound its socket"
+    );
+    d.check_running().unwrap();
+    let status = d.status().unwrap();
+    assert!(status.daemon.interfaces[0].attached);
+    assert!(
+        s.dirs
+            .pins()
+            .interface(HOST_IF)
+            .join(XDP_DRIVER_PIN)
+            .exists(),
+        "pins removed"
+    );
+
+    // Stopped, the lock is free: --detach-all does its job and says where.
+    d.signal(libc::SIGTERM).unwrap();
+    let out = s.one_shot(&["--detach-all"]);
+    let said = text(&out.stdout);
+    println!("--detach-all after SIGTERM: {said}");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        said.contains(&format!(
+            "removed the pins under {}; the programs are detached from {HOST_IF}",
+            s.dirs.bpffs.display()
+        )),
+        "{said}"
+    );
+    assert_eq!(s.xdp_program(), None);
+}
+
+/// canaryd under `ip netns exec NS`, which gives it a mount namespace and a
+/// /sys of its own, so it mounts a bpffs of its own at /sys/fs/bpf.
+fn netns_exec(s: &Setup, ns: &Netns, args: &[&str]) -> std::process::Child {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns.name()])
+        .arg(&s.bins.canaryd)
+        .arg("--config")
+        .arg(s.dirs.config())
+        .args(args);
+    spawn(cmd).unwrap()
+}
+
+#[test]
+fn a_bpffs_canaryd_mounts_under_ip_netns_exec_is_called_out_and_detach_all_finds_nothing() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    let child = netns_exec(&s, &s.topo.host, &[]);
+    let socket = s.dirs.socket();
+    let deadline = Instant::now() + ONE_SHOT;
+    while (ApiClient { socket: &socket }).version().is_err() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let serving = s.answered(PROBES);
+    // SAFETY: kill(2) on our own child, not reaped yet.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = wait_bounded(child);
+    let log = text(&out.stderr);
+    println!("canaryd under ip netns exec: VIP answered {serving}/{PROBES}; log:\n{log}");
+    assert_eq!(serving, PROBES, "{log}");
+    assert!(
+        log.contains(
+            "mounted a BPF filesystem at /sys/fs/bpf in canaryd's own mount namespace \
+             (as under `ip netns exec`): the pins, and the data path with them, vanish \
+             when that namespace ends; to keep them, mount a bpffs outside it"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "stopped; the pins are on the bpffs canaryd mounted in its own mount namespace"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("keeps running from its pins"), "{log}");
+
+    let out = wait_bounded(netns_exec(&s, &s.topo.host, &["--detach-all"]));
+    let said = text(&out.stdout);
+    println!("--detach-all under ip netns exec: {said}");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        said.contains(&format!(
+            "found no canary pins under {}: nothing was detached",
+            s.dirs.bpffs.display()
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("the programs are detached"), "{said}");
+}
