@@ -226,9 +226,48 @@ pub struct InterfaceStatus {
     /// back, since it started.
     #[serde(default)]
     pub reattached: u64,
-    /// Why it is not attached.
+    /// What is wrong, as the kernel reports it: not attached, another
+    /// program at a hook, pinned maps that are not the programs' maps.
+    /// None only when the kernel runs canary's programs with canary's maps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The id of the XDP program the kernel runs on the interface (read
+    /// from the kernel, RTM_GETLINK); None when it runs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp_program_id: Option<u32>,
+    /// The ids of the tcx egress programs the kernel runs on it
+    /// (BPF_PROG_QUERY).
+    #[serde(default)]
+    pub egress_program_ids: Vec<u32>,
+    /// canary's own programs, XDP ingress then tc egress: what should run.
+    #[serde(default)]
+    pub canary_program_ids: Vec<u32>,
+    /// The maps canary's programs were loaded with (ids), as pinned.
+    #[serde(default)]
+    pub map_ids: Vec<u32>,
+    /// Times canaryd found the kernel running something else than what it
+    /// attached (detached, replaced, maps unpinned), since it started.
+    #[serde(default)]
+    pub mismatches: u64,
+}
+
+impl InterfaceStatus {
+    /// An interface canaryd has just attached to, before the kernel is read.
+    pub fn new(name: &str, xdp: XdpMode, ifindex: u32) -> InterfaceStatus {
+        InterfaceStatus {
+            name: name.to_owned(),
+            xdp,
+            attached: true,
+            ifindex,
+            reattached: 0,
+            problem: None,
+            xdp_program_id: None,
+            egress_program_ids: vec![],
+            canary_program_ids: vec![],
+            map_ids: vec![],
+            mismatches: 0,
+        }
+    }
 }
 
 /// Daemons before interface tracking reported attached interfaces only.
@@ -247,6 +286,10 @@ pub struct ServiceStatus {
     pub weight_percent: f64,
     pub stable: VersionStatus,
     pub canary: VersionStatus,
+    /// Why clients may not reach the service, e.g. a VIP that is not an
+    /// address of this host (checked at each status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -296,6 +339,10 @@ pub struct WeightSet {
     pub service: String,
     pub previous_percent: f64,
     pub percent: f64,
+    /// Why the weight may not do what it says: interfaces where the kernel
+    /// does not run canary's programs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `reload`: what changed.
@@ -305,6 +352,10 @@ pub struct Reloaded {
     pub updated: Vec<String>,
     pub removed: Vec<String>,
     pub unchanged: Vec<String>,
+    /// Valid but probably not meant (a VIP that is not local, a weight
+    /// below 1 %): one line each, naming the file and field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Why a request got no usable answer from the daemon.

@@ -32,6 +32,7 @@ use canary_common::{
 use crate::{
     attachment,
     error::{Error, Result},
+    inspect,
     kinds::Failsafe,
     maps::{Counters, Maps, map_err, retain_keys},
     pins::{PinLayout, interface_name},
@@ -249,6 +250,44 @@ impl Dataplane {
         Ok(Attached {
             xdp: mode,
             via: Attachment::ProcessLink,
+        })
+    }
+
+    /// This load's program ids and the ids of the maps pinned when it was
+    /// loaded: what `inspect` compares the kernel with. Read while canaryd
+    /// still has every capability (before `caps::drop_to_kept`).
+    pub fn expected(&mut self) -> Result<inspect::Expected> {
+        let xdp: &mut Xdp = program(&mut self.ebpf, INGRESS_PROGRAM)?;
+        let ingress_id = xdp
+            .info()
+            .map_err(|source| Error::Program {
+                name: INGRESS_PROGRAM,
+                source,
+            })?
+            .id();
+        let tc: &mut SchedClassifier = program(&mut self.ebpf, EGRESS_PROGRAM)?;
+        let egress_id = tc
+            .info()
+            .map_err(|source| Error::Program {
+                name: EGRESS_PROGRAM,
+                source,
+            })?
+            .id();
+        let mut maps = vec![];
+        if let Some(pins) = &self.pins {
+            for name in names::MAPS {
+                let path = pins.map(name);
+                let id = inspect::pinned_map_id(&path).map_err(|e| Error::Pin {
+                    path: path.clone(),
+                    what: format!("reading its map id: {e}"),
+                })?;
+                maps.push((path, id));
+            }
+        }
+        Ok(inspect::Expected {
+            ingress_id,
+            egress_id,
+            maps,
         })
     }
 

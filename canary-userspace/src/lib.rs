@@ -24,6 +24,7 @@
 //! - `dataplane`: load the object, pin and attach it, publish services and
 //!   weights.
 //! - `attachment`: attachments that outlive the daemon.
+//! - `inspect`: what the kernel runs on an interface (status's truth).
 //! - `daemon`: canaryd's state, its owning thread and the status readers.
 
 pub mod api;
@@ -50,6 +51,8 @@ pub mod attachment;
 pub mod daemon;
 #[cfg(feature = "dataplane")]
 pub mod dataplane;
+#[cfg(feature = "dataplane")]
+pub mod inspect;
 
 #[cfg(feature = "dataplane")]
 pub use dataplane::{Dataplane, LoadOptions};

@@ -239,7 +239,17 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
     let mut attached = Family::new(
         "canary_interface_attached",
         GAUGE,
-        "1 while the programs run on the configured interface, 0 while it is gone or a re-attach failed.",
+        "1 while the kernel runs canary's XDP and tc egress programs on the configured interface (read from the kernel), 0 while it is gone, they were detached or replaced, or a re-attach failed.",
+    );
+    let mut problem = Family::new(
+        "canary_interface_problem",
+        GAUGE,
+        "1 while status reports a problem on the interface (not attached, another program at a hook, pinned maps that are not the programs' maps), else 0.",
+    );
+    let mut mismatches = Family::new(
+        "canary_interface_mismatches_total",
+        COUNTER,
+        "Times canaryd found the kernel running something else than what it set up on the interface (detached, replaced, maps unpinned), since it started.",
     );
     let mut reattached = Family::new(
         "canary_interface_reattached_total",
@@ -250,6 +260,8 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
         let labels = || vec![("interface", i.name.clone())];
         attached.add(labels(), f64::from(u8::from(i.attached)));
         reattached.add(labels(), i.reattached as f64);
+        problem.add(labels(), f64::from(u8::from(i.problem.is_some())));
+        mismatches.add(labels(), i.mismatches as f64);
     }
     let mut info = Family::new(
         "canary_build_info",
@@ -274,7 +286,7 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
     .collect();
     out.append(&mut signal_families);
     out.extend(
-        [verdicts, attached, reattached, info]
+        [verdicts, attached, reattached, problem, mismatches, info]
             .into_iter()
             .filter(|f| !f.samples.is_empty())
             .map(Family::build),

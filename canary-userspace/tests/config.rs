@@ -366,3 +366,39 @@ fn rollout_fixture_has_its_values_and_defaults() {
     let again = config::parse(&c.to_toml(), "rendered.toml", &test_interfaces).unwrap();
     assert_eq!(again, c);
 }
+
+/// `weight = "5%"` is 5 %, as `canaryctl set-weight S 5%` is.
+#[test]
+fn a_weight_with_a_percent_sign_reads_as_that_percent() {
+    assert_eq!(valid("weight_percent_sign.toml").services[0].weight_bp, 500);
+}
+
+/// A VIP that is not an address of the host and a weight below 1 % are
+/// valid, but each gets a warning naming the file and field.
+#[test]
+fn warnings_name_a_vip_that_is_not_local_and_a_weight_below_one_percent() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/valid/warnings.toml");
+    let file = path.display().to_string();
+    let config = parse_fixture(&path).unwrap();
+    let remote = |_| false;
+    let lines: Vec<String> = config::warnings(&config, &file, &remote)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "{file}: service[0].listen: 198.18.0.1 is not an address of this host: clients \
+                 cannot reach it until it is added (e.g. `ip addr add 198.18.0.1/32 dev lo`, or \
+                 by keepalived); canaryd serves it once it is"
+            ),
+            format!(
+                "{file}: service[0].weight: 0.05 % (1 in 2000 new flows); did you mean 5? \
+                 The weight is a percent"
+            ),
+        ]
+    );
+    let local = |_| true;
+    assert_eq!(config::warnings(&config, &file, &local).len(), 1);
+}

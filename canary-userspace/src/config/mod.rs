@@ -17,6 +17,7 @@ mod render;
 mod rollout;
 mod service;
 mod value;
+mod warnings;
 mod weight;
 
 use std::{
@@ -33,7 +34,10 @@ pub use daemon::MAX_FLOW_TABLE_SIZE;
 pub use duration::{InvalidDuration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
 pub use interface::{check_name as check_interface_name, interface_exists, interface_index};
-pub use weight::{InvalidWeight, weight_percent_to_bp};
+pub use warnings::{local_addresses, vip_not_local, warnings};
+pub use weight::{
+    InvalidPercent, InvalidWeight, low_weight_hint, parse_percent, weight_percent_to_bp,
+};
 
 use crate::{controller::plan::RolloutPlan, service::ServiceSpec};
 use error::Collector;
@@ -201,12 +205,17 @@ fn services(errs: &mut Collector, value: Option<&Value>) -> Vec<service::Partial
 /// "TOML syntax error at line L, column C: ..." on one line; the toml
 /// crate's own rendering spans several.
 fn syntax_message(text: &str, error: &toml::de::Error) -> String {
-    let detail = error.message().trim().replace('\n', "; ");
+    let mut detail = error.message().trim().replace('\n', "; ");
     let Some(span) = error.span() else {
         return format!("TOML syntax error: {detail}");
     };
     let before = text.get(..span.start).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
+    // `weight = 5%` is not TOML; say how to write it.
+    if text.lines().nth(line - 1).is_some_and(|l| l.contains('%')) {
+        detail
+            .push_str(r#"; write a percent as a number (weight = 5) or a string (weight = "5%")"#);
+    }
     let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
     format!("TOML syntax error at line {line}, column {column}: {detail}")
 }

@@ -12,7 +12,7 @@ use super::{
     address,
     error::Collector,
     value::{self, join},
-    weight::weight_percent_to_bp,
+    weight::{parse_percent, weight_percent_to_bp},
 };
 use crate::{
     controller::plan::RolloutPlan,
@@ -212,7 +212,17 @@ fn family(addr: SocketAddr) -> &'static str {
 }
 
 fn weight(errs: &mut Collector, table: &Table, path: &str) -> Option<u16> {
-    let percent = value::number(errs, table, path, "weight").or(0.0)?;
+    // `weight = "5%"` reads as 5, as on canaryctl's command line.
+    let percent = match table.get("weight") {
+        Some(Value::String(text)) => match parse_percent(text) {
+            Ok(p) => p,
+            Err(why) => {
+                errs.push(join(path, "weight"), why.to_string());
+                return None;
+            }
+        },
+        _ => value::number(errs, table, path, "weight").or(0.0)?,
+    };
     weight_percent_to_bp(percent)
         .map_err(|why| errs.push(join(path, "weight"), why.to_string()))
         .ok()

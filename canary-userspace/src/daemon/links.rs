@@ -6,7 +6,9 @@
 //! settle and asks the owner to check every configured interface against
 //! the kernel (`Daemon::check_interfaces`). A message is only a hint: the
 //! check looks up what is there now, so bursts, reordering and lost events
-//! (ENOBUFS) do not matter. A slow timer checks too, in case no event came.
+//! (ENOBUFS) do not matter. A timer checks every second too: no event
+//! comes when a program is detached or replaced behind canaryd's back, and
+//! the check compares each interface's hooks with the kernel's (`inspect`).
 
 use std::{collections::BTreeSet, io, time::Duration};
 
@@ -24,9 +26,11 @@ use crate::config::interface_index;
 /// How long a burst of events (delete, create, up, addresses) may go on
 /// before the one check after it.
 const SETTLE: Duration = Duration::from_millis(100);
-/// The check without events: lost events or a socket that could not be
-/// opened are found out this late at worst.
-const RECHECK: Duration = Duration::from_secs(10);
+/// The check without events: a detach behind canaryd's back (no link
+/// event), lost events or a socket that could not be opened are found out
+/// this late at worst. Each check is one RTM_GETLINK and one
+/// BPF_PROG_QUERY per interface and one BPF_OBJ_GET per pinned map.
+const RECHECK: Duration = Duration::from_secs(1);
 /// One datagram holds one or a few link messages of a few KiB.
 const RECV_BUFFER: usize = 64 * 1024;
 /// A larger socket buffer makes lost bursts rarer; a lost one only costs
@@ -56,18 +60,19 @@ pub async fn follow(owner: Handle, observer: Observer) {
             _ = recheck.tick() => None,
             hint = next_hint(socket.as_ref(), &observer, &mut buf) => Some(hint),
         };
-        if let Some(hint) = hint {
+        if let Some(hint) = &hint {
             log::debug!("interface events: {hint}");
             tokio::time::sleep(SETTLE).await;
             if let Some(socket) = &socket {
                 drain(socket, &mut buf);
             }
         }
-        if !differs(&observer) {
+        // An event that changed no index waits for the timer's check.
+        if hint.is_some() && !differs(&observer) {
             continue;
         }
         match owner
-            .call("check interfaces", |d| Ok(d.check_interfaces()))
+            .call("check interfaces", |d| Ok(d.check_interfaces(false)))
             .await
         {
             Ok(_) => {}

@@ -36,7 +36,8 @@ use crate::{
     api::{self, InterfaceStatus, Reloaded, WeightSet},
     bpffs,
     config::{self, Config, DaemonConfig, weight_percent_to_bp},
-    dataplane::{Dataplane, LoadOptions, RemovedPins},
+    dataplane::{Attachment, Dataplane, LoadOptions, RemovedPins},
+    inspect::{self, Expected},
     lock::{self, DaemonLock},
     service::ServiceSpec,
     state::{self, State, WeightOverride},
@@ -122,6 +123,29 @@ impl Overrides {
     }
 }
 
+/// The config's warnings (`config::warnings`) against this host's
+/// addresses, each as one line naming the file and field. When the
+/// addresses cannot be read, VIPs are not checked and the line says so.
+pub fn config_warnings(config: &Config, file: &Path) -> Vec<String> {
+    let file = file.display().to_string();
+    let (local, mut out) = match config::local_addresses() {
+        Ok(local) => (Some(local), vec![]),
+        Err(e) => (
+            None,
+            vec![format!(
+                "{file}: cannot list this host's addresses ({e}); VIPs are not checked"
+            )],
+        ),
+    };
+    let is_local = |ip| local.as_ref().is_none_or(|l| l.contains(&ip));
+    out.extend(
+        config::warnings(config, &file, &is_local)
+            .iter()
+            .map(ToString::to_string),
+    );
+    out
+}
+
 /// Test hook: how long every reload holds the owner before it starts, so a
 /// test can show that status and metrics do not wait on a slow operation.
 /// Read once at start from `CANARYD_TEST_HOLD_RELOAD_MS`, and only in a
@@ -135,6 +159,15 @@ pub struct Daemon {
     overrides: Overrides,
     state: State,
     interfaces: Vec<InterfaceStatus>,
+    /// This run's program and map ids: what the kernel should run.
+    expected: std::sync::Arc<Expected>,
+    /// Interfaces whose egress program is a tcx link (the netlink
+    /// fallback's clsact filter is not listed by BPF_PROG_QUERY).
+    tcx: BTreeSet<String>,
+    /// Interfaces where the kernel was found running something else than
+    /// what canaryd attached, with the same device: not re-attached on its
+    /// own (that would fight whoever did it), only by a reload or restart.
+    tampered: BTreeSet<String>,
     test_hold: Duration,
     /// Held for the daemon's lifetime: one canaryd per pin directory.
     _lock: DaemonLock,
@@ -209,6 +242,9 @@ impl Daemon {
                 d.flow_table_size
             );
         }
+        for w in config_warnings(&config, config_path) {
+            log::warn!("{w}");
+        }
         let mut state = state::load(&d.state_dir).map_err(|source| DaemonError::StateRead {
             dir: d.state_dir.clone(),
             source,
@@ -247,7 +283,9 @@ impl Daemon {
         // interface the pins had is detached, so a failure leaves what was
         // serving serving.
         let before = dp.attached_interfaces().map_err(|e| attach_err("", e))?;
+        let expected = std::sync::Arc::new(dp.expected()?);
         let mut interfaces = vec![];
+        let mut tcx = BTreeSet::new();
         for name in &d.interfaces {
             // Looked up before attaching: if the device is replaced in
             // between, the next check sees a new index and attaches again.
@@ -268,13 +306,13 @@ impl Daemon {
                 "{name}: XDP in {xdp} mode, through {} (ifindex {ifindex})",
                 attached.via
             );
+            if !matches!(attached.via, Attachment::Netlink { .. }) {
+                tcx.insert(name.clone());
+            }
             interfaces.push(InterfaceStatus {
-                name: name.clone(),
-                xdp,
-                attached: true,
-                ifindex,
-                reattached: 0,
-                problem: None,
+                canary_program_ids: vec![expected.ingress_id, expected.egress_id],
+                map_ids: expected.maps.iter().map(|(_, id)| *id).collect(),
+                ..InterfaceStatus::new(name, xdp, ifindex)
             });
         }
         for old in before {
@@ -295,16 +333,22 @@ impl Daemon {
         if !test_hold.is_zero() {
             log::warn!("{TEST_HOLD_ENV}: every reload is held {test_hold:?} (test hook)");
         }
-        Ok(Daemon {
+        let mut daemon = Daemon {
             dp,
             config,
             config_path: config_path.to_owned(),
             overrides,
             state,
             interfaces,
+            expected,
+            tcx,
+            tampered: BTreeSet::new(),
             test_hold,
             _lock: claim.lock,
-        })
+        };
+        // What the kernel runs from the first status on, not what attach said.
+        daemon.check_interfaces(false);
+        Ok(daemon)
     }
 
     /// Removes every pin (programs detach, flow table and counters go) and
@@ -366,6 +410,8 @@ impl Daemon {
         observe::Snapshot {
             config_path: self.config_path.display().to_string(),
             interfaces: self.interfaces.clone(),
+            expected: self.expected.clone(),
+            tcx: self.tcx.clone(),
             services: self.dp.registered(),
             rollouts: self.state.rollouts.clone(),
             rollbacks: self.state.rollbacks.clone(),
@@ -386,10 +432,24 @@ impl Daemon {
             .map_err(|reason| DaemonError::InvalidWeight { percent, reason })?;
         let next = self.state.clone();
         let previous = self.commit_weight(service, Some(bp), next, "set-weight")?;
+        // The weight is stored either way; say when no traffic is split.
+        let warnings = self
+            .interfaces
+            .iter()
+            .filter(|i| !i.attached)
+            .map(|i| {
+                format!(
+                    "{}: {}; the weight is stored, but canary splits no traffic there",
+                    i.name,
+                    i.problem.as_deref().unwrap_or("not attached")
+                )
+            })
+            .collect();
         Ok(WeightSet {
             service: service.to_owned(),
             previous_percent: api::bp_to_percent(previous),
             percent: api::bp_to_percent(bp),
+            warnings,
         })
     }
 
@@ -475,10 +535,16 @@ impl Daemon {
     /// replaced by a new device of the same name, gets the programs again
     /// (the dead link pins are replaced, see `attachment`). Link events only
     /// say that something may have changed; this looks at what is, so
-    /// bursts, lost or reordered events change nothing. Returns whether
-    /// anything changed.
-    pub fn check_interfaces(&mut self) -> bool {
+    /// bursts, lost or reordered events change nothing. Then it asks the
+    /// kernel what runs on each interface (`inspect`): a program detached
+    /// or replaced behind canaryd's back, or pinned maps that are not the
+    /// programs' maps, is logged once per change, counted and shown in
+    /// status; such an interface is attached again only when `repair` (a
+    /// reload) says so, never on its own: that would fight whoever did it.
+    /// Returns whether anything changed.
+    pub fn check_interfaces(&mut self, repair: bool) -> bool {
         let mut changed = false;
+        let maps_problem = inspect::maps_problem(&self.expected);
         for iface in &mut self.interfaces {
             let name = iface.name.clone();
             let now = config::interface_index(&name).unwrap_or(0);
@@ -495,7 +561,15 @@ impl Daemon {
                 }
                 continue;
             }
-            if now == iface.ifindex && iface.attached {
+            let tampered = self.tampered.contains(&name);
+            if now == iface.ifindex && (iface.attached || (tampered && !repair)) {
+                changed |= verify(
+                    iface,
+                    &self.expected,
+                    self.tcx.contains(&name),
+                    maps_problem.as_deref(),
+                    &mut self.tampered,
+                );
                 continue;
             }
             let started = std::time::Instant::now();
@@ -518,6 +592,19 @@ impl Daemon {
                     iface.ifindex = now;
                     iface.xdp = attached.xdp;
                     iface.problem = None;
+                    self.tampered.remove(&name);
+                    if matches!(attached.via, Attachment::Netlink { .. }) {
+                        self.tcx.remove(&name);
+                    } else {
+                        self.tcx.insert(name.clone());
+                    }
+                    verify(
+                        iface,
+                        &self.expected,
+                        self.tcx.contains(&name),
+                        maps_problem.as_deref(),
+                        &mut self.tampered,
+                    );
                 }
                 Err(e) => {
                     let problem = format!("re-attaching failed: {e}");
@@ -553,6 +640,7 @@ impl Daemon {
             config::load_with(&self.config_path, &serves).map_err(DaemonError::InvalidConfig)?;
         self.overrides.apply(&mut new.daemon);
         self.check_restart_only(&new.daemon)?;
+        let warnings = config_warnings(&new, &self.config_path);
         let old_specs = self.registered_specs();
         let wanted = self.wanted_specs(&new);
         let report = changes(&old_specs, &wanted);
@@ -585,11 +673,17 @@ impl Daemon {
             });
         }
         self.dp.forget_removed();
-        // SIGHUP is what an operator tries when an interface came back.
-        self.check_interfaces();
+        // SIGHUP is what an operator tries when an interface came back, or
+        // when the programs were detached behind canaryd's back.
+        self.check_interfaces(true);
         log::set_max_level(new.daemon.log_level);
         self.config = new;
         self.state = next;
+        for w in &warnings {
+            log::warn!("{w}");
+        }
+        let mut report = report;
+        report.warnings = warnings;
         log::info!(
             "reloaded {}: added [{}], updated [{}], removed [{}], {} unchanged",
             self.config_path.display(),
@@ -724,6 +818,60 @@ fn remove_state_file(daemon: &DaemonConfig) -> Result<bool, DaemonError> {
             source: e,
         }),
     }
+}
+
+/// Compares one attached interface with what the kernel runs now and
+/// records the difference in `iface`; returns whether its status changed.
+/// A new problem is logged once and counted; its end is logged too.
+fn verify(
+    iface: &mut InterfaceStatus,
+    expected: &Expected,
+    tcx: bool,
+    maps_problem: Option<&str>,
+    tampered: &mut BTreeSet<String>,
+) -> bool {
+    let name = iface.name.clone();
+    let before = (iface.attached, iface.problem.clone());
+    let hook_problem = match inspect::hooks(iface.ifindex) {
+        Ok(hooks) => {
+            let problem = inspect::hook_problem(expected, &hooks, tcx);
+            iface.xdp_program_id = hooks.xdp.map(|(id, _)| id);
+            if let Some((_, Some(mode))) = hooks.xdp {
+                iface.xdp = mode;
+            }
+            iface.egress_program_ids = hooks.tcx_egress;
+            iface.attached = problem.is_none();
+            if problem.is_some() {
+                tampered.insert(name.clone());
+            }
+            problem
+        }
+        // Not knowing is a problem too, but not proof of a detach.
+        Err(e) => Some(e.to_string()),
+    };
+    iface.problem = match (hook_problem, maps_problem) {
+        (None, None) => None,
+        (Some(h), None) => Some(h),
+        (None, Some(m)) => Some(m.to_owned()),
+        (Some(h), Some(m)) => Some(format!("{h}; {m}")),
+    };
+    if (iface.attached, iface.problem.clone()) == before {
+        return false;
+    }
+    match &iface.problem {
+        Some(problem) => {
+            iface.mismatches += 1;
+            let fix = if iface.attached {
+                ""
+            } else {
+                "; canary does not split new connections here until `canaryctl reload` \
+                 (or SIGHUP) or a restart attaches its programs again"
+            };
+            log::warn!("{name}: the kernel does not run what canaryd set up: {problem}{fix}");
+        }
+        None => log::info!("{name}: the kernel runs canary's programs with canary's maps again"),
+    }
+    true
 }
 
 /// Writes the state file, trying again a few times (155 ms in all) when

@@ -26,6 +26,10 @@ use crate::{
 pub struct Snapshot {
     pub config_path: String,
     pub interfaces: Vec<InterfaceStatus>,
+    /// What the kernel should run (`inspect`), and the interfaces whose
+    /// egress is a tcx link.
+    pub expected: Arc<crate::inspect::Expected>,
+    pub tcx: std::collections::BTreeSet<String>,
     pub services: Vec<Registered>,
     /// Rollouts by service name, as last persisted.
     pub rollouts: std::collections::BTreeMap<String, crate::controller::run::RolloutRun>,
@@ -41,9 +45,47 @@ pub struct Observer {
 }
 
 impl Observer {
+    /// Status with each interface's hooks read from the kernel now: a
+    /// detach the owner's next check (within a second) has not seen yet
+    /// is shown already. Logging and counting it is the owner's job.
     pub fn status(&self) -> Result<Status, Error> {
         let snap = self.snapshot.borrow().clone();
-        status(&snap, &self.counters)
+        let mut status = status(&snap, &self.counters)?;
+        // A snapshot from before the data path was loaded: nothing to compare.
+        if snap.expected.ingress_id == 0 {
+            return Ok(status);
+        }
+        let maps_problem = crate::inspect::maps_problem(&snap.expected);
+        for iface in &mut status.daemon.interfaces {
+            if iface.ifindex == 0 {
+                continue;
+            }
+            // A read error is left to the owner, which reports it.
+            let Ok(hooks) = crate::inspect::hooks(iface.ifindex) else {
+                continue;
+            };
+            let hook_problem = crate::inspect::hook_problem(
+                &snap.expected,
+                &hooks,
+                snap.tcx.contains(&iface.name),
+            );
+            iface.xdp_program_id = hooks.xdp.map(|(id, _)| id);
+            iface.egress_program_ids = hooks.tcx_egress;
+            if hook_problem.is_some() {
+                iface.attached = false;
+            }
+            let live = [hook_problem.as_deref(), maps_problem.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ");
+            if !live.is_empty() {
+                iface.problem = Some(live);
+            } else if iface.attached {
+                iface.problem = None;
+            }
+        }
+        Ok(status)
     }
 
     /// `service`'s rollout as last persisted, with the weight and the
@@ -119,6 +161,9 @@ pub fn report(
 /// The status of `snap`'s services with counters read now.
 pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
     let mut services = vec![];
+    // Read per status: keepalived may add or remove a VIP at any time. When
+    // the addresses cannot be read, no VIP is reported.
+    let local = crate::config::local_addresses().ok();
     for r in &snap.services {
         let [stable, canary] = counters.version_stats(r.id)?;
         let [stable_signals, canary_signals] = counters.version_signals(r.id)?;
@@ -131,6 +176,10 @@ pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
             weight_percent: api::bp_to_percent(spec.weight_bp),
             stable: version_status(&spec.stable, &stable, &stable_signals),
             canary: version_status(&spec.canary, &canary, &canary_signals),
+            problem: local
+                .as_ref()
+                .is_some_and(|l| !l.contains(&spec.vip.ip()))
+                .then(|| crate::config::vip_not_local(spec.vip.ip())),
         });
     }
     let v = counters.verdicts()?;

@@ -15,4 +15,13 @@ pub fn print(r: Reloaded) {
     println!("  updated:   {}", list(&r.updated));
     println!("  removed:   {}", list(&r.removed));
     println!("  unchanged: {}", list(&r.unchanged));
+    print_warnings(&r);
+}
+
+/// Printed after the changes, on stderr: the reload worked, but these are
+/// probably not meant.
+pub fn print_warnings(r: &Reloaded) {
+    for w in &r.warnings {
+        eprintln!("canaryctl: warning: {w}");
+    }
 }

@@ -20,6 +20,7 @@ pub fn print(s: Status) {
             (Some(problem), _) if !i.attached => {
                 format!("{} (NOT ATTACHED: {problem})", i.name)
             }
+            (Some(problem), _) => format!("{} (xdp {}, PROBLEM: {problem})", i.name, i.xdp),
             (_, 0) => format!("{} (xdp {})", i.name, i.xdp),
             (_, n) => format!("{} (xdp {}, re-attached {n}x)", i.name, i.xdp),
         })
@@ -39,6 +40,9 @@ pub fn print(s: Status) {
             "\n{}  {}/{}  affinity {}  canary weight {:.2}%",
             svc.name, svc.listen, svc.protocol, svc.affinity, svc.weight_percent
         );
+        if let Some(problem) = &svc.problem {
+            println!("  PROBLEM: {problem}");
+        }
         println!(
             "  {:<8} {:>9} {:>7} {:>9} {:>9} {:>9} {:>7} {:>6}  BACKENDS",
             "VERSION", "REQUESTS", "ERRORS", "P50", "P99", "NEW FLOWS", "ACTIVE", "REHASH"

@@ -135,10 +135,15 @@ fn main() -> ExitCode {
     overrides.apply(&mut config.daemon);
     log::set_max_level(config.daemon.log_level);
     if args.check {
+        let warnings = canary_userspace::daemon::config_warnings(&config, &args.config);
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
         println!(
-            "{}: ok ({} services)",
+            "{}: ok ({} services, {} warnings)",
             args.config.display(),
-            config.services.len()
+            config.services.len(),
+            warnings.len()
         );
         return ExitCode::SUCCESS;
     }

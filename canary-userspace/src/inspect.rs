@@ -1,0 +1,412 @@
+//! What the kernel runs on an interface, asked of the kernel itself, so
+//! status never repeats what canaryd believes it attached. Anyone with
+//! root can take the programs off behind the daemon's back (BPF_LINK_DETACH
+//! on a pinned link, `bpftool`, another canaryd, `ip link set ... xdp`):
+//! only the kernel knows.
+//!
+//! - XDP: RTM_GETLINK for the interface's index; IFLA_XDP says which
+//!   program id runs and in which mode (as `ip link show` does).
+//! - tc egress: BPF_PROG_QUERY on BPF_TCX_EGRESS lists the tcx programs.
+//! - maps: each pin under `<pin dir>/maps` must still be the map the
+//!   programs were loaded with (same map id).
+//!
+//! Only ids are compared: turning an id into a descriptor needs
+//! CAP_SYS_ADMIN, which the daemon drops after start (see `caps`).
+
+use std::{
+    ffi::CString,
+    io,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::ffi::OsStrExt,
+    },
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use netlink_packet_core::{
+    NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+use crate::kinds::XdpMode;
+
+/// bpf(2) commands and attach type used here (uapi/linux/bpf.h).
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_PROG_QUERY: libc::c_long = 16;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_TCX_EGRESS: u32 = 47;
+/// More tcx programs than this on one interface are not looked at; canary
+/// is one of them or it is reported missing.
+const MAX_TCX_PROGRAMS: usize = 64;
+/// The kernel answers RTM_GETLINK at once; this only bounds a wedged socket.
+const NETLINK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why the kernel could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("asking the kernel for the XDP program on ifindex {ifindex} (RTM_GETLINK): {source}")]
+    Netlink { ifindex: u32, source: io::Error },
+    #[error(
+        "asking the kernel for the tcx egress programs on ifindex {ifindex} (BPF_PROG_QUERY): {source}"
+    )]
+    Query { ifindex: u32, source: io::Error },
+}
+
+/// canaryd's own programs and the maps they were loaded with: what the
+/// kernel should run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expected {
+    pub ingress_id: u32,
+    pub egress_id: u32,
+    /// Each pinned map and the id it had when the programs were loaded;
+    /// empty without a pin directory.
+    pub maps: Vec<(PathBuf, u32)>,
+}
+
+/// What the kernel runs on one interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hooks {
+    /// The XDP program's id and mode, None when there is none.
+    pub xdp: Option<(u32, Option<XdpMode>)>,
+    /// The tcx egress programs' ids, in run order.
+    pub tcx_egress: Vec<u32>,
+}
+
+/// Reads the hooks of the interface with index `ifindex` (in this thread's
+/// network namespace).
+pub fn hooks(ifindex: u32) -> Result<Hooks, InspectError> {
+    let xdp = xdp_program(ifindex).map_err(|source| InspectError::Netlink { ifindex, source })?;
+    let tcx_egress = tcx_programs(ifindex, BPF_TCX_EGRESS)
+        .map_err(|source| InspectError::Query { ifindex, source })?;
+    Ok(Hooks { xdp, tcx_egress })
+}
+
+/// What is wrong with `hooks` against `expected`, in words; None when the
+/// kernel runs canary's programs. `tcx` says whether egress was attached
+/// with tcx (the netlink fallback's clsact filter is not listed by
+/// BPF_PROG_QUERY and is not checked here).
+pub fn hook_problem(expected: &Expected, hooks: &Hooks, tcx: bool) -> Option<String> {
+    let mut problems = vec![];
+    match hooks.xdp {
+        None => problems.push(format!(
+            "canary's XDP program (id {}) is not attached: the kernel runs no XDP program here",
+            expected.ingress_id
+        )),
+        Some((id, _)) if id != expected.ingress_id => problems.push(format!(
+            "XDP runs program id {id}, not canary's (id {}): it was replaced behind canaryd's back",
+            expected.ingress_id
+        )),
+        Some(_) => {}
+    }
+    if tcx && !hooks.tcx_egress.contains(&expected.egress_id) {
+        problems.push(format!(
+            "canary's tc egress program (id {}) is not attached (tcx egress runs [{}])",
+            expected.egress_id,
+            hooks
+                .tcx_egress
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// Whether the pinned maps are still the ones the programs use; the
+/// problem in words when not. A restart would load the programs with what
+/// the pins hold now, losing weights, flows or counters.
+pub fn maps_problem(expected: &Expected) -> Option<String> {
+    let mut problems = vec![];
+    for (path, id) in &expected.maps {
+        match pinned_map_id(path) {
+            Ok(now) if now == *id => {}
+            Ok(now) => problems.push(format!(
+                "the pin {} is map id {now}, not the map canary's programs use (id {id})",
+                path.display()
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => problems.push(format!(
+                "the pin {} is gone (the programs still use map id {id}; a restart would start from empty maps)",
+                path.display()
+            )),
+            Err(e) => problems.push(format!("the pin {}: {e}", path.display())),
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// The XDP program id and mode that RTM_GETLINK reports for `ifindex`.
+fn xdp_program(ifindex: u32) -> io::Result<Option<(u32, Option<XdpMode>)>> {
+    let mut link = LinkMessage::default();
+    link.header.index = ifindex;
+    let mut request = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(link)),
+    );
+    request.header.flags = NLM_F_REQUEST;
+    request.header.sequence_number = 1;
+    request.finalize();
+    let mut buf = vec![0; request.buffer_len()];
+    request.serialize(&mut buf);
+
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    set_receive_timeout(&socket, NETLINK_TIMEOUT)?;
+    socket.send(&buf, 0)?;
+    let mut reply = Vec::with_capacity(64 * 1024);
+    // One answer (or one error) for one request; a few reads at most.
+    for _ in 0..4 {
+        reply.clear();
+        socket.recv(&mut reply, 0)?;
+        let mut at = 0;
+        while at < reply.len() {
+            let Ok(header) = NetlinkBuffer::new_checked(&reply[at..]) else {
+                break;
+            };
+            let len = header.length() as usize;
+            if len == 0 {
+                break;
+            }
+            let end = (at + len).min(reply.len());
+            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[at..end]) {
+                Ok(NetlinkMessage {
+                    payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)),
+                    ..
+                }) if link.header.index == ifindex => return Ok(xdp_of(&link)),
+                Ok(NetlinkMessage {
+                    payload: NetlinkPayload::Error(e),
+                    ..
+                }) if e.code.is_some() => return Err(e.to_io()),
+                _ => {}
+            }
+            at += (len + 3) & !3;
+        }
+    }
+    Err(io::Error::other("no RTM_NEWLINK answer"))
+}
+
+/// IFLA_XDP of one link message: the program id and the mode.
+fn xdp_of(link: &LinkMessage) -> Option<(u32, Option<XdpMode>)> {
+    let xdp = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Xdp(x) => Some(x),
+        _ => None,
+    })?;
+    let mut id = None;
+    let mut mode = None;
+    for attr in xdp {
+        match attr {
+            LinkXdp::ProgId(p) if *p != 0 => id = Some(*p),
+            LinkXdp::Attached(XdpAttached::Driver) => mode = Some(XdpMode::Driver),
+            LinkXdp::Attached(XdpAttached::SocketBuffer) => mode = Some(XdpMode::Generic),
+            _ => {}
+        }
+    }
+    id.map(|id| (id, mode))
+}
+
+fn set_receive_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
+    };
+    // SAFETY: setsockopt reads `tv`, which outlives the call, on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const libc::timeval as *const libc::c_void,
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// BPF_PROG_QUERY attributes (`query` in `union bpf_attr`).
+#[repr(C)]
+#[derive(Default)]
+struct QueryAttr {
+    target_ifindex: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+    prog_attach_flags: u64,
+    link_ids: u64,
+    link_attach_flags: u64,
+    revision: u64,
+}
+
+/// The ids of the programs at a tcx hook of `ifindex`.
+fn tcx_programs(ifindex: u32, attach_type: u32) -> io::Result<Vec<u32>> {
+    let mut ids = vec![0u32; MAX_TCX_PROGRAMS];
+    let mut attr = QueryAttr {
+        target_ifindex: ifindex,
+        attach_type,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..QueryAttr::default()
+    };
+    // SAFETY: bpf(2) reads `attr` and writes at most `prog_cnt` ids into
+    // `ids`, both of which outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            &mut attr as *mut QueryAttr,
+            size_of::<QueryAttr>(),
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        // ENOSPC: more than MAX_TCX_PROGRAMS; the first ones were written.
+        if e.raw_os_error() != Some(libc::ENOSPC) {
+            return Err(e);
+        }
+    }
+    ids.truncate((attr.prog_cnt as usize).min(MAX_TCX_PROGRAMS));
+    Ok(ids)
+}
+
+/// `bpf_map_info` up to `id`: the only field read here.
+#[repr(C)]
+#[derive(Default)]
+struct MapInfoHead {
+    map_type: u32,
+    id: u32,
+}
+
+/// `info` in `union bpf_attr` (BPF_OBJ_GET_INFO_BY_FD).
+#[repr(C)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// BPF_OBJ_GET attributes (`union bpf_attr`, BPF_OBJ_* commands).
+#[repr(C)]
+struct ObjGetAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+    path_fd: i32,
+    _pad: u32,
+}
+
+/// The id of the map pinned at `path`. Opening a pin and reading the
+/// info of our own descriptor needs no CAP_SYS_ADMIN.
+pub fn pinned_map_id(path: &Path) -> io::Result<u32> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut get = ObjGetAttr {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+        path_fd: 0,
+        _pad: 0,
+    };
+    // SAFETY: bpf(2) reads `get`, whose path `c` outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            &mut get as *mut ObjGetAttr,
+            size_of::<ObjGetAttr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: BPF_OBJ_GET returned a new descriptor that nothing else owns.
+    let map = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let mut head = MapInfoHead::default();
+    let mut attr = InfoAttr {
+        bpf_fd: map.as_raw_fd() as u32,
+        info_len: size_of::<MapInfoHead>() as u32,
+        info: &mut head as *mut MapInfoHead as u64,
+    };
+    // SAFETY: bpf(2) writes at most `info_len` bytes into `head`, which
+    // outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &mut attr as *mut InfoAttr,
+            size_of::<InfoAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(head.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expected() -> Expected {
+        Expected {
+            ingress_id: 10,
+            egress_id: 11,
+            maps: vec![],
+        }
+    }
+
+    #[test]
+    fn canary_programs_are_no_problem() {
+        let hooks = Hooks {
+            xdp: Some((10, Some(XdpMode::Driver))),
+            tcx_egress: vec![3, 11],
+        };
+        assert_eq!(hook_problem(&expected(), &hooks, true), None);
+    }
+
+    #[test]
+    fn detached_and_replaced_programs_are_named() {
+        let none = Hooks::default();
+        assert_eq!(
+            hook_problem(&expected(), &none, true).unwrap(),
+            "canary's XDP program (id 10) is not attached: the kernel runs no XDP program here; \
+             canary's tc egress program (id 11) is not attached (tcx egress runs [])"
+        );
+        let other = Hooks {
+            xdp: Some((99, None)),
+            tcx_egress: vec![11],
+        };
+        assert_eq!(
+            hook_problem(&expected(), &other, true).unwrap(),
+            "XDP runs program id 99, not canary's (id 10): it was replaced behind canaryd's back"
+        );
+        // The netlink fallback's egress filter is not a tcx program.
+        let netlink = Hooks {
+            xdp: Some((10, None)),
+            tcx_egress: vec![],
+        };
+        assert_eq!(hook_problem(&expected(), &netlink, false), None);
+    }
+
+    #[test]
+    fn a_missing_pin_is_a_problem() {
+        let e = Expected {
+            maps: vec![("/nonexistent/canary/maps/FLOWS".into(), 5)],
+            ..expected()
+        };
+        assert_eq!(
+            maps_problem(&e).unwrap(),
+            "the pin /nonexistent/canary/maps/FLOWS is gone (the programs still use map id 5; \
+             a restart would start from empty maps)"
+        );
+    }
+}

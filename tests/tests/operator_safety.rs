@@ -1,0 +1,405 @@
+//! Issue 12, operator safety: status tells the kernel's truth, and config
+//! and CLI mistakes are caught. The real binaries in a test namespace, as
+//! in `daemon_host.rs`.
+//!
+//! - The programs detached, or replaced by another program, behind the
+//!   running daemon's back: status, `canaryctl status`, /metrics and
+//!   set-weight say so within seconds; a reload attaches them again.
+//! - A VIP that is not an address of the host: a warning from `--check`,
+//!   at start and in status, gone once the address is added.
+//! - `set-weight S 5%` is 5 %; `set-weight S 0.05` says what it means.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use canary_userspace::{
+    Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec,
+    api::{InterfaceStatus, Status},
+    attachment,
+    config::Config,
+};
+use tests::{
+    HTTP_TIMEOUT, one_at_a_time, require_root,
+    servers::{Backend, Client},
+};
+use xtask::{
+    canaryd::{Binaries, Canaryd, DaemonDirs},
+    topology::{BackendKind, HOST_IF, HOST_V4, Topology},
+};
+
+const STABLE: &str = "stable";
+const CANARY: &str = "canary";
+/// On the client link's subnet, but not an address of the host.
+const FOREIGN_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 99);
+/// How long a test waits for status to change; the daemon checks every
+/// second, status on demand.
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Setup {
+    stable: SocketAddr,
+    canary: SocketAddr,
+    _backends: Vec<Backend>,
+    dirs: DaemonDirs,
+    bins: Binaries,
+    // Dropped last: namespaces outlive the sockets in them.
+    topo: Topology,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let topo = Topology::new(BackendKind::LocalProcess).unwrap();
+        let at = |port| SocketAddr::new(HOST_V4.into(), port);
+        let (stable, canary) = (at(8081), at(8082));
+        let backends = vec![
+            Backend::spawn(&topo.host, stable, STABLE).unwrap(),
+            Backend::spawn(&topo.host, canary, CANARY).unwrap(),
+        ];
+        Setup {
+            stable,
+            canary,
+            _backends: backends,
+            dirs: DaemonDirs::new("safety").unwrap(),
+            bins: Binaries::next_to_test().unwrap(),
+            topo,
+        }
+    }
+
+    fn config(&self, vip: IpAddr, weight_bp: u16) -> Config {
+        Config {
+            daemon: self.dirs.daemon_config(HOST_IF),
+            services: vec![ServiceSpec {
+                name: "model".into(),
+                vip: SocketAddr::new(vip, 80),
+                protocol: Protocol::Tcp,
+                affinity: Affinity::Flow,
+                stable: vec![self.stable],
+                canary: vec![self.canary],
+                weight_bp,
+            }],
+            rollouts: Default::default(),
+        }
+    }
+
+    fn metrics(&self) -> String {
+        let addr = self.dirs.daemon_config(HOST_IF).metrics_listen;
+        xtask::http::get(&self.topo.host, addr, "/metrics", HTTP_TIMEOUT).unwrap()
+    }
+
+    /// One new connection to `vip`:80 and one request; the answer.
+    fn request(&self, vip: IpAddr) -> anyhow::Result<String> {
+        Client::connect(&self.topo.client, None, SocketAddr::new(vip, 80))?.request()
+    }
+}
+
+/// The value of the sample `name{labels}` in a /metrics body.
+fn sample(body: &str, name_and_labels: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+fn host_interface(status: &Status) -> InterfaceStatus {
+    status
+        .daemon
+        .interfaces
+        .iter()
+        .find(|i| i.name == HOST_IF)
+        .cloned()
+        .unwrap()
+}
+
+/// Polls (every 50 ms, at most `WAIT`) until `done` holds; how long it took.
+fn wait_until(what: &str, log: impl Fn() -> String, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < WAIT,
+            "{what}: not within {WAIT:?}\n{}",
+            log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Someone with root detaches canary's links behind the running daemon's
+/// back (BPF_LINK_DETACH and the pins removed, as `--detach-all` did on
+/// main): status, the table, /metrics and set-weight say so within
+/// seconds and count it once; `canaryctl reload` attaches the programs
+/// again and the VIP serves.
+#[test]
+fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    let vip = IpAddr::V4(HOST_V4);
+    s.dirs.write_config(&s.config(vip, 10_000)).unwrap();
+    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    assert_eq!(s.request(vip).unwrap(), CANARY);
+
+    // Healthy: what the kernel runs is canary's, with canary's maps.
+    let before = host_interface(&d.status().unwrap());
+    assert!(before.attached && before.problem.is_none(), "{before:?}");
+    let [ingress, egress] = before.canary_program_ids[..] else {
+        panic!("{before:?}")
+    };
+    assert_eq!(before.xdp_program_id, Some(ingress), "{before:?}");
+    assert!(before.egress_program_ids.contains(&egress), "{before:?}");
+    assert_eq!(before.map_ids.len(), canary_common::names::MAPS.len());
+    assert_eq!(before.mismatches, 0);
+
+    // Behind its back.
+    let record = s.dirs.pins().interface(HOST_IF);
+    s.topo
+        .host
+        .enter(|| attachment::detach(HOST_IF, &record))
+        .unwrap()
+        .unwrap();
+    let want = format!(
+        "canary's XDP program (id {ingress}) is not attached: the kernel runs no XDP program here; \
+         canary's tc egress program (id {egress}) is not attached (tcx egress runs [])"
+    );
+    let noticed = wait_until(
+        "status reports the detach",
+        || d.log_text(),
+        || {
+            let i = host_interface(&d.status().unwrap());
+            !i.attached && i.problem.as_deref() == Some(want.as_str())
+        },
+    );
+    let out = d.ctl(&["--json", "status"]).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let iface = &json["data"]["daemon"]["interfaces"][0];
+    assert_eq!(iface["attached"], serde_json::json!(false), "{json}");
+    assert_eq!(iface["problem"], serde_json::json!(want), "{json}");
+    assert!(iface.get("xdp_program_id").is_none(), "{json}");
+    let table = stdout(&d.ctl(&["status"]).unwrap());
+    assert!(
+        table.contains(&format!("eth0 (NOT ATTACHED: {want})")),
+        "{table}"
+    );
+    // /metrics once the owner's check (every second) has counted it.
+    let counted = wait_until(
+        "/metrics counts the mismatch",
+        || d.log_text(),
+        || {
+            sample(
+                &s.metrics(),
+                "canary_interface_mismatches_total{interface=\"eth0\"}",
+            ) == Some(1.0)
+        },
+    );
+    let body = s.metrics();
+    for (name, value) in [
+        ("canary_interface_attached", 0.0),
+        ("canary_interface_problem", 1.0),
+    ] {
+        assert_eq!(
+            sample(&body, &format!("{name}{{interface=\"eth0\"}}")),
+            Some(value),
+            "{name}\n{body}"
+        );
+    }
+    let lint = tests::prometheus::promtool_check_metrics(&body).unwrap();
+    assert!(lint.is_empty(), "promtool check metrics:\n{lint}");
+    let log = d.log_text();
+    let warned = format!(
+        "eth0: the kernel does not run what canaryd set up: {want}; canary does not split new \
+         connections here until `canaryctl reload` (or SIGHUP) or a restart attaches its programs again"
+    );
+    assert_eq!(log.matches(&warned).count(), 1, "{log}");
+    // set-weight still stores the weight, and says it splits nothing.
+    let out = d.ctl(&["set-weight", "model", "50"]).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!(
+            "canaryctl: warning: eth0: {want}; the weight is stored, but canary splits no traffic there"
+        )
+    );
+    // Not re-attached on its own: counted once, still reported.
+    thread::sleep(Duration::from_millis(2500));
+    let still = host_interface(&d.status().unwrap());
+    assert!(!still.attached && still.mismatches == 1, "{still:?}");
+
+    // A reload attaches the programs again; the VIP serves.
+    let out = d.ctl(&["reload"]).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = host_interface(&d.status().unwrap());
+    assert!(after.attached && after.problem.is_none(), "{after:?}");
+    assert_eq!(after.xdp_program_id, Some(ingress));
+    wait_until(
+        "the VIP serves after the reload",
+        || d.log_text(),
+        || s.request(vip).is_ok(),
+    );
+    println!(
+        "detached behind canaryd's back: status said so after {:.0} ms, /metrics counted it after {:.0} ms",
+        noticed.as_secs_f64() * 1e3,
+        counted.as_secs_f64() * 1e3
+    );
+}
+
+/// Another XDP program (a second data path with its own maps, as a second
+/// canaryd would load) takes the hook: status names its id and never
+/// shows the interface as attached.
+#[test]
+fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    s.dirs
+        .write_config(&s.config(IpAddr::V4(HOST_V4), 10_000))
+        .unwrap();
+    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    let before = host_interface(&d.status().unwrap());
+    let [ingress, _] = before.canary_program_ids[..] else {
+        panic!("{before:?}")
+    };
+    let record = s.dirs.pins().interface(HOST_IF);
+    let other = s
+        .topo
+        .host
+        .enter(|| {
+            attachment::detach(HOST_IF, &record)?;
+            let mut dp = Dataplane::load(&LoadOptions::default())?;
+            dp.attach(HOST_IF)?;
+            anyhow::Ok(dp)
+        })
+        .unwrap()
+        .unwrap();
+    let mut seen = None;
+    wait_until(
+        "status reports the replacement",
+        || d.log_text(),
+        || {
+            let i = host_interface(&d.status().unwrap());
+            let replaced = i.xdp_program_id.is_some_and(|id| id != ingress);
+            if replaced {
+                seen = Some(i.clone());
+            }
+            replaced
+        },
+    );
+    let i = seen.unwrap();
+    let other_id = i.xdp_program_id.unwrap();
+    assert!(!i.attached, "{i:?}");
+    let problem = i.problem.clone().unwrap();
+    assert!(
+        problem.starts_with(&format!(
+            "XDP runs program id {other_id}, not canary's (id {ingress}): it was replaced behind canaryd's back; \
+             canary's tc egress program (id "
+        )),
+        "{problem}"
+    );
+    let table = stdout(&d.ctl(&["status"]).unwrap());
+    assert!(
+        table.contains("eth0 (NOT ATTACHED: XDP runs program id"),
+        "{table}"
+    );
+    wait_until(
+        "/metrics says not attached",
+        || d.log_text(),
+        || {
+            sample(
+                &s.metrics(),
+                "canary_interface_attached{interface=\"eth0\"}",
+            ) == Some(0.0)
+        },
+    );
+    drop(other);
+}
+
+/// A VIP that is not an address of the host is valid (keepalived may add
+/// it later) but `--check`, the start-up log and status warn about it; it
+/// is served once the address is added, and the warning goes.
+#[test]
+fn a_vip_that_is_not_local_is_a_warning_until_it_is_added() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    let vip = IpAddr::V4(FOREIGN_VIP);
+    s.dirs.write_config(&s.config(vip, 10_000)).unwrap();
+    let file = s.dirs.config().display().to_string();
+    let message = "198.18.0.99 is not an address of this host: clients cannot reach it until it \
+                   is added (e.g. `ip addr add 198.18.0.99/32 dev lo`, or by keepalived); canaryd \
+                   serves it once it is";
+    let warning = format!("{file}: service[0].listen: {message}");
+
+    let mut check = Command::new(&s.bins.canaryd);
+    check.arg("--config").arg(s.dirs.config()).arg("--check");
+    let out = s.topo.host.enter(|| check.output()).unwrap().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out).trim_end(), format!("warning: {warning}"));
+    assert_eq!(
+        stdout(&out).trim_end(),
+        format!("{file}: ok (1 services, 1 warnings)")
+    );
+
+    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    assert!(d.log_text().contains(&warning), "{}", d.log_text());
+    let status = d.status().unwrap();
+    assert_eq!(status.services[0].problem.as_deref(), Some(message));
+    let table = stdout(&d.ctl(&["status"]).unwrap());
+    assert!(table.contains(&format!("  PROBLEM: {message}")), "{table}");
+    assert!(
+        s.request(vip).is_err(),
+        "the VIP answered before it was local"
+    );
+
+    s.topo
+        .host
+        .ip(&["addr", "add", "198.18.0.99/32", "dev", "lo"])
+        .unwrap();
+    assert_eq!(d.status().unwrap().services[0].problem, None);
+    wait_until(
+        "the VIP serves once local",
+        || d.log_text(),
+        || s.request(vip).is_ok_and(|got| got == CANARY),
+    );
+}
+
+/// `set-weight S 5%` is 5 %; `0.05` is set but explained; junk gets the
+/// same `canaryctl: ...` message format as every other error.
+#[test]
+fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    s.dirs
+        .write_config(&s.config(IpAddr::V4(HOST_V4), 0))
+        .unwrap();
+    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+
+    let out = d.ctl(&["set-weight", "model", "5%"]).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(d.status().unwrap().services[0].weight_percent, 5.0);
+
+    let out = d.ctl(&["set-weight", "model", "0.05"]).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "canaryctl: note: model: 0.05 % (1 in 2000 new flows); did you mean 5? The weight is a percent"
+    );
+    assert_eq!(d.status().unwrap().services[0].weight_percent, 0.05);
+
+    let out = d.ctl(&["set-weight", "model", "5x"]).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "canaryctl: percent: \"5x\" is not a percent; write a number from 0 to 100 with at most two decimals, e.g. 12.5 or 12.5%"
+    );
+    assert_eq!(d.status().unwrap().services[0].weight_percent, 0.05);
+}
