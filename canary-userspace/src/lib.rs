@@ -14,6 +14,9 @@
 //!   error rate and latency quantiles (one implementation for all users).
 //! - `metrics`: Prometheus exposition of a status.
 //! - `state`: the atomically written state file (run-time weights).
+//! - `changes`: what a reload changed, old -> new, and a service in one line.
+//! - `cli`: canaryd's and canaryctl's command lines (also for man pages and
+//!   completions), status and reload as tables, the JSON log format.
 //! - `bpffs`, `caps`, `fds`: host plumbing (bpffs mount, capability drop,
 //!   the descriptor limit and its split between listeners and a reserve).
 //! - `error`: the library's error type.
@@ -28,6 +31,8 @@
 pub mod api;
 pub mod bpffs;
 pub mod caps;
+pub mod changes;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod error;
