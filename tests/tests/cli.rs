@@ -124,13 +124,15 @@ fn status_of_one_service_fits_100_columns_and_an_unknown_one_is_refused() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let one = text(&out.stdout);
     assert!(
-        one.contains("model  198.18.0.1:80/tcp  affinity flow  weight 5.00% (config)"),
+        one.contains("model  198.18.0.1:80/tcp  affinity flow  canary weight 5.00% (config)"),
         "{one}"
     );
     assert!(!one.contains("other"), "{one}");
 
     let out = d.ctl(&["status", "model", "-o", "wide"]).unwrap();
     let wide = text(&out.stdout);
+    // Shown with --nocapture: the README's examples come from here.
+    eprintln!("$ canaryctl status\n{all}\n$ canaryctl status model -o wide\n{wide}");
     assert!(
         wide.contains("REHASH") && wide.contains("BYTES OUT"),
         "{wide}"
@@ -170,6 +172,7 @@ fn runtime_weights_are_marked_and_reload_says_old_to_new() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let marked = "weight 25.00% (runtime; config 0.00%)";
     let out = d.ctl(&["status", "model"]).unwrap();
+    eprintln!("$ canaryctl status model\n{}", text(&out.stdout));
     assert!(text(&out.stdout).contains(marked), "{}", text(&out.stdout));
 
     d.signal(libc::SIGTERM).unwrap();
@@ -195,6 +198,7 @@ fn runtime_weights_are_marked_and_reload_says_old_to_new() {
     let out = d.ctl(&["reload"]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);
+    eprintln!("$ canaryctl reload\n{said}");
     assert_eq!(
         said,
         "reloaded: 0 added, 2 updated, 0 removed, 0 unchanged\n\
@@ -202,6 +206,7 @@ fn runtime_weights_are_marked_and_reload_says_old_to_new() {
          \x20 ~ other: canary 198.18.0.1:8181 -> 198.18.0.1:8181 198.18.0.1:8182\n"
     );
     let log = d.log_text();
+    eprintln!("canaryd's log:\n{log}");
     assert!(
         log.contains("reload: ~ model: weight 25.00% (runtime) -> 10.00% (config)"),
         "{log}"
@@ -225,6 +230,7 @@ fn json_log_lines_parse_one_object_each() {
     let mut d = s.start(&["--log-format", "json"]);
     d.signal(libc::SIGTERM).unwrap();
     let log = d.log_text();
+    eprintln!("canaryd --log-format json:\n{log}");
     let mut services = 0;
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value =

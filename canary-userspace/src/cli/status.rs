@@ -92,14 +92,14 @@ pub fn render(s: &Status, wide: bool) -> String {
     out
 }
 
-/// `weight 25.00% (runtime; config 5.00%)` or `weight 5.00% (config)`.
+/// `canary weight 25.00% (runtime; config 5.00%)` or `canary weight 5.00% (config)`.
 pub fn weight(svc: &ServiceStatus) -> String {
     match (svc.weight_source, svc.config_weight_percent) {
         (WeightSource::Runtime, Some(c)) => format!(
-            "weight {:.2}% (runtime; config {c:.2}%)",
+            "canary weight {:.2}% (runtime; config {c:.2}%)",
             svc.weight_percent
         ),
-        (source, _) => format!("weight {:.2}% ({source})", svc.weight_percent),
+        (source, _) => format!("canary weight {:.2}% ({source})", svc.weight_percent),
     }
 }
 
@@ -340,7 +340,7 @@ mod tests {
     fn the_weight_says_where_it_comes_from() {
         let text = render(&status(), false);
         assert!(
-            text.contains("sentiment  198.18.0.1:80/tcp  affinity client  weight 12.50% (runtime; config 5.00%)"),
+            text.contains("sentiment  198.18.0.1:80/tcp  affinity client  canary weight 12.50% (runtime; config 5.00%)"),
             "{text}"
         );
         assert!(text.contains("weight 12.50% (config)"), "{text}");
