@@ -162,7 +162,11 @@ fn man(out: Option<std::path::PathBuf>) -> Result<()> {
     let dir = out.unwrap_or_else(|| {
         std::env::var_os("CARGO_TARGET_DIR")
             .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+            .unwrap_or_else(|| {
+                // xtask lives in the workspace root: its parent is the root.
+                let xtask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+                xtask.parent().unwrap_or(xtask).join("target")
+            })
             .join("man")
     });
     for page in xtask::man::write(&dir)? {
