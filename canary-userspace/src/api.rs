@@ -284,12 +284,46 @@ pub struct ServiceStatus {
     pub affinity: Affinity,
     /// Canary share of new flows (or clients), percent with two decimals.
     pub weight_percent: f64,
+    /// Whether `weight_percent` is the config file's or one set at run
+    /// time (set-weight, a rollout, a rollback) and kept in the state file.
+    /// Daemons before this field: "config".
+    #[serde(default)]
+    pub weight_source: WeightSource,
+    /// The config file's weight for the service: what a runtime weight
+    /// overrides, and what comes back when the config's weight is edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_weight_percent: Option<f64>,
     pub stable: VersionStatus,
     pub canary: VersionStatus,
     /// Why clients may not reach the service, e.g. a VIP that is not an
     /// address of this host (checked at each status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+}
+
+/// Where a service's weight comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightSource {
+    /// The config file's `weight`.
+    #[default]
+    Config,
+    /// Set at run time (`canaryctl set-weight`, a rollout or a rollback)
+    /// and kept in the state file until the config's weight is edited.
+    Runtime,
+    /// A source this client does not know (a newer daemon's).
+    #[serde(other)]
+    Unknown,
+}
+
+impl std::fmt::Display for WeightSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WeightSource::Config => "config",
+            WeightSource::Runtime => "runtime",
+            WeightSource::Unknown => "?",
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -356,6 +390,39 @@ pub struct Reloaded {
     /// below 1 %): one line each, naming the file and field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What changed, old -> new, service by service (empty from daemons
+    /// before this field). A weight whose source alone changed (a runtime
+    /// weight the config now has too) is listed though the service is
+    /// unchanged in the kernel.
+    #[serde(default)]
+    pub changes: Vec<Change>,
+}
+
+/// One difference a reload made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub service: String,
+    /// "service" when the whole service was added (no `old`) or removed
+    /// (no `new`); else the key: "listen", "protocol", "affinity",
+    /// "stable", "canary" or "weight".
+    pub field: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<String>,
+}
+
+impl std::fmt::Display for Change {
+    /// `+ name: what it is`, `- name: what it was`, `~ name: field old -> new`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.service;
+        match (&self.old, &self.new) {
+            (None, Some(new)) => write!(f, "+ {s}: {new}"),
+            (Some(old), None) => write!(f, "- {s}: {old}"),
+            (Some(old), Some(new)) => write!(f, "~ {s}: {} {old} -> {new}", self.field),
+            (None, None) => write!(f, "~ {s}: {}", self.field),
+        }
+    }
 }
 
 /// Why a request got no usable answer from the daemon.

@@ -15,6 +15,9 @@
 //! - `metrics`: Prometheus exposition of a status.
 //! - `state`: the atomically written state file (run-time weights).
 //! - `lock`: one canaryd per pin directory (flock on the bpffs directory).
+//! - `changes`: what a reload changed, old -> new, and a service in one line.
+//! - `cli`: canaryd's and canaryctl's command lines (also for man pages and
+//!   completions), status and reload as tables, the JSON log format.
 //! - `bpffs`, `caps`, `fds`: host plumbing (bpffs mount, capability drop,
 //!   the descriptor limit and its split between listeners and a reserve).
 //! - `error`: the library's error type.
@@ -30,6 +33,8 @@
 pub mod api;
 pub mod bpffs;
 pub mod caps;
+pub mod changes;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod error;

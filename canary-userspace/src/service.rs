@@ -106,10 +106,47 @@ pub fn endpoint(sa: SocketAddr, proto: u8) -> Endpoint {
     }
 }
 
+/// `198.18.0.1:80/tcp`: a map key as an operator reads it.
+pub fn endpoint_text(e: &Endpoint) -> String {
+    let a = e.addr;
+    let ip: IpAddr = if e.family == FAMILY_IPV6 {
+        let mut o = [0u8; 16];
+        for (i, w) in a.iter().enumerate() {
+            o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        IpAddr::from(o)
+    } else {
+        IpAddr::from(a[0].to_ne_bytes())
+    };
+    let proto = match e.proto {
+        p if p == Protocol::Tcp.number() => "tcp".to_owned(),
+        p if p == Protocol::Udp.number() => "udp".to_owned(),
+        p => format!("proto {p}"),
+    };
+    format!("{}/{proto}", SocketAddr::new(ip, u16::from_be(e.port)))
+}
+
 pub fn backend(sa: SocketAddr) -> Backend {
     Backend {
         addr: addr_words(sa.ip()).0,
         port: sa.port().to_be(),
         _pad: [0; 2],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_map_key_reads_back_as_the_address_it_was_made_from() {
+        use canary_common::{PROTO_TCP, PROTO_UDP};
+        for (sa, proto, want) in [
+            ("198.18.0.1:80", PROTO_TCP, "198.18.0.1:80/tcp"),
+            ("[2001:db8::1]:8443", PROTO_UDP, "[2001:db8::1]:8443/udp"),
+        ] {
+            let e = endpoint(sa.parse().unwrap(), proto);
+            assert_eq!(endpoint_text(&e), want);
+        }
     }
 }

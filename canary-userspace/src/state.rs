@@ -13,7 +13,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{controller::run::RolloutRun, service::ServiceSpec};
+use crate::{api::WeightSource, controller::run::RolloutRun, service::ServiceSpec};
 
 pub const STATE_FILE: &str = "state.json";
 /// Far above any real state file (a few KiB per rollout history); a larger
@@ -53,6 +53,14 @@ impl State {
                 .any(|s| &s.name == name && s.weight_bp == o.config_weight_bp)
         });
         self.weights.len() != before
+    }
+
+    /// Whether `weight_for` gives a runtime weight or the config's.
+    pub fn source_of(&self, service: &str, config_weight_bp: u16) -> WeightSource {
+        match self.weights.get(service) {
+            Some(o) if o.config_weight_bp == config_weight_bp => WeightSource::Runtime,
+            _ => WeightSource::Config,
+        }
     }
 
     /// The weight a service should run with, given its config weight.
@@ -166,6 +174,9 @@ mod tests {
         assert_eq!(s.weight_for("a", 500), 2500);
         assert_eq!(s.weight_for("a", 1000), 1000);
         assert_eq!(s.weight_for("b", 700), 700);
+        assert_eq!(s.source_of("a", 500), WeightSource::Runtime);
+        assert_eq!(s.source_of("a", 1000), WeightSource::Config);
+        assert_eq!(s.source_of("b", 700), WeightSource::Config);
     }
 
     #[test]

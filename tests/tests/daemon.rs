@@ -410,7 +410,9 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);
     assert!(
-        said.contains("added:     other") && said.contains("updated:   model"),
+        said.starts_with("reloaded: 1 added, 1 updated, 0 removed, 0 unchanged\n")
+            && said.contains("~ model: weight 0.00% (config) -> 100.00% (config)")
+            && said.contains("+ other: 198.18.0.1:81/tcp, affinity client"),
         "{said}"
     );
     assert_eq!(s.canary_answers(s.vip, 10), 10);

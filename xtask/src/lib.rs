@@ -7,8 +7,10 @@
 //! - `canaryd`: the real canaryd and canaryctl in a test namespace.
 //! - `http`: a bounded HTTP GET from inside a namespace.
 //! - `stats`: the median of repeated runs.
+//! - `man`: man pages of canaryd and canaryctl from their clap definitions.
 
 pub mod canaryd;
 pub mod http;
+pub mod man;
 pub mod stats;
 pub mod topology;

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "canary's project tasks: setup, test, demo, bench"
+    about = "canary's project tasks: setup, test, demo, bench, man"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -117,6 +117,21 @@ enum Task {
         #[arg(long)]
         dry_run: bool,
     },
+
+    /// Write the man pages of canaryd (section 8) and canaryctl (section 1,
+    /// one page per subcommand) into target/man/ (or --out).
+    ///
+    /// Rendered from the clap definitions the binaries parse, so no build
+    /// of the eBPF object is needed. Read one with `man -l target/man/canaryd.8`.
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  cargo xtask man\n  cargo xtask man --out /usr/local/share/man/man8"
+    )]
+    Man {
+        /// Directory to write into.
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -131,6 +146,7 @@ fn main() -> ExitCode {
         Task::Test { cargo_test_args } => test::run(cargo_test_args),
         Task::Demo { demo_args } => demo::run(demo_args),
         Task::Bench { quick, dry_run } => bench::run(*quick, *dry_run),
+        Task::Man { out } => man(out.clone()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,6 +155,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo xtask man`
+fn man(out: Option<std::path::PathBuf>) -> Result<()> {
+    let dir = out.unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                // xtask lives in the workspace root: its parent is the root.
+                let xtask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+                xtask.parent().unwrap_or(xtask).join("target")
+            })
+            .join("man")
+    });
+    for page in xtask::man::write(&dir)? {
+        println!("{}", page.display());
+    }
+    Ok(())
 }
 
 /// Fails with one line saying why `task` needs root.

@@ -34,7 +34,7 @@ pub fn unix_ms() -> u64 {
 
 use crate::{
     api::{self, InterfaceStatus, Reloaded, WeightSet},
-    bpffs,
+    bpffs, changes,
     config::{self, Config, DaemonConfig, weight_percent_to_bp},
     dataplane::{Attachment, Dataplane, LoadOptions, RemovedPins},
     inspect::{self, Expected},
@@ -257,7 +257,17 @@ impl Daemon {
         }
         for spec in &config.services {
             let mut spec = spec.clone();
+            let source = state.source_of(&spec.name, spec.weight_bp);
             spec.weight_bp = state.weight_for(&spec.name, spec.weight_bp);
+            // What is served, in one line an operator can grep for.
+            log::info!(
+                "service {}: {}",
+                spec.name,
+                changes::summary(changes::Sourced {
+                    spec: &spec,
+                    source
+                })
+            );
             if let Some(kernel) = dp.recovered_weight(&spec)
                 && kernel != spec.weight_bp
             {
@@ -272,7 +282,8 @@ impl Daemon {
         }
         for stale in dp.prune_unclaimed() {
             log::info!(
-                "removed a service an earlier run left and the config no longer has ({stale:?})"
+                "removed a service an earlier run left and the config no longer has ({})",
+                crate::service::endpoint_text(&stale)
             );
         }
         let attach_err = |interface: &str, source| DaemonError::Attach {
@@ -415,6 +426,15 @@ impl Daemon {
             services: self.dp.registered(),
             rollouts: self.state.rollouts.clone(),
             rollbacks: self.state.rollbacks.clone(),
+            weights: self
+                .config
+                .services
+                .iter()
+                .map(|s| {
+                    let source = self.state.source_of(&s.name, s.weight_bp);
+                    (s.name.clone(), (source, s.weight_bp))
+                })
+                .collect(),
         }
     }
 
@@ -643,7 +663,7 @@ impl Daemon {
         let warnings = config_warnings(&new, &self.config_path);
         let old_specs = self.registered_specs();
         let wanted = self.wanted_specs(&new);
-        let report = changes(&old_specs, &wanted);
+        let mut report = changes(&old_specs, &wanted);
         let mut next = self.state.clone();
         let applied = self.apply_specs(&report.removed, &wanted).and_then(|()| {
             if next.forget_obsolete(&new.services) {
@@ -677,6 +697,22 @@ impl Daemon {
         // when the programs were detached behind canaryd's back.
         self.check_interfaces(true);
         log::set_max_level(new.daemon.log_level);
+        let sourced = |specs: &[ServiceSpec], config: &Config, state: &State| {
+            specs
+                .iter()
+                .map(|s| {
+                    let config_bp = config
+                        .services
+                        .iter()
+                        .find(|c| c.name == s.name)
+                        .map_or(s.weight_bp, |c| c.weight_bp);
+                    (s.clone(), state.source_of(&s.name, config_bp))
+                })
+                .collect::<Vec<_>>()
+        };
+        let before = sourced(&old_specs, &self.config, &self.state);
+        let after = sourced(&wanted, &new, &next);
+        report.changes = changes::between(&changes::view(&before), &changes::view(&after));
         self.config = new;
         self.state = next;
         for w in &warnings {
@@ -685,13 +721,16 @@ impl Daemon {
         let mut report = report;
         report.warnings = warnings;
         log::info!(
-            "reloaded {}: added [{}], updated [{}], removed [{}], {} unchanged",
+            "reloaded {}: {} added, {} updated, {} removed, {} unchanged",
             self.config_path.display(),
-            report.added.join(", "),
-            report.updated.join(", "),
-            report.removed.join(", "),
+            report.added.len(),
+            report.updated.len(),
+            report.removed.len(),
             report.unchanged.len()
         );
+        for c in &report.changes {
+            log::info!("reload: {c}");
+        }
         Ok(report)
     }
 

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::{
     api::{
         self, DaemonStatus, InterfaceStatus, RolloutReport, ServiceStatus, Status, VerdictCounts,
-        VersionStatus,
+        VersionStatus, WeightSource,
     },
     controller::run::{Reading, RolloutRun},
     dataplane::Registered,
@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub rollouts: std::collections::BTreeMap<String, crate::controller::run::RolloutRun>,
     /// Rollouts that ended rolled back, by service name.
     pub rollbacks: std::collections::BTreeMap<String, u64>,
+    /// Where each service's weight comes from, and its config weight (bp).
+    pub weights: std::collections::BTreeMap<String, (WeightSource, u16)>,
 }
 
 /// Answers status from the latest snapshot and live counters.
@@ -168,12 +170,19 @@ pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
         let [stable, canary] = counters.version_stats(r.id)?;
         let [stable_signals, canary_signals] = counters.version_signals(r.id)?;
         let spec = &r.spec;
+        let (weight_source, config_bp) = snap
+            .weights
+            .get(&spec.name)
+            .copied()
+            .unwrap_or((WeightSource::Config, spec.weight_bp));
         services.push(ServiceStatus {
             name: spec.name.clone(),
             listen: spec.vip.to_string(),
             protocol: spec.protocol,
             affinity: spec.affinity,
             weight_percent: api::bp_to_percent(spec.weight_bp),
+            weight_source,
+            config_weight_percent: Some(api::bp_to_percent(config_bp)),
             stable: version_status(&spec.stable, &stable, &stable_signals),
             canary: version_status(&spec.canary, &canary, &canary_signals),
             problem: local

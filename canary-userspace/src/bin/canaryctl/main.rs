@@ -7,71 +7,13 @@ mod status;
 mod version;
 mod watch;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use canary_userspace::{
     api::{self, Client, ClientError, Request},
-    config::DEFAULT_SOCKET,
+    cli::canaryctl::{Args, Command},
 };
-use clap::{Parser, Subcommand};
-
-/// canaryctl — inspect and steer the canary split that canaryd runs.
-///
-/// Exit codes: 0 ok; 2 usage error (bad arguments); 3 canaryd unreachable
-/// (not running, wrong --socket, no permission); 4 request rejected by
-/// canaryd, nothing changed (unknown service, invalid config, ...); 5 the
-/// request failed in canaryd and was undone, or the data path could not be
-/// read; 6 it failed and undoing it failed too: check `canaryctl status`;
-/// 1 anything else. With --json the answer carries the reason as `code`.
-///
-/// Examples:
-///   canaryctl status
-///   canaryctl set-weight sentiment 12.5
-///   canaryctl --json status | jq '.services[0].canary.new_flows'
-///   canaryctl --socket /tmp/canary.sock reload
-///   canaryctl rollout start sentiment --wait
-///   canaryctl watch sentiment
-///   canaryctl rollback sentiment
-#[derive(Debug, Parser)]
-#[command(version, verbatim_doc_comment)]
-struct Args {
-    /// canaryd's control socket.
-    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// Print the daemon's JSON answer (stable format, see README) instead of a table.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Every service: VIP, backends, weight and per-version counters.
-    Status,
-    /// Set the canary's share of new flows (or clients) of SERVICE, in
-    /// percent with at most two decimals (0 rolls back, 100 sends every new
-    /// flow to the canary). Established connections never move.
-    ///
-    /// Example: canaryctl set-weight sentiment 12.5
-    #[command(verbatim_doc_comment)]
-    SetWeight(set_weight::Args),
-    /// Re-read canaryd's config file and apply it (the same as SIGHUP). An
-    /// invalid file is rejected with every error and changes nothing.
-    Reload,
-    /// Versions of canaryctl and of the running canaryd.
-    Version,
-    /// Drive SERVICE's automatic rollout: start (optionally --wait), pause,
-    /// resume, promote, abort, status.
-    #[command(subcommand)]
-    Rollout(rollout::Rollout),
-    /// Send every new flow (or client) of SERVICE to stable now: canary
-    /// weight 0 in one map write; a running rollout ends rolled back.
-    Rollback { service: String },
-    /// A live view of SERVICE, refreshed in place: weight, per-version
-    /// requests/s, error rate, p50/p99, rollout phase and last decision.
-    Watch(watch::Args),
-}
+use clap::Parser;
 
 pub const EXIT_UNREACHABLE: u8 = 3;
 pub const EXIT_USAGE: u8 = 2;
@@ -88,7 +30,13 @@ fn main() -> ExitCode {
     }
     let args = Args::parse();
     let request = match &args.command {
-        Command::Status => Request::Status {},
+        Command::Completions { shell } => {
+            canary_userspace::cli::canaryctl::completions(*shell, &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        // One service is picked here, from the whole status: the request
+        // stays the one every canaryd version answers.
+        Command::Status(_) => Request::Status {},
         Command::SetWeight(a) => match a.request() {
             Ok(r) => r,
             Err(e) => {
@@ -131,13 +79,20 @@ fn main() -> ExitCode {
             // The daemon's answer as it sent it, fields this canaryctl does
             // not know included; the exit code still follows its `code`.
             // With --wait the report at the end is the one answer printed.
+            if let Command::Status(s) = &args.command
+                && let Some(name) = &s.service
+            {
+                return status::print_json_only(socket, &line, name);
+            }
             if wait.is_none() {
                 println!("{}", line.trim_end());
             }
             return api::parse_response::<serde::de::IgnoredAny>(socket, &line).map(|_| ());
         }
-        match args.command {
-            Command::Status => api::parse_response(socket, &line).map(status::print),
+        match &args.command {
+            Command::Status(s) => {
+                api::parse_response(socket, &line).and_then(|st| status::print(st, s))
+            }
             Command::SetWeight(_) => api::parse_response(socket, &line).map(set_weight::print),
             Command::Reload => api::parse_response(socket, &line).map(reload::print),
             Command::Version => api::parse_response(socket, &line).map(version::print),
@@ -147,7 +102,7 @@ fn main() -> ExitCode {
                         rollout::print(&r)
                     }
                 }),
-            Command::Watch(_) => Ok(()),
+            Command::Watch(_) | Command::Completions { .. } => Ok(()),
         }
     });
     if let (Ok(()), Command::Rollout(r), Some(limit)) = (&answered, &args.command, wait) {

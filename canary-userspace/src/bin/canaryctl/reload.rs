@@ -1,20 +1,9 @@
-//! `canaryctl reload`
+//! `canaryctl reload`: the text is `canary_userspace::cli::reload`'s.
 
-use canary_userspace::api::Reloaded;
+use canary_userspace::{api::Reloaded, cli::reload};
 
 pub fn print(r: Reloaded) {
-    let list = |v: &[String]| {
-        if v.is_empty() {
-            "-".to_owned()
-        } else {
-            v.join(", ")
-        }
-    };
-    println!("reloaded");
-    println!("  added:     {}", list(&r.added));
-    println!("  updated:   {}", list(&r.updated));
-    println!("  removed:   {}", list(&r.removed));
-    println!("  unchanged: {}", list(&r.unchanged));
+    print!("{}", reload::render(&r));
     print_warnings(&r);
 }
 

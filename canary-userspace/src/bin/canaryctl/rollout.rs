@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use canary_userspace::{
-    api::{Client, ClientError, Request, RolloutAction, RolloutReport},
-    config::parse_duration,
+    api::{Client, ClientError, RolloutReport},
     controller::policy::{Action, Phase, Verdict},
 };
 
@@ -14,76 +13,6 @@ pub const EXIT_ROLLED_BACK: u8 = 10;
 pub const EXIT_ABORTED: u8 = 11;
 pub const EXIT_PAUSED: u8 = 12;
 pub const EXIT_WAIT_TIMED_OUT: u8 = 13;
-
-#[derive(Debug, clap::Subcommand)]
-pub enum Rollout {
-    /// Start SERVICE's configured [service.rollout] at its first step.
-    /// With --wait, block until it ends and print the report: exit 0 when
-    /// promoted, 10 rolled back, 11 aborted, 12 paused, 13 still running
-    /// after --timeout. This is what a CI/CD pipeline calls.
-    ///
-    /// Example: canaryctl rollout start sentiment --wait --timeout 30m
-    #[command(verbatim_doc_comment)]
-    Start {
-        service: String,
-        #[arg(long)]
-        wait: bool,
-        /// With --wait: give up waiting after this long (the rollout goes on).
-        #[arg(long, value_name = "DURATION", default_value = "1h")]
-        timeout: String,
-    },
-    /// Stop judging; the weight stays where it is.
-    Pause { service: String },
-    /// Judge again, from the next interval on.
-    Resume { service: String },
-    /// End the rollout now with the canary at 100 %.
-    Promote { service: String },
-    /// End the rollout now with the canary at 0 % (not a verdict on it).
-    Abort { service: String },
-    /// Plan, step, weight, observed share, and every decision with its
-    /// checks' values and verdicts.
-    Status { service: String },
-}
-
-impl Rollout {
-    pub fn service(&self) -> &str {
-        match self {
-            Rollout::Start { service, .. }
-            | Rollout::Pause { service }
-            | Rollout::Resume { service }
-            | Rollout::Promote { service }
-            | Rollout::Abort { service }
-            | Rollout::Status { service } => service,
-        }
-    }
-
-    pub fn request(&self) -> Request {
-        let service = self.service().to_owned();
-        let action = match self {
-            Rollout::Status { .. } => return Request::RolloutStatus { service },
-            Rollout::Start { .. } => RolloutAction::Start,
-            Rollout::Pause { .. } => RolloutAction::Pause,
-            Rollout::Resume { .. } => RolloutAction::Resume,
-            Rollout::Promote { .. } => RolloutAction::Promote,
-            Rollout::Abort { .. } => RolloutAction::Abort,
-        };
-        Request::Rollout { service, action }
-    }
-
-    /// `start --wait`'s limit, if it waits; the error is for the user.
-    pub fn wait(&self) -> Result<Option<Duration>, String> {
-        match self {
-            Rollout::Start {
-                wait: true,
-                timeout,
-                ..
-            } => parse_duration(timeout)
-                .map(Some)
-                .map_err(|e| format!("--timeout: {e}")),
-            _ => Ok(None),
-        }
-    }
-}
 
 /// Blocks until the rollout is no longer running; prints progress lines on
 /// stderr as decisions come.

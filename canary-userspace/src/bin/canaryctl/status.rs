@@ -1,102 +1,52 @@
-//! `canaryctl status`: one block per service, one row per version.
+//! `canaryctl status [SERVICE] [-o wide]`: the text is
+//! `canary_userspace::cli::status`'s; here is the choice of service.
 
-use canary_userspace::api::{Status, VersionStatus};
+use std::path::Path;
 
-/// Verdicts of ordinary traffic; the others are worth a look when nonzero.
-const NORMAL: [&str; 5] = [
-    "pass_not_ip",
-    "pass_not_service",
-    "translated",
-    "translated_ipv4_options",
-    "translated_vlan",
-];
+use canary_userspace::{
+    api::{self, ClientError, ErrorCode, Response, Status},
+    cli::{canaryctl::StatusArgs, status},
+};
 
-pub fn print(s: Status) {
-    let ifaces: Vec<String> = s
-        .daemon
-        .interfaces
-        .iter()
-        .map(|i| match (&i.problem, i.reattached) {
-            (Some(problem), _) if !i.attached => {
-                format!("{} (NOT ATTACHED: {problem})", i.name)
-            }
-            (Some(problem), _) => format!("{} (xdp {}, PROBLEM: {problem})", i.name, i.xdp),
-            (_, 0) => format!("{} (xdp {})", i.name, i.xdp),
-            (_, n) => format!("{} (xdp {}, re-attached {n}x)", i.name, i.xdp),
-        })
-        .collect();
-    println!(
-        "canaryd {} pid {}  config {}  interfaces {}",
-        s.daemon.version,
-        s.daemon.pid,
-        s.daemon.config,
-        ifaces.join(", ")
-    );
-    if s.services.is_empty() {
-        println!("\nno services configured");
-    }
-    for svc in &s.services {
-        println!(
-            "\n{}  {}/{}  affinity {}  canary weight {:.2}%",
-            svc.name, svc.listen, svc.protocol, svc.affinity, svc.weight_percent
-        );
-        if let Some(problem) = &svc.problem {
-            println!("  PROBLEM: {problem}");
-        }
-        println!(
-            "  {:<8} {:>9} {:>7} {:>9} {:>9} {:>9} {:>7} {:>6}  BACKENDS",
-            "VERSION", "REQUESTS", "ERRORS", "P50", "P99", "NEW FLOWS", "ACTIVE", "REHASH"
-        );
-        for (name, v) in [("stable", &svc.stable), ("canary", &svc.canary)] {
-            row(name, v);
-        }
-    }
-    if !s.services.is_empty() {
-        println!(
-            "\nSince the counters started. ERRORS: (5xx + backend resets + refused) / (requests + refused).\n\
-             P50/P99: time to first byte, interpolated within log2 buckets. Packets and bytes: --json or /metrics."
-        );
-    }
-    let odd: Vec<String> = s
-        .verdicts
-        .ingress
-        .iter()
-        .filter(|(n, c)| **c > 0 && !NORMAL.contains(&n.as_str()))
-        .map(|(n, c)| format!("{n}={c}"))
-        .collect();
-    if !odd.is_empty() {
-        println!("\nodd packets (ingress): {}", odd.join("  "));
+fn unknown(message: String) -> ClientError {
+    ClientError::Failed {
+        code: ErrorCode::UnknownService,
+        message,
     }
 }
 
-fn row(name: &str, v: &VersionStatus) {
-    let sig = &v.signals;
-    let rate = sig
-        .error_rate()
-        .map_or("-".to_owned(), |r| format!("{:.2}%", r * 100.0));
-    let quantile = |q| sig.latency.quantile(q).map_or("-".to_owned(), duration);
-    println!(
-        "  {:<8} {:>9} {:>7} {:>9} {:>9} {:>9} {:>7} {:>6}  {}",
-        name,
-        sig.requests,
-        rate,
-        quantile(0.5),
-        quantile(0.99),
-        v.new_flows,
-        v.active_flows,
-        v.rehashes,
-        v.backends.join(" ")
-    );
+pub fn print(s: Status, args: &StatusArgs) -> Result<(), ClientError> {
+    let s = match &args.service {
+        Some(name) => status::only(s, name).map_err(unknown)?,
+        None => s,
+    };
+    print!("{}", status::render(&s, args.wide()));
+    Ok(())
 }
 
-/// A latency in the unit that keeps it short: µs, ms or s.
-fn duration(d: std::time::Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us < 1_000.0 {
-        format!("{us:.0}us")
-    } else if us < 1_000_000.0 {
-        format!("{:.1}ms", us / 1e3)
-    } else {
-        format!("{:.2}s", us / 1e6)
+/// `--json status SERVICE`: the daemon's answer in its own shape (fields
+/// this canaryctl does not know kept) with the other services left out.
+pub fn print_json_only(socket: &Path, line: &str, name: &str) -> Result<(), ClientError> {
+    // Typed first: a failure answer or a malformed one is reported as such.
+    let typed: Status = api::parse_response(socket, line).inspect_err(|_| {
+        println!("{}", line.trim_end());
+    })?;
+    if let Err(message) = status::only(typed, name) {
+        let answer: Response<()> = Response::failed(ErrorCode::UnknownService, message.clone());
+        println!("{}", serde_json::to_string(&answer).unwrap_or_default());
+        return Err(unknown(message));
     }
+    let mut raw: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| ClientError::Protocol {
+            path: socket.display().to_string(),
+            detail: e.to_string(),
+        })?;
+    if let Some(services) = raw
+        .pointer_mut("/data/services")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        services.retain(|s| s.get("name").and_then(serde_json::Value::as_str) == Some(name));
+    }
+    println!("{raw}");
+    Ok(())
 }

@@ -9,22 +9,12 @@ use std::{
 
 use canary_userspace::{
     api::{Client, ClientError, ServiceStatus},
+    cli::canaryctl::WatchArgs,
     config::parse_duration,
     signals::VersionSignals,
 };
 
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    service: String,
-    /// Time between refreshes.
-    #[arg(long, value_name = "DURATION", default_value = "1s")]
-    every: String,
-    /// Stop after this many refreshes (default: until interrupted).
-    #[arg(long)]
-    count: Option<u64>,
-}
-
-pub fn run(client: &Client, args: &Args) -> Result<(), ClientError> {
+pub fn run(client: &Client, args: &WatchArgs) -> Result<(), ClientError> {
     let every = parse_duration(&args.every).map_err(|e| ClientError::Protocol {
         path: "--every".into(),
         detail: e.to_string(),

@@ -7,93 +7,33 @@ mod control;
 mod http;
 mod run;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use canary_userspace::{
+    cli::{canaryd::Args, log_format},
     config::{self, Config, DaemonConfig},
     daemon::Overrides,
 };
 use clap::Parser;
 
-/// canaryd — splits new flows to a service between a stable and a canary
-/// backend in XDP, keeps established connections where they started, and
-/// exports per-version metrics.
-///
-/// Runs as root. Starting needs CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON (the
-/// verifier's pointer rules), CAP_SETPCAP (to drop the rest) and, only when
-/// it must mount bpffs, CAP_SYS_ADMIN; once attached it keeps CAP_BPF and
-/// CAP_NET_ADMIN only.
-/// Flags override the config file's [daemon] table.
-///
-/// Examples:
-///   canaryd --config /etc/canary/canary.toml
-///   canaryd --config canary.toml --interface veth0 --metrics-listen 127.0.0.1:9464
-///   canaryd --config /etc/canary/canary.toml --detach-all
-#[derive(Debug, Parser)]
-#[command(version, verbatim_doc_comment)]
-struct Args {
-    /// Config file (TOML): [daemon] options and [[service]] entries.
-    #[arg(
-        long,
-        short,
-        value_name = "FILE",
-        default_value = "/etc/canary/canary.toml"
-    )]
-    config: PathBuf,
-    /// Interface to attach to (repeatable); replaces daemon.interfaces.
-    #[arg(long = "interface", value_name = "IFACE")]
-    interfaces: Vec<String>,
-    /// Control socket path; replaces daemon.socket.
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-    /// Metrics listen address (ip:port); replaces daemon.metrics_listen.
-    #[arg(long, value_name = "ADDR")]
-    metrics_listen: Option<SocketAddr>,
-    /// bpffs directory for pinned maps and programs; replaces daemon.bpffs.
-    #[arg(long, value_name = "DIR")]
-    bpffs: Option<PathBuf>,
-    /// Directory of the state file; replaces daemon.state_dir.
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-    /// error, warn, info, debug or trace; replaces daemon.log_level.
-    #[arg(long, value_name = "LEVEL")]
-    log_level: Option<log::LevelFilter>,
-    /// Start clean: detach, remove pinned maps and programs and the state file first.
-    /// BREAKS ESTABLISHED CONNECTIONS through the VIPs (their flow entries
-    /// go) and resets counters and run-time weights to the config's.
-    #[arg(long, verbatim_doc_comment)]
-    reset: bool,
-    /// Remove everything canaryd left in the kernel (programs detach, pins,
-    /// flow table, counters and the state file go), then exit. BREAKS
-    /// ESTABLISHED CONNECTIONS through the VIPs. Refused while a canaryd runs
-    /// on the same bpffs directory: stop it first.
-    #[arg(long, conflicts_with = "reset", verbatim_doc_comment)]
-    detach_all: bool,
-    /// Check the config file and the flags that override it (every error
-    /// at once) and exit.
-    #[arg(long, conflicts_with_all = ["reset", "detach_all"])]
-    check: bool,
-}
-
-impl Args {
-    fn overrides(&self) -> Overrides {
-        Overrides {
-            interfaces: self.interfaces.clone(),
-            socket: self.socket.clone(),
-            metrics_listen: self.metrics_listen,
-            bpffs: self.bpffs.clone(),
-            state_dir: self.state_dir.clone(),
-            log_level: self.log_level,
-        }
+/// Command-line values that replace the config file's `[daemon]` keys.
+fn overrides(args: &Args) -> Overrides {
+    Overrides {
+        interfaces: args.interfaces.clone(),
+        socket: args.socket.clone(),
+        metrics_listen: args.metrics_listen,
+        bpffs: args.bpffs.clone(),
+        state_dir: args.state_dir.clone(),
+        log_level: args.log_level,
     }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    env_logger::Builder::new()
-        .filter_level(args.log_level.unwrap_or(log::LevelFilter::Info))
-        .format_target(false)
-        .init();
+    log_format::init(
+        args.log_format,
+        args.log_level.unwrap_or(log::LevelFilter::Info),
+    );
     let mut config = match config::load(&args.config) {
         Ok(c) => c,
         Err(errors) if args.detach_all => {
@@ -118,7 +58,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let overrides = args.overrides();
+    let overrides = overrides(&args);
     // The flags are checked like the file's keys: a typo in --interface
     // must stop --check and start-up before anything is detached.
     // --detach-all works with whatever it is given.

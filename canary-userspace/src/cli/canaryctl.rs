@@ -1,0 +1,272 @@
+//! `canaryctl`'s command line: what each subcommand takes and the request
+//! it becomes. Printing and waiting stay in the binary; the definition is
+//! here for the man page and the shell completions.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    api::{Request, RolloutAction},
+    config::{
+        DEFAULT_SOCKET, low_weight_hint, parse_duration, parse_percent, weight_percent_to_bp,
+    },
+};
+
+/// canaryctl — inspect and steer the canary split that canaryd runs.
+///
+/// Exit codes: 0 ok; 2 usage error (bad arguments); 3 canaryd unreachable
+/// (not running, wrong --socket, no permission); 4 request rejected by
+/// canaryd, nothing changed (unknown service, invalid config, ...); 5 the
+/// request failed in canaryd and was undone, or the data path could not be
+/// read; 6 it failed and undoing it failed too: check `canaryctl status`;
+/// 1 anything else. With --json the answer carries the reason as `code`.
+///
+/// Examples:
+///   canaryctl status
+///   canaryctl status sentiment -o wide
+///   canaryctl set-weight sentiment 12.5
+///   canaryctl --json status | jq '.services[0].canary.new_flows'
+///   canaryctl --socket /tmp/canary.sock reload
+///   canaryctl rollout start sentiment --wait
+///   canaryctl watch sentiment
+///   canaryctl rollback sentiment
+///   canaryctl completions bash > /etc/bash_completion.d/canaryctl
+#[derive(Debug, Parser)]
+// `name`: clap would otherwise take the package's ("canary-userspace")
+// for --version, the man page and the completions.
+#[command(name = "canaryctl", version, verbatim_doc_comment)]
+pub struct Args {
+    /// canaryd's control socket.
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print the daemon's JSON answer (stable format, see README) instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every service (or SERVICE): VIP, weight and where it comes from,
+    /// per-version requests, errors, latency, flows and backends. Fits 100
+    /// columns; -o wide adds packets, bytes, closed flows and rehashes and
+    /// every backend.
+    ///
+    /// Example: canaryctl status sentiment -o wide
+    #[command(verbatim_doc_comment)]
+    Status(StatusArgs),
+    /// Set the canary's share of new flows (or clients) of SERVICE, in
+    /// percent with at most two decimals (0 rolls back, 100 sends every new
+    /// flow to the canary). Established connections never move.
+    ///
+    /// Example: canaryctl set-weight sentiment 12.5
+    #[command(verbatim_doc_comment)]
+    SetWeight(SetWeightArgs),
+    /// Re-read canaryd's config file and apply it (the same as SIGHUP). An
+    /// invalid file is rejected with every error and changes nothing. Prints
+    /// what changed, old -> new.
+    Reload,
+    /// Versions of canaryctl and of the running canaryd.
+    Version,
+    /// Drive SERVICE's automatic rollout: start (optionally --wait), pause,
+    /// resume, promote, abort, status.
+    #[command(subcommand)]
+    Rollout(Rollout),
+    /// Send every new flow (or client) of SERVICE to stable now: canary
+    /// weight 0 in one map write; a running rollout ends rolled back.
+    Rollback { service: String },
+    /// A live view of SERVICE, refreshed in place: weight, per-version
+    /// requests/s, error rate, p50/p99, rollout phase and last decision.
+    Watch(WatchArgs),
+    /// Print a shell completion script (needs no daemon).
+    ///
+    /// Example: canaryctl completions bash > /etc/bash_completion.d/canaryctl
+    #[command(verbatim_doc_comment)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Only this service (as in the config's [[service]] name).
+    pub service: Option<String>,
+    /// `table` (fits 100 columns) or `wide` (every counter and backend).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// The same as `-o wide`.
+    #[arg(long)]
+    pub wide: bool,
+}
+
+impl StatusArgs {
+    pub fn wide(&self) -> bool {
+        self.wide || self.output == Output::Wide
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Wide,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetWeightArgs {
+    /// Service name as in the config's [[service]] name.
+    pub service: String,
+    /// Canary share in percent, 0 to 100, at most two decimals; `5` and
+    /// `5%` are the same.
+    // Read as text and parsed here, so a bad value gets the same
+    // `canaryctl: ...` message as every other error, not clap's.
+    #[arg(allow_hyphen_values = true)]
+    pub percent: String,
+}
+
+impl SetWeightArgs {
+    /// Checks the percent here too, so a typo never reaches the daemon.
+    /// Below 1 % it prints a hint (the weight is still set: a smaller
+    /// share than meant is the cautious side of the mistake).
+    pub fn request(&self) -> Result<Request, String> {
+        let percent = parse_percent(&self.percent).map_err(|e| format!("percent: {e}"))?;
+        let bp = weight_percent_to_bp(percent).map_err(|e| format!("percent {percent}: {e}"))?;
+        if let Some(hint) = low_weight_hint(bp) {
+            eprintln!("canaryctl: note: {}: {hint}", self.service);
+        }
+        Ok(Request::SetWeight {
+            service: self.service.clone(),
+            percent,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    pub service: String,
+    /// Time between refreshes.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub every: String,
+    /// Stop after this many refreshes (default: until interrupted).
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Rollout {
+    /// Start SERVICE's configured [service.rollout] at its first step.
+    /// With --wait, block until it ends and print the report: exit 0 when
+    /// promoted, 10 rolled back, 11 aborted, 12 paused, 13 still running
+    /// after --timeout. This is what a CI/CD pipeline calls.
+    ///
+    /// Example: canaryctl rollout start sentiment --wait --timeout 30m
+    #[command(verbatim_doc_comment)]
+    Start {
+        service: String,
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up waiting after this long (the rollout goes on).
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        timeout: String,
+    },
+    /// Stop judging; the weight stays where it is.
+    Pause { service: String },
+    /// Judge again, from the next interval on.
+    Resume { service: String },
+    /// End the rollout now with the canary at 100 %.
+    Promote { service: String },
+    /// End the rollout now with the canary at 0 % (not a verdict on it).
+    Abort { service: String },
+    /// Plan, step, weight, observed share, and every decision with its
+    /// checks' values and verdicts.
+    Status { service: String },
+}
+
+impl Rollout {
+    pub fn service(&self) -> &str {
+        match self {
+            Rollout::Start { service, .. }
+            | Rollout::Pause { service }
+            | Rollout::Resume { service }
+            | Rollout::Promote { service }
+            | Rollout::Abort { service }
+            | Rollout::Status { service } => service,
+        }
+    }
+
+    pub fn request(&self) -> Request {
+        let service = self.service().to_owned();
+        let action = match self {
+            Rollout::Status { .. } => return Request::RolloutStatus { service },
+            Rollout::Start { .. } => RolloutAction::Start,
+            Rollout::Pause { .. } => RolloutAction::Pause,
+            Rollout::Resume { .. } => RolloutAction::Resume,
+            Rollout::Promote { .. } => RolloutAction::Promote,
+            Rollout::Abort { .. } => RolloutAction::Abort,
+        };
+        Request::Rollout { service, action }
+    }
+
+    /// `start --wait`'s limit, if it waits; the error is for the user.
+    pub fn wait(&self) -> Result<Option<Duration>, String> {
+        match self {
+            Rollout::Start {
+                wait: true,
+                timeout,
+                ..
+            } => parse_duration(timeout)
+                .map(Some)
+                .map_err(|e| format!("--timeout: {e}")),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// `shell`'s completion script for canaryctl.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    let mut cmd = <Args as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "canaryctl", out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_names_the_binary() {
+        Args::command().debug_assert();
+        super::super::canaryd::Args::command().debug_assert();
+        assert_eq!(Args::command().get_name(), "canaryctl");
+        assert_eq!(super::super::canaryd::Args::command().get_name(), "canaryd");
+    }
+
+    #[test]
+    fn status_takes_a_service_and_wide_either_way() {
+        for (argv, service, wide) in [
+            (&["canaryctl", "status"][..], None, false),
+            (&["canaryctl", "status", "m"][..], Some("m"), false),
+            (&["canaryctl", "status", "-o", "wide"][..], None, true),
+            (&["canaryctl", "status", "m", "--wide"][..], Some("m"), true),
+        ] {
+            let a = Args::try_parse_from(argv).unwrap();
+            let Command::Status(s) = a.command else {
+                panic!("{argv:?}: not status")
+            };
+            assert_eq!(s.service.as_deref(), service, "{argv:?}");
+            assert_eq!(s.wide(), wide, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn bash_completions_know_the_subcommands() {
+        let mut out = vec![];
+        completions(clap_complete::Shell::Bash, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        for sub in ["status", "set-weight", "reload", "rollout", "completions"] {
+            assert!(text.contains(sub), "{sub}");
+        }
+    }
+}
