@@ -718,7 +718,6 @@ impl Daemon {
         for w in &warnings {
             log::warn!("{w}");
         }
-        let mut report = report;
         report.warnings = warnings;
         log::info!(
             "reloaded {}: {} added, {} updated, {} removed, {} unchanged",
