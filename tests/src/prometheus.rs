@@ -2,6 +2,7 @@
 //! promtool's metrics lint.
 
 use std::{
+    collections::BTreeMap,
     fs,
     io::Write,
     net::SocketAddr,
@@ -13,6 +14,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use canary_userspace::controller::prometheus;
+use serde::Deserialize;
 use xtask::topology::Netns;
 
 use crate::HTTP_TIMEOUT;
@@ -122,6 +124,77 @@ impl<'a> Server<'a> {
         self.ns
             .enter(|| prometheus::query(&base, promql, prometheus::QUERY_TIMEOUT))?
             .map_err(|e| anyhow::anyhow!("query {promql}: {e}"))
+    }
+}
+
+/// One series of an instant vector: its labels and its value as Prometheus
+/// wrote it (a number, `NaN` or `+Inf`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Series {
+    pub metric: BTreeMap<String, String>,
+    pub value: (f64, String),
+}
+
+/// `/api/v1/query`'s answer, as far as `Server::query_series` needs it.
+#[derive(Debug, Deserialize)]
+struct VectorAnswer {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    data: Option<VectorData>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum VectorData {
+    Vector(Vec<Series>),
+    Scalar((f64, String)),
+    Matrix(serde::de::IgnoredAny),
+    String(serde::de::IgnoredAny),
+}
+
+/// `text` percent-encoded for a URL's query string (RFC 3986 unreserved
+/// characters kept as they are).
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Server<'_> {
+    /// An instant query whose answer may hold any number of series: every
+    /// series (a scalar answer is one series without labels). An error when
+    /// Prometheus refuses the query (a parse error, for one).
+    pub fn query_series(&self, promql: &str) -> Result<Vec<Series>> {
+        let path = format!("/api/v1/query?query={}", url_encode(promql));
+        let body =
+            http_get(self.ns, self.listen, &path).with_context(|| format!("query {promql}"))?;
+        let answer: VectorAnswer =
+            serde_json::from_str(&body).with_context(|| format!("query {promql}: {body}"))?;
+        if answer.status != "success" {
+            bail!(
+                "query {promql}: Prometheus answered {}: {}",
+                answer.status,
+                answer.error.unwrap_or_default()
+            );
+        }
+        match answer.data {
+            Some(VectorData::Vector(series)) => Ok(series),
+            Some(VectorData::Scalar(value)) => Ok(vec![Series {
+                metric: BTreeMap::new(),
+                value,
+            }]),
+            Some(VectorData::Matrix(_) | VectorData::String(_)) => {
+                bail!("query {promql}: not an instant vector or scalar")
+            }
+            None => bail!("query {promql}: a success without data"),
+        }
     }
 }
 
