@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use crate::{
     api::{Request, RolloutAction},
     config::{
-        DEFAULT_SOCKET, low_weight_hint, parse_duration, parse_percent, weight_percent_to_bp,
+        DEFAULT_SOCKET, InvalidDuration, InvalidPercent, InvalidWeight, low_weight_hint,
+        parse_duration, parse_percent, weight_percent_to_bp,
     },
 };
 
@@ -126,13 +127,25 @@ pub struct SetWeightArgs {
     pub percent: String,
 }
 
+/// A command-line value canaryctl refuses before asking the daemon (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error("percent: {0}")]
+    Percent(#[from] InvalidPercent),
+    #[error("percent {percent}: {reason}")]
+    Weight { percent: f64, reason: InvalidWeight },
+    #[error("--timeout: {0}")]
+    Timeout(#[from] InvalidDuration),
+}
+
 impl SetWeightArgs {
     /// Checks the percent here too, so a typo never reaches the daemon.
     /// Below 1 % it prints a hint (the weight is still set: a smaller
     /// share than meant is the cautious side of the mistake).
-    pub fn request(&self) -> Result<Request, String> {
-        let percent = parse_percent(&self.percent).map_err(|e| format!("percent: {e}"))?;
-        let bp = weight_percent_to_bp(percent).map_err(|e| format!("percent {percent}: {e}"))?;
+    pub fn request(&self) -> Result<Request, UsageError> {
+        let percent = parse_percent(&self.percent)?;
+        let bp = weight_percent_to_bp(percent)
+            .map_err(|reason| UsageError::Weight { percent, reason })?;
         if let Some(hint) = low_weight_hint(bp) {
             eprintln!("canaryctl: note: {}: {hint}", self.service);
         }
@@ -209,16 +222,14 @@ impl Rollout {
         Request::Rollout { service, action }
     }
 
-    /// `start --wait`'s limit, if it waits; the error is for the user.
-    pub fn wait(&self) -> Result<Option<Duration>, String> {
+    /// `start --wait`'s limit, if it waits.
+    pub fn wait(&self) -> Result<Option<Duration>, UsageError> {
         match self {
             Rollout::Start {
                 wait: true,
                 timeout,
                 ..
-            } => parse_duration(timeout)
-                .map(Some)
-                .map_err(|e| format!("--timeout: {e}")),
+            } => Ok(Some(parse_duration(timeout)?)),
             _ => Ok(None),
         }
     }

@@ -19,18 +19,21 @@ const NORMAL: [&str; 5] = [
     "translated_vlan",
 ];
 
-/// `status` with only the service `name`; the error lists the known ones.
-pub fn only(mut s: Status, name: &str) -> Result<Status, String> {
+/// A service the daemon does not have; the message lists the ones it has.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown service {name:?}; this daemon has: {}", if known.is_empty() { "no services".to_owned() } else { known.join(", ") })]
+pub struct UnknownService {
+    pub name: String,
+    pub known: Vec<String>,
+}
+
+/// `status` with only the service `name`.
+pub fn only(mut s: Status, name: &str) -> Result<Status, UnknownService> {
     if !s.services.iter().any(|v| v.name == name) {
-        let known: Vec<&str> = s.services.iter().map(|v| v.name.as_str()).collect();
-        return Err(format!(
-            "unknown service {name:?}; this daemon has: {}",
-            if known.is_empty() {
-                "no services".to_owned()
-            } else {
-                known.join(", ")
-            }
-        ));
+        return Err(UnknownService {
+            name: name.to_owned(),
+            known: s.services.iter().map(|v| v.name.clone()).collect(),
+        });
     }
     s.services.retain(|v| v.name == name);
     Ok(s)
@@ -355,7 +358,7 @@ mod tests {
         );
         let e = only(status(), "nope").unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             "unknown service \"nope\"; this daemon has: sentiment, ranker"
         );
     }

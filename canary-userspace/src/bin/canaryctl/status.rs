@@ -17,7 +17,7 @@ fn unknown(message: String) -> ClientError {
 
 pub fn print(s: Status, args: &StatusArgs) -> Result<(), ClientError> {
     let s = match &args.service {
-        Some(name) => status::only(s, name).map_err(unknown)?,
+        Some(name) => status::only(s, name).map_err(|e| unknown(e.to_string()))?,
         None => s,
     };
     print!("{}", status::render(&s, args.wide()));
@@ -31,7 +31,8 @@ pub fn print_json_only(socket: &Path, line: &str, name: &str) -> Result<(), Clie
     let typed: Status = api::parse_response(socket, line).inspect_err(|_| {
         println!("{}", line.trim_end());
     })?;
-    if let Err(message) = status::only(typed, name) {
+    if let Err(e) = status::only(typed, name) {
+        let message = e.to_string();
         let answer: Response<()> = Response::failed(ErrorCode::UnknownService, message.clone());
         println!("{}", serde_json::to_string(&answer).unwrap_or_default());
         return Err(unknown(message));
