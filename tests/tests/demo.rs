@@ -9,7 +9,7 @@ use canary_userspace::controller::policy::{Action, Phase};
 use tests::{
     demo::{
         run::{self, Options, Outcome},
-        scenario::Scenario,
+        scenario::{self, Scenario},
     },
     one_at_a_time, require_root,
 };
@@ -111,6 +111,17 @@ fn accuracy_gate_rolls_back_the_less_accurate_model() {
             }
         }
     }
-    assert!(o.seen.accuracy(1).unwrap() < 0.8 && o.seen.accuracy(0).unwrap() > 0.85);
+    // The gate's own reading was below its minimum, and the clients saw
+    // the canary less accurate than stable. (Which held-out samples reach
+    // the canary depends on the flow hashes, so its client-side accuracy
+    // varies around the stump's 0.66: 0.60 to 0.82 in runs.)
+    let gate = last
+        .checks
+        .iter()
+        .find(|c| c.name == "gate:accuracy")
+        .and_then(|c| c.value)
+        .expect("the last decision has the gate's value");
+    assert!(gate < scenario::MIN_ACCURACY, "{gate}");
+    assert!(o.seen.accuracy(1).unwrap() < o.seen.accuracy(0).unwrap());
     assert_webhook_saw_every_decision(&o);
 }
