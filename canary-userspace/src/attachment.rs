@@ -354,10 +354,10 @@ struct ObjGetAttr {
     _pad: u32,
 }
 
-/// Takes the link pinned at `path` off its hook now. Unpinning alone
-/// releases it only after an RCU grace period, and only once no process
-/// holds it open.
-fn detach_link(path: &Path) -> io::Result<()> {
+/// A new descriptor for the BPF object (map, program, link) pinned at
+/// `path` (BPF_OBJ_GET), without aya: it needs none of aya's typing, and no
+/// capability beyond access to the pin.
+pub(crate) fn open_bpf_pin(path: &Path) -> io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let mut get = ObjGetAttr {
         pathname: c.as_ptr() as u64,
@@ -379,7 +379,14 @@ fn detach_link(path: &Path) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: BPF_OBJ_GET returned a new descriptor that nothing else owns.
-    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Takes the link pinned at `path` off its hook now. Unpinning alone
+/// releases it only after an RCU grace period, and only once no process
+/// holds it open.
+fn detach_link(path: &Path) -> io::Result<()> {
+    let link = open_bpf_pin(path)?;
     // `link_detach` in `union bpf_attr`: the link descriptor only.
     let mut detach: u32 = link.as_raw_fd() as u32;
     // SAFETY: bpf(2) reads four bytes we own.

@@ -14,12 +14,8 @@
 //! CAP_SYS_ADMIN, which the daemon drops after start (see `caps`).
 
 use std::{
-    ffi::CString,
     io,
-    os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::ffi::OsStrExt,
-    },
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -36,7 +32,6 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use crate::kinds::XdpMode;
 
 /// bpf(2) commands and attach type used here (uapi/linux/bpf.h).
-const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_TCX_EGRESS: u32 = 47;
@@ -295,41 +290,10 @@ struct InfoAttr {
     info: u64,
 }
 
-/// BPF_OBJ_GET attributes (`union bpf_attr`, BPF_OBJ_* commands).
-#[repr(C)]
-struct ObjGetAttr {
-    pathname: u64,
-    bpf_fd: u32,
-    file_flags: u32,
-    path_fd: i32,
-    _pad: u32,
-}
-
 /// The id of the map pinned at `path`. Opening a pin and reading the
 /// info of our own descriptor needs no CAP_SYS_ADMIN.
 pub fn pinned_map_id(path: &Path) -> io::Result<u32> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let mut get = ObjGetAttr {
-        pathname: c.as_ptr() as u64,
-        bpf_fd: 0,
-        file_flags: 0,
-        path_fd: 0,
-        _pad: 0,
-    };
-    // SAFETY: bpf(2) reads `get`, whose path `c` outlives the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            &mut get as *mut ObjGetAttr,
-            size_of::<ObjGetAttr>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: BPF_OBJ_GET returned a new descriptor that nothing else owns.
-    let map = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let map = crate::attachment::open_bpf_pin(path)?;
     let mut head = MapInfoHead::default();
     let mut attr = InfoAttr {
         bpf_fd: map.as_raw_fd() as u32,
