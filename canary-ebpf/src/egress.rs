@@ -6,13 +6,16 @@ use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     programs::TcContext,
 };
-use canary_common::{Endpoint, FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, verdict::Verdict};
+use canary_common::{
+    Addr, Endpoint, FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, checksum, verdict::Verdict,
+};
+use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     close::{Close, Sender, track_close},
     counters::stats,
     maps::{BACKEND_OWNERS, FLOWS, HALF_OPEN},
-    parse::{Packet, TCP_ACK, TCP_SYN, parse},
+    parse::{Packet, TCP_ACK, TCP_SYN, load, parse, ptr_at, store},
     signals,
     tables::{Table, expect_handshake_ack, promote},
 };
@@ -20,10 +23,6 @@ use crate::{
 /// Headers we may need in the linear part of the skb: Ethernet, two VLAN
 /// tags, the largest IPv4 header and a TCP header.
 const HEADERS_MAX: u32 = 14 + 8 + 60 + 20;
-/// Offsets of the source address in the IPv4 and IPv6 headers.
-const IPV4_SRC_OFFSET: usize = 12;
-const IPV4_CHECK_OFFSET: usize = 10;
-const IPV6_SRC_OFFSET: usize = 8;
 
 /// `Ok` is the verdict of a translated reply, `Err` of one left as it is;
 /// the entry point counts either.
@@ -112,12 +111,41 @@ pub fn try_egress(ctx: &TcContext) -> Result<Verdict, Verdict> {
     Ok(Verdict::Translated)
 }
 
-/// Rewrites the source to the VIP with the kernel's checksum helpers, which
-/// also handle CHECKSUM_PARTIAL skbs of locally generated replies correctly
-/// (only the pseudo-header part is updated there).
+/// Rewrites the source to the VIP. The IPv4 header's checksum, the source
+/// address and the source port are written directly (the checksum
+/// incrementally, RFC 1624): the IP header checksum is always complete, and
+/// the verifier makes a cloned skb's headers private before a program that
+/// writes packet data runs. Only the L4 checksum goes through the kernel's
+/// helper, which alone knows the skb's checksum state: a CHECKSUM_PARTIAL
+/// skb (locally generated or forwarded from a veth with offloads) holds only
+/// the pseudo-header sum there, which takes the address change but not the
+/// port's. Profiled (docs/BENCHMARKS.md), the five helper calls this
+/// replaces were a third of the egress program's time.
 #[inline(always)]
 fn rewrite(ctx: &TcContext, pkt: &Packet, vip: &Endpoint) -> Result<(), Verdict> {
     let fail = Verdict::PassTruncated;
+    let (start, end) = (ctx.data(), ctx.data_end());
+    // The source port is the first field of both TCP and UDP headers.
+    let sport: *mut u16 = ptr_at(start, end, pkt.l4).ok_or(fail)?;
+    if pkt.family == FAMILY_IPV4 {
+        let ip: *mut Ipv4Hdr = ptr_at(start, end, pkt.l3).ok_or(fail)?;
+        // SAFETY: `ip` is inside the checked IPv4 header; `load`/`store`
+        // need no alignment.
+        unsafe {
+            let ip_check = (&raw mut (*ip).check).cast::<u16>();
+            store(
+                ip_check,
+                checksum::replace32(load(ip_check), pkt.src[0], vip.addr[0]),
+            );
+            store((&raw mut (*ip).src_addr).cast::<u32>(), vip.addr[0]);
+        }
+    } else {
+        let ip: *mut Ipv6Hdr = ptr_at(start, end, pkt.l3).ok_or(fail)?;
+        // SAFETY: as above, inside the checked IPv6 header.
+        unsafe { store((&raw mut (*ip).src_addr).cast::<Addr>(), vip.addr) };
+    }
+    // SAFETY: inside the checked L4 header's first two bytes.
+    unsafe { store(sport, vip.port) };
     let check = pkt.check_offset();
     let udp = if pkt.proto == PROTO_UDP {
         BPF_F_MARK_MANGLED_0 as u64
@@ -126,24 +154,67 @@ fn rewrite(ctx: &TcContext, pkt: &Packet, vip: &Endpoint) -> Result<(), Verdict>
     };
     let pseudo = BPF_F_PSEUDO_HDR as u64 | udp;
     if pkt.family == FAMILY_IPV4 {
-        let (old, new) = (pkt.src[0] as u64, vip.addr[0] as u64);
-        ctx.l3_csum_replace(pkt.l3 + IPV4_CHECK_OFFSET, old, new, 4)
+        let (old, new) = (pkt.src[0], vip.addr[0]);
+        let check_ptr: *mut u16 = ptr_at(start, end, check).ok_or(fail)?;
+        // SAFETY: inside the checked L4 header.
+        let before = unsafe { load(check_ptr) };
+        ctx.l4_csum_replace(check, old as u64, new as u64, pseudo | 4)
             .map_err(|_| fail)?;
-        ctx.l4_csum_replace(check, old, new, pseudo | 4)
-            .map_err(|_| fail)?;
-        ctx.store(pkt.l3 + IPV4_SRC_OFFSET, &vip.addr[0], 0)
-            .map_err(|_| fail)?;
+        if port_done_in_place(ctx, check, before, old, new, pkt, vip) {
+            return Ok(());
+        }
     } else {
         for i in 0..4 {
             let (old, new) = (pkt.src[i] as u64, vip.addr[i] as u64);
             ctx.l4_csum_replace(check, old, new, pseudo | 4)
                 .map_err(|_| fail)?;
         }
-        ctx.store(pkt.l3 + IPV6_SRC_OFFSET, &vip.addr, 0)
-            .map_err(|_| fail)?;
     }
     ctx.l4_csum_replace(check, pkt.sport as u64, vip.port as u64, udp | 2)
         .map_err(|_| fail)?;
-    ctx.store(pkt.l4, &vip.port, 0).map_err(|_| fail)?;
     Ok(())
+}
+
+/// After the helper applied the address change to the L4 checksum, tells
+/// from the result which kind of sum the field holds (a complemented full
+/// sum moves by −d, a CHECKSUM_PARTIAL pseudo-header sum by +d; the two
+/// agree only when d is zero, see `checksum::replace32_partial`) and does
+/// the port's part in place: the port's change into a full sum, nothing
+/// into a partial one (the kernel sums the port when it finishes the
+/// checksum). False when the result says neither (no change, a UDP
+/// checksum of 0, an skb state the helper treats otherwise): the caller
+/// then asks the helper, which always knows.
+#[inline(always)]
+fn port_done_in_place(
+    ctx: &TcContext,
+    check: usize,
+    before: u16,
+    old: u32,
+    new: u32,
+    pkt: &Packet,
+    vip: &Endpoint,
+) -> bool {
+    if checksum::diff32(old, new) % 0xffff == 0 {
+        return false;
+    }
+    // The helper may have moved the packet: fresh pointers.
+    let Some(check_ptr) = ptr_at::<u16>(ctx.data(), ctx.data_end(), check) else {
+        return false;
+    };
+    // SAFETY: inside the packet, checked just above.
+    let after = unsafe { load(check_ptr) };
+    if checksum::same_sum(after, checksum::replace32_partial(before, old, new)) {
+        return true;
+    }
+    if !checksum::same_sum(after, checksum::replace32(before, old, new)) {
+        return false;
+    }
+    let mut l4 = checksum::replace16(after, pkt.sport, vip.port);
+    if pkt.proto == PROTO_UDP && l4 == 0 {
+        // 0 means "no checksum" in UDP: a computed 0 is sent as 0xffff.
+        l4 = 0xffff;
+    }
+    // SAFETY: as above.
+    unsafe { store(check_ptr, l4) };
+    true
 }

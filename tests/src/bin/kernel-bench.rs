@@ -103,6 +103,11 @@ struct Args {
     /// Write the results as JSON to this file instead of stdout.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run only the cases with these ids (comma-separated, e.g.
+    /// `established,egress`; a pair runs when either of its ids is named),
+    /// for profiling one path: `perf record -g -- kernel-bench --only established`.
+    #[arg(long, value_delimiter = ',', value_name = "ID")]
+    only: Vec<String>,
     /// Measure nothing: attach the empty floor programs to this interface
     /// (XDP in driver mode, TC egress as a clsact filter, as canaryd does)
     /// and hold them until killed. For the bench's "empty programs" path.
@@ -150,6 +155,15 @@ enum Step {
     Pair([Row; 2], fn(&Args) -> Result<[Measured; 2]>),
 }
 
+impl Step {
+    fn ids(&self) -> Vec<&'static str> {
+        match self {
+            Step::One(row, _) => vec![row.0],
+            Step::Pair(rows, _) => rows.iter().map(|r| r.0).collect(),
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     // SAFETY: geteuid has no preconditions.
@@ -165,7 +179,7 @@ fn main() -> Result<()> {
         args.runs, args.repeat, args.single, args.signal_calls
     );
     let mut cases = vec![];
-    for step in [
+    let steps = [
         Step::One(
             ("floor_xdp", "floor: empty XDP program (XDP_PASS)", "xdp"),
             floor_xdp,
@@ -221,6 +235,14 @@ fn main() -> Result<()> {
             floor_xdp_single,
         ),
         Step::One(
+            (
+                "established_real",
+                "established flow, real backend, one call per packet (ingress)",
+                "xdp",
+            ),
+            established_real,
+        ),
+        Step::One(
             ("new_flow_empty", "new flow, table empty (TCP SYN)", "xdp"),
             new_flow_empty,
         ),
@@ -255,6 +277,14 @@ fn main() -> Result<()> {
             ),
             floor_tc_single,
         ),
+        Step::One(
+            (
+                "egress_real",
+                "egress reply translation, real backend, one call per packet (TC)",
+                "tc",
+            ),
+            egress_real,
+        ),
         Step::Pair(
             [
                 (
@@ -270,7 +300,23 @@ fn main() -> Result<()> {
             ],
             response,
         ),
-    ] {
+    ];
+    let known: Vec<&str> = steps.iter().flat_map(Step::ids).collect();
+    if let Some(unknown) = args.only.iter().find(|o| !known.contains(&o.as_str())) {
+        bail!(
+            "--only: no case {unknown:?}; the cases are {}",
+            known.join(", ")
+        );
+    }
+    for step in steps {
+        if !args.only.is_empty()
+            && !step
+                .ids()
+                .iter()
+                .any(|id| args.only.iter().any(|o| o == id))
+        {
+            continue;
+        }
         let started = Instant::now();
         let measured: Vec<(Row, Measured)> = match step {
             Step::One(row, f) => {
@@ -608,6 +654,60 @@ fn request_start(args: &Args) -> Result<[Measured; 2]> {
     ])
 }
 
+/// The established packet of a flow to a real backend (198.18.1.2:8080),
+/// one call per packet: unlike the repeat cases, whose backend is the VIP
+/// itself so the rewrite writes back what it read, the address, port and
+/// checksums really change. Steady state: a request is waiting, so the
+/// signals only test the entry, as in `established`.
+fn established_real(args: &Args) -> Result<Measured> {
+    let mut f = LiveFlow::with(real_service(), true)?;
+    f.set_request(1)?;
+    let input = Frame::tcp(sa(CLIENT), sa(VIP), ACK | PSH).bytes();
+    let [t] = single_runs(args.runs, args.single, |_, _| {
+        call_once(ingress(&mut f.dp)?, &input, XDP_PASS)
+    })?;
+    let total = args.calls();
+    let check = expect_verdicts(&f.dp, verdict::TRANSLATED, total, false)?;
+    let s = stats(&f.dp)?;
+    ensure!(
+        s.packets_in == total && s.new_flows == 0 && s.rehashes == 0,
+        "stats {s:?}, want {total} packets in, no new flow, no rehash"
+    );
+    Ok((
+        t,
+        check + "; stats: no new flow, no rehash; destination rewritten to the backend",
+    ))
+}
+
+/// The reply of a flow to a real backend, one call per packet: the source
+/// address, port and checksums really change, the only way to time
+/// egress's in-place port update (a rewrite that changes nothing cannot
+/// tell the L4 checksum's kind: see egress.rs). No request waits, so the
+/// signals only test the entry, as in `egress`.
+fn egress_real(args: &Args) -> Result<Measured> {
+    let spec = real_service();
+    let mut f = LiveFlow::with(spec.clone(), true)?;
+    let reply = Frame::tcp(spec.stable[0], sa(CLIENT), ACK | PSH)
+        .with_payload(REPLY)
+        .bytes();
+    let [t] = single_runs(args.runs, args.signal_calls, |_, _| {
+        call_once(egress_program(&mut f.dp)?, &reply, TC_ACT_OK)
+    })?;
+    let total = args.signal_calls();
+    let check = expect_verdicts(&f.dp, verdict::TRANSLATED, total, true)?;
+    let packets_out = stats(&f.dp)?.packets_out;
+    ensure!(
+        packets_out == total,
+        "{packets_out} packets out for {total} calls"
+    );
+    Ok((
+        t,
+        check
+            + "; source rewritten to the VIP; "
+            + &expect_signals(&f.dp, &Signals::default(), "none: no request waiting")?,
+    ))
+}
+
 /// The reply of `egress` when it is the response to a waiting request: the
 /// flow's entry is rewritten with a request started `REQUEST_AGE_NS` ago
 /// before each call (outside the timed part), so every call takes the
@@ -702,7 +802,11 @@ struct LiveFlow {
 
 impl LiveFlow {
     fn new(signals: bool) -> Result<LiveFlow> {
-        let spec = self_service(VIP, Protocol::Tcp);
+        LiveFlow::with(self_service(VIP, Protocol::Tcp), signals)
+    }
+
+    /// The same for another service (its stable backend holds the flow).
+    fn with(spec: ServiceSpec, signals: bool) -> Result<LiveFlow> {
         let opts = LoadOptions {
             signals,
             ..Default::default()
