@@ -22,7 +22,7 @@ pub enum Action {
 }
 
 impl Action {
-    /// Lower-case name, as in the README's odd-input table.
+    /// Lower-case name, as in the odd-input table of docs/DATAPATH.md.
     pub const fn name(self) -> &'static str {
         match self {
             Action::Pass => "pass",

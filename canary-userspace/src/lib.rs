@@ -1,5 +1,5 @@
 //! canary userspace: the library under `canaryd`, `canaryctl`, the tests,
-//! the demo and the bench. Module map (README "Layout" has the whole tree):
+//! the demo and the bench. Module map (docs/ARCHITECTURE.md has the whole tree):
 //!
 //! Always built (no eBPF toolchain needed; xtask uses these):
 //! - `config`: read, check and write the `canaryd` TOML config file.

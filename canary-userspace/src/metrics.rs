@@ -44,7 +44,7 @@ impl ListenerMetrics {
             limit: IntGaugeVec::new(
                 by_listener(
                     "canary_listener_connections_limit",
-                    "Connections the listener may hold at once (from RLIMIT_NOFILE less a reserve; see README).",
+                    "Connections the listener may hold at once (from RLIMIT_NOFILE less a reserve; see docs/OPERATIONS.md, Descriptors).",
                 ),
                 &["listener"],
             )?,
@@ -223,7 +223,7 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
     let mut verdicts = Family::new(
         "canary_verdicts_total",
         COUNTER,
-        "Packets by the verdict each program gave them (see README, odd-packet verdicts).",
+        "Packets by the verdict each program gave them (see docs/DATAPATH.md, odd input).",
     );
     for (program, counts) in [
         ("ingress", &status.verdicts.ingress),

@@ -522,7 +522,7 @@ impl Report<'_> {
             self.xdp_mode,
         );
         for (name, version) in &m.tools {
-            let _ = writeln!(d, "| {name} | {version} |");
+            let _ = writeln!(d, "| {name} | `{version}` |");
         }
 
         let _ = write!(
