@@ -32,22 +32,19 @@ use crate::{
 /// lookup), a flow its backend has not answered yet (HALF_OPEN), a new
 /// decision (into HALF_OPEN; egress moves it to FLOWS on the backend's
 /// answer).
+///
+/// A TCP segment that is not a SYN looks for its established entry before
+/// the service: such a packet never decides again (only a SYN or an idle
+/// UDP flow does), so it needs nothing from SERVICES, and skipping that
+/// lookup is most of what an established packet costs above parsing
+/// (docs/BENCHMARKS.md, "Profile"). The price: a non-service TCP segment
+/// that is not a SYN (traffic to the host itself) pays a FLOWS miss before
+/// the SERVICES miss. Flows of a removed service leave FLOWS with it
+/// (`Dataplane::forget_removed`), so they stop being translated as before.
 #[inline(always)]
 pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     let (start, end) = (ctx.data(), ctx.data_end());
     let pkt = parse(start, end).map_err(odd_to_verdict)?;
-    let key = Endpoint {
-        addr: pkt.dst,
-        port: pkt.dport,
-        proto: pkt.proto,
-        family: pkt.family,
-    };
-    // SAFETY: the value's memory stays valid while the program runs, and it
-    // is copied out at once: nothing below reads map memory userspace may be
-    // rewriting.
-    let Some(svc) = (unsafe { SERVICES.get(&key) }).copied() else {
-        return Err(Verdict::PassNotService);
-    };
     let fkey = FlowKey {
         client: pkt.src,
         vip: pkt.dst,
@@ -65,30 +62,33 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
         0
     };
     let frame_len = (end - start) as u64;
-
-    let mut had_established = false;
-    if let Some(e) = FLOWS.get_ptr_mut(&fkey) {
+    let may_decide_again = pkt.proto != PROTO_TCP || syn;
+    if !may_decide_again && let Some(e) = FLOWS.get_ptr_mut(&fkey) {
         // SAFETY: map value pointer from a successful lookup, valid for this
         // run; this is the only reference to the entry this run makes.
         let e = unsafe { &mut *e };
+        return follow_established(ctx, &pkt, e, &fkey, now, frame_len, syn);
+    }
+
+    let key = Endpoint {
+        addr: pkt.dst,
+        port: pkt.dport,
+        proto: pkt.proto,
+        family: pkt.family,
+    };
+    // SAFETY: the value's memory stays valid while the program runs, and it
+    // is copied out at once: nothing below reads map memory userspace may be
+    // rewriting.
+    let Some(svc) = (unsafe { SERVICES.get(&key) }).copied() else {
+        return Err(Verdict::PassNotService);
+    };
+
+    let mut had_established = false;
+    if may_decide_again && let Some(e) = FLOWS.get_ptr_mut(&fkey) {
+        // SAFETY: as above.
+        let e = unsafe { &mut *e };
         if !decides_again(e, &pkt, syn, now) {
-            let close = forward(
-                ctx,
-                &pkt,
-                e,
-                &fkey,
-                now,
-                frame_len,
-                Table::Established,
-                true,
-            )?;
-            return Ok(if close == Close::RstUnverified {
-                Verdict::TranslatedRstUnverified
-            } else if syn {
-                Verdict::TranslatedSynEstablished
-            } else {
-                translated(&pkt)
-            });
+            return follow_established(ctx, &pkt, e, &fkey, now, frame_len, syn);
         }
         // The connection this entry held is over: it stops deciding.
         release(e, &fkey, Table::Established);
@@ -148,6 +148,27 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
         return Ok(Verdict::FlowTableUpdateFailed);
     }
     Ok(translated(&pkt))
+}
+
+/// Sends a packet of an established flow on to its entry's backend.
+#[inline(always)]
+fn follow_established(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    e: &mut FlowEntry,
+    fkey: &FlowKey,
+    now: u64,
+    frame_len: u64,
+    syn: bool,
+) -> Result<Verdict, Verdict> {
+    let close = forward(ctx, pkt, e, fkey, now, frame_len, Table::Established, true)?;
+    Ok(if close == Close::RstUnverified {
+        Verdict::TranslatedRstUnverified
+    } else if syn {
+        Verdict::TranslatedSynEstablished
+    } else {
+        translated(pkt)
+    })
 }
 
 /// The verdict of a translated packet, by what its headers carried.

@@ -20,9 +20,9 @@ use aya::{
     util::nr_cpus,
 };
 use canary_common::{
-    BackendOwner, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, MAX_BACKENDS,
-    MAX_SERVICES, Service, Settings, VERSION_CANARY, VERSION_STABLE, VersionStats, backend_slot,
-    half_open_size,
+    BackendOwner, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, FlowKey,
+    MAX_BACKENDS, MAX_SERVICES, Service, Settings, VERSION_CANARY, VERSION_STABLE, VersionStats,
+    backend_slot, half_open_size,
     hash::seed_from_name,
     names::{self, EGRESS_PROGRAM, INGRESS_PROGRAM},
     signals::Signals,
@@ -649,9 +649,45 @@ impl Dataplane {
     }
 
     /// Frees the slots of services removed since the last call (or load),
-    /// once no revert can want them back.
-    pub fn forget_removed(&mut self) {
+    /// once no revert can want them back, and drops their flows' entries
+    /// (see `forget_orphan_flows`); returns how many entries went.
+    pub fn forget_removed(&mut self) -> u64 {
+        let removed = !self.recovered.is_empty();
         self.recovered.clear();
+        if removed {
+            self.forget_orphan_flows()
+        } else {
+            0
+        }
+    }
+
+    /// Removes the flow entries whose service address (VIP, port,
+    /// protocol) no service has now: the data path follows an established
+    /// TCP entry without looking at SERVICES (canary-ebpf's ingress.rs), so
+    /// an entry outliving its service would keep sending that flow to a
+    /// backend whose replies nothing translates any more. Without its
+    /// entry, the flow's packets pass to the host as any packet for an
+    /// address without a service. Returns how many entries went.
+    fn forget_orphan_flows(&mut self) -> u64 {
+        let vips: Vec<Endpoint> = self
+            .services
+            .values()
+            .map(|r| r.spec.vip_endpoint())
+            .collect();
+        let mut n = 0;
+        for table in [&mut self.maps.flows, &mut self.maps.half_open] {
+            let doomed: Vec<FlowKey> = table
+                .keys()
+                .filter_map(|k| k.ok())
+                .filter(|k| !vips.contains(&flow_service(k)))
+                .collect();
+            for key in &doomed {
+                if table.remove(key).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 
     /// Removes the SERVICES record at `vip` if it is service `id`'s.
@@ -698,6 +734,9 @@ impl Dataplane {
         let stale = retain_keys(&mut self.maps.services, &vips);
         retain_keys(&mut self.maps.backend_owners, &backends);
         self.recovered.clear();
+        if !stale.is_empty() {
+            self.forget_orphan_flows();
+        }
         stale
     }
 
@@ -747,3 +786,13 @@ where
 
 // The per-version slot layout must leave room for the largest backend set.
 const _: () = assert!(MAX_BACKENDS <= u8::MAX as u32);
+
+/// The service address a flow was made for.
+fn flow_service(k: &FlowKey) -> Endpoint {
+    Endpoint {
+        addr: k.vip,
+        port: k.vip_port,
+        proto: k.proto,
+        family: k.family,
+    }
+}

@@ -692,7 +692,12 @@ impl Daemon {
                 },
             });
         }
-        self.dp.forget_removed();
+        let orphans = self.dp.forget_removed();
+        if orphans != 0 {
+            log::info!(
+                "dropped {orphans} flow entries of removed services: their packets now pass to the host untranslated"
+            );
+        }
         // SIGHUP is what an operator tries when an interface came back, or
         // when the programs were detached behind canaryd's back.
         self.check_interfaces(true);

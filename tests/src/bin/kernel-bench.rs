@@ -185,8 +185,16 @@ fn main() -> Result<()> {
             floor_xdp,
         ),
         Step::One(
-            ("not_service", "non-service packet (ingress)", "xdp"),
+            ("not_service", "non-service packet (ingress, SYN)", "xdp"),
             not_service,
+        ),
+        Step::One(
+            (
+                "not_service_segment",
+                "non-service TCP segment (ingress, not a SYN)",
+                "xdp",
+            ),
+            not_service_segment,
         ),
         Step::Pair(
             [
@@ -387,11 +395,22 @@ fn floor_tc(args: &Args) -> Result<Measured> {
     Ok((t, "returns TC_ACT_OK".into()))
 }
 
-/// A packet to the VIP address on a port with no service: parse, one
-/// SERVICES lookup, pass.
+/// A SYN to the VIP address on a port with no service: parse, one
+/// SERVICES lookup, pass. The floor of any packet's classification.
 fn not_service(args: &Args) -> Result<Measured> {
+    not_service_packet(args, SYN)
+}
+
+/// A mid-stream segment to the same port: ingress looks for an established
+/// entry before the service (what makes an established packet one lookup),
+/// so this packet pays a FLOWS miss, then the SERVICES miss.
+fn not_service_segment(args: &Args) -> Result<Measured> {
+    not_service_packet(args, ACK | PSH)
+}
+
+fn not_service_packet(args: &Args, flags: u8) -> Result<Measured> {
     let (mut dp, _) = load_service(&LoadOptions::default(), &self_service(VIP, Protocol::Tcp))?;
-    let input = Frame::tcp(sa(CLIENT), sa("198.18.0.1:8443"), ACK | PSH).bytes();
+    let input = Frame::tcp(sa(CLIENT), sa("198.18.0.1:8443"), flags).bytes();
     let [t] = repeat_runs([&*ingress(&mut dp)?], &input, args, XDP_PASS)?;
     let check = expect_verdicts(&dp, verdict::PASS_NOT_SERVICE, args.repeats(), false)?;
     Ok((t, check))
