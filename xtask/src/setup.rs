@@ -40,6 +40,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // Tests pin maps of a wrong layout where canary's would be (canaryd
     // must refuse them); profiling and map inspection.
     "bpftool",
+    // `cargo xtask bench` profiles the data path (docs/BENCHMARKS.md,
+    // "Profile").
+    "linux-perf",
 ];
 
 /// Packages that come with a system service. The bench runs them only in its

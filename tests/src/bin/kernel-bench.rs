@@ -356,6 +356,7 @@ fn main() -> Result<()> {
         }
     }
     let out = json!({
+        "programs": program_sizes()?,
         "cpu": cpu,
         "runs": args.runs,
         "repeat": args.repeat,
@@ -375,6 +376,36 @@ fn main() -> Result<()> {
         None => println!("{text}"),
     }
     Ok(())
+}
+
+/// What the verifier and the JIT made of each data path program, signals on
+/// and off: instructions the verifier processed (its effort: every path it
+/// walked), the translated program's size in instructions, and the JIT's
+/// machine code in bytes.
+fn program_sizes() -> Result<Vec<serde_json::Value>> {
+    let mut out = vec![];
+    for signals in [true, false] {
+        let mut dp = load(&LoadOptions {
+            signals,
+            ..Default::default()
+        })?;
+        let infos = [
+            (INGRESS_PROGRAM, ingress(&mut dp)?.info()),
+            (EGRESS_PROGRAM, egress_program(&mut dp)?.info()),
+        ];
+        for (name, info) in infos {
+            let info = info.with_context(|| format!("reading {name}'s info"))?;
+            out.push(json!({
+                "name": name,
+                "signals": signals,
+                "verified_insns": info.verified_instruction_count(),
+                // 8 bytes per BPF instruction.
+                "xlated_insns": info.size_translated().map(|b| b / 8),
+                "jited_bytes": info.size_jitted(),
+            }));
+        }
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- cases --

@@ -62,5 +62,9 @@ pub fn cases() -> Vec<Case> {
 /// Removes the tcp4 service as a reload does, once no revert can want it.
 fn remove_tcp4(dp: &mut Dataplane) {
     dp.remove_service(TCP4).unwrap();
-    assert_eq!(dp.forget_removed(), 1, "the removed service's one flow entry");
+    assert_eq!(
+        dp.forget_removed(),
+        1,
+        "the removed service's one flow entry"
+    );
 }

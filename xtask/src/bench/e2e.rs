@@ -17,6 +17,8 @@ use canary_common::{
 use super::{
     Mode,
     paths::{Kind, PathEnv},
+    proc::TempDir,
+    profile,
     wrk::{self, Load, Measured},
 };
 
@@ -276,4 +278,32 @@ pub fn in_place(env: &PathEnv, plan: &Plan) -> Result<InPlace> {
         );
     }
     Ok(r)
+}
+
+/// Samples every CPU with perf while one keep-alive load runs through the
+/// canary path (after `in_place`, BPF stats off again): where the host's
+/// time goes in place, the programs' share beside the stack's.
+pub fn profile_under_load(env: &PathEnv, plan: &Plan) -> Result<profile::Profile> {
+    let dir = TempDir::new("load-profile")?;
+    let data = dir.path().join("keepalive.data");
+    let seconds = plan.keepalive.seconds;
+    let child = profile::start_system_wide(&data, seconds)?;
+    let ka = wrk::run(&env.topo.client, &plan.keepalive, &env.kind.url());
+    let p = profile::finish_system_wide(
+        "keep-alive load through canary, all CPUs",
+        child,
+        &data,
+        seconds,
+    )?;
+    let ka = ka?;
+    println!(
+        "e2e: profiled the keep-alive load ({} req/s): canary's programs {:.1} % of all CPU samples",
+        ka.rps.round(),
+        p.symbols
+            .iter()
+            .filter(|s| s.name.starts_with("bpf_prog_canary"))
+            .map(|s| s.percent)
+            .sum::<f64>()
+    );
+    Ok(p)
 }

@@ -6,7 +6,7 @@ use std::{path::Path, process::Command};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::{Mode, proc::TempDir};
+use super::{Mode, proc::TempDir, profile};
 use crate::cmd;
 
 /// Sizes of a kernel-bench run.
@@ -57,6 +57,18 @@ pub struct Results {
     pub cpu: u64,
     pub jit: String,
     pub cases: Vec<Case>,
+    pub programs: Vec<ProgramSize>,
+}
+
+/// What the verifier and the JIT made of one data path program.
+pub struct ProgramSize {
+    pub name: String,
+    pub signals: bool,
+    /// Instructions the verifier processed (every path it walked).
+    pub verified_insns: Option<u64>,
+    /// The loaded program's length in BPF instructions.
+    pub xlated_insns: Option<u64>,
+    pub jited_bytes: Option<u64>,
 }
 
 pub struct Case {
@@ -90,6 +102,51 @@ impl Results {
     }
 }
 
+/// The cases profiled with perf, and why each.
+pub const PROFILED: [(&str, &str); 3] = [
+    ("established", "an established packet (repeat mode)"),
+    (
+        "egress_real",
+        "an egress reply with a real rewrite (one call per packet)",
+    ),
+    (
+        "new_flow_full",
+        "a new flow at a full table (one call per packet, LRU evicting)",
+    ),
+];
+
+/// Profiles each of `PROFILED` alone under perf (`kernel-bench --only`).
+pub fn profile(bin: &Path, plan: &Plan) -> Result<Vec<profile::Profile>> {
+    let dir = TempDir::new("kernel-profile")?;
+    let mut out = vec![];
+    for (id, _) in PROFILED {
+        let mut argv = vec![bin.display().to_string()];
+        argv.extend(
+            [
+                "--runs",
+                "3",
+                "--repeat",
+                "3000000",
+                "--single",
+                "200000",
+                "--signal-calls",
+                "200000",
+                "--table",
+            ]
+            .map(String::from),
+        );
+        argv.push(plan.table.to_string());
+        argv.extend(["--only".into(), id.into(), "--json".into()]);
+        argv.push(dir.path().join(format!("{id}.json")).display().to_string());
+        out.push(profile::command(
+            id,
+            &argv,
+            &dir.path().join(format!("{id}.data")),
+        )?);
+    }
+    Ok(out)
+}
+
 pub fn run(bin: &Path, plan: &Plan) -> Result<Results> {
     let dir = TempDir::new("kernel")?;
     let json = dir.path().join("kernel.json");
@@ -119,9 +176,22 @@ fn parse(v: &Value) -> Result<Results> {
             check: s("check"),
         });
     }
+    let programs = v["programs"]
+        .as_array()
+        .context("no program sizes")?
+        .iter()
+        .map(|p| ProgramSize {
+            name: p["name"].as_str().unwrap_or_default().to_owned(),
+            signals: p["signals"].as_bool().unwrap_or_default(),
+            verified_insns: p["verified_insns"].as_u64(),
+            xlated_insns: p["xlated_insns"].as_u64(),
+            jited_bytes: p["jited_bytes"].as_u64(),
+        })
+        .collect();
     Ok(Results {
         cpu: v["cpu"].as_u64().unwrap_or_default(),
         jit: v["jit"].as_str().unwrap_or_default().to_owned(),
         cases,
+        programs,
     })
 }

@@ -15,6 +15,7 @@ mod e2e;
 mod kernel;
 mod paths;
 mod proc;
+mod profile;
 mod report;
 mod wrk;
 
@@ -94,6 +95,11 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         );
     }
     let kernel = kernel::run(&bins.kernel_bench, &kernel_plan)?;
+    println!(
+        "bench: profiling {} kernel-bench cases alone under perf ...",
+        kernel::PROFILED.len()
+    );
+    let kernel_profiles = kernel::profile(&bins.kernel_bench, &kernel_plan)?;
 
     println!(
         "==> [5/{steps}] end to end: setting up the {} paths",
@@ -154,6 +160,7 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         budget_started.elapsed().as_secs_f64()
     );
     let in_place = e2e::in_place(&envs[canary_index], &e2e_plan)?;
+    let load_profile = e2e::profile_under_load(&envs[canary_index], &e2e_plan)?;
 
     println!("==> [6/{steps}] control plane");
     let control = control::run(&envs[canary_index], &control::Plan::new(mode))?;
@@ -182,6 +189,8 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         budget_plan: &budget_plan,
         triplets: &triplets,
         in_place: &in_place,
+        kernel_profiles: &kernel_profiles,
+        load_profile: &load_profile,
         control: &control,
     };
     let md = out_dir.join("BENCHMARKS.md");
@@ -237,6 +246,7 @@ fn check_tools(bins: &Bins) -> Result<()> {
         ("nginx", &["-v"]),
         ("nft", &["-v"]),
         ("ip", &["-V"]),
+        ("perf", &["--version"]),
     ] {
         let found = proc::first_line(Command::new(tool).args(args))
             .with_context(|| format!("{tool} is not installed: run `cargo xtask setup`"))?;

@@ -1,6 +1,8 @@
 //! docs/BENCHMARKS.md from one run's figures, and the summary printed at
 //! the end of the run.
 
+mod speed;
+
 use std::{fmt::Write as _, process::Command};
 
 use xtask::stats::median;
@@ -14,6 +16,7 @@ use super::{
     kernel::{self, Results as KernelResults},
     paths::{self, CANARY_PERCENT, Kind, Split},
     proc::first_line,
+    profile::Profile,
     wrk::Measured,
 };
 
@@ -84,6 +87,10 @@ pub struct Report<'a> {
     /// The signals budget's end-to-end runs, after the rounds.
     pub triplets: &'a [Triplet],
     pub in_place: &'a InPlace,
+    /// perf profiles of single kernel-bench cases (`kernel::PROFILED`).
+    pub kernel_profiles: &'a [Profile],
+    /// perf profile of all CPUs under the keep-alive load.
+    pub load_profile: &'a Profile,
     pub control: &'a control::Results,
 }
 
@@ -534,6 +541,7 @@ impl Report<'_> {
              noise. Why, and where the time goes: see [Findings](#findings).\n\n",
             self.targets_table()
         );
+        d.push_str(&self.speed_section());
         d.push_str(&self.budget_section());
 
         let _ = write!(
@@ -693,6 +701,7 @@ impl Report<'_> {
         );
 
         d.push_str(&self.findings());
+        d.push_str(&self.profile_section());
 
         let dir = std::path::Path::new("/tmp/canary-bench-<pid>-<path>");
         let _ = write!(
@@ -827,7 +836,7 @@ impl Report<'_> {
              programs reach {:.3}× direct and canary {:.3}×. In place, canary_ingress took {:.0} ns \
              per packet under keep-alive load against {:.0} ns for an established packet in \
              BPF_PROG_TEST_RUN, and canary_egress {:.0} ns against {:.0} ns (why they differ: \
-             *In place vs BPF_PROG_TEST_RUN* below).\n\n",
+             [Data path speed](#data-path-speed)).\n\n",
             canary.cpu_us_per_req - direct.cpu_us_per_req,
             empty.cpu_us_per_req - direct.cpu_us_per_req,
             empty.conns_per_s / direct.conns_per_s,
@@ -853,8 +862,10 @@ How each case measures what its name says. BPF_PROG_TEST_RUN with `repeat` runs 
 same buffer again and again, so a program that rewrites the packet sees its own output on the next \
 repeat; each case is built so every repeat takes the same path, and its counters prove it:
 
-- **non-service packet**: TCP to the VIP address on a port with no service (one SERVICES miss). \
-Every repeat is counted `pass_not_service`.
+- **non-service packet** (SYN) and **non-service TCP segment**: TCP to the VIP address on a port \
+with no service. The SYN is one SERVICES miss (a SYN may decide, so it looks up the service \
+first); the segment (ACK, PSH) first misses in FLOWS, where an established segment would find \
+its entry, then in SERVICES. Every repeat is counted `pass_not_service`.
 - **established flow**: the service's stable and canary backend is the VIP itself (198.18.0.1:80; \
 `ServiceSpec::check` allows it, canaryd's config check does not), and the flow's entry is written \
 beforehand with `established = 1`. The rewrite (address, port, both checksums, incrementally) then \
@@ -873,8 +884,10 @@ the first repeat the flow's entry exists but is stale on every later one, so eac
 whole new-flow path (hash, weight, backend, flow-table insert, lookup): `new_flows` equals the \
 number of repeats. The insert replaces the flow's own entry, so the LRU never evicts here.
 - **egress reply translation**: a reply from the backend (= the VIP, as above) on the live flow, \
-`HTTP/1.1 200 OK` and the body: owner lookup, flow lookup, source rewrite with the kernel's \
-checksum helpers; all repeats counted egress `translated`, output equals input. A request is set \
+`HTTP/1.1 200 OK` and the body: owner lookup, flow lookup, source rewrite; all repeats counted \
+egress `translated`, output equals input. The rewrite changes nothing here (backend = VIP), so \
+egress cannot tell the L4 checksum's kind from the helper's result and takes its fallback (a \
+second helper call for the port): the real-backend case below times the usual path. A request is set \
 waiting in the entry beforehand, so with signals on the first repeat is its response (latency, \
 status class: the signals show 1 response, 2xx) and every later one finds none waiting: the \
 figure is the steady state of a reply segment after the response's first, where the signals only \
@@ -897,12 +910,18 @@ response, clock read, latency bucket, status line read in place and classified, 
 counts). The signals show one request, or one 2xx response with a latency, per call. They are \
 compared with the one-call floors of their hook (`floor: empty TC program, one call per packet` \
 for egress).
+- **established flow, real backend** and **egress reply translation, real backend**: the same \
+packets as the repeat cases on a flow to a real backend (198.18.1.2:8080), one call per packet, \
+so the rewrite really changes address, port and checksums (a repeat would see its own output). \
+A request is waiting when the client's segment arrives and none when the reply does, so the \
+signals only test the entry, as in repeat mode.
 ";
 
 /// `not_service`: the non-service case's ns above its floor.
 fn findings_text(xdp_mode: &str, not_service: f64) -> String {
     format!(
-        "Reasons, from the code and the kernel (not from a profiler run):\n\n\
+        "Reasons: the veth mechanism from the kernel's code, the rest from the \
+         [Profile](#profile) of this run:\n\n\
          - **XDP on veth ({xdp_mode} mode here).** With an XDP program attached, a veth receives \
          in NAPI, and every skb its peer sends that is cloned (TCP sends clones of its segments), \
          shared, paged or short of 256 bytes of headroom is first copied into a fresh page-pool \
@@ -912,23 +931,22 @@ fn findings_text(xdp_mode: &str, not_service: f64) -> String {
          difference between it and canary is the programs' own work, which the in-place figures \
          show per packet. On a physical NIC in driver mode the frame comes from the driver's ring \
          and this copy does not exist.\n\
-         - **Established packets** do a SERVICES lookup (20-byte key), a FLOWS lookup (40-byte \
-         key, jhash over all of it), two per-CPU counter updates and the incremental rewrite. \
-         Parsing plus one SERVICES lookup alone (the non-service case) costs {not_service:+.0} ns \
-         over the floor here.\n\
-         - **New flows** add the hash, a BACKENDS lookup and the LRU insert (which takes the \
-         LRU list's lock); the entry is built and updated on the stack and inserted once. At \
-         capacity the insert also evicts: the common LRU list shrinks in batches under a \
-         global lock (`BPF_F_NO_COMMON_LRU` would give each CPU its own list).\n\
-         - **Egress** rewrites through five helper calls (`bpf_l3_csum_replace`, two \
-         `bpf_l4_csum_replace`, two `bpf_skb_store_bytes`, each checking that the skb is \
-         writable) where ingress uses direct packet access and one incremental update.\n\
-         - **In place vs BPF_PROG_TEST_RUN.** The in-place figures are higher than the \
-         harness's: they include the stats' own clock reads, caches that other work has \
-         cooled, and flow-entry cache lines that move between CPUs (ingress and egress of one \
-         flow may run on different CPUs, and both write the entry and the LRU's reference \
-         bit). Which of these dominates is a question for a profiler (`perf` on the host \
-         namespace's softirq time), not answered here.\n\
+         - **Established packets** are one FLOWS lookup (40-byte key: jhash over all of it, \
+         the bucket walk, the key compare), the per-CPU counters and the incremental rewrite; \
+         the profile shows the hash lookup beside the program's own instructions as the two \
+         large parts. Parsing plus one SERVICES lookup (the non-service SYN) costs \
+         {not_service:+.0} ns over the floor here; a TCP segment that is not a SYN looks for its \
+         flow first, so a non-service one pays that miss too.\n\
+         - **New flows** add the hash, a BACKENDS lookup and the HALF_OPEN insert; at capacity \
+         the insert also evicts, in batches from the LRU's lists (see the `new_flow_full` \
+         profile). `BPF_F_NO_COMMON_LRU` (a list per CPU) was measured and not kept: on this \
+         2-CPU machine its full/empty ratio was within run-to-run noise of the common LRU's, \
+         and it splits the table's capacity by CPU (a fill from one CPU got 8,192 of 16,384 \
+         entries), so a host whose new flows arrive on few CPUs would evict early.\n\
+         - **Egress** rewrites the IPv4 checksum, source and port in place and calls one \
+         helper (`bpf_l4_csum_replace`), the only one that knows whether the skb's L4 checksum \
+         is a full sum or a CHECKSUM_PARTIAL pseudo-header sum; it still does two hash \
+         lookups (BACKEND_OWNERS, then FLOWS), where established ingress does one.\n\
          - **nftables** pays conntrack on every packet (and a conntrack entry per connection); \
          **HAProxy and nginx** terminate the client's TCP connection and open their own to the \
          backend, so every request crosses userspace twice and every new connection is two.\n"
