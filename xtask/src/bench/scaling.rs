@@ -170,6 +170,29 @@ impl Results {
     }
 }
 
+impl Results {
+    /// This run's noise, from the data: in repeat mode a table's "empty" and
+    /// "full" cases send the same packet through the same cached entry, so
+    /// their difference, over the baseline's cost, is what the machine's
+    /// drift alone moves a figure by. The largest such difference; NaN when
+    /// no point has both.
+    pub fn noise(&self) -> f64 {
+        let base = self
+            .baseline()
+            .map_or(f64::NAN, |b| self.above(b, ESTABLISHED));
+        self.points
+            .iter()
+            .map(|p| {
+                ratio(
+                    (self.above(p, ESTABLISHED) - self.above(p, ESTABLISHED_FULL)).abs(),
+                    base,
+                )
+            })
+            .filter(|x| x.is_finite())
+            .fold(f64::NAN, f64::max)
+    }
+}
+
 /// `above / base`, NaN unless both are measured and the base is at least
 /// 1 ns (a ratio to a cost within the floor's own noise means nothing).
 pub fn ratio(above: f64, base: f64) -> f64 {
@@ -299,6 +322,18 @@ mod tests {
                 ratio: 400.0 / 300.0
             }]
         );
+    }
+
+    #[test]
+    fn noise_is_the_widest_empty_full_gap_of_one_table() {
+        let mut v = sample();
+        assert!(parse(&v).unwrap().noise().is_nan());
+        v["points"][0]["cases"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"id": "established_full", "mode": "repeat", "median_ns": 70.0}));
+        // |50 - 60| / 50.
+        assert_eq!(parse(&v).unwrap().noise(), 0.2);
     }
 
     #[test]
