@@ -20,6 +20,14 @@
 //!   weighs on both alike. Single mode also serves the per-request signal
 //!   paths, which need the flow entry's `request_ns` set (or cleared) from
 //!   userspace before every packet.
+//!
+//! `--scaling` runs another set instead: how the cost grows with the flow
+//! table's size, services, backends and address family (`scaling`).
+
+#[path = "kernel-bench/batch.rs"]
+mod batch;
+#[path = "kernel-bench/scaling.rs"]
+mod scaling;
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -80,7 +88,8 @@ const HTTP_2XX: usize = 1;
 BPF_PROG_TEST_RUN and checks with the verdict, per-version and signal counters that every run \
 took the path it is named after. The cases the signals budget names run twice, on a data path \
 with signals and one loaded without, alternating. Prints a table on stderr and JSON on stdout (or --json). Needs root.\n\n\
-Example: kernel-bench --runs 5 --repeat 1000000 --single 200000 --signal-calls 200000"
+Example: kernel-bench --runs 5 --repeat 1000000 --single 200000 --signal-calls 200000\n\
+Scaling: kernel-bench --scaling --runs 5 --repeat 1000000 --single 200000 --scaling-tables 65536,1048576,16777216"
 )]
 struct Args {
     /// Runs per case; the median run is reported.
@@ -100,6 +109,17 @@ struct Args {
     /// Flow table size for the "table at capacity" case.
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
     table: u32,
+    /// Measure the scaling sweep instead of the cases: established and
+    /// new-flow cost, each point changing one thing from a baseline of a
+    /// 65,536-entry table, 1 service, 1 backend per version, IPv4 (uses
+    /// --runs, --repeat, --single).
+    #[arg(long)]
+    scaling: bool,
+    /// Flow-table sizes of the scaling sweep, comma-separated; each is also
+    /// measured filled to capacity. Must include the baseline's 65536.
+    #[arg(long, value_delimiter = ',', default_values_t = [65_536u32, 1_048_576, 16_777_216],
+          value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    scaling_tables: Vec<u32>,
     /// Write the results as JSON to this file instead of stdout.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -174,6 +194,13 @@ fn main() -> Result<()> {
         return attach_floor(iface);
     }
     let cpu = pin_to_last_cpu()?;
+    if args.scaling {
+        eprintln!(
+            "kernel-bench: scaling sweep, pinned to CPU {cpu}; {} runs per case; repeat mode {} repeats per run; single mode {} calls per run",
+            args.runs, args.repeat, args.single
+        );
+        return emit(&args, &scaling::run(&args, cpu)?);
+    }
     eprintln!(
         "kernel-bench: pinned to CPU {cpu}; {} runs per case; repeat mode {} repeats per run; single mode {} calls per run ({} for the signal cases)",
         args.runs, args.repeat, args.single, args.signal_calls
@@ -368,7 +395,12 @@ fn main() -> Result<()> {
             .unwrap_or_default(),
         "cases": cases,
     });
-    let text = serde_json::to_string_pretty(&out)?;
+    emit(&args, &out)
+}
+
+/// Writes the results to `--json`'s file, or stdout.
+fn emit(args: &Args, out: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(out)?;
     match &args.json {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?

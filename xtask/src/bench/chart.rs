@@ -1,11 +1,12 @@
-//! docs/bench.svg: grouped bars of each path's ratio to direct, drawn as
-//! plain SVG text (no plotting dependency).
+//! docs/bench.svg and docs/bench-scaling.svg: grouped bars of ratios to a
+//! reference (direct; the scaling sweep's baseline), drawn as plain SVG
+//! text (no plotting dependency).
 
 use std::fmt::Write as _;
 
 /// One group of bars: a metric, and each path's ratio to direct.
 pub struct Group {
-    pub title: &'static str,
+    pub title: String,
     /// "higher is better" or "lower is better".
     pub hint: &'static str,
     pub ratios: Vec<f64>,
@@ -18,11 +19,18 @@ const COLORS: [&str; 7] = [
 /// Legend space per series name: swatch and gap, plus this per character.
 const LEGEND_GAP: f64 = 30.0;
 const LEGEND_CHAR: f64 = 7.0;
-/// Legend space of the "direct = 1.0" entry after the series.
+/// Legend space of the reference's entry ("direct = 1.0") after the series.
 const LEGEND_DIRECT: f64 = 110.0;
 
-/// `series` names the bars of every group, in order.
+/// `series` names the bars of every group, in order; ratios are to direct.
 pub fn svg(title: &str, series: &[&str], groups: &[Group]) -> String {
+    svg_against(title, series, groups, "direct = 1.0")
+}
+
+/// `svg` with ratios to another reference, named in the legend by
+/// `reference` (e.g. "baseline = 1.0"). A ratio that is not finite (not
+/// measured) is drawn as an empty bar labelled "–".
+pub fn svg_against(title: &str, series: &[&str], groups: &[Group], reference: &str) -> String {
     let (left, right, top, bottom) = (60.0, 20.0, 70.0, 70.0);
     // As wide as the one-line legend needs.
     let legend_w: f64 = series
@@ -78,13 +86,14 @@ pub fn svg(title: &str, series: &[&str], groups: &[Group]) -> String {
         );
         v += 0.2;
     }
-    // Direct = 1.0, explained in the legend.
+    // The reference = 1.0, explained in the legend.
     let _ = writeln!(
         s,
-        r##"<line x1="{left}" x2="{}" y1="{y1:.1}" y2="{y1:.1}" stroke="#333" stroke-dasharray="6 4"/><line x1="{lx}" x2="{}" y1="42" y2="42" stroke="#333" stroke-dasharray="6 4"/><text x="{}" y="46">direct = 1.0</text>"##,
+        r##"<line x1="{left}" x2="{}" y1="{y1:.1}" y2="{y1:.1}" stroke="#333" stroke-dasharray="6 4"/><line x1="{lx}" x2="{}" y1="42" y2="42" stroke="#333" stroke-dasharray="6 4"/><text x="{}" y="46">{}</text>"##,
         w - right,
         lx + 24.0,
         lx + 28.0,
+        esc(reference),
         y1 = y(1.0)
     );
     let group_w = plot_w / groups.len().max(1) as f64;
@@ -93,11 +102,15 @@ pub fn svg(title: &str, series: &[&str], groups: &[Group]) -> String {
         let bar_w = (group_w * 0.75 / n).min(44.0);
         let x0 = left + group_w * g as f64 + (group_w - bar_w * n) / 2.0;
         for (i, r) in group.ratios.iter().enumerate() {
-            let r = if r.is_finite() { *r } else { 0.0 };
+            let (r, label) = if r.is_finite() {
+                (*r, format!("{r:.2}"))
+            } else {
+                (0.0, "–".to_owned())
+            };
             let x = x0 + bar_w * i as f64;
             let _ = writeln!(
                 s,
-                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {r:.2}×</title></rect>"#,
+                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {label}×</title></rect>"#,
                 y(r),
                 bar_w - 3.0,
                 (y(0.0) - y(r)).max(0.0),
@@ -106,7 +119,7 @@ pub fn svg(title: &str, series: &[&str], groups: &[Group]) -> String {
             );
             let _ = writeln!(
                 s,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{r:.2}</text>"#,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{label}</text>"#,
                 x + (bar_w - 3.0) / 2.0,
                 y(r) - 3.0
             );
@@ -116,7 +129,7 @@ pub fn svg(title: &str, series: &[&str], groups: &[Group]) -> String {
             s,
             r##"<text x="{cx:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{cx:.1}" y="{:.1}" text-anchor="middle" fill="#666" font-size="11">({})</text>"##,
             h - bottom + 20.0,
-            esc(group.title),
+            esc(&group.title),
             h - bottom + 36.0,
             group.hint
         );
@@ -147,7 +160,7 @@ mod tests {
             "t <1>",
             &["a", "b"],
             &[Group {
-                title: "rps",
+                title: "rps".into(),
                 hint: "higher is better",
                 ratios: vec![0.5, f64::NAN],
             }],
@@ -155,5 +168,6 @@ mod tests {
         assert!(out.starts_with("<svg") && out.ends_with("</svg>\n"));
         assert!(out.contains("t &lt;1&gt;"));
         assert_eq!(out.matches("<title>").count(), 2);
+        assert!(out.contains("b: –×") && out.contains("direct = 1.0"));
     }
 }

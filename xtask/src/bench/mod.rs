@@ -5,18 +5,23 @@
 //! One file per job: `kernel` (BPF_PROG_TEST_RUN, via the tests crate's
 //! kernel-bench), `paths` (the seven set-ups), `e2e` (wrk rounds, BPF stats,
 //! signals seen), `budget` (the signals budget's side-by-side triplets),
-//! `control` (set-weight latency, daemon footprint), `wrk`, `proc`
-//! (processes and /proc), `report` and `chart` (the page and its image).
+//! `control` (set-weight latency, daemon footprint), `scaling` and
+//! `control_scale` (cost as the work grows, kernel and control plane),
+//! `wrk`, `proc` (processes and /proc), `report`, `scaling_report` and
+//! `chart` (the page and its images).
 
 mod budget;
 mod chart;
 mod control;
+mod control_scale;
 mod e2e;
 mod kernel;
 mod paths;
 mod proc;
 mod profile;
 mod report;
+mod scaling;
+mod scaling_report;
 mod wrk;
 
 use std::{
@@ -100,6 +105,17 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         kernel::PROFILED.len()
     );
     let kernel_profiles = kernel::profile(&bins.kernel_bench, &kernel_plan)?;
+    let scaling_plan = scaling::Plan::new(mode);
+    println!(
+        "bench: scaling sweep: flow tables {:?} entries (filled too), 256 services, 16 backends, IPv6",
+        scaling_plan.tables
+    );
+    let sweep_started = Instant::now();
+    let sweep = scaling::run(&bins.kernel_bench, &scaling_plan)?;
+    println!(
+        "bench: scaling sweep took {:.0}s",
+        sweep_started.elapsed().as_secs_f64()
+    );
 
     println!(
         "==> [5/{steps}] end to end: setting up the {} paths",
@@ -166,6 +182,8 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
     let control = control::run(&envs[canary_index], &control::Plan::new(mode))?;
     println!("bench: removing the namespaces and stopping servers ...");
     drop(envs);
+    // With nothing else running: 1 and 256 services, each its own canaryd.
+    let control_scale = control_scale::run(&bins.canary, &control_scale::Plan::new(mode))?;
 
     println!("==> [7/{steps}] report");
     let root = workspace_root();
@@ -192,17 +210,24 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         kernel_profiles: &kernel_profiles,
         load_profile: &load_profile,
         control: &control,
+        scaling_plan: &scaling_plan,
+        scaling: &sweep,
+        control_scale: &control_scale,
     };
     let md = out_dir.join("BENCHMARKS.md");
     let svg = out_dir.join("bench.svg");
     std::fs::write(&svg, report.svg()).with_context(|| format!("writing {}", svg.display()))?;
+    let scaling_svg = out_dir.join(scaling_report::CHART);
+    std::fs::write(&scaling_svg, report.scaling_svg())
+        .with_context(|| format!("writing {}", scaling_svg.display()))?;
     std::fs::write(&md, report.markdown("bench.svg"))
         .with_context(|| format!("writing {}", md.display()))?;
     report.print();
     println!(
-        "\nbench: wrote {} and {} in {:.0}s",
+        "\nbench: wrote {}, {} and {} in {:.0}s",
         relative(&md, &root),
         relative(&svg, &root),
+        relative(&scaling_svg, &root),
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -11,12 +11,13 @@ use super::{
     Mode,
     budget::{self, Rates, Triplet},
     chart::{self, Group},
-    control,
+    control, control_scale,
     e2e::{self, InPlace, PathRuns, SignalsSeen, Summary},
     kernel::{self, Results as KernelResults},
     paths::{self, CANARY_PERCENT, Kind, Split},
     proc::first_line,
     profile::Profile,
+    scaling, scaling_report,
     wrk::Measured,
 };
 
@@ -92,6 +93,9 @@ pub struct Report<'a> {
     /// perf profile of all CPUs under the keep-alive load.
     pub load_profile: &'a Profile,
     pub control: &'a control::Results,
+    pub scaling_plan: &'a scaling::Plan,
+    pub scaling: &'a scaling::Results,
+    pub control_scale: &'a control_scale::Results,
 }
 
 /// One goal (a target of issue 4, a line of issue 9's signals budget) and
@@ -322,8 +326,8 @@ impl Report<'_> {
             .into_iter()
             .filter(|k| *k != Kind::Direct)
             .collect();
-        let group = |title, hint, f: fn(&Summary) -> f64| Group {
-            title,
+        let group = |title: &str, hint, f: fn(&Summary) -> f64| Group {
+            title: title.to_owned(),
             hint,
             ratios: others
                 .iter()
@@ -475,6 +479,16 @@ impl Report<'_> {
         print!("{}", self.budget_table());
         println!("\nsignals budget, end to end, each triplet:");
         print!("{}", self.triplets_table());
+        println!("\ncost as the work grows (ns above the floor, × the baseline's):");
+        print!("{}", scaling_report::table(self.scaling));
+        print!("{}", scaling_report::steps_text(self.scaling));
+        println!("\ncontrol plane by services:");
+        print!("{}", scaling_report::control_table(self.control_scale));
+    }
+
+    /// docs/bench-scaling.svg.
+    pub fn scaling_svg(&self) -> String {
+        scaling_report::svg(self.scaling, &self.machine.kernel)
     }
 
     pub fn markdown(&self, chart_file: &str) -> String {
@@ -573,9 +587,18 @@ impl Report<'_> {
             let _ = writeln!(d, "- {}: {}", case.name, case.check);
         }
 
+        d.push('\n');
+        d.push_str(&scaling_report::section(&scaling_report::Inputs {
+            sweep: self.scaling,
+            plan: self.scaling_plan,
+            control: self.control_scale,
+            kernel_bin: &self.kernel_bin,
+            llc: scaling_report::llc_size(),
+        }));
+
         let _ = write!(
             d,
-            "\n## In place: BPF stats under load\n\n\
+            "## In place: BPF stats under load\n\n\
              `run_time_ns / run_cnt` of canaryd's pinned programs (aya `ProgramInfo`), with BPF \
              run-time stats switched on (`BPF_ENABLE_STATS`, the same switch as \
              `kernel.bpf_stats_enabled`) only for one extra run of each load through the canary \
