@@ -4,6 +4,9 @@
 
 /// XDP ingress: splits new flows, translates to the backend.
 pub const INGRESS_PROGRAM: &str = "canary_ingress";
+/// TC (tcx) ingress: the same as `INGRESS_PROGRAM`, for interfaces whose
+/// config says `hook = "tc"`.
+pub const INGRESS_TC_PROGRAM: &str = "canary_ingress_tc";
 /// TC egress: translates replies back to the VIP.
 pub const EGRESS_PROGRAM: &str = "canary_egress";
 
