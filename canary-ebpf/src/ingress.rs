@@ -30,6 +30,9 @@ use crate::{
 #[inline(always)]
 pub fn try_ingress<C: Hook>(ctx: &C) -> Result<Verdict, Verdict> {
     let (start, end) = (ctx.data(), ctx.data_end());
+    // Read beside the bounds, before any helper call: at XDP it is their
+    // difference, which needs no second read of the context.
+    let frame_len = ctx.frame_len();
     let pkt = parse(start, end).map_err(odd_to_verdict)?;
     let key = Endpoint {
         addr: pkt.dst,
@@ -59,7 +62,6 @@ pub fn try_ingress<C: Hook>(ctx: &C) -> Result<Verdict, Verdict> {
     } else {
         0
     };
-    let frame_len = ctx.frame_len();
 
     let mut had_established = false;
     if let Some(e) = FLOWS.get_ptr_mut(&fkey) {
