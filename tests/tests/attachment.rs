@@ -13,7 +13,7 @@ use std::{
 use aya::programs::{SchedClassifier, TcAttachType, links::PinnedLink};
 use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
 use canary_userspace::{
-    Dataplane, LoadOptions,
+    Dataplane, Hook, LoadOptions,
     attachment::{self, Attachment, TC_EGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN, XdpMode},
     bpffs,
     pins::PinLayout,
@@ -117,14 +117,14 @@ fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
         .host
         .enter(|| {
             let mut first = Dataplane::load(&pins.options()).unwrap();
-            let attached = first.attach(HOST_IF).unwrap();
+            let attached = first.attach(HOST_IF, Hook::Xdp).unwrap();
             println!(
                 "first run: {HOST_IF}: XDP {:?} mode through {}",
                 attached.xdp, attached.via
             );
             assert_eq!(attached.via, Attachment::PinnedLink, "on this kernel");
             // veth has native XDP.
-            assert_eq!(attached.xdp, XdpMode::Driver);
+            assert_eq!(attached.xdp, Some(XdpMode::Driver));
             assert_eq!(first.attached_interfaces().unwrap(), [HOST_IF]);
             let (xdp_link, xdp_prog) = pinned_link(&record.join(XDP_DRIVER_PIN));
             let (tc_link, tc_prog) = pinned_link(&record.join(TC_EGRESS_PIN));
@@ -171,9 +171,13 @@ fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
     assert!(after.1 >= before.1 + 3, "egress {before:?} -> {after:?}");
 
     // The next run swaps its programs into the same links.
-    let attached = topo.host.enter(|| second.attach(HOST_IF)).unwrap().unwrap();
+    let attached = topo
+        .host
+        .enter(|| second.attach(HOST_IF, Hook::Xdp))
+        .unwrap()
+        .unwrap();
     assert_eq!(attached.via, Attachment::PinnedLink);
-    assert_eq!(attached.xdp, XdpMode::Driver);
+    assert_eq!(attached.xdp, Some(XdpMode::Driver));
     let (xdp_link_2, second_xdp) = pinned_link(&record.join(XDP_DRIVER_PIN));
     let (tc_link_2, second_tc) = pinned_link(&record.join(TC_EGRESS_PIN));
     println!(
@@ -222,13 +226,21 @@ fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
         .enter(|| Dataplane::load(&pins.options()))
         .unwrap()
         .unwrap();
-    let attached = topo.host.enter(|| dp.attach(DOTTED)).unwrap().unwrap();
+    let attached = topo
+        .host
+        .enter(|| dp.attach(DOTTED, Hook::Xdp))
+        .unwrap()
+        .unwrap();
     println!(
         "{DOTTED}: XDP {:?} mode through {}",
         attached.xdp, attached.via
     );
     assert_eq!(attached.via, Attachment::PinnedLink);
-    assert_eq!(attached.xdp, XdpMode::Generic, "bridges have no native XDP");
+    assert_eq!(
+        attached.xdp,
+        Some(XdpMode::Generic),
+        "bridges have no native XDP"
+    );
     let (old_link, _) = pinned_link(&record.join(XDP_GENERIC_PIN));
     assert_eq!(dp.attached_interfaces().unwrap(), [DOTTED]);
     assert_eq!(xdp_on(&topo.host, DOTTED).map(|x| x.2), Some(2));
@@ -237,7 +249,11 @@ fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
     // links, so attaching makes new ones instead of updating them.
     topo.host.ip(&["link", "del", DOTTED]).unwrap();
     add();
-    let attached = topo.host.enter(|| dp.attach(DOTTED)).unwrap().unwrap();
+    let attached = topo
+        .host
+        .enter(|| dp.attach(DOTTED, Hook::Xdp))
+        .unwrap()
+        .unwrap();
     assert_eq!(attached.via, Attachment::PinnedLink);
     let (new_link, new_prog) = pinned_link(&record.join(XDP_GENERIC_PIN));
     println!("{DOTTED} recreated: XDP link {old_link} -> {new_link}");
@@ -279,7 +295,11 @@ fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
         .enter(|| Dataplane::load(&pins.options()))
         .unwrap()
         .unwrap();
-    let attached = topo.host.enter(|| dp.attach(HOST_IF)).unwrap().unwrap();
+    let attached = topo
+        .host
+        .enter(|| dp.attach(HOST_IF, Hook::Xdp))
+        .unwrap()
+        .unwrap();
     println!(
         "{HOST_IF}: XDP {:?} mode through {}",
         attached.xdp, attached.via
@@ -288,7 +308,7 @@ fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
         panic!("expected the netlink path, got {:?}", attached.via);
     };
     assert!(reason.contains("earlier canaryd"), "{reason}");
-    assert_eq!(attached.xdp, XdpMode::Driver);
+    assert_eq!(attached.xdp, Some(XdpMode::Driver));
     let (new_xdp, name, mode) = xdp_on(&topo.host, HOST_IF).unwrap();
     let (new_tc, tc_name) = tc_filter_on(&topo.host, HOST_IF).unwrap();
     println!(

@@ -17,7 +17,7 @@ use std::{
 };
 
 use canary_userspace::{
-    Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec,
+    Affinity, Dataplane, Hook, LoadOptions, Protocol, ServiceSpec,
     api::{InterfaceStatus, Status},
     attachment,
     config::Config,
@@ -274,7 +274,7 @@ fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
         .enter(|| {
             attachment::detach(HOST_IF, &record)?;
             let mut dp = Dataplane::load(&LoadOptions::default())?;
-            dp.attach(HOST_IF)?;
+            dp.attach(HOST_IF, Hook::Xdp)?;
             anyhow::Ok(dp)
         })
         .unwrap()

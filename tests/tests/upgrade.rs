@@ -20,7 +20,7 @@ use canary_common::{
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
 };
 use canary_userspace::{
-    Affinity, Protocol, ServiceSpec, attachment,
+    Affinity, Hook, Protocol, ServiceSpec, attachment,
     config::Config,
     pins::PinLayout,
     service::{backend, endpoint},
@@ -143,6 +143,7 @@ fn start_previous_release(topo: &Topology, dirs: &DaemonDirs, s: &ServiceSpec) {
             attachment::attach(
                 &mut ebpf,
                 HOST_IF,
+                Hook::Xdp,
                 &layout.interface(HOST_IF),
                 &layout.programs(),
             )
