@@ -11,10 +11,12 @@ use std::{
 };
 
 use aya::programs::{SchedClassifier, TcAttachType, links::PinnedLink};
-use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
+use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM};
 use canary_userspace::{
     Dataplane, Hook, LoadOptions,
-    attachment::{self, Attachment, TC_EGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN, XdpMode},
+    attachment::{
+        self, Attachment, TC_EGRESS_PIN, TC_INGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN, XdpMode,
+    },
     bpffs,
     pins::PinLayout,
 };
@@ -82,8 +84,13 @@ fn xdp_on(ns: &Netns, iface: &str) -> Option<(u32, String, u64)> {
 
 /// (program id, name) of every tcx egress program on `iface`.
 fn tcx_egress(ns: &Netns, iface: &str) -> Vec<(u32, String)> {
+    tcx(ns, iface, TcAttachType::Egress)
+}
+
+/// (program id, name) of every tcx program at `at` on `iface`.
+fn tcx(ns: &Netns, iface: &str, at: TcAttachType) -> Vec<(u32, String)> {
     let (_, progs) = ns
-        .enter(|| SchedClassifier::query_tcx(iface, TcAttachType::Egress))
+        .enter(|| SchedClassifier::query_tcx(iface, at))
         .unwrap()
         .unwrap();
     progs
@@ -328,4 +335,66 @@ fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
     assert_eq!(xdp_on(&topo.host, HOST_IF), None);
     assert_eq!(tc_filter_on(&topo.host, HOST_IF), None);
     assert!(dp.attached_interfaces().unwrap().is_empty());
+}
+
+#[test]
+fn an_interface_moves_between_hooks_new_link_first_and_detaches_from_either() {
+    require_root!();
+    let topo = Topology::new(BackendKind::LocalProcess).unwrap();
+    let pins = PinDir::new();
+    let record = pins.record(HOST_IF);
+    let mut dp = topo
+        .host
+        .enter(|| Dataplane::load(&pins.options()))
+        .unwrap()
+        .unwrap();
+    let mut attach = |hook| {
+        topo.host
+            .enter(|| dp.attach(HOST_IF, hook))
+            .unwrap()
+            .unwrap()
+    };
+
+    let at_xdp = attach(Hook::Xdp);
+    assert_eq!(at_xdp.xdp, Some(XdpMode::Driver));
+    assert!(record.join(XDP_DRIVER_PIN).exists());
+
+    // To TC: a tcx ingress link runs canary_ingress_tc; the XDP link is gone.
+    let at_tc = attach(Hook::Tc);
+    println!("{HOST_IF} at tc: {} through {}", at_tc.ingress(), at_tc.via);
+    assert_eq!((at_tc.hook, at_tc.xdp), (Hook::Tc, None));
+    assert_eq!(at_tc.via, Attachment::PinnedLink);
+    let (_, tc_prog) = pinned_link(&record.join(TC_INGRESS_PIN));
+    // The kernel keeps 15 bytes of a program's name.
+    assert_eq!(
+        tcx(&topo.host, HOST_IF, TcAttachType::Ingress),
+        [(tc_prog, INGRESS_TC_PROGRAM[..15].to_owned())]
+    );
+    assert!(!record.join(XDP_DRIVER_PIN).exists());
+    assert_eq!(xdp_on(&topo.host, HOST_IF), None, "XDP let go");
+    assert_eq!(tcx_egress(&topo.host, HOST_IF).len(), 1);
+
+    // The same hook again swaps the program into the same link.
+    let (link, _) = pinned_link(&record.join(TC_INGRESS_PIN));
+    attach(Hook::Tc);
+    assert_eq!(pinned_link(&record.join(TC_INGRESS_PIN)).0, link);
+
+    // And back to XDP: the tcx ingress link goes.
+    attach(Hook::Xdp);
+    assert!(record.join(XDP_DRIVER_PIN).exists());
+    assert!(!record.join(TC_INGRESS_PIN).exists());
+    assert!(tcx(&topo.host, HOST_IF, TcAttachType::Ingress).is_empty());
+    assert_eq!(
+        xdp_on(&topo.host, HOST_IF).map(|(_, name, _)| name),
+        Some(INGRESS_PROGRAM.to_owned())
+    );
+
+    // Detach (what --detach-all does per interface) from the TC hook takes
+    // everything off.
+    attach(Hook::Tc);
+    topo.host.enter(|| dp.detach(HOST_IF)).unwrap().unwrap();
+    assert!(!record.exists());
+    assert!(tcx(&topo.host, HOST_IF, TcAttachType::Ingress).is_empty());
+    assert!(tcx_egress(&topo.host, HOST_IF).is_empty());
+    assert_eq!(xdp_on(&topo.host, HOST_IF), None);
 }
