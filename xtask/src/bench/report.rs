@@ -800,7 +800,9 @@ impl Report<'_> {
         let _ = writeln!(d, "Headline ratios of this run:\n");
         for kind in [
             Kind::EmptyPrograms,
+            Kind::EmptyTc,
             Kind::Canary,
+            Kind::CanaryTc,
             Kind::CanaryNoSignals,
             Kind::Nftables,
             Kind::Haproxy,
@@ -808,6 +810,7 @@ impl Report<'_> {
         ] {
             let _ = writeln!(d, "- {}", line(kind));
         }
+        let _ = write!(d, "{}", self.hook_finding());
         let canary = self.summary(Kind::Canary);
         let nft = self.summary(Kind::Nftables);
         let haproxy = self.summary(Kind::Haproxy);
@@ -847,6 +850,36 @@ impl Report<'_> {
     }
 }
 
+impl Report<'_> {
+    /// The ingress hook on the bench's veth: canary with `hook = "tc"`
+    /// against canary at XDP, end to end and each above its own floor, and
+    /// in BPF_PROG_TEST_RUN.
+    fn hook_finding(&self) -> String {
+        let (xdp, tc) = (self.summary(Kind::Canary), self.summary(Kind::CanaryTc));
+        let (empty_xdp, empty_tc) = (
+            self.summary(Kind::EmptyPrograms),
+            self.summary(Kind::EmptyTc),
+        );
+        let est_xdp = self.kernel_ns("established") - self.kernel_ns("floor_xdp");
+        let est_tc = self.kernel_ns("established_tc") - self.kernel_ns("floor_tc");
+        format!(
+            "- Ingress hook on the veth: {tc_label} reaches {:.3}× {xdp_label}'s keep-alive req/s              and {:.3}× its new conn/s; against its own floor ({empty_tc_label}) {:.3}× and              {:.3}×, where {xdp_label} reaches {:.3}× and {:.3}× of {empty_xdp_label}; the floors              themselves: {empty_tc_label} {:.3}× {empty_xdp_label}'s keep-alive req/s, {:.3}× its              new conn/s. In BPF_PROG_TEST_RUN an established packet costs {est_tc:.0} ns above              the empty TC program at TC ingress and {est_xdp:.0} ns above the empty XDP program              at XDP.\n",
+            tc.rps / xdp.rps,
+            tc.conns_per_s / xdp.conns_per_s,
+            tc.rps / empty_tc.rps,
+            tc.conns_per_s / empty_tc.conns_per_s,
+            xdp.rps / empty_xdp.rps,
+            xdp.conns_per_s / empty_xdp.conns_per_s,
+            empty_tc.rps / empty_xdp.rps,
+            empty_tc.conns_per_s / empty_xdp.conns_per_s,
+            tc_label = Kind::CanaryTc.label(),
+            xdp_label = Kind::Canary.label(),
+            empty_tc_label = Kind::EmptyTc.label(),
+            empty_xdp_label = Kind::EmptyPrograms.label(),
+        )
+    }
+}
+
 /// Method notes for the kernel cases.
 const KERNEL_METHOD: &str = "\
 How each case measures what its name says. BPF_PROG_TEST_RUN with `repeat` runs the program on the \
@@ -864,6 +897,9 @@ carries the client's request (`GET / HTTP/1.1`): with signals on, the first repe
 request (clock read, counted) and every later one finds it still waiting, so the figure is the \
 steady state of a client segment while its request is outstanding, where the signals only test \
 the entry; the signals show exactly 1 request.
+- **established flow (ingress at TC)**: the same case through `canary_ingress_tc`, the same \
+ingress logic at TC ingress (`hook = \"tc\"`), whose rewrite goes through the kernel's checksum \
+helpers instead of incremental edits in place; compared with the empty TC program.
 - **signals on / signals off**: *off* is the same case on a second copy of the data path loaded \
 with `LoadOptions { signals: false, .. }` (the read-only global `SIGNALS_ENABLED` = 0, so the \
 verifier removes the signals' code); on and off alternate run by run (call by call in single \
