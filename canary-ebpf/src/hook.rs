@@ -11,7 +11,7 @@
 //! always has (`skb_rewrite`, shared by both TC programs).
 
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM},
     programs::{TcContext, XdpContext},
 };
 use canary_common::{Addr, FAMILY_IPV4, PROTO_TCP, PROTO_UDP, checksum, verdict::Verdict};
@@ -210,7 +210,13 @@ pub fn skb_rewrite(
             Side::Source => IPV6_SRC_OFFSET,
             Side::Destination => IPV6_DST_OFFSET,
         };
-        ctx.store(pkt.l3 + at, addr, 0).map_err(|_| fail)?;
+        // With CHECKSUM_COMPLETE, l4_csum_replace takes the address change
+        // out of skb->csum as if an IPv4 header checksum had absorbed it;
+        // IPv6 has none, so the address store puts it back (the flag acts
+        // on CHECKSUM_COMPLETE skbs only; BPF_F_IPV6 would say the same,
+        // but only from Linux 6.16).
+        ctx.store(pkt.l3 + at, addr, BPF_F_RECOMPUTE_CSUM as u64)
+            .map_err(|_| fail)?;
     }
     ctx.l4_csum_replace(check, old_port as u64, port as u64, udp | 2)
         .map_err(|_| fail)?;
