@@ -159,6 +159,8 @@ pub enum Side {
 /// Offsets of the IPv4 header checksum and of the addresses in the IPv4
 /// and IPv6 headers.
 const IPV4_CHECK_OFFSET: usize = 10;
+/// An IPv4 header without options.
+const IPV4_MIN_LEN: usize = 20;
 const IPV4_SRC_OFFSET: usize = 12;
 const IPV4_DST_OFFSET: usize = 16;
 const IPV6_SRC_OFFSET: usize = 8;
@@ -189,6 +191,35 @@ pub fn skb_rewrite(
         Side::Source => (&pkt.src, pkt.sport, pkt.l4),
         Side::Destination => (&pkt.dst, pkt.dport, pkt.l4 + 2),
     };
+    if pkt.family == FAMILY_IPV4 && pkt.l4 == pkt.l3 + IPV4_MIN_LEN {
+        // Without IPv4 options the header checksum, both addresses and both
+        // ports are 14 contiguous bytes: one store writes them all, with
+        // the header checksum updated here (it is complete in every skb
+        // checksum state), then the two L4 updates. Three helper calls
+        // instead of five; each costs tens of ns.
+        let ip: *mut Ipv4Hdr = ptr_at(ctx.data(), ctx.data_end(), pkt.l3).ok_or(fail)?;
+        // SAFETY: inside the header `ptr_at` just checked; `load` needs no
+        // alignment. A read only: the program writes through helpers.
+        let old_check = unsafe { load((&raw const (*ip).check).cast::<u16>()) };
+        let (old, new) = (old_addr[0], addr[0]);
+        let (src, dst, sport, dport) = match side {
+            Side::Source => (new, pkt.dst[0], port, pkt.dport),
+            Side::Destination => (pkt.src[0], new, pkt.sport, port),
+        };
+        let mut bytes = [0u8; 14];
+        bytes[0..2].copy_from_slice(&checksum::replace32(old_check, old, new).to_ne_bytes());
+        bytes[2..6].copy_from_slice(&src.to_ne_bytes());
+        bytes[6..10].copy_from_slice(&dst.to_ne_bytes());
+        bytes[10..12].copy_from_slice(&sport.to_ne_bytes());
+        bytes[12..14].copy_from_slice(&dport.to_ne_bytes());
+        ctx.store(pkt.l3 + IPV4_CHECK_OFFSET, &bytes, 0)
+            .map_err(|_| fail)?;
+        ctx.l4_csum_replace(check, old as u64, new as u64, pseudo | 4)
+            .map_err(|_| fail)?;
+        ctx.l4_csum_replace(check, old_port as u64, port as u64, udp | 2)
+            .map_err(|_| fail)?;
+        return Ok(());
+    }
     if pkt.family == FAMILY_IPV4 {
         let (old, new) = (old_addr[0] as u64, addr[0] as u64);
         let at = match side {
