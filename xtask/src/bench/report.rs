@@ -863,7 +863,13 @@ impl Report<'_> {
         let est_xdp = self.kernel_ns("established") - self.kernel_ns("floor_xdp");
         let est_tc = self.kernel_ns("established_tc") - self.kernel_ns("floor_tc");
         format!(
-            "- Ingress hook on the veth: {tc_label} reaches {:.3}× {xdp_label}'s keep-alive req/s              and {:.3}× its new conn/s; against its own floor ({empty_tc_label}) {:.3}× and              {:.3}×, where {xdp_label} reaches {:.3}× and {:.3}× of {empty_xdp_label}; the floors              themselves: {empty_tc_label} {:.3}× {empty_xdp_label}'s keep-alive req/s, {:.3}× its              new conn/s. In BPF_PROG_TEST_RUN an established packet costs {est_tc:.0} ns above              the empty TC program at TC ingress and {est_xdp:.0} ns above the empty XDP program              at XDP.\n",
+            "- Ingress hook on the veth: {tc_label} reaches {:.3}× {xdp_label}'s keep-alive req/s \
+             and {:.3}× its new conn/s; against its own floor ({empty_tc_label}) {:.3}× and \
+             {:.3}×, where {xdp_label} reaches {:.3}× and {:.3}× of {empty_xdp_label}; the floors \
+             themselves: {empty_tc_label} {:.3}× {empty_xdp_label}'s keep-alive req/s, {:.3}× its \
+             new conn/s. In BPF_PROG_TEST_RUN an established packet costs {est_tc:.0} ns above \
+             the empty TC program at TC ingress and {est_xdp:.0} ns above the empty XDP program \
+             at XDP.\n",
             tc.rps / xdp.rps,
             tc.conns_per_s / xdp.conns_per_s,
             tc.rps / empty_tc.rps,
