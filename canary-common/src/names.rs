@@ -4,6 +4,10 @@
 
 /// XDP ingress: splits new flows, translates to the backend.
 pub const INGRESS_PROGRAM: &str = "canary_ingress";
+/// TC (tcx) ingress: the same as `INGRESS_PROGRAM`, for interfaces whose
+/// config says `hook = "tc"`. The kernel keeps 15 bytes of a program name:
+/// `bpftool prog` shows it as `canary_ingress_`; canary itself goes by ids.
+pub const INGRESS_TC_PROGRAM: &str = "canary_ingress_tc";
 /// TC egress: translates replies back to the VIP.
 pub const EGRESS_PROGRAM: &str = "canary_egress";
 

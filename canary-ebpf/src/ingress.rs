@@ -1,26 +1,21 @@
-//! XDP ingress: match a service, follow or make the flow's decision, rewrite
-//! the destination to the chosen backend, count, XDP_PASS.
+//! Ingress: match a service, follow or make the flow's decision, rewrite
+//! the destination to the chosen backend, count, pass. Written once over
+//! the hook it runs at (`hook::Hook`): XDP (`canary_ingress`) or TC ingress
+//! (`canary_ingress_tc`).
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use canary_common::{
-    Addr, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, FAILSAFE_REVERT, FAMILY_IPV4, FlowEntry, FlowKey,
-    PROTO_TCP, PROTO_UDP, Service, checksum, verdict::Verdict,
-};
-use network_types::{
-    ip::{Ipv4Hdr, Ipv6Hdr},
-    tcp::TcpHdr,
-    udp::UdpHdr,
+    DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, FAILSAFE_REVERT, FlowEntry, FlowKey, PROTO_TCP,
+    PROTO_UDP, Service, verdict::Verdict,
 };
 
 use crate::{
     close::{Close, Sender, closing, track_close},
     counters::stats,
     decide::decide,
+    hook::Hook,
     maps::{FLOWS, HALF_OPEN, SERVICES, SETTINGS},
-    parse::{
-        Odd, Packet, TCP_ACK, TCP_CHECK_OFFSET, TCP_SYN, UDP_CHECK_OFFSET, load, parse, ptr_at,
-        store,
-    },
+    parse::{Odd, Packet, TCP_ACK, TCP_SYN, parse},
     signals,
     tables::{Table, completes_handshake, promote, release},
 };
@@ -42,8 +37,11 @@ use crate::{
 /// the SERVICES miss. Flows of a removed service leave FLOWS with it
 /// (`Dataplane::forget_removed`), so they stop being translated as before.
 #[inline(always)]
-pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
+pub fn try_ingress<C: Hook>(ctx: &C) -> Result<Verdict, Verdict> {
     let (start, end) = (ctx.data(), ctx.data_end());
+    // Read beside the bounds, before any helper call: at XDP it is their
+    // difference, which needs no second read of the context.
+    let frame_len = ctx.frame_len();
     let pkt = parse(start, end).map_err(odd_to_verdict)?;
     let fkey = FlowKey {
         client: pkt.src,
@@ -61,7 +59,6 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     } else {
         0
     };
-    let frame_len = (end - start) as u64;
     let may_decide_again = pkt.proto != PROTO_TCP || syn;
     if !may_decide_again && let Some(e) = FLOWS.get_ptr_mut(&fkey) {
         // SAFETY: map value pointer from a successful lookup, valid for this
@@ -152,8 +149,8 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Verdict> {
 
 /// Sends a packet of an established flow on to its entry's backend.
 #[inline(always)]
-fn follow_established(
-    ctx: &XdpContext,
+fn follow_established<C: Hook>(
+    ctx: &C,
     pkt: &Packet,
     e: &mut FlowEntry,
     fkey: &FlowKey,
@@ -187,8 +184,8 @@ fn translated(pkt: &Packet) -> Verdict {
 /// entry's state (`had_entry`: it existed before this packet); says whether the packet closed the flow (its entry is
 /// then released) or was a reset that could not be verified.
 #[inline(always)]
-fn forward(
-    ctx: &XdpContext,
+fn forward<C: Hook>(
+    ctx: &C,
     pkt: &Packet,
     e: &mut FlowEntry,
     fkey: &FlowKey,
@@ -197,7 +194,7 @@ fn forward(
     table: Table,
     had_entry: bool,
 ) -> Result<Close, Verdict> {
-    rewrite(ctx, pkt, &e.backend, e.backend_port)?;
+    ctx.rewrite_dst(pkt, &e.backend, e.backend_port)?;
     if let Some(s) = stats(e.service_id, e.version) {
         s.packets_in += 1;
         s.bytes_in += frame_len;
@@ -276,60 +273,4 @@ fn odd_to_verdict(odd: Odd) -> Verdict {
     } else {
         Verdict::PassFragment
     }
-}
-
-/// Rewrites destination address and port and updates the IPv4 header and L4
-/// checksums incrementally (RFC 1624). A UDP/IPv4 checksum of 0 means "none"
-/// and stays 0; a computed UDP checksum of 0 is sent as 0xffff.
-#[inline(always)]
-fn rewrite(ctx: &XdpContext, pkt: &Packet, addr: &Addr, port: u16) -> Result<(), Verdict> {
-    let (start, end) = (ctx.data(), ctx.data_end());
-    let truncated = Verdict::PassTruncated;
-    // One checked pointer per header; fields at constant offsets from it (the
-    // verifier tracks bounds per pointer).
-    let l4_hdr: *mut u8 = if pkt.proto == PROTO_TCP {
-        ptr_at::<TcpHdr>(start, end, pkt.l4).ok_or(truncated)? as *mut u8
-    } else {
-        ptr_at::<UdpHdr>(start, end, pkt.l4).ok_or(truncated)? as *mut u8
-    };
-    let check_at = if pkt.proto == PROTO_TCP {
-        TCP_CHECK_OFFSET
-    } else {
-        UDP_CHECK_OFFSET
-    };
-    let check = l4_hdr.wrapping_add(check_at).cast::<u16>();
-    let dport = l4_hdr.wrapping_add(2).cast::<u16>();
-    // SAFETY: every pointer is inside a header `ptr_at` checked (the L4
-    // header above, the IP header below, each before use), and `load` /
-    // `store` need no alignment.
-    unsafe {
-        let old_check = load(check);
-        let skip_l4 = pkt.proto == PROTO_UDP && pkt.family == FAMILY_IPV4 && old_check == 0;
-        let mut l4 = old_check;
-        if pkt.family == FAMILY_IPV4 {
-            let ip: *mut Ipv4Hdr = ptr_at(start, end, pkt.l3).ok_or(truncated)?;
-            let old = pkt.dst[0];
-            let ip_check = (&raw mut (*ip).check).cast::<u16>();
-            store(ip_check, checksum::replace32(load(ip_check), old, addr[0]));
-            store((&raw mut (*ip).dst_addr).cast::<u32>(), addr[0]);
-            l4 = checksum::replace32(l4, old, addr[0]);
-        } else {
-            let ip: *mut Ipv6Hdr = ptr_at(start, end, pkt.l3).ok_or(truncated)?;
-            for (old, new) in pkt.dst.iter().zip(addr) {
-                l4 = checksum::replace32(l4, *old, *new);
-            }
-            store((&raw mut (*ip).dst_addr).cast::<Addr>(), *addr);
-        }
-        l4 = checksum::replace16(l4, pkt.dport, port);
-        store(dport, port);
-        if !skip_l4 {
-            let l4 = if pkt.proto == PROTO_UDP && l4 == 0 {
-                0xffff
-            } else {
-                l4
-            };
-            store(check, l4);
-        }
-    }
-    Ok(())
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
     controller::policy::{Phase, Record},
-    kinds::{Affinity, Mode, OnRollback, Protocol, XdpMode},
+    kinds::{Affinity, Hook, Mode, OnRollback, Protocol, XdpMode},
 };
 
 /// Bumped when a field is renamed or removed.
@@ -210,9 +210,13 @@ pub struct DaemonStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InterfaceStatus {
     pub name: String,
+    /// Where ingress runs: "xdp" or "tc" (daemons before the choice: xdp).
+    #[serde(default)]
+    pub hook: Hook,
     /// How XDP is attached: "driver" or "generic" (while not attached: the
-    /// mode it last had).
-    pub xdp: XdpMode,
+    /// mode it last had); absent with the tc hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp: Option<XdpMode>,
     /// Whether the programs run on the interface now. False while it is
     /// gone (its links died with it) or a re-attach failed; canaryd
     /// re-attaches when an interface of that name comes back.
@@ -235,11 +239,16 @@ pub struct InterfaceStatus {
     /// from the kernel, RTM_GETLINK); None when it runs none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xdp_program_id: Option<u32>,
+    /// The ids of the tcx ingress programs the kernel runs on it
+    /// (BPF_PROG_QUERY).
+    #[serde(default)]
+    pub ingress_program_ids: Vec<u32>,
     /// The ids of the tcx egress programs the kernel runs on it
     /// (BPF_PROG_QUERY).
     #[serde(default)]
     pub egress_program_ids: Vec<u32>,
-    /// canary's own programs, XDP ingress then tc egress: what should run.
+    /// canary's own programs, ingress (at the interface's hook) then tc
+    /// egress: what should run.
     #[serde(default)]
     pub canary_program_ids: Vec<u32>,
     /// The maps canary's programs were loaded with (ids), as pinned.
@@ -252,16 +261,26 @@ pub struct InterfaceStatus {
 }
 
 impl InterfaceStatus {
+    /// Where ingress runs, for status lines: "xdp driver", "xdp generic", "tc".
+    pub fn ingress(&self) -> String {
+        match (self.hook, self.xdp) {
+            (Hook::Xdp, Some(mode)) => format!("xdp {mode}"),
+            (hook, _) => hook.to_string(),
+        }
+    }
+
     /// An interface canaryd has just attached to, before the kernel is read.
-    pub fn new(name: &str, xdp: XdpMode, ifindex: u32) -> InterfaceStatus {
+    pub fn new(name: &str, hook: Hook, xdp: Option<XdpMode>, ifindex: u32) -> InterfaceStatus {
         InterfaceStatus {
             name: name.to_owned(),
+            hook,
             xdp,
             attached: true,
             ifindex,
             reattached: 0,
             problem: None,
             xdp_program_id: None,
+            ingress_program_ids: vec![],
             egress_program_ids: vec![],
             canary_program_ids: vec![],
             map_ids: vec![],

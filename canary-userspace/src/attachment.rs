@@ -2,11 +2,13 @@
 //! data path down.
 //!
 //! Primary path: two bpf_links pinned in the interface's record directory
-//! (`<pin dir>/v3/interfaces/<iface>/`): `xdp-driver` or `xdp-generic` (the
-//! pin is named by the XDP mode) and `tcx-egress`. A pinned link is ours by
-//! construction and holds our program until its pin is removed. A restart
-//! opens the pins and swaps its program in with BPF_LINK_UPDATE: no packet
-//! sees no program, and the new program uses the same pinned maps.
+//! (`<pin dir>/v3/interfaces/<iface>/`): the ingress link, `xdp-driver` or
+//! `xdp-generic` (named by the XDP mode) or `tcx-ingress` (hook = "tc"), and
+//! `tcx-egress`. A pinned link is ours by construction and holds our
+//! program until its pin is removed. A restart opens the pins and swaps its
+//! program in with BPF_LINK_UPDATE: no packet sees no program, and the new
+//! program uses the same pinned maps. An interface whose hook changed gets
+//! its new ingress link before the old one is detached.
 //!
 //! bpffs refuses every name with a dot with EPERM (the kernel reserves them:
 //! `bpf_lookup` in kernel/bpf/inode.c). Pinning links as `<iface>.xdp` hit
@@ -18,7 +20,9 @@
 //! or when an earlier canaryd attached the interface that way: the
 //! interface's netlink XDP slot and a clsact egress filter, made with
 //! iproute2 from the pinned programs and inspected with `ip -json` and
-//! `tc -json`.
+//! `tc -json`. The TC ingress hook has no fallback: it exists to be cheaper
+//! on virtual interfaces of current kernels, and an interface where tcx is
+//! refused is told to use XDP.
 
 use std::{
     ffi::CString,
@@ -43,19 +47,28 @@ use aya::{
     sys::SyscallError,
 };
 
-use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
+use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM};
 
 use crate::{
-    config::interface_exists,
+    config::{interface_exists, interface_index},
     dataplane::program,
     error::{Error, Result},
+    inspect,
+    kinds::Hook,
 };
 
 /// Pins in an interface's record directory.
 pub const XDP_DRIVER_PIN: &str = "xdp-driver";
 pub const XDP_GENERIC_PIN: &str = "xdp-generic";
+pub const TC_INGRESS_PIN: &str = "tcx-ingress";
 pub const TC_EGRESS_PIN: &str = "tcx-egress";
-const LINK_PINS: [&str; 3] = [XDP_DRIVER_PIN, XDP_GENERIC_PIN, TC_EGRESS_PIN];
+const XDP_PINS: [&str; 2] = [XDP_DRIVER_PIN, XDP_GENERIC_PIN];
+const LINK_PINS: [&str; 4] = [
+    XDP_DRIVER_PIN,
+    XDP_GENERIC_PIN,
+    TC_INGRESS_PIN,
+    TC_EGRESS_PIN,
+];
 
 /// Netlink fallback: preference and handle of our egress filter, fixed so a
 /// restart replaces our filter instead of adding a second one.
@@ -85,7 +98,7 @@ pub enum Attachment {
 impl fmt::Display for Attachment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Attachment::PinnedLink => f.write_str("pinned bpf_links (XDP, tcx egress)"),
+            Attachment::PinnedLink => f.write_str("pinned bpf_links"),
             Attachment::ProcessLink => f.write_str("bpf_links held by this process"),
             Attachment::Netlink { reason } => {
                 write!(f, "netlink XDP and a clsact egress filter ({reason})")
@@ -97,8 +110,21 @@ impl fmt::Display for Attachment {
 /// What `Dataplane::attach` did on an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attached {
-    pub xdp: XdpMode,
+    /// Where ingress runs.
+    pub hook: Hook,
+    /// How XDP ingress is attached; None with the TC hook.
+    pub xdp: Option<XdpMode>,
     pub via: Attachment,
+}
+
+impl Attached {
+    /// Where ingress runs, in words: "XDP in driver mode", "tc ingress (tcx)".
+    pub fn ingress(&self) -> String {
+        match self.xdp {
+            Some(mode) => format!("XDP in {mode} mode"),
+            None => "tc ingress (tcx)".into(),
+        }
+    }
 }
 
 /// Why pinned links are not used on an interface; the caller attaches
@@ -109,21 +135,85 @@ struct Refused(String);
 /// way the netlink fallback covers (`Ok(Err(_))`).
 type Step<T> = Result<Result<T, Refused>>;
 
-/// Attaches XDP ingress and TC egress to `interface` so that they outlive
-/// this process: pinned links in `record` when the kernel allows, else
-/// netlink attachments of the programs pinned in `programs`. Links pinned
-/// there by an earlier run get this run's programs atomically.
+/// Attaches ingress (at `hook`) and TC egress to `interface` so that they
+/// outlive this process: pinned links in `record` when the kernel allows,
+/// else (XDP only) netlink attachments of the programs pinned in
+/// `programs`. Links pinned there by an earlier run get this run's programs
+/// atomically; an ingress link at the other hook is detached once the new
+/// one runs.
 pub fn attach(
+    ebpf: &mut Ebpf,
+    interface: &str,
+    hook: Hook,
+    record: &Path,
+    programs: &Path,
+) -> Result<Attached> {
+    match hook {
+        Hook::Xdp => attach_xdp(ebpf, interface, record, programs),
+        Hook::Tc => attach_tc(ebpf, interface, record),
+    }
+}
+
+/// Ingress at TC: the tcx ingress and egress links, then (new before old)
+/// whatever XDP program of canary's an earlier run left on the interface.
+fn attach_tc(ebpf: &mut Ebpf, interface: &str, record: &Path) -> Result<Attached> {
+    let refused = |Refused(reason)| Error::TcHookRefused {
+        interface: interface.to_owned(),
+        reason,
+    };
+    let persistent = |source| Error::Persistent {
+        interface: interface.to_owned(),
+        source,
+    };
+    for (name, attach_type, pin) in [
+        (INGRESS_TC_PROGRAM, TcAttachType::Ingress, TC_INGRESS_PIN),
+        (EGRESS_PROGRAM, TcAttachType::Egress, TC_EGRESS_PIN),
+    ] {
+        pinned_tcx(ebpf, interface, record, name, attach_type, pin)?.map_err(refused)?;
+    }
+    let had_xdp_link = remove_pins(record, &XDP_PINS).map_err(persistent)?;
+    // An earlier canaryd's netlink attachment (no link pins): its XDP
+    // program and egress filter go; asked of the kernel first, so iproute2
+    // runs only when some XDP program is there.
+    let xdp_runs = interface_index(interface)
+        .and_then(|i| inspect::hooks(i).ok())
+        .is_some_and(|h| h.xdp.is_some());
+    if !had_xdp_link && xdp_runs {
+        detach_netlink(interface).map_err(persistent)?;
+    }
+    Ok(Attached {
+        hook: Hook::Tc,
+        xdp: None,
+        via: Attachment::PinnedLink,
+    })
+}
+
+/// Ingress at XDP: pinned XDP and tcx egress links, or the netlink
+/// fallback; then a tcx ingress link an earlier run made goes.
+fn attach_xdp(
     ebpf: &mut Ebpf,
     interface: &str,
     record: &Path,
     programs: &Path,
 ) -> Result<Attached> {
+    let persistent = |source| Error::Persistent {
+        interface: interface.to_owned(),
+        source,
+    };
     let refused = match pinned_xdp(ebpf, interface, record)? {
-        Ok(xdp) => match pinned_tc(ebpf, interface, record)? {
+        Ok(xdp) => match pinned_tcx(
+            ebpf,
+            interface,
+            record,
+            EGRESS_PROGRAM,
+            TcAttachType::Egress,
+            TC_EGRESS_PIN,
+        )? {
             Ok(()) => {
+                remove_pins(record, &[TC_INGRESS_PIN]).map_err(persistent)?;
                 return Ok(Attached {
-                    xdp,
+                    hook: Hook::Xdp,
+                    xdp: Some(xdp),
                     via: Attachment::PinnedLink,
                 });
             }
@@ -147,8 +237,10 @@ pub fn attach(
     };
     let xdp = netlink_xdp(interface, &programs.join(INGRESS_PROGRAM)).map_err(netlink_err)?;
     netlink_tc_egress(interface, &programs.join(EGRESS_PROGRAM)).map_err(netlink_err)?;
+    remove_pins(record, &[TC_INGRESS_PIN]).map_err(netlink_err)?;
     Ok(Attached {
-        xdp,
+        hook: Hook::Xdp,
+        xdp: Some(xdp),
         via: Attachment::Netlink { reason },
     })
 }
@@ -228,14 +320,22 @@ fn pinned_xdp(ebpf: &mut Ebpf, interface: &str, record: &Path) -> Step<XdpMode> 
     Ok(pin(link, &record.join(name))?.map(|()| mode))
 }
 
-/// The tcx egress link: the pinned one updated, or a new one pinned.
-fn pinned_tc(ebpf: &mut Ebpf, interface: &str, record: &Path) -> Step<()> {
+/// A tcx link of program `name` at `attach_type`, pinned as `pin_name`:
+/// the pinned one updated, or a new one pinned.
+fn pinned_tcx(
+    ebpf: &mut Ebpf,
+    interface: &str,
+    record: &Path,
+    name: &'static str,
+    attach_type: TcAttachType,
+    pin_name: &str,
+) -> Step<()> {
     let attach_err = |source| Error::Attach {
         interface: interface.to_owned(),
         source,
     };
-    let tc: &mut SchedClassifier = program(ebpf, EGRESS_PROGRAM)?;
-    let path = record.join(TC_EGRESS_PIN);
+    let tc: &mut SchedClassifier = program(ebpf, name)?;
+    let path = record.join(pin_name);
     if let Some(link) = open_pin(&path)? {
         let link = SchedClassifierLink::try_from(link).map_err(|source| Error::Link {
             path: path.clone(),
@@ -252,7 +352,7 @@ fn pinned_tc(ebpf: &mut Ebpf, interface: &str, record: &Path) -> Step<()> {
     }
     let id = match tc.attach_with_options(
         interface,
-        TcAttachType::Egress,
+        attach_type,
         TcAttachOptions::TcxOrder(LinkOrder::default()),
     ) {
         Ok(id) => id,
@@ -324,8 +424,14 @@ fn open_pin(path: &Path) -> Result<Option<FdLink>> {
 /// Detaches and removes every link pin in `record`; returns whether there
 /// was one.
 fn remove_link_pins(record: &Path) -> io::Result<bool> {
+    remove_pins(record, &LINK_PINS)
+}
+
+/// Detaches and removes the link pins `names` in `record`; returns whether
+/// there was one.
+fn remove_pins(record: &Path, names: &[&str]) -> io::Result<bool> {
     let mut found = false;
-    for name in LINK_PINS {
+    for &name in names {
         let path = record.join(name);
         if !path.exists() {
             continue;

@@ -24,7 +24,7 @@ use canary_common::{
     MAX_BACKENDS, MAX_SERVICES, Service, Settings, VERSION_CANARY, VERSION_STABLE, VersionStats,
     backend_slot, half_open_size,
     hash::seed_from_name,
-    names::{self, EGRESS_PROGRAM, INGRESS_PROGRAM},
+    names::{self, EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM},
     signals::Signals,
     stats_slot,
 };
@@ -33,7 +33,7 @@ use crate::{
     attachment,
     error::{Error, Result},
     inspect,
-    kinds::Failsafe,
+    kinds::{Failsafe, Hook},
     maps::{Counters, Maps, map_err, retain_keys},
     pins::{PinLayout, interface_name},
     service::{ServiceSpec, backend, endpoint},
@@ -154,15 +154,17 @@ impl Dataplane {
             name: INGRESS_PROGRAM,
             source,
         })?;
-        let tc: &mut SchedClassifier = program(&mut ebpf, EGRESS_PROGRAM)?;
-        tc.load().map_err(|source| Error::Program {
-            name: EGRESS_PROGRAM,
-            source,
-        })?;
+        // Both TC programs are loaded whatever the interfaces' hooks: an
+        // interface may move to the other hook on a restart.
+        for name in [INGRESS_TC_PROGRAM, EGRESS_PROGRAM] {
+            let tc: &mut SchedClassifier = program(&mut ebpf, name)?;
+            tc.load()
+                .map_err(|source| Error::Program { name, source })?;
+        }
         if let Some(pins) = &pins {
             // This run's programs replace the pins of an earlier run's; an
             // attached old program lives on until the attach replaces it.
-            for name in [INGRESS_PROGRAM, EGRESS_PROGRAM] {
+            for name in [INGRESS_PROGRAM, INGRESS_TC_PROGRAM, EGRESS_PROGRAM] {
                 let path = pins.program(name);
                 let _ = fs::remove_file(&path);
                 let prog = ebpf.program_mut(name).ok_or(Error::Missing {
@@ -210,8 +212,9 @@ impl Dataplane {
         })
     }
 
-    /// Attaches XDP ingress (driver mode, falling back to generic mode with a
-    /// warning) and TC egress to `interface`; says how.
+    /// Attaches ingress at `hook` (XDP: driver mode, falling back to generic
+    /// mode with a warning; TC: a tcx ingress link) and TC egress to
+    /// `interface`; says how.
     ///
     /// With a pin directory the attachments outlive this process (see
     /// `attachment`): bpf_links pinned in `<dir>/v3/interfaces/<iface>/`, and a
@@ -219,7 +222,7 @@ impl Dataplane {
     /// (BPF_LINK_UPDATE); netlink only where the kernel refuses that. Without
     /// one (tests) they are bpf_links (tcx for TC) that go when this process
     /// does.
-    pub fn attach(&mut self, interface: &str) -> Result<Attached> {
+    pub fn attach(&mut self, interface: &str, hook: Hook) -> Result<Attached> {
         if let Some(pins) = self.pins.clone() {
             // Recorded before attaching, so --detach-all finds a half-done one.
             let record = pins.interface(interface);
@@ -227,12 +230,26 @@ impl Dataplane {
                 path: record.clone(),
                 source,
             })?;
-            return attachment::attach(&mut self.ebpf, interface, &record, &pins.programs());
+            return attachment::attach(&mut self.ebpf, interface, hook, &record, &pins.programs());
         }
         let attach_err = |source| Error::Attach {
             interface: interface.to_owned(),
             source,
         };
+        if hook == Hook::Tc {
+            for (name, attach_type) in [
+                (INGRESS_TC_PROGRAM, TcAttachType::Ingress),
+                (EGRESS_PROGRAM, TcAttachType::Egress),
+            ] {
+                let tc: &mut SchedClassifier = program(&mut self.ebpf, name)?;
+                tc.attach(interface, attach_type).map_err(attach_err)?;
+            }
+            return Ok(Attached {
+                hook,
+                xdp: None,
+                via: Attachment::ProcessLink,
+            });
+        }
         let xdp: &mut Xdp = program(&mut self.ebpf, INGRESS_PROGRAM)?;
         let mode = match xdp.attach(interface, XdpMode::Driver) {
             Ok(_) => attachment::XdpMode::Driver,
@@ -248,7 +265,8 @@ impl Dataplane {
         tc.attach(interface, TcAttachType::Egress)
             .map_err(attach_err)?;
         Ok(Attached {
-            xdp: mode,
+            hook,
+            xdp: Some(mode),
             via: Attachment::ProcessLink,
         })
     }
@@ -265,14 +283,15 @@ impl Dataplane {
                 source,
             })?
             .id();
-        let tc: &mut SchedClassifier = program(&mut self.ebpf, EGRESS_PROGRAM)?;
-        let egress_id = tc
-            .info()
-            .map_err(|source| Error::Program {
-                name: EGRESS_PROGRAM,
-                source,
-            })?
-            .id();
+        let mut tc_id = |name| -> Result<u32> {
+            let tc: &mut SchedClassifier = program(&mut self.ebpf, name)?;
+            Ok(tc
+                .info()
+                .map_err(|source| Error::Program { name, source })?
+                .id())
+        };
+        let ingress_tc_id = tc_id(INGRESS_TC_PROGRAM)?;
+        let egress_id = tc_id(EGRESS_PROGRAM)?;
         let mut maps = vec![];
         if let Some(pins) = &self.pins {
             for name in names::MAPS {
@@ -286,6 +305,7 @@ impl Dataplane {
         }
         Ok(inspect::Expected {
             ingress_id,
+            ingress_tc_id,
             egress_id,
             maps,
         })

@@ -57,6 +57,11 @@ pub enum Error {
          take it off first (ip link set dev {interface} xdp off)"
     )]
     Occupied { interface: String, program: String },
+    #[error(
+        "interface {interface}: hook = \"tc\" needs pinned tcx links, which this kernel refuses \
+         ({reason}); use hook = \"xdp\" there"
+    )]
+    TcHookRefused { interface: String, reason: String },
     #[error("counting CPUs: {0}")]
     Cpus(std::io::Error),
     #[error("backend {backend} already serves service {owner}")]

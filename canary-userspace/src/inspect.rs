@@ -6,7 +6,8 @@
 //!
 //! - XDP: RTM_GETLINK for the interface's index; IFLA_XDP says which
 //!   program id runs and in which mode (as `ip link show` does).
-//! - tc egress: BPF_PROG_QUERY on BPF_TCX_EGRESS lists the tcx programs.
+//! - tc ingress and egress: BPF_PROG_QUERY on BPF_TCX_INGRESS and
+//!   BPF_TCX_EGRESS lists the tcx programs.
 //! - maps: each pin under `<pin dir>/maps` must still be the map the
 //!   programs were loaded with (same map id).
 //!
@@ -29,11 +30,12 @@ use netlink_packet_route::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-use crate::kinds::XdpMode;
+use crate::kinds::{Hook, XdpMode};
 
 /// bpf(2) commands and attach type used here (uapi/linux/bpf.h).
 const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_TCX_INGRESS: u32 = 46;
 const BPF_TCX_EGRESS: u32 = 47;
 /// More tcx programs than this on one interface are not looked at; canary
 /// is one of them or it is reported missing.
@@ -47,20 +49,37 @@ pub enum InspectError {
     #[error("asking the kernel for the XDP program on ifindex {ifindex} (RTM_GETLINK): {source}")]
     Netlink { ifindex: u32, source: io::Error },
     #[error(
-        "asking the kernel for the tcx egress programs on ifindex {ifindex} (BPF_PROG_QUERY): {source}"
+        "asking the kernel for the tcx {direction} programs on ifindex {ifindex} (BPF_PROG_QUERY): {source}"
     )]
-    Query { ifindex: u32, source: io::Error },
+    Query {
+        ifindex: u32,
+        direction: &'static str,
+        source: io::Error,
+    },
 }
 
 /// canaryd's own programs and the maps they were loaded with: what the
 /// kernel should run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Expected {
+    /// XDP ingress.
     pub ingress_id: u32,
+    /// TC ingress (interfaces with hook = "tc").
+    pub ingress_tc_id: u32,
     pub egress_id: u32,
     /// Each pinned map and the id it had when the programs were loaded;
     /// empty without a pin directory.
     pub maps: Vec<(PathBuf, u32)>,
+}
+
+impl Expected {
+    /// canary's ingress program at `hook`.
+    pub fn ingress_for(&self, hook: Hook) -> u32 {
+        match hook {
+            Hook::Xdp => self.ingress_id,
+            Hook::Tc => self.ingress_tc_id,
+        }
+    }
 }
 
 /// What the kernel runs on one interface.
@@ -68,6 +87,8 @@ pub struct Expected {
 pub struct Hooks {
     /// The XDP program's id and mode, None when there is none.
     pub xdp: Option<(u32, Option<XdpMode>)>,
+    /// The tcx ingress programs' ids, in run order.
+    pub tcx_ingress: Vec<u32>,
     /// The tcx egress programs' ids, in run order.
     pub tcx_egress: Vec<u32>,
 }
@@ -76,38 +97,60 @@ pub struct Hooks {
 /// network namespace).
 pub fn hooks(ifindex: u32) -> Result<Hooks, InspectError> {
     let xdp = xdp_program(ifindex).map_err(|source| InspectError::Netlink { ifindex, source })?;
-    let tcx_egress = tcx_programs(ifindex, BPF_TCX_EGRESS)
-        .map_err(|source| InspectError::Query { ifindex, source })?;
-    Ok(Hooks { xdp, tcx_egress })
+    let query = |attach_type, direction| {
+        tcx_programs(ifindex, attach_type).map_err(|source| InspectError::Query {
+            ifindex,
+            direction,
+            source,
+        })
+    };
+    Ok(Hooks {
+        xdp,
+        tcx_ingress: query(BPF_TCX_INGRESS, "ingress")?,
+        tcx_egress: query(BPF_TCX_EGRESS, "egress")?,
+    })
+}
+
+/// Program ids as a list, for messages.
+fn ids(ids: &[u32]) -> String {
+    ids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What is wrong with `hooks` against `expected`, in words; None when the
-/// kernel runs canary's programs. `tcx` says whether egress was attached
-/// with tcx (the netlink fallback's clsact filter is not listed by
-/// BPF_PROG_QUERY and is not checked here).
-pub fn hook_problem(expected: &Expected, hooks: &Hooks, tcx: bool) -> Option<String> {
+/// kernel runs canary's programs. `hook` is where ingress was attached
+/// (with TC, what runs at XDP is not canary's business); `tcx` says whether
+/// egress was attached with tcx (the netlink fallback's clsact filter is
+/// not listed by BPF_PROG_QUERY and is not checked here).
+pub fn hook_problem(expected: &Expected, hooks: &Hooks, hook: Hook, tcx: bool) -> Option<String> {
     let mut problems = vec![];
-    match hooks.xdp {
-        None => problems.push(format!(
+    match (hook, hooks.xdp) {
+        (Hook::Tc, _) => {
+            if !hooks.tcx_ingress.contains(&expected.ingress_tc_id) {
+                problems.push(format!(
+                    "canary's tc ingress program (id {}) is not attached (tcx ingress runs [{}])",
+                    expected.ingress_tc_id,
+                    ids(&hooks.tcx_ingress)
+                ));
+            }
+        }
+        (Hook::Xdp, None) => problems.push(format!(
             "canary's XDP program (id {}) is not attached: the kernel runs no XDP program here",
             expected.ingress_id
         )),
-        Some((id, _)) if id != expected.ingress_id => problems.push(format!(
+        (Hook::Xdp, Some((id, _))) if id != expected.ingress_id => problems.push(format!(
             "XDP runs program id {id}, not canary's (id {}): it was replaced behind canaryd's back",
             expected.ingress_id
         )),
-        Some(_) => {}
+        (Hook::Xdp, Some(_)) => {}
     }
     if tcx && !hooks.tcx_egress.contains(&expected.egress_id) {
         problems.push(format!(
             "canary's tc egress program (id {}) is not attached (tcx egress runs [{}])",
             expected.egress_id,
-            hooks
-                .tcx_egress
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            ids(&hooks.tcx_egress)
         ));
     }
     (!problems.is_empty()).then(|| problems.join("; "))
@@ -323,6 +366,7 @@ mod tests {
     fn expected() -> Expected {
         Expected {
             ingress_id: 10,
+            ingress_tc_id: 12,
             egress_id: 11,
             maps: vec![],
         }
@@ -333,32 +377,55 @@ mod tests {
         let hooks = Hooks {
             xdp: Some((10, Some(XdpMode::Driver))),
             tcx_egress: vec![3, 11],
+            ..Hooks::default()
         };
-        assert_eq!(hook_problem(&expected(), &hooks, true), None);
+        assert_eq!(hook_problem(&expected(), &hooks, Hook::Xdp, true), None);
+        let tc = Hooks {
+            xdp: None,
+            tcx_ingress: vec![12],
+            tcx_egress: vec![11],
+        };
+        assert_eq!(hook_problem(&expected(), &tc, Hook::Tc, true), None);
     }
 
     #[test]
     fn detached_and_replaced_programs_are_named() {
         let none = Hooks::default();
         assert_eq!(
-            hook_problem(&expected(), &none, true).unwrap(),
+            hook_problem(&expected(), &none, Hook::Xdp, true).unwrap(),
             "canary's XDP program (id 10) is not attached: the kernel runs no XDP program here; \
              canary's tc egress program (id 11) is not attached (tcx egress runs [])"
         );
         let other = Hooks {
             xdp: Some((99, None)),
             tcx_egress: vec![11],
+            ..Hooks::default()
         };
         assert_eq!(
-            hook_problem(&expected(), &other, true).unwrap(),
+            hook_problem(&expected(), &other, Hook::Xdp, true).unwrap(),
             "XDP runs program id 99, not canary's (id 10): it was replaced behind canaryd's back"
         );
         // The netlink fallback's egress filter is not a tcx program.
         let netlink = Hooks {
             xdp: Some((10, None)),
             tcx_egress: vec![],
+            ..Hooks::default()
         };
-        assert_eq!(hook_problem(&expected(), &netlink, false), None);
+        assert_eq!(hook_problem(&expected(), &netlink, Hook::Xdp, false), None);
+    }
+
+    #[test]
+    fn a_tc_interface_without_canarys_tc_ingress_program_is_detached() {
+        // Canary's XDP program left on the interface does not stand in.
+        let hooks = Hooks {
+            xdp: Some((10, Some(XdpMode::Driver))),
+            tcx_ingress: vec![7],
+            tcx_egress: vec![11],
+        };
+        assert_eq!(
+            hook_problem(&expected(), &hooks, Hook::Tc, true).unwrap(),
+            "canary's tc ingress program (id 12) is not attached (tcx ingress runs [7])"
+        );
     }
 
     #[test]

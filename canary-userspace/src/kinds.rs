@@ -1,5 +1,5 @@
 //! The words that name a kind of thing in the config file, the API and the
-//! CLI: protocol, affinity, XDP attach mode, rollout mode, on_rollback. Each is one enum with its
+//! CLI: protocol, affinity, XDP attach mode, ingress hook, rollout mode, on_rollback. Each is one enum with its
 //! spelling in one table, used by serde, `Display` and `FromStr` alike.
 
 use std::{fmt, str::FromStr};
@@ -142,6 +142,24 @@ impl Named for XdpMode {
 }
 named!(XdpMode);
 
+/// Where an interface's ingress program runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// XDP, before the kernel makes an skb: the fast path on physical NICs
+    /// whose driver runs XDP natively. The default.
+    #[default]
+    Xdp,
+    /// TC ingress (tcx), on the skb: cheaper on virtual interfaces (veth),
+    /// where native XDP copies every cloned skb it is given.
+    Tc,
+}
+
+impl Named for Hook {
+    const KIND: &'static str = "hook";
+    const ALL: &'static [(Self, &'static str)] = &[(Hook::Xdp, "xdp"), (Hook::Tc, "tc")];
+}
+named!(Hook);
+
 /// Whether a rollout's decisions change weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
@@ -225,6 +243,7 @@ mod tests {
         round_trips::<Protocol>();
         round_trips::<Affinity>();
         round_trips::<XdpMode>();
+        round_trips::<Hook>();
         round_trips::<Mode>();
         round_trips::<OnRollback>();
         round_trips::<Failsafe>();

@@ -6,7 +6,7 @@
 //! - `controller`: the rollout policy (pure) and its statistics.
 //! - `api`: the control socket's typed requests, replies, error codes and
 //!   client.
-//! - `kinds`: protocol, affinity, XDP mode: one spelling each.
+//! - `kinds`: protocol, affinity, XDP mode, hook: one spelling each.
 //! - `service`: the service description userspace hands to the data path.
 //! - `pins`: where the data path is pinned in bpffs.
 //! - `maps`: typed handles on the data path's maps, from a load or from pins.
@@ -62,6 +62,6 @@ pub mod inspect;
 #[cfg(feature = "dataplane")]
 pub use dataplane::{Dataplane, LoadOptions};
 pub use error::Error;
-pub use kinds::{Affinity, Protocol, XdpMode};
+pub use kinds::{Affinity, Hook, Protocol, XdpMode};
 pub use maps::Verdicts;
 pub use service::ServiceSpec;

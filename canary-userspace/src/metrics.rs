@@ -239,7 +239,7 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
     let mut attached = Family::new(
         "canary_interface_attached",
         GAUGE,
-        "1 while the kernel runs canary's XDP and tc egress programs on the configured interface (read from the kernel), 0 while it is gone, they were detached or replaced, or a re-attach failed.",
+        "1 while the kernel runs canary's ingress (XDP or tc, by the interface's hook) and tc egress programs on the configured interface (read from the kernel), 0 while it is gone, they were detached or replaced, or a re-attach failed.",
     );
     let mut problem = Family::new(
         "canary_interface_problem",

@@ -12,7 +12,7 @@ use std::{
 };
 
 use canary_userspace::{
-    Affinity, Protocol,
+    Affinity, Hook, Protocol,
     config::{
         self, Config, ConfigErrors, DEFAULT_BPFFS, DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET,
         DEFAULT_STATE_DIR, parse_duration, weight_percent_to_bp,
@@ -62,6 +62,17 @@ fn every_valid_fixture_parses() {
             panic!("{} should parse:\n{e}", path.display());
         }
     }
+}
+
+#[test]
+fn an_interface_table_sets_its_hook_and_a_name_keeps_xdp() {
+    let config = valid("interface_hooks.toml");
+    assert_eq!(config.daemon.interfaces, ["eth0", "veth-test"]);
+    assert_eq!(config.daemon.hook("eth0"), Hook::Xdp);
+    assert_eq!(config.daemon.hook("veth-test"), Hook::Tc);
+    // Only interfaces off the default are listed.
+    assert_eq!(config.daemon.hooks.len(), 1);
+    assert_eq!(valid("ipv4_tcp.toml").daemon.hooks.len(), 0);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result};
 use canary_common::{VersionStats, signals::Signals};
-use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec};
+use canary_userspace::{Affinity, Dataplane, Hook, LoadOptions, Protocol, ServiceSpec};
 use xtask::topology::{
     BACKEND_V4, BACKEND_V6, BackendKind, CLIENT_IF, HOST_IF, HOST_V4, HOST_V6, Topology,
 };
@@ -82,6 +82,33 @@ impl Harness {
         behaviour: [Behaviour; 2],
         opts: &LoadOptions,
     ) -> Result<Harness> {
+        Harness::with_hook(
+            kind,
+            family,
+            affinity,
+            weight_bp,
+            protocol,
+            behaviour,
+            opts,
+            Hook::Xdp,
+        )
+    }
+
+    /// `with_options`, ingress attached to the host interface at `hook`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each scenario names every choice; a builder would hide which ones a test makes"
+    )]
+    pub fn with_hook(
+        kind: BackendKind,
+        family: Family,
+        affinity: Affinity,
+        weight_bp: u16,
+        protocol: Protocol,
+        behaviour: [Behaviour; 2],
+        opts: &LoadOptions,
+        hook: Hook,
+    ) -> Result<Harness> {
         let [stable_behaviour, canary_behaviour] = behaviour;
         let topo = Topology::new(kind)?;
         let host_ip: IpAddr = match family {
@@ -108,7 +135,7 @@ impl Harness {
         ];
         let mut dp = Dataplane::load(opts).context("loading the data path")?;
         topo.host
-            .enter(|| dp.attach(HOST_IF))?
+            .enter(|| dp.attach(HOST_IF, hook))?
             .context("attaching to the host interface")?;
         dp.upsert_service(&ServiceSpec {
             name: SERVICE.into(),

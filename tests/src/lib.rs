@@ -39,10 +39,11 @@ macro_rules! require_root {
 }
 
 /// Return values of the programs under BPF_PROG_TEST_RUN (the kernel's
-/// XDP_DROP, XDP_PASS and TC_ACT_OK).
+/// XDP_DROP, XDP_PASS, TC_ACT_OK and TC_ACT_SHOT).
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const TC_ACT_OK: u32 = 0;
+pub const TC_ACT_SHOT: u32 = 2;
 
 /// How long a test's HTTP request may take at each step.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);

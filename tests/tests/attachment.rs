@@ -11,10 +11,12 @@ use std::{
 };
 
 use aya::programs::{SchedClassifier, TcAttachType, links::PinnedLink};
-use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
+use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM};
 use canary_userspace::{
-    Dataplane, LoadOptions,
-    attachment::{self, Attachment, TC_EGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN, XdpMode},
+    Dataplane, Hook, LoadOptions,
+    attachment::{
+        self, Attachment, TC_EGRESS_PIN, TC_INGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN, XdpMode,
+    },
     bpffs,
     pins::PinLayout,
 };
@@ -82,8 +84,13 @@ fn xdp_on(ns: &Netns, iface: &str) -> Option<(u32, String, u64)> {
 
 /// (program id, name) of every tcx egress program on `iface`.
 fn tcx_egress(ns: &Netns, iface: &str) -> Vec<(u32, String)> {
+    tcx(ns, iface, TcAttachType::Egress)
+}
+
+/// (program id, name) of every tcx program at `at` on `iface`.
+fn tcx(ns: &Netns, iface: &str, at: TcAttachType) -> Vec<(u32, String)> {
     let (_, progs) = ns
-        .enter(|| SchedClassifier::query_tcx(iface, TcAttachType::Egress))
+        .enter(|| SchedClassifier::query_tcx(iface, at))
         .unwrap()
         .unwrap();
     progs
@@ -117,14 +124,14 @@ fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
         .host
         .enter(|| {
             let mut first = Dataplane::load(&pins.options()).unwrap();
-            let attached = first.attach(HOST_IF).unwrap();
+            let attached = first.attach(HOST_IF, Hook::Xdp).unwrap();
             println!(
                 "first run: {HOST_IF}: XDP {:?} mode through {}",
                 attached.xdp, attached.via
             );
             assert_eq!(attached.via, Attachment::PinnedLink, "on this kernel");
             // veth has native XDP.
-            assert_eq!(attached.xdp, XdpMode::Driver);
+            assert_eq!(attached.xdp, Some(XdpMode::Driver));
             assert_eq!(first.attached_interfaces().unwrap(), [HOST_IF]);
             let (xdp_link, xdp_prog) = pinned_link(&record.join(XDP_DRIVER_PIN));
             let (tc_link, tc_prog) = pinned_link(&record.join(TC_EGRESS_PIN));
@@ -171,9 +178,13 @@ fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
     assert!(after.1 >= before.1 + 3, "egress {before:?} -> {after:?}");
 
     // The next run swaps its programs into the same links.
-    let attached = topo.host.enter(|| second.attach(HOST_IF)).unwrap().unwrap();
+    let attached = topo
+        .host
+        .enter(|| second.attach(HOST_IF, Hook::Xdp))
+        .unwrap()
+        .unwrap();
     assert_eq!(attached.via, Attachment::PinnedLink);
-    assert_eq!(attached.xdp, XdpMode::Driver);
+    assert_eq!(attached.xdp, Some(XdpMode::Driver));
     let (xdp_link_2, second_xdp) = pinned_link(&record.join(XDP_DRIVER_PIN));
     let (tc_link_2, second_tc) = pinned_link(&record.join(TC_EGRESS_PIN));
     println!(
@@ -222,13 +233,21 @@ fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
         .enter(|| Dataplane::load(&pins.options()))
         .unwrap()
         .unwrap();
-    let attached = topo.host.enter(|| dp.attach(DOTTED)).unwrap().unwrap();
+    let attached = topo
+        .host
+        .enter(|| dp.attach(DOTTED, Hook::Xdp))
+        .unwrap()
+        .unwrap();
     println!(
         "{DOTTED}: XDP {:?} mode through {}",
         attached.xdp, attached.via
     );
     assert_eq!(attached.via, Attachment::PinnedLink);
-    assert_eq!(attached.xdp, XdpMode::Generic, "bridges have no native XDP");
+    assert_eq!(
+        attached.xdp,
+        Some(XdpMode::Generic),
+        "bridges have no native XDP"
+    );
     let (old_link, _) = pinned_link(&record.join(XDP_GENERIC_PIN));
     assert_eq!(dp.attached_interfaces().unwrap(), [DOTTED]);
     assert_eq!(xdp_on(&topo.host, DOTTED).map(|x| x.2), Some(2));
@@ -237,7 +256,11 @@ fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
     // links, so attaching makes new ones instead of updating them.
     topo.host.ip(&["link", "del", DOTTED]).unwrap();
     add();
-    let attached = topo.host.enter(|| dp.attach(DOTTED)).unwrap().unwrap();
+    let attached = topo
+        .host
+        .enter(|| dp.attach(DOTTED, Hook::Xdp))
+        .unwrap()
+        .unwrap();
     assert_eq!(attached.via, Attachment::PinnedLink);
     let (new_link, new_prog) = pinned_link(&record.join(XDP_GENERIC_PIN));
     println!("{DOTTED} recreated: XDP link {old_link} -> {new_link}");
@@ -279,7 +302,11 @@ fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
         .enter(|| Dataplane::load(&pins.options()))
         .unwrap()
         .unwrap();
-    let attached = topo.host.enter(|| dp.attach(HOST_IF)).unwrap().unwrap();
+    let attached = topo
+        .host
+        .enter(|| dp.attach(HOST_IF, Hook::Xdp))
+        .unwrap()
+        .unwrap();
     println!(
         "{HOST_IF}: XDP {:?} mode through {}",
         attached.xdp, attached.via
@@ -288,7 +315,7 @@ fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
         panic!("expected the netlink path, got {:?}", attached.via);
     };
     assert!(reason.contains("earlier canaryd"), "{reason}");
-    assert_eq!(attached.xdp, XdpMode::Driver);
+    assert_eq!(attached.xdp, Some(XdpMode::Driver));
     let (new_xdp, name, mode) = xdp_on(&topo.host, HOST_IF).unwrap();
     let (new_tc, tc_name) = tc_filter_on(&topo.host, HOST_IF).unwrap();
     println!(
@@ -308,4 +335,66 @@ fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
     assert_eq!(xdp_on(&topo.host, HOST_IF), None);
     assert_eq!(tc_filter_on(&topo.host, HOST_IF), None);
     assert!(dp.attached_interfaces().unwrap().is_empty());
+}
+
+#[test]
+fn an_interface_moves_between_hooks_new_link_first_and_detaches_from_either() {
+    require_root!();
+    let topo = Topology::new(BackendKind::LocalProcess).unwrap();
+    let pins = PinDir::new();
+    let record = pins.record(HOST_IF);
+    let mut dp = topo
+        .host
+        .enter(|| Dataplane::load(&pins.options()))
+        .unwrap()
+        .unwrap();
+    let mut attach = |hook| {
+        topo.host
+            .enter(|| dp.attach(HOST_IF, hook))
+            .unwrap()
+            .unwrap()
+    };
+
+    let at_xdp = attach(Hook::Xdp);
+    assert_eq!(at_xdp.xdp, Some(XdpMode::Driver));
+    assert!(record.join(XDP_DRIVER_PIN).exists());
+
+    // To TC: a tcx ingress link runs canary_ingress_tc; the XDP link is gone.
+    let at_tc = attach(Hook::Tc);
+    println!("{HOST_IF} at tc: {} through {}", at_tc.ingress(), at_tc.via);
+    assert_eq!((at_tc.hook, at_tc.xdp), (Hook::Tc, None));
+    assert_eq!(at_tc.via, Attachment::PinnedLink);
+    let (_, tc_prog) = pinned_link(&record.join(TC_INGRESS_PIN));
+    // The kernel keeps 15 bytes of a program's name.
+    assert_eq!(
+        tcx(&topo.host, HOST_IF, TcAttachType::Ingress),
+        [(tc_prog, INGRESS_TC_PROGRAM[..15].to_owned())]
+    );
+    assert!(!record.join(XDP_DRIVER_PIN).exists());
+    assert_eq!(xdp_on(&topo.host, HOST_IF), None, "XDP let go");
+    assert_eq!(tcx_egress(&topo.host, HOST_IF).len(), 1);
+
+    // The same hook again swaps the program into the same link.
+    let (link, _) = pinned_link(&record.join(TC_INGRESS_PIN));
+    attach(Hook::Tc);
+    assert_eq!(pinned_link(&record.join(TC_INGRESS_PIN)).0, link);
+
+    // And back to XDP: the tcx ingress link goes.
+    attach(Hook::Xdp);
+    assert!(record.join(XDP_DRIVER_PIN).exists());
+    assert!(!record.join(TC_INGRESS_PIN).exists());
+    assert!(tcx(&topo.host, HOST_IF, TcAttachType::Ingress).is_empty());
+    assert_eq!(
+        xdp_on(&topo.host, HOST_IF).map(|(_, name, _)| name),
+        Some(INGRESS_PROGRAM.to_owned())
+    );
+
+    // Detach (what --detach-all does per interface) from the TC hook takes
+    // everything off.
+    attach(Hook::Tc);
+    topo.host.enter(|| dp.detach(HOST_IF)).unwrap().unwrap();
+    assert!(!record.exists());
+    assert!(tcx(&topo.host, HOST_IF, TcAttachType::Ingress).is_empty());
+    assert!(tcx_egress(&topo.host, HOST_IF).is_empty());
+    assert_eq!(xdp_on(&topo.host, HOST_IF), None);
 }

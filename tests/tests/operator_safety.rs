@@ -17,7 +17,7 @@ use std::{
 };
 
 use canary_userspace::{
-    Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec,
+    Affinity, Dataplane, Hook, LoadOptions, Protocol, ServiceSpec,
     api::{InterfaceStatus, Status},
     attachment,
     config::Config,
@@ -274,7 +274,7 @@ fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
         .enter(|| {
             attachment::detach(HOST_IF, &record)?;
             let mut dp = Dataplane::load(&LoadOptions::default())?;
-            dp.attach(HOST_IF)?;
+            dp.attach(HOST_IF, Hook::Xdp)?;
             anyhow::Ok(dp)
         })
         .unwrap()
@@ -402,4 +402,114 @@ fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
         "canaryctl: percent: \"5x\" is not a percent; write a number from 0 to 100 with at most two decimals, e.g. 12.5 or 12.5%"
     );
     assert_eq!(d.status().unwrap().services[0].weight_percent, 0.05);
+}
+
+/// An interface with `hook = "tc"`: canaryd runs canary_ingress_tc at tcx
+/// ingress (no XDP program), status says so from the kernel; detached
+/// behind its back it is reported not attached, a reload repairs it, and
+/// `--detach-all` takes it off.
+#[test]
+fn the_tc_hook_is_shown_checked_repaired_and_detached() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    let vip = IpAddr::V4(HOST_V4);
+    let mut config = s.config(vip, 10_000);
+    config.daemon.hooks.insert(HOST_IF.into(), Hook::Tc);
+    s.dirs.write_config(&config).unwrap();
+    assert!(
+        std::fs::read_to_string(s.dirs.config())
+            .unwrap()
+            .contains(r#"hook = "tc""#)
+    );
+    let mut d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    assert_eq!(s.request(vip).unwrap(), CANARY);
+
+    let before = host_interface(&d.status().unwrap());
+    assert!(before.attached && before.problem.is_none(), "{before:?}");
+    assert_eq!((before.hook, before.xdp), (Hook::Tc, None), "{before:?}");
+    assert_eq!(before.xdp_program_id, None, "no XDP program: {before:?}");
+    let [ingress, egress] = before.canary_program_ids[..] else {
+        panic!("{before:?}")
+    };
+    assert_eq!(before.ingress_program_ids, [ingress], "{before:?}");
+    assert!(before.egress_program_ids.contains(&egress), "{before:?}");
+    let table = stdout(&d.ctl(&["status"]).unwrap());
+    assert!(table.contains("interfaces eth0 (tc)"), "{table}");
+    assert!(
+        d.log_text()
+            .contains("eth0: tc ingress (tcx), through pinned bpf_links")
+    );
+
+    // Behind its back: the tc ingress link alone goes.
+    let pin = s
+        .dirs
+        .pins()
+        .interface(HOST_IF)
+        .join(attachment::TC_INGRESS_PIN);
+    let out = Command::new("bpftool")
+        .args(["link", "detach", "pinned"])
+        .arg(&pin)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bpftool: {}", stderr(&out));
+    let want =
+        format!("canary's tc ingress program (id {ingress}) is not attached (tcx ingress runs [])");
+    wait_until(
+        "status reports the tc ingress detach",
+        || d.log_text(),
+        || {
+            let i = host_interface(&d.status().unwrap());
+            !i.attached && i.problem.as_deref() == Some(want.as_str())
+        },
+    );
+
+    // Once the owner's check (every second) has counted it, a reload
+    // attaches it again (the dead link's pin is replaced).
+    wait_until(
+        "the owner counts the mismatch",
+        || d.log_text(),
+        || host_interface(&d.status().unwrap()).mismatches == 1,
+    );
+    let out = d.ctl(&["reload"]).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = host_interface(&d.status().unwrap());
+    assert!(
+        after.attached && after.problem.is_none(),
+        "{after:?}\n{}",
+        d.log_text()
+    );
+    assert_eq!(after.ingress_program_ids, [ingress], "{after:?}");
+    wait_until(
+        "the VIP serves after the reload",
+        || d.log_text(),
+        || s.request(vip).is_ok_and(|a| a == CANARY),
+    );
+
+    d.signal(libc::SIGTERM).unwrap();
+    let out = s
+        .topo
+        .host
+        .enter(|| {
+            Command::new(&s.bins.canaryd)
+                .arg("--config")
+                .arg(s.dirs.config())
+                .arg("--detach-all")
+                .output()
+        })
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, left) = s
+        .topo
+        .host
+        .enter(|| {
+            aya::programs::SchedClassifier::query_tcx(HOST_IF, aya::programs::TcAttachType::Ingress)
+        })
+        .unwrap()
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "tcx ingress programs left after --detach-all"
+    );
 }

@@ -20,7 +20,7 @@ use canary_common::{
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
 };
 use canary_userspace::{
-    Affinity, Protocol, ServiceSpec, attachment,
+    Affinity, Hook, Protocol, ServiceSpec, attachment,
     config::Config,
     pins::PinLayout,
     service::{backend, endpoint},
@@ -143,6 +143,7 @@ fn start_previous_release(topo: &Topology, dirs: &DaemonDirs, s: &ServiceSpec) {
             attachment::attach(
                 &mut ebpf,
                 HOST_IF,
+                Hook::Xdp,
                 &layout.interface(HOST_IF),
                 &layout.programs(),
             )
@@ -196,6 +197,18 @@ fn new_connection_labels(topo: &Topology, vip: SocketAddr, n: usize) -> Vec<Stri
 
 #[test]
 fn upgrading_from_the_previous_pin_layout_moves_no_established_flow() {
+    upgrade(Hook::Xdp);
+}
+
+/// The same upgrade with the interface moving to the TC hook on the way:
+/// today's canaryd makes the tcx ingress link, then lets go of the v4
+/// release's XDP link.
+#[test]
+fn upgrading_onto_the_tc_hook_moves_no_established_flow() {
+    upgrade(Hook::Tc);
+}
+
+fn upgrade(hook: Hook) {
     require_root!();
     let _serial = one_at_a_time();
     let topo = Topology::new(BackendKind::LocalProcess).unwrap();
@@ -229,8 +242,12 @@ fn upgrading_from_the_previous_pin_layout_moves_no_established_flow() {
 
     // Today's canaryd on the same pins, its config at the moved weight.
     let bins = Binaries::next_to_test().unwrap();
+    let mut daemon = dirs.daemon_config(HOST_IF);
+    if hook != Hook::Xdp {
+        daemon.hooks.insert(HOST_IF.into(), hook);
+    }
     dirs.write_config(&Config {
-        daemon: dirs.daemon_config(HOST_IF),
+        daemon,
         services: vec![spec(vip, stable, canary, 0)],
         rollouts: Default::default(),
     })
@@ -272,4 +289,12 @@ fn upgrading_from_the_previous_pin_layout_moves_no_established_flow() {
     );
     assert!(!dirs.bpffs.join(PREVIOUS_PIN_LAYOUT).exists());
     assert_eq!(status.daemon.interfaces.len(), 1);
+    let iface = &status.daemon.interfaces[0];
+    assert!(iface.attached && iface.hook == hook, "{iface:?}");
+    if hook == Hook::Tc {
+        assert_eq!(
+            iface.xdp_program_id, None,
+            "the v4 XDP link let go: {iface:?}"
+        );
+    }
 }

@@ -35,7 +35,8 @@ pub struct Args {
         default_value = "/etc/canary/canary.toml"
     )]
     pub config: PathBuf,
-    /// Interface to attach to (repeatable); replaces daemon.interfaces.
+    /// Interface to attach to (repeatable); replaces daemon.interfaces. One
+    /// the file lists keeps its hook there; any other runs ingress at XDP.
     #[arg(long = "interface", value_name = "IFACE")]
     pub interfaces: Vec<String>,
     /// Control socket path; replaces daemon.socket.

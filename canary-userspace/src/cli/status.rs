@@ -50,9 +50,11 @@ pub fn render(s: &Status, wide: bool) -> String {
                 (Some(problem), _) if !i.attached => {
                     format!("{} (NOT ATTACHED: {problem})", i.name)
                 }
-                (Some(problem), _) => format!("{} (xdp {}, PROBLEM: {problem})", i.name, i.xdp),
-                (_, 0) => format!("{} (xdp {})", i.name, i.xdp),
-                (_, n) => format!("{} (xdp {}, re-attached {n}x)", i.name, i.xdp),
+                (Some(problem), _) => {
+                    format!("{} ({}, PROBLEM: {problem})", i.name, i.ingress())
+                }
+                (_, 0) => format!("{} ({})", i.name, i.ingress()),
+                (_, n) => format!("{} ({}, re-attached {n}x)", i.name, i.ingress()),
             };
             if wide && i.ifindex != 0 {
                 t.push_str(&format!(" ifindex {}", i.ifindex));
@@ -251,7 +253,7 @@ mod tests {
     use super::*;
     use crate::{
         api::{DaemonStatus, InterfaceStatus, VerdictCounts},
-        kinds::{Affinity, Protocol, XdpMode},
+        kinds::{Affinity, Hook, Protocol, XdpMode},
     };
 
     fn version(backends: &[&str], n: u64) -> VersionStatus {
@@ -295,7 +297,12 @@ mod tests {
                 api_version: 1,
                 pid: 4242,
                 config: "/etc/canary/canary.toml".into(),
-                interfaces: vec![InterfaceStatus::new("eth0", XdpMode::Driver, 2)],
+                interfaces: vec![InterfaceStatus::new(
+                    "eth0",
+                    Hook::Xdp,
+                    Some(XdpMode::Driver),
+                    2,
+                )],
             },
             services: vec![
                 svc("sentiment", WeightSource::Runtime),
@@ -335,6 +342,19 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want}: {text}");
         }
+    }
+
+    #[test]
+    fn each_interface_says_its_hook() {
+        let mut s = status();
+        s.daemon
+            .interfaces
+            .push(InterfaceStatus::new("veth0", Hook::Tc, None, 3));
+        let text = render(&s, false);
+        assert!(
+            text.contains("interfaces eth0 (xdp driver), veth0 (tc)"),
+            "{text}"
+        );
     }
 
     #[test]

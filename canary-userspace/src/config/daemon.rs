@@ -1,7 +1,7 @@
 //! The `[daemon]` table: where to attach, listen, pin and log.
 
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
@@ -10,7 +10,7 @@ use std::{
 use canary_common::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_UDP_IDLE_TIMEOUT_NS};
 use log::LevelFilter;
 
-use crate::kinds::Failsafe;
+use crate::kinds::{Failsafe, Hook};
 use toml::{Table, Value};
 
 use super::{
@@ -67,6 +67,10 @@ pub(crate) fn read(
     value::reject_unknown(errs, table.keys(), PATH, KNOWN);
 
     let interfaces = interfaces(errs, table, interface_exists);
+    let (interfaces, hooks) = match interfaces {
+        Some((names, hooks)) => (Some(names), Some(hooks)),
+        None => (None, None),
+    };
     let socket = absolute_path(errs, table, "socket", DEFAULT_SOCKET);
     let metrics_listen = metrics_listen(errs, table);
     let bpffs = absolute_path(errs, table, "bpffs", DEFAULT_BPFFS);
@@ -80,6 +84,7 @@ pub(crate) fn read(
 
     Some(DaemonConfig {
         interfaces: interfaces?,
+        hooks: hooks?,
         socket: socket?,
         metrics_listen: metrics_listen?,
         bpffs: bpffs?,
@@ -93,11 +98,14 @@ pub(crate) fn read(
     })
 }
 
+/// The interfaces' names, and the hooks of those not at the default (XDP).
+type Interfaces = (Vec<String>, BTreeMap<String, Hook>);
+
 fn interfaces(
     errs: &mut Collector,
     table: &Table,
     interface_exists: &dyn Fn(&str) -> bool,
-) -> Option<Vec<String>> {
+) -> Option<Interfaces> {
     let path = join(PATH, "interfaces");
     let items = value::array(errs, table, PATH, "interfaces").required(
         errs,
@@ -114,7 +122,12 @@ fn interfaces(
     let before = errs.len();
     let mut seen = HashSet::new();
     let mut names = Vec::with_capacity(items.len());
-    for (item_path, name) in value::strings(errs, items, &path) {
+    let mut hooks = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let item_path = format!("{path}[{i}]");
+        let Some((name, hook)) = interface::entry(errs, item, &item_path) else {
+            continue;
+        };
         if let Err(why) = interface::check_name(name) {
             errs.push(item_path, why);
         } else if !seen.insert(name) {
@@ -126,9 +139,12 @@ fn interfaces(
             );
         } else {
             names.push(name.to_owned());
+            if hook != Hook::default() {
+                hooks.insert(name.to_owned(), hook);
+            }
         }
     }
-    (errs.len() == before).then_some(names)
+    (errs.len() == before).then_some((names, hooks))
 }
 
 fn absolute_path(errs: &mut Collector, table: &Table, key: &str, default: &str) -> Option<PathBuf> {

@@ -62,6 +62,9 @@ pub struct Config {
 pub struct DaemonConfig {
     /// Interfaces to attach to; at least one, each present at load time.
     pub interfaces: Vec<String>,
+    /// The ingress hook of each interface whose ingress does not run at the
+    /// default, XDP (`{ name = "veth0", hook = "tc" }` in `interfaces`).
+    pub hooks: BTreeMap<String, crate::kinds::Hook>,
     /// Control socket for `canaryctl`.
     pub socket: PathBuf,
     /// Where Prometheus scrapes `/metrics`.
@@ -90,6 +93,7 @@ impl DaemonConfig {
     pub fn with_defaults(interfaces: Vec<String>) -> DaemonConfig {
         DaemonConfig {
             interfaces,
+            hooks: BTreeMap::new(),
             socket: DEFAULT_SOCKET.into(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             bpffs: DEFAULT_BPFFS.into(),
@@ -101,6 +105,11 @@ impl DaemonConfig {
             failsafe: crate::kinds::Failsafe::Revert,
             failsafe_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// Where `interface`'s ingress runs.
+    pub fn hook(&self, interface: &str) -> crate::kinds::Hook {
+        self.hooks.get(interface).copied().unwrap_or_default()
     }
 }
 

@@ -33,7 +33,21 @@ fn path(p: &std::path::Path) -> Value {
 
 fn daemon_table(d: &DaemonConfig) -> Table {
     let mut t = Table::new();
-    t.insert("interfaces".into(), strings(&d.interfaces));
+    let interfaces = d
+        .interfaces
+        .iter()
+        .map(|name| match d.hooks.get(name) {
+            // Only an interface off the default hook needs the table form.
+            Some(hook) => {
+                let mut entry = Table::new();
+                entry.insert("name".into(), Value::String(name.clone()));
+                entry.insert("hook".into(), Value::String(hook.to_string()));
+                Value::Table(entry)
+            }
+            None => Value::String(name.clone()),
+        })
+        .collect();
+    t.insert("interfaces".into(), Value::Array(interfaces));
     t.insert("socket".into(), path(&d.socket));
     t.insert(
         "metrics_listen".into(),
@@ -164,6 +178,9 @@ mod tests {
         config.services[0].stable = vec!["[2001:db8::2]:8443".parse().unwrap()];
         config.services[0].canary = vec!["[2001:db8::3]:8443".parse().unwrap()];
         config.services[0].weight_bp = 1234;
+        let first = config.daemon.interfaces[0].clone();
+        config.daemon.interfaces.push("veth0".into());
+        config.daemon.hooks.insert(first, crate::kinds::Hook::Tc);
         let again = parse(&config.to_toml(), "rendered.toml", &any).unwrap();
         assert_eq!(again, config);
     }

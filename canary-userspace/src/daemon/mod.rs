@@ -38,6 +38,7 @@ use crate::{
     config::{self, Config, DaemonConfig, weight_percent_to_bp},
     dataplane::{Attachment, Dataplane, LoadOptions, RemovedPins},
     inspect::{self, Expected},
+    kinds::Hook,
     lock::{self, DaemonLock},
     service::ServiceSpec,
     state::{self, State, WeightOverride},
@@ -104,6 +105,8 @@ impl Overrides {
     pub fn apply(&self, d: &mut DaemonConfig) {
         if !self.interfaces.is_empty() {
             d.interfaces = self.interfaces.clone();
+            // An interface the file names keeps the hook the file gives it.
+            d.hooks.retain(|name, _| self.interfaces.contains(name));
         }
         if let Some(v) = &self.socket {
             d.socket = v.clone();
@@ -301,7 +304,8 @@ impl Daemon {
             // Looked up before attaching: if the device is replaced in
             // between, the next check sees a new index and attaches again.
             let ifindex = config::interface_index(name).unwrap_or(0);
-            let attached = match dp.attach(name) {
+            let hook = d.hook(name);
+            let attached = match dp.attach(name, hook) {
                 Ok(a) => a,
                 Err(source) => {
                     undo_new_attachments(&mut dp, &before, &interfaces, name);
@@ -312,18 +316,18 @@ impl Daemon {
                     });
                 }
             };
-            let xdp = attached.xdp;
             log::info!(
-                "{name}: XDP in {xdp} mode, through {} (ifindex {ifindex})",
+                "{name}: {}, through {} (ifindex {ifindex})",
+                attached.ingress(),
                 attached.via
             );
             if !matches!(attached.via, Attachment::Netlink { .. }) {
                 tcx.insert(name.clone());
             }
             interfaces.push(InterfaceStatus {
-                canary_program_ids: vec![expected.ingress_id, expected.egress_id],
+                canary_program_ids: vec![expected.ingress_for(hook), expected.egress_id],
                 map_ids: expected.maps.iter().map(|(_, id)| *id).collect(),
-                ..InterfaceStatus::new(name, xdp, ifindex)
+                ..InterfaceStatus::new(name, hook, attached.xdp, ifindex)
             });
         }
         for old in before {
@@ -593,7 +597,7 @@ impl Daemon {
                 continue;
             }
             let started = std::time::Instant::now();
-            match self.dp.attach(&name) {
+            match self.dp.attach(&name, iface.hook) {
                 Ok(attached) => {
                     iface.reattached += 1;
                     let what = match (iface.ifindex, iface.attached) {
@@ -602,9 +606,9 @@ impl Daemon {
                         (_, false) => format!("ifindex {now}"),
                     };
                     log::info!(
-                        "{name}: {what}; re-attached in {:.1} ms: XDP in {} mode, through {} (re-attach #{})",
+                        "{name}: {what}; re-attached in {:.1} ms: {}, through {} (re-attach #{})",
                         started.elapsed().as_secs_f64() * 1e3,
-                        attached.xdp,
+                        attached.ingress(),
                         attached.via,
                         iface.reattached
                     );
@@ -751,7 +755,10 @@ impl Daemon {
                 ));
             }
         };
-        differs("interfaces", old.interfaces != new.interfaces);
+        differs(
+            "interfaces",
+            old.interfaces != new.interfaces || old.hooks != new.hooks,
+        );
         differs("socket", old.socket != new.socket);
         differs("metrics_listen", old.metrics_listen != new.metrics_listen);
         differs("bpffs", old.bpffs != new.bpffs);
@@ -877,11 +884,14 @@ fn verify(
     let before = (iface.attached, iface.problem.clone());
     let hook_problem = match inspect::hooks(iface.ifindex) {
         Ok(hooks) => {
-            let problem = inspect::hook_problem(expected, &hooks, tcx);
+            let problem = inspect::hook_problem(expected, &hooks, iface.hook, tcx);
             iface.xdp_program_id = hooks.xdp.map(|(id, _)| id);
-            if let Some((_, Some(mode))) = hooks.xdp {
-                iface.xdp = mode;
+            if iface.hook == Hook::Xdp
+                && let Some((_, Some(mode))) = hooks.xdp
+            {
+                iface.xdp = Some(mode);
             }
+            iface.ingress_program_ids = hooks.tcx_ingress;
             iface.egress_program_ids = hooks.tcx_egress;
             iface.attached = problem.is_none();
             if problem.is_some() {

@@ -69,9 +69,11 @@ impl Observer {
             let hook_problem = crate::inspect::hook_problem(
                 &snap.expected,
                 &hooks,
+                iface.hook,
                 snap.tcx.contains(&iface.name),
             );
             iface.xdp_program_id = hooks.xdp.map(|(id, _)| id);
+            iface.ingress_program_ids = hooks.tcx_ingress;
             iface.egress_program_ids = hooks.tcx_egress;
             if hook_problem.is_some() {
                 iface.attached = false;

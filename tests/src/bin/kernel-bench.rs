@@ -46,7 +46,7 @@ use aya::{
 };
 use canary_common::{
     FlowEntry, FlowKey, VERSION_STABLE, VersionStats,
-    names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
+    names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM},
     signals::{HTTP_CLASSES, Signals},
     verdict,
 };
@@ -133,6 +133,11 @@ struct Args {
     /// and hold them until killed. For the bench's "empty programs" path.
     #[arg(long, value_name = "IFACE")]
     attach_floor: Option<String>,
+    /// The same with ingress at TC: the empty TC program at tcx ingress and
+    /// tcx egress, as canaryd attaches an interface with hook = "tc". For
+    /// the bench's "empty TC+TC" path.
+    #[arg(long, value_name = "IFACE", conflicts_with = "attach_floor")]
+    attach_floor_tc: Option<String>,
 }
 
 impl Args {
@@ -193,6 +198,9 @@ fn main() -> Result<()> {
     if let Some(iface) = &args.attach_floor {
         return attach_floor(iface);
     }
+    if let Some(iface) = &args.attach_floor_tc {
+        return attach_floor_tc(iface);
+    }
     let cpu = pin_to_last_cpu()?;
     if args.scaling {
         eprintln!(
@@ -249,6 +257,14 @@ fn main() -> Result<()> {
         Step::One(
             ("floor_tc", "floor: empty TC program (TC_ACT_OK)", "tc"),
             floor_tc,
+        ),
+        Step::One(
+            (
+                "established_tc",
+                "established flow (ingress at TC, hook = \"tc\"), signals on",
+                "tc",
+            ),
+            established_tc,
         ),
         Step::Pair(
             [
@@ -495,37 +511,44 @@ fn established(args: &Args) -> Result<[Measured; 2]> {
         XDP_PASS,
     )?;
     let total = args.repeats();
-    let check = |f: &LiveFlow| -> Result<String> {
-        let check = expect_verdicts(&f.dp, verdict::TRANSLATED, total, false)?;
-        let s = stats(&f.dp)?;
-        ensure!(
-            s.packets_in == total && s.new_flows == 0 && s.rehashes == 0,
-            "stats {s:?}, want {total} packets in, no new flow, no rehash"
-        );
-        Ok(check + "; stats: no new flow, no rehash; output = input")
-    };
+    Ok([
+        (t_on, expect_established(&on, total, true)?),
+        (t_off, expect_established(&off, total, false)?),
+    ])
+}
+
+/// `established` with ingress at TC (`canary_ingress_tc`, signals on): the
+/// same logic, the rewrite through the kernel's checksum helpers.
+fn established_tc(args: &Args) -> Result<Measured> {
+    let mut on = LiveFlow::new(true)?;
+    let input = Frame::tcp(sa(CLIENT), sa(VIP), ACK | PSH).bytes();
+    let tc: &mut SchedClassifier = program(&mut on.dp, INGRESS_TC_PROGRAM)?;
+    let [t] = repeat_runs([&*tc], &input, args, TC_ACT_OK)?;
+    Ok((t, expect_established(&on, args.repeats(), true)?))
+}
+
+/// What an established-flow case's counters must show after `total`
+/// packets: all translated at ingress, no new flow, the first repeat's
+/// request (signals on) or no signal at all.
+fn expect_established(f: &LiveFlow, total: u64, signals: bool) -> Result<String> {
+    let check = expect_verdicts(&f.dp, verdict::TRANSLATED, total, false)?;
+    let s = stats(&f.dp)?;
+    ensure!(
+        s.packets_in == total && s.new_flows == 0 && s.rehashes == 0,
+        "stats {s:?}, want {total} packets in, no new flow, no rehash"
+    );
     let want_on = Signals {
         requests: 1,
         ..Signals::default()
     };
-    Ok([
-        (
-            t_on,
-            format!(
-                "{}; {}",
-                check(&on)?,
-                expect_signals(&on.dp, &want_on, "1 request: the first repeat's")?
-            ),
-        ),
-        (
-            t_off,
-            format!(
-                "{}; {}",
-                check(&off)?,
-                expect_signals(&off.dp, &Signals::default(), "none")?
-            ),
-        ),
-    ])
+    let signals = if signals {
+        expect_signals(&f.dp, &want_on, "1 request: the first repeat's")?
+    } else {
+        expect_signals(&f.dp, &Signals::default(), "none")?
+    };
+    Ok(format!(
+        "{check}; stats: no new flow, no rehash; output = input; {signals}"
+    ))
 }
 
 /// UDP with a 1 ns idle timeout: every repeat finds its flow's half-open
@@ -762,10 +785,9 @@ fn established_real(args: &Args) -> Result<Measured> {
 }
 
 /// The reply of a flow to a real backend, one call per packet: the source
-/// address, port and checksums really change, the only way to time
-/// egress's in-place port update (a rewrite that changes nothing cannot
-/// tell the L4 checksum's kind: see egress.rs). No request waits, so the
-/// signals only test the entry, as in `egress`.
+/// address, port and checksums really change (in repeat mode the rewrite
+/// must write back what it read). No request waits, so the signals only
+/// test the entry, as in `egress`.
 fn egress_real(args: &Args) -> Result<Measured> {
     let spec = real_service();
     let mut f = LiveFlow::with(spec.clone(), true)?;
@@ -852,6 +874,28 @@ fn attach_floor(iface: &str) -> Result<()> {
     )
     .with_context(|| format!("attaching {FLOOR_TC} to {iface} egress"))?;
     println!("kernel-bench: floor programs attached to {iface}; holding them until killed");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Attaches `bench_floor_tc` to `iface` at tcx ingress and tcx egress, as
+/// canaryd attaches an interface with hook = "tc", then sleeps until killed
+/// (the tcx links go with this process).
+fn attach_floor_tc(iface: &str) -> Result<()> {
+    let mut dp = load(&LoadOptions::default())?;
+    let tc = floor_program(&mut dp, FLOOR_TC, SchedClassifier::load)?;
+    for attach_type in [TcAttachType::Ingress, TcAttachType::Egress] {
+        tc.attach_with_options(
+            iface,
+            attach_type,
+            TcAttachOptions::TcxOrder(Default::default()),
+        )
+        .with_context(|| format!("attaching {FLOOR_TC} to {iface} with tcx ({attach_type:?})"))?;
+    }
+    println!(
+        "kernel-bench: floor programs attached to {iface} (tcx ingress and egress); holding them until killed"
+    );
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }

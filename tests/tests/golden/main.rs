@@ -1,7 +1,9 @@
 //! Golden packet fixtures: each case loads a fresh data path, fills its maps,
 //! runs one frame through XDP ingress or TC egress with BPF_PROG_TEST_RUN,
 //! and checks the verdict, the output bytes and the counters. Cases share no
-//! state, so their order does not matter.
+//! state, so their order does not matter. Every ingress case runs a second
+//! time through the TC ingress program (`hook = "tc"`), which shares the
+//! ingress logic and must give the same bytes, counters and flow state.
 //!
 //! Expected frames are built independently by `tests::packet`, with full
 //! checksums computed by `tests::checksum`: a byte match proves the data
@@ -31,7 +33,7 @@ use canary_common::{
     FIN_ACKED, FIN_SEEN, FlowEntry, FlowKey, VERSION_CANARY, VERSION_STABLE, VersionStats,
     handshake_token,
     hash::{backend_index, client_hash, flow_hash, is_canary, seed_from_name},
-    names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
+    names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM},
     signals::{HTTP_CLASSES, HTTP_OTHER, Signals, bucket_upper_us},
     verdict,
 };
@@ -40,7 +42,7 @@ use canary_userspace::{
     service::{addr_words, endpoint},
 };
 use tests::{
-    TC_ACT_OK, XDP_DROP, XDP_PASS,
+    TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS,
     packet::{ACK, FIN, Frame, ICMP, ICMPV6, PSH, RST, SYN, arp, hex},
     require_root,
 };
@@ -150,6 +152,9 @@ fn backend_of(name: &str, version: u8) -> SocketAddr {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Prog {
     Ingress,
+    /// The ingress logic at TC ingress (`canary_ingress_tc`): made from an
+    /// `Ingress` case by `at_tc_ingress`.
+    IngressTc,
     Egress,
 }
 
@@ -593,14 +598,23 @@ fn run(case: &Case) -> Vec<String> {
                 .unwrap();
             p.test_run(opts).unwrap()
         }
-        Prog::Egress => {
-            let p: &mut SchedClassifier = dp
-                .ebpf_mut()
-                .program_mut(EGRESS_PROGRAM)
-                .unwrap()
-                .try_into()
-                .unwrap();
-            p.test_run(opts).unwrap()
+        Prog::IngressTc | Prog::Egress => {
+            let name = if case.prog == Prog::Egress {
+                EGRESS_PROGRAM
+            } else {
+                INGRESS_TC_PROGRAM
+            };
+            let p: &mut SchedClassifier =
+                dp.ebpf_mut().program_mut(name).unwrap().try_into().unwrap();
+            match p.test_run(opts) {
+                Ok(r) => r,
+                // The kernel builds no skb of some frames (a truncated
+                // network header): the caller says which.
+                Err(e) if case.prog == Prog::IngressTc && format!("{e:?}").contains("code: 22") => {
+                    return vec![NO_SKB.into()];
+                }
+                Err(e) => panic!("{}: {e:?}", case.name),
+            }
         }
     };
     let mut errors = vec![];
@@ -623,7 +637,7 @@ fn run(case: &Case) -> Vec<String> {
     // Exactly one verdict counter moved, in the right program's table.
     let v = dp.verdicts().unwrap();
     let (mine, other) = match case.prog {
-        Prog::Ingress => (&v.ingress, &v.egress),
+        Prog::Ingress | Prog::IngressTc => (&v.ingress, &v.egress),
         Prog::Egress => (&v.egress, &v.ingress),
     };
     for (i, n) in mine.iter().enumerate() {
@@ -842,6 +856,100 @@ fn golden_packets() {
         "{failed} of {} golden cases failed (details above)",
         cases.len()
     );
+}
+
+/// Shortest frame BPF_PROG_TEST_RUN builds an skb from (ETH_HLEN): TC
+/// programs never see less.
+const SKB_MIN_LEN: usize = 14;
+/// What `run` reports when BPF_PROG_TEST_RUN refuses to build an skb of
+/// the case's frame (EINVAL).
+const NO_SKB: &str = "BPF_PROG_TEST_RUN builds no skb of this frame (EINVAL)";
+
+/// An `Ingress` case as the TC ingress program must pass it: the same
+/// input, output bytes, counters and flow state; the verdict's action as
+/// TC says it. None for frames no skb can be made of.
+fn at_tc_ingress(case: &Case) -> Option<Case> {
+    if case.prog != Prog::Ingress || case.input.len() < SKB_MIN_LEN {
+        return None;
+    }
+    let verdict = match case.verdict {
+        XDP_PASS => TC_ACT_OK,
+        XDP_DROP => TC_ACT_SHOT,
+        other => panic!("{}: XDP verdict {other} has no TC twin", case.name),
+    };
+    Some(Case {
+        name: case.name,
+        prog: Prog::IngressTc,
+        weight_bp: case.weight_bp,
+        flows: case.flows.clone(),
+        half_open: case.half_open.clone(),
+        raw_setup: case.raw_setup,
+        input: case.input.clone(),
+        verdict,
+        output: case.output.clone(),
+        counter: case.counter,
+        stats: case.stats,
+        stats_other: case.stats_other,
+        signals: case.signals,
+        flow_after: case.flow_after,
+    })
+}
+
+#[test]
+fn golden_packets_at_tc_ingress() {
+    require_root!();
+    let all = cases();
+    let ingress = all.iter().filter(|c| c.prog == Prog::Ingress).count();
+    let cases: Vec<Case> = all.iter().filter_map(at_tc_ingress).collect();
+    // Every ingress case but the frames shorter than an Ethernet header.
+    let too_short: Vec<_> = all
+        .iter()
+        .filter(|c| c.prog == Prog::Ingress && c.input.len() < SKB_MIN_LEN)
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(cases.len() + too_short.len(), ingress);
+    println!(
+        "{} of {ingress} ingress cases at TC ingress; without an skb (under {SKB_MIN_LEN} bytes): {too_short:?}",
+        cases.len()
+    );
+    let mut failed = 0;
+    let mut no_skb = vec![];
+    for case in &cases {
+        let errors = run(case);
+        if errors.is_empty() {
+            println!("ok    {}", case.name);
+        } else if errors == [NO_SKB] {
+            println!("skip  {}: {NO_SKB}", case.name);
+            no_skb.push(case.name);
+        } else {
+            failed += 1;
+            println!("FAIL  {} ({:?})", case.name, case.prog);
+            println!(
+                "      input (replay with scapy: Ether(bytes.fromhex(\"{}\")))",
+                hex(&case.input)
+            );
+            for e in errors {
+                println!("      {e}");
+            }
+        }
+    }
+    println!(
+        "{} cases at TC ingress, {failed} failed, {} without an skb",
+        cases.len(),
+        no_skb.len()
+    );
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} golden cases failed at TC ingress (details above)",
+        cases.len()
+    );
+    // Only truncated frames may go without an skb, and most cases must run.
+    assert!(
+        no_skb.iter().all(|n| n.starts_with("truncated")),
+        "cases the kernel made no skb of: {no_skb:?}"
+    );
+    assert!(no_skb.len() * 4 < cases.len(), "{no_skb:?}");
 }
 
 #[test]

@@ -6,7 +6,10 @@
 //! - empty programs: direct, with the empty floor programs attached where
 //!   canary's go (XDP driver mode and TC egress on the host's veth): what
 //!   hooking the veth costs before any program logic;
+//! - empty TC programs: the same with ingress at TC (tcx ingress and
+//!   egress), the floor of canary with `hook = "tc"`;
 //! - canary: canaryd on the host's client-facing veth, weight 10 %;
+//! - canary (tc): the same with the veth's ingress at TC (`hook = "tc"`);
 //! - canary, signals off: the same with `[daemon] signals = false`, for
 //!   issue 9's budget on what the health signals may cost;
 //! - nftables: DNAT with a weighted `numgen` map in the host namespace;
@@ -28,7 +31,7 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use canary_common::signals::Signals;
 use canary_userspace::{
-    Affinity, Protocol, ServiceSpec, XdpMode,
+    Affinity, Hook, Protocol, ServiceSpec, XdpMode,
     config::{Config, DaemonConfig},
     maps::{Counters, Maps},
 };
@@ -56,7 +59,9 @@ pub const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.
 pub enum Kind {
     Direct,
     EmptyPrograms,
+    EmptyTc,
     Canary,
+    CanaryTc,
     CanaryNoSignals,
     Nftables,
     Haproxy,
@@ -64,10 +69,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Direct,
         Kind::EmptyPrograms,
+        Kind::EmptyTc,
         Kind::Canary,
+        Kind::CanaryTc,
         Kind::CanaryNoSignals,
         Kind::Nftables,
         Kind::Haproxy,
@@ -78,7 +85,9 @@ impl Kind {
         match self {
             Kind::Direct => "direct",
             Kind::EmptyPrograms => "empty XDP+TC",
+            Kind::EmptyTc => "empty TC+TC",
             Kind::Canary => "canary (XDP)",
+            Kind::CanaryTc => "canary (tc)",
             Kind::CanaryNoSignals => "canary, signals off",
             Kind::Nftables => "nftables DNAT",
             Kind::Haproxy => "HAProxy tcp",
@@ -89,7 +98,7 @@ impl Kind {
     /// Where the client connects.
     pub fn target(self) -> SocketAddr {
         match self {
-            Kind::Direct | Kind::EmptyPrograms => backend_addr(0),
+            Kind::Direct | Kind::EmptyPrograms | Kind::EmptyTc => backend_addr(0),
             _ => SocketAddr::new(HOST_V4.into(), VIP_PORT),
         }
     }
@@ -148,12 +157,17 @@ impl PathEnv {
         }
         match kind {
             Kind::Direct => {}
-            Kind::EmptyPrograms => {
+            Kind::EmptyPrograms | Kind::EmptyTc => {
+                let flag = if kind == Kind::EmptyTc {
+                    "--attach-floor-tc"
+                } else {
+                    "--attach-floor"
+                };
                 let mut cmd = Command::new(&bins.kernel_bench);
-                cmd.args(["--attach-floor", HOST_IF]);
+                cmd.args([flag, HOST_IF]);
                 let log = env.dir.path().join("floor.log");
                 let mut s = Service::start(
-                    "kernel-bench --attach-floor",
+                    &format!("kernel-bench {flag}"),
                     &env.topo.host,
                     cmd,
                     &log,
@@ -171,9 +185,14 @@ impl PathEnv {
                 }
                 env.services.push(s);
             }
-            Kind::Canary | Kind::CanaryNoSignals => {
+            Kind::Canary | Kind::CanaryTc | Kind::CanaryNoSignals => {
                 let dirs = DaemonDirs::new("bench")?;
-                dirs.write_config(&canaryd_config(&dirs, kind == Kind::Canary))?;
+                let hook = if kind == Kind::CanaryTc {
+                    Hook::Tc
+                } else {
+                    Hook::Xdp
+                };
+                dirs.write_config(&canaryd_config(&dirs, kind != Kind::CanaryNoSignals, hook))?;
                 let daemon = Canaryd::start(&env.topo.host, &bins.canary, &dirs, &[])?;
                 env.canaryd = Some(BenchCanaryd { daemon, dirs });
             }
@@ -388,13 +407,18 @@ pub fn canary_service() -> ServiceSpec {
     }
 }
 
-/// canaryd's config for a canary path, measuring health signals or not.
-pub fn canaryd_config(dirs: &DaemonDirs, signals: bool) -> Config {
+/// canaryd's config for a canary path, measuring health signals or not,
+/// ingress at `hook`.
+pub fn canaryd_config(dirs: &DaemonDirs, signals: bool, hook: Hook) -> Config {
+    let mut daemon = DaemonConfig {
+        signals,
+        ..dirs.daemon_config(HOST_IF)
+    };
+    if hook != Hook::Xdp {
+        daemon.hooks.insert(HOST_IF.into(), hook);
+    }
     Config {
-        daemon: DaemonConfig {
-            signals,
-            ..dirs.daemon_config(HOST_IF)
-        },
+        daemon,
         services: vec![canary_service()],
         rollouts: Default::default(),
     }
@@ -426,12 +450,13 @@ impl BenchCanaryd {
     /// XDP attach mode canaryd reports.
     pub fn xdp_mode(&self) -> Result<XdpMode> {
         let status = self.daemon.status()?;
-        Ok(status
+        status
             .daemon
             .interfaces
             .first()
             .context("canaryd reports no interface")?
-            .xdp)
+            .xdp
+            .context("canaryd's ingress is not at XDP")
     }
 
     /// The health signals canaryd's data path counted so far, stable and

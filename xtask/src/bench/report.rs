@@ -832,7 +832,9 @@ impl Report<'_> {
         let _ = writeln!(d, "Headline ratios of this run:\n");
         for kind in [
             Kind::EmptyPrograms,
+            Kind::EmptyTc,
             Kind::Canary,
+            Kind::CanaryTc,
             Kind::CanaryNoSignals,
             Kind::Nftables,
             Kind::Haproxy,
@@ -840,6 +842,7 @@ impl Report<'_> {
         ] {
             let _ = writeln!(d, "- {}", line(kind));
         }
+        let _ = write!(d, "{}", self.hook_finding());
         let canary = self.summary(Kind::Canary);
         let nft = self.summary(Kind::Nftables);
         let haproxy = self.summary(Kind::Haproxy);
@@ -879,6 +882,42 @@ impl Report<'_> {
     }
 }
 
+impl Report<'_> {
+    /// The ingress hook on the bench's veth: canary with `hook = "tc"`
+    /// against canary at XDP, end to end and each above its own floor, and
+    /// in BPF_PROG_TEST_RUN.
+    fn hook_finding(&self) -> String {
+        let (xdp, tc) = (self.summary(Kind::Canary), self.summary(Kind::CanaryTc));
+        let (empty_xdp, empty_tc) = (
+            self.summary(Kind::EmptyPrograms),
+            self.summary(Kind::EmptyTc),
+        );
+        let est_xdp = self.kernel_ns("established") - self.kernel_ns("floor_xdp");
+        let est_tc = self.kernel_ns("established_tc") - self.kernel_ns("floor_tc");
+        format!(
+            "- Ingress hook on the veth: {tc_label} reaches {:.3}× {xdp_label}'s keep-alive req/s \
+             and {:.3}× its new conn/s; against its own floor ({empty_tc_label}) {:.3}× and \
+             {:.3}×, where {xdp_label} reaches {:.3}× and {:.3}× of {empty_xdp_label}; the floors \
+             themselves: {empty_tc_label} {:.3}× {empty_xdp_label}'s keep-alive req/s, {:.3}× its \
+             new conn/s. In BPF_PROG_TEST_RUN an established packet costs {est_tc:.0} ns above \
+             the empty TC program at TC ingress and {est_xdp:.0} ns above the empty XDP program \
+             at XDP.\n",
+            tc.rps / xdp.rps,
+            tc.conns_per_s / xdp.conns_per_s,
+            tc.rps / empty_tc.rps,
+            tc.conns_per_s / empty_tc.conns_per_s,
+            xdp.rps / empty_xdp.rps,
+            xdp.conns_per_s / empty_xdp.conns_per_s,
+            empty_tc.rps / empty_xdp.rps,
+            empty_tc.conns_per_s / empty_xdp.conns_per_s,
+            tc_label = Kind::CanaryTc.label(),
+            xdp_label = Kind::Canary.label(),
+            empty_tc_label = Kind::EmptyTc.label(),
+            empty_xdp_label = Kind::EmptyPrograms.label(),
+        )
+    }
+}
+
 /// Method notes for the kernel cases.
 const KERNEL_METHOD: &str = "\
 How each case measures what its name says. BPF_PROG_TEST_RUN with `repeat` runs the program on the \
@@ -898,6 +937,9 @@ carries the client's request (`GET / HTTP/1.1`): with signals on, the first repe
 request (clock read, counted) and every later one finds it still waiting, so the figure is the \
 steady state of a client segment while its request is outstanding, where the signals only test \
 the entry; the signals show exactly 1 request.
+- **established flow (ingress at TC)**: the same case through `canary_ingress_tc`, the same \
+ingress logic at TC ingress (`hook = \"tc\"`), whose rewrite goes through the kernel's checksum \
+helpers instead of incremental edits in place; compared with the empty TC program.
 - **signals on / signals off**: *off* is the same case on a second copy of the data path loaded \
 with `LoadOptions { signals: false, .. }` (the read-only global `SIGNALS_ENABLED` = 0, so the \
 verifier removes the signals' code); on and off alternate run by run (call by call in single \
@@ -908,9 +950,8 @@ whole new-flow path (hash, weight, backend, flow-table insert, lookup): `new_flo
 number of repeats. The insert replaces the flow's own entry, so the LRU never evicts here.
 - **egress reply translation**: a reply from the backend (= the VIP, as above) on the live flow, \
 `HTTP/1.1 200 OK` and the body: owner lookup, flow lookup, source rewrite; all repeats counted \
-egress `translated`, output equals input. The rewrite changes nothing here (backend = VIP), so \
-egress cannot tell the L4 checksum's kind from the helper's result and takes its fallback (a \
-second helper call for the port): the real-backend case below times the usual path. A request is set \
+egress `translated`, output equals input (the real-backend case below has a rewrite that changes \
+the packet). A request is set \
 waiting in the entry beforehand, so with signals on the first repeat is its response (latency, \
 status class: the signals show 1 response, 2xx) and every later one finds none waiting: the \
 figure is the steady state of a reply segment after the response's first, where the signals only \
@@ -966,10 +1007,15 @@ fn findings_text(xdp_mode: &str, not_service: f64) -> String {
          2-CPU machine its full/empty ratio was within run-to-run noise of the common LRU's, \
          and it splits the table's capacity by CPU (a fill from one CPU got 8,192 of 16,384 \
          entries), so a host whose new flows arrive on few CPUs would evict early.\n\
-         - **Egress** rewrites the IPv4 checksum, source and port in place and calls one \
-         helper (`bpf_l4_csum_replace`), the only one that knows whether the skb's L4 checksum \
-         is a full sum or a CHECKSUM_PARTIAL pseudo-header sum; it still does two hash \
-         lookups (BACKEND_OWNERS, then FLOWS), where established ingress does one.\n\
+         - **Egress** does two hash lookups (BACKEND_OWNERS: a reply does not carry the VIP \
+         its flow is keyed by; then FLOWS), where established ingress does one, and rewrites \
+         through three helper calls (one store of the IPv4 header checksum, addresses and \
+         ports, two `bpf_l4_csum_replace`): only the helpers know the skb's checksum state \
+         (CHECKSUM_PARTIAL holds the pseudo-header sum only), and a direct packet write would \
+         make the kernel copy the header of every cloned skb the program sees (the verifier's \
+         unclone prologue), all of a local TCP sender's packets included, rewritten or not. \
+         A reverse flow table keyed by the reply's tuple would make egress one lookup at the \
+         price of a second insert per new flow and twice the flow memory; not done.\n\
          - **nftables** pays conntrack on every packet (and a conntrack entry per connection); \
          **HAProxy and nginx** terminate the client's TCP connection and open their own to the \
          backend, so every request crosses userspace twice and every new connection is two.\n"

@@ -213,15 +213,37 @@ impl Report<'_> {
     }
 }
 
-/// A profile's categories and its top symbols, as two tables.
+/// A profile's categories and its top symbols, as two tables. The data
+/// path's own time (what is not the harness, syscalls or the stack) is
+/// also split on its own, so one-call profiles, mostly syscall, read too.
 fn profile_tables(p: &Profile, top: usize) -> String {
-    let mut t = String::from("| where | share of samples |\n|---|---:|\n");
-    for (c, pct) in p.categories() {
-        let _ = writeln!(t, "| {c} | {pct:.1} % |");
+    let cats = p.categories();
+    let data_path: f64 = cats
+        .iter()
+        .filter(|(c, _)| is_data_path(c))
+        .map(|(_, pct)| pct)
+        .sum();
+    let mut t =
+        String::from("| where | share of samples | share of the data path's |\n|---|---:|---:|\n");
+    for (c, pct) in &cats {
+        let own = if is_data_path(c) && data_path > 0.0 {
+            format!("{:.0} %", pct / data_path * 100.0)
+        } else {
+            "–".into()
+        };
+        let _ = writeln!(t, "| {c} | {pct:.1} % | {own} |");
     }
     t.push_str("\n| symbol | self |\n|---|---:|\n");
     for s in p.symbols.iter().take(top) {
         let _ = writeln!(t, "| `{}` | {:.1} % |", s.name, s.percent);
     }
     t
+}
+
+/// Categories that are the data path's own work (not the harness, not
+/// the rest of the system).
+fn is_data_path(category: &str) -> bool {
+    !category.starts_with("other")
+        && !category.starts_with("BPF_PROG_TEST_RUN")
+        && !category.starts_with("empty")
 }
