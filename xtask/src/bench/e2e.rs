@@ -297,13 +297,9 @@ pub fn profile_under_load(env: &PathEnv, plan: &Plan) -> Result<profile::Profile
     )?;
     let ka = ka?;
     println!(
-        "e2e: profiled the keep-alive load ({} req/s): canary's programs {:.1} % of all CPU samples",
+        "e2e: profiled the keep-alive load ({} req/s): the data path (canary's programs and what they call) {:.1} % of all CPU samples",
         ka.rps.round(),
-        p.symbols
-            .iter()
-            .filter(|s| s.name.starts_with("bpf_prog_canary"))
-            .map(|s| s.percent)
-            .sum::<f64>()
+        p.data_path.of_all_percent
     );
     Ok(p)
 }

@@ -5,6 +5,7 @@
 //! so each BPF program shows under its own name.
 
 use std::{
+    io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
 };
@@ -26,14 +27,28 @@ pub struct Profile {
     pub what: String,
     /// The command that recorded it, for the page.
     pub command: String,
+    /// Self time per symbol, % of all samples.
     pub symbols: Vec<Symbol>,
+    /// The data path's time: samples whose call chain runs through one of
+    /// canary's programs, by the function the sample landed in (% of those
+    /// samples), and their share of all samples.
+    pub data_path: ChainShare,
+}
+
+/// Samples attributed by call chain to canary's programs.
+#[derive(Debug, Default, PartialEq)]
+pub struct ChainShare {
+    pub samples: u64,
+    pub of_all_percent: f64,
+    /// Where those samples landed (the leaf frame), % of `samples`.
+    pub leaves: Vec<Symbol>,
 }
 
 impl Profile {
-    /// Share of the samples in each category, largest first.
+    /// The data path's time by category, % of its samples, largest first.
     pub fn categories(&self) -> Vec<(&'static str, f64)> {
         let mut sums: Vec<(&'static str, f64)> = vec![];
-        for s in &self.symbols {
+        for s in &self.data_path.leaves {
             let c = category(&s.name);
             match sums.iter_mut().find(|(n, _)| *n == c) {
                 Some((_, p)) => *p += s.percent,
@@ -86,6 +101,7 @@ pub fn command(what: &str, argv: &[String], data: &Path) -> Result<Profile> {
         what: what.into(),
         command: format!("perf {}", args.join(" ")),
         symbols: report(data)?,
+        data_path: chains(data)?,
     })
 }
 
@@ -116,6 +132,7 @@ pub fn finish_system_wide(
         what: what.into(),
         command: format!("perf {}", args.join(" ")),
         symbols: report(data)?,
+        data_path: chains(data)?,
     })
 }
 
@@ -136,6 +153,74 @@ fn report(data: &Path) -> Result<Vec<Symbol>> {
     let symbols = parse_report(&text);
     ensure!(!symbols.is_empty(), "perf report found no samples");
     Ok(symbols)
+}
+
+/// Reads every sample's call chain (`perf script`) and keeps those that
+/// run through one of canary's programs: a helper or map function called
+/// by the program counts as the program's time, and a clock read by the
+/// harness or the network stack does not.
+fn chains(data: &Path) -> Result<ChainShare> {
+    let mut child = Command::new("perf")
+        .args(["script", "-F", "ip,sym", "-i", &data.display().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting perf script")?;
+    let out = child.stdout.take().context("perf script's output")?;
+    let share = attribute(BufReader::new(out).lines().map_while(|l| l.ok()));
+    let status = child.wait().context("waiting for perf script")?;
+    ensure!(status.success(), "perf script exited with {status}");
+    Ok(share)
+}
+
+/// `perf script -F ip,sym` output: one sample per block of frame lines
+/// (`\t<address> <symbol>`, the leaf first), blocks apart by blank lines.
+pub fn attribute(lines: impl Iterator<Item = String>) -> ChainShare {
+    let mut total = 0u64;
+    let mut ours = 0u64;
+    let mut leaves: Vec<(String, u64)> = vec![];
+    let mut leaf: Option<String> = None;
+    let mut in_program = false;
+    let mut end_sample = |leaf: &mut Option<String>, in_program: &mut bool| {
+        if let Some(l) = leaf.take() {
+            total += 1;
+            if *in_program {
+                ours += 1;
+                match leaves.iter_mut().find(|(n, _)| *n == l) {
+                    Some((_, c)) => *c += 1,
+                    None => leaves.push((l, 1)),
+                }
+            }
+        }
+        *in_program = false;
+    };
+    for line in lines {
+        let mut words = line.split_whitespace();
+        let (Some(_ip), Some(sym)) = (words.next(), words.next()) else {
+            end_sample(&mut leaf, &mut in_program);
+            continue;
+        };
+        let sym = program_name(sym);
+        in_program |= sym.starts_with("bpf_prog_canary");
+        if leaf.is_none() {
+            leaf = Some(sym);
+        }
+    }
+    end_sample(&mut leaf, &mut in_program);
+    let mut leaves: Vec<Symbol> = leaves
+        .into_iter()
+        .map(|(name, c)| Symbol {
+            name,
+            percent: c as f64 * 100.0 / ours.max(1) as f64,
+        })
+        .collect();
+    leaves.sort_by(|a, b| b.percent.total_cmp(&a.percent));
+    ChainShare {
+        samples: ours,
+        of_all_percent: ours as f64 * 100.0 / total.max(1) as f64,
+        leaves,
+    }
 }
 
 /// Lines like `    20.60%  [k] htab_map_hash`; one BPF program may show
@@ -219,7 +304,7 @@ pub fn category(symbol: &str) -> &'static str {
     } else if HARNESS.contains(&symbol) {
         "BPF_PROG_TEST_RUN harness"
     } else {
-        "other (syscalls, the network stack, loading)"
+        "other kernel functions"
     }
 }
 
@@ -243,28 +328,55 @@ mod tests {
     }
 
     #[test]
+    fn samples_count_as_the_data_path_by_call_chain() {
+        let text = "\n\tffffffff1 htab_map_hash\n\tffffffff2 __htab_map_lookup_elem\n\
+                    \tffffffff3 bpf_prog_0123abcd_canary_ingress\n\tffffffff4 bpf_test_run\n\
+                    \n\n\tffffffff5 read_tsc\n\tffffffff6 bpf_test_timer_continue\n\
+                    \n\tffffffff3 bpf_prog_0123abcd_canary_ingress\n\tffffffff4 bpf_test_run\n\
+                    \n\tffffffff7 read_tsc\n\tffffffff8 bpf_ktime_get_ns\n\
+                    \tffffffff9 bpf_prog_99_canary_egress\n";
+        let share = attribute(text.lines().map(String::from));
+        assert_eq!(share.samples, 3);
+        assert_eq!(share.of_all_percent, 75.0);
+        let names: Vec<&str> = share.leaves.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"htab_map_hash"));
+        assert!(names.contains(&"bpf_prog_canary_ingress"));
+        assert!(
+            names.contains(&"read_tsc"),
+            "the program's own clock read counts"
+        );
+        assert!((share.leaves.iter().map(|s| s.percent).sum::<f64>() - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn categories_add_up_by_kind() {
+        let leaves = vec![
+            Symbol {
+                name: "htab_map_hash".into(),
+                percent: 20.0,
+            },
+            Symbol {
+                name: "memcmp".into(),
+                percent: 5.0,
+            },
+            Symbol {
+                name: "bpf_prog_canary_egress".into(),
+                percent: 30.0,
+            },
+            Symbol {
+                name: "bpf_l4_csum_replace".into(),
+                percent: 10.0,
+            },
+        ];
         let p = Profile {
             what: "x".into(),
             command: String::new(),
-            symbols: vec![
-                Symbol {
-                    name: "htab_map_hash".into(),
-                    percent: 20.0,
-                },
-                Symbol {
-                    name: "memcmp".into(),
-                    percent: 5.0,
-                },
-                Symbol {
-                    name: "bpf_prog_canary_egress".into(),
-                    percent: 30.0,
-                },
-                Symbol {
-                    name: "bpf_l4_csum_replace".into(),
-                    percent: 10.0,
-                },
-            ],
+            symbols: vec![],
+            data_path: ChainShare {
+                samples: 4,
+                of_all_percent: 65.0,
+                leaves,
+            },
         };
         let c = p.categories();
         assert_eq!(c[0], ("canary's programs (their own instructions)", 30.0));

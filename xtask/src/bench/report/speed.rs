@@ -163,11 +163,15 @@ impl Report<'_> {
         let mut d = String::from(
             "## Profile\n\n\
              Where the time goes, sampled with `perf` (`cpu-clock`: this virtual machine has no \
-             hardware counters — `perf stat -e cycles` says `<not supported>` — so `bpftool prog \
-             profile`, which counts cycles and instructions, cannot run here). The JIT's symbols \
+             hardware counters — `perf stat -e cycles` says `<not supported>` — and `bpftool prog \
+             profile`, which would count cycles and instructions per run, cannot run here either: \
+             Debian's bpftool answers `bpftool prog profile command is not supported. Please \
+             build bpftool with clang >= 10.0.0`). The JIT's symbols \
              are on (`net.core.bpf_jit_kallsyms = 1`), so each BPF program shows under its name; \
-             the kernel functions it calls (map lookups, helpers) show under theirs. Percentages \
-             are of the profiled process's samples (kernel-bench) or of all CPUs' (under load), \
+             the kernel functions it calls (map lookups, helpers) show under theirs, and with \
+             call chains (`-g`, the JIT keeps frame pointers) every sample in one of those is \
+             the data path's time, while the harness's or the stack's clock reads are not. \
+             Percentages are of the profiled process's samples (kernel-bench) or of all CPUs' (under load), \
              self time only.\n\n\
              ### Program sizes\n\n\
              | program | signals | verifier: instructions processed | loaded instructions | JIT code (bytes) |\n\
@@ -213,37 +217,27 @@ impl Report<'_> {
     }
 }
 
-/// A profile's categories and its top symbols, as two tables. The data
-/// path's own time (what is not the harness, syscalls or the stack) is
-/// also split on its own, so one-call profiles, mostly syscall, read too.
+/// A profile's data path share, where its time goes (by category and by
+/// function, attributed by call chain) and the whole profile's top
+/// symbols for context.
 fn profile_tables(p: &Profile, top: usize) -> String {
-    let cats = p.categories();
-    let data_path: f64 = cats
-        .iter()
-        .filter(|(c, _)| is_data_path(c))
-        .map(|(_, pct)| pct)
-        .sum();
-    let mut t =
-        String::from("| where | share of samples | share of the data path's |\n|---|---:|---:|\n");
-    for (c, pct) in &cats {
-        let own = if is_data_path(c) && data_path > 0.0 {
-            format!("{:.0} %", pct / data_path * 100.0)
-        } else {
-            "–".into()
-        };
-        let _ = writeln!(t, "| {c} | {pct:.1} % | {own} |");
+    let dp = &p.data_path;
+    let mut t = format!(
+        "The data path (samples whose call chain runs through one of canary's programs: the \
+         program itself or a kernel function it called): {:.1} % of the samples ({} samples).\n\n\
+         | where the data path's time goes | share |\n|---|---:|\n",
+        dp.of_all_percent, dp.samples
+    );
+    for (c, pct) in p.categories() {
+        let _ = writeln!(t, "| {c} | {pct:.1} % |");
     }
-    t.push_str("\n| symbol | self |\n|---|---:|\n");
+    t.push_str("\n| function the data path's samples landed in | share |\n|---|---:|\n");
+    for s in dp.leaves.iter().take(top) {
+        let _ = writeln!(t, "| `{}` | {:.1} % |", s.name, s.percent);
+    }
+    t.push_str("\n| all samples: symbol | self |\n|---|---:|\n");
     for s in p.symbols.iter().take(top) {
         let _ = writeln!(t, "| `{}` | {:.1} % |", s.name, s.percent);
     }
     t
-}
-
-/// Categories that are the data path's own work (not the harness, not
-/// the rest of the system).
-fn is_data_path(category: &str) -> bool {
-    !category.starts_with("other")
-        && !category.starts_with("BPF_PROG_TEST_RUN")
-        && !category.starts_with("empty")
 }
