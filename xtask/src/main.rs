@@ -108,7 +108,7 @@ enum Task {
         after_help = "Examples:\n  cargo xtask bench\n  cargo xtask bench --quick\n  cargo xtask bench --dry-run"
     )]
     Bench {
-        /// Fewer samples, one short round (under 3 minutes); writes
+        /// Fewer samples, one short round (about 4 minutes); writes
         /// target/bench/BENCHMARKS.md and bench.svg, leaving docs/ alone.
         #[arg(long)]
         quick: bool,

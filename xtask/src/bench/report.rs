@@ -513,7 +513,7 @@ impl Report<'_> {
             "# Benchmarks\n\n\
              Written by `cargo xtask bench{flag}` on {}; every figure on this page comes from that one \
              run ({:.0} s wall time, as root). Run `cargo xtask bench` to refresh the page; \
-             `cargo xtask bench --quick` (under 3 minutes, rougher figures) writes to \
+             `cargo xtask bench --quick` (about 4 minutes, rougher figures) writes to \
              `target/bench/` instead, and `cargo xtask bench --dry-run` only builds and checks the \
              tools and configs.\n{quick_note}\n\
              Benchmarks are not tests: nothing asserts a timing. The targets below are from issue 4. \
