@@ -251,6 +251,39 @@ fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
     );
 }
 
+/// A reload right after a detach behind canaryd's back, before its
+/// once-a-second check has seen it, repairs it too: the reload's own check
+/// finds the detach and attaches again.
+#[test]
+fn a_reload_repairs_a_detach_its_periodic_check_has_not_seen_yet() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    let vip = IpAddr::V4(HOST_V4);
+    s.dirs.write_config(&s.config(vip, 10_000)).unwrap();
+    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    assert_eq!(s.request(vip).unwrap(), CANARY);
+    let before = host_interface(&d.status().unwrap());
+    let ingress = before.canary_program_ids[0];
+
+    let record = s.dirs.pins().interface(HOST_IF);
+    s.topo
+        .host
+        .enter(|| attachment::detach(HOST_IF, &record))
+        .unwrap()
+        .unwrap();
+    let out = d.ctl(&["reload"]).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = host_interface(&d.status().unwrap());
+    assert!(after.attached && after.problem.is_none(), "{after:?}");
+    assert_eq!(after.xdp_program_id, Some(ingress), "{after:?}");
+    wait_until(
+        "the VIP serves after the reload",
+        || d.log_text(),
+        || s.request(vip).is_ok(),
+    );
+}
+
 /// Another XDP program (a second data path with its own maps, as a second
 /// canaryd would load) takes the hook: status names its id and never
 /// shows the interface as attached.

@@ -594,7 +594,11 @@ impl Daemon {
                     maps_problem.as_deref(),
                     &mut self.tampered,
                 );
-                continue;
+                // A repair (reload) mends what this very check found, not
+                // only what an earlier one did.
+                if !(repair && self.tampered.contains(&name)) {
+                    continue;
+                }
             }
             let started = std::time::Instant::now();
             match self.dp.attach(&name, iface.hook) {
