@@ -86,22 +86,26 @@ enum Task {
     },
 
     /// Set up, build (release), then measure canary against direct, nftables,
-    /// HAProxy and nginx, and write docs/BENCHMARKS.md and docs/bench.svg.
+    /// HAProxy and nginx, and write docs/BENCHMARKS.md with its charts.
     ///
     /// Runs:
     ///   1. cargo xtask setup
     ///   2. cargo build --release (kernel-bench of the tests crate, canaryd, canaryctl)
-    ///   3. tool and config checks (wrk, haproxy -c, nginx -t, nft -c)
-    ///   4. kernel path: kernel-bench (BPF_PROG_TEST_RUN beside empty floor programs)
-    ///   5. end to end: direct, empty XDP+TC programs, canary, canary with signals
-    ///      off, nftables, HAProxy, nginx stream, each in its own namespace
-    ///      topology, wrk rounds interleaved; then BPF run-time stats under the
-    ///      same load
-    ///   6. control plane: canaryctl set-weight to the kernel, canaryd RSS and idle CPU
-    ///   7. report: docs/BENCHMARKS.md (targets, signals budget), docs/bench.svg,
-    ///      the tables on stdout
+    ///   3. tool and config checks (wrk, haproxy -c, nginx -t, nft -c, perf)
+    ///   4. kernel path: kernel-bench (BPF_PROG_TEST_RUN beside empty floor
+    ///      programs), three cases profiled alone with perf, and the scaling
+    ///      sweep (flow-table sizes, services, backends, IPv6)
+    ///   5. end to end: direct, empty XDP+TC and TC+TC programs, canary at XDP
+    ///      and at TC, canary with signals off, nftables, HAProxy, nginx stream,
+    ///      each in its own namespace topology, wrk rounds interleaved; the
+    ///      signals budget's triplets; BPF run-time stats and a perf profile of
+    ///      all CPUs under the same load
+    ///   6. control plane: canaryctl set-weight to the kernel, canaryd RSS and
+    ///      idle CPU, status and /metrics with 1 and 256 services
+    ///   7. report: docs/BENCHMARKS.md (targets, signals budget, profile,
+    ///      scaling), docs/bench.svg, docs/bench-scaling.svg, the tables on stdout
     ///
-    /// About 10 minutes. Traffic stays inside namespaces it creates (198.18.0.0/15).
+    /// About 16 minutes. Traffic stays inside namespaces it creates (198.18.0.0/15).
     /// Needs root. Benchmarks are not tests: nothing asserts a timing.
     #[command(
         verbatim_doc_comment,
@@ -109,7 +113,7 @@ enum Task {
     )]
     Bench {
         /// Fewer samples, one short round (about 4 minutes); writes
-        /// target/bench/BENCHMARKS.md and bench.svg, leaving docs/ alone.
+        /// target/bench/BENCHMARKS.md and its charts, leaving docs/ alone.
         #[arg(long)]
         quick: bool,
         /// Steps 1-3 only: build, check tools and configs, measure nothing
