@@ -50,6 +50,17 @@ struct Setup {
 }
 
 impl Setup {
+    /// Detaches canary's programs from the host interface the way an
+    /// operator's tool would, without telling canaryd.
+    fn detach_behind_canaryds_back(&self) {
+        let record = self.dirs.pins().interface(HOST_IF);
+        self.topo
+            .host
+            .enter(|| attachment::detach(HOST_IF, &record))
+            .unwrap()
+            .unwrap();
+    }
+
     fn new() -> Setup {
         let topo = Topology::new(BackendKind::LocalProcess).unwrap();
         let at = |port| SocketAddr::new(HOST_V4.into(), port);
@@ -160,12 +171,7 @@ fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
     assert_eq!(before.mismatches, 0);
 
     // Behind its back.
-    let record = s.dirs.pins().interface(HOST_IF);
-    s.topo
-        .host
-        .enter(|| attachment::detach(HOST_IF, &record))
-        .unwrap()
-        .unwrap();
+    s.detach_behind_canaryds_back();
     let want = format!(
         "canary's XDP program (id {ingress}) is not attached: the kernel runs no XDP program here; \
          canary's tc egress program (id {egress}) is not attached (tcx egress runs [])"
@@ -266,12 +272,7 @@ fn a_reload_repairs_a_detach_its_periodic_check_has_not_seen_yet() {
     let before = host_interface(&d.status().unwrap());
     let ingress = before.canary_program_ids[0];
 
-    let record = s.dirs.pins().interface(HOST_IF);
-    s.topo
-        .host
-        .enter(|| attachment::detach(HOST_IF, &record))
-        .unwrap()
-        .unwrap();
+    s.detach_behind_canaryds_back();
     let out = d.ctl(&["reload"]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let after = host_interface(&d.status().unwrap());
