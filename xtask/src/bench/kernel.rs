@@ -120,22 +120,17 @@ pub fn profile(bin: &Path, plan: &Plan) -> Result<Vec<profile::Profile>> {
     let dir = TempDir::new("kernel-profile")?;
     let mut out = vec![];
     for (id, _) in PROFILED {
+        // Fewer, longer runs than the measured cases: enough samples, a
+        // bounded time.
+        let sizes = Plan {
+            runs: 3,
+            repeat: 3_000_000,
+            single: 200_000,
+            signal_calls: 200_000,
+            table: plan.table,
+        };
         let mut argv = vec![bin.display().to_string()];
-        argv.extend(
-            [
-                "--runs",
-                "3",
-                "--repeat",
-                "3000000",
-                "--single",
-                "200000",
-                "--signal-calls",
-                "200000",
-                "--table",
-            ]
-            .map(String::from),
-        );
-        argv.push(plan.table.to_string());
+        argv.extend(sizes.args());
         argv.extend(["--only".into(), id.into(), "--json".into()]);
         argv.push(dir.path().join(format!("{id}.json")).display().to_string());
         out.push(profile::command(
