@@ -5,8 +5,14 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result};
-use canary_common::{VersionStats, signals::Signals};
-use canary_userspace::{Affinity, Dataplane, Hook, LoadOptions, Protocol, ServiceSpec};
+use canary_common::{
+    VersionStats,
+    hash::{flow_hash, is_canary, seed_from_name},
+    signals::Signals,
+};
+use canary_userspace::{
+    Affinity, Dataplane, Hook, LoadOptions, Protocol, ServiceSpec, service::addr_words,
+};
 use xtask::topology::{
     BACKEND_V4, BACKEND_V6, BackendKind, CLIENT_IF, HOST_IF, HOST_V4, HOST_V6, Topology,
 };
@@ -152,6 +158,24 @@ impl Harness {
             backends,
             topo,
         })
+    }
+
+    /// Whether the shared hash (the code the kernel runs) sends a new TCP
+    /// flow from `client` to the canary at `weight_bp`, flow affinity. Tests
+    /// check each connection against it: exact, where a share band is only
+    /// a statistical check (the kernel picks ephemeral ports at random).
+    pub fn hash_says_canary(&self, client: SocketAddr, weight_bp: u16) -> bool {
+        let (c, _) = addr_words(client.ip());
+        let (v, _) = addr_words(self.vip.ip());
+        let h = flow_hash(
+            seed_from_name(SERVICE.as_bytes()),
+            &c,
+            &v,
+            client.port().to_be(),
+            self.vip.port().to_be(),
+            Protocol::Tcp.number(),
+        );
+        is_canary(h, weight_bp)
     }
 
     /// A client connection to the VIP from the client namespace.
