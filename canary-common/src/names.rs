@@ -20,13 +20,18 @@ pub const STATS: &str = "STATS";
 pub const VERDICTS: &str = "VERDICTS";
 pub const SETTINGS: &str = "SETTINGS";
 pub const SIGNALS: &str = "SIGNALS";
+pub const SAMPLER: &str = "SAMPLER";
 
 /// The read-only global that switches the signals on (1) or off (0) at
 /// load time: with it off the verifier prunes their code as dead.
 pub const SIGNALS_ENABLED: &str = "SIGNALS_ENABLED";
 
+/// The read-only global capping the latency sampler's shift
+/// (`signals::MAX_SAMPLE_SHIFT`, or 0 to time every request start).
+pub const LATENCY_MAX_SHIFT: &str = "LATENCY_MAX_SHIFT";
+
 /// Every map of the object; all are pinned when a pin directory is given.
-pub const MAPS: [&str; 9] = [
+pub const MAPS: [&str; 10] = [
     SERVICES,
     BACKENDS,
     BACKEND_OWNERS,
@@ -36,4 +41,5 @@ pub const MAPS: [&str; 9] = [
     VERDICTS,
     SETTINGS,
     SIGNALS,
+    SAMPLER,
 ];

@@ -92,6 +92,68 @@ impl Signals {
     }
 }
 
+/// `FlowEntry::request_ns` of a request waiting for its response that was
+/// not timed (see `Sampler`): its response is counted and classified, but
+/// adds no latency. A real start time is never 1 ns after boot.
+pub const UNTIMED: u64 = 1;
+
+/// How request starts are timed, per (service, version) and CPU: the
+/// SAMPLER per-CPU array, at `stats_slot`.
+///
+/// Reading the clock is most of what a request start costs (about 45 ns on
+/// a VM with retpolines and SRSO's safe RET, where the rest of a start is
+/// about 10). So each CPU times every request of a (service, version) up
+/// to `TIMED_PER_WINDOW` starts per `SAMPLE_WINDOW_NS`, and above that rate
+/// one start in `2^shift`, the largest power of two that still leaves at
+/// least that many timed (at most one in `1 << MAX_SAMPLE_SHIFT`). Which starts
+/// are timed depends only on their order of arrival, never on their
+/// latency, so the histogram stays an unbiased sample; requests, responses
+/// and status classes still count every request.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sampler {
+    /// Clock at the timed start that opened the current window.
+    pub window_start_ns: u64,
+    /// Request starts since then.
+    pub starts: u32,
+    /// One start in `1 << shift` is timed.
+    pub shift: u32,
+}
+
+/// Length of a sampling window: the rate is judged, and the shift chosen,
+/// at the first timed start after a window has passed.
+pub const SAMPLE_WINDOW_NS: u64 = 100_000_000;
+/// Starts per window and CPU timed at least: every request up to 320 a
+/// second per CPU and version, and never fewer timed above that. A rollout
+/// judges p99 over intervals of tens of seconds: 320 a second per CPU give
+/// it thousands of observations per interval, a few hundred above its p99.
+pub const TIMED_PER_WINDOW: u32 = 32;
+/// At most one start in 32 is timed: the clock's 45 ns spread over 32.
+pub const MAX_SAMPLE_SHIFT: u32 = 5;
+
+/// The shift (at most `max_shift`, itself at most `MAX_SAMPLE_SHIFT`) for
+/// the next window after `starts` request starts in the last
+/// one: the largest that still leaves at least `TIMED_PER_WINDOW` of them
+/// timed (a window lasts longer than `SAMPLE_WINDOW_NS` when its starts
+/// are few or mostly untimed, which only makes the shift smaller).
+#[inline(always)]
+pub fn sample_shift(starts: u32, max_shift: u32) -> u32 {
+    let mut shift = 0;
+    // Bounded by MAX_SAMPLE_SHIFT: the verifier sees a fixed trip count.
+    while shift < MAX_SAMPLE_SHIFT && shift < max_shift && (starts >> shift) >= 2 * TIMED_PER_WINDOW
+    {
+        shift += 1;
+    }
+    shift
+}
+
+/// Whether the `starts`-th start of a window (counted from 1) is timed at
+/// `shift`: every `1 << shift`-th one.
+#[inline(always)]
+pub fn is_timed(starts: u32, shift: u32) -> bool {
+    starts & ((1u32 << (shift & 31)) - 1) == 0
+}
+
 /// The bucket of a duration in nanoseconds.
 #[inline(always)]
 pub fn bucket_of_ns(ns: u64) -> usize {
@@ -137,6 +199,8 @@ pub fn http_class(head: &[u8; STATUS_LINE_PREFIX]) -> usize {
     }
 }
 
+const _: () = assert!(core::mem::size_of::<Sampler>() == 16);
+
 const _: () = assert!(
     core::mem::size_of::<Signals>() == (2 + HTTP_CLASSES + 3 + 2 * LATENCY_BUCKETS + 3) * 8
 );
@@ -145,9 +209,37 @@ const _: () = assert!(
 // SAFETY: repr(C), Copy, only u64 fields and arrays of u64: no padding.
 unsafe impl aya::Pod for Signals {}
 
+#[cfg(feature = "user")]
+// SAFETY: repr(C), Copy, a u64 then two u32: 16 bytes, no padding.
+unsafe impl aya::Pod for Sampler {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_start_is_timed_until_the_rate_passes_the_floor() {
+        assert_eq!(sample_shift(0, MAX_SAMPLE_SHIFT), 0);
+        assert_eq!(sample_shift(2 * TIMED_PER_WINDOW - 1, MAX_SAMPLE_SHIFT), 0);
+        assert_eq!(sample_shift(2 * TIMED_PER_WINDOW, MAX_SAMPLE_SHIFT), 1);
+        assert_eq!(sample_shift(4 * TIMED_PER_WINDOW, MAX_SAMPLE_SHIFT), 2);
+        assert_eq!(sample_shift(u32::MAX, MAX_SAMPLE_SHIFT), MAX_SAMPLE_SHIFT);
+        // At every rate at least TIMED_PER_WINDOW starts of a window are
+        // timed, or all of them when there are fewer.
+        for starts in (0..100_000).step_by(7) {
+            let shift = sample_shift(starts, MAX_SAMPLE_SHIFT);
+            let timed = (1..=starts).filter(|&n| is_timed(n, shift)).count() as u32;
+            assert!(
+                timed >= TIMED_PER_WINDOW.min(starts) || shift == MAX_SAMPLE_SHIFT,
+                "{starts} starts, shift {shift}: {timed} timed"
+            );
+            assert_eq!(timed, starts >> shift, "{starts} starts, shift {shift}");
+        }
+        assert!((1..=10).all(|n| is_timed(n, 0)));
+        // Sampling off: every start timed at any rate.
+        assert_eq!(sample_shift(u32::MAX, 0), 0);
+        assert!((1..=24u32).filter(|&n| is_timed(n, 3)).eq([8, 16, 24]));
+    }
 
     #[test]
     fn buckets_follow_their_bounds() {

@@ -113,8 +113,9 @@ pub struct FlowEntry {
     /// exactly this number).
     pub backend_ack: u32,
     /// Signals: start (bpf_ktime_get_ns) of the request waiting for its
-    /// first reply payload; 0 when none waits. Ingress sets it, egress
-    /// takes the latency and clears it.
+    /// first reply payload; `signals::UNTIMED` when one waits that the
+    /// sampler left untimed; 0 when none waits. Ingress sets it, egress
+    /// takes the latency (if timed) and clears it.
     pub request_ns: u64,
     /// Signals: time of the client's first SYN until the backend's SYN-ACK
     /// (connect time); 0 once answered, or for a flow that did not start

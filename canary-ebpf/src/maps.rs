@@ -9,7 +9,8 @@ use aya_ebpf::{
 use canary_common::{
     BACKEND_SLOTS, Backend, BackendOwner, DEFAULT_FLOW_TABLE_SIZE, Endpoint, FlowEntry, FlowKey,
     MAX_BACKEND_ENDPOINTS, MAX_SERVICES, Service, Settings, VERSIONS, VersionStats, half_open_size,
-    signals::Signals, verdict,
+    signals::{Sampler, Signals},
+    verdict,
 };
 
 /// (VIP, port, protocol) → service: weight, affinity, backend counts.
@@ -53,6 +54,12 @@ pub static STATS: PerCpuArray<VersionStats> =
 /// responses by class, resets, refusals, latency and connect histograms.
 #[map]
 pub static SIGNALS: PerCpuArray<Signals> =
+    PerCpuArray::with_max_entries(MAX_SERVICES * VERSIONS, 0);
+
+/// Per-CPU latency sampling state per (service, version), at `stats_slot`:
+/// which request starts read the clock (see `Sampler`).
+#[map]
+pub static SAMPLER: PerCpuArray<Sampler> =
     PerCpuArray::with_max_entries(MAX_SERVICES * VERSIONS, 0);
 
 /// Per-CPU verdict counters: ingress at `[0, COUNT)`, egress at `[COUNT, 2*COUNT)`.

@@ -1,6 +1,8 @@
 //! Health signals: requests, time to first byte, HTTP status classes,
 //! resets, refusals, SYN retransmits and connect time, per (service,
-//! version), counted in the SIGNALS per-CPU array.
+//! version), counted in the SIGNALS per-CPU array. Latency is taken for
+//! every request up to a floor rate per CPU and version, and for an
+//! unbiased sample above it (`Sampler`, the SAMPLER per-CPU array).
 //!
 //! Ingress and egress of one flow can run on two CPUs at once. They share
 //! two u64 fields of the flow entry (`request_ns`, `syn_ns`), each written
@@ -17,12 +19,15 @@ use aya_ebpf::{
 };
 use canary_common::{
     FlowEntry, PROTO_TCP, PROTO_UDP,
-    signals::{HTTP_OTHER, STATUS_LINE_PREFIX, Signals, bucket_of_ns, http_class},
+    signals::{
+        HTTP_OTHER, MAX_SAMPLE_SHIFT, SAMPLE_WINDOW_NS, STATUS_LINE_PREFIX, Sampler, Signals,
+        UNTIMED, bucket_of_ns, http_class, is_timed, sample_shift,
+    },
     stats_slot,
 };
 
 use crate::{
-    maps::SIGNALS,
+    maps::{SAMPLER, SIGNALS},
     parse::{Packet, TCP_ACK, TCP_RST, TCP_SYN, ptr_at},
     tables::Table,
 };
@@ -40,6 +45,17 @@ fn enabled() -> bool {
     unsafe { core::ptr::read_volatile(&SIGNALS_ENABLED) != 0 }
 }
 
+/// The sampler's largest shift: `MAX_SAMPLE_SHIFT` unless the loader sets
+/// 0 (`canary_common::names::LATENCY_MAX_SHIFT`: time every request).
+#[unsafe(no_mangle)]
+static LATENCY_MAX_SHIFT: u32 = MAX_SAMPLE_SHIFT;
+
+#[inline(always)]
+fn max_shift() -> u32 {
+    // SAFETY: as in `enabled`.
+    unsafe { core::ptr::read_volatile(&LATENCY_MAX_SHIFT) }
+}
+
 /// This CPU's signals of a (service, version), if the slot exists.
 #[inline(always)]
 fn slot(e: &FlowEntry) -> Option<&'static mut Signals> {
@@ -53,13 +69,14 @@ fn slot(e: &FlowEntry) -> Option<&'static mut Signals> {
         })
 }
 
-/// The clock: one read per request start and one per response. It is
-/// most of what the signals cost on those packets (kernel-bench, one call
-/// per packet, on a VM with retpolines and SRSO's safe RET: about 45 of
-/// the ~55 ns a request start adds), as the helper calls into timekeeping,
-/// which reads the clocksource through an indirect call. No cheaper clock
-/// would do: the coarse one advances once per tick (1 to 10 ms), far
-/// past the first latency bucket's 16 µs.
+/// The clock: one read per timed request start and one per its response.
+/// It is most of what the signals cost on those packets (kernel-bench, one
+/// call per packet, on a VM with retpolines and SRSO's safe RET: about 45
+/// of the ~55 ns a timed request start adds), as the helper calls into
+/// timekeeping, which reads the clocksource through an indirect call. No
+/// cheaper clock would do: the coarse one advances once per tick (1 to
+/// 10 ms), far past the first latency bucket's 16 µs. Hence `Sampler`:
+/// above a floor rate, not every request start reads it.
 #[inline(always)]
 fn now() -> u64 {
     // SAFETY: a BPF helper call with no arguments and no preconditions.
@@ -116,11 +133,37 @@ pub fn on_client_packet(e: &mut FlowEntry, pkt: &Packet, had_entry: bool, table:
         return;
     }
     if pkt.payload_len != 0 && e.request_ns == 0 {
-        e.request_ns = now();
+        let idx = stats_slot(e.service_id, e.version);
+        e.request_ns = match SAMPLER.get_ptr_mut(idx) {
+            Some(p) => {
+                // SAFETY: a map value pointer from a successful lookup,
+                // valid for this run; per-CPU, so no other CPU aliases it.
+                start_time(unsafe { &mut *p })
+            }
+            None => now(),
+        };
         if let Some(s) = slot(e) {
             s.requests += 1;
         }
     }
+}
+
+/// A request starts: its start time if this start is timed, else
+/// `UNTIMED`. The first timed start after a window has passed closes it
+/// and sets the next window's shift from its count of starts.
+#[inline(always)]
+fn start_time(sampler: &mut Sampler) -> u64 {
+    sampler.starts = sampler.starts.wrapping_add(1);
+    if !is_timed(sampler.starts, sampler.shift) {
+        return UNTIMED;
+    }
+    let t = now();
+    if t.saturating_sub(sampler.window_start_ns) >= SAMPLE_WINDOW_NS {
+        sampler.shift = sample_shift(sampler.starts, max_shift());
+        sampler.window_start_ns = t;
+        sampler.starts = 0;
+    }
+    t
 }
 
 /// Egress, every backend packet of a flow: the SYN-ACK ends the connect
@@ -164,13 +207,22 @@ pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet, table
     if pkt.payload_len == 0 || e.request_ns == 0 {
         return;
     }
-    let took = now().saturating_sub(e.request_ns);
+    // An untimed request's response is counted and classified; only a
+    // timed one reads the clock and adds a latency.
+    let started = e.request_ns;
+    let took = if started == UNTIMED {
+        None
+    } else {
+        Some(now().saturating_sub(started))
+    };
     e.request_ns = 0;
     let class = status_class(ctx, pkt);
     if let Some(s) = slot(e) {
         s.responses += 1;
-        s.latency[bucket_of_ns(took)] += 1;
-        s.latency_sum_ns += took;
+        if let Some(took) = took {
+            s.latency[bucket_of_ns(took)] += 1;
+            s.latency_sum_ns += took;
+        }
         // One constant offset per class: LLVM drops the bound it can prove,
         // and the verifier, which cannot, would refuse an indexed store.
         match class {

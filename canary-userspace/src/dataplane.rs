@@ -25,7 +25,7 @@ use canary_common::{
     backend_slot, half_open_size,
     hash::seed_from_name,
     names::{self, EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM},
-    signals::Signals,
+    signals::{MAX_SAMPLE_SHIFT, Signals},
     stats_slot,
 };
 
@@ -59,6 +59,10 @@ pub struct LoadOptions {
     /// resets...). Off only to measure what they cost: the verifier then
     /// removes their code from both programs.
     pub signals: bool,
+    /// Above 320 request starts a second per CPU and version, time a
+    /// sample of them, not every one (`canary_common::signals::Sampler`).
+    /// Off, every request start reads the clock.
+    pub latency_sampling: bool,
     /// What new flows do when `heartbeat` has not been called for
     /// `failsafe_timeout` (zero: never act).
     pub failsafe: Failsafe,
@@ -72,6 +76,7 @@ impl Default for LoadOptions {
             udp_idle_timeout: Duration::from_nanos(DEFAULT_UDP_IDLE_TIMEOUT_NS),
             pin_dir: None,
             signals: true,
+            latency_sampling: true,
             failsafe: Failsafe::Revert,
             failsafe_timeout: Duration::ZERO,
         }
@@ -131,6 +136,12 @@ impl Dataplane {
         loader.map_max_entries(names::HALF_OPEN, half_open_size(opts.flow_table_size));
         let signals = u8::from(opts.signals);
         loader.override_global(names::SIGNALS_ENABLED, &signals, true);
+        let max_shift: u32 = if opts.latency_sampling {
+            MAX_SAMPLE_SHIFT
+        } else {
+            0
+        };
+        loader.override_global(names::LATENCY_MAX_SHIFT, &max_shift, true);
         let mut map_paths = vec![];
         if let Some(bpffs) = opts.pin_dir.as_deref()
             && let Some(carried) = crate::upgrade::carry_over(OBJECT, bpffs)?

@@ -9,7 +9,9 @@ use aya::{
 };
 use canary_common::{
     Backend, BackendOwner, Endpoint, FlowEntry, FlowKey, Service, Settings, VERSION_CANARY,
-    VERSION_STABLE, VersionStats, names, signals::Signals, stats_slot, verdict,
+    VERSION_STABLE, VersionStats, names,
+    signals::{Sampler, Signals},
+    stats_slot, verdict,
 };
 
 use crate::{error::Error, pins::PinLayout};
@@ -25,6 +27,10 @@ pub struct Maps {
     /// Flows decided but not answered by their backend yet.
     pub half_open: HashMap<MapData, FlowKey, FlowEntry>,
     pub settings: Array<MapData, Settings>,
+    /// Per-CPU latency sampling state (`canary_common::signals::Sampler`):
+    /// the kernel's own; tests and the bench preset it to reach a rate's
+    /// sampling without that rate.
+    pub sampler: PerCpuArray<MapData, Sampler>,
 }
 
 /// The per-CPU counters: read-only from userspace (but for zeroing a slot a
@@ -89,6 +95,7 @@ impl Maps {
             flows: typed(s, names::FLOWS)?,
             half_open: typed(s, names::HALF_OPEN)?,
             settings: typed(s, names::SETTINGS)?,
+            sampler: typed(s, names::SAMPLER)?,
         })
     }
 

@@ -6,7 +6,10 @@
 //!
 //! Clients never pipeline: each waits for an answer before the next request,
 //! so every counter the kernel keeps here is exact, and so are the checks.
-//! Only latency is timing, and only its checks have a tolerance.
+//! Only latency is timing, and only its checks have a tolerance. Tests that
+//! count latency observations exactly load the data path with
+//! `latency_sampling: false` (every request timed); one test drives a rate
+//! above the sampler's floor with it on and off.
 
 use std::{
     io,
@@ -16,9 +19,10 @@ use std::{
 };
 
 use canary_common::signals::{
-    HTTP_CLASS_NAMES, HTTP_CLASSES, LATENCY_BUCKETS, Signals, bucket_of_ns, bucket_upper_us,
+    HTTP_CLASS_NAMES, HTTP_CLASSES, LATENCY_BUCKETS, MAX_SAMPLE_SHIFT, Signals, bucket_of_ns,
+    bucket_upper_us,
 };
-use canary_userspace::{Affinity, Protocol, signals::VersionSignals};
+use canary_userspace::{Affinity, LoadOptions, Protocol, signals::VersionSignals};
 use tests::{
     harness::{CANARY, Family, Harness, STABLE},
     one_at_a_time, require_root,
@@ -48,6 +52,14 @@ fn version_index(label: &str) -> usize {
 
 fn total(buckets: &[u64]) -> u64 {
     buckets.iter().sum()
+}
+
+/// Every request start timed: latency observations can be counted exactly.
+fn every_request_timed() -> LoadOptions {
+    LoadOptions {
+        latency_sampling: false,
+        ..LoadOptions::default()
+    }
 }
 
 /// The `io::ErrorKind` somewhere in an error's chain.
@@ -84,13 +96,14 @@ fn status_classes_are_counted_exactly_per_version() {
             Http::new(0, Duration::ZERO),
             Http::new(ERROR_EVERY, Duration::ZERO),
         ];
-        let h = Harness::with_backends(
+        let h = Harness::with_options(
             kind,
             family,
             Affinity::Flow,
             5000,
             Protocol::Tcp,
             servers.clone().map(Behaviour::Http),
+            &every_request_timed(),
         )
         .unwrap();
         let fail = |e: anyhow::Error| -> ! { panic!("{e:#}\n{}", h.diagnostics()) };
@@ -219,7 +232,7 @@ fn a_slower_backend_moves_the_latency_median() {
     const SLOW: Duration = Duration::from_millis(100);
     for (kind, family) in MATRIX {
         let stable = Http::new(0, FAST);
-        let h = Harness::with_backends(
+        let h = Harness::with_options(
             kind,
             family,
             Affinity::Flow,
@@ -229,6 +242,7 @@ fn a_slower_backend_moves_the_latency_median() {
                 Behaviour::Http(stable.clone()),
                 Behaviour::Http(Http::new(0, Duration::ZERO)),
             ],
+            &every_request_timed(),
         )
         .unwrap();
         let start = h.signals().unwrap()[0];
@@ -296,6 +310,102 @@ fn a_slower_backend_moves_the_latency_median() {
             Signals::default(),
             "{kind:?} {family:?}: canary"
         );
+    }
+}
+
+/// Keep-alive GETs on `threads` connections until `limit` requests or
+/// `time` have passed on each: the requests each connection sent.
+fn load(client_ns: &Netns, vip: SocketAddr, threads: usize, limit: u64, time: Duration) -> u64 {
+    thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut c = HttpClient::connect(client_ns, vip).unwrap();
+                    let deadline = Instant::now() + time;
+                    let mut sent = 0;
+                    while sent < limit && Instant::now() < deadline {
+                        assert_eq!(c.get().unwrap().status, 200);
+                        sent += 1;
+                    }
+                    sent
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    })
+}
+
+#[test]
+fn above_the_floor_rate_latency_is_sampled_and_every_response_counts() {
+    require_root!();
+    let _serial = one_at_a_time();
+    const THREADS: usize = 2;
+    const LIMIT: u64 = 20_000;
+    const TIME: Duration = Duration::from_secs(2);
+    // The sampler's floor: 32 timed starts per 100 ms window per CPU,
+    // i.e. a rate this load exceeds several times over on any CPU.
+    for (kind, family) in [
+        (BackendKind::LocalProcess, Family::V4),
+        (BackendKind::Namespace, Family::V6),
+    ] {
+        for sampling in [true, false] {
+            let h = Harness::with_options(
+                kind,
+                family,
+                Affinity::Flow,
+                0,
+                Protocol::Tcp,
+                [
+                    Behaviour::Http(Http::new(0, Duration::ZERO)),
+                    Behaviour::Http(Http::new(0, Duration::ZERO)),
+                ],
+                &LoadOptions {
+                    latency_sampling: sampling,
+                    ..LoadOptions::default()
+                },
+            )
+            .unwrap();
+            let started = Instant::now();
+            let sent = load(&h.topo.client, h.vip, THREADS, LIMIT, TIME);
+            let seconds = started.elapsed().as_secs_f64();
+            let got = h.signals().unwrap()[0];
+            let timed = total(&got.latency);
+            let ctx = || format!("{kind:?} {family:?} sampling {sampling}: {got:?}");
+            println!(
+                "{kind:?} {family:?} latency_sampling = {sampling}: {sent} requests in {seconds:.2} s \
+                 ({:.0}/s), responses counted {}, 2xx {}, latency observations {timed} ({:.1} %)",
+                sent as f64 / seconds,
+                got.responses,
+                got.http[HTTP_2XX],
+                timed as f64 * 100.0 / got.responses as f64
+            );
+            // Whatever is timed, every request and response is counted.
+            assert_eq!(got.requests, sent, "requests: {}", ctx());
+            assert_eq!(got.responses, sent, "responses: {}", ctx());
+            assert_eq!(got.http[HTTP_2XX], sent, "2xx: {}", ctx());
+            if sampling {
+                // The load must be above the floor on every CPU for the
+                // sampler to leave starts untimed: 320/s per CPU, 4x over.
+                let cpus = aya::util::nr_cpus().unwrap() as u64;
+                let rate = sent as f64 / seconds;
+                assert!(
+                    rate >= (4 * 320 * cpus) as f64,
+                    "the load reached only {rate:.0} requests/s, too few to test sampling"
+                );
+                // At least one start in 2^MAX_SAMPLE_SHIFT per CPU and
+                // window (a window's remainder below that may go untimed:
+                // 31 per window and CPU), and fewer than all.
+                let windows = (seconds * 10.0).ceil() as u64 + 1;
+                let floor = (sent >> MAX_SAMPLE_SHIFT).saturating_sub(31 * windows * cpus);
+                assert!(
+                    (floor..sent).contains(&timed),
+                    "{timed} timed of {sent}, want at least {floor} and fewer than all: {}",
+                    ctx()
+                );
+            } else {
+                assert_eq!(timed, sent, "every request timed: {}", ctx());
+            }
+        }
     }
 }
 

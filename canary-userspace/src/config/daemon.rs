@@ -34,6 +34,7 @@ const KNOWN: &[&str] = &[
     "flow_table_size",
     "udp_idle_timeout",
     "signals",
+    "latency_sampling",
     "failsafe",
     "failsafe_timeout",
 ];
@@ -79,6 +80,7 @@ pub(crate) fn read(
     let flow_table_size = flow_table_size(errs, table);
     let udp_idle_timeout = udp_idle_timeout(errs, table);
     let signals = value::boolean(errs, table, PATH, "signals").or(true);
+    let latency_sampling = value::boolean(errs, table, PATH, "latency_sampling").or(true);
     let failsafe = value::word::<Failsafe>(errs, table, PATH, "failsafe");
     let failsafe_timeout = failsafe_timeout(errs, table);
 
@@ -93,6 +95,7 @@ pub(crate) fn read(
         flow_table_size: flow_table_size?,
         udp_idle_timeout: udp_idle_timeout?,
         signals: signals?,
+        latency_sampling: latency_sampling?,
         failsafe: failsafe?,
         failsafe_timeout: failsafe_timeout?,
     })

@@ -81,6 +81,10 @@ pub struct DaemonConfig {
     /// Measure health signals in the data path (on unless set false, which
     /// only serves to measure their cost).
     pub signals: bool,
+    /// Time a sample of requests above 320 a second per CPU and version
+    /// instead of every one (`canary_common::signals::Sampler`); false
+    /// times every request, at about 45 ns more per request start.
+    pub latency_sampling: bool,
     /// What new flows do when canaryd's heartbeat is older than
     /// `failsafe_timeout`.
     pub failsafe: crate::kinds::Failsafe,
@@ -102,6 +106,7 @@ impl DaemonConfig {
             flow_table_size: canary_common::DEFAULT_FLOW_TABLE_SIZE,
             udp_idle_timeout: Duration::from_nanos(canary_common::DEFAULT_UDP_IDLE_TIMEOUT_NS),
             signals: true,
+            latency_sampling: true,
             failsafe: crate::kinds::Failsafe::Revert,
             failsafe_timeout: Duration::from_secs(30),
         }

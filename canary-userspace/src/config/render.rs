@@ -68,6 +68,10 @@ fn daemon_table(d: &DaemonConfig) -> Table {
         Value::String(format!("{}ms", d.udp_idle_timeout.as_millis())),
     );
     t.insert("signals".into(), Value::Boolean(d.signals));
+    t.insert(
+        "latency_sampling".into(),
+        Value::Boolean(d.latency_sampling),
+    );
     t.insert("failsafe".into(), Value::String(d.failsafe.to_string()));
     t.insert(
         "failsafe_timeout".into(),

@@ -234,6 +234,7 @@ impl Daemon {
             udp_idle_timeout: d.udp_idle_timeout,
             pin_dir: Some(d.bpffs.clone()),
             signals: d.signals,
+            latency_sampling: d.latency_sampling,
             failsafe: d.failsafe,
             failsafe_timeout: d.failsafe_timeout,
         })?;
@@ -776,6 +777,10 @@ impl Daemon {
             old.udp_idle_timeout != new.udp_idle_timeout,
         );
         differs("signals", old.signals != new.signals);
+        differs(
+            "latency_sampling",
+            old.latency_sampling != new.latency_sampling,
+        );
         differs("failsafe", old.failsafe != new.failsafe);
         differs(
             "failsafe_timeout",

@@ -169,6 +169,97 @@ pub fn cases() -> Vec<Case> {
         )
         .stats(TCP4, out(s)),
     ];
+    // Latency sampling above the floor rate (canary_common::signals::
+    // Sampler): the sampler is preset as a busy CPU would have left it.
+    let busy = |starts, shift| Sampler {
+        window_start_ns: JUST_NOW,
+        starts,
+        shift,
+    };
+    let unchanged = |starts, shift| Sampler {
+        window_start_ns: 0,
+        starts,
+        shift,
+    };
+    cases.push(
+        Case::new(
+            "signals sampling: a request start between samples is counted, not timed",
+            Ingress,
+            ack4.bytes(),
+        )
+        .flow(TCP4, c4, stable_established)
+        .sampler(TCP4, s, busy(0, 3), unchanged(1, 3))
+        .expect(XDP_PASS, tr, Some(ack4.with_dst(st(TCP4)).bytes()))
+        .stats(TCP4, hit_in(s))
+        .signals(TCP4, request(s))
+        .flow_after(TCP4, c4, FlowAfter::Untimed),
+    );
+    cases.push(
+        Case::new(
+            "signals sampling: every 2^shift-th request start is timed",
+            Ingress,
+            ack4.bytes(),
+        )
+        .flow(TCP4, c4, stable_established)
+        .sampler(TCP4, s, busy(7, 3), unchanged(8, 3))
+        .expect(XDP_PASS, tr, Some(ack4.with_dst(st(TCP4)).bytes()))
+        .stats(TCP4, hit_in(s))
+        .signals(TCP4, request(s))
+        .flow_after(TCP4, c4, FlowAfter::Waiting(true)),
+    );
+    cases.push(
+        Case::new(
+            "signals sampling: a timed start after the window closes it and sets the next shift",
+            Ingress,
+            ack4.bytes(),
+        )
+        .flow(TCP4, c4, stable_established)
+        // 300 starts in a window that began at boot (long past): the next
+        // times one in 8 (37 of 300, at least TIMED_PER_WINDOW's 32).
+        .sampler(
+            TCP4,
+            s,
+            Sampler {
+                window_start_ns: 0,
+                starts: 299,
+                shift: 0,
+            },
+            busy(0, 3),
+        )
+        .expect(XDP_PASS, tr, Some(ack4.with_dst(st(TCP4)).bytes()))
+        .stats(TCP4, hit_in(s))
+        .signals(TCP4, request(s))
+        .flow_after(TCP4, c4, FlowAfter::Waiting(true)),
+    );
+    cases.push(
+        Case::new(
+            "signals sampling: an untimed request's response is counted and classified, no latency",
+            Egress,
+            reply_frames(c4, vip4, b"HTTP/1.1 503 Busy\r\n\r\n").0,
+        )
+        .flow(
+            TCP4,
+            c4,
+            FlowEntry {
+                request_ns: UNTIMED,
+                ..stable_established
+            },
+        )
+        .expect(
+            TC_ACT_OK,
+            tr,
+            Some(reply_frames(c4, vip4, b"HTTP/1.1 503 Busy\r\n\r\n").1),
+        )
+        .stats(TCP4, out(s))
+        .signals(
+            TCP4,
+            SignalsDelta {
+                latency: None,
+                ..response(s, 4)
+            },
+        )
+        .flow_after(TCP4, c4, FlowAfter::Waiting(false)),
+    );
     // The failsafe: canaryd's heartbeat is stale, so a new flow the weight
     // (100 %) would send to the canary goes to stable, counted there; with
     // hold it goes to the canary.

@@ -28,14 +28,18 @@ use std::{
     time::Instant,
 };
 
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
+use aya::{
+    maps::PerCpuValues,
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+    util::nr_cpus,
+};
 use canary_common::{
     FIN_ACKED, FIN_SEEN, FlowEntry, FlowKey, VERSION_CANARY, VERSION_STABLE, VersionStats,
     handshake_token,
     hash::{backend_index, client_hash, flow_hash, is_canary, seed_from_name},
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM},
-    signals::{HTTP_CLASSES, HTTP_OTHER, Signals, bucket_upper_us},
-    verdict,
+    signals::{HTTP_CLASSES, HTTP_OTHER, Sampler, Signals, UNTIMED, bucket_upper_us},
+    stats_slot, verdict,
 };
 use canary_userspace::{
     Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec,
@@ -168,8 +172,10 @@ enum FlowAfter {
     HalfOpen(u8),
     /// Present, with these (client_fin, backend_fin) markers.
     Fins(u8, u8),
-    /// Present, with a request waiting for its reply (or not).
+    /// Present, with a timed request waiting for its reply (or none).
     Waiting(bool),
+    /// Present, with a request waiting that the sampler left untimed.
+    Untimed,
     /// Present, with the connect timer running (or not).
     SynPending(bool),
     /// In FLOWS, with this `backend_ack`.
@@ -239,6 +245,11 @@ struct Case {
     signals: Option<(&'static str, SignalsDelta)>,
     /// (service, client) of the flow to look up afterwards.
     flow_after: Option<(&'static str, SocketAddr, FlowAfter)>,
+    /// The sampler of (service, version) on every CPU before the run (a
+    /// `window_start_ns` of `JUST_NOW` is the moment before it), and what
+    /// the running CPU's must hold afterwards (`JUST_NOW`: a time taken
+    /// during the run).
+    sampler: Option<(&'static str, u8, Sampler, Sampler)>,
 }
 
 impl Case {
@@ -262,6 +273,7 @@ impl Case {
             stats_other: None,
             signals: None,
             flow_after: None,
+            sampler: None,
         }
     }
     fn weight(mut self, w: u16) -> Self {
@@ -300,6 +312,16 @@ impl Case {
     }
     fn flow_after(mut self, service: &'static str, client: SocketAddr, f: FlowAfter) -> Self {
         self.flow_after = Some((service, client, f));
+        self
+    }
+    fn sampler(
+        mut self,
+        service: &'static str,
+        version: u8,
+        before: Sampler,
+        after: Sampler,
+    ) -> Self {
+        self.sampler = Some((service, version, before, after));
         self
     }
 }
@@ -500,7 +522,7 @@ fn backend_reset(version: u8) -> SignalsDelta {
 }
 
 /// Cases in the table; a case added or lost must change this on purpose.
-const CASES: usize = 105;
+const CASES: usize = 109;
 
 /// The whole table, theme by theme.
 fn cases() -> Vec<Case> {
@@ -580,6 +602,22 @@ fn run(case: &Case) -> Vec<String> {
     }
     if let Some(setup) = case.raw_setup {
         setup(&mut dp);
+    }
+    let run_started = monotonic_ns();
+    if let Some((service, version, before, _)) = case.sampler {
+        let before = Sampler {
+            window_start_ns: resolve_just_now(before.window_start_ns, run_started),
+            ..before
+        };
+        let cpus = nr_cpus().unwrap();
+        dp.maps_mut()
+            .sampler
+            .set(
+                stats_slot(service_id(service), version),
+                PerCpuValues::try_from(vec![before; cpus]).unwrap(),
+                0,
+            )
+            .unwrap();
     }
     let mut out = vec![0u8; case.input.len() + 256];
     let opts = TestRunOptions {
@@ -725,6 +763,32 @@ fn run(case: &Case) -> Vec<String> {
         }
     }
 
+    if let Some((service, version, before, want)) = case.sampler {
+        let per_cpu = dp
+            .maps_mut()
+            .sampler
+            .get(&stats_slot(service_id(service), version), 0)
+            .unwrap();
+        // The CPU that ran the program holds `want`, where a window start
+        // of JUST_NOW is a time the kernel took during the run (after the
+        // preset's) and 0 means the preset's, unchanged.
+        let preset = resolve_just_now(before.window_start_ns, run_started);
+        let run_ended = monotonic_ns();
+        let matches = |got: &Sampler| {
+            let window = match want.window_start_ns {
+                JUST_NOW => got.window_start_ns > run_started && got.window_start_ns <= run_ended,
+                _ => got.window_start_ns == preset,
+            };
+            window && got.starts == want.starts && got.shift == want.shift
+        };
+        if !per_cpu.iter().any(matches) {
+            errors.push(format!(
+                "sampler afterwards, per CPU: {:?}; want {want:?} (JUST_NOW: taken in the run, 0: unchanged)",
+                per_cpu.iter().collect::<Vec<_>>()
+            ));
+        }
+    }
+
     if let Some((service, client, after)) = case.flow_after {
         let key = flow_key(service, client);
         let maps = dp.maps_mut();
@@ -738,7 +802,10 @@ fn run(case: &Case) -> Vec<String> {
                 established.is_none() && half_open.is_some_and(|e| e.version == v)
             }
             (FlowAfter::Fins(c, b), Some(e)) => e.client_fin == c && e.backend_fin == b,
-            (FlowAfter::Waiting(w), Some(e)) => (e.request_ns != 0) == w,
+            (FlowAfter::Waiting(w), Some(e)) => {
+                (e.request_ns != 0 && e.request_ns != UNTIMED) == w && (w || e.request_ns == 0)
+            }
+            (FlowAfter::Untimed, Some(e)) => e.request_ns == UNTIMED,
             (FlowAfter::SynPending(p), Some(e)) => (e.syn_ns != 0) == p,
             (FlowAfter::BackendAck(a), _) => established.is_some_and(|e| e.backend_ack == a),
             (FlowAfter::AwaitsAck(a), _) => {
@@ -810,6 +877,11 @@ fn signals_mismatch(got: &Signals, want: &SignalsDelta) -> Option<String> {
         got.connect_sum_ns,
         want.connect
     ))
+}
+
+/// `t`, or `now` when `t` is `JUST_NOW`.
+fn resolve_just_now(t: u64, now: u64) -> u64 {
+    if t == JUST_NOW { now } else { t }
 }
 
 /// Fixture services are upserted in order on an empty data path, so their ids
@@ -892,6 +964,7 @@ fn at_tc_ingress(case: &Case) -> Option<Case> {
         stats_other: case.stats_other,
         signals: case.signals,
         flow_after: case.flow_after,
+        sampler: case.sampler,
     })
 }
 
