@@ -37,18 +37,19 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use aya::{
-    maps::{HashMap, IterableMap, MapData},
+    maps::{HashMap, IterableMap, MapData, PerCpuValues},
     programs::{
         Program, ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions,
         TestRunResult, Xdp, XdpMode,
         tc::{self, NlOptions, TcAttachOptions},
     },
+    util::nr_cpus,
 };
 use canary_common::{
     FlowEntry, FlowKey, VERSION_STABLE, VersionStats,
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM},
-    signals::{HTTP_CLASSES, Signals},
-    verdict,
+    signals::{HTTP_CLASSES, Sampler, Signals, UNTIMED},
+    stats_slot, verdict,
 };
 use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec, service::backend};
 use clap::Parser;
@@ -319,6 +320,14 @@ fn main() -> Result<()> {
                 ),
             ],
             request_start,
+        ),
+        Step::One(
+            (
+                "request_start_timed",
+                "established flow, a timed request starts (ingress), signals on",
+                "xdp",
+            ),
+            request_start_timed,
         ),
         Step::One(
             (
@@ -712,9 +721,10 @@ fn new_flow_full(args: &Args) -> Result<Measured> {
 
 /// The established packet of `established` when it starts a request: the
 /// flow's entry is rewritten with no request waiting before each call
-/// (outside the timed part), so every call takes the clock, finds the
-/// signals slot and counts a request. What every request's first segment
-/// costs; one call per packet, since a repeat would find the request
+/// (outside the timed part), so every call counts a request, and the
+/// latency sampler times the share of them it keeps at this call rate (far
+/// above its floor: one in 32). What a request's first segment costs on a
+/// busy CPU; one call per packet, since a repeat would find the request
 /// started.
 fn request_start(args: &Args) -> Result<[Measured; 2]> {
     let mut pair = [LiveFlow::new(true)?, LiveFlow::new(false)?];
@@ -734,6 +744,7 @@ fn request_start(args: &Args) -> Result<[Measured; 2]> {
         );
         Ok(check + "; stats: no new flow, no rehash; entry rewritten before each call")
     };
+    let sampler = pair[0].sampler_text()?;
     let [on, off] = &pair;
     let want_on = Signals {
         requests: total,
@@ -743,9 +754,10 @@ fn request_start(args: &Args) -> Result<[Measured; 2]> {
         (
             t_on,
             format!(
-                "{}; {}",
+                "{}; {}; {}",
                 check(on)?,
-                expect_signals(&on.dp, &want_on, &format!("{total} requests: one per call"))?
+                expect_signals(&on.dp, &want_on, &format!("{total} requests: one per call"))?,
+                sampler
             ),
         ),
         (
@@ -757,6 +769,43 @@ fn request_start(args: &Args) -> Result<[Measured; 2]> {
             ),
         ),
     ])
+}
+
+/// `request_start` with every start timed, as below the sampler's floor
+/// rate or with `latency_sampling = false`: before each call the sampler is
+/// reset to a window just begun with no start in it, so the call reads the
+/// clock (and does not close the window).
+fn request_start_timed(args: &Args) -> Result<Measured> {
+    let mut f = LiveFlow::new(true)?;
+    let input = Frame::tcp(sa(CLIENT), sa(VIP), ACK | PSH).bytes();
+    let [t] = single_runs(args.runs, args.signal_calls, |_, _| {
+        f.set_request(0)?;
+        f.set_sampler(Sampler {
+            window_start_ns: monotonic_ns()?,
+            starts: 0,
+            shift: 0,
+        })?;
+        call_once(ingress(&mut f.dp)?, &input, XDP_PASS)
+    })?;
+    let total = args.signal_calls();
+    let check = expect_verdicts(&f.dp, verdict::TRANSLATED, total, false)?;
+    let want = Signals {
+        requests: total,
+        ..Signals::default()
+    };
+    let signals = expect_signals(&f.dp, &want, &format!("{total} requests: one per call"))?;
+    let entry = flows(&mut f.dp)?
+        .get(&f.key, 0)
+        .context("reading the flow's entry")?;
+    ensure!(
+        entry.request_ns > UNTIMED,
+        "the last call left request_ns {}, want a start time: it was not timed",
+        entry.request_ns
+    );
+    Ok((
+        t,
+        format!("{check}; {signals}; sampler reset before each call: every start timed"),
+    ))
 }
 
 /// The established packet of a flow to a real backend (198.18.1.2:8080),
@@ -945,6 +994,34 @@ impl LiveFlow {
         };
         f.set_request(0)?;
         Ok(f)
+    }
+
+    /// Presets the sampler of the flow's (service, version) on every CPU.
+    fn set_sampler(&mut self, sampler: Sampler) -> Result<()> {
+        let cpus = nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
+        let slot = stats_slot(self.entry.service_id, self.entry.version);
+        self.dp
+            .maps_mut()
+            .sampler
+            .set(slot, PerCpuValues::try_from(vec![sampler; cpus])?, 0)
+            .context("writing the sampler")
+    }
+
+    /// How the sampler ended on the CPUs that ran the flow's request starts.
+    fn sampler_text(&mut self) -> Result<String> {
+        let slot = stats_slot(self.entry.service_id, self.entry.version);
+        let per_cpu = self
+            .dp
+            .maps_mut()
+            .sampler
+            .get(&slot, 0)
+            .context("reading the sampler")?;
+        let shifts: Vec<String> = per_cpu
+            .iter()
+            .filter(|s| s.window_start_ns != 0)
+            .map(|s| format!("1 in {}", 1u32 << s.shift))
+            .collect();
+        Ok(format!("sampler at the end: {} timed", shifts.join(", ")))
     }
 
     /// Rewrites the flow's entry as first written, with `request_ns` (0: no
