@@ -14,7 +14,7 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader, Pod,
     maps::{MapData, PerCpuArray, PerCpuValues},
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
     util::nr_cpus,
@@ -120,6 +120,8 @@ pub struct Dataplane {
     counters: Arc<Counters>,
     /// STATS again, writable: zeroes the slot a new service takes.
     stats_writer: PerCpuArray<MapData, VersionStats>,
+    /// SIGNALS again, writable: zeroes the slot a new service takes.
+    signals_writer: PerCpuArray<MapData, Signals>,
     services: BTreeMap<String, Registered>,
     /// SERVICES entries found in pinned maps at load, by VIP: their ids are
     /// reused so counters and flow entries keep meaning the same service.
@@ -196,6 +198,7 @@ impl Dataplane {
         let mut maps = Maps::take(&mut ebpf)?;
         let counters = Arc::new(Counters::take(&mut ebpf)?);
         let stats_writer = counters.stats_writer()?;
+        let signals_writer = counters.signals_writer()?;
         let recovered = maps.services.iter().filter_map(|kv| kv.ok()).collect();
         let timeout = opts.udp_idle_timeout.as_nanos().min(u64::MAX as u128) as u64;
         maps.settings
@@ -217,6 +220,7 @@ impl Dataplane {
             maps,
             counters,
             stats_writer,
+            signals_writer,
             services: BTreeMap::new(),
             recovered,
             pins,
@@ -777,15 +781,26 @@ impl Dataplane {
         self.maps.flow_table_capacity()
     }
 
-    /// Zeroes the counters of a service slot before a new service takes it.
+    /// Zeroes the counters, signals and latency sampler of a service slot
+    /// before a new service takes it: a removed service's history must not
+    /// pass for the new one's.
     fn reset_stats(&mut self, id: u32) -> Result<()> {
         let cpus = nr_cpus().map_err(|(_, source)| Error::Cpus(source))?;
+        fn zeros<T: Pod + Default>(cpus: usize) -> Result<PerCpuValues<T>> {
+            PerCpuValues::try_from(vec![T::default(); cpus]).map_err(Error::Cpus)
+        }
         for version in [VERSION_STABLE, VERSION_CANARY] {
-            let zeros =
-                PerCpuValues::try_from(vec![VersionStats::default(); cpus]).map_err(Error::Cpus)?;
+            let slot = stats_slot(id, version);
             self.stats_writer
-                .set(stats_slot(id, version), zeros, 0)
+                .set(slot, zeros(cpus)?, 0)
                 .map_err(map_err(names::STATS))?;
+            self.signals_writer
+                .set(slot, zeros(cpus)?, 0)
+                .map_err(map_err(names::SIGNALS))?;
+            self.maps
+                .sampler
+                .set(slot, zeros(cpus)?, 0)
+                .map_err(map_err(names::SAMPLER))?;
         }
         Ok(())
     }

@@ -34,7 +34,7 @@ pub struct Maps {
 }
 
 /// The per-CPU counters: read-only from userspace (but for zeroing a slot a
-/// new service takes, through `stats_writer`), shareable between the
+/// new service takes, through `stats_writer` and `signals_writer`), shareable between the
 /// daemon's owner and the status and metrics readers.
 pub struct Counters {
     pub stats: PerCpuArray<MapData, VersionStats>,
@@ -47,6 +47,16 @@ pub struct Counters {
 pub struct Verdicts {
     pub ingress: [u64; verdict::COUNT as usize],
     pub egress: [u64; verdict::COUNT as usize],
+}
+
+/// Another handle on the map behind `handle`, by its id.
+fn second_handle<T: Pod>(
+    handle: &PerCpuArray<MapData, T>,
+    name: &'static str,
+) -> Result<PerCpuArray<MapData, T>, Error> {
+    let id = handle.map().info().map_err(map_err(name))?.id();
+    let data = MapData::from_id(id).map_err(map_err(name))?;
+    PerCpuArray::try_from(Map::from_map_data(data).map_err(map_err(name))?).map_err(map_err(name))
 }
 
 /// Where typed handles come from: a loaded object, or pins.
@@ -161,11 +171,12 @@ impl Counters {
 
     /// A second handle on STATS for the one writer that zeroes slots.
     pub fn stats_writer(&self) -> Result<PerCpuArray<MapData, VersionStats>, Error> {
-        let name = names::STATS;
-        let id = self.stats.map().info().map_err(map_err(name))?.id();
-        let data = MapData::from_id(id).map_err(map_err(name))?;
-        PerCpuArray::try_from(Map::from_map_data(data).map_err(map_err(name))?)
-            .map_err(map_err(name))
+        second_handle(&self.stats, names::STATS)
+    }
+
+    /// A second handle on SIGNALS for the one writer that zeroes slots.
+    pub fn signals_writer(&self) -> Result<PerCpuArray<MapData, Signals>, Error> {
+        second_handle(&self.signals, names::SIGNALS)
     }
 
     /// Verdict counters of both programs, summed over CPUs.
