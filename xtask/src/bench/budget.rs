@@ -121,6 +121,20 @@ pub fn line(triplets: &[Triplet], load: fn(&Triplet) -> &Rates) -> Line {
     }
 }
 
+/// Standard error of `line`'s median difference: 1.2533 × the sample
+/// standard deviation / √n (the median's asymptotic error for a normal
+/// spread); infinite with fewer than 2 triplets.
+pub fn median_standard_error(triplets: &[Triplet], load: fn(&Triplet) -> &Rates) -> f64 {
+    let d: Vec<f64> = triplets.iter().map(|t| load(t).difference()).collect();
+    let n = d.len() as f64;
+    if d.len() < 2 {
+        return f64::INFINITY;
+    }
+    let mean = d.iter().sum::<f64>() / n;
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    1.2533 * var.sqrt() / n.sqrt()
+}
+
 /// Triplet t runs the paths from `PATHS[t % 3]` on, so over 3 triplets
 /// each path is once first, once in the middle and once last.
 pub fn order(t: usize) -> [Kind; 3] {

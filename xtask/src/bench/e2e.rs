@@ -230,20 +230,7 @@ pub struct InPlace {
 /// back off when it closes), runs each load once through the canary path
 /// and reads run_time_ns / run_cnt of the pinned programs around it.
 pub fn in_place(env: &PathEnv, plan: &Plan) -> Result<InPlace> {
-    let d = env.canaryd()?;
-    let pins = [
-        d.dirs.pins().program(INGRESS_PROGRAM),
-        d.dirs.pins().program(EGRESS_PROGRAM),
-    ];
-    let read = || -> Result<[(u64, u64); 2]> {
-        let mut out = [(0, 0); 2];
-        for (o, pin) in out.iter_mut().zip(&pins) {
-            let info =
-                ProgramInfo::from_pin(pin).with_context(|| format!("reading {}", pin.display()))?;
-            *o = (info.run_count(), info.run_time().as_nanos() as u64);
-        }
-        Ok(out)
-    };
+    let read = || program_totals(env);
     let delta = |a: [(u64, u64); 2], b: [(u64, u64); 2]| {
         let one = |i: usize| {
             let runs = b[i].0 - a[i].0;
@@ -278,6 +265,21 @@ pub fn in_place(env: &PathEnv, plan: &Plan) -> Result<InPlace> {
         );
     }
     Ok(r)
+}
+
+/// (runs, run-time ns) so far of the canary path's XDP ingress and tc
+/// egress programs, read from their pins (counted while BPF run-time stats
+/// are on).
+pub fn program_totals(env: &PathEnv) -> Result<[(u64, u64); 2]> {
+    let d = env.canaryd()?;
+    let mut out = [(0, 0); 2];
+    for (o, name) in out.iter_mut().zip([INGRESS_PROGRAM, EGRESS_PROGRAM]) {
+        let pin = d.dirs.pins().program(name);
+        let info =
+            ProgramInfo::from_pin(&pin).with_context(|| format!("reading {}", pin.display()))?;
+        *o = (info.run_count(), info.run_time().as_nanos() as u64);
+    }
+    Ok(out)
 }
 
 /// Samples every CPU with perf while one keep-alive load runs through the

@@ -11,6 +11,7 @@
 //! `chart` (the page and its images).
 
 mod budget;
+mod budget_cpu;
 mod chart;
 mod control;
 mod control_scale;
@@ -175,6 +176,12 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         "budget: triplets took {:.0}s",
         budget_started.elapsed().as_secs_f64()
     );
+    let cpu_plan = budget_cpu::Plan::new(mode, &e2e_plan);
+    println!(
+        "budget: CPU accounting, BPF run-time stats on: {} round(s) of canary and canary with signals off, keep-alive and Connection: close ({} s each)",
+        cpu_plan.rounds, cpu_plan.keepalive.seconds
+    );
+    let cpu_accounting = budget_cpu::run(&mut envs, &cpu_plan)?;
     let in_place = e2e::in_place(&envs[canary_index], &e2e_plan)?;
     let load_profile = e2e::profile_under_load(&envs[canary_index], &e2e_plan)?;
 
@@ -206,6 +213,8 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
         signals: &signals,
         budget_plan: &budget_plan,
         triplets: &triplets,
+        cpu_plan: &cpu_plan,
+        cpu_accounting: &cpu_accounting,
         in_place: &in_place,
         kernel_profiles: &kernel_profiles,
         load_profile: &load_profile,
