@@ -100,9 +100,9 @@ pub const UNTIMED: u64 = 1;
 /// How request starts are timed, per (service, version) and CPU: the
 /// SAMPLER per-CPU array, at `stats_slot`.
 ///
-/// Reading the clock is most of what a request start costs (about 45 ns on
-/// a VM with retpolines and SRSO's safe RET, where the rest of a start is
-/// about 10). So each CPU times every request of a (service, version) up
+/// Reading the clock is most of what a request start costs (about 37 ns on
+/// a VM with retpolines and SRSO's safe RET, where counting the start costs
+/// about 15; docs/DATAPATH.md, "Latency sampling"). So each CPU times every request of a (service, version) up
 /// to `TIMED_PER_WINDOW` starts per `SAMPLE_WINDOW_NS`, and above that rate
 /// one start in `2^shift`, the largest power of two that still leaves at
 /// least that many timed (at most one in `1 << MAX_SAMPLE_SHIFT`). Which starts
@@ -128,7 +128,7 @@ pub const SAMPLE_WINDOW_NS: u64 = 100_000_000;
 /// judges p99 over intervals of tens of seconds: 320 a second per CPU give
 /// it thousands of observations per interval, a few hundred above its p99.
 pub const TIMED_PER_WINDOW: u32 = 32;
-/// At most one start in 32 is timed: the clock's 45 ns spread over 32.
+/// At most one start in 32 is timed: the clock's cost spread over 32.
 pub const MAX_SAMPLE_SHIFT: u32 = 5;
 
 /// The shift (at most `max_shift`, itself at most `MAX_SAMPLE_SHIFT`) for
