@@ -181,56 +181,43 @@ pub fn cases() -> Vec<Case> {
         starts,
         shift,
     };
-    cases.push(
-        Case::new(
+    // 300 starts in a window that began at boot (long past) close it: the
+    // next times one in 8 (37 of 300, at least TIMED_PER_WINDOW's 32).
+    let window_passed = Sampler {
+        window_start_ns: 0,
+        starts: 299,
+        shift: 0,
+    };
+    for (name, before, after, flow_after) in [
+        (
             "signals sampling: a request start between samples is counted, not timed",
-            Ingress,
-            ack4.bytes(),
-        )
-        .flow(TCP4, c4, stable_established)
-        .sampler(TCP4, s, busy(0, 3), unchanged(1, 3))
-        .expect(XDP_PASS, tr, Some(ack4.with_dst(st(TCP4)).bytes()))
-        .stats(TCP4, hit_in(s))
-        .signals(TCP4, request(s))
-        .flow_after(TCP4, c4, FlowAfter::Untimed),
-    );
-    cases.push(
-        Case::new(
-            "signals sampling: every 2^shift-th request start is timed",
-            Ingress,
-            ack4.bytes(),
-        )
-        .flow(TCP4, c4, stable_established)
-        .sampler(TCP4, s, busy(7, 3), unchanged(8, 3))
-        .expect(XDP_PASS, tr, Some(ack4.with_dst(st(TCP4)).bytes()))
-        .stats(TCP4, hit_in(s))
-        .signals(TCP4, request(s))
-        .flow_after(TCP4, c4, FlowAfter::Waiting(true)),
-    );
-    cases.push(
-        Case::new(
-            "signals sampling: a timed start after the window closes it and sets the next shift",
-            Ingress,
-            ack4.bytes(),
-        )
-        .flow(TCP4, c4, stable_established)
-        // 300 starts in a window that began at boot (long past): the next
-        // times one in 8 (37 of 300, at least TIMED_PER_WINDOW's 32).
-        .sampler(
-            TCP4,
-            s,
-            Sampler {
-                window_start_ns: 0,
-                starts: 299,
-                shift: 0,
-            },
             busy(0, 3),
-        )
-        .expect(XDP_PASS, tr, Some(ack4.with_dst(st(TCP4)).bytes()))
-        .stats(TCP4, hit_in(s))
-        .signals(TCP4, request(s))
-        .flow_after(TCP4, c4, FlowAfter::Waiting(true)),
-    );
+            unchanged(1, 3),
+            FlowAfter::Untimed,
+        ),
+        (
+            "signals sampling: every 2^shift-th request start is timed",
+            busy(7, 3),
+            unchanged(8, 3),
+            FlowAfter::Waiting(true),
+        ),
+        (
+            "signals sampling: a timed start after the window closes it and sets the next shift",
+            window_passed,
+            busy(0, 3),
+            FlowAfter::Waiting(true),
+        ),
+    ] {
+        cases.push(
+            Case::new(name, Ingress, ack4.bytes())
+                .flow(TCP4, c4, stable_established)
+                .sampler(TCP4, s, before, after)
+                .expect(XDP_PASS, tr, Some(ack4.with_dst(st(TCP4)).bytes()))
+                .stats(TCP4, hit_in(s))
+                .signals(TCP4, request(s))
+                .flow_after(TCP4, c4, flow_after),
+        );
+    }
     cases.push(
         Case::new(
             "signals sampling: an untimed request's response is counted and classified, no latency",

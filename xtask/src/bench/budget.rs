@@ -38,14 +38,8 @@ impl Plan {
         };
         Plan {
             triplets,
-            keepalive: Load {
-                seconds,
-                ..rounds.keepalive.clone()
-            },
-            close: Load {
-                seconds,
-                ..rounds.close.clone()
-            },
+            keepalive: rounds.keepalive.lasting(seconds),
+            close: rounds.close.lasting(seconds),
         }
     }
 

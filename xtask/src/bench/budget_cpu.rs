@@ -41,14 +41,8 @@ impl Plan {
         };
         Plan {
             rounds: n,
-            keepalive: Load {
-                seconds,
-                ..rounds.keepalive.clone()
-            },
-            close: Load {
-                seconds,
-                ..rounds.close.clone()
-            },
+            keepalive: rounds.keepalive.lasting(seconds),
+            close: rounds.close.lasting(seconds),
         }
     }
 }

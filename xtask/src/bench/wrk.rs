@@ -19,6 +19,14 @@ pub struct Load {
 }
 
 impl Load {
+    /// The same load for `seconds`.
+    pub fn lasting(&self, seconds: u32) -> Load {
+        Load {
+            seconds,
+            ..self.clone()
+        }
+    }
+
     /// wrk's arguments.
     pub fn args(&self, url: &str) -> Vec<String> {
         let mut a = vec![
