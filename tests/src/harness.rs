@@ -178,6 +178,27 @@ impl Harness {
         is_canary(h, weight_bp)
     }
 
+    /// After `connections` connections, all closed, of which the clients
+    /// saw `canary` answered by the canary: the kernel's counters agree
+    /// with the clients, every connection released its flow entry (waited
+    /// for up to 3 s), none was decided twice, and the canary backend
+    /// accepted exactly its share. Panics naming `what` otherwise.
+    pub fn assert_connections_counted(&self, what: &str, connections: u64, canary: u64) {
+        let released = crate::eventually(std::time::Duration::from_secs(3), || {
+            let s = self.stats().unwrap();
+            s[0].closed_flows + s[1].closed_flows == connections
+        });
+        let s = self.stats().unwrap();
+        assert_eq!(s[1].new_flows, canary, "{what}: {s:?}");
+        assert_eq!(s[0].new_flows, connections - canary, "{what}: {s:?}");
+        assert!(
+            released,
+            "{what}: not every flow was released after close: {s:?}"
+        );
+        assert_eq!(s[0].rehashes + s[1].rehashes, 0, "{what}: {s:?}");
+        assert_eq!(self.backends[1].accepted(), canary, "{what}");
+    }
+
     /// A client connection to the VIP from the client namespace.
     pub fn connect(&self, source: Option<IpAddr>) -> Result<Client> {
         Client::connect(&self.topo.client, source, self.vip)

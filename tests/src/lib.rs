@@ -58,6 +58,18 @@ pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Waits (bounded by `limit`) until `f` holds; returns whether it did.
+pub fn eventually(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    f()
+}
+
 /// The check behind `require_root!`; the panic points at the calling test.
 #[track_caller]
 pub fn assert_root() {

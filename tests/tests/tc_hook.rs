@@ -12,8 +12,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use canary_common::verdict;
@@ -51,18 +50,6 @@ fn harness(kind: BackendKind, family: Family, protocol: Protocol, weight_bp: u16
         Hook::Tc,
     )
     .unwrap()
-}
-
-/// Waits (bounded) until `f` holds; returns whether it did.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }
 
 #[test]
@@ -114,25 +101,11 @@ fn tcp_at_tc_ingress_splits_by_weight_and_keeps_each_connection() {
             (8.0..=32.0).contains(&share),
             "{kind:?} {family:?}: canary share {share:.2}% at weight 20%"
         );
-        // The kernel's counters agree with the clients; every closed
-        // connection released its entry; nothing was decided twice.
-        let released = eventually(Duration::from_secs(3), || {
-            let s = h.stats().unwrap();
-            s[0].closed_flows + s[1].closed_flows == CONNECTIONS as u64
-        });
-        let s = h.stats().unwrap();
-        assert_eq!(s[1].new_flows, canary as u64, "{kind:?} {family:?}: {s:?}");
-        assert_eq!(
-            s[0].new_flows,
-            (CONNECTIONS - canary) as u64,
-            "{kind:?} {family:?}: {s:?}"
+        h.assert_connections_counted(
+            &format!("{kind:?} {family:?} at tc ingress"),
+            CONNECTIONS.into(),
+            canary.into(),
         );
-        assert!(
-            released,
-            "{kind:?} {family:?}: flows left after close: {s:?}"
-        );
-        assert_eq!(s[0].rehashes + s[1].rehashes, 0, "{kind:?} {family:?}");
-        assert_eq!(h.backends[1].accepted(), canary as u64);
         let v = h.dp.verdicts().unwrap();
         assert!(
             v.ingress[verdict::TRANSLATED as usize] >= (CONNECTIONS as usize * REQUESTS) as u64,
