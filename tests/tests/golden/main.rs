@@ -879,6 +879,18 @@ fn signals_mismatch(got: &Signals, want: &SignalsDelta) -> Option<String> {
     ))
 }
 
+/// A failed case, with its input as hex to replay it in scapy.
+fn print_failure(case: &Case, errors: &[String]) {
+    println!("FAIL  {} ({:?})", case.name, case.prog);
+    println!(
+        "      input (replay with scapy: Ether(bytes.fromhex(\"{}\")))",
+        hex(&case.input)
+    );
+    for e in errors {
+        println!("      {e}");
+    }
+}
+
 /// `t`, or `now` when `t` is `JUST_NOW`.
 fn resolve_just_now(t: u64, now: u64) -> u64 {
     if t == JUST_NOW { now } else { t }
@@ -907,14 +919,7 @@ fn golden_packets() {
             println!("ok    {}", case.name);
         } else {
             failed += 1;
-            println!("FAIL  {} ({:?})", case.name, case.prog);
-            println!(
-                "      input (replay with scapy: Ether(bytes.fromhex(\"{}\")))",
-                hex(&case.input)
-            );
-            for e in errors {
-                println!("      {e}");
-            }
+            print_failure(case, &errors);
         }
     }
     println!(
@@ -996,14 +1001,7 @@ fn golden_packets_at_tc_ingress() {
             no_skb.push(case.name);
         } else {
             failed += 1;
-            println!("FAIL  {} ({:?})", case.name, case.prog);
-            println!(
-                "      input (replay with scapy: Ether(bytes.fromhex(\"{}\")))",
-                hex(&case.input)
-            );
-            for e in errors {
-                println!("      {e}");
-            }
+            print_failure(case, &errors);
         }
     }
     println!(
