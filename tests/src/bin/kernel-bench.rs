@@ -48,7 +48,7 @@ use aya::{
 use canary_common::{
     FlowEntry, FlowKey, VERSION_STABLE, VersionStats,
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM},
-    signals::{HTTP_CLASSES, Sampler, Signals, UNTIMED},
+    signals::{HTTP_CLASSES, MAX_SAMPLE_SHIFT, Sampler, Signals, UNTIMED},
     stats_slot, verdict,
 };
 use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec, service::backend};
@@ -1016,12 +1016,23 @@ impl LiveFlow {
             .sampler
             .get(&slot, 0)
             .context("reading the sampler")?;
-        let shifts: Vec<String> = per_cpu
+        let ran: Vec<Sampler> = per_cpu
             .iter()
             .filter(|s| s.window_start_ns != 0)
-            .map(|s| format!("1 in {}", 1u32 << s.shift))
+            .copied()
             .collect();
-        Ok(format!("sampler at the end: {} timed", shifts.join(", ")))
+        // The report reads this case as a busy CPU's cost: the sampler must
+        // have reached its top rate, as it does above ~10,000 starts/s.
+        ensure!(
+            !ran.is_empty() && ran.iter().all(|s| s.shift == MAX_SAMPLE_SHIFT),
+            "the latency sampler ended at {ran:?}, not at 1 in {}: the calls came too slowly \
+             for this case to measure a busy CPU",
+            1u32 << MAX_SAMPLE_SHIFT
+        );
+        Ok(format!(
+            "sampler at the end: 1 in {} timed",
+            1u32 << MAX_SAMPLE_SHIFT
+        ))
     }
 
     /// Rewrites the flow's entry as first written, with `request_ns` (0: no
