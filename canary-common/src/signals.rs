@@ -100,15 +100,16 @@ pub const UNTIMED: u64 = 1;
 /// How request starts are timed, per (service, version) and CPU: the
 /// SAMPLER per-CPU array, at `stats_slot`.
 ///
-/// Reading the clock is most of what a request start costs (about 37 ns on
-/// a VM with retpolines and SRSO's safe RET, where counting the start costs
-/// about 15; docs/DATAPATH.md, "Latency sampling"). So each CPU times every request of a (service, version) up
-/// to `TIMED_PER_WINDOW` starts per `SAMPLE_WINDOW_NS`, and above that rate
-/// one start in `2^shift`, the largest power of two that still leaves at
-/// least that many timed (at most one in `1 << MAX_SAMPLE_SHIFT`). Which starts
-/// are timed depends only on their order of arrival, never on their
-/// latency, so the histogram stays an unbiased sample; requests, responses
-/// and status classes still count every request.
+/// Reading the clock is most of what a request start costs (about 37 ns
+/// on a VM with retpolines and SRSO's safe RET, where counting the start
+/// costs about 15; docs/DATAPATH.md, "Latency sampling"). So each CPU
+/// times every request of a (service, version) up to `TIMED_PER_WINDOW`
+/// starts per `SAMPLE_WINDOW_NS`, and above that rate one start in
+/// `2^shift`, the largest power of two that still leaves at least that
+/// many timed (at most one in `1 << MAX_SAMPLE_SHIFT`). Which starts are
+/// timed depends only on their order of arrival, never on their latency,
+/// so the histogram stays an unbiased sample; requests, responses and
+/// status classes still count every request.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sampler {
@@ -132,10 +133,10 @@ pub const TIMED_PER_WINDOW: u32 = 32;
 pub const MAX_SAMPLE_SHIFT: u32 = 5;
 
 /// The shift (at most `max_shift`, itself at most `MAX_SAMPLE_SHIFT`) for
-/// the next window after `starts` request starts in the last
-/// one: the largest that still leaves at least `TIMED_PER_WINDOW` of them
-/// timed (a window lasts longer than `SAMPLE_WINDOW_NS` when its starts
-/// are few or mostly untimed, which only makes the shift smaller).
+/// the next window after `starts` request starts in the last one: the
+/// largest that still leaves at least `TIMED_PER_WINDOW` of them timed
+/// (a window lasts longer than `SAMPLE_WINDOW_NS` when its starts are few
+/// or mostly untimed, which only makes the shift smaller).
 #[inline(always)]
 pub fn sample_shift(starts: u32, max_shift: u32) -> u32 {
     let mut shift = 0;
