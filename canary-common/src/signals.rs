@@ -100,9 +100,9 @@ pub const UNTIMED: u64 = 1;
 /// How request starts are timed, per (service, version) and CPU: the
 /// SAMPLER per-CPU array, at `stats_slot`.
 ///
-/// Reading the clock is most of what a request start costs (about 37 ns
-/// on a VM with retpolines and SRSO's safe RET, where counting the start
-/// costs about 15; docs/DATAPATH.md, "Latency sampling"). So each CPU
+/// Reading the clock is most of what a request start costs (on a VM with
+/// retpolines and SRSO's safe RET, several times what counting the start
+/// costs; docs/DATAPATH.md, "Latency sampling", has the figures). So each CPU
 /// times every request of a (service, version) up to `TIMED_PER_WINDOW`
 /// starts per `SAMPLE_WINDOW_NS`, and above that rate one start in
 /// `2^shift`, the largest power of two that still leaves at least that

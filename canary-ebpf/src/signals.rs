@@ -71,8 +71,8 @@ fn slot(e: &FlowEntry) -> Option<&'static mut Signals> {
 
 /// The clock: one read per timed request start and one per its response.
 /// It is most of what the signals cost on those packets (kernel-bench, one
-/// call per packet, on a VM with retpolines and SRSO's safe RET: about 37
-/// of the 52 ns a timed request start adds), as the helper calls into
+/// call per packet, on a VM with retpolines and SRSO's safe RET; figures in
+/// docs/DATAPATH.md, "Latency sampling"), as the helper calls into
 /// timekeeping, which reads the clocksource through an indirect call. No
 /// cheaper clock would do: the coarse one advances once per tick (1 to
 /// 10 ms), far past the first latency bucket's 16 µs. Hence `Sampler`:

@@ -83,8 +83,8 @@ pub struct DaemonConfig {
     pub signals: bool,
     /// Time a sample of requests above 320 a second per CPU and version
     /// instead of every one (`canary_common::signals::Sampler`); false
-    /// times every request, at about 37 ns more per request start
-    /// (docs/DATAPATH.md, "Latency sampling").
+    /// times every request, at a clock read more per request start
+    /// (tens of ns; docs/DATAPATH.md, "Latency sampling").
     pub latency_sampling: bool,
     /// What new flows do when canaryd's heartbeat is older than
     /// `failsafe_timeout`.
