@@ -50,6 +50,16 @@ struct Setup {
 }
 
 impl Setup {
+    /// canaryd started on a config whose service at the host address sends
+    /// every new flow to the canary, and the VIP answering from it.
+    fn serving_all_canary(&self) -> (IpAddr, Canaryd) {
+        let vip = IpAddr::V4(HOST_V4);
+        self.dirs.write_config(&self.config(vip, 10_000)).unwrap();
+        let d = Canaryd::start(&self.topo.host, &self.bins, &self.dirs, &[]).unwrap();
+        assert_eq!(self.request(vip).unwrap(), CANARY);
+        (vip, d)
+    }
+
     /// Detaches canary's programs from the host interface the way an
     /// operator's tool would, without telling canaryd.
     fn detach_behind_canaryds_back(&self) {
@@ -154,10 +164,7 @@ fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    let vip = IpAddr::V4(HOST_V4);
-    s.dirs.write_config(&s.config(vip, 10_000)).unwrap();
-    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
-    assert_eq!(s.request(vip).unwrap(), CANARY);
+    let (vip, d) = s.serving_all_canary();
 
     // Healthy: what the kernel runs is canary's, with canary's maps.
     let before = host_interface(&d.status().unwrap());
@@ -265,10 +272,7 @@ fn a_reload_repairs_a_detach_its_periodic_check_has_not_seen_yet() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    let vip = IpAddr::V4(HOST_V4);
-    s.dirs.write_config(&s.config(vip, 10_000)).unwrap();
-    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
-    assert_eq!(s.request(vip).unwrap(), CANARY);
+    let (vip, d) = s.serving_all_canary();
     let before = host_interface(&d.status().unwrap());
     let ingress = before.canary_program_ids[0];
 
