@@ -43,3 +43,8 @@ pub const MAPS: [&str; 10] = [
     SIGNALS,
     SAMPLER,
 ];
+
+/// Maps sized at load time from the config's `flow_table_size` (the flow
+/// table and the half-open table beside it): a pinned one keeps the size it
+/// was created with, whatever the object or this run's config says.
+pub const SIZED_BY_CONFIG: [&str; 2] = [FLOWS, HALF_OPEN];

@@ -1,8 +1,8 @@
 //! Pinned maps are checked against this build's object before they are
 //! reused: a map of another type, key or value size, flags or (except the
-//! flow table) size would be read and written with the wrong layout, so
-//! start-up refuses it and names the map and both layouts. (aya reuses a
-//! pinned map by name without looking at it.)
+//! tables sized from `flow_table_size`) size would be read and written with
+//! the wrong layout, so start-up refuses it and names the map and both
+//! layouts. (aya reuses a pinned map by name without looking at it.)
 
 use std::{fmt, path::Path};
 
@@ -93,9 +93,10 @@ pub fn pinned(path: &Path) -> Result<MapLayout> {
 
 /// Why a pinned map may not be reused, if it may not.
 pub fn mismatch(name: &str, pinned: &MapLayout, expected: &MapLayout) -> Option<String> {
-    // The flow table keeps the size it was created with (a new size needs
-    // --reset); every other size is fixed by the object.
-    let size_matters = name != names::FLOWS;
+    // The flow and half-open tables keep the size they were created with
+    // from the config (a new size needs --reset); every other size is
+    // fixed by the object.
+    let size_matters = !names::SIZED_BY_CONFIG.contains(&name);
     let same = pinned.map_type == expected.map_type
         && pinned.key_size == expected.key_size
         && pinned.value_size == expected.value_size
@@ -143,14 +144,19 @@ mod tests {
     };
 
     #[test]
-    fn every_field_but_the_flow_tables_size_must_match() {
+    fn every_field_but_the_config_sized_tables_size_must_match() {
         assert_eq!(mismatch(names::FLOWS, &LRU, &LRU), None);
-        let bigger = MapLayout {
-            max_entries: 1 << 20,
-            ..LRU
-        };
-        assert_eq!(mismatch(names::FLOWS, &bigger, &LRU), None);
-        assert!(mismatch(names::SERVICES, &bigger, &LRU).is_some());
+        // Any size a user may set, smaller or larger than the object's.
+        for entries in [1_024, 4_096, 16_384, 131_072, 1 << 20] {
+            let sized = MapLayout {
+                max_entries: entries,
+                ..LRU
+            };
+            for table in names::SIZED_BY_CONFIG {
+                assert_eq!(mismatch(table, &sized, &LRU), None, "{table} {entries}");
+            }
+            assert!(mismatch(names::SERVICES, &sized, &LRU).is_some());
+        }
         for wrong in [
             MapLayout { map_type: 1, ..LRU },
             MapLayout {

@@ -842,3 +842,55 @@ fn pinned_maps_of_a_wrong_layout_refuse_start() {
         assert!(s.connect(s.vip).is_err());
     }
 }
+
+/// canaryd restarts on its own pins at every flow-table size a user may
+/// set: a stop and start, a kill -9 and start, each with long-lived
+/// connections that must stay on their version. Main refused every size
+/// but 65,536 on the second start (issue 23: the half-open table, sized
+/// from `flow_table_size`, was checked against the object's default).
+#[test]
+fn restarts_on_its_own_pins_at_every_flow_table_size() {
+    require_root!();
+    let _serial = one_at_a_time();
+    for size in [1_024u32, 4_096, 65_536, 131_072, 1 << 20] {
+        let s = Setup::new();
+        let mut config = s.config(5000);
+        config.daemon.flow_table_size = size;
+        s.dirs.write_config(&config).unwrap();
+        let mut d = s.start(&[]);
+        let mut held: Vec<(Client, String)> = (0..8)
+            .map(|_| {
+                let mut c = s.connect(s.vip).unwrap();
+                let label = c.request().unwrap();
+                (c, label)
+            })
+            .collect();
+        let mut ask = |when: &str| {
+            for (i, (c, label)) in held.iter_mut().enumerate() {
+                let got = c
+                    .request()
+                    .unwrap_or_else(|e| panic!("size {size}, {when}: connection {i}: {e:#}"));
+                assert_eq!(&got, label, "size {size}, {when}: connection {i} moved");
+            }
+        };
+        for (how, signal) in [("stop", libc::SIGTERM), ("kill -9", libc::SIGKILL)] {
+            d.signal(signal).unwrap();
+            d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[])
+                .unwrap_or_else(|e| panic!("size {size}: start after {how}: {e:#}"));
+            ask(&format!("after {how} and start"));
+        }
+        let layout = |name: &str| {
+            canary_userspace::pin_check::pinned(&s.dirs.pins().map(name))
+                .unwrap()
+                .max_entries
+        };
+        let (flows, half_open) = (layout("FLOWS"), layout("HALF_OPEN"));
+        println!(
+            "flow_table_size {size}: two restarts (stop, kill -9), 8 connections kept; \
+             pinned FLOWS {flows}, HALF_OPEN {half_open} entries"
+        );
+        assert_eq!(flows, size);
+        assert_eq!(half_open, canary_common::half_open_size(size));
+        drop(d);
+    }
+}

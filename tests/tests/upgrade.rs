@@ -197,18 +197,20 @@ fn new_connection_labels(topo: &Topology, vip: SocketAddr, n: usize) -> Vec<Stri
 
 #[test]
 fn upgrading_from_the_previous_pin_layout_moves_no_established_flow() {
-    upgrade(Hook::Xdp);
+    upgrade(Hook::Xdp, canary_common::DEFAULT_FLOW_TABLE_SIZE);
 }
 
 /// The same upgrade with the interface moving to the TC hook on the way:
 /// today's canaryd makes the tcx ingress link, then lets go of the v4
-/// release's XDP link.
+/// release's XDP link. The config asks for a flow table larger than the
+/// previous release's: the carried table keeps its size, the new half-open
+/// table takes the config's, and a restart after the upgrade reuses both.
 #[test]
 fn upgrading_onto_the_tc_hook_moves_no_established_flow() {
-    upgrade(Hook::Tc);
+    upgrade(Hook::Tc, 131_072);
 }
 
-fn upgrade(hook: Hook) {
+fn upgrade(hook: Hook, flow_table_size: u32) {
     require_root!();
     let _serial = one_at_a_time();
     let topo = Topology::new(BackendKind::LocalProcess).unwrap();
@@ -243,6 +245,7 @@ fn upgrade(hook: Hook) {
     // Today's canaryd on the same pins, its config at the moved weight.
     let bins = Binaries::next_to_test().unwrap();
     let mut daemon = dirs.daemon_config(HOST_IF);
+    daemon.flow_table_size = flow_table_size;
     if hook != Hook::Xdp {
         daemon.hooks.insert(HOST_IF.into(), hook);
     }
@@ -252,7 +255,7 @@ fn upgrade(hook: Hook) {
         rollouts: Default::default(),
     })
     .unwrap();
-    let d = Canaryd::start(&topo.host, &bins, &dirs, &[]).unwrap();
+    let mut d = Canaryd::start(&topo.host, &bins, &dirs, &[]).unwrap();
     let log = d.log_text();
     let carried = log
         .lines()
@@ -297,4 +300,16 @@ fn upgrade(hook: Hook) {
             "the v4 XDP link let go: {iface:?}"
         );
     }
+    // A restart after the upgrade reuses the upgraded pins, whatever size
+    // the config gave the tables they did not carry.
+    d.signal(libc::SIGTERM).unwrap();
+    let d = Canaryd::start(&topo.host, &bins, &dirs, &[]).unwrap_or_else(|e| {
+        panic!("restart after the upgrade (flow_table_size {flow_table_size}): {e:#}")
+    });
+    let after_restart = ask_all(&mut conns, "after a restart on the upgraded pins");
+    assert!(
+        after_restart.is_empty(),
+        "{after_restart:#?}\n{}",
+        d.log_text()
+    );
 }
