@@ -45,6 +45,7 @@ pub mod maps;
 pub mod metrics;
 pub mod pin_check;
 pub mod pins;
+pub mod redact;
 pub mod service;
 pub mod signals;
 pub mod state;

@@ -147,6 +147,9 @@ pub(crate) fn read(
     })
 }
 
+/// Most steps a rollout may have (`steps = [...]` or `step`/`max`).
+pub const MAX_STEPS: usize = 1000;
+
 /// `steps = [5, 10, 25]`, or `step = 10` with `max = 100`: increasing
 /// percents above 0 and at most 100, in basis points.
 fn steps(errs: &mut Collector, table: &Table, path: &str) -> Option<Vec<u16>> {
@@ -173,9 +176,22 @@ fn steps(errs: &mut Collector, table: &Table, path: &str) -> Option<Vec<u16>> {
             );
             return None;
         }
+        // Each step is at least one interval: more steps than this is a
+        // rollout of days at 30 s, and almost surely a typo (0.01 for 1).
+        let count = (max / step - 1e-9).ceil();
+        if count > MAX_STEPS as f64 {
+            errs.push(
+                join(path, "step"),
+                format!(
+                    "step {step} up to max {max} makes {count} steps; at most {MAX_STEPS} \
+                     (step is a percent: step = 5 steps 5 % at a time)"
+                ),
+            );
+            return None;
+        }
         let mut v = vec![];
         let mut at = step;
-        while at < max - 1e-9 && v.len() < 1000 {
+        while at < max - 1e-9 {
             v.push((join(path, "step"), (at * 100.0).round() / 100.0));
             at += step;
         }
@@ -187,6 +203,13 @@ fn steps(errs: &mut Collector, table: &Table, path: &str) -> Option<Vec<u16>> {
             &join(path, "steps"),
             "steps = [5, 10, 25, 50, 100] (or step = 10 and max = 100)",
         )?;
+        if items.len() > MAX_STEPS {
+            errs.push(
+                join(path, "steps"),
+                format!("{} steps; at most {MAX_STEPS}", items.len()),
+            );
+            return None;
+        }
         let mut v = vec![];
         for (i, item) in items.iter().enumerate() {
             let at = format!("{}[{i}]", join(path, "steps"));
@@ -307,7 +330,10 @@ fn url(errs: &mut Collector, table: &Table, path: &str, key: &str) -> Option<Opt
         value::Field::Found(u) => {
             errs.push(
                 join(path, key),
-                format!("{u:?} is not an http:// URL, e.g. \"http://127.0.0.1:9090\""),
+                format!(
+                    "{:?} is not an http:// URL, e.g. \"http://127.0.0.1:9090\"",
+                    crate::redact::redact(u)
+                ),
             );
             None
         }

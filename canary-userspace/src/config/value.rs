@@ -133,10 +133,20 @@ pub(crate) fn boolean(errs: &mut Collector, table: &Table, path: &str, key: &str
     }
 }
 
-/// A number written either as an integer (`5`) or a float (`5.0`).
+/// A number written either as an integer (`5`) or a float (`5.0`); TOML's
+/// `nan` and `inf` are refused here, for every field: NaN compares false
+/// with every bound (a gate with `min = nan` could never fail) and no
+/// setting of canary means infinity.
 pub(crate) fn number(errs: &mut Collector, table: &Table, path: &str, key: &str) -> Field<f64> {
     match table.get(key) {
         None => Field::Absent,
+        Some(Value::Float(f)) if !f.is_finite() => {
+            errs.push(
+                join(path, key),
+                format!("{f} is not a finite number; write a number such as 0.9"),
+            );
+            Field::Bad
+        }
         Some(Value::Float(f)) => Field::Found(*f),
         // Only integers far outside any valid range lose precision here.
         Some(Value::Integer(i)) => Field::Found(*i as f64),

@@ -101,6 +101,10 @@ pub struct Evidence {
     pub gates: Vec<GateReading>,
 }
 
+/// Decisions a rollout's history keeps: the latest, older ones go (the
+/// state's counts still cover every look).
+pub const MAX_HISTORY: usize = 100;
+
 /// One decision as the history keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -132,6 +136,13 @@ pub struct RolloutState {
     pub inconclusive_streak: u32,
     pub passes_at_step: u32,
     pub started_unix_ms: u64,
+    /// Which run of the rollout this is: canaryd hands out a new one at
+    /// every start and every operator control (pause, resume, ...). A
+    /// decision carries the generation it was taken on (in its `next`
+    /// state) and is refused once the rollout has another: a look begun
+    /// before an abort and a new start must not step the new rollout.
+    #[serde(default)]
+    pub generation: u64,
     pub history: Vec<Record>,
 }
 
@@ -147,6 +158,7 @@ impl RolloutState {
             inconclusive_streak: 0,
             passes_at_step: 0,
             started_unix_ms: now_unix_ms,
+            generation: 0,
             history: vec![],
         }
     }
@@ -286,6 +298,11 @@ pub fn evaluate(
         reason: reason.clone(),
         dry_run: plan.mode == Mode::DryRun,
     });
+    // The state file and every status answer carry the history: a rollout
+    // that holds for days must not grow them without bound. The counts
+    // (looks, failed, ...) still cover every look.
+    let excess = next.history.len().saturating_sub(MAX_HISTORY);
+    next.history.drain(..excess);
     Decision {
         action,
         verdict,
@@ -432,6 +449,13 @@ fn gate(plan: &RolloutPlan, g: &GateReading) -> CheckResult {
     let (value, verdict, detail) = match &g.value {
         Err(e) => (None, Verdict::Inconclusive, format!("query failed: {e}")),
         Ok(None) => (None, Verdict::Inconclusive, "no data".to_owned()),
+        // +Inf is above every min and NaN compares false with every bound:
+        // neither may pass a gate (the query client refuses both too).
+        Ok(Some(v)) if !v.is_finite() => (
+            None,
+            Verdict::Inconclusive,
+            format!("value {v} is not a finite number ({bounds})"),
+        ),
         Ok(Some(v)) => {
             let low = min.is_some_and(|m| *v < m);
             let high = max.is_some_and(|m| *v > m);

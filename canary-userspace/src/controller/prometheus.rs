@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::redact::redact;
+
 /// How long one query may take, connection included.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -32,7 +34,8 @@ struct Sample {
     value: (f64, String),
 }
 
-/// Why a gate's query gave no value.
+/// Why a gate's query gave no value. URLs in it are redacted (`redact`):
+/// it goes into logs and the rollout's history.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QueryError {
     #[error("GET {url}: {detail}")]
@@ -66,8 +69,8 @@ pub fn query(base: &str, query: &str, timeout: Duration) -> Result<Option<f64>, 
             .query("query", query)
             .call()
             .map_err(|e| QueryError::Unreachable {
-                url: url.clone(),
-                detail: e.to_string(),
+                url: redact(&url),
+                detail: redact(&e.to_string()),
             })?;
     let status = response.status().as_u16();
     let answer: Answer =
@@ -75,9 +78,9 @@ pub fn query(base: &str, query: &str, timeout: Duration) -> Result<Option<f64>, 
             .body_mut()
             .read_json()
             .map_err(|e| QueryError::NotPrometheus {
-                url: url.clone(),
+                url: redact(&url),
                 status,
-                detail: e.to_string(),
+                detail: redact(&e.to_string()),
             })?;
     if answer.status != "success" {
         return Err(QueryError::Refused {
@@ -85,30 +88,51 @@ pub fn query(base: &str, query: &str, timeout: Duration) -> Result<Option<f64>, 
             error: answer.error.unwrap_or_default(),
         });
     }
-    let number = |text: &str| {
-        text.parse::<f64>()
-            .map_err(|e| QueryError::Shape(format!("value {text:?}: {e}")))
-            .and_then(|v| {
-                if v.is_nan() {
-                    Err(QueryError::Shape("the value is NaN".to_owned()))
-                } else {
-                    Ok(v)
-                }
-            })
-    };
     match answer.data {
         Some(Data::Vector(samples)) => match samples.as_slice() {
             [] => Ok(None),
-            [one] => number(&one.value.1).map(Some),
+            [one] => gate_value(&one.value.1).map(Some),
             many => Err(QueryError::Shape(format!(
                 "{} series came back; a gate's query must give one (aggregate it, e.g. with avg())",
                 many.len()
             ))),
         },
-        Some(Data::Scalar((_, v))) => number(&v).map(Some),
+        Some(Data::Scalar((_, v))) => gate_value(&v).map(Some),
         Some(Data::Matrix(_) | Data::String(_)) => Err(QueryError::Shape(
             "a range or string result; a gate's query must give one number".into(),
         )),
         None => Err(QueryError::Shape("a success without data".into())),
+    }
+}
+
+/// A sample's value as Prometheus writes it (`"0.97"`, `"+Inf"`, `"NaN"`):
+/// only a finite number can be judged. A ratio over a zero count gives
+/// +Inf or NaN, which would pass a `min` gate or never fail one.
+fn gate_value(text: &str) -> Result<f64, QueryError> {
+    let v = text
+        .parse::<f64>()
+        .map_err(|e| QueryError::Shape(format!("value {text:?}: {e}")))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(QueryError::Shape(format!(
+            "the value is {text}, not a finite number (a division by zero?)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_finite_values_are_gate_values() {
+        assert_eq!(gate_value("0.97"), Ok(0.97));
+        assert_eq!(gate_value("-3e2"), Ok(-300.0));
+        for odd in ["+Inf", "-Inf", "Inf", "NaN", "nan"] {
+            let e = gate_value(odd).unwrap_err().to_string();
+            assert!(e.contains(odd) && e.contains("not a finite number"), "{e}");
+        }
+        assert!(gate_value("many").is_err());
     }
 }

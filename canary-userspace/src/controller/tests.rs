@@ -283,6 +283,22 @@ fn decisions_table() {
             action: Action::Hold,
         },
         Row {
+            name: "gate at +Inf (e.g. x/0): inconclusive, never above a minimum",
+            plan: with_gate.clone(),
+            state: state_at(0),
+            evidence: gate(Ok(Some(f64::INFINITY))),
+            verdict: Verdict::Inconclusive,
+            action: Action::Hold,
+        },
+        Row {
+            name: "gate at NaN: inconclusive",
+            plan: with_gate.clone(),
+            state: state_at(0),
+            evidence: gate(Ok(Some(f64::NAN))),
+            verdict: Verdict::Inconclusive,
+            action: Action::Hold,
+        },
+        Row {
             name: "gate query failed: inconclusive",
             plan: with_gate,
             state: state_at(0),
