@@ -31,6 +31,10 @@ pub struct State {
     /// Rollouts that ended rolled back, by service name.
     #[serde(default)]
     pub rollbacks: BTreeMap<String, u64>,
+    /// The last rollout generation handed out (`RolloutState::generation`):
+    /// kept across restarts so a generation is never handed out twice.
+    #[serde(default)]
+    pub generations: u64,
 }
 
 /// A weight set at run time, and the config weight it overrode: when the
@@ -42,17 +46,37 @@ pub struct WeightOverride {
 }
 
 impl State {
+    /// A generation no rollout of this daemon has had.
+    pub fn next_generation(&mut self) -> u64 {
+        self.generations += 1;
+        self.generations
+    }
+
     /// Forgets overrides set against a config weight the config no longer
     /// has (or for services it no longer has), so an old override cannot
-    /// come back if the old value does. Returns whether anything went.
+    /// come back if the old value does, and the rollouts and rollback
+    /// counts of services the config no longer has, so the state file does
+    /// not grow with every service ever served. Returns whether anything
+    /// went.
     pub fn forget_obsolete(&mut self, services: &[ServiceSpec]) -> bool {
-        let before = self.weights.len();
+        let before = (
+            self.weights.len(),
+            self.rollouts.len(),
+            self.rollbacks.len(),
+        );
         self.weights.retain(|name, o| {
             services
                 .iter()
                 .any(|s| &s.name == name && s.weight_bp == o.config_weight_bp)
         });
-        self.weights.len() != before
+        let configured = |name: &String| services.iter().any(|s| &s.name == name);
+        self.rollouts.retain(|name, _| configured(name));
+        self.rollbacks.retain(|name, _| configured(name));
+        (
+            self.weights.len(),
+            self.rollouts.len(),
+            self.rollbacks.len(),
+        ) != before
     }
 
     /// Whether `weight_for` gives a runtime weight or the config's.
@@ -145,9 +169,12 @@ pub fn save(state_dir: &Path, state: &State) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
+    // 0600: rollout plans carry their Prometheus and webhook URLs, which
+    // may hold credentials; only root (canaryd) reads the file.
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&tmp)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
@@ -158,6 +185,8 @@ pub fn save(state_dir: &Path, state: &State) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -201,6 +230,11 @@ mod tests {
         assert!(s.forget_obsolete(&[spec("kept", 500), spec("edited", 700)]));
         assert_eq!(s.weights.keys().collect::<Vec<_>>(), ["kept"]);
         assert!(!s.forget_obsolete(&[spec("kept", 500)]));
+        // A removed service's rollout and rollback count go with it.
+        s.rollbacks.insert("kept".into(), 1);
+        s.rollbacks.insert("gone".into(), 2);
+        assert!(s.forget_obsolete(&[spec("kept", 500)]));
+        assert_eq!(s.rollbacks.keys().collect::<Vec<_>>(), ["kept"]);
     }
 
     #[test]
@@ -218,6 +252,9 @@ mod tests {
         );
         save(&dir, &s).unwrap();
         assert_eq!(load(&dir).unwrap(), s);
+        // Rollout plans may carry credentials in their URLs.
+        let mode = fs::metadata(path(&dir)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "state file mode {mode:o}");
         fs::write(path(&dir), "{not json").unwrap();
         assert!(load(&dir).is_err());
         fs::remove_dir_all(&dir).unwrap();

@@ -20,7 +20,7 @@ use canary_userspace::{
     config::Config,
     controller::{
         plan::{Checks, Gate, Mode, OnRollback, RolloutPlan},
-        policy::{Action, Phase},
+        policy::{Action, Phase, Verdict},
     },
 };
 use tests::{
@@ -688,4 +688,237 @@ fn failsafe_sends_new_flows_to_stable_while_canaryd_is_gone() {
     // half) are the failsafe's.
     assert!(failsafe > 0 && failsafe < 40, "{failsafe}");
     assert_eq!((report.phase, report.step), (Phase::Running, 0));
+}
+
+/// A stand-in Prometheus for the gates: answers the first query with the
+/// scalar 1 after `first_after`, and holds every later query until the
+/// test ends (past canaryd's 5 s query timeout: inconclusive).
+struct SlowPrometheus<'a> {
+    url: String,
+    release: Arc<AtomicBool>,
+    _server: tests::ns_http::NsHttpServer<'a>,
+}
+
+impl<'a> SlowPrometheus<'a> {
+    fn start(ns: &'a xtask::topology::Netns, addr: SocketAddr, first_after: Duration) -> Self {
+        let release = Arc::new(AtomicBool::new(false));
+        let queries = Arc::new(AtomicU64::new(0));
+        let held = release.clone();
+        let server = tests::ns_http::NsHttpServer::start(ns, addr, 4, move |request| {
+            let hold = if queries.fetch_add(1, Ordering::Relaxed) == 0 {
+                first_after
+            } else {
+                Duration::from_secs(6)
+            };
+            let until = Instant::now() + hold;
+            while Instant::now() < until && !held.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let body = r#"{"status":"success","data":{"resultType":"scalar","result":[0,"1"]}}"#;
+            let _ = request.respond(tiny_http::Response::from_string(body));
+        })
+        .unwrap();
+        SlowPrometheus {
+            url: format!("http://{addr}"),
+            release,
+            _server: server,
+        }
+    }
+}
+
+impl Drop for SlowPrometheus<'_> {
+    fn drop(&mut self) {
+        self.release.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A decision belongs to the rollout generation it was taken on (issue
+/// 23): a look begun before `abort` + `start`, or before `pause` +
+/// `resume`, is refused when it lands, so the new run neither takes the
+/// old look's step nor counts it. The gate's Prometheus answers the first
+/// query (the stale look's: a pass, so a step up) after 2 s and holds every
+/// later one past the query timeout, so no other decision can land in the
+/// test's window. Main applied the stale step up 3/3 times.
+#[test]
+fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
+    require_root!();
+    let _serial = one_at_a_time();
+    for restart in ["abort + start", "pause + resume"] {
+        let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+        let prom = SlowPrometheus::start(
+            &s.topo.host,
+            "127.0.0.1:9092".parse().unwrap(),
+            Duration::from_secs(2),
+        );
+        let mut p = plan(&[1000, 5000, 10000]);
+        p.interval = Duration::from_millis(500);
+        p.min_requests = 1;
+        p.checks.max_error_rate = None;
+        p.prometheus = Some(prom.url.clone());
+        p.gates = vec![Gate {
+            name: "always_one".into(),
+            query: "1".into(),
+            min: Some(0.5),
+            max: None,
+        }];
+        let d = s.start(p);
+        let load = Load::start(&s, 2);
+        let client = d.client();
+        client.rollout(SERVICE, RolloutAction::Start).unwrap();
+        // The first look starts within 0.75 s (interval + the driver's
+        // tick) and waits 2 s for its gate.
+        thread::sleep(Duration::from_millis(1000));
+        let (first, second) = if restart == "abort + start" {
+            (RolloutAction::Abort, RolloutAction::Start)
+        } else {
+            (RolloutAction::Pause, RolloutAction::Resume)
+        };
+        client.rollout(SERVICE, first).unwrap();
+        client.rollout(SERVICE, second).unwrap();
+        // The stale decision lands about 2.75 s after the first start.
+        thread::sleep(Duration::from_millis(2500));
+        let r = client.rollout_status(SERVICE).unwrap();
+        load.finish();
+        let log = d.log_text();
+        println!(
+            "{restart} while a look waited for its gate: {:?} at step {} ({}%), {} looks; \
+             refused in the log: {}",
+            r.phase,
+            r.step,
+            r.weight_percent,
+            r.looks,
+            log.contains("was taken on look 0 of generation 1")
+        );
+        assert_eq!(
+            (r.phase, r.step, r.looks),
+            (Phase::Running, 0, 0),
+            "{restart}: {}\n{log}",
+            describe(&r)
+        );
+        assert_eq!(r.weight_percent, 10.0, "{restart}");
+        assert!(
+            log.contains("was taken on look 0 of generation 1"),
+            "{restart}: the stale decision was not seen refused\n{log}"
+        );
+        drop(d);
+        drop(prom);
+    }
+}
+
+/// A gate whose query answers +Inf (a ratio over a zero count) or NaN,
+/// as a vector or a scalar, is inconclusive, never a pass (issue 23: main
+/// promoted on `+Inf` above a `min` in 3 looks). The rollout pauses.
+#[test]
+fn a_gate_at_infinity_or_nan_never_passes() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let metrics: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+    let prom = tests::prometheus::Server::start(&s.topo.host, &s.dirs.root, metrics).unwrap();
+    for (query, what) in [
+        ("vector(1) / 0", "+Inf vector"),
+        ("1 / 0", "+Inf scalar"),
+        ("vector(0) / 0", "NaN vector"),
+    ] {
+        let mut p = plan(&[5000, 10000]);
+        p.interval = Duration::from_millis(500);
+        p.min_requests = 1;
+        p.max_inconclusive = 3;
+        p.checks.max_error_rate = None;
+        p.prometheus = Some(format!("http://{}", prom.listen));
+        p.gates = vec![Gate {
+            name: "accuracy".into(),
+            query: query.into(),
+            min: Some(0.9),
+            max: None,
+        }];
+        s.dirs.write_config(&s.config(p, 0)).unwrap();
+        let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+        let load = Load::start(&s, 2);
+        let (r, _) = run_to_end(&d, Duration::from_secs(30));
+        load.finish();
+        let gate_verdicts: Vec<_> = r
+            .history
+            .iter()
+            .flat_map(|h| h.checks.iter().map(|c| (c.verdict, c.detail.clone())))
+            .collect();
+        println!(
+            "gate {query} ({what}): {:?} after {} looks; {:?}",
+            r.phase,
+            r.looks,
+            gate_verdicts.last()
+        );
+        assert_eq!(r.phase, Phase::Paused, "{what}: {}", describe(&r));
+        assert!(
+            gate_verdicts
+                .iter()
+                .all(|(v, detail)| *v == Verdict::Inconclusive
+                    && detail.contains("not a finite number")),
+            "{what}: {gate_verdicts:?}"
+        );
+        drop(d);
+        let _ = std::fs::remove_file(s.dirs.state_dir().join("state.json"));
+    }
+}
+
+/// `set-weight` during a rollout (issue 23: main took `set-weight model 0`
+/// silently and the next step undid it): 0 ends the rollout as a rollback,
+/// any other weight is refused with the commands that do what was meant,
+/// and after the rollout has ended set-weight is the operator's again.
+#[test]
+fn set_weight_during_a_rollout_is_a_rollback_at_zero_and_refused_otherwise() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let mut p = plan(&[1000, 5000, 10000]);
+    p.interval = Duration::from_millis(500);
+    p.min_requests = 1;
+    let d = s.start(p);
+    let load = Load::start(&s, 2);
+    let client = d.client();
+    client.rollout(SERVICE, RolloutAction::Start).unwrap();
+    let refused = canaryctl(&s.bins, &s.dirs.socket(), &["set-weight", SERVICE, "30"]).unwrap();
+    let refused_text = String::from_utf8_lossy(&refused.stderr).into_owned();
+    let zero = canaryctl(&s.bins, &s.dirs.socket(), &["set-weight", SERVICE, "0"]).unwrap();
+    let zero_text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&zero.stdout),
+        String::from_utf8_lossy(&zero.stderr)
+    );
+    // Three intervals: a rollout still running would have stepped up.
+    thread::sleep(Duration::from_millis(1600));
+    let r = client.rollout_status(SERVICE).unwrap();
+    let weight = d.status().unwrap().services[0].weight_percent;
+    let after = canaryctl(&s.bins, &s.dirs.socket(), &["set-weight", SERVICE, "20"]).unwrap();
+    load.finish();
+    println!(
+        "set-weight 30 during the rollout: exit {:?}: {}\nset-weight 0: exit {:?}: {}\
+         rollout then {:?} ({}), weight {weight}% 1.6 s later; set-weight 20 after it: exit {:?}",
+        refused.status.code(),
+        refused_text.trim(),
+        zero.status.code(),
+        zero_text,
+        r.phase,
+        r.reason,
+        after.status.code()
+    );
+    assert!(!refused.status.success(), "{refused_text}");
+    assert!(
+        refused_text.contains("canaryctl rollout pause model")
+            && refused_text.contains("canaryctl rollback model"),
+        "{refused_text}"
+    );
+    assert!(
+        zero.status.success(),
+        "{}",
+        String::from_utf8_lossy(&zero.stderr)
+    );
+    assert!(zero_text.contains("rolled back"), "{zero_text}");
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert_eq!(weight, 0.0);
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
 }

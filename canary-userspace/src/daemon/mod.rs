@@ -452,23 +452,53 @@ impl Daemon {
     /// so a restart keeps it. When the state file cannot be written the
     /// kernel goes back to the old weight and the request fails; if even
     /// that write fails, the error says so.
+    ///
+    /// While a rollout of the service is running or paused, its next step
+    /// would undo a weight set by hand: 0 ends the rollout as a rollback
+    /// (the one-write way back, as `canaryctl rollback`), any other weight
+    /// is refused with the commands that do what was meant.
     pub fn set_weight(&mut self, service: &str, percent: f64) -> Result<WeightSet, DaemonError> {
         let bp = weight_percent_to_bp(percent)
             .map_err(|reason| DaemonError::InvalidWeight { percent, reason })?;
-        let next = self.state.clone();
-        let previous = self.commit_weight(service, Some(bp), next, "set-weight")?;
+        let mut notes = vec![];
+        let previous = match self.state.rollouts.get(service) {
+            Some(run) if !run.state.phase.is_over() => {
+                if bp != 0 {
+                    return Err(DaemonError::RolloutConflict {
+                        service: service.to_owned(),
+                        why: format!(
+                            "a rollout is {:?} at {:.2}%, and its next step would undo a weight \
+                             set by hand; `canaryctl rollout pause {service}` holds the weight \
+                             where it is, `canaryctl rollback {service}` (or set-weight \
+                             {service} 0) ends it with the canary at 0%, `canaryctl rollout \
+                             abort {service}` ends it so that set-weight is yours again",
+                            run.state.phase,
+                            f64::from(run.weight_bp()) / 100.0
+                        ),
+                    });
+                }
+                let previous = self.dp.weight(service).unwrap_or(0);
+                self.control_rollout(service, rollouts::Control::Rollback, unix_ms())?;
+                notes.push(format!(
+                    "the rollout of {service} ended as rolled back (set-weight 0 is a rollback)"
+                ));
+                previous
+            }
+            _ => {
+                let next = self.state.clone();
+                self.commit_weight(service, Some(bp), next, "set-weight")?
+            }
+        };
         // The weight is stored either way; say when no traffic is split.
-        let warnings = self
-            .interfaces
-            .iter()
-            .filter(|i| !i.attached)
-            .map(|i| {
+        let warnings = notes
+            .into_iter()
+            .chain(self.interfaces.iter().filter(|i| !i.attached).map(|i| {
                 format!(
                     "{}: {}; the weight is stored, but canary splits no traffic there",
                     i.name,
                     i.problem.as_deref().unwrap_or("not attached")
                 )
-            })
+            }))
             .collect();
         Ok(WeightSet {
             service: service.to_owned(),

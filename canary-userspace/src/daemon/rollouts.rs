@@ -103,9 +103,10 @@ impl Daemon {
                 why: format!("a rollout is already {:?}", run.state.phase),
             });
         }
-        let run = RolloutRun::start(plan, self.reading(service)?, now_unix_ms);
+        let mut run = RolloutRun::start(plan, self.reading(service)?, now_unix_ms);
         let weight = (run.plan.mode == Mode::Enforce).then(|| run.weight_bp());
         let mut next = self.state.clone();
+        run.state.generation = next.next_generation();
         next.rollouts.insert(service.to_owned(), run.clone());
         self.commit_weight(service, weight, next, "rollout start")?;
         log::info!(
@@ -170,6 +171,8 @@ impl Daemon {
         }
         let weight = weight.filter(|_| run.plan.mode == Mode::Enforce);
         let mut next = self.state.clone();
+        // A look begun before this control must not land after it.
+        run.state.generation = next.next_generation();
         next.rollouts.insert(service.to_owned(), run.clone());
         if control == Control::Rollback {
             *next.rollbacks.entry(service.to_owned()).or_default() += 1;
@@ -183,8 +186,9 @@ impl Daemon {
     }
 
     /// Carries out a decision the driver took on the rollout as it was after
-    /// `looks` evaluations; refused when the rollout has moved on since
-    /// (an operator paused it, or it was restarted).
+    /// `looks` evaluations in its generation (`decision.next.generation`);
+    /// refused when the rollout has moved on since: another look was
+    /// applied, an operator paused, resumed, aborted or started it again.
     pub fn apply_decision(
         &mut self,
         service: &str,
@@ -199,12 +203,18 @@ impl Daemon {
                 why: "no rollout to apply a decision to".into(),
             });
         };
-        if run.state.looks != looks || run.state.phase != Phase::Running {
+        let generation = decision.next.generation;
+        if run.state.looks != looks
+            || run.state.generation != generation
+            || run.state.phase != Phase::Running
+        {
             return Err(DaemonError::RolloutConflict {
                 service: service.to_owned(),
                 why: format!(
-                    "the decision was taken on look {looks}; the rollout is {:?} after look {}",
-                    run.state.phase, run.state.looks
+                    "the decision was taken on look {looks} of generation {generation}; the \
+                     rollout is {:?} after look {} of generation {} (an operator or a new \
+                     start moved it on meanwhile)",
+                    run.state.phase, run.state.looks, run.state.generation
                 ),
             });
         }

@@ -17,9 +17,10 @@ pub const EXIT_WAIT_TIMED_OUT: u8 = 13;
 /// Blocks until the rollout is no longer running; prints progress lines on
 /// stderr as decisions come.
 pub fn wait(client: &Client, service: &str, limit: Duration) -> Result<RolloutReport, ClientError> {
+    // By look number: the history keeps only the latest looks.
     let mut seen = 0;
     client.wait_for_rollout(service, Duration::from_millis(500), limit, |r| {
-        for rec in r.history.iter().skip(seen) {
+        for rec in r.history.iter().filter(|h| h.look > seen) {
             eprintln!(
                 "canaryctl: look {} at {:.2}%: {}",
                 rec.look,
@@ -27,7 +28,7 @@ pub fn wait(client: &Client, service: &str, limit: Duration) -> Result<RolloutRe
                 rec.reason
             );
         }
-        seen = r.history.len();
+        seen = r.history.last().map_or(seen, |h| h.look);
     })
 }
 
@@ -107,6 +108,13 @@ pub fn print(r: &RolloutReport) {
     if r.history.is_empty() {
         println!("  no interval judged yet");
         return;
+    }
+    let kept = r.history.len() as u32;
+    if r.looks > kept {
+        println!(
+            "  the first {} looks are not kept; the last {kept} are",
+            r.looks - kept
+        );
     }
     println!(
         "  {:>4} {:>8} {:>8} {:>10} {:>10}  {:<12} {:<18} REASON",
