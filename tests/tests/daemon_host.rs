@@ -16,8 +16,9 @@ use std::{
 
 use canary_userspace::{
     Affinity, Protocol, ServiceSpec,
-    api::{InterfaceStatus, Status},
+    api::{InterfaceStatus, RolloutAction, Status},
     config::{Config, interface_index},
+    controller::plan::{Checks, Mode, OnRollback, RolloutPlan},
     fds,
 };
 use tests::{
@@ -495,4 +496,154 @@ fn an_interface_created_again_is_reattached_and_reported() {
     for line in d.log_text().lines().filter(|l| l.contains("eth0: ")) {
         println!("canaryd: {line}");
     }
+}
+
+/// Webhook deliveries stay inside the descriptor reserve (issue 23): ten
+/// rollouts looking every 100 ms, each look an event for a receiver that
+/// takes connections and never answers, beside a flood of idle metrics
+/// connections, with RLIMIT_NOFILE 256. Every reload and set-weight
+/// succeeds, no decision goes unapplied, and the receiver never holds more
+/// than one of canaryd's sockets. Main spent a thread and a socket per
+/// event for up to 10.5 s: reloads failed 6/30 with EMFILE.
+#[test]
+fn webhooks_to_a_hanging_receiver_never_take_a_control_calls_descriptor() {
+    require_root!();
+    let _serial = one_at_a_time();
+    const NOFILE: u64 = 256;
+    const ROLLOUTS: u16 = 10;
+    const CALLS: usize = 30;
+    let s = Setup::new();
+    // Accepts into its backlog and never reads: every delivery times out.
+    let receiver_addr: SocketAddr = "127.0.0.1:9103".parse().unwrap();
+    let receiver = s
+        .topo
+        .host
+        .enter(|| std::net::TcpListener::bind(receiver_addr))
+        .unwrap()
+        .unwrap();
+    let mut config = s.config(0);
+    let at = |port| SocketAddr::new(HOST_V4.into(), port);
+    for i in 0..ROLLOUTS {
+        let name = format!("model{i}");
+        config.services.push(ServiceSpec {
+            name: name.clone(),
+            vip: at(81 + i),
+            protocol: Protocol::Tcp,
+            affinity: Affinity::Flow,
+            stable: vec![at(8100 + i)],
+            canary: vec![at(8200 + i)],
+            weight_bp: 0,
+        });
+        config.rollouts.insert(
+            name,
+            RolloutPlan {
+                steps: vec![1000, 10000],
+                interval: Duration::from_millis(100),
+                min_requests: 20,
+                failed_checks_limit: 2,
+                consecutive_failures: 0,
+                min_passes: 1,
+                // No traffic: every look is inconclusive and holds.
+                max_inconclusive: 100_000,
+                mode: Mode::Enforce,
+                on_rollback: OnRollback::Drain,
+                checks: Checks {
+                    max_error_rate: Some(0.02),
+                    error_margin: 0.01,
+                    ..Checks::default()
+                },
+                gates: vec![],
+                prometheus: None,
+                webhook: Some(format!("http://{receiver_addr}/events")),
+                alpha: 0.05,
+            },
+        );
+    }
+    s.dirs.write_config(&config).unwrap();
+    let d = Canaryd::start_with_nofile(&s.topo.host, &s.bins, &s.dirs, &[], NOFILE).unwrap();
+    let client = d.client();
+    let flood = Flood::start(&s.topo.host, s.metrics_addr(), 400);
+    for i in 0..ROLLOUTS {
+        client
+            .rollout(&format!("model{i}"), RolloutAction::Start)
+            .unwrap();
+    }
+    let started = Instant::now();
+    let (mut failures, mut most_fds, mut most_receiver) = (vec![], 0, 0);
+    for i in 0..CALLS {
+        if let Err(e) = client.reload() {
+            failures.push(format!("reload {i}: {e}"));
+        }
+        let percent = if i % 2 == 0 { 50.0 } else { 0.0 };
+        if let Err(e) = client.set_weight("model", percent) {
+            failures.push(format!("set-weight {i}: {e}"));
+        }
+        most_fds = most_fds.max(open_fds(d.pid));
+        most_receiver = most_receiver.max(sockets_to(d.pid, receiver_addr.port()));
+        thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = started.elapsed();
+    let looks: Vec<u32> = (0..ROLLOUTS)
+        .map(|i| client.rollout_status(&format!("model{i}")).unwrap().looks)
+        .collect();
+    let connects = flood.finish();
+    let body = s.metrics().unwrap();
+    let log = d.log_text();
+    let dropped = sample(&body, "canary_webhook_events_total{outcome=\"dropped\"}");
+    let failed = sample(&body, "canary_webhook_events_total{outcome=\"failed\"}");
+    println!(
+        "{ROLLOUTS} rollouts at 100 ms looks posting to a receiver that never answers, a metrics \
+         flood ({connects} connections made), RLIMIT_NOFILE {NOFILE}: {} of {} reloads and \
+         set-weights failed over {:.1} s; looks per rollout {looks:?}; canaryd held at most \
+         {most_fds} descriptors, at most {most_receiver} to the receiver; webhook events \
+         failed {failed:?}, dropped {dropped:?}",
+        failures.len(),
+        2 * CALLS,
+        elapsed.as_secs_f64()
+    );
+    drop(receiver);
+    assert!(failures.is_empty(), "{failures:#?}\n{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+    assert!(!log.contains("decision not applied"), "{log}");
+    assert!(
+        most_receiver <= 1,
+        "{most_receiver} sockets to the receiver"
+    );
+    // The driver looks every 250 ms at the most (less while reloads hold
+    // the owner); every rollout went on looking through the calls.
+    let chances = (elapsed.as_millis() / 250) as u32;
+    assert!(
+        looks.iter().all(|l| *l >= chances / 4),
+        "looks {looks:?} of {chances} chances"
+    );
+    // Events beyond what one socket can carry were counted as dropped.
+    assert!(dropped.is_some_and(|n| n > 0.0), "{body}");
+}
+
+/// canaryd's TCP sockets connected to `port` (from /proc/PID/net/tcp of
+/// its namespace: 127.0.0.1 local connections).
+fn sockets_to(pid: u32, port: u16) -> usize {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let inodes: std::collections::HashSet<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let remote_port = f.get(2)?.rsplit(':').next()?;
+            let inode = f.get(9)?.to_string();
+            (u16::from_str_radix(remote_port, 16).ok()? == port).then_some(inode)
+        })
+        .collect();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| {
+                    let t = target.to_string_lossy();
+                    t.strip_prefix("socket:[")
+                        .and_then(|r| r.strip_suffix(']'))
+                        .is_some_and(|inode| inodes.contains(inode))
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }

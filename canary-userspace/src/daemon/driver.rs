@@ -18,7 +18,7 @@ use crate::{
         policy::{GateReading, Phase, evaluate},
         prometheus::{self, QUERY_TIMEOUT},
         run::{Reading, RolloutRun},
-        webhook,
+        webhook::Webhooks,
     },
     signals::VersionSignals,
 };
@@ -27,8 +27,8 @@ use crate::{
 /// rollout started meanwhile is noticed within it).
 const TICK: Duration = Duration::from_millis(250);
 
-/// Runs until the runtime stops.
-pub async fn run(owner: Handle, observer: Observer) {
+/// Runs until the runtime stops; every decision's event goes to `webhooks`.
+pub async fn run(owner: Handle, observer: Observer, webhooks: Webhooks) {
     let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
     loop {
         let snap = observer.snapshot.borrow().clone();
@@ -49,9 +49,10 @@ pub async fn run(owner: Handle, observer: Observer) {
                 continue;
             }
             let (owner, observer, busy) = (owner.clone(), observer.clone(), busy.clone());
-            let (service, run, id) = (service.clone(), run.clone(), reg.id);
+            let (service, run, id, webhooks) =
+                (service.clone(), run.clone(), reg.id, webhooks.clone());
             tokio::spawn(async move {
-                evaluate_one(&owner, &observer, &service, run, id).await;
+                evaluate_one(&owner, &observer, &webhooks, &service, run, id).await;
                 if let Ok(mut b) = busy.lock() {
                     b.remove(&service);
                 }
@@ -64,6 +65,7 @@ pub async fn run(owner: Handle, observer: Observer) {
 async fn evaluate_one(
     owner: &Handle,
     observer: &Observer,
+    webhooks: &Webhooks,
     service: &str,
     run: RolloutRun,
     id: u32,
@@ -89,7 +91,7 @@ async fn evaluate_one(
     match applied {
         Ok(after) => {
             if let (Some(url), Some(record)) = (&run.plan.webhook, record) {
-                webhook::post_later(url.clone(), service.to_owned(), after.state.phase, record);
+                webhooks.post(url.clone(), service.to_owned(), after.state.phase, record);
             }
         }
         Err(e) => log::warn!("service {service}: rollout decision not applied: {e}"),

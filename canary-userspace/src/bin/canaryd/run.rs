@@ -203,6 +203,8 @@ async fn serve(
         metrics: counted.clone(),
         spare: listeners.spare.clone(),
     };
+    let webhooks = canary_userspace::controller::webhook::Webhooks::start(&registry)
+        .context("starting webhook deliveries")?;
     let control_gate = gate("control", listeners.budget.control, WhenFull::Wait);
     let metrics_gate = gate("metrics", listeners.budget.metrics, WhenFull::Close);
     let mut hangup = signal(SignalKind::hangup())?;
@@ -230,6 +232,7 @@ async fn serve(
     tokio::spawn(canary_userspace::daemon::driver::run(
         served.owner.clone(),
         served.observer.clone(),
+        webhooks,
     ));
     // Interfaces deleted and created again get the programs back.
     tokio::spawn(canary_userspace::daemon::links::follow(
