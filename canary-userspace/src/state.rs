@@ -231,10 +231,15 @@ mod tests {
         assert_eq!(s.weights.keys().collect::<Vec<_>>(), ["kept"]);
         assert!(!s.forget_obsolete(&[spec("kept", 500)]));
         // A removed service's rollout and rollback count go with it.
-        s.rollbacks.insert("kept".into(), 1);
-        s.rollbacks.insert("gone".into(), 2);
+        let run = || RolloutRun::start(crate::controller::tests::plan(), Default::default(), 0);
+        for name in ["kept", "gone"] {
+            s.rollouts.insert(name.into(), run());
+            s.rollbacks.insert(name.into(), 1);
+        }
         assert!(s.forget_obsolete(&[spec("kept", 500)]));
+        assert_eq!(s.rollouts.keys().collect::<Vec<_>>(), ["kept"]);
         assert_eq!(s.rollbacks.keys().collect::<Vec<_>>(), ["kept"]);
+        assert!(!s.forget_obsolete(&[spec("kept", 500)]));
     }
 
     #[test]

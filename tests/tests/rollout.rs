@@ -922,3 +922,83 @@ fn set_weight_during_a_rollout_is_a_rollback_at_zero_and_refused_otherwise() {
         String::from_utf8_lossy(&after.stderr)
     );
 }
+
+/// Credentials in the gates' Prometheus URL and the webhook URL never
+/// reach what an operator or a log collector sees (issue 23: main copied
+/// them into the rollout history, `rollout status` and the log, and kept
+/// them in a world-readable state file): the state file is 0600 and
+/// everything else says `***`.
+#[test]
+fn credentials_in_urls_stay_out_of_status_logs_and_history() {
+    require_root!();
+    let _serial = one_at_a_time();
+    const SECRET: &str = "s3cret-token";
+    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let mut p = plan(&[1000, 10000]);
+    p.interval = Duration::from_millis(500);
+    p.max_inconclusive = 3;
+    // Nothing listens on either: the query fails, the post is refused,
+    // and both errors name their URL.
+    p.prometheus = Some(format!("http://reader:{SECRET}@127.0.0.1:9093"));
+    p.webhook = Some(format!("http://hook:{SECRET}@127.0.0.1:9104/events"));
+    p.gates = vec![Gate {
+        name: "accuracy".into(),
+        query: "model_accuracy".into(),
+        min: Some(0.9),
+        max: None,
+    }];
+    let d = s.start(p);
+    let load = Load::start(&s, 2);
+    let (r, _) = run_to_end(&d, Duration::from_secs(30));
+    load.finish();
+    // The last webhook post gives up after its tries (0.5 + 1 s apart).
+    thread::sleep(Duration::from_secs(2));
+    let ctl = |args: &[&str]| {
+        let out = canaryctl(&s.bins, &s.dirs.socket(), args).unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let status = ctl(&["rollout", "status", SERVICE]);
+    let status_json = ctl(&["--json", "rollout", "status", SERVICE]);
+    let log = d.log_text();
+    let state = s.dirs.state_dir().join("state.json");
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777
+    };
+    let gate_detail = r
+        .history
+        .last()
+        .and_then(|h| h.checks.iter().find(|c| c.name == "gate:accuracy"))
+        .map(|c| c.detail.clone())
+        .unwrap_or_default();
+    println!(
+        "{:?} after {} looks; gate: {gate_detail}; state file mode {mode:o}; secret in status {}, \
+         in --json {}, in the log {}",
+        r.phase,
+        r.looks,
+        status.contains(SECRET),
+        status_json.contains(SECRET),
+        log.contains(SECRET)
+    );
+    assert_eq!(r.phase, Phase::Paused, "{}", describe(&r));
+    assert!(
+        gate_detail.contains("http://***@127.0.0.1:9093"),
+        "{gate_detail}"
+    );
+    assert!(
+        log.contains("webhook http://***@127.0.0.1:9104/events"),
+        "{log}"
+    );
+    for (what, text) in [
+        ("rollout status", &status),
+        ("rollout status --json", &status_json),
+        ("the log", &log),
+    ] {
+        assert!(!text.contains(SECRET), "{what} shows the secret:\n{text}");
+    }
+    assert_eq!(mode, 0o600, "state file mode {mode:o}");
+}

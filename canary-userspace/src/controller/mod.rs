@@ -11,4 +11,4 @@ pub mod stats;
 pub mod webhook;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -14,7 +14,8 @@ use super::{
 };
 use crate::signals::{Histogram, VersionSignals};
 
-fn plan() -> RolloutPlan {
+/// A plan with the README's shape; other modules' tests use it too.
+pub(crate) fn plan() -> RolloutPlan {
     RolloutPlan {
         steps: vec![500, 1000, 2500, 5000, 10000],
         interval: std::time::Duration::from_secs(30),
@@ -508,4 +509,25 @@ fn regressions_are_caught() {
         assert_eq!(promoted, 0, "{name}: a regression was promoted");
         assert!(back >= RUNS * 95 / 100, "{name}: only {back} rolled back");
     }
+}
+
+/// A rollout that holds for days keeps its last `MAX_HISTORY` decisions,
+/// not all of them (issue 23: the state file grew by every look); the
+/// counts cover every look.
+#[test]
+fn the_history_keeps_the_latest_decisions_and_the_counts_keep_all() {
+    let p = RolloutPlan {
+        max_inconclusive: u32::MAX,
+        ..plan()
+    };
+    let mut state = RolloutState::start(0);
+    let too_few = evidence(version(1, 0, 20.0), version(1, 0, 20.0));
+    for look in 1..=250u64 {
+        state = evaluate(&p, &state, &too_few, look).next;
+        assert!(state.history.len() <= super::policy::MAX_HISTORY);
+    }
+    assert_eq!((state.looks, state.phase), (250, Phase::Running));
+    assert_eq!(state.history.len(), super::policy::MAX_HISTORY);
+    assert_eq!(state.history.first().map(|h| h.look), Some(151));
+    assert_eq!(state.history.last().map(|h| h.look), Some(250));
 }
