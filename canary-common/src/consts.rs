@@ -6,12 +6,14 @@
 /// written with another layout. v2: FlowEntry carries FIN sequence numbers.
 /// v3: two BACKENDS banks per service, `Service::bank` picks one. v4: the
 /// SIGNALS map; FlowEntry carries request and SYN times. v5: three more
-/// verdicts (VERDICTS grows), the HALF_OPEN table, no VIP_ADDRESSES.
-pub const PIN_LAYOUT: &str = "v5";
+/// verdicts (VERDICTS grows), the HALF_OPEN table, no VIP_ADDRESSES. v6:
+/// SIGNALS' latency histogram is log-linear (170 buckets, 8 per power of
+/// two) and both histograms' bounds are powers of two of nanoseconds.
+pub const PIN_LAYOUT: &str = "v6";
 /// The layout before this one: canaryd carries its pins over at start
 /// (`canary_userspace::upgrade`), every map whose layout did not change
 /// with its entries, so an upgrade moves no established flow.
-pub const PREVIOUS_PIN_LAYOUT: &str = "v4";
+pub const PREVIOUS_PIN_LAYOUT: &str = "v5";
 
 /// Canary weight is expressed in basis points: 10000 = 100 %.
 pub const WEIGHT_SCALE: u32 = 10_000;

@@ -3,12 +3,26 @@
 //! status-line classifier. Shared by the kernel (which counts), userspace
 //! (which sums and exports) and the tests (which check buckets).
 
-/// Latency histogram buckets: bucket `i < LATENCY_BUCKETS - 1` holds
-/// durations up to `16 µs << i` (16 µs, 32 µs, ... 33.55 s); the last one
-/// holds the rest (Prometheus' `+Inf`).
-pub const LATENCY_BUCKETS: usize = 23;
-/// Upper bound of the first bucket, in microseconds.
-pub const FIRST_BUCKET_US: u64 = 16;
+/// Duration histograms are log-linear over nanoseconds: bucket 0 holds
+/// durations up to `2^FIRST_OCTAVE` ns (16.384 µs); then each power of two
+/// from there to `2^(FIRST_OCTAVE + OCTAVES)` ns (34.36 s) is split into
+/// `2^sub_bits` buckets of equal width; the last bucket holds the rest
+/// (Prometheus' `+Inf`). The bucket of a duration is a bit scan and two
+/// shifts: no division, no loop (see `bucket_of_ns`).
+pub const FIRST_OCTAVE: u32 = 14;
+/// Powers of two covered between the first bucket and the last.
+pub const OCTAVES: u32 = 21;
+/// Time to first byte: 8 buckets per power of two, each at most 12.5 %
+/// wider than its lower bound, fine enough to judge a p99 ratio.
+pub const LATENCY_SUB_BITS: u32 = 3;
+/// Connect time: one bucket per power of two.
+pub const CONNECT_SUB_BITS: u32 = 0;
+/// Buckets of a histogram with `sub_bits`.
+pub const fn bucket_count(sub_bits: u32) -> usize {
+    2 + ((OCTAVES as usize) << sub_bits)
+}
+pub const LATENCY_BUCKETS: usize = bucket_count(LATENCY_SUB_BITS);
+pub const CONNECT_BUCKETS: usize = bucket_count(CONNECT_SUB_BITS);
 
 /// HTTP response classes counted in `Signals::http`: 1xx to 5xx, then
 /// `other` for a response that does not start with an HTTP/1.x status line.
@@ -41,7 +55,7 @@ pub struct Signals {
     /// Time to first byte: request start to the first reply payload.
     pub latency: [u64; LATENCY_BUCKETS],
     /// Connect time: the client's first SYN to the backend's SYN-ACK.
-    pub connect: [u64; LATENCY_BUCKETS],
+    pub connect: [u64; CONNECT_BUCKETS],
     /// Sums of the observations in `latency` and `connect`, nanoseconds.
     pub latency_sum_ns: u64,
     pub connect_sum_ns: u64,
@@ -61,7 +75,7 @@ impl Default for Signals {
             refused: 0,
             syn_retransmits: 0,
             latency: [0; LATENCY_BUCKETS],
-            connect: [0; LATENCY_BUCKETS],
+            connect: [0; CONNECT_BUCKETS],
             latency_sum_ns: 0,
             connect_sum_ns: 0,
             failsafe_flows: 0,
@@ -155,27 +169,46 @@ pub fn is_timed(starts: u32, shift: u32) -> bool {
     starts & ((1u32 << (shift & 31)) - 1) == 0
 }
 
-/// The bucket of a duration in nanoseconds.
+/// The bucket of a duration in nanoseconds, with `2^sub_bits` buckets per
+/// power of two. Upper bounds are inclusive (Prometheus' `le`): a duration
+/// of exactly a bound counts in the bucket it closes, hence `ns - 1`.
 #[inline(always)]
-pub fn bucket_of_ns(ns: u64) -> usize {
-    let us = ns / 1000;
-    let mut bound = FIRST_BUCKET_US;
-    let mut i = 0;
-    // Bounded by the bucket count: the verifier sees a fixed trip count.
-    while i < LATENCY_BUCKETS - 1 {
-        if us <= bound {
-            return i;
-        }
-        bound <<= 1;
-        i += 1;
+pub fn bucket_of_ns(ns: u64, sub_bits: u32) -> usize {
+    if ns <= 1 << FIRST_OCTAVE {
+        return 0;
     }
-    LATENCY_BUCKETS - 1
+    let m = ns - 1;
+    // The power of two m lies in: [2^octave, 2^(octave+1)).
+    let octave = 63 - m.leading_zeros();
+    if octave >= FIRST_OCTAVE + OCTAVES {
+        return bucket_count(sub_bits) - 1;
+    }
+    let sub = (m >> (octave - sub_bits)) & ((1 << sub_bits) - 1);
+    1 + (((octave - FIRST_OCTAVE) as usize) << sub_bits) + sub as usize
 }
 
-/// Upper bound of bucket `i` in microseconds; `None` for the last (+Inf).
-pub const fn bucket_upper_us(i: usize) -> Option<u64> {
-    if i + 1 < LATENCY_BUCKETS {
-        Some(FIRST_BUCKET_US << i)
+/// Upper bound (inclusive) of bucket `i` in nanoseconds; `None` for the
+/// last (+Inf) and beyond.
+pub const fn bucket_upper_ns(i: usize, sub_bits: u32) -> Option<u64> {
+    if i == 0 {
+        return Some(1 << FIRST_OCTAVE);
+    }
+    if i + 1 >= bucket_count(sub_bits) {
+        return None;
+    }
+    let j = i - 1;
+    let octave = FIRST_OCTAVE as usize + (j >> sub_bits);
+    let sub = (j & ((1 << sub_bits) - 1)) as u64;
+    Some(((1u64 << sub_bits) + sub + 1) << (octave - sub_bits as usize))
+}
+
+/// The sub-bucket resolution of a histogram of `len` buckets: latency or
+/// connect (userspace keeps histograms as plain vectors).
+pub const fn sub_bits_of(len: usize) -> Option<u32> {
+    if len == LATENCY_BUCKETS {
+        Some(LATENCY_SUB_BITS)
+    } else if len == CONNECT_BUCKETS {
+        Some(CONNECT_SUB_BITS)
     } else {
         None
     }
@@ -203,8 +236,10 @@ pub fn http_class(head: &[u8; STATUS_LINE_PREFIX]) -> usize {
 const _: () = assert!(core::mem::size_of::<Sampler>() == 16);
 
 const _: () = assert!(
-    core::mem::size_of::<Signals>() == (2 + HTTP_CLASSES + 3 + 2 * LATENCY_BUCKETS + 3) * 8
+    core::mem::size_of::<Signals>()
+        == (2 + HTTP_CLASSES + 3 + LATENCY_BUCKETS + CONNECT_BUCKETS + 3) * 8
 );
+const _: () = assert!(LATENCY_BUCKETS == 170 && CONNECT_BUCKETS == 23);
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), Copy, only u64 fields and arrays of u64: no padding.
@@ -244,24 +279,49 @@ mod tests {
 
     #[test]
     fn buckets_follow_their_bounds() {
-        assert_eq!(bucket_of_ns(0), 0);
-        assert_eq!(bucket_of_ns(16_000), 0);
-        assert_eq!(bucket_of_ns(16_999), 0, "whole microseconds");
-        assert_eq!(bucket_of_ns(17_000), 1);
-        assert_eq!(bucket_of_ns(32_000), 1);
-        assert_eq!(bucket_of_ns(1_000_000), 6, "1 ms is within 1,024 µs");
-        assert_eq!(bucket_of_ns(2_500_000), 8, "2.5 ms is within 4,096 µs");
-        let last_finite = bucket_upper_us(LATENCY_BUCKETS - 2).unwrap();
-        assert_eq!(last_finite, 16 << 21);
-        assert_eq!(bucket_of_ns(last_finite * 1000), LATENCY_BUCKETS - 2);
-        assert_eq!(bucket_of_ns(last_finite * 1000 + 1000), LATENCY_BUCKETS - 1);
-        assert_eq!(bucket_of_ns(u64::MAX), LATENCY_BUCKETS - 1);
-        assert_eq!(bucket_upper_us(LATENCY_BUCKETS - 1), None);
-        for i in 0..LATENCY_BUCKETS - 1 {
-            let upper = bucket_upper_us(i).unwrap();
-            assert_eq!(bucket_of_ns(upper * 1000), i);
-            assert_eq!(bucket_of_ns(upper * 1000 + 1000), i + 1);
+        for sub_bits in [LATENCY_SUB_BITS, CONNECT_SUB_BITS] {
+            let n = bucket_count(sub_bits);
+            assert_eq!(bucket_of_ns(0, sub_bits), 0);
+            assert_eq!(bucket_of_ns(16_384, sub_bits), 0);
+            assert_eq!(bucket_of_ns(16_385, sub_bits), 1);
+            assert_eq!(bucket_upper_ns(n - 2, sub_bits), Some(1 << 35));
+            assert_eq!(bucket_of_ns(1 << 35, sub_bits), n - 2);
+            assert_eq!(bucket_of_ns((1 << 35) + 1, sub_bits), n - 1);
+            assert_eq!(bucket_of_ns(u64::MAX, sub_bits), n - 1);
+            assert_eq!(bucket_upper_ns(n - 1, sub_bits), None);
+            let mut previous = 0;
+            for i in 0..n - 1 {
+                let upper = bucket_upper_ns(i, sub_bits).unwrap();
+                assert!(upper > previous, "bounds increase: {i}");
+                assert_eq!(bucket_of_ns(upper, sub_bits), i, "{sub_bits}: {upper}");
+                assert_eq!(bucket_of_ns(upper + 1, sub_bits), i + 1, "{sub_bits}");
+                assert_eq!(bucket_of_ns(previous + 1, sub_bits), i, "{sub_bits}");
+                previous = upper;
+            }
         }
+        // Every power of two from the first is a bound of both scales, so
+        // the coarse buckets are unions of the fine ones.
+        for octave in 0..=OCTAVES as usize {
+            let coarse = bucket_upper_ns(octave, CONNECT_SUB_BITS).unwrap();
+            assert_eq!(coarse, 1 << (FIRST_OCTAVE as usize + octave));
+            let fine = bucket_upper_ns(octave << LATENCY_SUB_BITS, LATENCY_SUB_BITS).unwrap();
+            assert_eq!(fine, coarse);
+        }
+        // The fine buckets' width: at most 1/8 of their lower bound.
+        for i in 1..LATENCY_BUCKETS - 1 {
+            let lo = bucket_upper_ns(i - 1, LATENCY_SUB_BITS).unwrap() as f64;
+            let hi = bucket_upper_ns(i, LATENCY_SUB_BITS).unwrap() as f64;
+            assert!(hi / lo <= 1.125 + 1e-12, "bucket {i}: {lo} .. {hi}");
+        }
+        assert_eq!(bucket_upper_ns(1, LATENCY_SUB_BITS), Some(18_432));
+        assert_eq!(
+            bucket_of_ns(1_000_000, CONNECT_SUB_BITS),
+            6,
+            "1 ms <= 1.048576 ms"
+        );
+        assert_eq!(sub_bits_of(LATENCY_BUCKETS), Some(LATENCY_SUB_BITS));
+        assert_eq!(sub_bits_of(CONNECT_BUCKETS), Some(CONNECT_SUB_BITS));
+        assert_eq!(sub_bits_of(24), None);
     }
 
     #[test]

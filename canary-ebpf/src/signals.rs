@@ -20,8 +20,9 @@ use aya_ebpf::{
 use canary_common::{
     FlowEntry, PROTO_TCP, PROTO_UDP,
     signals::{
-        HTTP_OTHER, MAX_SAMPLE_SHIFT, SAMPLE_WINDOW_NS, STATUS_LINE_PREFIX, Sampler, Signals,
-        UNTIMED, bucket_of_ns, http_class, is_timed, sample_shift,
+        CONNECT_SUB_BITS, HTTP_OTHER, LATENCY_SUB_BITS, MAX_SAMPLE_SHIFT, SAMPLE_WINDOW_NS,
+        STATUS_LINE_PREFIX, Sampler, Signals, UNTIMED, bucket_of_ns, http_class, is_timed,
+        sample_shift,
     },
     stats_slot,
 };
@@ -37,6 +38,19 @@ use crate::{
 /// it 0 the verifier removes their code as dead.
 #[unsafe(no_mangle)]
 static SIGNALS_ENABLED: u8 = 1;
+
+/// A histogram index the verifier can bound. `bucket_of_ns` is below the
+/// bucket count by construction, and LLVM sees that and drops `get_mut`'s
+/// check; the verifier, which tracks the bit scan's result only as 0..255,
+/// does not, and refuses the store ("math between map_value pointer and
+/// register with unbounded min value"). Read back through a volatile load
+/// the index is opaque to LLVM, so the check stays in the code the
+/// verifier reads.
+#[inline(always)]
+fn checked(i: usize) -> usize {
+    // SAFETY: a read of a local we own.
+    unsafe { core::ptr::read_volatile(&i) }
+}
 
 #[inline(always)]
 fn enabled() -> bool {
@@ -198,7 +212,12 @@ pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet, table
             let took = now().saturating_sub(e.syn_ns);
             e.syn_ns = 0;
             if let Some(s) = slot(e) {
-                s.connect[bucket_of_ns(took)] += 1;
+                if let Some(b) = s
+                    .connect
+                    .get_mut(checked(bucket_of_ns(took, CONNECT_SUB_BITS)))
+                {
+                    *b += 1;
+                }
                 s.connect_sum_ns += took;
             }
         }
@@ -220,7 +239,12 @@ pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet, table
     if let Some(s) = slot(e) {
         s.responses += 1;
         if let Some(took) = took {
-            s.latency[bucket_of_ns(took)] += 1;
+            if let Some(b) = s
+                .latency
+                .get_mut(checked(bucket_of_ns(took, LATENCY_SUB_BITS)))
+            {
+                *b += 1;
+            }
             s.latency_sum_ns += took;
         }
         // One constant offset per class: LLVM drops the bound it can prove,

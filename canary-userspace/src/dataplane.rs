@@ -145,10 +145,12 @@ impl Dataplane {
         };
         loader.override_global(names::LATENCY_MAX_SHIFT, &max_shift, true);
         let mut map_paths = vec![];
+        let mut converted_signals = vec![];
         if let Some(bpffs) = opts.pin_dir.as_deref()
             && let Some(carried) = crate::upgrade::carry_over(OBJECT, bpffs)?
         {
             log::info!("{}", carried.describe());
+            converted_signals = carried.signals;
         }
         if let Some(pins) = &pins {
             for dir in [pins.maps(), pins.programs(), pins.interfaces()] {
@@ -198,7 +200,13 @@ impl Dataplane {
         let mut maps = Maps::take(&mut ebpf)?;
         let counters = Arc::new(Counters::take(&mut ebpf)?);
         let stats_writer = counters.stats_writer()?;
-        let signals_writer = counters.signals_writer()?;
+        let mut signals_writer = counters.signals_writer()?;
+        for (slot, per_cpu) in converted_signals {
+            let values = PerCpuValues::try_from(per_cpu).map_err(Error::Cpus)?;
+            signals_writer
+                .set(slot, values, 0)
+                .map_err(map_err(names::SIGNALS))?;
+        }
         let recovered = maps.services.iter().filter_map(|kv| kv.ok()).collect();
         let timeout = opts.udp_idle_timeout.as_nanos().min(u64::MAX as u128) as u64;
         maps.settings

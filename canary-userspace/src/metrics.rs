@@ -7,8 +7,6 @@ use prometheus::{
     proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType},
 };
 
-use canary_common::signals::bucket_upper_us;
-
 use crate::{
     api::{RolloutReport, Status, VersionStatus},
     controller::policy::{Phase, Verdict},
@@ -481,9 +479,9 @@ fn histogram_family(
                 cumulative += n;
                 // The last, unbounded bucket is the `+Inf` line, written
                 // from the sample count.
-                if let Some(upper_us) = bucket_upper_us(i) {
+                if let Some(upper_ns) = h.upper_ns(i) {
                     let mut b = prometheus::proto::Bucket::default();
-                    b.set_upper_bound(upper_us as f64 / 1e6);
+                    b.set_upper_bound(upper_ns as f64 / 1e9);
                     b.set_cumulative_count(cumulative);
                     buckets.push(b);
                 }

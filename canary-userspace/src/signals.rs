@@ -6,24 +6,84 @@
 use std::time::Duration;
 
 use canary_common::signals::{
-    HTTP_CLASS_NAMES, HTTP_CLASSES, LATENCY_BUCKETS, Signals, bucket_upper_us,
+    HTTP_CLASS_NAMES, HTTP_CLASSES, LATENCY_BUCKETS, LATENCY_SUB_BITS, Signals, bucket_count,
+    bucket_of_ns, bucket_upper_ns, sub_bits_of,
 };
 use serde::{Deserialize, Serialize};
 
-/// A log2 histogram of durations: `counts[i]` observations up to
-/// `bucket_upper_us(i)` (the last bucket has no upper bound), and their sum.
+/// A log-linear histogram of durations (`canary_common::signals`): latency
+/// (`LATENCY_BUCKETS`, 8 buckets per power of two) or connect time
+/// (`CONNECT_BUCKETS`, one per power of two), told apart by their length.
+/// `counts[i]` observations up to `upper_ns(i)` (the last bucket has no
+/// upper bound), and their sum.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Histogram {
     pub counts: Vec<u64>,
     pub sum_ns: u64,
 }
 
+/// Buckets of the latency histogram before pin layout v6 (16 µs << i,
+/// whole microseconds, then +Inf), as older state files and SIGNALS maps
+/// hold them.
+pub const V5_LATENCY_BUCKETS: usize = 23;
+
+/// Where a count of pin layout v5's bucket `i` (durations up to
+/// `16 µs << i`; the last unbounded) goes in today's histogram of
+/// `sub_bits`: the bucket holding that old upper bound, so every count
+/// stays within the bound it was counted under.
+pub fn v5_bucket(i: usize, sub_bits: u32) -> usize {
+    if i + 1 < V5_LATENCY_BUCKETS {
+        bucket_of_ns(16_000 << i, sub_bits)
+    } else {
+        bucket_count(sub_bits) - 1
+    }
+}
+
 impl Histogram {
-    fn from_kernel(counts: &[u64; LATENCY_BUCKETS], sum_ns: u64) -> Histogram {
+    fn from_kernel(counts: &[u64], sum_ns: u64) -> Histogram {
         Histogram {
             counts: counts.to_vec(),
             sum_ns,
         }
+    }
+
+    /// An empty latency histogram.
+    pub fn latency() -> Histogram {
+        Histogram {
+            counts: vec![0; LATENCY_BUCKETS],
+            sum_ns: 0,
+        }
+    }
+
+    /// Upper bound of bucket `i` in nanoseconds; None for the last (+Inf),
+    /// or for a histogram of no known length.
+    pub fn upper_ns(&self, i: usize) -> Option<u64> {
+        bucket_upper_ns(i, sub_bits_of(self.counts.len())?)
+    }
+
+    /// Lower bound of bucket `i`: the upper bound of the one before; 0 for
+    /// the first.
+    pub fn lower_ns(&self, i: usize) -> u64 {
+        i.checked_sub(1).and_then(|j| self.upper_ns(j)).unwrap_or(0)
+    }
+
+    /// A latency histogram of pin layout v5's 23 log2 buckets carried onto
+    /// today's: each old bucket's count goes to the fine bucket holding the
+    /// old upper bound (16 µs << i), so "at most the old bound" still holds
+    /// for every count; the unbounded bucket stays unbounded. A histogram
+    /// of another length is returned as it is.
+    pub fn from_v5_latency(self) -> Histogram {
+        if self.counts.len() != V5_LATENCY_BUCKETS {
+            return self;
+        }
+        let mut out = Histogram {
+            counts: vec![0; LATENCY_BUCKETS],
+            sum_ns: self.sum_ns,
+        };
+        for (i, n) in self.counts.iter().enumerate() {
+            out.counts[v5_bucket(i, LATENCY_SUB_BITS)] += n;
+        }
+        out
     }
 
     pub fn total(&self) -> u64 {
@@ -58,18 +118,14 @@ impl Histogram {
         let rank = q.clamp(0.0, 1.0) * total as f64;
         let mut below = 0u64;
         for (i, n) in self.counts.iter().enumerate() {
-            let lower_us = if i == 0 {
-                0
-            } else {
-                bucket_upper_us(i - 1).unwrap_or(0)
-            };
+            let lower_ns = self.lower_ns(i);
             if *n > 0 && (below + n) as f64 >= rank {
-                let Some(upper_us) = bucket_upper_us(i) else {
-                    return Some(Duration::from_micros(lower_us));
+                let Some(upper_ns) = self.upper_ns(i) else {
+                    return Some(Duration::from_nanos(lower_ns));
                 };
                 let within = (rank - below as f64) / *n as f64;
-                let us = lower_us as f64 + (upper_us - lower_us) as f64 * within;
-                return Some(Duration::from_secs_f64(us / 1e6));
+                let ns = lower_ns as f64 + (upper_ns - lower_ns) as f64 * within;
+                return Some(Duration::from_nanos(ns as u64));
             }
             below += n;
         }
@@ -177,28 +233,49 @@ mod tests {
 
     #[test]
     fn quantiles_interpolate_within_the_bucket_like_prometheus() {
-        // 100 observations in the (16, 32] µs bucket: the median is halfway.
+        // 100 observations in the (16.384, 18.432] µs bucket: the median
+        // is halfway.
         let h = histogram(&[(1, 100)]);
-        assert_eq!(h.quantile(0.5), Some(Duration::from_micros(24)));
-        assert_eq!(h.quantile(1.0), Some(Duration::from_micros(32)));
-        // 90 fast (≤ 16 µs) and 10 in (1024, 2048] µs: p50 fast, p99 slow.
-        let h = histogram(&[(0, 90), (7, 10)]);
+        assert_eq!(h.quantile(0.5), Some(Duration::from_nanos(17_408)));
+        assert_eq!(h.quantile(1.0), Some(Duration::from_nanos(18_432)));
+        // 90 fast (≤ 16.384 µs) and 10 in the bucket of 1.5 ms: p50 fast,
+        // p99 in that bucket.
+        let slow = bucket_of_ns(1_500_000, LATENCY_SUB_BITS);
+        let h = histogram(&[(0, 90), (slow, 10)]);
         let p50 = h.quantile(0.5).unwrap();
-        assert!(p50 <= Duration::from_micros(16), "{p50:?}");
-        let p99 = h.quantile(0.99).unwrap();
-        assert!(
-            p99 > Duration::from_micros(1024) && p99 <= Duration::from_micros(2048),
-            "{p99:?}"
-        );
+        assert!(p50 <= Duration::from_nanos(16_384), "{p50:?}");
+        let p99 = h.quantile(0.99).unwrap().as_nanos() as u64;
+        assert!(p99 > h.lower_ns(slow) && p99 <= h.upper_ns(slow).unwrap());
+        assert!((1_375_000..=1_625_000).contains(&p99), "within 1/8: {p99}");
         // The unbounded bucket reads as its lower bound.
         let h = histogram(&[(LATENCY_BUCKETS - 1, 5)]);
-        assert_eq!(
-            h.quantile(0.5),
-            Some(Duration::from_micros(
-                bucket_upper_us(LATENCY_BUCKETS - 2).unwrap()
-            ))
-        );
+        assert_eq!(h.quantile(0.5), Some(Duration::from_nanos(1 << 35)));
         assert_eq!(histogram(&[]).quantile(0.5), None);
+    }
+
+    #[test]
+    fn v5_latency_histograms_carry_over_within_their_old_bounds() {
+        let mut old = vec![0u64; V5_LATENCY_BUCKETS];
+        old[0] = 3; // <= 16 µs
+        old[6] = 5; // (512, 1024] µs
+        old[22] = 2; // +Inf
+        let h = Histogram {
+            counts: old,
+            sum_ns: 42,
+        }
+        .from_v5_latency();
+        assert_eq!(
+            (h.counts.len(), h.total(), h.sum_ns),
+            (LATENCY_BUCKETS, 10, 42)
+        );
+        // Each count sits in the bucket holding its old upper bound.
+        let at = |ns: u64| h.counts[bucket_of_ns(ns, LATENCY_SUB_BITS)];
+        assert_eq!(at(16_000), 3);
+        assert_eq!(at(1_024_000), 5);
+        assert_eq!(h.counts[LATENCY_BUCKETS - 1], 2);
+        // Today's histograms pass through.
+        let today = histogram(&[(7, 1)]);
+        assert_eq!(today.clone().from_v5_latency(), today);
     }
 
     #[test]

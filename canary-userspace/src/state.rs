@@ -150,12 +150,16 @@ pub fn load(state_dir: &Path) -> io::Result<State> {
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     f.read_to_end(&mut bytes)
         .map_err(|e| bad(e.kind(), e.to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    let mut state: State = serde_json::from_slice(&bytes).map_err(|e| {
         bad(
             io::ErrorKind::InvalidData,
             format!("not canaryd's state file (JSON): {e}"),
         )
-    })
+    })?;
+    for run in state.rollouts.values_mut() {
+        run.carry_v5_histograms();
+    }
+    Ok(state)
 }
 
 pub fn save(state_dir: &Path, state: &State) -> io::Result<()> {

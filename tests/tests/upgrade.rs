@@ -1,10 +1,11 @@
 //! Upgrading canary itself moves no established flow: the previous
-//! release's data path (pin layout v4, `tests/fixtures/canary-v4.o`, set up
+//! release's data path (pin layout v5, `tests/fixtures/canary-v5.o`, set up
 //! here as that release's canaryd did) serves long-lived connections; the
 //! weight moves; then today's canaryd starts on the same bpffs directory,
 //! carries the pins over (`canary_userspace::upgrade`) and swaps its
 //! programs into the pinned links. Every connection must still be answered
-//! by the version it started on.
+//! by the version it started on, and the signals the previous release
+//! counted (its SIGNALS map had 23 log2 latency buckets) go on in today's.
 
 use std::{fs, net::SocketAddr};
 
@@ -34,19 +35,9 @@ use xtask::{
     topology::{BackendKind, HOST_IF, HOST_V4, Topology},
 };
 
-static V4_OBJECT: &[u8] = aya::include_bytes_aligned!("../fixtures/canary-v4.o");
-/// The v4 object's maps, as that release pinned them.
-const V4_MAPS: [&str; 9] = [
-    "SERVICES",
-    "VIP_ADDRESSES",
-    "BACKENDS",
-    "BACKEND_OWNERS",
-    "FLOWS",
-    "STATS",
-    "VERDICTS",
-    "SETTINGS",
-    "SIGNALS",
-];
+static V5_OBJECT: &[u8] = aya::include_bytes_aligned!("../fixtures/canary-v5.o");
+/// The v5 object's maps, as that release pinned them: today's names.
+const V5_MAPS: [&str; 10] = canary_common::names::MAPS;
 const SERVICE: &str = "model";
 const CONNECTIONS: usize = 40;
 
@@ -63,7 +54,7 @@ fn spec(vip: SocketAddr, stable: SocketAddr, canary: SocketAddr, weight_bp: u16)
 }
 
 /// The previous release's data path, as its canaryd left it: maps and
-/// attachment links pinned under `<bpffs>/v4`, one service with id 0.
+/// attachment links pinned under `<bpffs>/v5`, one service with id 0.
 fn start_previous_release(topo: &Topology, dirs: &DaemonDirs, s: &ServiceSpec) {
     let layout = PinLayout {
         dir: dirs.bpffs.join(PREVIOUS_PIN_LAYOUT),
@@ -72,10 +63,10 @@ fn start_previous_release(topo: &Topology, dirs: &DaemonDirs, s: &ServiceSpec) {
         fs::create_dir_all(&d).unwrap();
     }
     let mut loader = EbpfLoader::new();
-    for m in V4_MAPS {
+    for m in V5_MAPS {
         loader.map_pin_path(m, layout.map(m));
     }
-    let mut ebpf = loader.load(V4_OBJECT).unwrap();
+    let mut ebpf = loader.load(V5_OBJECT).unwrap();
     let xdp: &mut Xdp = ebpf
         .program_mut(INGRESS_PROGRAM)
         .unwrap()
@@ -108,19 +99,6 @@ fn start_previous_release(topo: &Topology, dirs: &DaemonDirs, s: &ServiceSpec) {
             .insert(endpoint(b, proto), BackendOwner { vip, service_id: 0 }, 0)
             .unwrap();
     }
-    let mut vip_addresses: HashMap<_, Endpoint, u32> =
-        HashMap::try_from(map("VIP_ADDRESSES")).unwrap();
-    vip_addresses
-        .insert(
-            Endpoint {
-                port: 0,
-                proto: 0,
-                ..vip
-            },
-            1,
-            0,
-        )
-        .unwrap();
     let mut services: HashMap<_, Endpoint, Service> = HashMap::try_from(map("SERVICES")).unwrap();
     services
         .insert(
@@ -201,7 +179,7 @@ fn upgrading_from_the_previous_pin_layout_moves_no_established_flow() {
 }
 
 /// The same upgrade with the interface moving to the TC hook on the way:
-/// today's canaryd makes the tcx ingress link, then lets go of the v4
+/// today's canaryd makes the tcx ingress link, then lets go of the v5
 /// release's XDP link. The config asks for a flow table larger than the
 /// previous release's: the carried table keeps its size, the new half-open
 /// table takes the config's, and a restart after the upgrade reuses both.
@@ -270,7 +248,7 @@ fn upgrade(hook: Hook, flow_table_size: u32) {
     let status = d.status().unwrap();
     let svc = &status.services[0];
     println!(
-        "{CONNECTIONS} connections ({on_canary} on the canary) through the v4 data path, weight \
+        "{CONNECTIONS} connections ({on_canary} on the canary) through the v5 data path, weight \
          50 -> 0 %, then today's canaryd: {} failures; {carried}; new connections after it: \
          {:?}; counters carried: stable {} / canary {} new flows",
         failures.len(),
@@ -280,7 +258,7 @@ fn upgrade(hook: Hook, flow_table_size: u32) {
     );
     assert!(failures.is_empty(), "{failures:#?}\n{log}");
     assert!(after_upgrade_new.iter().all(|l| l == "stable"));
-    // The v4 counters went on: every connection counted before the
+    // The v5 counters went on: every connection counted before the
     // upgrade is still there.
     assert!(
         svc.stable.new_flows + svc.canary.new_flows >= (CONNECTIONS + 10) as u64,
@@ -290,6 +268,27 @@ fn upgrade(hook: Hook, flow_table_size: u32) {
         carried.contains("FLOWS") && carried.contains("SERVICES"),
         "{carried}"
     );
+    // The v5 signals were converted, not lost: each connection's two
+    // requests and the 10 new connections' before the upgrade, each timed
+    // (far below the sampling floor) into a latency histogram that is now
+    // the log-linear one.
+    assert!(
+        carried.contains("converted SIGNALS to the new histogram, 2 (service, version) slots"),
+        "{carried}"
+    );
+    let (requests, timed) = (
+        svc.stable.signals.requests + svc.canary.signals.requests,
+        svc.stable.signals.latency.total() + svc.canary.signals.latency.total(),
+    );
+    let before = (2 * CONNECTIONS + 10) as u64;
+    assert!(
+        requests >= before && timed >= before,
+        "requests {requests}, timed {timed}: {svc:?}"
+    );
+    assert_eq!(
+        svc.canary.signals.latency.counts.len(),
+        canary_common::signals::LATENCY_BUCKETS
+    );
     assert!(!dirs.bpffs.join(PREVIOUS_PIN_LAYOUT).exists());
     assert_eq!(status.daemon.interfaces.len(), 1);
     let iface = &status.daemon.interfaces[0];
@@ -297,7 +296,7 @@ fn upgrade(hook: Hook, flow_table_size: u32) {
     if hook == Hook::Tc {
         assert_eq!(
             iface.xdp_program_id, None,
-            "the v4 XDP link let go: {iface:?}"
+            "the v5 XDP link let go: {iface:?}"
         );
     }
     // A restart after the upgrade reuses the upgraded pins, whatever size

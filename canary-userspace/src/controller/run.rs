@@ -47,6 +47,20 @@ impl RolloutRun {
         }
     }
 
+    /// Readings an older canaryd wrote (pin layout v5: 23 log2 latency
+    /// buckets) in today's buckets, as the upgrade converts the SIGNALS
+    /// map itself, so a resumed rollout's baselines match its counters.
+    pub fn carry_v5_histograms(&mut self) {
+        let readings = self
+            .step_start
+            .iter_mut()
+            .chain(self.last.iter_mut())
+            .chain(self.stable_before.iter_mut());
+        for r in readings {
+            r.latency = std::mem::take(&mut r.latency).from_v5_latency();
+        }
+    }
+
     /// The canary weight the current step asks for, in basis points.
     pub fn weight_bp(&self) -> u16 {
         self.plan.steps.get(self.state.step).copied().unwrap_or(0)

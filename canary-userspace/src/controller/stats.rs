@@ -1,6 +1,6 @@
 //! The statistics behind the rollout checks: anytime-valid bounds on a
 //! proportion, the error budget split over steps and checks, and quantile
-//! bounds from the data path's log2 histograms.
+//! bounds from the data path's log-linear histograms.
 //!
 //! Every check turns into statements about a proportion: "more than 1 % of
 //! the canary's responses took longer than T" is "P(latency > T) > 0.01",
@@ -17,7 +17,6 @@
 use statrs::function::beta::ln_beta;
 
 use crate::signals::Histogram;
-use canary_common::signals::{LATENCY_BUCKETS, bucket_upper_us};
 
 /// A level: the probability that a confidence sequence is ever wrong.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -90,13 +89,9 @@ pub fn upper(x: u64, n: u64, level: Level) -> f64 {
 pub fn above(h: &Histogram, t_us: f64) -> (u64, u64) {
     let mut surely = 0;
     let mut maybe = 0;
-    for (i, n) in h.counts.iter().enumerate().take(LATENCY_BUCKETS) {
-        let lower_us = if i == 0 {
-            0.0
-        } else {
-            bucket_upper_us(i - 1).unwrap_or(0) as f64
-        };
-        let upper_us = bucket_upper_us(i).map_or(f64::INFINITY, |u| u as f64);
+    for (i, n) in h.counts.iter().enumerate() {
+        let lower_us = h.lower_ns(i) as f64 / 1e3;
+        let upper_us = h.upper_ns(i).map_or(f64::INFINITY, |u| u as f64 / 1e3);
         if lower_us >= t_us {
             surely += n;
         }
@@ -114,9 +109,9 @@ pub fn above(h: &Histogram, t_us: f64) -> (u64, u64) {
 pub fn quantile_bounds(h: &Histogram, q: f64, level: Level) -> (f64, f64) {
     let n = h.total();
     let tail = 1.0 - q;
-    let edges: Vec<f64> = (0..LATENCY_BUCKETS - 1)
-        .filter_map(bucket_upper_us)
-        .map(|u| u as f64)
+    let edges: Vec<f64> = (0..h.counts.len())
+        .map_while(|i| h.upper_ns(i))
+        .map(|u| u as f64 / 1e3)
         .collect();
     // Both tests are monotone in the edge (fewer observations exceed a
     // higher one), so a binary search finds where each flips.
@@ -186,21 +181,26 @@ mod tests {
 
     #[test]
     fn quantile_bounds_bracket_the_bucket_of_the_quantile() {
-        let mut counts = vec![0; LATENCY_BUCKETS];
-        // 10,000 observations in (1024, 2048] µs, 50 in (8192, 16384].
-        counts[7] = 10_000;
-        counts[10] = 50;
-        let h = Histogram { counts, sum_ns: 0 };
+        use canary_common::signals::{LATENCY_SUB_BITS, bucket_of_ns};
+        let mut h = Histogram::latency();
+        // 10,000 observations in the bucket of 1.5 ms, 50 in that of 12 ms.
+        let (fast, slow) = (
+            bucket_of_ns(1_500_000, LATENCY_SUB_BITS),
+            bucket_of_ns(12_000_000, LATENCY_SUB_BITS),
+        );
+        h.counts[fast] = 10_000;
+        h.counts[slow] = 50;
+        let us = |ns: u64| ns as f64 / 1e3;
         let (lo, hi) = quantile_bounds(&h, 0.99, Level(0.001));
-        assert_eq!((lo, hi), (1024.0, 2048.0));
-        assert_eq!(above(&h, 2048.0), (50, 50));
-        assert_eq!(above(&h, 1500.0), (50, 10_050));
-        let empty = Histogram {
-            counts: vec![0; LATENCY_BUCKETS],
-            sum_ns: 0,
-        };
         assert_eq!(
-            quantile_bounds(&empty, 0.99, Level(0.01)),
+            (lo, hi),
+            (us(h.lower_ns(fast)), us(h.upper_ns(fast).unwrap()))
+        );
+        let fast_top = us(h.upper_ns(fast).unwrap());
+        assert_eq!(above(&h, fast_top), (50, 50));
+        assert_eq!(above(&h, 1500.0), (50, 10_050));
+        assert_eq!(
+            quantile_bounds(&Histogram::latency(), 0.99, Level(0.01)),
             (0.0, f64::INFINITY)
         );
     }

@@ -3,7 +3,7 @@
 //! stable's twin) must be rolled back no more often than the error budget
 //! allows; regressions must be caught.
 
-use canary_common::signals::{LATENCY_BUCKETS, bucket_of_ns, bucket_upper_us};
+use canary_common::signals::{LATENCY_BUCKETS, LATENCY_SUB_BITS, bucket_of_ns, bucket_upper_ns};
 use rand::{SeedableRng, rngs::SmallRng};
 use rand_distr::{Binomial, Distribution};
 use statrs::distribution::{ContinuousCDF, LogNormal};
@@ -45,7 +45,7 @@ pub(crate) fn plan() -> RolloutPlan {
 /// the latency bucket of `latency_ms`.
 fn version(n: u64, errors: u64, latency_ms: f64) -> VersionSignals {
     let mut counts = vec![0; LATENCY_BUCKETS];
-    counts[bucket_of_ns((latency_ms * 1e6) as u64)] = n;
+    counts[bucket_of_ns((latency_ms * 1e6) as u64, LATENCY_SUB_BITS)] = n;
     let mut http = vec![0; 6];
     http[1] = n - errors;
     http[4] = errors;
@@ -354,7 +354,8 @@ fn sample(rng: &mut SmallRng, n: u64, b: Behaviour) -> VersionSignals {
     let mut counts = vec![0; LATENCY_BUCKETS];
     let (mut left, mut below) = (n, 0.0);
     for (i, count) in counts.iter_mut().enumerate() {
-        let upper = bucket_upper_us(i).map_or(1.0, |us| log_normal.cdf(us as f64));
+        let upper =
+            bucket_upper_ns(i, LATENCY_SUB_BITS).map_or(1.0, |ns| log_normal.cdf(ns as f64 / 1e3));
         let share = if below >= 1.0 {
             0.0
         } else {

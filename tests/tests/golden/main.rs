@@ -38,7 +38,10 @@ use canary_common::{
     handshake_token,
     hash::{backend_index, client_hash, flow_hash, is_canary, seed_from_name},
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM},
-    signals::{HTTP_CLASSES, HTTP_OTHER, Sampler, Signals, UNTIMED, bucket_upper_us},
+    signals::{
+        CONNECT_SUB_BITS, HTTP_CLASSES, HTTP_OTHER, LATENCY_SUB_BITS, Sampler, Signals, UNTIMED,
+        bucket_of_ns,
+    },
     stats_slot, verdict,
 };
 use canary_userspace::{
@@ -204,8 +207,10 @@ struct StatsDelta {
 }
 
 /// What the case expects in the health signals of its service's version:
-/// counts exactly, and for each histogram one observation in a bucket
-/// within the given range (the kernel's clock decides which exactly).
+/// counts exactly, and for each histogram one observation whose duration
+/// (the histogram's sum) lies in the given range of nanoseconds (the
+/// kernel's clock decides where exactly), counted in that duration's
+/// bucket.
 #[derive(Clone, Copy, Debug, Default)]
 struct SignalsDelta {
     version: u8,
@@ -216,8 +221,8 @@ struct SignalsDelta {
     refused: u64,
     syn_retransmits: u64,
     failsafe_flows: u64,
-    latency: Option<(usize, usize)>,
-    connect: Option<(usize, usize)>,
+    latency: Option<(u64, u64)>,
+    connect: Option<(u64, u64)>,
 }
 
 struct Case {
@@ -844,26 +849,28 @@ fn signals_mismatch(got: &Signals, want: &SignalsDelta) -> Option<String> {
         want.failsafe_flows,
     );
     // A histogram holds one observation in the expected range, or none;
-    // its sum lies within that observation's bucket.
-    let one_in = |h: &[u64], sum_ns: u64, range: Option<(usize, usize)>| match range {
+    // it sits in the bucket of its own duration (the sum).
+    let one_in = |h: &[u64], sum_ns: u64, range: Option<(u64, u64)>, sub_bits| match range {
         None => h.iter().all(|n| *n == 0) && sum_ns == 0,
         Some((lo, hi)) => {
-            let low = if lo == 0 {
-                0
-            } else {
-                bucket_upper_us(lo - 1).unwrap() * 1000
-            };
-            let high = bucket_upper_us(hi).map_or(u64::MAX, |us| (us + 1) * 1000);
-            (low..high).contains(&sum_ns)
+            (lo..=hi).contains(&sum_ns)
                 && h.iter().sum::<u64>() == 1
-                && h.iter()
-                    .position(|n| *n == 1)
-                    .is_some_and(|i| (lo..=hi).contains(&i))
+                && h[bucket_of_ns(sum_ns, sub_bits)] == 1
         }
     };
     if counts == want_counts
-        && one_in(&got.latency, got.latency_sum_ns, want.latency)
-        && one_in(&got.connect, got.connect_sum_ns, want.connect)
+        && one_in(
+            &got.latency,
+            got.latency_sum_ns,
+            want.latency,
+            LATENCY_SUB_BITS,
+        )
+        && one_in(
+            &got.connect,
+            got.connect_sum_ns,
+            want.connect,
+            CONNECT_SUB_BITS,
+        )
     {
         return None;
     }
