@@ -78,7 +78,7 @@ pub fn render(s: &Status, wide: bool) -> String {
     if !s.services.is_empty() {
         out.push_str(
             "\nSince the counters started. ERRORS: (5xx + backend resets + refused) / (requests + refused).\n\
-             P50/P99: time to first byte, interpolated within log2 buckets.\n",
+             P50/P99: time to first byte, interpolated within buckets 12.5 % wide.\n",
         );
         if !wide {
             out.push_str("Packets, bytes, closed flows, rehashes, every backend: -o wide, --json or /metrics.\n");
