@@ -16,6 +16,8 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use rand::{SeedableRng, rngs::SmallRng};
+use rand_distr::{Distribution, StandardNormal};
 use xtask::topology::Netns;
 
 /// How long any single read or write may block before the test fails.
@@ -48,8 +50,12 @@ pub struct Http {
     /// Every n-th request this backend serves (over all its connections)
     /// is answered 500; 0: always 200.
     error_every: u64,
-    /// Time between reading a request and answering it, in microseconds.
+    /// Time between reading a request and answering it, in microseconds:
+    /// the median when `spread` is set.
     delay_us: AtomicU64,
+    /// Model-server latency: each delay drawn from a lognormal with the
+    /// median above and this sigma (0: every delay is the median).
+    spread: f64,
     served: AtomicU64,
 }
 
@@ -60,8 +66,31 @@ impl Http {
         Arc::new(Http {
             error_every,
             delay_us: AtomicU64::new(delay.as_micros() as u64),
+            spread: 0.0,
             served: AtomicU64::new(0),
         })
+    }
+
+    /// Always 200, each answer after a delay drawn from a lognormal with
+    /// `median` and `sigma` (p99 = median × e^(2.326 sigma)): how a model
+    /// server's latency is shaped.
+    pub fn lognormal(median: Duration, sigma: f64) -> Arc<Http> {
+        Arc::new(Http {
+            error_every: 0,
+            delay_us: AtomicU64::new(median.as_micros() as u64),
+            spread: sigma,
+            served: AtomicU64::new(0),
+        })
+    }
+
+    /// The next answer's delay.
+    fn delay(&self, rng: &mut SmallRng) -> Duration {
+        let median_us = self.delay_us.load(Ordering::Relaxed) as f64;
+        if self.spread <= 0.0 {
+            return Duration::from_micros(median_us as u64);
+        }
+        let z: f64 = StandardNormal.sample(rng);
+        Duration::from_micros((median_us * (self.spread * z).exp()) as u64)
     }
 
     /// Applies from the next request on.
@@ -269,13 +298,14 @@ fn serve_http(conn: TcpStream, label: &'static str, http: &Http, stop: Arc<Atomi
         Err(_) => return,
     };
     let mut reader = BufReader::new(conn);
+    let mut rng = SmallRng::seed_from_u64(http.served());
     while let Some(body_len) = read_head(&mut reader, &stop) {
         let mut body = vec![0; body_len];
         if reader.read_exact(&mut body).is_err() {
             return;
         }
         let status = http.next_status();
-        thread::sleep(Duration::from_micros(http.delay_us.load(Ordering::Relaxed)));
+        thread::sleep(http.delay(&mut rng));
         let reason = if status == 200 {
             "OK"
         } else {
