@@ -545,6 +545,7 @@ fn webhooks_to_a_hanging_receiver_never_take_a_control_calls_descriptor() {
                 min_passes: 1,
                 // No traffic: every look is inconclusive and holds.
                 max_inconclusive: 100_000,
+                max_step_duration: None,
                 mode: Mode::Enforce,
                 on_rollback: OnRollback::Drain,
                 checks: Checks {

@@ -155,6 +155,7 @@ fn plan() -> RolloutPlan {
         consecutive_failures: 0,
         min_passes: 1,
         max_inconclusive: 10,
+        max_step_duration: None,
         mode: Mode::Enforce,
         on_rollback: OnRollback::Drain,
         checks: Checks {

@@ -119,6 +119,12 @@ fn rollout_table(p: &RolloutPlan) -> Table {
     );
     t.insert("min_passes".into(), int(p.min_passes.into()));
     t.insert("max_inconclusive".into(), int(p.max_inconclusive.into()));
+    if let Some(d) = p.max_step_duration {
+        t.insert(
+            "max_step_duration".into(),
+            Value::String(format!("{}ms", d.as_millis())),
+        );
+    }
     t.insert("mode".into(), Value::String(p.mode.to_string()));
     t.insert(
         "on_rollback".into(),

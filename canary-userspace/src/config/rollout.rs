@@ -26,6 +26,7 @@ const KNOWN: &[&str] = &[
     "consecutive_failures",
     "min_passes",
     "max_inconclusive",
+    "max_step_duration",
     "mode",
     "on_rollback",
     "max_error_rate",
@@ -63,6 +64,7 @@ pub(crate) fn read(
     let p = path.as_str();
     let steps = steps(errs, table, p);
     let interval = interval(errs, table, p);
+    let max_step_duration = max_step_duration(errs, table, p, interval);
     let count = |errs: &mut Collector, key: &str, default: u64, min: u64| -> Option<u64> {
         let n = value::integer(errs, table, p, key).or(default as i64)?;
         match u64::try_from(n) {
@@ -137,6 +139,7 @@ pub(crate) fn read(
         consecutive_failures: consecutive_failures? as u32,
         min_passes: min_passes? as u32,
         max_inconclusive: max_inconclusive? as u32,
+        max_step_duration: max_step_duration?,
         mode: mode?,
         on_rollback: on_rollback?,
         checks,
@@ -256,6 +259,39 @@ fn interval(errs: &mut Collector, table: &Table, path: &str) -> Option<Duration>
         }
         Err(e) => {
             errs.push(join(path, "interval"), e.to_string());
+            None
+        }
+    }
+}
+
+/// An optional duration of at least one `interval` (a step is judged once
+/// per interval); not checked against an interval that was itself reported.
+fn max_step_duration(
+    errs: &mut Collector,
+    table: &Table,
+    path: &str,
+    interval: Option<Duration>,
+) -> Option<Option<Duration>> {
+    let key = "max_step_duration";
+    let text = match value::string(errs, table, path, key) {
+        value::Field::Absent => return Some(None),
+        value::Field::Bad => return None,
+        value::Field::Found(text) => text,
+    };
+    match (parse_duration(text), interval) {
+        (Ok(d), Some(i)) if d < i => {
+            errs.push(
+                join(path, key),
+                format!(
+                    "{text:?} is shorter than interval ({} ms): a step is judged once per interval",
+                    i.as_millis()
+                ),
+            );
+            None
+        }
+        (Ok(d), _) => Some(Some(d)),
+        (Err(e), _) => {
+            errs.push(join(path, key), e.to_string());
             None
         }
     }

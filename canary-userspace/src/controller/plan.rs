@@ -62,8 +62,14 @@ pub struct RolloutPlan {
     pub consecutive_failures: u32,
     /// Passing intervals at a step before stepping up.
     pub min_passes: u32,
-    /// Inconclusive intervals in a row before the rollout pauses.
+    /// Inconclusive intervals in a row that more canary traffic would not
+    /// settle (see `policy`) before the rollout pauses.
     pub max_inconclusive: u32,
+    /// How long a step may stay inconclusive while its evidence grows
+    /// (counted in looks times `interval`) before the rollout pauses; None:
+    /// as long as it grows.
+    #[serde(default, with = "optional_millis")]
+    pub max_step_duration: Option<Duration>,
     pub mode: Mode,
     pub on_rollback: OnRollback,
     pub checks: Checks,
@@ -91,5 +97,23 @@ mod millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// Optional durations, the same way; absent in older state files.
+mod optional_millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }

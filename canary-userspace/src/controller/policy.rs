@@ -4,8 +4,11 @@
 //! out; nothing here reads a clock, a map or the network.
 //!
 //! Judgement, per interval:
-//! - Too few attempts (requests plus refused connections) from either
-//!   version this interval: inconclusive, whatever the checks say.
+//! - No new attempts (requests plus refused connections) from the canary,
+//!   or from stable below 100 %, this interval: inconclusive, nothing new
+//!   to judge.
+//! - Fewer than `min_requests` attempts from either version since the step
+//!   began: inconclusive, whatever the checks say.
 //! - Each check is pass, fail or inconclusive (see `stats`); a gate with no
 //!   data or a failed query is inconclusive, never a pass.
 //! - The interval fails if any check fails, else is inconclusive if any
@@ -13,18 +16,25 @@
 //!
 //! Counting: a failed interval adds to `failed` (rollback at
 //! `failed_checks_limit`) and to a run (rollback at `consecutive_failures`
-//! when set); `max_inconclusive` inconclusive intervals in a row pause the
-//! rollout; `min_passes` passing intervals at a step step it up, and at the
-//! last step promote.
+//! when set); `min_passes` passing intervals at a step step it up, and at
+//! the last step promote. An inconclusive interval holds; it counts toward
+//! the pause streak (`max_inconclusive` in a row pause) only when more
+//! canary traffic would not settle it: no new attempts this interval, a
+//! gate that did not answer, or a check whose estimates no amount of data
+//! would carry past its bounds. A step whose evidence still grows toward a
+//! verdict holds (low traffic just takes longer) until
+//! `max_step_duration`, when one is set.
 
 use canary_common::WEIGHT_SCALE;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    plan::{Mode, RolloutPlan},
-    stats::{Level, above, level, lower, quantile_bounds, upper},
+    plan::{Checks, Mode, RolloutPlan},
+    stats::{
+        Level, above, level, lower, lower_above, needed, quantile_bounds, upper, upper_at_most,
+    },
 };
-use crate::signals::VersionSignals;
+use crate::signals::{Histogram, VersionSignals};
 
 /// Where a rollout is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +89,18 @@ pub struct CheckResult {
     pub verdict: Verdict,
     /// The bounds and threshold behind the verdict, for the history.
     pub detail: String,
+    /// An inconclusive check that more canary evidence would settle, its
+    /// estimates staying where they are: how much it needs at this step.
+    #[serde(default)]
+    pub needs: Option<Need>,
+}
+
+/// Canary evidence (attempts for error checks, responses for latency
+/// checks) a check needs since its step began, and what it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Need {
+    pub needed: u64,
+    pub got: u64,
 }
 
 /// A gate's reading this interval: its value, no data (empty result), or
@@ -135,6 +157,10 @@ pub struct RolloutState {
     pub consecutive_failed: u32,
     pub inconclusive_streak: u32,
     pub passes_at_step: u32,
+    /// Looks at the current step since it began or was resumed: with the
+    /// interval, how long it has been judged (`max_step_duration`).
+    #[serde(default)]
+    pub step_looks: u32,
     pub started_unix_ms: u64,
     /// Which run of the rollout this is: canaryd hands out a new one at
     /// every start and every operator control (pause, resume, ...). A
@@ -157,6 +183,7 @@ impl RolloutState {
             consecutive_failed: 0,
             inconclusive_streak: 0,
             passes_at_step: 0,
+            step_looks: 0,
             started_unix_ms: now_unix_ms,
             generation: 0,
             history: vec![],
@@ -183,32 +210,55 @@ pub fn evaluate(
 ) -> Decision {
     let mut next = state.clone();
     next.looks += 1;
-    let checks = judge(plan, evidence);
-    let [stable_n, canary_n] = evidence.interval_attempts;
+    next.step_looks += 1;
+    let [stable_new, canary_new] = evidence.interval_attempts;
+    let (stable_n, canary_n) = (attempts(&evidence.stable), attempts(&evidence.canary));
     // At 100 % stable gets no new flows: its minimum does not apply, and
     // the driver hands in stable's evidence from the step before.
     let stable_expected = plan
         .steps
         .get(state.step)
         .is_some_and(|w| u32::from(*w) < WEIGHT_SCALE);
-    let too_few = canary_n < plan.min_requests || (stable_expected && stable_n < plan.min_requests);
-    let (verdict, why) = if too_few {
+    let checks = judge(plan, evidence, stable_expected);
+    // `settling`: inconclusive, but the step's evidence grew and more of
+    // it is expected to settle every open check.
+    let (verdict, why, settling) = if canary_new == 0 || (stable_expected && stable_new == 0) {
+        (
+            Verdict::Inconclusive,
+            format!("no new requests this interval: stable {stable_new}, canary {canary_new}"),
+            false,
+        )
+    } else if canary_n < plan.min_requests || (stable_expected && stable_n < plan.min_requests) {
         (
             Verdict::Inconclusive,
             format!(
-                "too few requests this interval: stable {stable_n}, canary {canary_n} (min_requests {})",
+                "too few requests since the step began: stable {stable_n}, canary {canary_n} (min_requests {})",
                 plan.min_requests
             ),
+            true,
         )
     } else if let Some(c) = checks.iter().find(|c| c.verdict == Verdict::Fail) {
-        (Verdict::Fail, format!("{} failed: {}", c.name, c.detail))
-    } else if let Some(c) = checks.iter().find(|c| c.verdict == Verdict::Inconclusive) {
         (
-            Verdict::Inconclusive,
-            format!("{} inconclusive: {}", c.name, c.detail),
+            Verdict::Fail,
+            format!("{} failed: {}", c.name, c.detail),
+            false,
         )
+    } else if let Some(c) = open_check(&checks) {
+        let why = match c.needs {
+            Some(Need { needed, got }) => format!(
+                "{} inconclusive: needs ~{needed} canary {} at this step; got {got} ({})",
+                c.name,
+                evidence_noun(&c.name),
+                c.detail
+            ),
+            None => format!(
+                "{} inconclusive, and more canary traffic would not settle it: {}",
+                c.name, c.detail
+            ),
+        };
+        (Verdict::Inconclusive, why, c.needs.is_some())
     } else {
-        (Verdict::Pass, "every check passed".to_owned())
+        (Verdict::Pass, "every check passed".to_owned(), false)
     };
 
     let last = plan.steps.len().saturating_sub(1);
@@ -229,8 +279,13 @@ pub fn evaluate(
         }
         Verdict::Inconclusive => {
             next.consecutive_failed = 0;
-            next.inconclusive_streak += 1;
-            if next.inconclusive_streak >= plan.max_inconclusive {
+            if !settling {
+                next.inconclusive_streak += 1;
+            }
+            let judged_for = plan.interval * next.step_looks;
+            if next.inconclusive_streak >= plan.max_inconclusive
+                || plan.max_step_duration.is_some_and(|max| judged_for >= max)
+            {
                 Action::Pause
             } else {
                 Action::Hold
@@ -256,9 +311,17 @@ pub fn evaluate(
             "rollback: {why} ({} failed intervals of {} allowed, {} in a row)",
             next.failed, plan.failed_checks_limit, next.consecutive_failed
         ),
-        Action::Pause => format!(
-            "paused: {} inconclusive intervals in a row (max_inconclusive {}); last: {why}",
+        Action::Pause if next.inconclusive_streak >= plan.max_inconclusive => format!(
+            "paused: {} inconclusive intervals in a row that more canary traffic would not settle \
+             (max_inconclusive {}); last: {why}",
             next.inconclusive_streak, plan.max_inconclusive
+        ),
+        Action::Pause => format!(
+            "paused: the step at {:.2}% is still inconclusive after {} looks ({} s; max_step_duration {} s); last: {why}",
+            f64::from(plan.steps.get(state.step).copied().unwrap_or(0)) / 100.0,
+            next.step_looks,
+            (plan.interval * next.step_looks).as_secs_f64(),
+            plan.max_step_duration.unwrap_or_default().as_secs_f64(),
         ),
         Action::Promote => format!("promote: the last step held ({why})"),
         Action::StepUp { step } => format!(
@@ -283,6 +346,7 @@ pub fn evaluate(
         Action::StepUp { step } => {
             next.step = step;
             next.passes_at_step = 0;
+            next.step_looks = 0;
         }
         Action::Hold => {}
     }
@@ -312,28 +376,71 @@ pub fn evaluate(
     }
 }
 
-/// Every enabled check, at its share of the error budget.
-fn judge(plan: &RolloutPlan, ev: &Evidence) -> Vec<CheckResult> {
-    let c = &plan.checks;
-    let lvl = level(plan.alpha, plan.steps.len(), c.bounds());
-    let (stable, canary) = (&ev.stable, &ev.canary);
-    let mut out = vec![];
-    if let Some(t) = c.max_error_rate {
-        out.push(error_rate(canary, t, lvl));
-    }
-    if let Some(r) = c.max_error_ratio {
-        out.push(error_ratio(stable, canary, r, c.error_margin, lvl));
-    }
-    if let Some(t) = c.max_p99_ms {
-        out.push(p99_ms(canary, t, lvl));
-    }
-    if let Some(r) = c.max_p99_ratio {
-        out.push(p99_ratio(stable, canary, r, c.p99_margin_ms, lvl));
-    }
+/// Every enabled check, at its share of the error budget. An inconclusive
+/// kernel check also says how much canary evidence it needs: the least at
+/// which it would be settled, the estimates staying where they are (both
+/// versions' evidence scaled up together; stable's only while it grows).
+fn judge(plan: &RolloutPlan, ev: &Evidence, stable_grows: bool) -> Vec<CheckResult> {
+    let lvl = level(plan.alpha, plan.steps.len(), plan.checks.bounds());
+    let mut out: Vec<CheckResult> = KernelCheck::enabled(&plan.checks)
+        .into_iter()
+        .map(|check| {
+            let mut result = check.result(&ev.stable, &ev.canary, lvl);
+            let got = check.evidence(&ev.canary);
+            if result.verdict == Verdict::Inconclusive && got > 0 {
+                let settled = |n: u64| {
+                    let f = n as f64 / got as f64;
+                    let stable = if stable_grows {
+                        scaled(&ev.stable, f)
+                    } else {
+                        ev.stable.clone()
+                    };
+                    check.verdict(&stable, &scaled(&ev.canary, f), lvl) != Verdict::Inconclusive
+                };
+                result.needs = needed(got, settled).map(|needed| Need { needed, got });
+            }
+            result
+        })
+        .collect();
     for g in &ev.gates {
         out.push(gate(plan, g));
     }
     out
+}
+
+/// `v`'s evidence `f` times over, in the same proportions.
+fn scaled(v: &VersionSignals, f: f64) -> VersionSignals {
+    let times = |x: u64| (x as f64 * f).round() as u64;
+    VersionSignals {
+        requests: times(v.requests),
+        responses: times(v.responses),
+        http: v.http.iter().map(|x| times(*x)).collect(),
+        backend_resets: times(v.backend_resets),
+        connections_refused: times(v.connections_refused),
+        latency: Histogram {
+            counts: v.latency.counts.iter().map(|x| times(*x)).collect(),
+            sum_ns: v.latency.sum_ns,
+        },
+        ..v.clone()
+    }
+}
+
+/// The inconclusive check the reason names: one more evidence would not
+/// settle if there is one (it decides the pause streak), else the one that
+/// needs the most.
+fn open_check(checks: &[CheckResult]) -> Option<&CheckResult> {
+    let open = || checks.iter().filter(|c| c.verdict == Verdict::Inconclusive);
+    open()
+        .find(|c| c.needs.is_none())
+        .or_else(|| open().max_by_key(|c| c.needs.map(|n| n.needed)))
+}
+
+fn evidence_noun(check: &str) -> &'static str {
+    if check.starts_with("p99") {
+        "responses"
+    } else {
+        "requests"
+    }
 }
 
 fn attempts(v: &VersionSignals) -> u64 {
@@ -350,92 +457,176 @@ fn three_way(fail: bool, pass: bool) -> Verdict {
     }
 }
 
-fn error_rate(canary: &VersionSignals, max: f64, lvl: Level) -> CheckResult {
-    let (x, n) = (canary.errors(), attempts(canary));
-    let (lo, hi) = (lower(x, n, lvl), upper(x, n, lvl));
-    CheckResult {
-        name: "error_rate".into(),
-        value: canary.error_rate(),
-        verdict: three_way(lo > max, hi <= max),
-        detail: format!(
-            "canary {x} errors in {n} attempts, rate in [{lo:.4}, {hi:.4}] (level {:.2e}), max {max}",
-            lvl.0
-        ),
-    }
-}
-
-fn error_ratio(
-    stable: &VersionSignals,
-    canary: &VersionSignals,
-    ratio: f64,
-    margin: f64,
-    lvl: Level,
-) -> CheckResult {
-    let (xc, nc) = (canary.errors(), attempts(canary));
-    let (xs, ns) = (stable.errors(), attempts(stable));
-    let (c_lo, c_hi) = (lower(xc, nc, lvl), upper(xc, nc, lvl));
-    let (s_lo, s_hi) = (lower(xs, ns, lvl), upper(xs, ns, lvl));
-    let value = match (canary.error_rate(), stable.error_rate()) {
-        (Some(c), Some(s)) if s > 0.0 => Some(c / s),
-        _ => None,
-    };
-    CheckResult {
-        name: "error_ratio".into(),
-        value,
-        verdict: three_way(c_lo > ratio * s_hi + margin, c_hi <= ratio * s_lo + margin),
-        detail: format!(
-            "canary rate in [{c_lo:.4}, {c_hi:.4}], stable in [{s_lo:.4}, {s_hi:.4}]; harm above {ratio} x stable + {margin}"
-        ),
-    }
+/// A check on the kernel's signals, judged on what both versions did since
+/// the step began.
+#[derive(Clone, Copy)]
+enum KernelCheck {
+    ErrorRate { max: f64 },
+    ErrorRatio { ratio: f64, margin: f64 },
+    P99Ms { max_ms: f64 },
+    P99Ratio { ratio: f64, margin_ms: f64 },
 }
 
 /// The share of responses slower than the p99 allows.
 const P99_TAIL: f64 = 0.01;
 
-fn p99_ms(canary: &VersionSignals, max_ms: f64, lvl: Level) -> CheckResult {
-    let h = &canary.latency;
-    let n = h.total();
-    let (surely, maybe) = above(h, max_ms * 1000.0);
-    let (lo, hi) = (lower(surely, n, lvl), upper(maybe, n, lvl));
-    CheckResult {
-        name: "p99_ms".into(),
-        value: h.quantile(0.99).map(|d| d.as_secs_f64() * 1e3),
-        verdict: three_way(lo > P99_TAIL, hi <= P99_TAIL),
-        detail: format!(
-            "share of {n} canary responses slower than {max_ms} ms in [{lo:.4}, {hi:.4}]; harm above {P99_TAIL}"
-        ),
+impl KernelCheck {
+    fn enabled(c: &Checks) -> Vec<KernelCheck> {
+        [
+            c.max_error_rate.map(|max| KernelCheck::ErrorRate { max }),
+            c.max_error_ratio.map(|ratio| KernelCheck::ErrorRatio {
+                ratio,
+                margin: c.error_margin,
+            }),
+            c.max_p99_ms.map(|max_ms| KernelCheck::P99Ms { max_ms }),
+            c.max_p99_ratio.map(|ratio| KernelCheck::P99Ratio {
+                ratio,
+                margin_ms: c.p99_margin_ms,
+            }),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// The canary's evidence it judges: attempts for errors, responses for
+    /// latency.
+    fn evidence(self, canary: &VersionSignals) -> u64 {
+        match self {
+            KernelCheck::ErrorRate { .. } | KernelCheck::ErrorRatio { .. } => attempts(canary),
+            KernelCheck::P99Ms { .. } | KernelCheck::P99Ratio { .. } => canary.latency.total(),
+        }
+    }
+
+    /// The verdict alone (finding what a check needs judges it many times):
+    /// it fails only when even the lower bound is past the threshold, and
+    /// passes only when even the upper bound is within it.
+    fn verdict(self, stable: &VersionSignals, canary: &VersionSignals, lvl: Level) -> Verdict {
+        let ((x_fail, x_pass), n, (fail_at, pass_at)) = match self {
+            KernelCheck::ErrorRate { max } => {
+                let x = canary.errors();
+                ((x, x), attempts(canary), (max, max))
+            }
+            KernelCheck::ErrorRatio { ratio, margin } => {
+                let x = canary.errors();
+                let (s_lo, s_hi) = error_rate_bounds(stable, lvl);
+                let limits = (ratio * s_hi + margin, ratio * s_lo + margin);
+                ((x, x), attempts(canary), limits)
+            }
+            KernelCheck::P99Ms { max_ms } => {
+                let h = &canary.latency;
+                (above(h, max_ms * 1000.0), h.total(), (P99_TAIL, P99_TAIL))
+            }
+            KernelCheck::P99Ratio { ratio, margin_ms } => {
+                let h = &canary.latency;
+                let counts = p99_ratio_tails(stable, h, ratio, margin_ms, lvl).0;
+                (counts, h.total(), (P99_TAIL, P99_TAIL))
+            }
+        };
+        three_way(
+            lower_above(x_fail, n, fail_at, lvl),
+            upper_at_most(x_pass, n, pass_at, lvl),
+        )
+    }
+
+    /// The verdict with its value and the bounds behind it, for the history.
+    fn result(self, stable: &VersionSignals, canary: &VersionSignals, lvl: Level) -> CheckResult {
+        let verdict = self.verdict(stable, canary, lvl);
+        let (name, value, detail) = match self {
+            KernelCheck::ErrorRate { max } => {
+                let (x, n) = (canary.errors(), attempts(canary));
+                let (lo, hi) = (lower(x, n, lvl), upper(x, n, lvl));
+                (
+                    "error_rate",
+                    canary.error_rate(),
+                    format!(
+                        "canary {x} errors in {n} attempts, rate in [{lo:.4}, {hi:.4}] (level {:.2e}), max {max}",
+                        lvl.0
+                    ),
+                )
+            }
+            KernelCheck::ErrorRatio { ratio, margin } => {
+                let (c_lo, c_hi) = error_rate_bounds(canary, lvl);
+                let (s_lo, s_hi) = error_rate_bounds(stable, lvl);
+                let value = match (canary.error_rate(), stable.error_rate()) {
+                    (Some(c), Some(s)) if s > 0.0 => Some(c / s),
+                    _ => None,
+                };
+                (
+                    "error_ratio",
+                    value,
+                    format!(
+                        "canary rate in [{c_lo:.4}, {c_hi:.4}], stable in [{s_lo:.4}, {s_hi:.4}]; harm above {ratio} x stable + {margin}"
+                    ),
+                )
+            }
+            KernelCheck::P99Ms { max_ms } => {
+                let h = &canary.latency;
+                let n = h.total();
+                let (surely, maybe) = above(h, max_ms * 1000.0);
+                let (lo, hi) = (lower(surely, n, lvl), upper(maybe, n, lvl));
+                (
+                    "p99_ms",
+                    h.quantile(0.99).map(|d| d.as_secs_f64() * 1e3),
+                    format!(
+                        "share of {n} canary responses slower than {max_ms} ms in [{lo:.4}, {hi:.4}]; harm above {P99_TAIL}"
+                    ),
+                )
+            }
+            KernelCheck::P99Ratio { ratio, margin_ms } => {
+                let h = &canary.latency;
+                let (s_lo, s_hi) = p99_ratio_tails(stable, h, ratio, margin_ms, lvl).1;
+                let value = match (h.quantile(0.99), stable.latency.quantile(0.99)) {
+                    (Some(c), Some(s)) if !s.is_zero() => Some(c.as_secs_f64() / s.as_secs_f64()),
+                    _ => None,
+                };
+                (
+                    "p99_ratio",
+                    value,
+                    format!(
+                        "stable p99 in ({:.3}, {:.3}] ms; harm above {ratio} x stable + {margin_ms} ms",
+                        s_lo / 1e3,
+                        s_hi / 1e3
+                    ),
+                )
+            }
+        };
+        CheckResult {
+            name: name.into(),
+            value,
+            verdict,
+            detail,
+            needs: None,
+        }
     }
 }
 
-fn p99_ratio(
+/// Bounds on a version's error rate.
+fn error_rate_bounds(v: &VersionSignals, lvl: Level) -> (f64, f64) {
+    let (x, n) = (v.errors(), attempts(v));
+    (lower(x, n, lvl), upper(x, n, lvl))
+}
+
+/// The canary's responses slower than the ratio's limit, surely (above
+/// it at stable's upper bound) and maybe (above it at stable's lower
+/// bound; the bucket holding it counts whole, as where in it they are is
+/// unknown), and stable's p99 bounds in microseconds.
+fn p99_ratio_tails(
     stable: &VersionSignals,
-    canary: &VersionSignals,
+    canary: &Histogram,
     ratio: f64,
     margin_ms: f64,
     lvl: Level,
-) -> CheckResult {
+) -> ((u64, u64), (f64, f64)) {
     let (s_lo, s_hi) = quantile_bounds(&stable.latency, 0.99, lvl);
-    let h = &canary.latency;
-    let n = h.total();
     let margin_us = margin_ms * 1000.0;
-    let fail_at = ratio * s_hi + margin_us;
-    let pass_at = ratio * s_lo + margin_us;
-    let fail = fail_at.is_finite() && lower(above(h, fail_at).0, n, lvl) > P99_TAIL;
-    let pass = upper(above(h, pass_at).1, n, lvl) <= P99_TAIL;
-    let value = match (h.quantile(0.99), stable.latency.quantile(0.99)) {
-        (Some(c), Some(s)) if !s.is_zero() => Some(c.as_secs_f64() / s.as_secs_f64()),
-        _ => None,
+    let (fail_at, pass_at) = (ratio * s_hi + margin_us, ratio * s_lo + margin_us);
+    let surely = if fail_at.is_finite() {
+        above(canary, fail_at).0
+    } else {
+        0
     };
-    CheckResult {
-        name: "p99_ratio".into(),
-        value,
-        verdict: three_way(fail, pass),
-        detail: format!(
-            "stable p99 in ({:.3}, {:.3}] ms; harm above {ratio} x stable + {margin_ms} ms",
-            s_lo / 1e3,
-            s_hi / 1e3
-        ),
-    }
+    ((surely, above(canary, pass_at).1), (s_lo, s_hi))
 }
 
 fn gate(plan: &RolloutPlan, g: &GateReading) -> CheckResult {
@@ -472,5 +663,6 @@ fn gate(plan: &RolloutPlan, g: &GateReading) -> CheckResult {
         value,
         verdict,
         detail,
+        needs: None,
     }
 }

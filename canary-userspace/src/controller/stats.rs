@@ -83,23 +83,90 @@ pub fn upper(x: u64, n: u64, level: Level) -> f64 {
     edge(x, n, (1.0 / level.0).ln(), estimate, 1.0 - 1e-12)
 }
 
+/// `lower(x, n, level) > t`, without searching for the bound: the
+/// evidence against `t` crosses the threshold, and `t` is below the
+/// estimate (the evidence is convex in the proportion, so the set it
+/// does not exclude is an interval around the estimate).
+pub fn lower_above(x: u64, n: u64, t: f64, level: Level) -> bool {
+    if t < 0.0 {
+        return true;
+    }
+    if n == 0 || x == 0 {
+        return false;
+    }
+    let x = x.min(n);
+    t < x as f64 / n as f64 && log_evidence(x, n, t) >= (1.0 / level.0).ln()
+}
+
+/// `upper(x, n, level) <= t`, without searching for the bound.
+pub fn upper_at_most(x: u64, n: u64, t: f64, level: Level) -> bool {
+    if t >= 1.0 {
+        return true;
+    }
+    if n == 0 || x >= n {
+        return false;
+    }
+    t > x as f64 / n as f64 && log_evidence(x, n, t) >= (1.0 / level.0).ln()
+}
+
+/// Most observations `needed` considers: past it (70 years of 30 req/s)
+/// a check is as good as never settled.
+const MAX_NEEDED: u64 = 1 << 36;
+
+/// The least evidence, more than `got`, at which `settled` (judging `n`
+/// observations with the estimates where they are now) turns true, to
+/// about 5 %: the "needs ~N" of a check that `got` did not settle. None
+/// when not even `MAX_NEEDED` would: estimates that no amount of data
+/// carries past a bound (a true value within a bucket of it, or on it).
+pub fn needed(got: u64, settled: impl Fn(u64) -> bool) -> Option<u64> {
+    if !settled(MAX_NEEDED) {
+        return None;
+    }
+    let (mut lo, mut hi) = (got, (got * 2).max(1));
+    while !settled(hi) {
+        if hi >= MAX_NEEDED {
+            return Some(MAX_NEEDED);
+        }
+        (lo, hi) = (hi, hi * 2);
+    }
+    while hi - lo > 1 + hi / 20 {
+        let mid = lo + (hi - lo) / 2;
+        if settled(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Some(hi)
+}
+
 /// Observations of `h` that are surely above `t_us` (in buckets whose
 /// lower bound is at or above it) and that may be (in buckets whose upper
 /// bound is above it): the histogram cannot tell inside a bucket.
 pub fn above(h: &Histogram, t_us: f64) -> (u64, u64) {
-    let mut surely = 0;
-    let mut maybe = 0;
-    for (i, n) in h.counts.iter().enumerate() {
-        let lower_us = h.lower_ns(i) as f64 / 1e3;
-        let upper_us = h.upper_ns(i).map_or(f64::INFINITY, |u| u as f64 / 1e3);
-        if lower_us >= t_us {
-            surely += n;
-        }
-        if upper_us > t_us {
-            maybe += n;
+    if t_us <= 0.0 {
+        let n = h.total();
+        return (n, n);
+    }
+    // To the nanosecond, as the kernel measures: a threshold given on a
+    // bucket bound (268.435456 ms) is on it, whatever the float rounding.
+    let t_ns = (t_us * 1e3).round();
+    let bound_below = |i: usize| h.upper_ns(i).is_some_and(|u| (u as f64) < t_ns);
+    // The bucket holding `t_us`: the first whose upper bound is not below
+    // it (bounds increase; the last is unbounded).
+    let (mut lo, mut hi) = (0, h.counts.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if bound_below(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
-    (surely, maybe)
+    let from = |i: usize| h.counts.get(i..).map_or(0, |c| c.iter().sum::<u64>());
+    let surely = from(lo + 1);
+    let straddles = h.upper_ns(lo).is_none_or(|u| u as f64 > t_ns) && t_us.is_finite();
+    (surely, if straddles { from(lo) } else { surely })
 }
 
 /// Bounds on the `q` quantile of what `h` sampled, in microseconds: the
@@ -109,24 +176,28 @@ pub fn above(h: &Histogram, t_us: f64) -> (u64, u64) {
 pub fn quantile_bounds(h: &Histogram, q: f64, level: Level) -> (f64, f64) {
     let n = h.total();
     let tail = 1.0 - q;
-    let edges: Vec<f64> = (0..h.counts.len())
-        .map_while(|i| h.upper_ns(i))
-        .map(|u| u as f64 / 1e3)
+    // How many observations exceed each bucket's upper bound: those in
+    // later buckets (surely and maybe are one at a bucket bound).
+    let mut left = n;
+    let exceeding: Vec<u64> = h
+        .counts
+        .iter()
+        .map(|count| {
+            left -= count;
+            left
+        })
         .collect();
+    let edge_us = |i: usize| h.upper_ns(i).map(|u| u as f64 / 1e3);
     // Both tests are monotone in the edge (fewer observations exceed a
     // higher one), so a binary search finds where each flips.
     // Highest edge the quantile is surely above: more than `tail` of the
-    // observations surely exceed it.
-    let surely_below = edges.partition_point(|t| lower(above(h, *t).0, n, level) > tail);
-    let low = if surely_below == 0 {
-        0.0
-    } else {
-        edges[surely_below - 1]
-    };
-    // Lowest edge the quantile is surely at or below: at most `tail` may
+    // observations exceed it.
+    let surely_below = exceeding.partition_point(|x| lower_above(*x, n, tail, level));
+    let low = surely_below.checked_sub(1).and_then(edge_us).unwrap_or(0.0);
+    // Lowest edge the quantile is surely at or below: at most `tail`
     // exceed it.
-    let maybe_above = edges.partition_point(|t| upper(above(h, *t).1, n, level) > tail);
-    let high = edges.get(maybe_above).copied().unwrap_or(f64::INFINITY);
+    let maybe_above = exceeding.partition_point(|x| !upper_at_most(*x, n, tail, level));
+    let high = edge_us(maybe_above).unwrap_or(f64::INFINITY);
     (low, high)
 }
 
@@ -162,6 +233,28 @@ mod tests {
             }
         }
         assert!(wrong <= 30, "{wrong} of 600 sequences went wrong");
+    }
+
+    /// The shortcuts say what comparing the searched bounds says.
+    #[test]
+    fn comparisons_agree_with_the_bounds() {
+        let l = Level(0.002);
+        for n in [0u64, 1, 10, 200, 5000] {
+            for x in [0, 1, 3, n / 100, n / 10, n / 2, n.saturating_sub(1), n] {
+                for t in [-0.1, 0.0, 0.001, 0.01, 0.05, 0.3, 0.7, 0.999, 1.0] {
+                    assert_eq!(
+                        lower_above(x, n, t, l),
+                        lower(x, n, l) > t,
+                        "lower {x}/{n} vs {t}"
+                    );
+                    assert_eq!(
+                        upper_at_most(x, n, t, l),
+                        upper(x, n, l) <= t,
+                        "upper {x}/{n} vs {t}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

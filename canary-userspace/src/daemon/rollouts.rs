@@ -163,9 +163,11 @@ impl Daemon {
         run.state.phase = new_phase;
         run.state.reason = reason.to_owned();
         if control == Control::Resume {
-            // Inconclusive intervals before the pause no longer count, and
-            // the next interval starts now.
+            // Inconclusive intervals before the pause no longer count, the
+            // step gets a new max_step_duration, and the next interval
+            // starts now.
             run.state.inconclusive_streak = 0;
+            run.state.step_looks = 0;
             run.last = self.reading(service)?;
             run.next_at_unix_ms = now_unix_ms + run.plan.interval.as_millis() as u64;
         }

@@ -83,6 +83,7 @@ pub fn plan(prometheus: &str, webhook: &str) -> RolloutPlan {
         consecutive_failures: 0,
         min_passes: 1,
         max_inconclusive: 8,
+        max_step_duration: None,
         mode: Mode::Enforce,
         on_rollback: OnRollback::Drain,
         checks: Checks {
