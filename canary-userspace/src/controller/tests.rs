@@ -429,6 +429,75 @@ fn decisions_table() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The reasons say which check lacked what: a hold whose evidence grows,
+/// a pause at `max_step_duration`, a pause that more traffic would not
+/// have helped; a step up starts the step's clock again.
+#[test]
+fn reasons_name_the_check_and_what_it_lacks() {
+    let growing = evidence(version(2000, 40, 20.0), version(100, 3, 20.0));
+    let hold = evaluate(&plan(), &state_at(0), &growing, 0);
+    println!("{}", hold.reason);
+    assert!(hold.reason.starts_with("hold: error_"), "{}", hold.reason);
+    assert!(
+        hold.reason.contains("inconclusive: needs ~")
+            && hold
+                .reason
+                .contains(" canary requests at this step; got 100 ("),
+        "{}",
+        hold.reason
+    );
+    assert_eq!(hold.next.inconclusive_streak, 0);
+
+    let timed_out = RolloutPlan {
+        max_step_duration: Some(std::time::Duration::from_secs(60)),
+        ..plan()
+    };
+    let state = RolloutState {
+        step_looks: 1,
+        ..state_at(0)
+    };
+    let paused = evaluate(&timed_out, &state, &growing, 0);
+    println!("{}", paused.reason);
+    assert!(
+        paused.reason.starts_with(
+            "paused: the step at 5.00% is still inconclusive after 2 looks (60 s; max_step_duration 60 s); last: error_"
+        ) && paused.reason.contains("needs ~"),
+        "{}",
+        paused.reason
+    );
+    assert_eq!(paused.next.reason, paused.reason);
+
+    let healthy = evidence(version(5000, 10, 20.0), version(2000, 4, 20.0));
+    let state = RolloutState {
+        inconclusive_streak: 4,
+        ..state_at(0)
+    };
+    let stuck = evaluate(&on_the_limit(), &state, &healthy, 0);
+    println!("{}", stuck.reason);
+    assert!(
+        stuck.reason.starts_with(
+            "paused: 5 inconclusive intervals in a row that more canary traffic would not settle \
+             (max_inconclusive 5); last: p99_ratio inconclusive, and more canary traffic would not settle it: "
+        ),
+        "{}",
+        stuck.reason
+    );
+
+    let stepped = evaluate(
+        &plan(),
+        &RolloutState {
+            step_looks: 7,
+            ..state_at(0)
+        },
+        &healthy,
+        0,
+    );
+    assert_eq!(
+        (stepped.action, stepped.next.step_looks),
+        (Action::StepUp { step: 1 }, 0)
+    );
+}
+
 /// One version's traffic in a simulation: error probability and a
 /// log-normal time to first byte.
 #[derive(Clone, Copy, Debug)]
@@ -935,6 +1004,30 @@ fn responses_a_p99_ratio_pass_needs() {
     // The issue's case (stable p99 68 ms, a canary like it): never with
     // log2 buckets.
     assert_eq!(table[2].1[4], None);
+
+    // The floor under every check at 1 %: none past the limit at all; and
+    // error_rate at 0.2 % errors against max_error_rate 0.01.
+    let plan = readme_plan();
+    let lvl = level(plan.alpha, plan.steps.len(), plan.checks.bounds());
+    let at_rate = |rate: f64| {
+        needed(0, |n| {
+            let errors = (rate * n as f64).round();
+            upper_at_most(errors, n, 0.01, lvl)
+        })
+    };
+    let (floor, errors) = (at_rate(0.0), at_rate(0.002));
+    println!(
+        "a share shown under 1 % at level {:.2e}: none observed: {floor:?}; 0.2 % observed: {errors:?}",
+        lvl.0
+    );
+    assert!(
+        floor.is_some_and(|n| (1000..1100).contains(&n)),
+        "{floor:?}"
+    );
+    assert!(
+        errors.is_some_and(|n| (1500..3000).contains(&n)),
+        "{errors:?}"
+    );
 }
 
 /// A rollout that holds for days keeps its last `MAX_HISTORY` decisions,
