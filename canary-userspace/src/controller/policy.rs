@@ -425,9 +425,9 @@ fn scaled(v: &VersionSignals, f: f64) -> VersionSignals {
     }
 }
 
-/// The inconclusive check the reason names: one more evidence would not
-/// settle if there is one (it decides the pause streak), else the one that
-/// needs the most.
+/// The inconclusive check the reason names: one that more evidence would
+/// not settle if there is one (it decides the pause streak), else the one
+/// that needs the most.
 fn open_check(checks: &[CheckResult]) -> Option<&CheckResult> {
     let open = || checks.iter().filter(|c| c.verdict == Verdict::Inconclusive);
     open()
