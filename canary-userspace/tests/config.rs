@@ -354,6 +354,7 @@ fn rollout_fixture_has_its_values_and_defaults() {
         ),
         (200, 2, 1, 5)
     );
+    assert_eq!(s.max_step_duration, Some(Duration::from_secs(600)));
     assert_eq!(s.checks.max_error_rate, Some(0.01));
     assert_eq!(s.checks.max_p99_ms, Some(250.0));
     assert_eq!(s.checks.error_margin, 0.005);
@@ -373,6 +374,7 @@ fn rollout_fixture_has_its_values_and_defaults() {
         (Duration::from_secs(30), 200, 0.05, 0.01),
         "defaults"
     );
+    assert_eq!(r.max_step_duration, None, "no limit unless given");
     // Written back, it reads the same.
     let again = config::parse(&c.to_toml(), "rendered.toml", &test_interfaces).unwrap();
     assert_eq!(again, c);

@@ -80,8 +80,9 @@ pub struct RolloutPlan {
     pub webhook: Option<String>,
     /// Error budget of the statistical checks: the chance that a rollout
     /// whose canary is as good as stable is rolled back (and, on the other
-    /// side, that a harmful canary's checks pass) stays within it however
-    /// many intervals the rollout runs.
+    /// side, that a harmful canary's checks pass; for latency, one more
+    /// than a bucket past its limit, see `stats::above`) stays within it
+    /// however many intervals the rollout runs.
     pub alpha: f64,
 }
 

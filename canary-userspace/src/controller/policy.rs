@@ -425,9 +425,9 @@ fn scaled(v: &VersionSignals, f: f64) -> VersionSignals {
     }
 }
 
-/// The inconclusive check the reason names: one more evidence would not
-/// settle if there is one (it decides the pause streak), else the one that
-/// needs the most.
+/// The inconclusive check the reason names: one that more evidence would
+/// not settle if there is one (it decides the pause streak), else the one
+/// that needs the most.
 fn open_check(checks: &[CheckResult]) -> Option<&CheckResult> {
     let open = || checks.iter().filter(|c| c.verdict == Verdict::Inconclusive);
     open()
@@ -505,13 +505,13 @@ impl KernelCheck {
         let ((x_fail, x_pass), n, (fail_at, pass_at)) = match self {
             KernelCheck::ErrorRate { max } => {
                 let x = canary.errors();
-                ((x, x), attempts(canary), (max, max))
+                ((x, x as f64), attempts(canary), (max, max))
             }
             KernelCheck::ErrorRatio { ratio, margin } => {
                 let x = canary.errors();
                 let (s_lo, s_hi) = error_rate_bounds(stable, lvl);
                 let limits = (ratio * s_hi + margin, ratio * s_lo + margin);
-                ((x, x), attempts(canary), limits)
+                ((x, x as f64), attempts(canary), limits)
             }
             KernelCheck::P99Ms { max_ms } => {
                 let h = &canary.latency;
@@ -535,7 +535,7 @@ impl KernelCheck {
         let (name, value, detail) = match self {
             KernelCheck::ErrorRate { max } => {
                 let (x, n) = (canary.errors(), attempts(canary));
-                let (lo, hi) = (lower(x, n, lvl), upper(x, n, lvl));
+                let (lo, hi) = (lower(x, n, lvl), upper(x as f64, n, lvl));
                 (
                     "error_rate",
                     canary.error_rate(),
@@ -563,8 +563,8 @@ impl KernelCheck {
             KernelCheck::P99Ms { max_ms } => {
                 let h = &canary.latency;
                 let n = h.total();
-                let (surely, maybe) = above(h, max_ms * 1000.0);
-                let (lo, hi) = (lower(surely, n, lvl), upper(maybe, n, lvl));
+                let (surely, spread) = above(h, max_ms * 1000.0);
+                let (lo, hi) = (lower(surely, n, lvl), upper(spread, n, lvl));
                 (
                     "p99_ms",
                     h.quantile(0.99).map(|d| d.as_secs_f64() * 1e3),
@@ -604,20 +604,20 @@ impl KernelCheck {
 /// Bounds on a version's error rate.
 fn error_rate_bounds(v: &VersionSignals, lvl: Level) -> (f64, f64) {
     let (x, n) = (v.errors(), attempts(v));
-    (lower(x, n, lvl), upper(x, n, lvl))
+    (lower(x, n, lvl), upper(x as f64, n, lvl))
 }
 
-/// The canary's responses slower than the ratio's limit, surely (above
-/// it at stable's upper bound) and maybe (above it at stable's lower
-/// bound; the bucket holding it counts whole, as where in it they are is
-/// unknown), and stable's p99 bounds in microseconds.
+/// The canary's responses slower than the ratio's limit: surely, with the
+/// limit at stable's upper bound (what it may fail on), and spread evenly
+/// in the bucket holding the limit at stable's lower bound (what it may
+/// pass on; see `stats::above`); and stable's p99 bounds in microseconds.
 fn p99_ratio_tails(
     stable: &VersionSignals,
     canary: &Histogram,
     ratio: f64,
     margin_ms: f64,
     lvl: Level,
-) -> ((u64, u64), (f64, f64)) {
+) -> ((u64, f64), (f64, f64)) {
     let (s_lo, s_hi) = quantile_bounds(&stable.latency, 0.99, lvl);
     let margin_us = margin_ms * 1000.0;
     let (fail_at, pass_at) = (ratio * s_hi + margin_us, ratio * s_lo + margin_us);
