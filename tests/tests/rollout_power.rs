@@ -107,10 +107,7 @@ fn rollouts(slowdown: f64) -> Vec<(RolloutReport, Duration)> {
     let dirs = DaemonDirs::new("power").unwrap();
     let config = Config {
         daemon: dirs.daemon_config(HOST_IF),
-        rollouts: services
-            .iter()
-            .map(|s| (s.name.clone(), plan()))
-            .collect(),
+        rollouts: services.iter().map(|s| (s.name.clone(), plan())).collect(),
         services: services.clone(),
     };
     dirs.write_config(&config).unwrap();
