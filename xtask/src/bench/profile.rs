@@ -85,6 +85,13 @@ fn record_args(data: &Path, system_wide: bool) -> Vec<String> {
     a
 }
 
+/// The perf command line as the report prints it: paths inside the
+/// checkout relative to its root (the report is read on other machines).
+fn as_a_reader_runs_it(args: &[String]) -> String {
+    let root = format!("{}/", super::workspace_root().display());
+    format!("perf {}", args.join(" ")).replace(&root, "")
+}
+
 /// Profiles one command (its own samples, kernel and user) into `data`.
 pub fn command(what: &str, argv: &[String], data: &Path) -> Result<Profile> {
     let mut args = record_args(data, false);
@@ -99,7 +106,7 @@ pub fn command(what: &str, argv: &[String], data: &Path) -> Result<Profile> {
     .with_context(|| format!("perf record of {what}"))?;
     Ok(Profile {
         what: what.into(),
-        command: format!("perf {}", args.join(" ")),
+        command: as_a_reader_runs_it(&args),
         symbols: report(data)?,
         data_path: chains(data)?,
     })
@@ -130,7 +137,7 @@ pub fn finish_system_wide(
     args.extend(["--".into(), "sleep".into(), seconds.to_string()]);
     Ok(Profile {
         what: what.into(),
-        command: format!("perf {}", args.join(" ")),
+        command: as_a_reader_runs_it(&args),
         symbols: report(data)?,
         data_path: chains(data)?,
     })
