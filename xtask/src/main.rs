@@ -46,7 +46,9 @@ enum Task {
     ///   1. cargo xtask setup
     ///   2. cargo build --all-targets --workspace --exclude canary-ebpf
     ///      (build errors show on their own)
-    ///   3. cargo test --workspace --exclude canary-ebpf ARGS
+    ///   3. cargo fmt --all --check, and cargo clippy --all-targets
+    ///      --workspace --exclude canary-ebpf -- -D warnings
+    ///   4. cargo test --workspace --exclude canary-ebpf ARGS
     ///      (with -p/--package in ARGS, only those packages)
     ///
     /// Prints the total time at the end. Needs root: the tests load BPF

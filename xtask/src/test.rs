@@ -26,17 +26,28 @@ pub fn run(cargo_test_args: &[String]) -> Result<()> {
 }
 
 fn phases(cargo_test_args: &[String]) -> Result<()> {
-    println!("==> [1/3] setup");
+    println!("==> [1/4] setup");
     setup::run()?;
 
-    println!("==> [2/3] build");
+    println!("==> [2/4] build");
     cmd::run(
         Command::new("cargo")
             .args(["build", "--all-targets"])
             .args(WORKSPACE),
     )?;
 
-    println!("==> [3/3] test");
+    // Before the tests, so a red lint is seen in the first minutes. The
+    // eBPF crate (bpfel target, nightly) is not linted here yet.
+    println!("==> [3/4] lint");
+    cmd::run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
+    cmd::run(
+        Command::new("cargo")
+            .args(["clippy", "--all-targets"])
+            .args(WORKSPACE)
+            .args(["--", "-D", "warnings"]),
+    )?;
+
+    println!("==> [4/4] test");
     // `-p` picks packages; cargo would let --workspace override it.
     let picks_packages = cargo_test_args
         .iter()
