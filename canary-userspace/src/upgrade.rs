@@ -118,17 +118,12 @@ fn read_v5_signals(path: &Path) -> Result<Vec<(u32, Vec<Signals>)>> {
     let mut out = vec![];
     for slot in 0..MAX_SERVICES * VERSIONS {
         let values = old.get(&slot, 0).map_err(|e| bad(e.to_string()))?;
-        if values.iter().all(|v| {
-            v.requests == 0
-                && v.refused == 0
-                && v.responses == 0
-                && v.syn_retransmits == 0
-                && v.failsafe_flows == 0
-                && v.backend_resets == 0
-        }) {
+        let converted: Vec<Signals> = values.iter().map(convert_v5_signals).collect();
+        // A slot no service ever counted in: nothing to carry.
+        if converted.iter().all(|v| *v == Signals::default()) {
             continue;
         }
-        out.push((slot, values.iter().map(convert_v5_signals).collect()));
+        out.push((slot, converted));
     }
     Ok(out)
 }
