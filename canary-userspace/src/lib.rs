@@ -1,68 +1,52 @@
 //! canary userspace: the library under `canaryd`, `canaryctl`, the tests,
-//! the demo and the bench. Module map (docs/ARCHITECTURE.md has the whole tree):
+//! the demo and the bench. Layers, lowest first; a module uses only the
+//! layers below it (and its own), never one above: `tests/layers.rs`
+//! checks it, docs/ARCHITECTURE.md draws it.
 //!
-//! Always built (no eBPF toolchain needed; xtask uses these):
-//! - `config`: read, check and write the `canaryd` TOML config file.
-//! - `controller`: the rollout policy (pure) and its statistics.
-//! - `api`: the control socket's typed requests, replies, error codes and
-//!   client.
-//! - `kinds`: protocol, affinity, XDP mode, hook: one spelling each.
-//! - `service`: the service description userspace hands to the data path.
-//! - `pins`: where the data path is pinned in bpffs.
-//! - `maps`: typed handles on the data path's maps, from a load or from pins.
-//! - `signals`: health signals per version: readings, differences,
-//!   error rate and latency quantiles (one implementation for all users).
-//! - `metrics`: Prometheus exposition of a status.
-//! - `state`: the atomically written state file (run-time weights).
-//! - `lock`: one canaryd per pin directory (flock on the bpffs directory).
-//! - `changes`: what a reload changed, old -> new, and a service in one line.
-//! - `cli`: canaryd's and canaryctl's command lines (also for man pages and
-//!   completions), status and reload as tables, the JSON log format.
-//! - `bpffs`, `caps`, `fds`: host plumbing (bpffs mount, capability drop,
-//!   the descriptor limit and its split between listeners and a reserve).
+//! 1. `error`, `model`, `host`: the vocabulary and the process plumbing.
+//! 2. `controller`, `kernel`: the rollout policy (pure) and the data path.
+//! 3. `config`, `api`: the config file and canaryd's outward interfaces.
+//! 4. `daemon`, `cli`: canaryd's state and canaryd's and canaryctl's
+//!    command lines and output.
+//!
+//! Modules, one line each:
 //! - `error`: the library's error type.
+//! - `model`: kinds (protocol, affinity, mode, hook), `Weight`, a service,
+//!   per-version signals, a rollout's records, secrets kept out of logs.
+//! - `host`: capability drop and the descriptor limit.
+//! - `controller`: the rollout plan, policy, statistics, gate queries,
+//!   the run of one rollout and webhooks.
+//! - `kernel`: everything that touches bpffs, maps, programs and links.
+//! - `config`: read, check and write the `canaryd` TOML config file.
+//! - `api`: the control socket's requests, replies and client, what a
+//!   reload changed, and the Prometheus exposition of a status.
+//! - `daemon` (`dataplane` feature): canaryd without its sockets.
+//! - `cli`: command lines (also for man pages and completions), status and
+//!   reload as tables, the JSON log format.
 //!
-//! With the `dataplane` feature (default; embeds the eBPF object, so it
-//! needs nightly rust-src and bpf-linker to build):
-//! - `dataplane`: load the object, pin and attach it, publish services and
-//!   weights.
-//! - `attachment`: attachments that outlive the daemon.
-//! - `inspect`: what the kernel runs on an interface (status's truth).
-//! - `daemon`: canaryd's state, its owning thread and the status readers.
+//! The `dataplane` feature (default) embeds the eBPF object, so it needs
+//! nightly rust-src and bpf-linker to build; without it the crate is what
+//! xtask needs before that toolchain exists.
+
+pub mod error;
+pub mod host;
+pub mod model;
+
+pub mod controller;
+pub mod kernel;
 
 pub mod api;
-pub mod bpffs;
-pub mod caps;
-pub mod changes;
-pub mod cli;
 pub mod config;
-pub mod controller;
-pub mod error;
-pub mod fds;
-pub mod kinds;
-pub mod lock;
-pub mod maps;
-pub mod metrics;
-pub mod pin_check;
-pub mod pins;
-pub mod redact;
-pub mod service;
-pub mod signals;
-pub mod state;
-pub mod upgrade;
 
-#[cfg(feature = "dataplane")]
-pub mod attachment;
+pub mod cli;
 #[cfg(feature = "dataplane")]
 pub mod daemon;
-#[cfg(feature = "dataplane")]
-pub mod dataplane;
-#[cfg(feature = "dataplane")]
-pub mod inspect;
 
-#[cfg(feature = "dataplane")]
-pub use dataplane::{Dataplane, LoadOptions};
 pub use error::Error;
-pub use kinds::{Affinity, Hook, Protocol, XdpMode};
-pub use maps::Verdicts;
-pub use service::ServiceSpec;
+#[cfg(feature = "dataplane")]
+pub use kernel::dataplane::{Dataplane, LoadOptions};
+pub use kernel::maps::Verdicts;
+pub use model::{
+    kinds::{Affinity, Hook, Protocol, XdpMode},
+    service::ServiceSpec,
+};

@@ -367,8 +367,11 @@ fn rollout_fixture_has_its_values_and_defaults() {
         [2000, 4000, 6000, 8000, 10000],
         "step = 20, max = 100"
     );
-    assert_eq!(r.mode, canary_userspace::kinds::Mode::DryRun);
-    assert_eq!(r.on_rollback, canary_userspace::kinds::OnRollback::Reset);
+    assert_eq!(r.mode, canary_userspace::model::kinds::Mode::DryRun);
+    assert_eq!(
+        r.on_rollback,
+        canary_userspace::model::kinds::OnRollback::Reset
+    );
     assert_eq!(
         (r.interval, r.min_requests, r.alpha, r.checks.error_margin),
         (Duration::from_secs(30), 200, 0.05, 0.01),

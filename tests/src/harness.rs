@@ -11,7 +11,7 @@ use canary_common::{
     signals::Signals,
 };
 use canary_userspace::{
-    Affinity, Dataplane, Hook, LoadOptions, Protocol, ServiceSpec, service::addr_words,
+    Affinity, Dataplane, Hook, LoadOptions, Protocol, ServiceSpec, model::service::addr_words,
 };
 use xtask::topology::{
     BACKEND_V4, BACKEND_V6, BackendKind, CLIENT_IF, HOST_IF, HOST_V4, HOST_V6, Topology,

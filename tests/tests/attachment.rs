@@ -14,11 +14,11 @@ use aya::programs::{SchedClassifier, TcAttachType, links::PinnedLink};
 use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM};
 use canary_userspace::{
     Dataplane, Hook, LoadOptions,
-    attachment::{
+    kernel::attachment::{
         self, Attachment, TC_EGRESS_PIN, TC_INGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN, XdpMode,
     },
-    bpffs,
-    pins::PinLayout,
+    kernel::bpffs,
+    kernel::pins::PinLayout,
 };
 use tests::require_root;
 use xtask::topology::{BackendKind, HOST_IF, HOST_V4, Netns, Topology};

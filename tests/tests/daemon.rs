@@ -17,9 +17,9 @@ use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
 use canary_userspace::{
     Affinity, Protocol, ServiceSpec,
     api::{ErrorCode, Response, Status, WeightSet},
-    attachment::{self, TC_EGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN},
     config::Config,
     daemon::TEST_HOLD_ENV,
+    kernel::attachment::{self, TC_EGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN},
 };
 use tests::{
     HTTP_TIMEOUT, one_at_a_time, require_root,
@@ -582,7 +582,7 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
             .unwrap_or_else(|| panic!("no {key} in /proc status"));
         u64::from_str_radix(line.trim(), 16).unwrap()
     };
-    let kept = canary_userspace::caps::kept_mask();
+    let kept = canary_userspace::host::caps::kept_mask();
     for key in ["CapEff:", "CapPrm:", "CapBnd:"] {
         assert_eq!(caps(key), kept, "{key} {:x}", caps(key));
     }
@@ -880,7 +880,7 @@ fn restarts_on_its_own_pins_at_every_flow_table_size() {
             ask(&format!("after {how} and start"));
         }
         let layout = |name: &str| {
-            canary_userspace::pin_check::pinned(&s.dirs.pins().map(name))
+            canary_userspace::kernel::pin_check::pinned(&s.dirs.pins().map(name))
                 .unwrap()
                 .max_entries
         };

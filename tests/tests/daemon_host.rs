@@ -19,7 +19,7 @@ use canary_userspace::{
     api::{InterfaceStatus, RolloutAction, Status},
     config::{Config, interface_index},
     controller::plan::{Checks, Mode, OnRollback, RolloutPlan},
-    fds,
+    host::fds,
 };
 use tests::{
     HTTP_TIMEOUT, one_at_a_time, require_root,

@@ -16,10 +16,8 @@ use canary_userspace::{
     Affinity, Protocol, ServiceSpec,
     api::RolloutAction,
     config::Config,
-    controller::{
-        plan::{Checks, Mode, OnRollback, RolloutPlan},
-        policy::Phase,
-    },
+    controller::plan::{Checks, Mode, OnRollback, RolloutPlan},
+    model::rollout::Phase,
 };
 use serde_json::Value;
 use tests::{

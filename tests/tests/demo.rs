@@ -5,7 +5,7 @@
 //! outcome, what the clients saw, the webhook events and the files the
 //! demo writes.
 
-use canary_userspace::controller::policy::{Action, Phase};
+use canary_userspace::model::rollout::{Action, Phase};
 use tests::{
     demo::{
         run::{self, Options, Outcome},
@@ -105,7 +105,7 @@ fn accuracy_gate_rolls_back_the_less_accurate_model() {
             if !c.name.starts_with("gate:") {
                 assert_ne!(
                     c.verdict,
-                    canary_userspace::controller::policy::Verdict::Fail,
+                    canary_userspace::model::rollout::Verdict::Fail,
                     "{c:?}"
                 );
             }

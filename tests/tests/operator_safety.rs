@@ -19,8 +19,8 @@ use std::{
 use canary_userspace::{
     Affinity, Dataplane, Hook, LoadOptions, Protocol, ServiceSpec,
     api::{InterfaceStatus, Status},
-    attachment,
     config::Config,
+    kernel::attachment,
 };
 use tests::{
     HTTP_TIMEOUT, one_at_a_time, require_root,

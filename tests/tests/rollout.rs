@@ -18,10 +18,8 @@ use canary_userspace::{
     Affinity, Protocol, ServiceSpec,
     api::{Client, RolloutAction, RolloutReport},
     config::Config,
-    controller::{
-        plan::{Checks, Gate, Mode, OnRollback, RolloutPlan},
-        policy::{Action, Phase, Verdict},
-    },
+    controller::plan::{Checks, Gate, Mode, OnRollback, RolloutPlan},
+    model::rollout::{Action, Phase, Verdict},
 };
 use tests::{
     one_at_a_time, require_root,

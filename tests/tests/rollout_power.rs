@@ -22,10 +22,8 @@ use canary_userspace::{
     Affinity, Protocol, ServiceSpec,
     api::{RolloutAction, RolloutReport},
     config::Config,
-    controller::{
-        plan::{Checks, Mode, OnRollback, RolloutPlan},
-        policy::Phase,
-    },
+    controller::plan::{Checks, Mode, OnRollback, RolloutPlan},
+    model::rollout::Phase,
 };
 use tests::{
     one_at_a_time, require_root,

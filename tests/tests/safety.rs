@@ -14,8 +14,8 @@ use canary_common::names::INGRESS_PROGRAM;
 use canary_userspace::{
     Affinity, Protocol, ServiceSpec,
     api::Client as ApiClient,
-    attachment::{self, XDP_DRIVER_PIN},
     config::Config,
+    kernel::attachment::{self, XDP_DRIVER_PIN},
 };
 use tests::{one_at_a_time, require_root, servers::Backend, servers::Client};
 use xtask::{

@@ -22,7 +22,9 @@ use canary_common::signals::{
     CONNECT_SUB_BITS, HTTP_CLASS_NAMES, HTTP_CLASSES, LATENCY_BUCKETS, LATENCY_SUB_BITS,
     MAX_SAMPLE_SHIFT, Signals, bucket_of_ns, bucket_upper_ns,
 };
-use canary_userspace::{Affinity, LoadOptions, Protocol, ServiceSpec, signals::VersionSignals};
+use canary_userspace::{
+    Affinity, LoadOptions, Protocol, ServiceSpec, model::signals::VersionSignals,
+};
 use tests::{
     harness::{CANARY, Family, Harness, STABLE},
     one_at_a_time, require_root,

@@ -2,7 +2,7 @@
 //! release's data path (pin layout v5, `tests/fixtures/canary-v5.o`, set up
 //! here as that release's canaryd did) serves long-lived connections; the
 //! weight moves; then today's canaryd starts on the same bpffs directory,
-//! carries the pins over (`canary_userspace::upgrade`) and swaps its
+//! carries the pins over (`canary_userspace::kernel::upgrade`) and swaps its
 //! programs into the pinned links. Every connection must still be answered
 //! by the version it started on, and the signals the previous release
 //! counted (its SIGNALS map had 23 log2 latency buckets) go on in today's.
@@ -21,10 +21,11 @@ use canary_common::{
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
 };
 use canary_userspace::{
-    Affinity, Hook, Protocol, ServiceSpec, attachment,
+    Affinity, Hook, Protocol, ServiceSpec,
     config::Config,
-    pins::PinLayout,
-    service::{backend, endpoint},
+    kernel::attachment,
+    kernel::pins::PinLayout,
+    model::service::{backend, endpoint},
 };
 use tests::{
     one_at_a_time, require_root,

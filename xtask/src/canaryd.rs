@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail, ensure};
 use canary_userspace::{
     api::{Client, Status},
     config::{Config, DaemonConfig},
-    pins::PinLayout,
+    kernel::pins::PinLayout,
 };
 
 use crate::topology::Netns;

@@ -253,7 +253,7 @@ mod tests {
     use super::*;
     use crate::{
         api::{DaemonStatus, InterfaceStatus, VerdictCounts},
-        kinds::{Affinity, Hook, Protocol, XdpMode},
+        model::kinds::{Affinity, Hook, Protocol, XdpMode},
     };
 
     fn version(backends: &[&str], n: u64) -> VersionStatus {

@@ -10,7 +10,7 @@ use std::{
 use canary_common::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_UDP_IDLE_TIMEOUT_NS};
 use log::LevelFilter;
 
-use crate::kinds::{Failsafe, Hook};
+use crate::model::kinds::{Failsafe, Hook};
 use toml::{Table, Value};
 
 use super::{
@@ -131,7 +131,7 @@ fn interfaces(
         let Some((name, hook)) = interface::entry(errs, item, &item_path) else {
             continue;
         };
-        if let Err(why) = interface::check_name(name) {
+        if let Err(why) = crate::host::interfaces::check_name(name) {
             errs.push(item_path, why);
         } else if !seen.insert(name) {
             errs.push(item_path, format!("{name:?} is listed twice"));

@@ -1,8 +1,6 @@
 //! Network interfaces: an entry of `daemon.interfaces` (a name, or a name
-//! with the hook its ingress runs at), the name's syntax and its existence
-//! on this host.
-
-use std::ffi::CString;
+//! with the hook its ingress runs at). A name's syntax and its existence on
+//! this host are `host::interfaces`'.
 
 use toml::Value;
 
@@ -10,7 +8,7 @@ use super::{
     error::Collector,
     value::{self, join},
 };
-use crate::kinds::Hook;
+use crate::model::kinds::Hook;
 
 /// Keys of an interface written as a table.
 const KNOWN: &[&str] = &["name", "hook"];
@@ -45,42 +43,4 @@ pub(crate) fn entry<'v>(
             None
         }
     }
-}
-
-/// Longest interface name Linux accepts (IFNAMSIZ less the NUL).
-const MAX_NAME: usize = 15;
-
-/// Checks a name the way the kernel does (`dev_valid_name`), which also keeps
-/// it from escaping `/sys/class/net` when looked up there.
-pub fn check_name(name: &str) -> Result<(), String> {
-    let why = if name.is_empty() {
-        "it is empty"
-    } else if name.len() > MAX_NAME {
-        "it is longer than 15 bytes"
-    } else if name == "." || name == ".." {
-        "it is a path component"
-    } else if name.contains(['/', ':']) || name.chars().any(char::is_whitespace) {
-        "it contains '/', ':' or a space"
-    } else {
-        return Ok(());
-    };
-    Err(format!("{name:?} is not an interface name: {why}"))
-}
-
-/// Whether an interface of that name exists in this network namespace now.
-/// Asks the kernel (if_nametoindex) rather than /sys/class/net, which shows
-/// the namespace sysfs was mounted in, not necessarily the process's own.
-pub fn interface_exists(name: &str) -> bool {
-    interface_index(name).is_some()
-}
-
-/// The kernel's index of the interface of that name in this thread's
-/// network namespace now; None when there is none. A device deleted and
-/// created again under the same name gets a new index.
-pub fn interface_index(name: &str) -> Option<u32> {
-    check_name(name).ok()?;
-    let c = CString::new(name).ok()?;
-    // SAFETY: a NUL-terminated string that outlives the call.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (index != 0).then_some(index)
 }

@@ -18,7 +18,6 @@ mod rollout;
 mod service;
 mod value;
 mod warnings;
-mod weight;
 
 use std::{
     collections::BTreeMap,
@@ -30,16 +29,18 @@ use std::{
 use canary_common::MAX_SERVICES;
 use toml::{Table, Value};
 
+pub use crate::host::interfaces::{
+    check_name as check_interface_name, interface_exists, interface_index,
+};
+pub use crate::model::weight::{
+    InvalidPercent, InvalidWeight, low_weight_hint, parse_percent, weight_percent_to_bp,
+};
 pub use daemon::MAX_FLOW_TABLE_SIZE;
 pub use duration::{InvalidDuration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
-pub use interface::{check_name as check_interface_name, interface_exists, interface_index};
 pub use warnings::{local_addresses, vip_not_local, warnings};
-pub use weight::{
-    InvalidPercent, InvalidWeight, low_weight_hint, parse_percent, weight_percent_to_bp,
-};
 
-use crate::{controller::plan::RolloutPlan, service::ServiceSpec};
+use crate::{controller::plan::RolloutPlan, model::service::ServiceSpec};
 use error::Collector;
 
 pub const DEFAULT_SOCKET: &str = "/run/canary/canary.sock";
@@ -64,7 +65,7 @@ pub struct DaemonConfig {
     pub interfaces: Vec<String>,
     /// The ingress hook of each interface whose ingress does not run at the
     /// default, XDP (`{ name = "veth0", hook = "tc" }` in `interfaces`).
-    pub hooks: BTreeMap<String, crate::kinds::Hook>,
+    pub hooks: BTreeMap<String, crate::model::kinds::Hook>,
     /// Control socket for `canaryctl`.
     pub socket: PathBuf,
     /// Where Prometheus scrapes `/metrics`.
@@ -88,7 +89,7 @@ pub struct DaemonConfig {
     pub latency_sampling: bool,
     /// What new flows do when canaryd's heartbeat is older than
     /// `failsafe_timeout`.
-    pub failsafe: crate::kinds::Failsafe,
+    pub failsafe: crate::model::kinds::Failsafe,
     pub failsafe_timeout: Duration,
 }
 
@@ -108,13 +109,13 @@ impl DaemonConfig {
             udp_idle_timeout: Duration::from_nanos(canary_common::DEFAULT_UDP_IDLE_TIMEOUT_NS),
             signals: true,
             latency_sampling: true,
-            failsafe: crate::kinds::Failsafe::Revert,
+            failsafe: crate::model::kinds::Failsafe::Revert,
             failsafe_timeout: Duration::from_secs(30),
         }
     }
 
     /// Where `interface`'s ingress runs.
-    pub fn hook(&self, interface: &str) -> crate::kinds::Hook {
+    pub fn hook(&self, interface: &str) -> crate::model::kinds::Hook {
         self.hooks.get(interface).copied().unwrap_or_default()
     }
 }

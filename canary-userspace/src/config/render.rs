@@ -4,7 +4,10 @@
 use toml::{Table, Value};
 
 use super::{Config, DaemonConfig};
-use crate::{api::bp_to_percent, controller::plan::RolloutPlan, service::ServiceSpec};
+use crate::{
+    controller::plan::RolloutPlan,
+    model::{service::ServiceSpec, weight::bp_to_percent},
+};
 
 impl Config {
     /// The config as a TOML file that `config::parse` reads back equal.
@@ -182,15 +185,18 @@ mod tests {
         let any = |_: &str| true;
         let mut config = parse(&text, path, &any).unwrap();
         // And the kinds the example leaves at their defaults.
-        config.services[0].protocol = crate::kinds::Protocol::Udp;
-        config.services[0].affinity = crate::kinds::Affinity::Client;
+        config.services[0].protocol = crate::model::kinds::Protocol::Udp;
+        config.services[0].affinity = crate::model::kinds::Affinity::Client;
         config.services[0].vip = "[2001:db8::1]:443".parse().unwrap();
         config.services[0].stable = vec!["[2001:db8::2]:8443".parse().unwrap()];
         config.services[0].canary = vec!["[2001:db8::3]:8443".parse().unwrap()];
         config.services[0].weight_bp = 1234;
         let first = config.daemon.interfaces[0].clone();
         config.daemon.interfaces.push("veth0".into());
-        config.daemon.hooks.insert(first, crate::kinds::Hook::Tc);
+        config
+            .daemon
+            .hooks
+            .insert(first, crate::model::kinds::Hook::Tc);
         let again = parse(&config.to_toml(), "rendered.toml", &any).unwrap();
         assert_eq!(again, config);
     }

@@ -9,11 +9,11 @@ use super::{
     duration::parse_duration,
     error::Collector,
     value::{self, join},
-    weight::weight_percent_to_bp,
+    weight_percent_to_bp,
 };
 use crate::{
     controller::plan::{Checks, Gate, RolloutPlan},
-    kinds::{Mode, OnRollback},
+    model::kinds::{Mode, OnRollback},
 };
 
 const KNOWN: &[&str] = &[
@@ -368,7 +368,7 @@ fn url(errs: &mut Collector, table: &Table, path: &str, key: &str) -> Option<Opt
                 join(path, key),
                 format!(
                     "{:?} is not an http:// URL, e.g. \"http://127.0.0.1:9090\"",
-                    crate::redact::redact(u)
+                    crate::model::redact::redact(u)
                 ),
             );
             None

@@ -11,13 +11,14 @@ use toml::{Table, Value};
 use super::{
     address,
     error::Collector,
+    parse_percent,
     value::{self, join},
-    weight::{parse_percent, weight_percent_to_bp},
+    weight_percent_to_bp,
 };
 use crate::{
     controller::plan::RolloutPlan,
-    kinds::{Affinity, Protocol},
-    service::ServiceSpec,
+    model::kinds::{Affinity, Protocol},
+    model::service::ServiceSpec,
 };
 
 const KNOWN: &[&str] = &[

@@ -6,7 +6,7 @@
 use toml::{Table, Value};
 
 use super::error::Collector;
-use crate::kinds::Named;
+use crate::model::kinds::Named;
 
 /// A field read from a table.
 pub(crate) enum Field<T> {

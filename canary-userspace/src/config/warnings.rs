@@ -12,7 +12,7 @@
 
 use std::{collections::BTreeSet, io, net::IpAddr};
 
-use super::{Config, ConfigError, weight::low_weight_hint};
+use super::{Config, ConfigError, low_weight_hint};
 
 /// The warnings of a valid `config` read from `file`; `is_local` says
 /// whether an address is one of this host's (tests pass their own).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::kinds::{Mode, OnRollback};
+pub use crate::model::kinds::{Mode, OnRollback};
 
 /// A PromQL gate on something the kernel cannot see (model accuracy).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::redact::redact;
+use crate::model::redact::redact;
 
 /// How long one query may take, connection included.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     plan::RolloutPlan,
-    policy::{Action, Evidence, GateReading, RolloutState},
+    policy::{Evidence, GateReading, RolloutState},
 };
-use crate::signals::VersionSignals;
+use crate::model::{rollout::Action, signals::VersionSignals};
 
 /// Stable's and canary's cumulative signals at one moment.
 pub type Reading = [VersionSignals; 2];

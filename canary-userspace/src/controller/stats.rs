@@ -16,7 +16,7 @@
 
 use statrs::function::beta::ln_beta;
 
-use crate::signals::Histogram;
+use crate::model::signals::Histogram;
 
 /// A level: the probability that a confidence sequence is ever wrong.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -10,10 +10,13 @@ use statrs::distribution::{ContinuousCDF, LogNormal};
 
 use super::{
     plan::{Checks, Gate, Mode, OnRollback, RolloutPlan},
-    policy::{Action, Evidence, GateReading, Phase, RolloutState, Verdict, evaluate},
+    policy::{Evidence, GateReading, RolloutState, evaluate},
     stats::{level, needed, quantile_bounds, upper_at_most},
 };
-use crate::signals::{Histogram, VersionSignals};
+use crate::model::{
+    rollout::{Action, Phase, Verdict},
+    signals::{Histogram, VersionSignals},
+};
 
 /// A plan with the README's shape; other modules' tests use it too.
 pub(crate) fn plan() -> RolloutPlan {
@@ -1043,10 +1046,10 @@ fn the_history_keeps_the_latest_decisions_and_the_counts_keep_all() {
     let too_few = evidence(version(1, 0, 20.0), version(1, 0, 20.0));
     for look in 1..=250u64 {
         state = evaluate(&p, &state, &too_few, look).next;
-        assert!(state.history.len() <= super::policy::MAX_HISTORY);
+        assert!(state.history.len() <= crate::model::rollout::MAX_HISTORY);
     }
     assert_eq!((state.looks, state.phase), (250, Phase::Running));
-    assert_eq!(state.history.len(), super::policy::MAX_HISTORY);
+    assert_eq!(state.history.len(), crate::model::rollout::MAX_HISTORY);
     assert_eq!(state.history.first().map(|h| h.look), Some(151));
     assert_eq!(state.history.last().map(|h| h.look), Some(250));
 }

@@ -21,8 +21,8 @@ use std::{
 use prometheus::{IntCounterVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 
-use super::policy::{Action, Phase, Record};
-use crate::redact::redact;
+use crate::model::redact::redact;
+use crate::model::rollout::{Action, Phase, Record};
 
 /// One try's limit, connection included.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -177,7 +177,7 @@ fn timed_out(e: &ureq::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::policy::Verdict;
+    use crate::model::rollout::Verdict;
 
     fn event(look: u32, action: Action) -> (String, Event) {
         (

@@ -6,6 +6,7 @@
 //! a slow Prometheus delays only its own rollout, never another's, a
 //! status, a scrape or a manual rollback.
 
+use crate::model::rollout::Phase;
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex},
@@ -15,12 +16,12 @@ use std::{
 use super::{observe::Observer, owner::Handle, unix_ms};
 use crate::{
     controller::{
-        policy::{GateReading, Phase, evaluate},
+        policy::{GateReading, evaluate},
         prometheus::{self, QUERY_TIMEOUT},
         run::{Reading, RolloutRun},
         webhook::Webhooks,
     },
-    signals::VersionSignals,
+    model::signals::VersionSignals,
 };
 
 /// Longest the driver sleeps before looking for due rollouts again (a

@@ -60,7 +60,7 @@ pub enum DaemonError {
         serving: Vec<String>,
     },
     #[error(transparent)]
-    Locked(#[from] crate::lock::LockError),
+    Locked(#[from] crate::kernel::lock::LockError),
     #[error("canaryd is shutting down")]
     OwnerGone,
     #[error("service {service} has no [service.rollout] in the config")]

@@ -21,7 +21,7 @@ use tokio::{
 };
 
 use super::{DaemonError, observe::Observer, owner::Handle};
-use crate::config::interface_index;
+use crate::host::interfaces::interface_index;
 
 /// How long a burst of events (delete, create, up, addresses) may go on
 /// before the one check after it.

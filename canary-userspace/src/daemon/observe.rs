@@ -15,10 +15,10 @@ use crate::{
         VersionStatus, WeightSource,
     },
     controller::run::{Reading, RolloutRun},
-    dataplane::Registered,
     error::Error,
-    maps::Counters,
-    signals::VersionSignals,
+    kernel::dataplane::Registered,
+    kernel::maps::Counters,
+    model::signals::VersionSignals,
 };
 
 /// What the owner last registered.
@@ -28,7 +28,7 @@ pub struct Snapshot {
     pub interfaces: Vec<InterfaceStatus>,
     /// What the kernel should run (`inspect`), and the interfaces whose
     /// egress is a tcx link.
-    pub expected: Arc<crate::inspect::Expected>,
+    pub expected: Arc<crate::kernel::inspect::Expected>,
     pub tcx: std::collections::BTreeSet<String>,
     pub services: Vec<Registered>,
     /// Rollouts by service name, as last persisted.
@@ -57,16 +57,16 @@ impl Observer {
         if snap.expected.ingress_id == 0 {
             return Ok(status);
         }
-        let maps_problem = crate::inspect::maps_problem(&snap.expected);
+        let maps_problem = crate::kernel::inspect::maps_problem(&snap.expected);
         for iface in &mut status.daemon.interfaces {
             if iface.ifindex == 0 {
                 continue;
             }
             // A read error is left to the owner, which reports it.
-            let Ok(hooks) = crate::inspect::hooks(iface.ifindex) else {
+            let Ok(hooks) = crate::kernel::inspect::hooks(iface.ifindex) else {
                 continue;
             };
-            let hook_problem = crate::inspect::hook_problem(
+            let hook_problem = crate::kernel::inspect::hook_problem(
                 &snap.expected,
                 &hooks,
                 iface.hook,

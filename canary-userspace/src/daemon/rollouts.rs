@@ -2,6 +2,7 @@
 //! roll back, and apply a decision the driver took. Each changes at most
 //! one weight (one map write) and persists the rollout with it.
 
+use crate::model::rollout::{Action, Phase};
 use canary_common::{VERSION_CANARY, WEIGHT_SCALE};
 
 use super::{Daemon, DaemonError, observe};
@@ -9,10 +10,10 @@ use crate::{
     api::RolloutReport,
     controller::{
         plan::{Mode, OnRollback},
-        policy::{Action, Decision, Phase},
+        policy::Decision,
         run::{Reading, RolloutRun},
     },
-    signals::VersionSignals,
+    model::signals::VersionSignals,
 };
 
 /// An operator's command on a rollout.

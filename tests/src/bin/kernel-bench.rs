@@ -51,7 +51,9 @@ use canary_common::{
     signals::{HTTP_CLASSES, MAX_SAMPLE_SHIFT, Sampler, Signals, UNTIMED},
     stats_slot, verdict,
 };
-use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec, service::backend};
+use canary_userspace::{
+    Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec, model::service::backend,
+};
 use clap::Parser;
 use serde_json::json;
 use tests::{

@@ -17,7 +17,8 @@ use canary_userspace::{
     Affinity, Protocol, ServiceSpec,
     api::{Client, RolloutAction, RolloutReport},
     config::Config,
-    controller::{policy::Phase, webhook::Event},
+    controller::webhook::Event,
+    model::rollout::Phase,
 };
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},
@@ -381,7 +382,7 @@ fn phase_name(p: Phase) -> &'static str {
     }
 }
 
-fn action_name(a: &canary_userspace::controller::policy::Action) -> String {
+fn action_name(a: &canary_userspace::model::rollout::Action) -> String {
     serde_json::to_value(a)
         .ok()
         .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_owned))

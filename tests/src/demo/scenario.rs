@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use canary_userspace::controller::{
-    plan::{Checks, Gate, Mode, OnRollback, RolloutPlan},
-    policy::Phase,
+use canary_userspace::{
+    controller::plan::{Checks, Gate, Mode, OnRollback, RolloutPlan},
+    model::rollout::Phase,
 };
 
 use super::{model::Recipe, model_server::Fault};

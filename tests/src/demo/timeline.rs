@@ -6,8 +6,8 @@
 
 use canary_userspace::{
     api::ServiceStatus,
-    controller::policy::{Action, Record},
-    signals::VersionSignals,
+    model::rollout::{Action, Record},
+    model::signals::VersionSignals,
 };
 use serde::Serialize;
 
@@ -155,7 +155,7 @@ pub fn describe(r: &Record) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use canary_userspace::controller::policy::Verdict;
+    use canary_userspace::model::rollout::Verdict;
 
     fn sample(at_unix_ms: u64, requests: [u64; 2], errors: [u64; 2]) -> Sample {
         let version = |v: usize| {

@@ -46,7 +46,7 @@ use canary_common::{
 };
 use canary_userspace::{
     Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec,
-    service::{addr_words, endpoint},
+    model::service::{addr_words, endpoint},
 };
 use tests::{
     TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS,
@@ -336,7 +336,7 @@ fn flow_key(service: &str, client: SocketAddr) -> FlowKey {
 }
 
 fn entry(service: &str, version: u8) -> FlowEntry {
-    let b = canary_userspace::service::backend(backend_of(service, version));
+    let b = canary_userspace::model::service::backend(backend_of(service, version));
     FlowEntry {
         backend: b.addr,
         backend_port: b.port,

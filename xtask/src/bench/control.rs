@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use canary_userspace::maps::Maps;
+use canary_userspace::kernel::maps::Maps;
 
 use super::{
     Mode,

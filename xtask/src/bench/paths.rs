@@ -33,7 +33,7 @@ use canary_common::signals::Signals;
 use canary_userspace::{
     Affinity, Hook, Protocol, ServiceSpec, XdpMode,
     config::{Config, DaemonConfig},
-    maps::{Counters, Maps},
+    kernel::maps::{Counters, Maps},
 };
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},

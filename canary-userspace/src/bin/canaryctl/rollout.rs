@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use canary_userspace::{
     api::{Client, ClientError, RolloutReport},
-    controller::policy::{Action, Phase, Verdict},
+    model::rollout::{Action, Phase, Verdict},
 };
 
 /// Exit codes of `rollout start --wait` by how the rollout ended (0 when

@@ -11,7 +11,7 @@ use canary_userspace::{
     api::{Client, ClientError, ServiceStatus},
     cli::canaryctl::WatchArgs,
     config::parse_duration,
-    signals::VersionSignals,
+    model::signals::VersionSignals,
 };
 
 pub fn run(client: &Client, args: &WatchArgs) -> Result<(), ClientError> {

@@ -14,7 +14,7 @@ use std::{
     time::Instant,
 };
 
-use canary_userspace::metrics::ListenerMetrics;
+use canary_userspace::api::metrics::ListenerMetrics;
 use prometheus::IntGauge;
 use tokio::{
     net::{TcpListener, TcpStream, UnixListener, UnixStream},

@@ -15,7 +15,7 @@ use tokio::{
 
 use crate::{
     accept::{self, Gate},
-    run::Served,
+    served::Served,
 };
 
 /// A client that sends nothing is dropped after this long.

@@ -10,7 +10,7 @@ use tokio::{
 
 use crate::{
     accept::{self, Gate},
-    run::Served,
+    served::Served,
 };
 
 const MAX_HEADER_BYTES: usize = 8 * 1024;
@@ -40,7 +40,7 @@ async fn answer(mut stream: TcpStream, served: Served, registry: Registry) {
             // From the observer: a scrape never waits on the state's owner.
             let status = served.observer.status();
             match status.map_err(|e| e.to_string()).and_then(|s| {
-                canary_userspace::metrics::render(&s, &served.observer.rollouts(), &registry)
+                canary_userspace::api::metrics::render(&s, &served.observer.rollouts(), &registry)
                     .map_err(|e| e.to_string())
             }) {
                 Ok(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),

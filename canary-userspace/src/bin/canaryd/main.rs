@@ -6,6 +6,7 @@ mod accept;
 mod control;
 mod http;
 mod run;
+mod served;
 
 use std::process::ExitCode;
 

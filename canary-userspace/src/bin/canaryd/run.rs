@@ -10,26 +10,18 @@ use std::{
 
 use anyhow::{Context, Result};
 use canary_userspace::{
-    caps,
+    api::metrics,
     config::Config,
-    daemon::{
-        Daemon, Overrides,
-        observe::Observer,
-        owner::{self, Handle},
-    },
-    fds, metrics,
+    daemon::{Daemon, Overrides, owner},
+    host::caps,
+    host::fds,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::accept::{Gate, Spare, WhenFull};
-
-/// What the socket servers need: the owner's handle for changes, the
-/// observer for reads.
-#[derive(Clone)]
-pub struct Served {
-    pub owner: Handle,
-    pub observer: Observer,
-}
+use crate::{
+    accept::{Gate, Spare, WhenFull},
+    served::Served,
+};
 
 pub fn detach_all(config: &Config) -> Result<()> {
     let d = &config.daemon;

@@ -7,7 +7,7 @@ use canary_common::{
 };
 
 use crate::error::{Error, Result};
-pub use crate::kinds::{Affinity, Protocol};
+pub use crate::model::kinds::{Affinity, Protocol};
 
 /// What the data path needs to know of one service.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use crate::{
     api::{self, Change, WeightSource},
-    service::ServiceSpec,
+    model::service::ServiceSpec,
 };
 
 /// A service as registered, with where its weight came from.
@@ -95,7 +95,7 @@ pub fn between(old: &[Sourced], new: &[Sourced]) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Affinity, Protocol};
+    use crate::model::kinds::{Affinity, Protocol};
 
     fn spec(name: &str, weight_bp: u16) -> ServiceSpec {
         ServiceSpec {

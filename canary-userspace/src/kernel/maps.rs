@@ -14,7 +14,7 @@ use canary_common::{
     stats_slot, verdict,
 };
 
-use crate::{error::Error, pins::PinLayout};
+use crate::{error::Error, kernel::pins::PinLayout};
 
 /// The maps userspace writes: services, their backends, settings; and the
 /// flow tables (read by tests and the bench; entries removed only by a

@@ -30,13 +30,13 @@ use canary_common::{
 };
 
 use crate::{
-    attachment,
     error::{Error, Result},
-    inspect,
-    kinds::{Failsafe, Hook},
-    maps::{Counters, Maps, map_err, retain_keys},
-    pins::{PinLayout, interface_name},
-    service::{ServiceSpec, backend, endpoint},
+    kernel::attachment::{self, program},
+    kernel::inspect,
+    kernel::maps::{Counters, Maps, map_err, retain_keys},
+    kernel::pins::{PinLayout, interface_name},
+    model::kinds::{Failsafe, Hook},
+    model::service::{ServiceSpec, backend, endpoint},
 };
 
 /// The eBPF object built by build.rs from canary-ebpf.
@@ -84,8 +84,8 @@ impl Default for LoadOptions {
 }
 
 /// How the programs are attached to an interface.
-pub use crate::attachment::{Attached, Attachment};
-pub use crate::maps::Verdicts;
+pub use crate::kernel::attachment::{Attached, Attachment};
+pub use crate::kernel::maps::Verdicts;
 
 /// A service the data path serves: its slot in STATS and BACKENDS, and
 /// what it was registered with.
@@ -147,7 +147,7 @@ impl Dataplane {
         let mut map_paths = vec![];
         let mut converted_signals = vec![];
         if let Some(bpffs) = opts.pin_dir.as_deref()
-            && let Some(carried) = crate::upgrade::carry_over(OBJECT, bpffs)?
+            && let Some(carried) = crate::kernel::upgrade::carry_over(OBJECT, bpffs)?
         {
             log::info!("{}", carried.describe());
             converted_signals = carried.signals;
@@ -158,7 +158,7 @@ impl Dataplane {
             }
             map_paths = names::MAPS.iter().map(|m| (*m, pins.map(m))).collect();
             // Before aya reuses them by name, unseen.
-            crate::pin_check::check(OBJECT, &pins.maps())?;
+            crate::kernel::pin_check::check(OBJECT, &pins.maps())?;
         }
         for (name, path) in &map_paths {
             loader.map_pin_path(name, path.as_path());
@@ -319,7 +319,7 @@ impl Dataplane {
         if let Some(pins) = &self.pins {
             for name in names::MAPS {
                 let path = pins.map(name);
-                let id = inspect::pinned_map_id(&path).map_err(|e| Error::Pin {
+                let id = super::sys::pinned_map_id(&path).map_err(|e| Error::Pin {
                     path: path.clone(),
                     what: format!("reading its map id: {e}"),
                 })?;
@@ -823,19 +823,6 @@ fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes the timespec we pass and nothing else.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// A program of the loaded object, as its type.
-pub(crate) fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P>
-where
-    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    let prog = ebpf.program_mut(name).ok_or(Error::Missing {
-        kind: "program",
-        name,
-    })?;
-    prog.try_into()
-        .map_err(|source| Error::Program { name, source })
 }
 
 // The per-version slot layout must leave room for the largest backend set.

@@ -24,16 +24,7 @@
 //! on virtual interfaces of current kernels, and an interface where tcx is
 //! refused is told to use XDP.
 
-use std::{
-    ffi::CString,
-    fmt, fs, io,
-    os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::ffi::OsStrExt,
-    },
-    path::Path,
-    process::Command,
-};
+use std::{fmt, fs, io, path::Path, process::Command};
 
 use aya::{
     Ebpf,
@@ -49,12 +40,12 @@ use aya::{
 
 use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM};
 
+use super::sys;
 use crate::{
-    config::{interface_exists, interface_index},
-    dataplane::program,
     error::{Error, Result},
-    inspect,
-    kinds::Hook,
+    host::interfaces::{interface_exists, interface_index},
+    kernel::inspect,
+    model::kinds::Hook,
 };
 
 /// Pins in an interface's record directory.
@@ -75,11 +66,7 @@ const LINK_PINS: [&str; 4] = [
 const TC_PREF: &str = "49";
 const TC_HANDLE: &str = "0xca1";
 
-/// bpf(2) commands used directly: aya 0.14 has no link detach.
-const BPF_OBJ_GET: libc::c_long = 7;
-const BPF_LINK_DETACH: libc::c_long = 34;
-
-pub use crate::kinds::XdpMode;
+pub use crate::model::kinds::XdpMode;
 
 /// Which mechanism holds the programs on an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -437,7 +424,7 @@ fn remove_pins(record: &Path, names: &[&str]) -> io::Result<bool> {
             continue;
         }
         found = true;
-        if let Err(e) = detach_link(&path) {
+        if let Err(e) = sys::detach_link(&path) {
             // Removing the pin still releases the link, a moment later.
             log::warn!("{}: BPF_LINK_DETACH failed: {e}", path.display());
         }
@@ -447,67 +434,6 @@ fn remove_pins(record: &Path, names: &[&str]) -> io::Result<bool> {
         }
     }
     Ok(found)
-}
-
-/// BPF_OBJ_GET attributes (`union bpf_attr`, BPF_OBJ_* commands).
-#[repr(C)]
-struct ObjGetAttr {
-    pathname: u64,
-    bpf_fd: u32,
-    file_flags: u32,
-    path_fd: i32,
-    /// The kernel checks the bytes after `path_fd` are zero.
-    _pad: u32,
-}
-
-/// A new descriptor for the BPF object (map, program, link) pinned at
-/// `path` (BPF_OBJ_GET), without aya: it needs none of aya's typing, and no
-/// capability beyond access to the pin.
-pub(crate) fn open_bpf_pin(path: &Path) -> io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let mut get = ObjGetAttr {
-        pathname: c.as_ptr() as u64,
-        bpf_fd: 0,
-        file_flags: 0,
-        path_fd: 0,
-        _pad: 0,
-    };
-    // SAFETY: bpf(2) reads `get`, whose path `c` outlives the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            &mut get as *mut ObjGetAttr,
-            size_of::<ObjGetAttr>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: BPF_OBJ_GET returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Takes the link pinned at `path` off its hook now. Unpinning alone
-/// releases it only after an RCU grace period, and only once no process
-/// holds it open.
-fn detach_link(path: &Path) -> io::Result<()> {
-    let link = open_bpf_pin(path)?;
-    // `link_detach` in `union bpf_attr`: the link descriptor only.
-    let mut detach: u32 = link.as_raw_fd() as u32;
-    // SAFETY: bpf(2) reads four bytes we own.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_LINK_DETACH,
-            &mut detach as *mut u32,
-            size_of::<u32>(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// True when attaching failed because the interface's XDP hook is taken
@@ -724,4 +650,17 @@ fn output(program: &str, args: &[&str]) -> io::Result<Vec<u8>> {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr).trim()
     )))
+}
+
+/// A program of the loaded object, as its type.
+pub(crate) fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or(Error::Missing {
+        kind: "program",
+        name,
+    })?;
+    prog.try_into()
+        .map_err(|source| Error::Program { name, source })
 }

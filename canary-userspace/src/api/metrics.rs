@@ -9,8 +9,8 @@ use prometheus::{
 
 use crate::{
     api::{RolloutReport, Status, VersionStatus},
-    controller::policy::{Phase, Verdict},
-    signals::Histogram,
+    model::rollout::{Phase, Verdict},
+    model::signals::Histogram,
 };
 
 /// Registry of the metrics the prometheus crate keeps itself (process).

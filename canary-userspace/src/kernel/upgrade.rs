@@ -40,9 +40,9 @@ use canary_common::{
 
 use crate::{
     error::{Error, Result},
-    pin_check,
-    pins::PinLayout,
-    signals::{V5_LATENCY_BUCKETS, v5_bucket},
+    kernel::pin_check,
+    kernel::pins::PinLayout,
+    model::signals::{V5_LATENCY_BUCKETS, v5_bucket},
 };
 
 /// What an upgrade carried over.
@@ -205,7 +205,7 @@ pub fn carry_over(object: &[u8], bpffs: &Path) -> Result<Option<Carried>> {
             let record = record.map_err(io_err(&old.interfaces()))?;
             let to = new.interfaces().join(record.file_name());
             fs::rename(record.path(), &to).map_err(io_err(&to))?;
-            carried.interfaces.push(crate::pins::interface_name(
+            carried.interfaces.push(crate::kernel::pins::interface_name(
                 &record.file_name().to_string_lossy(),
             ));
         }

@@ -1,5 +1,7 @@
 //! Canary weight: a percent with at most two decimals, stored in basis points.
 
+use serde::{Deserialize, Serialize};
+
 /// A percent that is not a weight.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
 #[error("weight must be a percent from 0 to 100 with at most two decimals, e.g. 12.5; found {0}")]
@@ -63,6 +65,36 @@ pub fn weight_percent_to_bp(percent: f64) -> Result<u16, InvalidWeight> {
     // integer from 0 to 10000, so rounding gives it exactly.
     // The cast is exact: the value is an integer in 0..=10000.
     Ok((percent * 100.0).round() as u16)
+}
+
+/// Basis points as the API shows them: percent with two decimals.
+pub fn bp_to_percent(bp: u16) -> f64 {
+    f64::from(bp) / 100.0
+}
+
+/// Where a service's weight comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightSource {
+    /// The config file's `weight`.
+    #[default]
+    Config,
+    /// Set at run time (`canaryctl set-weight`, a rollout or a rollback)
+    /// and kept in the state file until the config's weight is edited.
+    Runtime,
+    /// A source this client does not know (a newer daemon's).
+    #[serde(other)]
+    Unknown,
+}
+
+impl std::fmt::Display for WeightSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WeightSource::Config => "config",
+            WeightSource::Runtime => "runtime",
+            WeightSource::Unknown => "?",
+        })
+    }
 }
 
 #[cfg(test)]

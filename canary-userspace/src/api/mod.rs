@@ -8,6 +8,9 @@
 //! The shapes below are the stable `--json` output of `canaryctl` too:
 //! fields may be added, none renamed or removed without a new API version.
 
+pub mod changes;
+pub mod metrics;
+
 use std::{
     collections::BTreeMap,
     io::{self, BufRead, BufReader, Write},
@@ -18,9 +21,11 @@ use std::{
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+pub use crate::model::weight::{WeightSource, bp_to_percent};
+
 use crate::{
-    controller::policy::{Phase, Record},
-    kinds::{Affinity, Hook, Mode, OnRollback, Protocol, XdpMode},
+    model::kinds::{Affinity, Hook, Mode, OnRollback, Protocol, XdpMode},
+    model::rollout::{Phase, Record},
 };
 
 /// Bumped when a field is renamed or removed.
@@ -320,31 +325,6 @@ pub struct ServiceStatus {
     pub problem: Option<String>,
 }
 
-/// Where a service's weight comes from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WeightSource {
-    /// The config file's `weight`.
-    #[default]
-    Config,
-    /// Set at run time (`canaryctl set-weight`, a rollout or a rollback)
-    /// and kept in the state file until the config's weight is edited.
-    Runtime,
-    /// A source this client does not know (a newer daemon's).
-    #[serde(other)]
-    Unknown,
-}
-
-impl std::fmt::Display for WeightSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            WeightSource::Config => "config",
-            WeightSource::Runtime => "runtime",
-            WeightSource::Unknown => "?",
-        })
-    }
-}
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VersionStatus {
     pub backends: Vec<String>,
@@ -359,8 +339,8 @@ pub struct VersionStatus {
     pub active_flows: u64,
     pub rehashes: u64,
     /// Health signals since the counters started (raw counts and
-    /// histogram buckets; `crate::signals` derives rates and quantiles).
-    pub signals: crate::signals::VersionSignals,
+    /// histogram buckets; `crate::model::signals` derives rates and quantiles).
+    pub signals: crate::model::signals::VersionSignals,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -614,11 +594,6 @@ impl Client<'_> {
         self.rollout(service, RolloutAction::Start)?;
         self.wait_for_rollout(service, Duration::from_millis(500), limit, |_| {})
     }
-}
-
-/// Basis points as the API shows them: percent with two decimals.
-pub fn bp_to_percent(bp: u16) -> f64 {
-    f64::from(bp) / 100.0
 }
 
 #[cfg(test)]

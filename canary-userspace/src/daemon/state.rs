@@ -13,7 +13,9 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{api::WeightSource, controller::run::RolloutRun, service::ServiceSpec};
+use crate::{
+    controller::run::RolloutRun, model::service::ServiceSpec, model::weight::WeightSource,
+};
 
 pub const STATE_FILE: &str = "state.json";
 /// Far above any real state file (a few KiB per rollout history); a larger
@@ -217,8 +219,8 @@ mod tests {
         let spec = |name: &str, weight_bp| ServiceSpec {
             name: name.into(),
             vip: "198.18.0.1:80".parse().unwrap(),
-            protocol: crate::service::Protocol::Tcp,
-            affinity: crate::service::Affinity::Flow,
+            protocol: crate::model::service::Protocol::Tcp,
+            affinity: crate::model::service::Affinity::Flow,
             stable: vec!["198.18.0.1:8081".parse().unwrap()],
             canary: vec!["198.18.0.1:8082".parse().unwrap()],
             weight_bp,

@@ -14,12 +14,7 @@
 //! Only ids are compared: turning an id into a descriptor needs
 //! CAP_SYS_ADMIN, which the daemon drops after start (see `caps`).
 
-use std::{
-    io,
-    os::fd::AsRawFd,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{io, os::fd::AsRawFd, path::PathBuf, time::Duration};
 
 use netlink_packet_core::{
     NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -30,16 +25,9 @@ use netlink_packet_route::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-use crate::kinds::{Hook, XdpMode};
+use super::sys::{self, BPF_TCX_EGRESS, BPF_TCX_INGRESS};
+use crate::model::kinds::{Hook, XdpMode};
 
-/// bpf(2) commands and attach type used here (uapi/linux/bpf.h).
-const BPF_PROG_QUERY: libc::c_long = 16;
-const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-const BPF_TCX_INGRESS: u32 = 46;
-const BPF_TCX_EGRESS: u32 = 47;
-/// More tcx programs than this on one interface are not looked at; canary
-/// is one of them or it is reported missing.
-const MAX_TCX_PROGRAMS: usize = 64;
 /// The kernel answers RTM_GETLINK at once; this only bounds a wedged socket.
 const NETLINK_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -98,7 +86,7 @@ pub struct Hooks {
 pub fn hooks(ifindex: u32) -> Result<Hooks, InspectError> {
     let xdp = xdp_program(ifindex).map_err(|source| InspectError::Netlink { ifindex, source })?;
     let query = |attach_type, direction| {
-        tcx_programs(ifindex, attach_type).map_err(|source| InspectError::Query {
+        sys::tcx_program_ids(ifindex, attach_type).map_err(|source| InspectError::Query {
             ifindex,
             direction,
             source,
@@ -162,7 +150,7 @@ pub fn hook_problem(expected: &Expected, hooks: &Hooks, hook: Hook, tcx: bool) -
 pub fn maps_problem(expected: &Expected) -> Option<String> {
     let mut problems = vec![];
     for (path, id) in &expected.maps {
-        match pinned_map_id(path) {
+        match sys::pinned_map_id(path) {
             Ok(now) if now == *id => {}
             Ok(now) => problems.push(format!(
                 "the pin {} is map id {now}, not the map canary's programs use (id {id})",
@@ -267,96 +255,6 @@ fn set_receive_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// BPF_PROG_QUERY attributes (`query` in `union bpf_attr`).
-#[repr(C)]
-#[derive(Default)]
-struct QueryAttr {
-    target_ifindex: u32,
-    attach_type: u32,
-    query_flags: u32,
-    attach_flags: u32,
-    prog_ids: u64,
-    prog_cnt: u32,
-    _pad: u32,
-    prog_attach_flags: u64,
-    link_ids: u64,
-    link_attach_flags: u64,
-    revision: u64,
-}
-
-/// The ids of the programs at a tcx hook of `ifindex`.
-fn tcx_programs(ifindex: u32, attach_type: u32) -> io::Result<Vec<u32>> {
-    let mut ids = vec![0u32; MAX_TCX_PROGRAMS];
-    let mut attr = QueryAttr {
-        target_ifindex: ifindex,
-        attach_type,
-        prog_ids: ids.as_mut_ptr() as u64,
-        prog_cnt: ids.len() as u32,
-        ..QueryAttr::default()
-    };
-    // SAFETY: bpf(2) reads `attr` and writes at most `prog_cnt` ids into
-    // `ids`, both of which outlive the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_QUERY,
-            &mut attr as *mut QueryAttr,
-            size_of::<QueryAttr>(),
-        )
-    };
-    if rc != 0 {
-        let e = io::Error::last_os_error();
-        // ENOSPC: more than MAX_TCX_PROGRAMS; the first ones were written.
-        if e.raw_os_error() != Some(libc::ENOSPC) {
-            return Err(e);
-        }
-    }
-    ids.truncate((attr.prog_cnt as usize).min(MAX_TCX_PROGRAMS));
-    Ok(ids)
-}
-
-/// `bpf_map_info` up to `id`: the only field read here.
-#[repr(C)]
-#[derive(Default)]
-struct MapInfoHead {
-    map_type: u32,
-    id: u32,
-}
-
-/// `info` in `union bpf_attr` (BPF_OBJ_GET_INFO_BY_FD).
-#[repr(C)]
-struct InfoAttr {
-    bpf_fd: u32,
-    info_len: u32,
-    info: u64,
-}
-
-/// The id of the map pinned at `path`. Opening a pin and reading the
-/// info of our own descriptor needs no CAP_SYS_ADMIN.
-pub fn pinned_map_id(path: &Path) -> io::Result<u32> {
-    let map = crate::attachment::open_bpf_pin(path)?;
-    let mut head = MapInfoHead::default();
-    let mut attr = InfoAttr {
-        bpf_fd: map.as_raw_fd() as u32,
-        info_len: size_of::<MapInfoHead>() as u32,
-        info: &mut head as *mut MapInfoHead as u64,
-    };
-    // SAFETY: bpf(2) writes at most `info_len` bytes into `head`, which
-    // outlives the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            &mut attr as *mut InfoAttr,
-            size_of::<InfoAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(head.id)
 }
 
 #[cfg(test)]

@@ -1,0 +1,13 @@
+//! What the socket servers share: its own module so that `run`, which
+//! starts the servers, and the servers themselves both depend on it and not
+//! on each other.
+
+use canary_userspace::daemon::{observe::Observer, owner::Handle};
+
+/// What the socket servers need: the owner's handle for changes, the
+/// observer for reads.
+#[derive(Clone)]
+pub struct Served {
+    pub owner: Handle,
+    pub observer: Observer,
+}
