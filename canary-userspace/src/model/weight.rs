@@ -1,5 +1,6 @@
 //! Canary weight: a percent with at most two decimals, stored in basis points.
 
+use canary_common::WEIGHT_SCALE;
 use serde::{Deserialize, Serialize};
 
 /// A percent that is not a weight.
@@ -72,6 +73,75 @@ pub fn bp_to_percent(bp: u16) -> f64 {
     f64::from(bp) / 100.0
 }
 
+/// The canary's share of new flows: a whole number of basis points,
+/// `0..=10_000` (0 % to 100 % in steps of 0.01 %). The one type a weight
+/// has from the config file to the wire to the map; people read and write
+/// it as a percent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Weight(u16);
+
+impl Weight {
+    pub const ZERO: Weight = Weight(0);
+    pub const FULL: Weight = Weight(WEIGHT_SCALE as u16);
+
+    /// Basis points; None above 10,000.
+    pub const fn from_bp(bp: u16) -> Option<Weight> {
+        if bp as u32 <= WEIGHT_SCALE {
+            Some(Weight(bp))
+        } else {
+            None
+        }
+    }
+
+    /// A percent with at most two decimals (`weight_percent_to_bp`).
+    pub fn from_percent(percent: f64) -> Result<Weight, InvalidWeight> {
+        weight_percent_to_bp(percent).map(Weight)
+    }
+
+    /// Basis points: what the data path compares the flow hash with.
+    pub const fn bp(self) -> u16 {
+        self.0
+    }
+
+    /// The percent, exact to its two decimals (for JSON and TOML).
+    pub fn percent(self) -> f64 {
+        bp_to_percent(self.0)
+    }
+}
+
+/// `12.5`, `5%` or `5 %` (`parse_percent`), at most two decimals.
+impl std::str::FromStr for Weight {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Weight, String> {
+        let percent = parse_percent(text).map_err(|e| e.to_string())?;
+        Weight::from_percent(percent).map_err(|e| e.to_string())
+    }
+}
+
+/// As a percent with no trailing zeros and a sign: `12.5%`, `0.05%`, `100%`.
+impl std::fmt::Display for Weight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}%", self.percent())
+    }
+}
+
+/// On the wire and in files: basis points, a whole number.
+impl Serialize for Weight {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Weight {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Weight, D::Error> {
+        let bp = u16::deserialize(d)?;
+        Weight::from_bp(bp).ok_or_else(|| {
+            serde::de::Error::custom(format!("a weight is 0 to 10000 basis points; found {bp}"))
+        })
+    }
+}
+
 /// Where a service's weight comes from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -127,5 +197,21 @@ mod tests {
         );
         assert_eq!(low_weight_hint(0), None);
         assert_eq!(low_weight_hint(100), None);
+    }
+
+    #[test]
+    fn a_weight_is_basis_points_read_and_written_as_a_percent() {
+        let w: Weight = "12.5%".parse().unwrap();
+        assert_eq!(w.bp(), 1250);
+        assert_eq!(w.to_string(), "12.5%");
+        assert_eq!(Weight::from_bp(5).unwrap().to_string(), "0.05%");
+        assert_eq!(Weight::FULL.to_string(), "100%");
+        assert_eq!(Weight::from_bp(10_001), None);
+        assert!("12.345".parse::<Weight>().is_err());
+        assert!("101".parse::<Weight>().is_err());
+        assert_eq!(serde_json::to_string(&w).unwrap(), "1250");
+        assert_eq!(serde_json::from_str::<Weight>("1250").unwrap(), w);
+        assert!(serde_json::from_str::<Weight>("10001").is_err());
+        assert!(serde_json::from_str::<Weight>("12.5").is_err());
     }
 }
