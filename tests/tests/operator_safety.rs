@@ -551,3 +551,204 @@ fn the_tc_hook_is_shown_checked_repaired_and_detached() {
         "tcx ingress programs left after --detach-all"
     );
 }
+
+/// New connections to `vip`:80 from the client namespace, one request each,
+/// every 10 ms on a thread until stopped (at most 6,000 or 90 s): how many
+/// failed, read at any time.
+struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(s: &Setup, vip: IpAddr) -> Traffic {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicU64, Ordering},
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new(AtomicU64::new(0));
+        let client = s.topo.client.path();
+        let (t_stop, t_failed, t_sent) = (stop.clone(), failed.clone(), sent.clone());
+        let thread = thread::spawn(move || {
+            // This thread only: into the client namespace for good.
+            xtask::topology::enter_for_good(&client).unwrap();
+            let started = Instant::now();
+            for _ in 0..6_000 {
+                if t_stop.load(Ordering::Relaxed) || started.elapsed() > Duration::from_secs(90) {
+                    break;
+                }
+                let ok = one_request(SocketAddr::new(vip, 80)).is_ok();
+                t_sent.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    t_failed.fetch_add(1, Ordering::Relaxed);
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Traffic {
+            stop,
+            failed,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// (requests sent, failed) so far.
+    fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Waits until `n` more requests were sent than now.
+    fn wait_for(&self, n: u64) {
+        let from = self.counts().0;
+        let started = Instant::now();
+        while self.counts().0 < from + n {
+            assert!(started.elapsed() < WAIT, "the traffic stalled");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One new connection to `to` and one request line, answered.
+fn one_request(to: SocketAddr) -> std::io::Result<()> {
+    use std::io::{BufRead, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(b"req\n")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut line)?;
+    if line.is_empty() {
+        return Err(std::io::Error::other("closed before a reply"));
+    }
+    Ok(())
+}
+
+/// Issue 22. An operator tries a change on a serving host (VIP on eth0,
+/// weight 50 %, traffic flowing): stop canaryd, start it with
+/// `--interface lo`, an interface that exists but is not where clients
+/// come in. Refused, naming the VIP, the interface and the flag, nothing
+/// changed: a client counting failures through it sees none, and an
+/// established connection keeps its version. A reload that drops the
+/// VIP's interface is refused the same way. `--move-interfaces` moves the
+/// data path, says so, and status flags the service.
+#[test]
+fn an_existing_but_wrong_interface_does_not_move_the_data_path_off_the_vips_interface() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    let vip = IpAddr::V4(HOST_V4);
+    s.dirs.write_config(&s.config(vip, 5_000)).unwrap();
+    let mut d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    let mut held = Client::connect(&s.topo.client, None, SocketAddr::new(vip, 80)).unwrap();
+    let version = held.request().unwrap();
+    let traffic = Traffic::start(&s, vip);
+    traffic.wait_for(20);
+
+    // Stop, then start on lo.
+    d.signal(libc::SIGTERM).unwrap();
+    traffic.wait_for(20);
+    let attempt = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &["--interface", "lo"]);
+    traffic.wait_for(50);
+    let (sent, failed) = traffic.counts();
+    println!("start on lo: {sent} requests through the attempt, {failed} failed");
+    let refusal = format!(
+        "refusing to move the data path off {HOST_IF}: service model's VIP {vip} is an address of {HOST_IF}"
+    );
+    let refused = attempt
+        .err()
+        .expect("a start on lo was not refused")
+        .to_string();
+    assert!(refused.contains(&refusal), "{refused}");
+    assert!(
+        refused.contains("or start with --move-interfaces to move anyway"),
+        "{refused}"
+    );
+    assert_eq!(failed, 0, "requests failed while the start was refused");
+    assert_eq!(
+        held.request().unwrap(),
+        version,
+        "the held connection moved"
+    );
+
+    // Started again as it was: a reload whose config drops the VIP's
+    // interface is refused, naming the same.
+    let mut d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+
+    let mut moved = s.config(vip, 5_000);
+    moved.daemon.interfaces = vec!["lo".into()];
+    s.dirs.write_config(&moved).unwrap();
+    let out = d.ctl(&["reload"]).unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("daemon.interfaces: a restart with these interfaces would be refused too"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&refusal) && err.contains("--move-interfaces"),
+        "{err}"
+    );
+    s.dirs.write_config(&s.config(vip, 5_000)).unwrap();
+
+    d.signal(libc::SIGTERM).unwrap();
+
+    // The override moves it, says so, and status flags the service.
+    assert_eq!(traffic.counts().1, 0, "requests failed before the move");
+    let d = Canaryd::start(
+        &s.topo.host,
+        &s.bins,
+        &s.dirs,
+        &["--interface", "lo", "--move-interfaces"],
+    )
+    .unwrap();
+    assert!(
+        d.log_text().contains(&format!(
+            "--move-interfaces: moving the data path off {HOST_IF} as asked, although service model's VIP {vip} is an address of {HOST_IF}"
+        )),
+        "{}",
+        d.log_text()
+    );
+    let problem = d.status().unwrap().services[0]
+        .problem
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        problem.contains(&format!(
+            "none of the interfaces its clients come in on ({HOST_IF}) is attached"
+        )),
+        "{problem}"
+    );
+    let table = stdout(&d.ctl(&["status"]).unwrap());
+    assert!(
+        table.contains("none of the interfaces its clients come in on"),
+        "{table}"
+    );
+    let before_move = failed;
+    traffic.wait_for(20);
+    let (sent, failed) = traffic.counts();
+    println!(
+        "after --move-interfaces: {sent} requests in all, {} failed since the move",
+        failed - before_move
+    );
+    assert!(
+        failed > before_move,
+        "the VIP kept serving off its interface?"
+    );
+}

@@ -39,6 +39,13 @@ pub struct Args {
     /// the file lists keeps its hook there; any other runs ingress at XDP.
     #[arg(long = "interface", value_name = "IFACE")]
     pub interfaces: Vec<String>,
+    /// Move the data path even when the interfaces it would leave are where
+    /// a VIP's clients come in: the VIP's address is on one, or clients of
+    /// established flows are routed through one. Without it such a start is
+    /// refused and nothing changes. Those clients get connection refused
+    /// until canaryd runs on their interface again.
+    #[arg(long, verbatim_doc_comment)]
+    pub move_interfaces: bool,
     /// Control socket path; replaces daemon.socket.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,

@@ -38,7 +38,7 @@ pub use crate::model::weight::{
 pub use daemon::MAX_FLOW_TABLE_SIZE;
 pub use duration::{InvalidDuration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
-pub use warnings::{local_addresses, vip_not_local, warnings};
+pub use warnings::{vip_not_local, warnings};
 
 use crate::{controller::plan::RolloutPlan, model::service::ServiceSpec};
 use error::Collector;

@@ -19,6 +19,10 @@ pub enum DaemonError {
     InvalidConfig(ConfigErrors),
     #[error("{}", .0.join("\n"))]
     RestartRequired(Vec<String>),
+    /// The interfaces asked for would leave a VIP's clients behind
+    /// (`reach`); nothing was changed.
+    #[error("{0}")]
+    WouldCutOffClients(String),
     /// The operation failed part way and was undone: what ran before runs.
     #[error("{what} failed and was undone: {cause}")]
     Reverted { what: &'static str, cause: String },
@@ -96,6 +100,8 @@ impl DaemonError {
             DaemonError::UnknownService { .. } => ErrorCode::UnknownService,
             DaemonError::InvalidConfig(_) => ErrorCode::InvalidConfig,
             DaemonError::RestartRequired(_) => ErrorCode::RestartRequired,
+            // Only a start returns it; a reload says it as RestartRequired.
+            DaemonError::WouldCutOffClients(_) => ErrorCode::RestartRequired,
             DaemonError::Reverted { .. } => ErrorCode::FailedAndReverted,
             DaemonError::RevertFailed { .. } => ErrorCode::RevertFailed,
             DaemonError::OwnerGone => ErrorCode::Unavailable,

@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, path::Path, time::Duration};
 use super::{
     Claim, Daemon, DaemonError, Detached, TEST_HOLD_ENV,
     overrides::{Overrides, config_warnings},
-    save_state,
+    reach, save_state,
     state::{self},
 };
 use crate::{
@@ -71,6 +71,25 @@ impl Daemon {
                 d.flow_table_size
             );
         }
+        let attach_err = |interface: &str, source| DaemonError::Attach {
+            interface: interface.to_owned(),
+            source,
+        };
+        // Before anything changes: the interfaces this start would leave
+        // must not be where a VIP's clients come in (`reach`).
+        let before = dp.attached_interfaces().map_err(|e| attach_err("", e))?;
+        let client_paths = reach::gather(&dp, &config.services);
+        let leaving: BTreeSet<String> = before
+            .iter()
+            .filter(|b| !d.interfaces.contains(b))
+            .cloned()
+            .collect();
+        if let Some(cut) = reach::left_behind(&client_paths, &leaving, &d.interfaces) {
+            if !overrides.move_interfaces {
+                return Err(DaemonError::WouldCutOffClients(cut.refusal(&d.interfaces)));
+            }
+            log::warn!("{}", cut.moved());
+        }
         for w in config_warnings(&config, config_path) {
             log::warn!("{w}");
         }
@@ -115,14 +134,9 @@ impl Daemon {
                 crate::model::service::endpoint_text(&stale)
             );
         }
-        let attach_err = |interface: &str, source| DaemonError::Attach {
-            interface: interface.to_owned(),
-            source,
-        };
         // Transactional: every configured interface is attached before any
         // interface the pins had is detached, so a failure leaves what was
         // serving serving.
-        let before = dp.attached_interfaces().map_err(|e| attach_err("", e))?;
         let expected = std::sync::Arc::new(dp.expected()?);
         let mut interfaces = vec![];
         let mut tcx = BTreeSet::new();
@@ -156,6 +170,12 @@ impl Daemon {
                 ..InterfaceStatus::new(name, hook, attached.xdp, ifindex)
             });
         }
+        let attached: BTreeSet<String> = d.interfaces.iter().cloned().collect();
+        for (service, paths) in &client_paths {
+            if let Some(why) = reach::unreached(paths, &attached) {
+                log::warn!("service {service}: {why}");
+            }
+        }
         for old in before {
             if !d.interfaces.contains(&old) {
                 log::info!("{old}: no longer in the config; detaching");
@@ -184,6 +204,7 @@ impl Daemon {
             expected,
             tcx,
             tampered: BTreeSet::new(),
+            client_paths,
             test_hold,
             _lock: claim.lock,
         };

@@ -25,6 +25,7 @@ pub mod links;
 pub mod observe;
 mod overrides;
 pub mod owner;
+pub mod reach;
 mod reload;
 mod rollouts;
 pub mod state;
@@ -78,6 +79,9 @@ pub struct Daemon {
     /// what canaryd attached, with the same device: not re-attached on its
     /// own (that would fight whoever did it), only by a reload or restart.
     tampered: BTreeSet<String>,
+    /// Where each service's clients come in, as found at start (`reach`):
+    /// status flags a service none of whose interfaces is attached.
+    client_paths: reach::ClientPaths,
     test_hold: Duration,
     /// Held for the daemon's lifetime: one canaryd per pin directory.
     _lock: DaemonLock,
@@ -115,6 +119,7 @@ impl Daemon {
             services: self.dp.registered(),
             rollouts: self.state.rollouts.clone(),
             rollbacks: self.state.rollbacks.clone(),
+            client_paths: self.client_paths.clone(),
             weights: self
                 .config
                 .services

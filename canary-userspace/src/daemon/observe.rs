@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub rollbacks: std::collections::BTreeMap<String, u64>,
     /// Where each service's weight comes from, and its config weight (bp).
     pub weights: std::collections::BTreeMap<String, (WeightSource, u16)>,
+    /// Where each service's clients come in (`reach`), found at start.
+    pub client_paths: super::reach::ClientPaths,
 }
 
 /// Answers status from the latest snapshot and live counters.
@@ -162,12 +164,40 @@ pub fn report(
     }
 }
 
+/// Why clients may not reach `spec`'s service: a VIP that is not an
+/// address of this host (`local`, read now), and interfaces that its
+/// clients come in on none of which is attached (`reach`).
+fn service_problem(
+    snap: &Snapshot,
+    spec: &crate::model::service::ServiceSpec,
+    local: Option<&std::collections::BTreeSet<std::net::IpAddr>>,
+) -> Option<String> {
+    let attached: std::collections::BTreeSet<String> = snap
+        .interfaces
+        .iter()
+        .filter(|i| i.attached)
+        .map(|i| i.name.clone())
+        .collect();
+    let problems: Vec<String> = [
+        local
+            .is_some_and(|l| !l.contains(&spec.vip.ip()))
+            .then(|| crate::config::vip_not_local(spec.vip.ip())),
+        snap.client_paths
+            .get(&spec.name)
+            .and_then(|p| super::reach::unreached(p, &attached)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
 /// The status of `snap`'s services with counters read now.
 pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
     let mut services = vec![];
     // Read per status: keepalived may add or remove a VIP at any time. When
     // the addresses cannot be read, no VIP is reported.
-    let local = crate::config::local_addresses().ok();
+    let local = crate::host::addresses::local().ok();
     for r in &snap.services {
         let [stable, canary] = counters.version_stats(r.id)?;
         let [stable_signals, canary_signals] = counters.version_signals(r.id)?;
@@ -187,10 +217,7 @@ pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
             config_weight_percent: Some(api::bp_to_percent(config_bp)),
             stable: version_status(&spec.stable, &stable, &stable_signals),
             canary: version_status(&spec.canary, &canary, &canary_signals),
-            problem: local
-                .as_ref()
-                .is_some_and(|l| !l.contains(&spec.vip.ip()))
-                .then(|| crate::config::vip_not_local(spec.vip.ip())),
+            problem: service_problem(snap, spec, local.as_ref()),
         });
     }
     let v = counters.verdicts()?;

@@ -18,6 +18,9 @@ pub struct Overrides {
     pub bpffs: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub log_level: Option<log::LevelFilter>,
+    /// `--move-interfaces`: leave interfaces that a VIP's clients come in
+    /// on (`reach`); a start only, never kept for reloads.
+    pub move_interfaces: bool,
 }
 
 impl Overrides {
@@ -95,7 +98,7 @@ impl Overrides {
 /// addresses cannot be read, VIPs are not checked and the line says so.
 pub fn config_warnings(config: &Config, file: &Path) -> Vec<String> {
     let file = file.display().to_string();
-    let (local, mut out) = match config::local_addresses() {
+    let (local, mut out) = match crate::host::addresses::local() {
         Ok(local) => (Some(local), vec![]),
         Err(e) => (
             None,

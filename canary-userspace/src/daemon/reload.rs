@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Daemon, DaemonError, overrides::config_warnings, save_state, state::State};
+use super::{Daemon, DaemonError, overrides::config_warnings, reach, save_state, state::State};
 use crate::{
     api::Reloaded,
     api::changes,
@@ -145,6 +145,21 @@ impl Daemon {
             "failsafe_timeout",
             old.failsafe_timeout != new.failsafe_timeout,
         );
+        let leaving: BTreeSet<String> = old
+            .interfaces
+            .iter()
+            .filter(|i| !new.interfaces.contains(i))
+            .cloned()
+            .collect();
+        if !leaving.is_empty() {
+            let paths = reach::gather(&self.dp, &self.config.services);
+            if let Some(cut) = reach::left_behind(&paths, &leaving, &new.interfaces) {
+                errors.push(format!(
+                    "{file}: daemon.interfaces: a restart with these interfaces would be refused too: {}",
+                    cut.refusal(&new.interfaces)
+                ));
+            }
+        }
         if errors.is_empty() {
             Ok(())
         } else {

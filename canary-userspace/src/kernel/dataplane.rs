@@ -6,8 +6,9 @@
 //! data path use them, and removed only after it.
 
 use std::{
-    collections::{BTreeMap, HashMap as StdHashMap},
+    collections::{BTreeMap, HashMap as StdHashMap, HashSet},
     fs, io,
+    net::IpAddr,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -36,7 +37,7 @@ use crate::{
     kernel::maps::{Counters, Maps, map_err, retain_keys},
     kernel::pins::{PinLayout, interface_name},
     model::kinds::{Failsafe, Hook},
-    model::service::{ServiceSpec, backend, endpoint},
+    model::service::{ServiceSpec, backend, endpoint, ip_of},
 };
 
 /// The eBPF object built by build.rs from canary-ebpf.
@@ -689,6 +690,20 @@ impl Dataplane {
             }
         }
         Ok(n)
+    }
+
+    /// The clients of established flows, by the service address (VIP,
+    /// port, protocol) they came to, from at most `max_entries` entries of
+    /// the flow table: enough to know where clients come in from without
+    /// walking a million-entry table entry by entry.
+    pub fn flow_clients(&self, max_entries: usize) -> HashSet<(Endpoint, IpAddr)> {
+        self.maps
+            .flows
+            .keys()
+            .filter_map(|k| k.ok())
+            .take(max_entries)
+            .map(|key| (flow_service(&key), ip_of(key.client, key.family)))
+            .collect()
     }
 
     /// Frees the slots of services removed since the last call (or load),

@@ -14,22 +14,18 @@
 //! Only ids are compared: turning an id into a descriptor needs
 //! CAP_SYS_ADMIN, which the daemon drops after start (see `caps`).
 
-use std::{io, os::fd::AsRawFd, path::PathBuf, time::Duration};
+use std::{io, path::PathBuf};
 
-use netlink_packet_core::{
-    NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
 use netlink_packet_route::{
     RouteNetlinkMessage,
     link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached},
 };
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use super::sys::{self, BPF_TCX_EGRESS, BPF_TCX_INGRESS};
-use crate::model::kinds::{Hook, XdpMode};
-
-/// The kernel answers RTM_GETLINK at once; this only bounds a wedged socket.
-const NETLINK_TIMEOUT: Duration = Duration::from_secs(1);
+use crate::{
+    host::netlink,
+    model::kinds::{Hook, XdpMode},
+};
 
 /// Why the kernel could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -170,51 +166,10 @@ pub fn maps_problem(expected: &Expected) -> Option<String> {
 fn xdp_program(ifindex: u32) -> io::Result<Option<(u32, Option<XdpMode>)>> {
     let mut link = LinkMessage::default();
     link.header.index = ifindex;
-    let mut request = NetlinkMessage::new(
-        NetlinkHeader::default(),
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(link)),
-    );
-    request.header.flags = NLM_F_REQUEST;
-    request.header.sequence_number = 1;
-    request.finalize();
-    let mut buf = vec![0; request.buffer_len()];
-    request.serialize(&mut buf);
-
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-    set_receive_timeout(&socket, NETLINK_TIMEOUT)?;
-    socket.send(&buf, 0)?;
-    let mut reply = Vec::with_capacity(64 * 1024);
-    // One answer (or one error) for one request; a few reads at most.
-    for _ in 0..4 {
-        reply.clear();
-        socket.recv(&mut reply, 0)?;
-        let mut at = 0;
-        while at < reply.len() {
-            let Ok(header) = NetlinkBuffer::new_checked(&reply[at..]) else {
-                break;
-            };
-            let len = header.length() as usize;
-            if len == 0 {
-                break;
-            }
-            let end = (at + len).min(reply.len());
-            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[at..end]) {
-                Ok(NetlinkMessage {
-                    payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)),
-                    ..
-                }) if link.header.index == ifindex => return Ok(xdp_of(&link)),
-                Ok(NetlinkMessage {
-                    payload: NetlinkPayload::Error(e),
-                    ..
-                }) if e.code.is_some() => return Err(e.to_io()),
-                _ => {}
-            }
-            at += (len + 3) & !3;
-        }
-    }
-    Err(io::Error::other("no RTM_NEWLINK answer"))
+    netlink::ask(RouteNetlinkMessage::GetLink(link), |reply| match reply {
+        RouteNetlinkMessage::NewLink(link) if link.header.index == ifindex => Some(xdp_of(&link)),
+        _ => None,
+    })
 }
 
 /// IFLA_XDP of one link message: the program id and the mode.
@@ -234,27 +189,6 @@ fn xdp_of(link: &LinkMessage) -> Option<(u32, Option<XdpMode>)> {
         }
     }
     id.map(|id| (id, mode))
-}
-
-fn set_receive_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
-    };
-    // SAFETY: setsockopt reads `tv`, which outlives the call, on a socket we own.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const libc::timeval as *const libc::c_void,
-            size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

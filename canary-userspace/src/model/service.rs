@@ -106,10 +106,9 @@ pub fn endpoint(sa: SocketAddr, proto: u8) -> Endpoint {
     }
 }
 
-/// `198.18.0.1:80/tcp`: a map key as an operator reads it.
-pub fn endpoint_text(e: &Endpoint) -> String {
-    let a = e.addr;
-    let ip: IpAddr = if e.family == FAMILY_IPV6 {
+/// An address as the data path stores it (`addr_words`), back.
+pub fn ip_of(a: Addr, family: u8) -> IpAddr {
+    if family == FAMILY_IPV6 {
         let mut o = [0u8; 16];
         for (i, w) in a.iter().enumerate() {
             o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
@@ -117,7 +116,12 @@ pub fn endpoint_text(e: &Endpoint) -> String {
         IpAddr::from(o)
     } else {
         IpAddr::from(a[0].to_ne_bytes())
-    };
+    }
+}
+
+/// `198.18.0.1:80/tcp`: a map key as an operator reads it.
+pub fn endpoint_text(e: &Endpoint) -> String {
+    let ip = ip_of(e.addr, e.family);
     let proto = match e.proto {
         p if p == Protocol::Tcp.number() => "tcp".to_owned(),
         p if p == Protocol::Udp.number() => "udp".to_owned(),

@@ -26,6 +26,7 @@ fn overrides(args: &Args) -> Overrides {
         bpffs: args.bpffs.clone(),
         state_dir: args.state_dir.clone(),
         log_level: args.log_level,
+        move_interfaces: args.move_interfaces,
     }
 }
 
