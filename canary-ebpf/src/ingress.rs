@@ -184,6 +184,11 @@ fn translated(pkt: &Packet) -> Verdict {
 /// entry's state (`had_entry`: it existed before this packet); says whether the packet closed the flow (its entry is
 /// then released) or was a reset that could not be verified.
 #[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "inlined into one verifier-checked function; a struct of these would be built and \
+              taken apart on the BPF stack, which its 512 bytes cannot spare"
+)]
 fn forward<C: Hook>(
     ctx: &C,
     pkt: &Packet,

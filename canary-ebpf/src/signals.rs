@@ -136,10 +136,11 @@ pub fn on_client_packet(e: &mut FlowEntry, pkt: &Packet, had_entry: bool, table:
     }
     let syn = pkt.has(TCP_SYN) && !pkt.has(TCP_ACK);
     if syn {
-        if had_entry && e.syn_ns != 0 {
-            if let Some(s) = slot(e) {
-                s.syn_retransmits += 1;
-            }
+        if had_entry
+            && e.syn_ns != 0
+            && let Some(s) = slot(e)
+        {
+            s.syn_retransmits += 1;
         }
         return;
     }

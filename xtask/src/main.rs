@@ -4,6 +4,7 @@
 mod bench;
 mod cmd;
 mod demo;
+mod paths;
 mod setup;
 mod test;
 
@@ -46,8 +47,9 @@ enum Task {
     ///   1. cargo xtask setup
     ///   2. cargo build --all-targets --workspace --exclude canary-ebpf
     ///      (build errors show on their own)
-    ///   3. cargo fmt --all --check, and cargo clippy --all-targets
-    ///      --workspace --exclude canary-ebpf -- -D warnings
+    ///   3. cargo fmt --all --check, cargo clippy --all-targets
+    ///      --workspace --exclude canary-ebpf -- -D warnings, and clippy
+    ///      -D warnings on canary-ebpf (nightly, bpfel-unknown-none)
     ///   4. cargo test --workspace --exclude canary-ebpf ARGS
     ///      (with -p/--package in ARGS, only those packages)
     ///
@@ -165,16 +167,7 @@ fn main() -> ExitCode {
 
 /// `cargo xtask man`
 fn man(out: Option<std::path::PathBuf>) -> Result<()> {
-    let dir = out.unwrap_or_else(|| {
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                // xtask lives in the workspace root: its parent is the root.
-                let xtask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-                xtask.parent().unwrap_or(xtask).join("target")
-            })
-            .join("man")
-    });
+    let dir = out.unwrap_or_else(|| paths::target_dir().join("man"));
     for page in xtask::man::write(&dir)? {
         println!("{}", page.display());
     }

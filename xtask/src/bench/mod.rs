@@ -25,11 +25,7 @@ mod scaling;
 mod scaling_report;
 mod wrk;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::Instant,
-};
+use std::{path::Path, process::Command, time::Instant};
 
 use anyhow::{Context, Result, ensure};
 use xtask::{
@@ -193,7 +189,7 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
     let control_scale = control_scale::run(&bins.canary, &control_scale::Plan::new(mode))?;
 
     println!("==> [7/{steps}] report");
-    let root = workspace_root();
+    let root = crate::paths::workspace_root();
     let out_dir = match mode {
         Mode::Full => root.join("docs"),
         Mode::Quick => root.join("target/bench"),
@@ -242,23 +238,13 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
     Ok(())
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace root")
-        .to_owned()
-}
-
 fn relative(p: &Path, root: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
 }
 
 /// The release binaries, where cargo put them.
 fn bins() -> Result<Bins> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-        .join("release");
+    let target = crate::paths::target_dir().join("release");
     let kernel_bench = target.join("kernel-bench");
     ensure!(
         kernel_bench.exists(),

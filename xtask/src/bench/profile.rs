@@ -88,7 +88,7 @@ fn record_args(data: &Path, system_wide: bool) -> Vec<String> {
 /// The perf command line as the report prints it: paths inside the
 /// checkout relative to its root (the report is read on other machines).
 fn as_a_reader_runs_it(args: &[String]) -> String {
-    let root = format!("{}/", super::workspace_root().display());
+    let root = format!("{}/", crate::paths::workspace_root().display());
     format!("perf {}", args.join(" ")).replace(&root, "")
 }
 
