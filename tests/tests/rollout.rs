@@ -261,6 +261,24 @@ fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
     assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
     assert_eq!(r.weight_percent, 0.0);
     assert!(took <= limit + Duration::from_millis(500), "took {took:?}");
+    // Status says why the weight is 0: the rollout in one line, in the
+    // table and in the JSON.
+    let table = String::from_utf8_lossy(&d.ctl(&["status"]).unwrap().stdout).into_owned();
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("  rollout rolled back  step 1/4"))
+        .unwrap_or_else(|| panic!("no rollout line:\n{table}"));
+    assert!(
+        line.contains(&r.reason[..r.reason.len().min(20)]),
+        "{line}\n{}",
+        r.reason
+    );
+    let status = d.status().unwrap();
+    let rollout = status.services[0].rollout.as_ref().unwrap();
+    assert_eq!(
+        (rollout.phase, rollout.step, rollout.looks, &rollout.reason),
+        (Phase::RolledBack, 0, r.looks, &r.reason)
+    );
     // After the rollback new connections reach stable only.
     let served = s.canary_http.served();
     let after = Load::start(&s, 2);

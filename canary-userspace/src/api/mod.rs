@@ -323,6 +323,23 @@ pub struct ServiceStatus {
     /// address of this host (checked at each status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The service's rollout, running or ended (the last one); null when it
+    /// never had one. `canaryctl rollout status` has the whole report.
+    #[serde(default)]
+    pub rollout: Option<RolloutLine>,
+}
+
+/// A rollout in one line: where it is and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutLine {
+    pub phase: Phase,
+    /// Index into the plan's steps (0 is the first).
+    pub step: usize,
+    pub steps: usize,
+    pub looks: u32,
+    /// Why it is paused or over; else the last decision's reason; empty
+    /// before the first look.
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

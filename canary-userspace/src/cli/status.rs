@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use crate::api::{ServiceStatus, Status, VersionStatus, WeightSource};
+use crate::api::{RolloutLine, ServiceStatus, Status, VersionStatus, WeightSource};
 
 /// Columns the default table fits in.
 pub const WIDTH: usize = 100;
@@ -109,6 +109,34 @@ pub fn weight(svc: &ServiceStatus) -> String {
     }
 }
 
+/// `  rollout running  step 2/5  look 7  <the last decision's reason>`.
+pub fn rollout_line(r: &RolloutLine) -> String {
+    let phase = serde_json::to_value(r.phase)
+        .ok()
+        .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+        .unwrap_or_default();
+    let mut line = format!(
+        "  rollout {phase}  step {}/{}  look {}",
+        r.step + 1,
+        r.steps,
+        r.looks
+    );
+    if !r.reason.is_empty() {
+        line.push_str("  ");
+        line.push_str(&r.reason);
+    }
+    line
+}
+
+/// `line` in at most `width` characters, the cut marked with `...`.
+fn cut(line: &str, width: usize) -> String {
+    if line.chars().count() <= width {
+        return line.to_owned();
+    }
+    let kept: String = line.chars().take(width.saturating_sub(3)).collect();
+    format!("{kept}...")
+}
+
 fn service(out: &mut String, svc: &ServiceStatus, wide: bool) {
     let _ = writeln!(
         out,
@@ -121,6 +149,10 @@ fn service(out: &mut String, svc: &ServiceStatus, wide: bool) {
     );
     if let Some(problem) = &svc.problem {
         let _ = writeln!(out, "  PROBLEM: {problem}");
+    }
+    if let Some(r) = &svc.rollout {
+        let line = rollout_line(r);
+        let _ = writeln!(out, "{}", if wide { line } else { cut(&line, WIDTH) });
     }
     if wide {
         let _ = writeln!(
@@ -283,6 +315,7 @@ mod tests {
             stable: version(&["198.18.0.1:8081", "198.18.0.1:8091"], 123_456_789),
             canary: version(&["[2001:db8:1234:5678::1]:8082"], 4_567_890),
             problem: None,
+            rollout: None,
         }
     }
 
@@ -365,6 +398,44 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("weight 12.50% (config)"), "{text}");
+    }
+
+    #[test]
+    fn a_rollout_is_one_line_cut_to_the_width_and_whole_in_json() {
+        let mut s = status();
+        s.services[0].rollout = Some(RolloutLine {
+            phase: crate::model::rollout::Phase::RolledBack,
+            step: 1,
+            steps: 4,
+            looks: 7,
+            reason: "error_rate: canary 4.1 % (lower bound 2.9 %) is above the limit of 1 % \
+                     at 99 % confidence; 3 of 3 failed checks"
+                .into(),
+        });
+        let text = render(&s, false);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("  rollout "))
+            .unwrap_or_else(|| panic!("no rollout line: {text}"));
+        assert!(
+            line.starts_with("  rollout rolled back  step 2/4  look 7  error_rate: canary 4.1 %"),
+            "{line}"
+        );
+        assert_eq!(line.chars().count(), WIDTH, "{line}");
+        assert!(line.ends_with("..."), "{line}");
+        assert!(render(&s, true).contains("3 of 3 failed checks"));
+        // Only the service that has one shows a line.
+        assert_eq!(text.matches("  rollout ").count(), 1, "{text}");
+        let json = serde_json::to_value(&s.services[0]).unwrap();
+        assert_eq!(
+            json["rollout"],
+            serde_json::json!({"phase": "rolled_back", "step": 1, "steps": 4, "looks": 7,
+                               "reason": s.services[0].rollout.as_ref().unwrap().reason})
+        );
+        assert_eq!(
+            serde_json::to_value(&s.services[1]).unwrap()["rollout"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]

@@ -125,6 +125,28 @@ impl Observer {
     }
 }
 
+/// A rollout in one line for status: why it is where it is.
+pub fn rollout_line(run: &RolloutRun) -> api::RolloutLine {
+    let reason = if run.state.phase == crate::model::rollout::Phase::Running
+        || run.state.reason.is_empty()
+    {
+        run.state
+            .history
+            .last()
+            .map(|r| r.reason.clone())
+            .unwrap_or_default()
+    } else {
+        run.state.reason.clone()
+    };
+    api::RolloutLine {
+        phase: run.state.phase,
+        step: run.state.step,
+        steps: run.plan.steps.len(),
+        looks: run.state.looks,
+        reason,
+    }
+}
+
 /// A rollout's report from its persisted run, the kernel's weight and a
 /// reading taken now.
 pub fn report(
@@ -218,6 +240,7 @@ pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
             stable: version_status(&spec.stable, &stable, &stable_signals),
             canary: version_status(&spec.canary, &canary, &canary_signals),
             problem: service_problem(snap, spec, local.as_ref()),
+            rollout: snap.rollouts.get(&spec.name).map(rollout_line),
         });
     }
     let v = counters.verdicts()?;
