@@ -268,6 +268,7 @@ fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
         .lines()
         .find(|l| l.starts_with("  rollout rolled back  step 1/4"))
         .unwrap_or_else(|| panic!("no rollout line:\n{table}"));
+    println!("{line}");
     assert!(
         line.contains(&r.reason[..r.reason.len().min(20)]),
         "{line}\n{}",
