@@ -12,7 +12,7 @@
 
 use std::{collections::BTreeSet, io, time::Duration};
 
-use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::{RouteNetlinkMessage, link::LinkAttribute};
 use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
 use tokio::{
@@ -21,7 +21,7 @@ use tokio::{
 };
 
 use super::{DaemonError, observe::Observer, owner::Handle};
-use crate::host::interfaces::interface_index;
+use crate::host::{interfaces::interface_index, netlink};
 
 /// How long a burst of events (delete, create, up, addresses) may go on
 /// before the one check after it.
@@ -198,29 +198,13 @@ impl std::fmt::Display for LinkEvent {
 /// The link messages in one datagram (several may share it); anything else
 /// or anything unreadable is skipped: the check looks for itself anyway.
 pub fn link_events(datagram: &[u8]) -> Vec<LinkEvent> {
-    let mut events = vec![];
-    let mut at = 0;
-    while at < datagram.len() {
-        let Ok(header) = NetlinkBuffer::new_checked(&datagram[at..]) else {
-            break;
-        };
-        let len = header.length() as usize;
-        if len == 0 {
-            break;
-        }
-        let end = (at + len).min(datagram.len());
-        if let Ok(NetlinkMessage {
-            payload: NetlinkPayload::InnerMessage(message),
-            ..
-        }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[at..end])
-        {
-            let (deleted, link) = match message {
-                RouteNetlinkMessage::NewLink(link) => (false, link),
-                RouteNetlinkMessage::DelLink(link) => (true, link),
-                _ => {
-                    at += align(len);
-                    continue;
-                }
+    netlink::payloads(datagram)
+        .into_iter()
+        .filter_map(|payload| {
+            let (deleted, link) = match payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => (false, link),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => (true, link),
+                _ => return None,
             };
             let name = link
                 .attributes
@@ -230,25 +214,18 @@ pub fn link_events(datagram: &[u8]) -> Vec<LinkEvent> {
                     _ => None,
                 })
                 .unwrap_or_default();
-            events.push(LinkEvent {
+            Some(LinkEvent {
                 deleted,
                 index: link.header.index,
                 name,
-            });
-        }
-        at += align(len);
-    }
-    events
-}
-
-/// Netlink messages start on 4-byte boundaries.
-fn align(len: usize) -> usize {
-    (len + 3) & !3
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use netlink_packet_core::NetlinkHeader;
+    use netlink_packet_core::{NetlinkHeader, NetlinkMessage};
     use netlink_packet_route::link::LinkMessage;
 
     use super::*;

@@ -38,32 +38,16 @@ pub fn ask<T>(
     for _ in 0..4 {
         reply.clear();
         socket.recv(&mut reply, 0)?;
-        let mut at = 0;
-        while at < reply.len() {
-            let Ok(header) = NetlinkBuffer::new_checked(&reply[at..]) else {
-                break;
-            };
-            let len = header.length() as usize;
-            if len == 0 {
-                break;
-            }
-            let end = (at + len).min(reply.len());
-            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[at..end]) {
-                Ok(NetlinkMessage {
-                    payload: NetlinkPayload::InnerMessage(message),
-                    ..
-                }) => {
+        for payload in payloads(&reply) {
+            match payload {
+                NetlinkPayload::InnerMessage(message) => {
                     if let Some(found) = pick(message) {
                         return Ok(found);
                     }
                 }
-                Ok(NetlinkMessage {
-                    payload: NetlinkPayload::Error(e),
-                    ..
-                }) if e.code.is_some() => return Err(e.to_io()),
+                NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
                 _ => {}
             }
-            at += (len + 3) & !3;
         }
     }
     Err(io::Error::other("no rtnetlink answer"))
@@ -88,4 +72,27 @@ fn set_receive_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The messages in one datagram (several may share it), each parsed;
+/// one that cannot be read is skipped.
+pub fn payloads(datagram: &[u8]) -> Vec<NetlinkPayload<RouteNetlinkMessage>> {
+    let mut out = vec![];
+    let mut at = 0;
+    while at < datagram.len() {
+        let Ok(header) = NetlinkBuffer::new_checked(&datagram[at..]) else {
+            break;
+        };
+        let len = header.length() as usize;
+        if len == 0 {
+            break;
+        }
+        let end = (at + len).min(datagram.len());
+        if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[at..end]) {
+            out.push(m.payload);
+        }
+        // Messages start at 4-byte boundaries (NLMSG_ALIGN).
+        at += (len + 3) & !3;
+    }
+    out
 }
