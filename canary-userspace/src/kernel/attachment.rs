@@ -23,6 +23,13 @@
 //! `tc -json`. The TC ingress hook has no fallback: it exists to be cheaper
 //! on virtual interfaces of current kernels, and an interface where tcx is
 //! refused is told to use XDP.
+//!
+//! Why iproute2 there and not aya's netlink attach (`Xdp::attach` without
+//! links, `qdisc_add_clsact`): aya 0.14 attaches a program it loaded in this
+//! process and detaches it when the link is dropped, while the fallback must
+//! attach the *pinned* program by path (`ip link set ... pinned`, `tc
+//! filter ... object-pinned`) so that it keeps running after canaryd exits,
+//! and find an earlier run's attachment by name (`ip -json`, `tc -json`).
 
 use std::{fmt, fs, io, path::Path, process::Command};
 
