@@ -24,9 +24,9 @@ impl Daemon {
     /// and takes the lock on it. Before anything else touches the kernel:
     /// a second canaryd on the same pins is refused here, nothing changed.
     pub fn claim(d: &DaemonConfig) -> Result<Claim, DaemonError> {
-        let bpffs_err = |source| DaemonError::Bpffs {
+        let bpffs_err = |error| DaemonError::Bpffs {
             dir: d.bpffs.clone(),
-            source,
+            error,
         };
         let mounted = bpffs::ensure(&d.bpffs).map_err(bpffs_err)?;
         let own_namespace = mounted && bpffs::own_mount_namespace();
@@ -74,14 +74,14 @@ impl Daemon {
         for w in config_warnings(&config, config_path) {
             log::warn!("{w}");
         }
-        let mut state = state::load(&d.state_dir).map_err(|source| DaemonError::StateRead {
+        let mut state = state::load(&d.state_dir).map_err(|error| DaemonError::StateRead {
             dir: d.state_dir.clone(),
-            source,
+            error,
         })?;
         if state.forget_obsolete(&config.services) {
-            save_state(&d.state_dir, &state).map_err(|source| DaemonError::StateWrite {
+            save_state(&d.state_dir, &state).map_err(|error| DaemonError::StateWrite {
                 dir: d.state_dir.clone(),
-                source,
+                error,
             })?;
         }
         for spec in &config.services {
@@ -115,9 +115,9 @@ impl Daemon {
                 crate::model::service::endpoint_text(&stale)
             );
         }
-        let attach_err = |interface: &str, source| DaemonError::Attach {
+        let attach_err = |interface: &str, error| DaemonError::Attach {
             interface: interface.to_owned(),
-            source,
+            error,
         };
         // Transactional: every configured interface is attached before any
         // interface the pins had is detached, so a failure leaves what was
@@ -133,11 +133,11 @@ impl Daemon {
             let hook = d.hook(name);
             let attached = match dp.attach(name, hook) {
                 Ok(a) => a,
-                Err(source) => {
+                Err(error) => {
                     undo_new_attachments(&mut dp, &before, &interfaces, name);
                     return Err(DaemonError::AttachFailed {
                         interface: name.clone(),
-                        source: Box::new(source),
+                        error: Box::new(error),
                         serving: before.into_iter().filter(|b| b != name).collect(),
                     });
                 }
@@ -206,9 +206,9 @@ impl Daemon {
         }
         let lock = lock::acquire(&daemon.bpffs)?;
         let pins =
-            Dataplane::remove_pins(&daemon.bpffs).map_err(|source| DaemonError::RemovePins {
+            Dataplane::remove_pins(&daemon.bpffs).map_err(|error| DaemonError::RemovePins {
                 dir: daemon.bpffs.clone(),
-                source,
+                error,
             })?;
         drop(lock);
         Ok(Detached {
@@ -222,9 +222,9 @@ impl Daemon {
     pub fn reset(daemon: &DaemonConfig, claim: &Claim) -> Result<Detached, DaemonError> {
         debug_assert_eq!(claim.lock.dir(), daemon.bpffs);
         let pins =
-            Dataplane::remove_layout(&daemon.bpffs).map_err(|source| DaemonError::RemovePins {
+            Dataplane::remove_layout(&daemon.bpffs).map_err(|error| DaemonError::RemovePins {
                 dir: daemon.bpffs.clone(),
-                source,
+                error,
             })?;
         Ok(Detached {
             pins,
@@ -272,7 +272,7 @@ fn remove_state_file(daemon: &DaemonConfig) -> Result<bool, DaemonError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(DaemonError::StateWrite {
             dir: daemon.state_dir.clone(),
-            source: e,
+            error: e,
         }),
     }
 }
