@@ -56,7 +56,8 @@ pub enum Request {
         service: String,
         action: RolloutAction,
     },
-    /// Canary weight 0 in one map write; a running rollout ends rolled back.
+    /// Canary weight 0 in one map write; a running rollout ends rolled back
+    /// (its `on_rollback` applies), in dry-run mode too.
     Rollback {
         service: String,
     },
