@@ -70,10 +70,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// An error and its causes on one line, `a: b: c`, each cause once: many
-/// errors here already name their cause in their own message (so that a
-/// reply or a log line that shows one level is complete), and a plain
-/// `{:#}` would print those causes twice.
+/// An error and its causes on one line, `a: b: c`, each cause once. The
+/// check for a cause already in the line is for this type's variants that
+/// name their aya or io cause in their message and return it as
+/// `source()` too, and for aya's own errors, which do both in places: a
+/// plain `{:#}` would print those causes twice. `DaemonError` does not
+/// need it: it names its causes (through this) and returns none.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut line = e.to_string();
     let mut cause = e.source();

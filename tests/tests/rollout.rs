@@ -419,6 +419,85 @@ fn dry_run_reports_the_rollback_and_changes_no_weight() {
     assert_eq!(d.status().unwrap().services[0].weight_percent, 5.0);
 }
 
+/// Connections that reached the canary, held open (keep-alive).
+fn canary_connections(s: &Setup, n: usize) -> Vec<HttpClient> {
+    let mut held = vec![];
+    for _ in 0..n * 20 {
+        let mut c = HttpClient::connect(&s.topo.client, s.vip).unwrap();
+        if c.get().unwrap().version == "canary" {
+            held.push(c);
+            if held.len() == n {
+                return held;
+            }
+        }
+    }
+    panic!("only {} of {n} connections reached the canary", held.len());
+}
+
+/// How many of `held` the canary still answers.
+fn still_on_the_canary(held: &mut [HttpClient]) -> usize {
+    held.iter_mut()
+        .filter_map(|c| c.get().ok())
+        .filter(|a| a.version == "canary")
+        .count()
+}
+
+/// Dry-run with `on_rollback = "reset"`: the rollout's own rollback changes
+/// nothing (no weight, no flow reset); an operator's rollback is the
+/// emergency button and applies in dry-run too: canary weight 0 and the
+/// canary's established connections reset (issue 18). Before, it reset the
+/// connections and left the weight.
+#[test]
+fn in_dry_run_the_controllers_rollback_changes_nothing_and_an_operators_applies() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new(10, Duration::ZERO, Duration::ZERO);
+    let mut p = plan(&[500, 5000, 10000]);
+    p.mode = Mode::DryRun;
+    p.on_rollback = OnRollback::Reset;
+    let d = s.start_at(p, 5000);
+    let mut held = canary_connections(&s, 10);
+
+    // The controller's own rollback: logged, not carried out.
+    let load = Load::start(&s, 6);
+    let (r, _) = run_to_end(&d, Duration::from_secs(60));
+    load.finish();
+    let kept = still_on_the_canary(&mut held);
+    println!(
+        "dry-run, the controller's rollback: {:?}, weight {}%, {kept} of 10 held canary connections still on the canary",
+        r.phase, r.weight_percent
+    );
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert_eq!(r.history.last().unwrap().action, Action::Rollback);
+    assert!(r.history.iter().all(|h| h.dry_run));
+    assert_eq!(d.status().unwrap().services[0].weight_percent, 50.0);
+    assert_eq!(kept, 10, "a dry-run decision reset canary connections");
+
+    // An operator's rollback of a dry-run rollout in progress: applied.
+    d.client().rollout(SERVICE, RolloutAction::Start).unwrap();
+    let out = canaryctl(&s.bins, &s.dirs.socket(), &["rollback", SERVICE]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = d.client().rollout_status(SERVICE).unwrap();
+    let kept = still_on_the_canary(&mut held);
+    let weight = d.status().unwrap().services[0].weight_percent;
+    println!(
+        "dry-run, an operator's rollback: {:?} ({}), weight {weight}%, {kept} of 10 held canary connections still on the canary",
+        r.phase, r.reason
+    );
+    assert_eq!(r.phase, Phase::RolledBack);
+    assert_eq!(r.reason, "rolled back by an operator");
+    assert_eq!(weight, 0.0);
+    assert_eq!(kept, 0, "on_rollback = \"reset\" did not reset them");
+    for _ in 0..10 {
+        let mut fresh = HttpClient::connect(&s.topo.client, s.vip).unwrap();
+        assert_eq!(fresh.get().unwrap().version, "stable");
+    }
+}
+
 /// Drain keeps established canary connections on the canary after a
 /// rollback; reset ends them at their next packet.
 #[test]

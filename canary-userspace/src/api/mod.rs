@@ -56,7 +56,8 @@ pub enum Request {
         service: String,
         action: RolloutAction,
     },
-    /// Canary weight 0 in one map write; a running rollout ends rolled back.
+    /// Canary weight 0 in one map write; a running rollout ends rolled back
+    /// (its `on_rollback` applies), in dry-run mode too.
     Rollback {
         service: String,
     },
@@ -162,7 +163,8 @@ pub enum ErrorCode {
     /// Applying failed and undoing it failed too: the kernel may not run
     /// what the daemon last reported. Look at `canaryctl status` and act.
     RevertFailed,
-    /// Reading the data path failed.
+    /// Reading or writing the data path failed (a map, a program, a pin,
+    /// the state file): the message has the kernel's error, errno included.
     DataPath,
     /// The daemon is shutting down or its state owner is gone.
     Unavailable,

@@ -76,7 +76,9 @@ pub enum Command {
     #[command(subcommand)]
     Rollout(Rollout),
     /// Send every new flow (or client) of SERVICE to stable now: canary
-    /// weight 0 in one map write; a running rollout ends rolled back.
+    /// weight 0 in one map write; a running rollout ends rolled back, and
+    /// with on_rollback = "reset" the canary's connections are reset. In
+    /// dry-run mode too: dry-run holds back the controller, not you.
     Rollback { service: String },
     /// A live view of SERVICE, refreshed in place: weight, per-version
     /// requests/s, error rate, p50/p99, rollout phase and last decision.
@@ -188,9 +190,10 @@ pub enum Rollout {
     Pause { service: String },
     /// Judge again, from the next interval on.
     Resume { service: String },
-    /// End the rollout now with the canary at 100 %.
+    /// End the rollout now with the canary at 100 % (in dry-run mode too).
     Promote { service: String },
-    /// End the rollout now with the canary at 0 % (not a verdict on it).
+    /// End the rollout now with the canary at 0 % (not a verdict on it;
+    /// in dry-run mode too).
     Abort { service: String },
     /// Plan, step, weight, observed share, and every decision with its
     /// checks' values and verdicts.

@@ -1,7 +1,8 @@
 //! The rollout policy as a pure function: plan, state and what both
-//! versions did since the step began → a decision with its reasons and the
-//! next state. The driver gathers the evidence and carries the decision
-//! out; nothing here reads a clock, a map or the network.
+//! versions did since the step began → a decision with its reasons, its
+//! effect on the data path (`effect`) and the next state. The driver
+//! gathers the evidence and the daemon carries the effect out; nothing
+//! here reads a clock, a map or the network.
 //!
 //! Judgement, per interval:
 //! - No new attempts (requests plus refused connections) from the canary,
@@ -29,6 +30,7 @@ use canary_common::WEIGHT_SCALE;
 use serde::{Deserialize, Serialize};
 
 use super::{
+    effect::{Act, Effect, effect},
     plan::{Checks, Mode, RolloutPlan},
     stats::{
         Level, above, level, lower, lower_above, needed, quantile_bounds, upper, upper_at_most,
@@ -106,10 +108,13 @@ impl RolloutState {
     }
 }
 
-/// A decision: the action, why, and the state after it.
+/// A decision: the action, why, what it changes in the data path, and the
+/// state after it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
     pub action: Action,
+    /// What carrying the action out writes and resets (nothing in dry-run).
+    pub effect: Effect,
     pub verdict: Verdict,
     pub checks: Vec<CheckResult>,
     pub reason: String,
@@ -284,6 +289,7 @@ pub fn evaluate(
     next.history.drain(..excess);
     Decision {
         action,
+        effect: effect(Some(plan), state.step, Act::Look(action)),
         verdict,
         checks,
         reason,

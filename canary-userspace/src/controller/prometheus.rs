@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use crate::model::redact::redact;
 
-/// How long one query may take, connection included.
+/// How long a look waits for its gates, connection included: the driver
+/// queries them all at once, with this one deadline.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Prometheus' `/api/v1/query` answer, as far as a gate needs it.

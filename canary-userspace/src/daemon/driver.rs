@@ -1,8 +1,8 @@
 //! The rollout driver: a task on the async runtime that, for every running
 //! rollout whose interval is up, reads both versions' signals (from the
-//! counters, not the owner), queries the gates (off the runtime's thread,
-//! each with a timeout), runs the pure policy and sends the owner one
-//! command with the decision. Each evaluation runs on a task of its own, so
+//! counters, not the owner), queries the gates (all at once, off the
+//! runtime's thread, one deadline for the look), runs the pure policy and
+//! sends the owner one command with the decision. Each evaluation runs on a task of its own, so
 //! a slow Prometheus delays only its own rollout, never another's, a
 //! status, a scrape or a manual rollback.
 
@@ -16,6 +16,7 @@ use std::{
 use super::{observe::Observer, owner::Handle, unix_ms};
 use crate::{
     controller::{
+        plan::RolloutPlan,
         policy::{GateReading, evaluate},
         prometheus::{self, QUERY_TIMEOUT},
         run::{Reading, RolloutRun},
@@ -23,6 +24,10 @@ use crate::{
     },
     model::signals::VersionSignals,
 };
+
+/// How much longer than the look's deadline a gate's query may run on its
+/// thread (see `read_gates`).
+const CLIENT_GRACE: Duration = Duration::from_millis(500);
 
 /// Longest the driver sleeps before looking for due rollouts again (a
 /// rollout started meanwhile is noticed within it).
@@ -78,7 +83,7 @@ async fn evaluate_one(
             return;
         }
     };
-    let gates = read_gates(&run).await;
+    let gates = read_gates(&run.plan, QUERY_TIMEOUT).await;
     let now = unix_ms();
     let decision = evaluate(&run.plan, &run.state, &run.evidence(&reading, gates), now);
     let record = decision.next.history.last().cloned();
@@ -99,25 +104,77 @@ async fn evaluate_one(
     }
 }
 
-/// Every gate of the plan, queried in parallel off the runtime's thread.
-async fn read_gates(run: &RolloutRun) -> Vec<GateReading> {
-    let Some(base) = run.plan.prometheus.clone() else {
+/// Every gate of the plan, all queried at once off the runtime's thread,
+/// with one deadline for the look: a gate without an answer by then is
+/// inconclusive ("no answer within 5s"), as a query that timed out. The
+/// look waits at most `within`, not `within` once per gate.
+async fn read_gates(plan: &RolloutPlan, within: Duration) -> Vec<GateReading> {
+    let Some(base) = plan.prometheus.clone() else {
         return vec![];
     };
-    let queries = run.plan.gates.iter().map(|g| {
-        let (base, query, name) = (base.clone(), g.query.clone(), g.name.clone());
-        async move {
-            let value = tokio::task::spawn_blocking(move || {
-                prometheus::query(&base, &query, QUERY_TIMEOUT).map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("the query's task failed: {e}")));
-            GateReading { name, value }
-        }
-    });
-    let mut out = vec![];
-    for q in queries {
-        out.push(q.await);
+    let deadline = tokio::time::Instant::now() + within;
+    // The client's own timeout a little later than the look's: the look's
+    // deadline is what a slow gate meets, and the query's thread still
+    // ends soon after it.
+    let client_timeout = within + CLIENT_GRACE;
+    let queries: Vec<_> = plan
+        .gates
+        .iter()
+        .map(|g| {
+            let (base, query) = (base.clone(), g.query.clone());
+            let task = tokio::task::spawn_blocking(move || {
+                prometheus::query(&base, &query, client_timeout).map_err(|e| e.to_string())
+            });
+            (g.name.clone(), task)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(queries.len());
+    for (name, task) in queries {
+        let value = match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(value)) => value,
+            Ok(Err(e)) => Err(format!("the query's task failed: {e}")),
+            Err(_) => Err(format!("no answer within {}s", within.as_secs_f64())),
+        };
+        out.push(GateReading { name, value });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::TcpListener, time::Instant};
+
+    use super::*;
+    use crate::controller::plan::Gate;
+
+    /// Four gates on a Prometheus that takes every connection and never
+    /// answers: the look is over in one deadline, not four.
+    #[tokio::test]
+    async fn a_look_waits_one_deadline_for_all_its_gates() {
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut plan = crate::controller::tests::plan();
+        plan.prometheus = Some(format!("http://{}", silent.local_addr().unwrap()));
+        plan.gates = (0..4)
+            .map(|i| Gate {
+                name: format!("hangs_{i}"),
+                query: "1".into(),
+                min: Some(0.5),
+                max: None,
+            })
+            .collect();
+        let within = Duration::from_secs(1);
+        let started = Instant::now();
+        let readings = read_gates(&plan, within).await;
+        let took = started.elapsed();
+        println!(
+            "4 hanging gates, {within:?} deadline: the look took {took:?} (one at a time: {:?})",
+            within * 4
+        );
+        assert!(took < within * 3 / 2, "took {took:?}");
+        let names: Vec<_> = readings.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["hangs_0", "hangs_1", "hangs_2", "hangs_3"]);
+        for r in &readings {
+            assert_eq!(r.value, Err("no answer within 1s".to_owned()), "{r:?}");
+        }
+    }
 }

@@ -24,9 +24,9 @@ impl Daemon {
     /// and takes the lock on it. Before anything else touches the kernel:
     /// a second canaryd on the same pins is refused here, nothing changed.
     pub fn claim(d: &DaemonConfig) -> Result<Claim, DaemonError> {
-        let bpffs_err = |source| DaemonError::Bpffs {
+        let bpffs_err = |error| DaemonError::Bpffs {
             dir: d.bpffs.clone(),
-            source,
+            error,
         };
         let mounted = bpffs::ensure(&d.bpffs).map_err(bpffs_err)?;
         let own_namespace = mounted && bpffs::own_mount_namespace();
@@ -71,9 +71,9 @@ impl Daemon {
                 d.flow_table_size
             );
         }
-        let attach_err = |interface: &str, source| DaemonError::Attach {
+        let attach_err = |interface: &str, error| DaemonError::Attach {
             interface: interface.to_owned(),
-            source,
+            error,
         };
         // Before anything changes: the interfaces this start would leave
         // must not be where a VIP's clients come in (`reach`).
@@ -93,14 +93,14 @@ impl Daemon {
         for w in config_warnings(&config, config_path) {
             log::warn!("{w}");
         }
-        let mut state = state::load(&d.state_dir).map_err(|source| DaemonError::StateRead {
+        let mut state = state::load(&d.state_dir).map_err(|error| DaemonError::StateRead {
             dir: d.state_dir.clone(),
-            source,
+            error,
         })?;
         if state.forget_obsolete(&config.services) {
-            save_state(&d.state_dir, &state).map_err(|source| DaemonError::StateWrite {
+            save_state(&d.state_dir, &state).map_err(|error| DaemonError::StateWrite {
                 dir: d.state_dir.clone(),
-                source,
+                error,
             })?;
         }
         for spec in &config.services {
@@ -147,11 +147,11 @@ impl Daemon {
             let hook = d.hook(name);
             let attached = match dp.attach(name, hook) {
                 Ok(a) => a,
-                Err(source) => {
+                Err(error) => {
                     undo_new_attachments(&mut dp, &before, &interfaces, name);
                     return Err(DaemonError::AttachFailed {
                         interface: name.clone(),
-                        source: Box::new(source),
+                        error: Box::new(error),
                         serving: before.into_iter().filter(|b| b != name).collect(),
                     });
                 }
@@ -227,9 +227,9 @@ impl Daemon {
         }
         let lock = lock::acquire(&daemon.bpffs)?;
         let pins =
-            Dataplane::remove_pins(&daemon.bpffs).map_err(|source| DaemonError::RemovePins {
+            Dataplane::remove_pins(&daemon.bpffs).map_err(|error| DaemonError::RemovePins {
                 dir: daemon.bpffs.clone(),
-                source,
+                error,
             })?;
         drop(lock);
         Ok(Detached {
@@ -243,9 +243,9 @@ impl Daemon {
     pub fn reset(daemon: &DaemonConfig, claim: &Claim) -> Result<Detached, DaemonError> {
         debug_assert_eq!(claim.lock.dir(), daemon.bpffs);
         let pins =
-            Dataplane::remove_layout(&daemon.bpffs).map_err(|source| DaemonError::RemovePins {
+            Dataplane::remove_layout(&daemon.bpffs).map_err(|error| DaemonError::RemovePins {
                 dir: daemon.bpffs.clone(),
-                source,
+                error,
             })?;
         Ok(Detached {
             pins,
@@ -293,7 +293,7 @@ fn remove_state_file(daemon: &DaemonConfig) -> Result<bool, DaemonError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(DaemonError::StateWrite {
             dir: daemon.state_dir.clone(),
-            source: e,
+            error: e,
         }),
     }
 }

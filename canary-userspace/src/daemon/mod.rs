@@ -37,9 +37,9 @@ use std::{
     time::Duration,
 };
 
+pub use crate::controller::effect::Control;
 pub use error::DaemonError;
 pub use overrides::{Overrides, config_warnings};
-pub use rollouts::Control;
 
 /// Milliseconds since the Unix epoch: rollout times as persisted and shown.
 pub fn unix_ms() -> u64 {

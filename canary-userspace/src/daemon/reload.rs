@@ -35,10 +35,10 @@ impl Daemon {
         let mut next = self.state.clone();
         let applied = self.apply_specs(&report.removed, &wanted).and_then(|()| {
             if next.forget_obsolete(&new.services) {
-                save_state(&new.daemon.state_dir, &next).map_err(|source| {
+                save_state(&new.daemon.state_dir, &next).map_err(|error| {
                     DaemonError::StateWrite {
                         dir: new.daemon.state_dir.clone(),
-                        source,
+                        error,
                     }
                 })?;
             }

@@ -1,33 +1,24 @@
 //! Rollouts on the owner's side: start, pause, resume, promote, abort,
-//! roll back, and apply a decision the driver took. Each changes at most
-//! one weight (one map write) and persists the rollout with it.
+//! roll back, and apply a decision the driver took. Each carries out the
+//! effect the controller decided (`controller::effect`): at most one weight
+//! (one map write), persisted with the rollout, and the canary's flows
+//! reset when it says so. Nothing here decides what a move changes.
 
 use crate::model::rollout::{Action, Phase};
-use canary_common::{VERSION_CANARY, WEIGHT_SCALE};
+use canary_common::VERSION_CANARY;
 
-use super::{Daemon, DaemonError, observe};
+use super::{Daemon, DaemonError, observe, state::State};
+use crate::controller::effect::Control;
 use crate::{
     api::RolloutReport,
     controller::{
+        effect::{Act, Effect, effect},
         plan::{Mode, OnRollback},
         policy::Decision,
         run::{Reading, RolloutRun},
     },
-    model::signals::VersionSignals,
+    model::{signals::VersionSignals, weight::Weight},
 };
-
-/// An operator's command on a rollout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
-    Pause,
-    Resume,
-    /// The canary becomes the whole of new traffic now.
-    Promote,
-    /// Stop and send new flows to stable; not a failure of the canary.
-    Abort,
-    /// Stop and send new flows to stable: the canary is judged bad.
-    Rollback,
-}
 
 impl Daemon {
     /// `service`'s rollout as it stands, for an answer to a command.
@@ -105,11 +96,11 @@ impl Daemon {
             });
         }
         let mut run = RolloutRun::start(plan, self.reading(service)?, now_unix_ms);
-        let weight = (run.plan.mode == Mode::Enforce).then(|| run.weight_bp());
+        let effect = effect(Some(&run.plan), 0, Act::Start);
         let mut next = self.state.clone();
         run.state.generation = next.next_generation();
         next.rollouts.insert(service.to_owned(), run.clone());
-        self.commit_weight(service, weight, next, "rollout start")?;
+        self.carry_out(service, effect, next, "rollout start")?;
         log::info!(
             "service {service}: rollout started at {:.2}% ({} steps, every {:?}, {:?})",
             f64::from(run.weight_bp()) / 100.0,
@@ -133,7 +124,8 @@ impl Daemon {
         if control == Control::Rollback && current.as_ref().is_none_or(|r| r.state.phase.is_over())
         {
             let next = self.state.clone();
-            self.commit_weight(service, Some(0), next, "rollback")?;
+            let effect = effect(None, 0, Act::Operator(control));
+            self.carry_out(service, effect, next, "rollback")?;
             return Ok(current);
         }
         let Some(mut run) = current else {
@@ -147,20 +139,19 @@ impl Daemon {
             service: service.to_owned(),
             why: format!("the rollout is {phase:?}: {why}"),
         };
-        let (new_phase, weight, reason) = match control {
+        let (new_phase, reason) = match control {
             _ if phase.is_over() => return Err(conflict("it has ended")),
             Control::Pause if phase == Phase::Paused => return Err(conflict("already paused")),
             Control::Resume if phase == Phase::Running => return Err(conflict("not paused")),
-            Control::Pause => (Phase::Paused, None, "paused by an operator"),
-            Control::Resume => (Phase::Running, None, ""),
-            Control::Promote => (
-                Phase::Promoted,
-                Some(WEIGHT_SCALE as u16),
-                "promoted by an operator",
-            ),
-            Control::Abort => (Phase::Aborted, Some(0), "aborted by an operator"),
-            Control::Rollback => (Phase::RolledBack, Some(0), "rolled back by an operator"),
+            Control::Pause => (Phase::Paused, "paused by an operator"),
+            Control::Resume => (Phase::Running, ""),
+            Control::Promote => (Phase::Promoted, "promoted by an operator"),
+            Control::Abort => (Phase::Aborted, "aborted by an operator"),
+            Control::Rollback => (Phase::RolledBack, "rolled back by an operator"),
         };
+        // In dry-run too: dry-run holds back the controller's decisions,
+        // not an operator's command (`controller::effect`).
+        let effect = effect(Some(&run.plan), run.state.step, Act::Operator(control));
         run.state.phase = new_phase;
         run.state.reason = reason.to_owned();
         if control == Control::Resume {
@@ -172,7 +163,6 @@ impl Daemon {
             run.last = self.reading(service)?;
             run.next_at_unix_ms = now_unix_ms + run.plan.interval.as_millis() as u64;
         }
-        let weight = weight.filter(|_| run.plan.mode == Mode::Enforce);
         let mut next = self.state.clone();
         // A look begun before this control must not land after it.
         run.state.generation = next.next_generation();
@@ -180,10 +170,7 @@ impl Daemon {
         if control == Control::Rollback {
             *next.rollbacks.entry(service.to_owned()).or_default() += 1;
         }
-        self.commit_weight(service, weight, next, "rollout control")?;
-        if control == Control::Rollback && run.plan.on_rollback == OnRollback::Reset {
-            self.reset_canary_flows(service);
-        }
+        self.carry_out(service, effect, next, "rollout control")?;
         log::info!("service {service}: rollout {control:?}");
         Ok(Some(run))
     }
@@ -224,24 +211,12 @@ impl Daemon {
         let action = decision.action;
         run.state = decision.next;
         run.advance(action, reading, now_unix_ms);
-        let weight = match action {
-            Action::StepUp { .. } | Action::Promote => Some(run.weight_bp()),
-            Action::Rollback => Some(0),
-            Action::Hold | Action::Pause => None,
-        }
-        .filter(|_| run.plan.mode == Mode::Enforce);
         let mut next = self.state.clone();
         next.rollouts.insert(service.to_owned(), run.clone());
         if action == Action::Rollback {
             *next.rollbacks.entry(service.to_owned()).or_default() += 1;
         }
-        self.commit_weight(service, weight, next, "rollout")?;
-        if action == Action::Rollback
-            && run.plan.mode == Mode::Enforce
-            && run.plan.on_rollback == OnRollback::Reset
-        {
-            self.reset_canary_flows(service);
-        }
+        self.carry_out(service, decision.effect, next, "rollout")?;
         let level = if matches!(action, Action::Hold) {
             log::Level::Info
         } else {
@@ -259,6 +234,23 @@ impl Daemon {
             }
         );
         Ok(run)
+    }
+
+    /// Carries out `effect` with `next` as the state: its weight (one map
+    /// write, persisted with `next`; see `commit_weight`), then, when it
+    /// says so, the canary's flow reset, once new flows go to stable.
+    fn carry_out(
+        &mut self,
+        service: &str,
+        effect: Effect,
+        next: State,
+        what: &'static str,
+    ) -> Result<(), DaemonError> {
+        self.commit_weight(service, effect.weight.map(Weight::bp), next, what)?;
+        if effect.reset_canary {
+            self.reset_canary_flows(service);
+        }
+        Ok(())
     }
 
     /// `on_rollback = "reset"`: the canary's flow entries go, so their

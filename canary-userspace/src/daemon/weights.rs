@@ -2,7 +2,7 @@
 //! file.
 
 use super::{
-    Daemon, DaemonError, rollouts, save_state,
+    Control, Daemon, DaemonError, save_state,
     state::{State, WeightOverride},
     unix_ms,
 };
@@ -19,8 +19,9 @@ impl Daemon {
     ///
     /// While a rollout of the service is running or paused, its next step
     /// would undo a weight set by hand: 0 ends the rollout as a rollback
-    /// (the one-write way back, as `canaryctl rollback`), any other weight
-    /// is refused with the commands that do what was meant.
+    /// (the one-write way back, as `canaryctl rollback`, in dry-run too),
+    /// any other weight is refused with the commands that do what was
+    /// meant.
     pub fn set_weight(&mut self, service: &str, percent: f64) -> Result<WeightSet, DaemonError> {
         let bp = weight_percent_to_bp(percent)
             .map_err(|reason| DaemonError::InvalidWeight { percent, reason })?;
@@ -42,7 +43,7 @@ impl Daemon {
                     });
                 }
                 let previous = self.dp.weight(service).unwrap_or(0);
-                self.control_rollout(service, rollouts::Control::Rollback, unix_ms())?;
+                self.control_rollout(service, Control::Rollback, unix_ms())?;
                 notes.push(format!(
                     "the rollout of {service} ended as rolled back (set-weight 0 is a rollback)"
                 ));

@@ -165,7 +165,9 @@ named!(Hook);
 pub enum Mode {
     /// Step up, roll back, promote.
     Enforce,
-    /// Evaluate, log and export every decision; never change a weight.
+    /// Evaluate, log and export every decision, and carry none out (no
+    /// weight, no flow reset). An operator's commands still apply: see
+    /// the controller's `effect`.
     DryRun,
 }
 

@@ -3,8 +3,10 @@
 //! owner of the daemon's state and wait for its answer.
 
 use canary_userspace::{
+    Error,
     api::{ErrorCode, MAX_REQUEST_BYTES, Request, Response, RolloutAction, Version},
     daemon::{Control, DaemonError, unix_ms},
+    error,
 };
 use serde::Serialize;
 use tokio::{
@@ -105,7 +107,10 @@ async fn handle(served: &Served, request: Request) -> String {
                 ErrorCode::RolloutConflict,
                 format!("service {service}: no rollout has been started"),
             ),
-            Err(e) => Response::failed(ErrorCode::UnknownService, e.to_string()),
+            Err(e) => {
+                let (code, message) = read_failed(&e);
+                Response::failed(code, message)
+            }
         }),
         Request::Reload {} => {
             let result = served.owner.reload().await;
@@ -114,6 +119,19 @@ async fn handle(served: &Served, request: Request) -> String {
             }
             reply(result)
         }
+    }
+}
+
+/// A failed read for a rollout's report: a service this daemon does not
+/// have is the caller's mistake; anything else is the data path's (a map
+/// read the kernel refused), with the kernel's error in the message.
+fn read_failed(e: &Error) -> (ErrorCode, String) {
+    match e {
+        Error::UnknownService(_) => (ErrorCode::UnknownService, e.to_string()),
+        _ => (
+            ErrorCode::DataPath,
+            format!("reading the data path: {}", error::chain(e)),
+        ),
     }
 }
 
@@ -130,4 +148,38 @@ fn encode<T: Serialize>(response: &Response<T>) -> String {
             "{{\"ok\":false,\"code\":\"data_path\",\"error\":\"encoding the response failed: {e}\"}}"
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use aya::{maps::MapError, sys::SyscallError};
+
+    use super::*;
+
+    #[test]
+    fn a_failed_map_read_is_a_data_path_error_with_the_kernels_error() {
+        let refused = Error::Map {
+            name: "SIGNALS",
+            source: MapError::SyscallError(SyscallError {
+                call: "bpf_map_lookup_elem",
+                io_error: std::io::Error::from_raw_os_error(libc::EPERM),
+            }),
+        };
+        assert_eq!(
+            read_failed(&refused),
+            (
+                ErrorCode::DataPath,
+                "reading the data path: map SIGNALS: `bpf_map_lookup_elem` failed: \
+                 Operation not permitted (os error 1)"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            read_failed(&Error::UnknownService("modle".into())),
+            (
+                ErrorCode::UnknownService,
+                "unknown service \"modle\"".to_owned()
+            )
+        );
+    }
 }
