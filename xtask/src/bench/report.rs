@@ -908,16 +908,8 @@ impl Report<'_> {
             )
         };
         let _ = writeln!(d, "Headline ratios of this run:\n");
-        for kind in [
-            Kind::EmptyPrograms,
-            Kind::EmptyTc,
-            Kind::Canary,
-            Kind::CanaryTc,
-            Kind::CanaryNoSignals,
-            Kind::Nftables,
-            Kind::Haproxy,
-            Kind::NginxStream,
-        ] {
+        // Every path but the baseline itself.
+        for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Direct) {
             let _ = writeln!(d, "- {}", line(kind));
         }
         let _ = write!(d, "{}", self.hook_finding());
