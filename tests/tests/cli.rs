@@ -12,8 +12,9 @@ use std::{
 
 use canary_userspace::{
     Affinity, Protocol, ServiceSpec, api::WeightSource, cli::status::WIDTH, config::Config,
+    model::weight::Weight,
 };
-use tests::{one_at_a_time, require_root, servers::Backend};
+use tests::{bp, one_at_a_time, require_root, servers::Backend};
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},
     topology::{BackendKind, HOST_IF, HOST_V4, Topology},
@@ -31,7 +32,7 @@ fn at(port: u16) -> SocketAddr {
     SocketAddr::new(HOST_V4.into(), port)
 }
 
-fn service(name: &str, port: u16, weight_bp: u16) -> ServiceSpec {
+fn service(name: &str, port: u16, weight: Weight) -> ServiceSpec {
     ServiceSpec {
         name: name.into(),
         vip: at(port),
@@ -39,7 +40,7 @@ fn service(name: &str, port: u16, weight_bp: u16) -> ServiceSpec {
         affinity: Affinity::Flow,
         stable: vec![at(port + 8000)],
         canary: vec![at(port + 8100)],
-        weight_bp,
+        weight,
     }
 }
 
@@ -58,11 +59,14 @@ impl Setup {
         }
     }
 
-    /// "model" on :80 at `weight_bp`, "other" on :81 at 0.
-    fn config(&self, weight_bp: u16) -> Config {
+    /// "model" on :80 at `weight`, "other" on :81 at 0.
+    fn config(&self, weight: Weight) -> Config {
         Config {
             daemon: self.dirs.daemon_config(HOST_IF),
-            services: vec![service("model", 80, weight_bp), service("other", 81, 0)],
+            services: vec![
+                service("model", 80, weight),
+                service("other", 81, Weight::ZERO),
+            ],
             rollouts: Default::default(),
         }
     }
@@ -109,7 +113,7 @@ fn status_of_one_service_fits_100_columns_and_an_unknown_one_is_refused() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(500)).unwrap();
+    s.dirs.write_config(&s.config(bp(500))).unwrap();
     let d = s.start(&[]);
 
     let out = d.ctl(&["status"]).unwrap();
@@ -166,7 +170,7 @@ fn runtime_weights_are_marked_and_reload_says_old_to_new() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(0)).unwrap();
+    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
     let mut d = s.start(&[]);
     let out = d.ctl(&["set-weight", "model", "25"]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -192,7 +196,7 @@ fn runtime_weights_are_marked_and_reload_says_old_to_new() {
 
     // The config's weight is edited: the config wins, and says so. A
     // backend added to "other" is listed too.
-    let mut edited = s.config(1000);
+    let mut edited = s.config(bp(1000));
     edited.services[1].canary.push(at(8182));
     s.dirs.write_config(&edited).unwrap();
     let out = d.ctl(&["reload"]).unwrap();
@@ -226,7 +230,7 @@ fn json_log_lines_parse_one_object_each() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(500)).unwrap();
+    s.dirs.write_config(&s.config(bp(500))).unwrap();
     let mut d = s.start(&["--log-format", "json"]);
     d.signal(libc::SIGTERM).unwrap();
     let log = d.log_text();
@@ -255,7 +259,7 @@ fn status_into_a_closed_pipe_is_quiet() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(500)).unwrap();
+    s.dirs.write_config(&s.config(bp(500))).unwrap();
     let d = s.start(&[]);
     for _ in 0..3 {
         let mut child = d

@@ -20,9 +20,10 @@ use canary_userspace::{
     config::Config,
     daemon::TEST_HOLD_ENV,
     kernel::attachment::{self, TC_EGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN},
+    model::weight::Weight,
 };
 use tests::{
-    HTTP_TIMEOUT, one_at_a_time, require_root,
+    HTTP_TIMEOUT, bp, one_at_a_time, require_root,
     servers::{Backend, Client},
 };
 use xtask::{
@@ -67,8 +68,8 @@ impl Setup {
         }
     }
 
-    /// The daemon on HOST_IF with one service, "model", at `weight_bp`.
-    fn config(&self, weight_bp: u16) -> Config {
+    /// The daemon on HOST_IF with one service, "model", at `weight`.
+    fn config(&self, weight: Weight) -> Config {
         Config {
             daemon: self.dirs.daemon_config(HOST_IF),
             services: vec![service(
@@ -77,7 +78,7 @@ impl Setup {
                 Affinity::Flow,
                 self.stable,
                 self.canary,
-                weight_bp,
+                weight,
             )],
             rollouts: Default::default(),
         }
@@ -120,7 +121,7 @@ fn service(
     affinity: Affinity,
     stable: SocketAddr,
     canary: SocketAddr,
-    weight_bp: u16,
+    weight: Weight,
 ) -> ServiceSpec {
     ServiceSpec {
         name: name.into(),
@@ -129,7 +130,7 @@ fn service(
         affinity,
         stable: vec![stable],
         canary: vec![canary],
-        weight_bp,
+        weight,
     }
 }
 
@@ -203,7 +204,7 @@ fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(5000)).unwrap();
+    s.dirs.write_config(&s.config(bp(5000))).unwrap();
     let mut d = s.start(&[]);
     let out = d.ctl(&["set-weight", "model", "30"]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -284,7 +285,7 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(10000)).unwrap();
+    s.dirs.write_config(&s.config(Weight::FULL)).unwrap();
     let mut d = s.start(&[]);
     let status = d.signal(libc::SIGTERM).unwrap();
     assert!(status.success(), "SIGTERM exit {status}");
@@ -389,21 +390,21 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
         Backend::spawn(&s.topo.host, other_stable, STABLE).unwrap(),
         Backend::spawn(&s.topo.host, other_canary, CANARY).unwrap(),
     ];
-    s.dirs.write_config(&s.config(0)).unwrap();
+    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
     // A flag overriding a restart-only key stays in force across reloads.
     let mut d = s.start(&["--metrics-listen", "127.0.0.1:9470"]);
     assert_eq!(s.canary_answers(s.vip, 10), 0);
     assert!(s.connect(other_vip).is_err(), "port 81 has no service yet");
 
     // Valid: model to 100%, a second service added.
-    let mut two = s.config(10000);
+    let mut two = s.config(Weight::FULL);
     two.services.push(service(
         "other",
         other_vip,
         Affinity::Client,
         other_stable,
         other_canary,
-        0,
+        Weight::ZERO,
     ));
     s.dirs.write_config(&two).unwrap();
     let out = d.ctl(&["reload"]).unwrap();
@@ -419,13 +420,18 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
     assert_eq!(s.canary_answers(other_vip, 10), 0);
 
     // Invalid: two defects, both reported, nothing changes.
-    let mut bad = two.clone();
-    bad.services[0].weight_bp = 15_000;
-    let bad = bad.to_toml().replace(
-        "affinity = \"client\"",
-        "affinity = \"client\"\ncolour = \"blue\"",
+    // No `Weight` is 150 %: the file is edited as a person would.
+    let bad = two
+        .to_toml()
+        .replacen("weight = 100.0", "weight = 150.0", 1)
+        .replace(
+            "affinity = \"client\"",
+            "affinity = \"client\"\ncolour = \"blue\"",
+        );
+    assert!(
+        bad.contains("colour") && bad.contains("weight = 150.0"),
+        "{bad}"
     );
-    assert!(bad.contains("colour"), "{bad}");
     s.dirs.write_config_text(&bad).unwrap();
     let out = d.ctl(&["reload"]).unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
@@ -451,7 +457,7 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
     assert!(text(&out.stderr).contains("daemon.udp_idle_timeout"));
 
     // SIGHUP reloads too: model back to 0%, other removed.
-    s.dirs.write_config(&s.config(0)).unwrap();
+    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
     // SAFETY: kill(2) on our child's pid.
     unsafe { libc::kill(d.pid as i32, libc::SIGHUP) };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -474,7 +480,7 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(0)).unwrap();
+    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
     let d = s.start(&[]);
 
     let out = d.ctl(&["version"]).unwrap();
@@ -601,7 +607,7 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(0)).unwrap();
+    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
     let mut d = s.start(&[]);
     const CLIENTS: usize = 6;
     const CALLS: usize = 15;
@@ -659,7 +665,7 @@ fn prometheus_server_scrapes_per_version_counters() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(5000)).unwrap();
+    s.dirs.write_config(&s.config(bp(5000))).unwrap();
     let d = s.start(&[]);
     let metrics_addr: SocketAddr = "127.0.0.1:9464".parse().unwrap();
 
@@ -713,7 +719,7 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(0)).unwrap();
+    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
     const HOLD: Duration = Duration::from_secs(5);
     let hold_ms = HOLD.as_millis().to_string();
     let d = Canaryd::start_with_env(
@@ -812,7 +818,7 @@ fn pinned_maps_of_a_wrong_layout_refuse_start() {
         ("lru_hash", "36", "key 36 B"),
     ] {
         let s = Setup::new();
-        s.dirs.write_config(&s.config(500)).unwrap();
+        s.dirs.write_config(&s.config(bp(500))).unwrap();
         let maps = s.dirs.pins().maps();
         std::fs::create_dir_all(&maps).unwrap();
         let out = std::process::Command::new("bpftool")
@@ -854,7 +860,7 @@ fn restarts_on_its_own_pins_at_every_flow_table_size() {
     let _serial = one_at_a_time();
     for size in [1_024u32, 4_096, 65_536, 131_072, 1 << 20] {
         let s = Setup::new();
-        let mut config = s.config(5000);
+        let mut config = s.config(bp(5000));
         config.daemon.flow_table_size = size;
         s.dirs.write_config(&config).unwrap();
         let mut d = s.start(&[]);

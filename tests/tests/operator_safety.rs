@@ -21,6 +21,7 @@ use canary_userspace::{
     api::{InterfaceStatus, Status},
     config::Config,
     kernel::attachment,
+    model::weight::Weight,
 };
 use tests::{
     HTTP_TIMEOUT, one_at_a_time, require_root,
@@ -54,7 +55,9 @@ impl Setup {
     /// every new flow to the canary, and the VIP answering from it.
     fn serving_all_canary(&self) -> (IpAddr, Canaryd) {
         let vip = IpAddr::V4(HOST_V4);
-        self.dirs.write_config(&self.config(vip, 10_000)).unwrap();
+        self.dirs
+            .write_config(&self.config(vip, Weight::FULL))
+            .unwrap();
         let d = Canaryd::start(&self.topo.host, &self.bins, &self.dirs, &[]).unwrap();
         assert_eq!(self.request(vip).unwrap(), CANARY);
         (vip, d)
@@ -89,7 +92,7 @@ impl Setup {
         }
     }
 
-    fn config(&self, vip: IpAddr, weight_bp: u16) -> Config {
+    fn config(&self, vip: IpAddr, weight: Weight) -> Config {
         Config {
             daemon: self.dirs.daemon_config(HOST_IF),
             services: vec![ServiceSpec {
@@ -99,7 +102,7 @@ impl Setup {
                 affinity: Affinity::Flow,
                 stable: vec![self.stable],
                 canary: vec![self.canary],
-                weight_bp,
+                weight,
             }],
             rollouts: Default::default(),
         }
@@ -298,7 +301,7 @@ fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
     let _serial = one_at_a_time();
     let s = Setup::new();
     s.dirs
-        .write_config(&s.config(IpAddr::V4(HOST_V4), 10_000))
+        .write_config(&s.config(IpAddr::V4(HOST_V4), Weight::FULL))
         .unwrap();
     let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
     let before = host_interface(&d.status().unwrap());
@@ -368,7 +371,7 @@ fn a_vip_that_is_not_local_is_a_warning_until_it_is_added() {
     let _serial = one_at_a_time();
     let s = Setup::new();
     let vip = IpAddr::V4(FOREIGN_VIP);
-    s.dirs.write_config(&s.config(vip, 10_000)).unwrap();
+    s.dirs.write_config(&s.config(vip, Weight::FULL)).unwrap();
     let file = s.dirs.config().display().to_string();
     let message = "198.18.0.99 is not an address of this host: clients cannot reach it until it \
                    is added (e.g. `ip addr add 198.18.0.99/32 dev lo`, or by keepalived); canaryd \
@@ -416,7 +419,7 @@ fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
     let _serial = one_at_a_time();
     let s = Setup::new();
     s.dirs
-        .write_config(&s.config(IpAddr::V4(HOST_V4), 0))
+        .write_config(&s.config(IpAddr::V4(HOST_V4), Weight::ZERO))
         .unwrap();
     let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
 
@@ -452,7 +455,7 @@ fn the_tc_hook_is_shown_checked_repaired_and_detached() {
     let _serial = one_at_a_time();
     let s = Setup::new();
     let vip = IpAddr::V4(HOST_V4);
-    let mut config = s.config(vip, 10_000);
+    let mut config = s.config(vip, Weight::FULL);
     config.daemon.hooks.insert(HOST_IF.into(), Hook::Tc);
     s.dirs.write_config(&config).unwrap();
     assert!(

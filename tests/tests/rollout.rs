@@ -20,9 +20,10 @@ use canary_userspace::{
     config::Config,
     controller::plan::{Checks, Gate, Mode, OnRollback, RolloutPlan},
     model::rollout::{Action, Phase, Verdict},
+    model::weight::Weight,
 };
 use tests::{
-    one_at_a_time, require_root,
+    bp, one_at_a_time, require_root,
     servers::{Backend, Behaviour, Http, HttpClient},
 };
 use xtask::{
@@ -32,10 +33,11 @@ use xtask::{
 
 const SERVICE: &str = "model";
 
-/// A plan with quick intervals; each test changes what it tests.
+/// A plan with quick intervals, `steps` in basis points; each test
+/// changes what it tests.
 fn plan(steps: &[u16]) -> RolloutPlan {
     RolloutPlan {
-        steps: steps.to_vec(),
+        steps: steps.iter().map(|&s| bp(s)).collect(),
         interval: Duration::from_millis(1500),
         min_requests: 20,
         failed_checks_limit: 2,
@@ -103,7 +105,7 @@ impl Setup {
         })
     }
 
-    fn config(&self, plan: RolloutPlan, weight_bp: u16) -> Config {
+    fn config(&self, plan: RolloutPlan, weight: Weight) -> Config {
         let at = |port| SocketAddr::new(HOST_V4.into(), port);
         Config {
             daemon: self.dirs.daemon_config(HOST_IF),
@@ -114,21 +116,19 @@ impl Setup {
                 affinity: Affinity::Flow,
                 stable: vec![at(8081)],
                 canary: vec![at(8082)],
-                weight_bp,
+                weight,
             }],
             rollouts: [(SERVICE.to_owned(), plan)].into(),
         }
     }
 
     fn start(&self, plan: RolloutPlan) -> Canaryd {
-        self.start_at(plan, 0)
+        self.start_at(plan, Weight::ZERO)
     }
 
-    /// `start`, with the config's canary weight at `weight_bp`.
-    fn start_at(&self, plan: RolloutPlan, weight_bp: u16) -> Canaryd {
-        self.dirs
-            .write_config(&self.config(plan, weight_bp))
-            .unwrap();
+    /// `start`, with the config's canary weight at `weight`.
+    fn start_at(&self, plan: RolloutPlan, weight: Weight) -> Canaryd {
+        self.dirs.write_config(&self.config(plan, weight)).unwrap();
         Canaryd::start(&self.topo.host, &self.bins, &self.dirs, &[]).unwrap()
     }
 }
@@ -385,7 +385,7 @@ fn dry_run_reports_the_rollback_and_changes_no_weight() {
     let mut p = plan(&[500, 5000, 10000]);
     p.mode = Mode::DryRun;
     // A dry run changes no weight: the canary gets the config's 5 %.
-    let d = s.start_at(p, 500);
+    let d = s.start_at(p, bp(500));
     let load = Load::start(&s, 6);
     let (r, _) = run_to_end(&d, Duration::from_secs(60));
     load.finish();
@@ -644,7 +644,7 @@ fn failsafe_sends_new_flows_to_stable_while_canaryd_is_gone() {
     let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
     let mut p = plan(&[5000, 10000]);
     p.interval = Duration::from_secs(60);
-    let mut config = s.config(p, 0);
+    let mut config = s.config(p, Weight::ZERO);
     config.daemon.failsafe_timeout = Duration::from_secs(1);
     s.dirs.write_config(&config).unwrap();
     let mut d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
@@ -831,7 +831,7 @@ fn a_gate_at_infinity_or_nan_never_passes() {
             min: Some(0.9),
             max: None,
         }];
-        s.dirs.write_config(&s.config(p, 0)).unwrap();
+        s.dirs.write_config(&s.config(p, Weight::ZERO)).unwrap();
         let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
         let load = Load::start(&s, 2);
         let (r, _) = run_to_end(&d, Duration::from_secs(30));

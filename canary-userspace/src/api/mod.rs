@@ -21,7 +21,7 @@ use std::{
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-pub use crate::model::weight::{WeightSource, bp_to_percent};
+pub use crate::model::weight::WeightSource;
 
 use crate::{
     model::kinds::{Affinity, Hook, Mode, OnRollback, Protocol, XdpMode},

@@ -3,7 +3,7 @@
 //! one weight (one map write) and persists the rollout with it.
 
 use crate::model::rollout::{Action, Phase};
-use canary_common::{VERSION_CANARY, WEIGHT_SCALE};
+use canary_common::VERSION_CANARY;
 
 use super::{Daemon, DaemonError, observe};
 use crate::{
@@ -13,7 +13,7 @@ use crate::{
         policy::Decision,
         run::{Reading, RolloutRun},
     },
-    model::signals::VersionSignals,
+    model::{signals::VersionSignals, weight::Weight},
 };
 
 /// An operator's command on a rollout.
@@ -40,7 +40,7 @@ impl Daemon {
                 service: service.to_owned(),
                 why: "no rollout has been started".into(),
             })?;
-        let weight = self.dp.weight(service).unwrap_or(0);
+        let weight = self.dp.weight(service).unwrap_or(Weight::ZERO);
         let rollbacks = self.state.rollbacks.get(service).copied().unwrap_or(0);
         Ok(observe::report(
             service,
@@ -54,7 +54,7 @@ impl Daemon {
     /// The answer to a rollback of a service that has no rollout: its
     /// weight, no history.
     pub fn rollback_report(&self, service: &str) -> Result<RolloutReport, DaemonError> {
-        let weight = self.dp.weight(service).unwrap_or(0);
+        let weight = self.dp.weight(service).unwrap_or(Weight::ZERO);
         Ok(RolloutReport {
             service: service.to_owned(),
             phase: Phase::RolledBack,
@@ -63,7 +63,7 @@ impl Daemon {
             on_rollback: OnRollback::Drain,
             step: 0,
             steps_percent: vec![],
-            weight_percent: f64::from(weight) / 100.0,
+            weight_percent: weight.percent(),
             observed_canary_share: None,
             interval_ms: 0,
             looks: 0,
@@ -105,14 +105,14 @@ impl Daemon {
             });
         }
         let mut run = RolloutRun::start(plan, self.reading(service)?, now_unix_ms);
-        let weight = (run.plan.mode == Mode::Enforce).then(|| run.weight_bp());
+        let weight = (run.plan.mode == Mode::Enforce).then(|| run.weight());
         let mut next = self.state.clone();
         run.state.generation = next.next_generation();
         next.rollouts.insert(service.to_owned(), run.clone());
         self.commit_weight(service, weight, next, "rollout start")?;
         log::info!(
-            "service {service}: rollout started at {:.2}% ({} steps, every {:?}, {:?})",
-            f64::from(run.weight_bp()) / 100.0,
+            "service {service}: rollout started at {:.2} ({} steps, every {:?}, {:?})",
+            run.weight(),
             run.plan.steps.len(),
             run.plan.interval,
             run.plan.mode
@@ -133,7 +133,7 @@ impl Daemon {
         if control == Control::Rollback && current.as_ref().is_none_or(|r| r.state.phase.is_over())
         {
             let next = self.state.clone();
-            self.commit_weight(service, Some(0), next, "rollback")?;
+            self.commit_weight(service, Some(Weight::ZERO), next, "rollback")?;
             return Ok(current);
         }
         let Some(mut run) = current else {
@@ -155,11 +155,15 @@ impl Daemon {
             Control::Resume => (Phase::Running, None, ""),
             Control::Promote => (
                 Phase::Promoted,
-                Some(WEIGHT_SCALE as u16),
+                Some(Weight::FULL),
                 "promoted by an operator",
             ),
-            Control::Abort => (Phase::Aborted, Some(0), "aborted by an operator"),
-            Control::Rollback => (Phase::RolledBack, Some(0), "rolled back by an operator"),
+            Control::Abort => (Phase::Aborted, Some(Weight::ZERO), "aborted by an operator"),
+            Control::Rollback => (
+                Phase::RolledBack,
+                Some(Weight::ZERO),
+                "rolled back by an operator",
+            ),
         };
         run.state.phase = new_phase;
         run.state.reason = reason.to_owned();
@@ -225,8 +229,8 @@ impl Daemon {
         run.state = decision.next;
         run.advance(action, reading, now_unix_ms);
         let weight = match action {
-            Action::StepUp { .. } | Action::Promote => Some(run.weight_bp()),
-            Action::Rollback => Some(0),
+            Action::StepUp { .. } | Action::Promote => Some(run.weight()),
+            Action::Rollback => Some(Weight::ZERO),
             Action::Hold | Action::Pause => None,
         }
         .filter(|_| run.plan.mode == Mode::Enforce);

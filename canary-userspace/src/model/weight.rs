@@ -28,7 +28,7 @@ pub enum ParseWeightError {
 /// Reads a percent as people write it: `5`, `12.5`, `5%` or `5 %`. The
 /// sign is optional because a weight is always a percent; accepting it
 /// keeps `5%` from meaning anything else.
-pub fn parse_percent(text: &str) -> Result<f64, InvalidPercent> {
+fn parse_percent(text: &str) -> Result<f64, InvalidPercent> {
     let number = text.trim();
     let number = number.strip_suffix('%').unwrap_or(number).trim_end();
     // `f64::from_str` takes "inf" and "NaN": no weight is spelled that way.
@@ -42,27 +42,13 @@ pub fn parse_percent(text: &str) -> Result<f64, InvalidPercent> {
     number.parse().map_err(|_| InvalidPercent(text.to_owned()))
 }
 
-/// A hint for a weight below 1 % (and above 0): `0.05` is easily typed for
-/// 5 %, and the data path would silently send 1 in 2000 new flows. The
-/// weight is still valid; the caller warns.
-pub fn low_weight_hint(weight_bp: u16) -> Option<String> {
-    if weight_bp == 0 || weight_bp >= 100 {
-        return None;
-    }
-    let percent = f64::from(weight_bp) / 100.0;
-    let one_in = 10_000.0 / f64::from(weight_bp);
-    Some(format!(
-        "{percent} % (1 in {one_in:.0} new flows); did you mean {weight_bp}? The weight is a percent"
-    ))
-}
-
 /// Converts a percent (0 to 100, at most two decimals) to basis points:
 /// 12.34 becomes 1234 exactly.
 ///
 /// Decimals are counted on the shortest text that reads back as the same
 /// float, which is what the user wrote, so 12.34 (stored as 12.339999...)
 /// passes and 12.345 does not.
-pub fn weight_percent_to_bp(percent: f64) -> Result<u16, InvalidWeight> {
+fn weight_percent_to_bp(percent: f64) -> Result<u16, InvalidWeight> {
     let bad = || Err(InvalidWeight(percent));
     if !(0.0..=100.0).contains(&percent) {
         return bad();
@@ -76,11 +62,6 @@ pub fn weight_percent_to_bp(percent: f64) -> Result<u16, InvalidWeight> {
     // integer from 0 to 10000, so rounding gives it exactly.
     // The cast is exact: the value is an integer in 0..=10000.
     Ok((percent * 100.0).round() as u16)
-}
-
-/// Basis points as the API shows them: percent with two decimals.
-pub fn bp_to_percent(bp: u16) -> f64 {
-    f64::from(bp) / 100.0
 }
 
 /// The canary's share of new flows: a whole number of basis points,
@@ -160,6 +141,21 @@ impl std::fmt::Display for Weight {
     }
 }
 
+/// A hint for a weight below 1 % (and above 0): `0.05` is easily typed for
+/// 5 %, and the data path would silently send 1 in 2000 new flows. The
+/// weight is still valid; the caller warns.
+pub fn low_weight_hint(weight: Weight) -> Option<String> {
+    let bp = weight.bp();
+    if bp == 0 || bp >= 100 {
+        return None;
+    }
+    let percent = weight.percent();
+    let one_in = f64::from(WEIGHT_SCALE) / f64::from(bp);
+    Some(format!(
+        "{percent} % (1 in {one_in:.0} new flows); did you mean {bp}? The weight is a percent"
+    ))
+}
+
 /// On the wire and in files: basis points, a whole number.
 impl Serialize for Weight {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -221,16 +217,17 @@ mod tests {
 
     #[test]
     fn weights_below_one_percent_get_a_hint() {
+        let bp = |bp| Weight::from_bp(bp).unwrap();
         assert_eq!(
-            low_weight_hint(5).unwrap(),
+            low_weight_hint(bp(5)).unwrap(),
             "0.05 % (1 in 2000 new flows); did you mean 5? The weight is a percent"
         );
         assert_eq!(
-            low_weight_hint(50).unwrap(),
+            low_weight_hint(bp(50)).unwrap(),
             "0.5 % (1 in 200 new flows); did you mean 50? The weight is a percent"
         );
-        assert_eq!(low_weight_hint(0), None);
-        assert_eq!(low_weight_hint(100), None);
+        assert_eq!(low_weight_hint(Weight::ZERO), None);
+        assert_eq!(low_weight_hint(bp(100)), None);
     }
 
     #[test]

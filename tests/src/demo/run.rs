@@ -18,7 +18,7 @@ use canary_userspace::{
     api::{Client, RolloutAction, RolloutReport},
     config::Config,
     controller::webhook::Event,
-    model::rollout::Phase,
+    model::{rollout::Phase, weight::Weight},
 };
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},
@@ -133,7 +133,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             affinity: Affinity::Flow,
             stable: vec![at(0)],
             canary: vec![at(1)],
-            weight_bp: 0,
+            weight: Weight::ZERO,
         }],
         rollouts: [(SERVICE.to_owned(), plan.clone())].into(),
     };
@@ -175,11 +175,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     )?;
     thread::sleep(WARM_UP);
 
-    let steps: Vec<String> = plan
-        .steps
-        .iter()
-        .map(|bp| format!("{}%", f64::from(*bp) / 100.0))
-        .collect();
+    let steps: Vec<String> = plan.steps.iter().map(Weight::to_string).collect();
     println!(
         "demo: [5/6] rollout: steps {}, every {} s; checks: error rate <= {}%, p99 <= {} ms, PromQL accuracy >= {}",
         steps.join(" "),

@@ -141,9 +141,9 @@ pub fn describe(r: &Record) -> String {
         })
         .collect();
     format!(
-        "look {} at {:.2}%: {} -> {action}; requests {}/{}; {}; {}",
+        "look {} at {:.2}: {} -> {action}; requests {}/{}; {}; {}",
         r.look,
-        f64::from(r.weight_bp) / 100.0,
+        r.weight,
         format!("{:?}", r.verdict).to_lowercase(),
         r.interval_attempts[0],
         r.interval_attempts[1],
@@ -199,7 +199,7 @@ mod tests {
             at_unix_ms: at,
             look: 1,
             step: 0,
-            weight_bp: 500,
+            weight: canary_userspace::model::weight::Weight::from_bp(500).unwrap(),
             interval_attempts: [100, 5],
             verdict: Verdict::Fail,
             action,

@@ -22,10 +22,8 @@ pub fn wait(client: &Client, service: &str, limit: Duration) -> Result<RolloutRe
     client.wait_for_rollout(service, Duration::from_millis(500), limit, |r| {
         for rec in r.history.iter().filter(|h| h.look > seen) {
             eprintln!(
-                "canaryctl: look {} at {:.2}%: {}",
-                rec.look,
-                f64::from(rec.weight_bp) / 100.0,
-                rec.reason
+                "canaryctl: look {} at {:.2}: {}",
+                rec.look, rec.weight, rec.reason
             );
         }
         seen = r.history.last().map_or(seen, |h| h.look);
@@ -122,10 +120,10 @@ pub fn print(r: &RolloutReport) {
     );
     for h in &r.history {
         println!(
-            "  {:>4} {:>7.1}s {:>7.2}% {:>10} {:>10}  {:<12} {:<18} {}{}",
+            "  {:>4} {:>7.1}s {:>8.2} {:>10} {:>10}  {:<12} {:<18} {}{}",
             h.look,
             h.at_unix_ms.saturating_sub(r.started_unix_ms) as f64 / 1000.0,
-            f64::from(h.weight_bp) / 100.0,
+            h.weight,
             h.interval_attempts[0],
             h.interval_attempts[1],
             verdict(h.verdict),
