@@ -230,14 +230,14 @@ fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
     println!(
         "kill -9: {requests} requests on 100 long-lived connections, {} failed; \
          {down_connections} new connections served while down ({down_canary} by canary); \
-         after restart weight {:.2}%, new flows {} (was {flows_before})",
+         after restart weight {:.2}, new flows {} (was {flows_before})",
         failures.len(),
-        svc.weight_percent,
+        svc.weight,
         svc.stable.new_flows + svc.canary.new_flows
     );
     assert!(failures.is_empty(), "{failures:?}\n{}", d.log_text());
     assert!(requests > 1000, "only {requests} requests");
-    assert_eq!(svc.weight_percent, 30.0);
+    assert_eq!(svc.weight, bp(3000));
     assert_eq!(
         svc.stable.new_flows + svc.canary.new_flows,
         flows_before + down_connections as u64,
@@ -466,7 +466,7 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
     }
     let st = d.status().unwrap();
     assert_eq!(st.services.len(), 1, "{st:?}");
-    assert_eq!(st.services[0].weight_percent, 0.0);
+    assert_eq!(st.services[0].weight, Weight::ZERO);
     assert_eq!(s.canary_answers(s.vip, 10), 0);
     assert!(
         s.connect(other_vip).is_err(),
@@ -508,10 +508,13 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
     let out = d.ctl(&["--json", "set-weight", "model", "12.34"]).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
+    assert_eq!(v["data"]["weight_bp"], 1234);
+    assert_eq!(v["data"]["previous_weight_bp"], 10000);
+    // Deprecated, for older clients, until the next release.
     assert_eq!(v["data"]["percent"], 12.34);
     assert_eq!(v["data"]["previous_percent"], 100.0);
     let st = d.status().unwrap();
-    assert_eq!(st.services[0].weight_percent, 12.34);
+    assert_eq!(st.services[0].weight, bp(1234));
     assert_eq!(st.services[0].canary.new_flows, 10);
     assert_eq!(st.services[0].stable.new_flows, 0);
     let out = d.ctl(&["set-weight", "model", "0"]).unwrap();
@@ -553,7 +556,7 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
     let state_dir = s.dirs.state_dir();
     let _ = std::fs::remove_dir_all(&state_dir);
     std::fs::write(&state_dir, "not a directory").unwrap();
-    let before = d.status().unwrap().services[0].weight_percent;
+    let before = d.status().unwrap().services[0].weight;
     let out = d.ctl(&["set-weight", "model", "42"]).unwrap();
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{err}");
@@ -561,7 +564,7 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
         err.contains("undone") && err.contains("state file"),
         "{err}"
     );
-    assert_eq!(d.status().unwrap().services[0].weight_percent, before);
+    assert_eq!(d.status().unwrap().services[0].weight, before);
     assert_eq!(
         s.canary_answers(s.vip, 10),
         0,
@@ -614,7 +617,7 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
     let socket = s.dirs.socket();
     let bins = &s.bins;
     // Distinct values 0.5 .. 45.0, so every reply names exactly one call.
-    let replies: Vec<(f64, f64)> = thread::scope(|scope| {
+    let replies: Vec<(Weight, Weight)> = thread::scope(|scope| {
         let handles: Vec<_> = (0..CLIENTS)
             .map(|t| {
                 let socket = socket.clone();
@@ -628,7 +631,7 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
                             let r: Response<WeightSet> =
                                 serde_json::from_slice(&out.stdout).unwrap();
                             let w = r.data.unwrap();
-                            (w.previous_percent, w.percent)
+                            (w.previous, w.weight)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -642,7 +645,7 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
     // The calls were applied one after another: following "previous ->
     // new" from the initial 0% visits every call once and ends at the
     // weight the kernel has.
-    let mut at = 0.0;
+    let mut at = Weight::ZERO;
     for _ in 0..replies.len() {
         let next = replies
             .iter()
@@ -652,12 +655,12 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
         assert_eq!(next.len(), 1, "from {at}: {next:?} (replies {replies:?})");
         at = next[0];
     }
-    let final_weight = d.status().unwrap().services[0].weight_percent;
+    let final_weight = d.status().unwrap().services[0].weight;
     assert_eq!(final_weight, at);
     // And the state file agrees: a restart keeps it.
     d.signal(libc::SIGTERM).unwrap();
     let d = s.start(&[]);
-    assert_eq!(d.status().unwrap().services[0].weight_percent, at);
+    assert_eq!(d.status().unwrap().services[0].weight, at);
 }
 
 #[test]
@@ -801,7 +804,7 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
             "set-weight must wait behind the held reload: {set_took:?}"
         );
     });
-    assert_eq!(d.status().unwrap().services[0].weight_percent, 50.0);
+    assert_eq!(d.status().unwrap().services[0].weight, bp(5000));
 }
 
 /// Pinned maps of another layout where canary's would be (a plain hash

@@ -23,7 +23,7 @@ use canary_userspace::{
     model::weight::Weight,
 };
 use tests::{
-    HTTP_TIMEOUT, one_at_a_time, require_root,
+    HTTP_TIMEOUT, bp, one_at_a_time, require_root,
     servers::{Backend, Client},
 };
 use xtask::{
@@ -203,9 +203,9 @@ fn set_weight_calls(d: &Canaryd, n: usize) -> (Vec<Duration>, usize) {
     let mut times = Vec::with_capacity(n);
     let mut most_fds = 0;
     for i in 0..n {
-        let percent = if i % 2 == 0 { 50.0 } else { 0.0 };
+        let weight = if i % 2 == 0 { bp(5000) } else { Weight::ZERO };
         let t = Instant::now();
-        let result = client.set_weight("model", percent);
+        let result = client.set_weight("model", weight);
         let took = t.elapsed();
         if let Err(e) = result {
             panic!(
@@ -300,7 +300,7 @@ fn set_weight_is_never_starved_by_a_metrics_flood() {
         summary(&times),
         summary(&quiet),
     );
-    assert_eq!(status.services[0].weight_percent, 0.0);
+    assert_eq!(status.services[0].weight, Weight::ZERO);
     assert!(
         most_fds <= NOFILE as usize - fds::RESERVE as usize,
         "{most_fds} descriptors open: the reserve was used"
@@ -538,7 +538,7 @@ fn webhooks_to_a_hanging_receiver_never_take_a_control_calls_descriptor() {
         config.rollouts.insert(
             name,
             RolloutPlan {
-                steps: vec![tests::bp(1000), Weight::FULL],
+                steps: vec![bp(1000), Weight::FULL],
                 interval: Duration::from_millis(100),
                 min_requests: 20,
                 failed_checks_limit: 2,
@@ -576,8 +576,8 @@ fn webhooks_to_a_hanging_receiver_never_take_a_control_calls_descriptor() {
         if let Err(e) = client.reload() {
             failures.push(format!("reload {i}: {e}"));
         }
-        let percent = if i % 2 == 0 { 50.0 } else { 0.0 };
-        if let Err(e) = client.set_weight("model", percent) {
+        let weight = if i % 2 == 0 { bp(5000) } else { Weight::ZERO };
+        if let Err(e) = client.set_weight("model", weight) {
             failures.push(format!("set-weight {i}: {e}"));
         }
         most_fds = most_fds.max(open_fds(d.pid));

@@ -24,7 +24,7 @@ use canary_userspace::{
     model::weight::Weight,
 };
 use tests::{
-    HTTP_TIMEOUT, one_at_a_time, require_root,
+    HTTP_TIMEOUT, bp, one_at_a_time, require_root,
     servers::{Backend, Client},
 };
 use xtask::{
@@ -426,7 +426,7 @@ fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
     let out = d.ctl(&["set-weight", "model", "5%"]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stderr(&out), "");
-    assert_eq!(d.status().unwrap().services[0].weight_percent, 5.0);
+    assert_eq!(d.status().unwrap().services[0].weight, bp(500));
 
     let out = d.ctl(&["set-weight", "model", "0.05"]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -434,7 +434,7 @@ fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
         stderr(&out).trim_end(),
         "canaryctl: note: model: 0.05 % (1 in 2000 new flows); did you mean 5? The weight is a percent"
     );
-    assert_eq!(d.status().unwrap().services[0].weight_percent, 0.05);
+    assert_eq!(d.status().unwrap().services[0].weight, bp(5));
 
     let out = d.ctl(&["set-weight", "model", "5x"]).unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -442,7 +442,7 @@ fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
         stderr(&out).trim_end(),
         "canaryctl: percent: \"5x\" is not a percent; write a number from 0 to 100 with at most two decimals, e.g. 12.5 or 12.5%"
     );
-    assert_eq!(d.status().unwrap().services[0].weight_percent, 0.05);
+    assert_eq!(d.status().unwrap().services[0].weight, bp(5));
 }
 
 /// An interface with `hook = "tc"`: canaryd runs canary_ingress_tc at tcx

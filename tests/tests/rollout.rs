@@ -259,7 +259,7 @@ fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
         describe(&r)
     );
     assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
-    assert_eq!(r.weight_percent, 0.0);
+    assert_eq!(r.weight, Weight::ZERO);
     assert!(took <= limit + Duration::from_millis(500), "took {took:?}");
     // After the rollback new connections reach stable only.
     let served = s.canary_http.served();
@@ -345,7 +345,7 @@ fn healthy_canaries_are_promoted() {
         );
         assert_eq!(r.phase, Phase::Promoted, "{}", describe(&r));
         assert_eq!(r.failed, 0, "{}", describe(&r));
-        assert_eq!(r.weight_percent, 100.0);
+        assert_eq!(r.weight, Weight::FULL);
     }
     let (_, failed) = load.finish();
     assert_eq!(failed, 0, "requests failed during the rollouts");
@@ -389,15 +389,12 @@ fn dry_run_reports_the_rollback_and_changes_no_weight() {
     let load = Load::start(&s, 6);
     let (r, _) = run_to_end(&d, Duration::from_secs(60));
     load.finish();
-    println!(
-        "dry-run: {:?}, weight {}%: {}",
-        r.phase, r.weight_percent, r.reason
-    );
+    println!("dry-run: {:?}, weight {}: {}", r.phase, r.weight, r.reason);
     assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
     assert!(r.history.iter().all(|h| h.dry_run));
     assert_eq!(r.history.last().unwrap().action, Action::Rollback);
-    assert_eq!(r.weight_percent, 5.0, "the config's weight, untouched");
-    assert_eq!(d.status().unwrap().services[0].weight_percent, 5.0);
+    assert_eq!(r.weight, bp(500), "the config's weight, untouched");
+    assert_eq!(d.status().unwrap().services[0].weight, bp(500));
 }
 
 /// Drain keeps established canary connections on the canary after a
@@ -468,8 +465,8 @@ fn kill_minus_nine_mid_rollout_resumes_at_the_same_step() {
     let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
     let after = d.client().rollout_status(SERVICE).unwrap();
     println!(
-        "kill -9 at step {} after {} looks: restarted at step {} after {} looks, weight {}%",
-        before.step, before.looks, after.step, after.looks, after.weight_percent
+        "kill -9 at step {} after {} looks: restarted at step {} after {} looks, weight {}",
+        before.step, before.looks, after.step, after.looks, after.weight
     );
     assert!(after.step >= before.step && after.looks >= before.looks);
     assert_eq!(after.history[..before.history.len()], before.history[..]);
@@ -780,11 +777,11 @@ fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
         load.finish();
         let log = d.log_text();
         println!(
-            "{restart} while a look waited for its gate: {:?} at step {} ({}%), {} looks; \
+            "{restart} while a look waited for its gate: {:?} at step {} ({}), {} looks; \
              refused in the log: {}",
             r.phase,
             r.step,
-            r.weight_percent,
+            r.weight,
             r.looks,
             log.contains("was taken on look 0 of generation 1")
         );
@@ -794,7 +791,7 @@ fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
             "{restart}: {}\n{log}",
             describe(&r)
         );
-        assert_eq!(r.weight_percent, 10.0, "{restart}");
+        assert_eq!(r.weight, bp(1000), "{restart}");
         assert!(
             log.contains("was taken on look 0 of generation 1"),
             "{restart}: the stale decision was not seen refused\n{log}"
@@ -887,12 +884,12 @@ fn set_weight_during_a_rollout_is_a_rollback_at_zero_and_refused_otherwise() {
     // Three intervals: a rollout still running would have stepped up.
     thread::sleep(Duration::from_millis(1600));
     let r = client.rollout_status(SERVICE).unwrap();
-    let weight = d.status().unwrap().services[0].weight_percent;
+    let weight = d.status().unwrap().services[0].weight;
     let after = canaryctl(&s.bins, &s.dirs.socket(), &["set-weight", SERVICE, "20"]).unwrap();
     load.finish();
     println!(
         "set-weight 30 during the rollout: exit {:?}: {}\nset-weight 0: exit {:?}: {}\
-         rollout then {:?} ({}), weight {weight}% 1.6 s later; set-weight 20 after it: exit {:?}",
+         rollout then {:?} ({}), weight {weight} 1.6 s later; set-weight 20 after it: exit {:?}",
         refused.status.code(),
         refused_text.trim(),
         zero.status.code(),
@@ -914,7 +911,7 @@ fn set_weight_during_a_rollout_is_a_rollback_at_zero_and_refused_otherwise() {
     );
     assert!(zero_text.contains("rolled back"), "{zero_text}");
     assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
-    assert_eq!(weight, 0.0);
+    assert_eq!(weight, Weight::ZERO);
     assert!(
         after.status.success(),
         "{}",

@@ -245,7 +245,7 @@ fn upgrade(hook: Hook, flow_table_size: u32) {
     failures.extend(ask_all(&mut conns, "after the upgrade"));
     let after_upgrade_new = new_connection_labels(&topo, vip, 10);
     // The weight moves again under today's canaryd: still nobody moves.
-    d.client().set_weight(SERVICE, 100.0).unwrap();
+    d.client().set_weight(SERVICE, Weight::FULL).unwrap();
     failures.extend(ask_all(&mut conns, "after the upgrade, weight 100 %"));
     let status = d.status().unwrap();
     let svc = &status.services[0];

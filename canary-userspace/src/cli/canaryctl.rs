@@ -172,7 +172,7 @@ impl SetWeightArgs {
         }
         Request::SetWeight {
             service: self.service.clone(),
-            percent: self.weight.percent(),
+            weight: self.weight,
         }
     }
 }

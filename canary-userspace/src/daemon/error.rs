@@ -8,11 +8,6 @@ use crate::{api::ErrorCode, config::ConfigErrors, error::Error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("percent {percent}: {reason}")]
-    InvalidWeight {
-        percent: f64,
-        reason: crate::config::InvalidWeight,
-    },
     #[error("unknown service {name:?}; this daemon has: {}", known_list(.known))]
     UnknownService { name: String, known: Vec<String> },
     #[error("{0}")]
@@ -92,7 +87,6 @@ impl DaemonError {
     /// The code a response carrying this error has.
     pub fn code(&self) -> ErrorCode {
         match self {
-            DaemonError::InvalidWeight { .. } => ErrorCode::InvalidWeight,
             DaemonError::UnknownService { .. } => ErrorCode::UnknownService,
             DaemonError::InvalidConfig(_) => ErrorCode::InvalidConfig,
             DaemonError::RestartRequired(_) => ErrorCode::RestartRequired,

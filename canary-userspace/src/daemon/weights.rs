@@ -18,9 +18,7 @@ impl Daemon {
     /// would undo a weight set by hand: 0 ends the rollout as a rollback
     /// (the one-write way back, as `canaryctl rollback`), any other weight
     /// is refused with the commands that do what was meant.
-    pub fn set_weight(&mut self, service: &str, percent: f64) -> Result<WeightSet, DaemonError> {
-        let weight = Weight::from_percent(percent)
-            .map_err(|reason| DaemonError::InvalidWeight { percent, reason })?;
+    pub fn set_weight(&mut self, service: &str, weight: Weight) -> Result<WeightSet, DaemonError> {
         let mut notes = vec![];
         let previous = match self.state.rollouts.get(service) {
             Some(run) if !run.state.phase.is_over() => {
@@ -63,8 +61,8 @@ impl Daemon {
             .collect();
         Ok(WeightSet {
             service: service.to_owned(),
-            previous_percent: previous.percent(),
-            percent: weight.percent(),
+            previous,
+            weight,
             warnings,
         })
     }

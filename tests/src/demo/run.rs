@@ -208,14 +208,14 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let chart_path = opts
         .out
         .join(format!("rollout-{}.svg", format!("{sc:?}").to_lowercase()));
-    let mut marks = timeline.marks(&report.steps_percent);
+    let mut marks = timeline.marks(&report.steps);
     marks.insert(
         0,
         Mark {
             t: 0.0,
             label: format!(
-                "start {}%",
-                report.steps_percent.first().copied().unwrap_or(0.0)
+                "start {}",
+                report.steps.first().copied().unwrap_or_default()
             ),
             rollback: false,
         },
@@ -264,9 +264,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         seen.failed
     );
     println!(
-        "       in the {} s after: weight {}%, requests stable {}, canary {} (connections opened before the end finish where they are)",
+        "       in the {} s after: weight {}, requests stable {}, canary {} (connections opened before the end finish where they are)",
         AFTERMATH.as_secs(),
-        last.weight_percent,
+        last.weight,
         after[0],
         after[1]
     );
