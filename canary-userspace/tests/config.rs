@@ -385,7 +385,7 @@ fn warnings_name_a_vip_that_is_not_local_and_a_weight_below_one_percent() {
                  by keepalived); canaryd serves it once it is"
             ),
             format!(
-                "{file}: service[0].weight: 0.05 % (1 in 2000 new flows); did you mean 5? \
+                "{file}: service[0].weight: 0.05% (1 in 2000 new flows); did you mean 5? \
                  The weight is a percent"
             ),
         ]

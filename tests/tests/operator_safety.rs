@@ -432,7 +432,7 @@ fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stderr(&out).trim_end(),
-        "canaryctl: note: model: 0.05 % (1 in 2000 new flows); did you mean 5? The weight is a percent"
+        "canaryctl: note: model: 0.05% (1 in 2000 new flows); did you mean 5? The weight is a percent"
     );
     assert_eq!(d.status().unwrap().services[0].weight, bp(5));
 

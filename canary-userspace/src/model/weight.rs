@@ -149,10 +149,9 @@ pub fn low_weight_hint(weight: Weight) -> Option<String> {
     if bp == 0 || bp >= 100 {
         return None;
     }
-    let percent = weight.percent();
     let one_in = f64::from(WEIGHT_SCALE) / f64::from(bp);
     Some(format!(
-        "{percent} % (1 in {one_in:.0} new flows); did you mean {bp}? The weight is a percent"
+        "{weight} (1 in {one_in:.0} new flows); did you mean {bp}? The weight is a percent"
     ))
 }
 
@@ -220,11 +219,11 @@ mod tests {
         let bp = |bp| Weight::from_bp(bp).unwrap();
         assert_eq!(
             low_weight_hint(bp(5)).unwrap(),
-            "0.05 % (1 in 2000 new flows); did you mean 5? The weight is a percent"
+            "0.05% (1 in 2000 new flows); did you mean 5? The weight is a percent"
         );
         assert_eq!(
             low_weight_hint(bp(50)).unwrap(),
-            "0.5 % (1 in 200 new flows); did you mean 50? The weight is a percent"
+            "0.5% (1 in 200 new flows); did you mean 50? The weight is a percent"
         );
         assert_eq!(low_weight_hint(Weight::ZERO), None);
         assert_eq!(low_weight_hint(bp(100)), None);
