@@ -15,7 +15,7 @@ use canary_userspace::{
     Affinity, Hook, Protocol,
     config::{
         self, Config, ConfigErrors, DEFAULT_BPFFS, DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET,
-        DEFAULT_STATE_DIR, parse_duration, weight_percent_to_bp,
+        DEFAULT_STATE_DIR, Weight, parse_duration,
     },
 };
 
@@ -47,6 +47,11 @@ fn valid(name: &str) -> Config {
         .join("tests/configs/valid")
         .join(name);
     parse_fixture(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Weights as basis points, to compare with literals.
+fn bp(weights: &[Weight]) -> Vec<u16> {
+    weights.iter().map(|w| w.bp()).collect()
 }
 
 fn addr(text: &str) -> SocketAddr {
@@ -93,9 +98,9 @@ fn ipv4_tcp_fixture_has_its_values() {
         [addr("198.18.0.1:8081"), addr("198.18.0.2:8081")]
     );
     assert_eq!(sentiment.canary, [addr("198.18.0.1:8082")]);
-    assert_eq!(sentiment.weight_bp, 1234);
+    assert_eq!(sentiment.weight.bp(), 1234);
     // An integer weight is a percent too.
-    assert_eq!(config.services[1].weight_bp, 500);
+    assert_eq!(config.services[1].weight.bp(), 500);
     assert_eq!(config.services[1].affinity, Affinity::Flow);
 }
 
@@ -110,7 +115,7 @@ fn ipv6_udp_fixture_has_its_values() {
     assert_eq!(dns.affinity, Affinity::Client);
     assert_eq!(dns.stable.len(), 2);
     assert_eq!(dns.canary, [addr("[2001:db8::20]:5353")]);
-    assert_eq!(dns.weight_bp, 1);
+    assert_eq!(dns.weight.bp(), 1);
 }
 
 #[test]
@@ -133,7 +138,7 @@ fn minimal_fixture_takes_defaults() {
     let api = &config.services[0];
     assert_eq!(api.protocol, Protocol::Tcp);
     assert_eq!(api.affinity, Affinity::Flow);
-    assert_eq!(api.weight_bp, 0);
+    assert_eq!(api.weight.bp(), 0);
 }
 
 #[test]
@@ -234,39 +239,6 @@ canary = ["198.18.0.300:8082"]
 }
 
 #[test]
-fn weight_percent_to_bp_converts_exactly() {
-    for (percent, bp) in [
-        (0.0, 0),
-        (100.0, 10_000),
-        (12.34, 1234),
-        (0.01, 1),
-        (5.0, 500),
-        (99.99, 9999),
-        (0.29, 29),
-        (1.15, 115),
-        (-0.0, 0),
-    ] {
-        assert_eq!(weight_percent_to_bp(percent), Ok(bp), "{percent}");
-    }
-    // Every two-decimal percent, computed the way a parser would see it.
-    for bp in 0..=10_000_u16 {
-        let percent: f64 = format!("{}.{:02}", bp / 100, bp % 100).parse().unwrap();
-        assert_eq!(weight_percent_to_bp(percent), Ok(bp), "{percent}");
-    }
-}
-
-#[test]
-fn weight_percent_to_bp_rejects_range_and_precision() {
-    for percent in [100.01, 12.345, f64::NAN, -0.5, f64::INFINITY, 0.001, 1e-7] {
-        let error = weight_percent_to_bp(percent).unwrap_err().to_string();
-        assert!(
-            error.contains("from 0 to 100") && error.contains("at most two decimals"),
-            "{percent}: {error}"
-        );
-    }
-}
-
-#[test]
 fn durations_parse() {
     for (text, duration) in [
         ("500ms", Duration::from_millis(500)),
@@ -343,7 +315,7 @@ fn interface_lookup_cannot_escape_sys_class_net() {
 fn rollout_fixture_has_its_values_and_defaults() {
     let c = valid("rollout.toml");
     let s = &c.rollouts["sentiment"];
-    assert_eq!(s.steps, [500, 1000, 2500, 5000, 10000]);
+    assert_eq!(bp(&s.steps), [500, 1000, 2500, 5000, 10000]);
     assert_eq!(s.interval, Duration::from_secs(30));
     assert_eq!(
         (
@@ -363,7 +335,7 @@ fn rollout_fixture_has_its_values_and_defaults() {
     assert_eq!((s.gates[0].min, s.gates[0].max), (Some(0.92), None));
     let r = &c.rollouts["ranker"];
     assert_eq!(
-        r.steps,
+        bp(&r.steps),
         [2000, 4000, 6000, 8000, 10000],
         "step = 20, max = 100"
     );
@@ -386,7 +358,10 @@ fn rollout_fixture_has_its_values_and_defaults() {
 /// `weight = "5%"` is 5 %, as `canaryctl set-weight S 5%` is.
 #[test]
 fn a_weight_with_a_percent_sign_reads_as_that_percent() {
-    assert_eq!(valid("weight_percent_sign.toml").services[0].weight_bp, 500);
+    assert_eq!(
+        valid("weight_percent_sign.toml").services[0].weight.bp(),
+        500
+    );
 }
 
 /// A VIP that is not an address of the host and a weight below 1 % are
@@ -410,7 +385,7 @@ fn warnings_name_a_vip_that_is_not_local_and_a_weight_below_one_percent() {
                  by keepalived); canaryd serves it once it is"
             ),
             format!(
-                "{file}: service[0].weight: 0.05 % (1 in 2000 new flows); did you mean 5? \
+                "{file}: service[0].weight: 0.05% (1 in 2000 new flows); did you mean 5? \
                  The weight is a percent"
             ),
         ]

@@ -12,6 +12,7 @@ use canary_common::{
 };
 use canary_userspace::{
     Affinity, Dataplane, Hook, LoadOptions, Protocol, ServiceSpec, model::service::addr_words,
+    model::weight::Weight,
 };
 use xtask::topology::{
     BACKEND_V4, BACKEND_V6, BackendKind, CLIENT_IF, HOST_IF, HOST_V4, HOST_V6, Topology,
@@ -44,13 +45,13 @@ impl Harness {
         kind: BackendKind,
         family: Family,
         affinity: Affinity,
-        weight_bp: u16,
+        weight: Weight,
     ) -> Result<Harness> {
         Harness::with_backends(
             kind,
             family,
             affinity,
-            weight_bp,
+            weight,
             Protocol::Tcp,
             [Behaviour::Line, Behaviour::Line],
         )
@@ -62,7 +63,7 @@ impl Harness {
         kind: BackendKind,
         family: Family,
         affinity: Affinity,
-        weight_bp: u16,
+        weight: Weight,
         protocol: Protocol,
         behaviour: [Behaviour; 2],
     ) -> Result<Harness> {
@@ -70,7 +71,7 @@ impl Harness {
             kind,
             family,
             affinity,
-            weight_bp,
+            weight,
             protocol,
             behaviour,
             &LoadOptions::default(),
@@ -83,7 +84,7 @@ impl Harness {
         kind: BackendKind,
         family: Family,
         affinity: Affinity,
-        weight_bp: u16,
+        weight: Weight,
         protocol: Protocol,
         behaviour: [Behaviour; 2],
         opts: &LoadOptions,
@@ -92,7 +93,7 @@ impl Harness {
             kind,
             family,
             affinity,
-            weight_bp,
+            weight,
             protocol,
             behaviour,
             opts,
@@ -109,7 +110,7 @@ impl Harness {
         kind: BackendKind,
         family: Family,
         affinity: Affinity,
-        weight_bp: u16,
+        weight: Weight,
         protocol: Protocol,
         behaviour: [Behaviour; 2],
         opts: &LoadOptions,
@@ -150,7 +151,7 @@ impl Harness {
             affinity,
             stable: vec![backend_addr(0)],
             canary: vec![backend_addr(1)],
-            weight_bp,
+            weight,
         })?;
         Ok(Harness {
             vip,
@@ -161,10 +162,10 @@ impl Harness {
     }
 
     /// Whether the shared hash (the code the kernel runs) sends a new TCP
-    /// flow from `client` to the canary at `weight_bp`, flow affinity. Tests
+    /// flow from `client` to the canary at `weight`, flow affinity. Tests
     /// check each connection against it: exact, where a share band is only
     /// a statistical check (the kernel picks ephemeral ports at random).
-    pub fn hash_says_canary(&self, client: SocketAddr, weight_bp: u16) -> bool {
+    pub fn hash_says_canary(&self, client: SocketAddr, weight: Weight) -> bool {
         let (c, _) = addr_words(client.ip());
         let (v, _) = addr_words(self.vip.ip());
         let h = flow_hash(
@@ -175,7 +176,7 @@ impl Harness {
             self.vip.port().to_be(),
             Protocol::Tcp.number(),
         );
-        is_canary(h, weight_bp)
+        is_canary(h, weight.bp())
     }
 
     /// After `connections` connections, all closed, of which the clients
@@ -214,8 +215,8 @@ impl Harness {
         UdpClient::connect(&self.topo.client, self.vip)
     }
 
-    pub fn set_weight(&mut self, weight_bp: u16) -> Result<()> {
-        Ok(self.dp.set_weight(SERVICE, weight_bp)?)
+    pub fn set_weight(&mut self, weight: Weight) -> Result<()> {
+        Ok(self.dp.set_weight(SERVICE, weight)?)
     }
 
     /// What to print when a scenario fails: the data path's verdict and

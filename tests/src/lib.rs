@@ -45,6 +45,13 @@ pub const XDP_PASS: u32 = 2;
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 
+/// A weight from basis points, for fixtures written in the data path's
+/// unit (500 is 5 %). Panics above 10000: a fixture's typo.
+pub fn bp(bp: u16) -> canary_userspace::model::weight::Weight {
+    canary_userspace::model::weight::Weight::from_bp(bp)
+        .unwrap_or_else(|| panic!("{bp} basis points is above 100 %"))
+}
+
 /// How long a test's HTTP request may take at each step.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -1,19 +1,22 @@
 //! canaryctl and canaryd as an SRE meets them: the real binaries, a real
 //! daemon in a test namespace. Status of one service and of an unknown
 //! one, the 100-column table, `--version`, completions, reload output
-//! old -> new, the runtime-weight marker across a restart, JSON logs, and
-//! a closed pipe.
+//! old -> new, the runtime-weight marker across a restart, JSON logs, a
+//! closed pipe, and an older canaryctl's percent request.
 
 use std::{
+    io::{BufRead, BufReader, Write},
     net::SocketAddr,
-    os::unix::process::ExitStatusExt,
+    os::unix::{net::UnixStream, process::ExitStatusExt},
+    path::Path,
     process::{Command, Stdio},
 };
 
 use canary_userspace::{
     Affinity, Protocol, ServiceSpec, api::WeightSource, cli::status::WIDTH, config::Config,
+    model::weight::Weight,
 };
-use tests::{one_at_a_time, require_root, servers::Backend};
+use tests::{bp, one_at_a_time, require_root, servers::Backend};
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},
     topology::{BackendKind, HOST_IF, HOST_V4, Topology},
@@ -31,7 +34,7 @@ fn at(port: u16) -> SocketAddr {
     SocketAddr::new(HOST_V4.into(), port)
 }
 
-fn service(name: &str, port: u16, weight_bp: u16) -> ServiceSpec {
+fn service(name: &str, port: u16, weight: Weight) -> ServiceSpec {
     ServiceSpec {
         name: name.into(),
         vip: at(port),
@@ -39,7 +42,7 @@ fn service(name: &str, port: u16, weight_bp: u16) -> ServiceSpec {
         affinity: Affinity::Flow,
         stable: vec![at(port + 8000)],
         canary: vec![at(port + 8100)],
-        weight_bp,
+        weight,
     }
 }
 
@@ -58,11 +61,14 @@ impl Setup {
         }
     }
 
-    /// "model" on :80 at `weight_bp`, "other" on :81 at 0.
-    fn config(&self, weight_bp: u16) -> Config {
+    /// "model" on :80 at `weight`, "other" on :81 at 0.
+    fn config(&self, weight: Weight) -> Config {
         Config {
             daemon: self.dirs.daemon_config(HOST_IF),
-            services: vec![service("model", 80, weight_bp), service("other", 81, 0)],
+            services: vec![
+                service("model", 80, weight),
+                service("other", 81, Weight::ZERO),
+            ],
             rollouts: Default::default(),
         }
     }
@@ -109,7 +115,7 @@ fn status_of_one_service_fits_100_columns_and_an_unknown_one_is_refused() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(500)).unwrap();
+    s.dirs.write_config(&s.config(bp(500))).unwrap();
     let d = s.start(&[]);
 
     let out = d.ctl(&["status"]).unwrap();
@@ -143,6 +149,11 @@ fn status_of_one_service_fits_100_columns_and_an_unknown_one_is_refused() {
     let services = v["data"]["services"].as_array().unwrap();
     assert_eq!(services.len(), 1, "{v}");
     assert_eq!(services[0]["weight_source"], "config");
+    assert_eq!(services[0]["weight_bp"], 500, "{v}");
+    assert_eq!(services[0]["config_weight_bp"], 500, "{v}");
+    // Deprecated, for older clients, until the next release.
+    assert_eq!(services[0]["weight_percent"], 5.0, "{v}");
+    assert_eq!(services[0]["config_weight_percent"], 5.0, "{v}");
     assert!(v["data"]["daemon"]["pid"].is_number(), "same shape: {v}");
 
     let out = d.ctl(&["status", "nope"]).unwrap();
@@ -166,7 +177,7 @@ fn runtime_weights_are_marked_and_reload_says_old_to_new() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(0)).unwrap();
+    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
     let mut d = s.start(&[]);
     let out = d.ctl(&["set-weight", "model", "25"]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -179,8 +190,8 @@ fn runtime_weights_are_marked_and_reload_says_old_to_new() {
     let mut d = s.start(&[]);
     let st = d.status().unwrap();
     assert_eq!(st.services[0].weight_source, WeightSource::Runtime);
-    assert_eq!(st.services[0].weight_percent, 25.0);
-    assert_eq!(st.services[0].config_weight_percent, Some(0.0));
+    assert_eq!(st.services[0].weight, bp(2500));
+    assert_eq!(st.services[0].config_weight, Some(Weight::ZERO));
     let out = d.ctl(&["status", "model"]).unwrap();
     assert!(text(&out.stdout).contains(marked), "{}", text(&out.stdout));
     assert!(
@@ -192,7 +203,7 @@ fn runtime_weights_are_marked_and_reload_says_old_to_new() {
 
     // The config's weight is edited: the config wins, and says so. A
     // backend added to "other" is listed too.
-    let mut edited = s.config(1000);
+    let mut edited = s.config(bp(1000));
     edited.services[1].canary.push(at(8182));
     s.dirs.write_config(&edited).unwrap();
     let out = d.ctl(&["reload"]).unwrap();
@@ -217,7 +228,7 @@ fn runtime_weights_are_marked_and_reload_says_old_to_new() {
     );
     let st = d.status().unwrap();
     assert_eq!(st.services[0].weight_source, WeightSource::Config);
-    assert_eq!(st.services[0].weight_percent, 10.0);
+    assert_eq!(st.services[0].weight, bp(1000));
     d.check_running().unwrap();
 }
 
@@ -226,7 +237,7 @@ fn json_log_lines_parse_one_object_each() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(500)).unwrap();
+    s.dirs.write_config(&s.config(bp(500))).unwrap();
     let mut d = s.start(&["--log-format", "json"]);
     d.signal(libc::SIGTERM).unwrap();
     let log = d.log_text();
@@ -255,7 +266,7 @@ fn status_into_a_closed_pipe_is_quiet() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(500)).unwrap();
+    s.dirs.write_config(&s.config(bp(500))).unwrap();
     let d = s.start(&[]);
     for _ in 0..3 {
         let mut child = d
@@ -289,4 +300,83 @@ fn status_into_a_closed_pipe_is_quiet() {
         text(&sh.stdout)
     );
     assert!(sh.stderr.is_empty(), "{}", text(&sh.stderr));
+}
+
+/// One request line as a client of any version writes it, and the answer.
+fn ask(socket: &Path, line: &str) -> serde_json::Value {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+/// For one release an older canaryctl's `percent` request is served, and
+/// every answer keeps the percent fields it reads beside the basis
+/// points; both weights or a weight out of range are refused.
+#[test]
+fn an_older_clients_percent_request_is_answered_with_both_fields() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let s = Setup::new();
+    s.dirs.write_config(&s.config(bp(500))).unwrap();
+    let mut d = s.start(&[]);
+    let socket = s.dirs.socket();
+
+    let v = ask(
+        &socket,
+        r#"{"command":"set-weight","service":"model","percent":12.5}"#,
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    let w = &v["data"];
+    assert_eq!(
+        (w["percent"].clone(), w["previous_percent"].clone()),
+        (12.5.into(), 5.0.into()),
+        "{v}"
+    );
+    assert_eq!(
+        (w["weight_bp"].clone(), w["previous_weight_bp"].clone()),
+        (1250.into(), 500.into()),
+        "{v}"
+    );
+    let v = ask(&socket, r#"{"command":"status"}"#);
+    let svc = &v["data"]["services"][0];
+    assert_eq!(svc["weight_bp"], 1250, "{v}");
+    assert_eq!(svc["weight_percent"], 12.5, "{v}");
+    assert_eq!(svc["config_weight_bp"], 500, "{v}");
+    assert_eq!(svc["config_weight_percent"], 5.0, "{v}");
+
+    for (line, code, says) in [
+        (
+            r#"{"command":"set-weight","service":"model","percent":20,"weight_bp":2000}"#,
+            "bad_request",
+            "this request has both",
+        ),
+        (
+            r#"{"command":"set-weight","service":"model"}"#,
+            "bad_request",
+            "set-weight needs weight_bp",
+        ),
+        (
+            r#"{"command":"set-weight","service":"model","weight_bp":10001}"#,
+            "invalid_weight",
+            "weight_bp: a weight is 0 to 10000 basis points; found 10001",
+        ),
+        (
+            r#"{"command":"set-weight","service":"model","percent":150}"#,
+            "invalid_weight",
+            "percent 150: weight must be a percent from 0 to 100",
+        ),
+    ] {
+        let v = ask(&socket, line);
+        assert_eq!(
+            (v["ok"].clone(), v["code"].clone()),
+            (false.into(), code.into()),
+            "{line}: {v}"
+        );
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{line}: {v}");
+    }
+    assert_eq!(d.status().unwrap().services[0].weight, bp(1250));
+    d.check_running().unwrap();
 }

@@ -20,9 +20,10 @@ use canary_userspace::{
     config::Config,
     daemon::TEST_HOLD_ENV,
     kernel::attachment::{self, TC_EGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN},
+    model::weight::Weight,
 };
 use tests::{
-    HTTP_TIMEOUT, one_at_a_time, require_root,
+    HTTP_TIMEOUT, bp, one_at_a_time, require_root,
     servers::{Backend, Client},
 };
 use xtask::{
@@ -67,8 +68,8 @@ impl Setup {
         }
     }
 
-    /// The daemon on HOST_IF with one service, "model", at `weight_bp`.
-    fn config(&self, weight_bp: u16) -> Config {
+    /// The daemon on HOST_IF with one service, "model", at `weight`.
+    fn config(&self, weight: Weight) -> Config {
         Config {
             daemon: self.dirs.daemon_config(HOST_IF),
             services: vec![service(
@@ -77,7 +78,7 @@ impl Setup {
                 Affinity::Flow,
                 self.stable,
                 self.canary,
-                weight_bp,
+                weight,
             )],
             rollouts: Default::default(),
         }
@@ -120,7 +121,7 @@ fn service(
     affinity: Affinity,
     stable: SocketAddr,
     canary: SocketAddr,
-    weight_bp: u16,
+    weight: Weight,
 ) -> ServiceSpec {
     ServiceSpec {
         name: name.into(),
@@ -129,7 +130,7 @@ fn service(
         affinity,
         stable: vec![stable],
         canary: vec![canary],
-        weight_bp,
+        weight,
     }
 }
 
@@ -203,7 +204,7 @@ fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(5000)).unwrap();
+    s.dirs.write_config(&s.config(bp(5000))).unwrap();
     let mut d = s.start(&[]);
     let out = d.ctl(&["set-weight", "model", "30"]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -229,14 +230,14 @@ fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
     println!(
         "kill -9: {requests} requests on 100 long-lived connections, {} failed; \
          {down_connections} new connections served while down ({down_canary} by canary); \
-         after restart weight {:.2}%, new flows {} (was {flows_before})",
+         after restart weight {:.2}, new flows {} (was {flows_before})",
         failures.len(),
-        svc.weight_percent,
+        svc.weight,
         svc.stable.new_flows + svc.canary.new_flows
     );
     assert!(failures.is_empty(), "{failures:?}\n{}", d.log_text());
     assert!(requests > 1000, "only {requests} requests");
-    assert_eq!(svc.weight_percent, 30.0);
+    assert_eq!(svc.weight, bp(3000));
     assert_eq!(
         svc.stable.new_flows + svc.canary.new_flows,
         flows_before + down_connections as u64,
@@ -284,7 +285,7 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(10000)).unwrap();
+    s.dirs.write_config(&s.config(Weight::FULL)).unwrap();
     let mut d = s.start(&[]);
     let status = d.signal(libc::SIGTERM).unwrap();
     assert!(status.success(), "SIGTERM exit {status}");
@@ -389,21 +390,21 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
         Backend::spawn(&s.topo.host, other_stable, STABLE).unwrap(),
         Backend::spawn(&s.topo.host, other_canary, CANARY).unwrap(),
     ];
-    s.dirs.write_config(&s.config(0)).unwrap();
+    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
     // A flag overriding a restart-only key stays in force across reloads.
     let mut d = s.start(&["--metrics-listen", "127.0.0.1:9470"]);
     assert_eq!(s.canary_answers(s.vip, 10), 0);
     assert!(s.connect(other_vip).is_err(), "port 81 has no service yet");
 
     // Valid: model to 100%, a second service added.
-    let mut two = s.config(10000);
+    let mut two = s.config(Weight::FULL);
     two.services.push(service(
         "other",
         other_vip,
         Affinity::Client,
         other_stable,
         other_canary,
-        0,
+        Weight::ZERO,
     ));
     s.dirs.write_config(&two).unwrap();
     let out = d.ctl(&["reload"]).unwrap();
@@ -419,13 +420,18 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
     assert_eq!(s.canary_answers(other_vip, 10), 0);
 
     // Invalid: two defects, both reported, nothing changes.
-    let mut bad = two.clone();
-    bad.services[0].weight_bp = 15_000;
-    let bad = bad.to_toml().replace(
-        "affinity = \"client\"",
-        "affinity = \"client\"\ncolour = \"blue\"",
+    // No `Weight` is 150 %: the file is edited as a person would.
+    let bad = two
+        .to_toml()
+        .replacen("weight = 100.0", "weight = 150.0", 1)
+        .replace(
+            "affinity = \"client\"",
+            "affinity = \"client\"\ncolour = \"blue\"",
+        );
+    assert!(
+        bad.contains("colour") && bad.contains("weight = 150.0"),
+        "{bad}"
     );
-    assert!(bad.contains("colour"), "{bad}");
     s.dirs.write_config_text(&bad).unwrap();
     let out = d.ctl(&["reload"]).unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
@@ -451,7 +457,7 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
     assert!(text(&out.stderr).contains("daemon.udp_idle_timeout"));
 
     // SIGHUP reloads too: model back to 0%, other removed.
-    s.dirs.write_config(&s.config(0)).unwrap();
+    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
     // SAFETY: kill(2) on our child's pid.
     unsafe { libc::kill(d.pid as i32, libc::SIGHUP) };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -460,7 +466,7 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
     }
     let st = d.status().unwrap();
     assert_eq!(st.services.len(), 1, "{st:?}");
-    assert_eq!(st.services[0].weight_percent, 0.0);
+    assert_eq!(st.services[0].weight, Weight::ZERO);
     assert_eq!(s.canary_answers(s.vip, 10), 0);
     assert!(
         s.connect(other_vip).is_err(),
@@ -474,7 +480,7 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(0)).unwrap();
+    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
     let d = s.start(&[]);
 
     let out = d.ctl(&["version"]).unwrap();
@@ -502,10 +508,13 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
     let out = d.ctl(&["--json", "set-weight", "model", "12.34"]).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
+    assert_eq!(v["data"]["weight_bp"], 1234);
+    assert_eq!(v["data"]["previous_weight_bp"], 10000);
+    // Deprecated, for older clients, until the next release.
     assert_eq!(v["data"]["percent"], 12.34);
     assert_eq!(v["data"]["previous_percent"], 100.0);
     let st = d.status().unwrap();
-    assert_eq!(st.services[0].weight_percent, 12.34);
+    assert_eq!(st.services[0].weight, bp(1234));
     assert_eq!(st.services[0].canary.new_flows, 10);
     assert_eq!(st.services[0].stable.new_flows, 0);
     let out = d.ctl(&["set-weight", "model", "0"]).unwrap();
@@ -547,7 +556,7 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
     let state_dir = s.dirs.state_dir();
     let _ = std::fs::remove_dir_all(&state_dir);
     std::fs::write(&state_dir, "not a directory").unwrap();
-    let before = d.status().unwrap().services[0].weight_percent;
+    let before = d.status().unwrap().services[0].weight;
     let out = d.ctl(&["set-weight", "model", "42"]).unwrap();
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{err}");
@@ -555,7 +564,7 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
         err.contains("undone") && err.contains("state file"),
         "{err}"
     );
-    assert_eq!(d.status().unwrap().services[0].weight_percent, before);
+    assert_eq!(d.status().unwrap().services[0].weight, before);
     assert_eq!(
         s.canary_answers(s.vip, 10),
         0,
@@ -601,14 +610,14 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(0)).unwrap();
+    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
     let mut d = s.start(&[]);
     const CLIENTS: usize = 6;
     const CALLS: usize = 15;
     let socket = s.dirs.socket();
     let bins = &s.bins;
     // Distinct values 0.5 .. 45.0, so every reply names exactly one call.
-    let replies: Vec<(f64, f64)> = thread::scope(|scope| {
+    let replies: Vec<(Weight, Weight)> = thread::scope(|scope| {
         let handles: Vec<_> = (0..CLIENTS)
             .map(|t| {
                 let socket = socket.clone();
@@ -622,7 +631,7 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
                             let r: Response<WeightSet> =
                                 serde_json::from_slice(&out.stdout).unwrap();
                             let w = r.data.unwrap();
-                            (w.previous_percent, w.percent)
+                            (w.previous, w.weight)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -636,7 +645,7 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
     // The calls were applied one after another: following "previous ->
     // new" from the initial 0% visits every call once and ends at the
     // weight the kernel has.
-    let mut at = 0.0;
+    let mut at = Weight::ZERO;
     for _ in 0..replies.len() {
         let next = replies
             .iter()
@@ -646,12 +655,12 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
         assert_eq!(next.len(), 1, "from {at}: {next:?} (replies {replies:?})");
         at = next[0];
     }
-    let final_weight = d.status().unwrap().services[0].weight_percent;
+    let final_weight = d.status().unwrap().services[0].weight;
     assert_eq!(final_weight, at);
     // And the state file agrees: a restart keeps it.
     d.signal(libc::SIGTERM).unwrap();
     let d = s.start(&[]);
-    assert_eq!(d.status().unwrap().services[0].weight_percent, at);
+    assert_eq!(d.status().unwrap().services[0].weight, at);
 }
 
 #[test]
@@ -659,7 +668,7 @@ fn prometheus_server_scrapes_per_version_counters() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(5000)).unwrap();
+    s.dirs.write_config(&s.config(bp(5000))).unwrap();
     let d = s.start(&[]);
     let metrics_addr: SocketAddr = "127.0.0.1:9464".parse().unwrap();
 
@@ -713,7 +722,7 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(0)).unwrap();
+    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
     const HOLD: Duration = Duration::from_secs(5);
     let hold_ms = HOLD.as_millis().to_string();
     let d = Canaryd::start_with_env(
@@ -795,7 +804,7 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
             "set-weight must wait behind the held reload: {set_took:?}"
         );
     });
-    assert_eq!(d.status().unwrap().services[0].weight_percent, 50.0);
+    assert_eq!(d.status().unwrap().services[0].weight, bp(5000));
 }
 
 /// Pinned maps of another layout where canary's would be (a plain hash
@@ -812,7 +821,7 @@ fn pinned_maps_of_a_wrong_layout_refuse_start() {
         ("lru_hash", "36", "key 36 B"),
     ] {
         let s = Setup::new();
-        s.dirs.write_config(&s.config(500)).unwrap();
+        s.dirs.write_config(&s.config(bp(500))).unwrap();
         let maps = s.dirs.pins().maps();
         std::fs::create_dir_all(&maps).unwrap();
         let out = std::process::Command::new("bpftool")
@@ -854,7 +863,7 @@ fn restarts_on_its_own_pins_at_every_flow_table_size() {
     let _serial = one_at_a_time();
     for size in [1_024u32, 4_096, 65_536, 131_072, 1 << 20] {
         let s = Setup::new();
-        let mut config = s.config(5000);
+        let mut config = s.config(bp(5000));
         config.daemon.flow_table_size = size;
         s.dirs.write_config(&config).unwrap();
         let mut d = s.start(&[]);

@@ -20,9 +20,10 @@ use canary_userspace::{
     config::{Config, interface_index},
     controller::plan::{Checks, Mode, OnRollback, RolloutPlan},
     host::fds,
+    model::weight::Weight,
 };
 use tests::{
-    HTTP_TIMEOUT, one_at_a_time, require_root,
+    HTTP_TIMEOUT, bp, one_at_a_time, require_root,
     servers::{Backend, Client},
 };
 use xtask::{
@@ -67,7 +68,7 @@ impl Setup {
         }
     }
 
-    fn config(&self, weight_bp: u16) -> Config {
+    fn config(&self, weight: Weight) -> Config {
         Config {
             daemon: self.dirs.daemon_config(HOST_IF),
             services: vec![ServiceSpec {
@@ -77,7 +78,7 @@ impl Setup {
                 affinity: Affinity::Flow,
                 stable: vec![self.stable],
                 canary: vec![self.canary],
-                weight_bp,
+                weight,
             }],
             rollouts: Default::default(),
         }
@@ -202,9 +203,9 @@ fn set_weight_calls(d: &Canaryd, n: usize) -> (Vec<Duration>, usize) {
     let mut times = Vec::with_capacity(n);
     let mut most_fds = 0;
     for i in 0..n {
-        let percent = if i % 2 == 0 { 50.0 } else { 0.0 };
+        let weight = if i % 2 == 0 { bp(5000) } else { Weight::ZERO };
         let t = Instant::now();
-        let result = client.set_weight("model", percent);
+        let result = client.set_weight("model", weight);
         let took = t.elapsed();
         if let Err(e) = result {
             panic!(
@@ -250,7 +251,7 @@ fn set_weight_is_never_starved_by_a_metrics_flood() {
     // takes up to 70 ms while others build (measured here without any
     // flood), and that is not what this test is about.
     let state = TmpfsDir::new("state");
-    let mut config = s.config(0);
+    let mut config = s.config(Weight::ZERO);
     config.daemon.state_dir = state.0.clone();
     s.dirs.write_config(&config).unwrap();
     let mut d = Canaryd::start_with_nofile(&s.topo.host, &s.bins, &s.dirs, &[], NOFILE).unwrap();
@@ -299,7 +300,7 @@ fn set_weight_is_never_starved_by_a_metrics_flood() {
         summary(&times),
         summary(&quiet),
     );
-    assert_eq!(status.services[0].weight_percent, 0.0);
+    assert_eq!(status.services[0].weight, Weight::ZERO);
     assert!(
         most_fds <= NOFILE as usize - fds::RESERVE as usize,
         "{most_fds} descriptors open: the reserve was used"
@@ -376,7 +377,7 @@ fn an_interface_created_again_is_reattached_and_reported() {
     require_root!();
     let _serial = one_at_a_time();
     let s = Setup::new();
-    s.dirs.write_config(&s.config(10_000)).unwrap();
+    s.dirs.write_config(&s.config(Weight::FULL)).unwrap();
     let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
     assert_eq!(s.request().unwrap(), CANARY);
     let host_index = || {
@@ -521,7 +522,7 @@ fn webhooks_to_a_hanging_receiver_never_take_a_control_calls_descriptor() {
         .enter(|| std::net::TcpListener::bind(receiver_addr))
         .unwrap()
         .unwrap();
-    let mut config = s.config(0);
+    let mut config = s.config(Weight::ZERO);
     let at = |port| SocketAddr::new(HOST_V4.into(), port);
     for i in 0..ROLLOUTS {
         let name = format!("model{i}");
@@ -532,12 +533,12 @@ fn webhooks_to_a_hanging_receiver_never_take_a_control_calls_descriptor() {
             affinity: Affinity::Flow,
             stable: vec![at(8100 + i)],
             canary: vec![at(8200 + i)],
-            weight_bp: 0,
+            weight: Weight::ZERO,
         });
         config.rollouts.insert(
             name,
             RolloutPlan {
-                steps: vec![1000, 10000],
+                steps: vec![bp(1000), Weight::FULL],
                 interval: Duration::from_millis(100),
                 min_requests: 20,
                 failed_checks_limit: 2,
@@ -575,8 +576,8 @@ fn webhooks_to_a_hanging_receiver_never_take_a_control_calls_descriptor() {
         if let Err(e) = client.reload() {
             failures.push(format!("reload {i}: {e}"));
         }
-        let percent = if i % 2 == 0 { 50.0 } else { 0.0 };
-        if let Err(e) = client.set_weight("model", percent) {
+        let weight = if i % 2 == 0 { bp(5000) } else { Weight::ZERO };
+        if let Err(e) = client.set_weight("model", weight) {
             failures.push(format!("set-weight {i}: {e}"));
         }
         most_fds = most_fds.max(open_fds(d.pid));

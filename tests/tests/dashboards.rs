@@ -18,6 +18,7 @@ use canary_userspace::{
     config::Config,
     controller::plan::{Checks, Mode, OnRollback, RolloutPlan},
     model::rollout::Phase,
+    model::weight::Weight,
 };
 use serde_json::Value;
 use tests::{
@@ -146,7 +147,7 @@ fn dashboard_uses_the_datasource_and_service_variables() {
 /// canary answers 500 to every 4th request, the check allows 2 %.
 fn plan() -> RolloutPlan {
     RolloutPlan {
-        steps: vec![2000, 5000],
+        steps: vec![tests::bp(2000), tests::bp(5000)],
         interval: Duration::from_millis(1500),
         min_requests: 20,
         failed_checks_limit: 1,
@@ -212,7 +213,7 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
             affinity: Affinity::Flow,
             stable: vec![at(8081)],
             canary: vec![at(8082)],
-            weight_bp: 0,
+            weight: Weight::ZERO,
         }],
         rollouts: [(SERVICE.to_owned(), plan())].into(),
     };

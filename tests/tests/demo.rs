@@ -5,7 +5,10 @@
 //! outcome, what the clients saw, the webhook events and the files the
 //! demo writes.
 
-use canary_userspace::model::rollout::{Action, Phase};
+use canary_userspace::model::{
+    rollout::{Action, Phase},
+    weight::Weight,
+};
 use tests::{
     demo::{
         run::{self, Options, Outcome},
@@ -66,7 +69,7 @@ fn default_demo_rolls_back_the_canary_that_rejects_inputs() {
         o.seen.errors[1]
     );
     assert_eq!(o.report.phase, Phase::RolledBack);
-    assert_eq!(o.report.weight_percent, 0.0);
+    assert_eq!(o.report.weight, Weight::ZERO);
     let last = o.report.history.last().unwrap();
     assert_eq!(last.action, Action::Rollback);
     assert!(last.reason.contains("error_rate failed"), "{}", last.reason);

@@ -14,8 +14,9 @@ use std::{
     time::Duration,
 };
 
-use canary_userspace::Affinity;
+use canary_userspace::{Affinity, model::weight::Weight};
 use tests::{
+    bp,
     harness::{CANARY, Family, Harness, STABLE},
     one_at_a_time, require_root,
     servers::Client,
@@ -34,16 +35,16 @@ fn flow_affinity_splits_new_connections_by_weight() {
     require_root!();
     let _serial = one_at_a_time();
     const CONNECTIONS: u32 = 2000;
-    const WEIGHT_BP: u16 = 1000;
+    const WEIGHT: Weight = Weight::from_bp(1000).unwrap();
     for (kind, family) in MATRIX {
-        let h = Harness::new(kind, family, Affinity::Flow, WEIGHT_BP).unwrap();
+        let h = Harness::new(kind, family, Affinity::Flow, WEIGHT).unwrap();
         let (mut canary, mut predicted) = (0u32, 0u32);
         for i in 0..CONNECTIONS {
             let mut c = h
                 .connect(None)
                 .unwrap_or_else(|e| panic!("connection {i}: {e:#}"));
             let from = c.local_addr().unwrap();
-            let want_canary = h.hash_says_canary(from, WEIGHT_BP);
+            let want_canary = h.hash_says_canary(from, WEIGHT);
             predicted += want_canary as u32;
             let answer = c
                 .request()
@@ -87,7 +88,7 @@ fn client_affinity_keeps_each_client_on_one_version() {
     const CLIENTS: u32 = 200;
     const PER_CLIENT: usize = 3;
     for (kind, family) in MATRIX {
-        let mut h = Harness::new(kind, family, Affinity::Client, 2000).unwrap();
+        let mut h = Harness::new(kind, family, Affinity::Client, bp(2000)).unwrap();
         let (v4, v6) = h.topo.add_client_addresses(CLIENTS).unwrap();
         let clients: Vec<IpAddr> = if family == Family::V4 { v4 } else { v6 };
 
@@ -107,7 +108,7 @@ fn client_affinity_keeps_each_client_on_one_version() {
                 .collect()
         };
         let at_20 = versions(&h);
-        h.set_weight(5000).unwrap();
+        h.set_weight(bp(5000)).unwrap();
         let at_50 = versions(&h);
 
         let canary_20 = at_20.values().filter(|v| *v == CANARY).count();
@@ -140,16 +141,16 @@ fn weight_changes_never_move_established_connections() {
     const STEP_TIME: Duration = Duration::from_millis(150);
     const MAX_REQUESTS_PER_CONNECTION: u64 = 100_000;
     for (kind, family) in MATRIX {
-        let mut h = Harness::new(kind, family, Affinity::Flow, 0).unwrap();
+        let mut h = Harness::new(kind, family, Affinity::Flow, Weight::ZERO).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicU64::new(0));
         let mut workers = vec![];
         // 0 -> 100 -> 0 in 20 steps of 10 points. Connections open at each of
         // the 20 weights before the last step, so they start on both
         // versions, and all keep sending until after the final return to 0.
-        let weights: Vec<u16> = (0..=STEPS / 2)
+        let weights: Vec<Weight> = (0..=STEPS / 2)
             .chain((0..STEPS / 2).rev())
-            .map(|s| s * 1000)
+            .map(|s| bp(s * 1000))
             .collect();
         for (i, w) in weights.iter().enumerate() {
             h.set_weight(*w).unwrap();

@@ -17,8 +17,9 @@ use std::{
 };
 
 use canary_common::{VersionStats, verdict};
-use canary_userspace::{Affinity, LoadOptions, Protocol};
+use canary_userspace::{Affinity, LoadOptions, Protocol, model::weight::Weight};
 use tests::{
+    bp,
     harness::{Family, Harness},
     one_at_a_time,
     packet::{ACK, Frame, PSH, RST, SYN},
@@ -37,7 +38,7 @@ fn harness() -> Harness {
         BackendKind::Namespace,
         Family::V4,
         Affinity::Flow,
-        5000,
+        bp(5000),
         Protocol::Tcp,
         [Behaviour::Line, Behaviour::Line],
         &LoadOptions {
@@ -71,7 +72,7 @@ fn weight_moves_and_every_connection_answers(
     conns: &mut [(Client, String)],
 ) -> Vec<String> {
     let mut failures = vec![];
-    for w in [0, 10000] {
+    for w in [Weight::ZERO, Weight::FULL] {
         h.set_weight(w).unwrap();
         for (i, (c, label)) in conns.iter_mut().enumerate() {
             match c.request() {
@@ -83,7 +84,7 @@ fn weight_moves_and_every_connection_answers(
             }
         }
     }
-    h.set_weight(5000).unwrap();
+    h.set_weight(bp(5000)).unwrap();
     failures
 }
 

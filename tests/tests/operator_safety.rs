@@ -21,9 +21,10 @@ use canary_userspace::{
     api::{InterfaceStatus, Status},
     config::Config,
     kernel::attachment,
+    model::weight::Weight,
 };
 use tests::{
-    HTTP_TIMEOUT, one_at_a_time, require_root,
+    HTTP_TIMEOUT, bp, one_at_a_time, require_root,
     servers::{Backend, Client},
 };
 use xtask::{
@@ -54,7 +55,9 @@ impl Setup {
     /// every new flow to the canary, and the VIP answering from it.
     fn serving_all_canary(&self) -> (IpAddr, Canaryd) {
         let vip = IpAddr::V4(HOST_V4);
-        self.dirs.write_config(&self.config(vip, 10_000)).unwrap();
+        self.dirs
+            .write_config(&self.config(vip, Weight::FULL))
+            .unwrap();
         let d = Canaryd::start(&self.topo.host, &self.bins, &self.dirs, &[]).unwrap();
         assert_eq!(self.request(vip).unwrap(), CANARY);
         (vip, d)
@@ -89,7 +92,7 @@ impl Setup {
         }
     }
 
-    fn config(&self, vip: IpAddr, weight_bp: u16) -> Config {
+    fn config(&self, vip: IpAddr, weight: Weight) -> Config {
         Config {
             daemon: self.dirs.daemon_config(HOST_IF),
             services: vec![ServiceSpec {
@@ -99,7 +102,7 @@ impl Setup {
                 affinity: Affinity::Flow,
                 stable: vec![self.stable],
                 canary: vec![self.canary],
-                weight_bp,
+                weight,
             }],
             rollouts: Default::default(),
         }
@@ -298,7 +301,7 @@ fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
     let _serial = one_at_a_time();
     let s = Setup::new();
     s.dirs
-        .write_config(&s.config(IpAddr::V4(HOST_V4), 10_000))
+        .write_config(&s.config(IpAddr::V4(HOST_V4), Weight::FULL))
         .unwrap();
     let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
     let before = host_interface(&d.status().unwrap());
@@ -368,7 +371,7 @@ fn a_vip_that_is_not_local_is_a_warning_until_it_is_added() {
     let _serial = one_at_a_time();
     let s = Setup::new();
     let vip = IpAddr::V4(FOREIGN_VIP);
-    s.dirs.write_config(&s.config(vip, 10_000)).unwrap();
+    s.dirs.write_config(&s.config(vip, Weight::FULL)).unwrap();
     let file = s.dirs.config().display().to_string();
     let message = "198.18.0.99 is not an address of this host: clients cannot reach it until it \
                    is added (e.g. `ip addr add 198.18.0.99/32 dev lo`, or by keepalived); canaryd \
@@ -416,22 +419,22 @@ fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
     let _serial = one_at_a_time();
     let s = Setup::new();
     s.dirs
-        .write_config(&s.config(IpAddr::V4(HOST_V4), 0))
+        .write_config(&s.config(IpAddr::V4(HOST_V4), Weight::ZERO))
         .unwrap();
     let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
 
     let out = d.ctl(&["set-weight", "model", "5%"]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stderr(&out), "");
-    assert_eq!(d.status().unwrap().services[0].weight_percent, 5.0);
+    assert_eq!(d.status().unwrap().services[0].weight, bp(500));
 
     let out = d.ctl(&["set-weight", "model", "0.05"]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stderr(&out).trim_end(),
-        "canaryctl: note: model: 0.05 % (1 in 2000 new flows); did you mean 5? The weight is a percent"
+        "canaryctl: note: model: 0.05% (1 in 2000 new flows); did you mean 5? The weight is a percent"
     );
-    assert_eq!(d.status().unwrap().services[0].weight_percent, 0.05);
+    assert_eq!(d.status().unwrap().services[0].weight, bp(5));
 
     let out = d.ctl(&["set-weight", "model", "5x"]).unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -439,7 +442,7 @@ fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
         stderr(&out).trim_end(),
         "canaryctl: percent: \"5x\" is not a percent; write a number from 0 to 100 with at most two decimals, e.g. 12.5 or 12.5%"
     );
-    assert_eq!(d.status().unwrap().services[0].weight_percent, 0.05);
+    assert_eq!(d.status().unwrap().services[0].weight, bp(5));
 }
 
 /// An interface with `hook = "tc"`: canaryd runs canary_ingress_tc at tcx
@@ -452,7 +455,7 @@ fn the_tc_hook_is_shown_checked_repaired_and_detached() {
     let _serial = one_at_a_time();
     let s = Setup::new();
     let vip = IpAddr::V4(HOST_V4);
-    let mut config = s.config(vip, 10_000);
+    let mut config = s.config(vip, Weight::FULL);
     config.daemon.hooks.insert(HOST_IF.into(), Hook::Tc);
     s.dirs.write_config(&config).unwrap();
     assert!(
@@ -640,6 +643,12 @@ fn one_request(to: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Half the new flows to the canary.
+const HALF: Weight = match Weight::from_bp(5_000) {
+    Some(w) => w,
+    None => panic!("5000 bp is a weight"),
+};
+
 /// Issue 22. An operator tries a change on a serving host (VIP on eth0,
 /// weight 50 %, traffic flowing): stop canaryd, start it with
 /// `--interface lo`, an interface that exists but is not where clients
@@ -654,7 +663,7 @@ fn an_existing_but_wrong_interface_does_not_move_the_data_path_off_the_vips_inte
     let _serial = one_at_a_time();
     let s = Setup::new();
     let vip = IpAddr::V4(HOST_V4);
-    s.dirs.write_config(&s.config(vip, 5_000)).unwrap();
+    s.dirs.write_config(&s.config(vip, HALF)).unwrap();
     let mut d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
     let mut held = Client::connect(&s.topo.client, None, SocketAddr::new(vip, 80)).unwrap();
     let version = held.request().unwrap();
@@ -691,7 +700,7 @@ fn an_existing_but_wrong_interface_does_not_move_the_data_path_off_the_vips_inte
     // interface is refused, naming the same.
     let mut d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
 
-    let mut moved = s.config(vip, 5_000);
+    let mut moved = s.config(vip, HALF);
     moved.daemon.interfaces = vec!["lo".into()];
     s.dirs.write_config(&moved).unwrap();
     let out = d.ctl(&["reload"]).unwrap();
@@ -705,7 +714,7 @@ fn an_existing_but_wrong_interface_does_not_move_the_data_path_off_the_vips_inte
         err.contains(&refusal) && err.contains("--move-interfaces"),
         "{err}"
     );
-    s.dirs.write_config(&s.config(vip, 5_000)).unwrap();
+    s.dirs.write_config(&s.config(vip, HALF)).unwrap();
 
     d.signal(libc::SIGTERM).unwrap();
 

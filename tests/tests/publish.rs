@@ -18,7 +18,7 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use canary_common::names::INGRESS_PROGRAM;
 use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec};
 use tests::{
-    XDP_PASS,
+    XDP_PASS, bp,
     packet::{ACK, Frame, SYN},
     require_root,
 };
@@ -38,7 +38,7 @@ fn spec(stable: &[&str], canary: &[&str]) -> ServiceSpec {
         affinity: Affinity::Flow,
         stable: stable.iter().map(|s| sa(s)).collect(),
         canary: canary.iter().map(|s| sa(s)).collect(),
-        weight_bp: 5000,
+        weight: bp(5000),
     }
 }
 

@@ -20,9 +20,10 @@ use canary_userspace::{
     config::Config,
     controller::plan::{Checks, Gate, Mode, OnRollback, RolloutPlan},
     model::rollout::{Action, Phase, Verdict},
+    model::weight::Weight,
 };
 use tests::{
-    one_at_a_time, require_root,
+    bp, one_at_a_time, require_root,
     servers::{Backend, Behaviour, Http, HttpClient},
 };
 use xtask::{
@@ -32,10 +33,11 @@ use xtask::{
 
 const SERVICE: &str = "model";
 
-/// A plan with quick intervals; each test changes what it tests.
+/// A plan with quick intervals, `steps` in basis points; each test
+/// changes what it tests.
 fn plan(steps: &[u16]) -> RolloutPlan {
     RolloutPlan {
-        steps: steps.to_vec(),
+        steps: steps.iter().map(|&s| bp(s)).collect(),
         interval: Duration::from_millis(1500),
         min_requests: 20,
         failed_checks_limit: 2,
@@ -103,7 +105,7 @@ impl Setup {
         })
     }
 
-    fn config(&self, plan: RolloutPlan, weight_bp: u16) -> Config {
+    fn config(&self, plan: RolloutPlan, weight: Weight) -> Config {
         let at = |port| SocketAddr::new(HOST_V4.into(), port);
         Config {
             daemon: self.dirs.daemon_config(HOST_IF),
@@ -114,21 +116,19 @@ impl Setup {
                 affinity: Affinity::Flow,
                 stable: vec![at(8081)],
                 canary: vec![at(8082)],
-                weight_bp,
+                weight,
             }],
             rollouts: [(SERVICE.to_owned(), plan)].into(),
         }
     }
 
     fn start(&self, plan: RolloutPlan) -> Canaryd {
-        self.start_at(plan, 0)
+        self.start_at(plan, Weight::ZERO)
     }
 
-    /// `start`, with the config's canary weight at `weight_bp`.
-    fn start_at(&self, plan: RolloutPlan, weight_bp: u16) -> Canaryd {
-        self.dirs
-            .write_config(&self.config(plan, weight_bp))
-            .unwrap();
+    /// `start`, with the config's canary weight at `weight`.
+    fn start_at(&self, plan: RolloutPlan, weight: Weight) -> Canaryd {
+        self.dirs.write_config(&self.config(plan, weight)).unwrap();
         Canaryd::start(&self.topo.host, &self.bins, &self.dirs, &[]).unwrap()
     }
 }
@@ -259,7 +259,7 @@ fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
         describe(&r)
     );
     assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
-    assert_eq!(r.weight_percent, 0.0);
+    assert_eq!(r.weight, Weight::ZERO);
     assert!(took <= limit + Duration::from_millis(500), "took {took:?}");
     // Status says why the weight is 0: the rollout in one line, in the
     // table and in the JSON.
@@ -364,7 +364,7 @@ fn healthy_canaries_are_promoted() {
         );
         assert_eq!(r.phase, Phase::Promoted, "{}", describe(&r));
         assert_eq!(r.failed, 0, "{}", describe(&r));
-        assert_eq!(r.weight_percent, 100.0);
+        assert_eq!(r.weight, Weight::FULL);
     }
     let (_, failed) = load.finish();
     assert_eq!(failed, 0, "requests failed during the rollouts");
@@ -404,19 +404,16 @@ fn dry_run_reports_the_rollback_and_changes_no_weight() {
     let mut p = plan(&[500, 5000, 10000]);
     p.mode = Mode::DryRun;
     // A dry run changes no weight: the canary gets the config's 5 %.
-    let d = s.start_at(p, 500);
+    let d = s.start_at(p, bp(500));
     let load = Load::start(&s, 6);
     let (r, _) = run_to_end(&d, Duration::from_secs(60));
     load.finish();
-    println!(
-        "dry-run: {:?}, weight {}%: {}",
-        r.phase, r.weight_percent, r.reason
-    );
+    println!("dry-run: {:?}, weight {}: {}", r.phase, r.weight, r.reason);
     assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
     assert!(r.history.iter().all(|h| h.dry_run));
     assert_eq!(r.history.last().unwrap().action, Action::Rollback);
-    assert_eq!(r.weight_percent, 5.0, "the config's weight, untouched");
-    assert_eq!(d.status().unwrap().services[0].weight_percent, 5.0);
+    assert_eq!(r.weight, bp(500), "the config's weight, untouched");
+    assert_eq!(d.status().unwrap().services[0].weight, bp(500));
 }
 
 /// Connections that reached the canary, held open (keep-alive).
@@ -455,7 +452,7 @@ fn in_dry_run_the_controllers_rollback_changes_nothing_and_an_operators_applies(
     let mut p = plan(&[500, 5000, 10000]);
     p.mode = Mode::DryRun;
     p.on_rollback = OnRollback::Reset;
-    let d = s.start_at(p, 5000);
+    let d = s.start_at(p, bp(5000));
     let mut held = canary_connections(&s, 10);
 
     // The controller's own rollback: logged, not carried out.
@@ -464,13 +461,13 @@ fn in_dry_run_the_controllers_rollback_changes_nothing_and_an_operators_applies(
     load.finish();
     let kept = still_on_the_canary(&mut held);
     println!(
-        "dry-run, the controller's rollback: {:?}, weight {}%, {kept} of 10 held canary connections still on the canary",
-        r.phase, r.weight_percent
+        "dry-run, the controller's rollback: {:?}, weight {}, {kept} of 10 held canary connections still on the canary",
+        r.phase, r.weight
     );
     assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
     assert_eq!(r.history.last().unwrap().action, Action::Rollback);
     assert!(r.history.iter().all(|h| h.dry_run));
-    assert_eq!(d.status().unwrap().services[0].weight_percent, 50.0);
+    assert_eq!(d.status().unwrap().services[0].weight, bp(5000));
     assert_eq!(kept, 10, "a dry-run decision reset canary connections");
 
     // An operator's rollback of a dry-run rollout in progress: applied.
@@ -483,14 +480,14 @@ fn in_dry_run_the_controllers_rollback_changes_nothing_and_an_operators_applies(
     );
     let r = d.client().rollout_status(SERVICE).unwrap();
     let kept = still_on_the_canary(&mut held);
-    let weight = d.status().unwrap().services[0].weight_percent;
+    let weight = d.status().unwrap().services[0].weight;
     println!(
-        "dry-run, an operator's rollback: {:?} ({}), weight {weight}%, {kept} of 10 held canary connections still on the canary",
+        "dry-run, an operator's rollback: {:?} ({}), weight {weight}, {kept} of 10 held canary connections still on the canary",
         r.phase, r.reason
     );
     assert_eq!(r.phase, Phase::RolledBack);
     assert_eq!(r.reason, "rolled back by an operator");
-    assert_eq!(weight, 0.0);
+    assert_eq!(weight, Weight::ZERO);
     assert_eq!(kept, 0, "on_rollback = \"reset\" did not reset them");
     for _ in 0..10 {
         let mut fresh = HttpClient::connect(&s.topo.client, s.vip).unwrap();
@@ -566,8 +563,8 @@ fn kill_minus_nine_mid_rollout_resumes_at_the_same_step() {
     let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
     let after = d.client().rollout_status(SERVICE).unwrap();
     println!(
-        "kill -9 at step {} after {} looks: restarted at step {} after {} looks, weight {}%",
-        before.step, before.looks, after.step, after.looks, after.weight_percent
+        "kill -9 at step {} after {} looks: restarted at step {} after {} looks, weight {}",
+        before.step, before.looks, after.step, after.looks, after.weight
     );
     assert!(after.step >= before.step && after.looks >= before.looks);
     assert_eq!(after.history[..before.history.len()], before.history[..]);
@@ -742,7 +739,7 @@ fn failsafe_sends_new_flows_to_stable_while_canaryd_is_gone() {
     let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
     let mut p = plan(&[5000, 10000]);
     p.interval = Duration::from_secs(60);
-    let mut config = s.config(p, 0);
+    let mut config = s.config(p, Weight::ZERO);
     config.daemon.failsafe_timeout = Duration::from_secs(1);
     s.dirs.write_config(&config).unwrap();
     let mut d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
@@ -878,11 +875,11 @@ fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
         load.finish();
         let log = d.log_text();
         println!(
-            "{restart} while a look waited for its gate: {:?} at step {} ({}%), {} looks; \
+            "{restart} while a look waited for its gate: {:?} at step {} ({}), {} looks; \
              refused in the log: {}",
             r.phase,
             r.step,
-            r.weight_percent,
+            r.weight,
             r.looks,
             log.contains("was taken on look 0 of generation 1")
         );
@@ -892,7 +889,7 @@ fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
             "{restart}: {}\n{log}",
             describe(&r)
         );
-        assert_eq!(r.weight_percent, 10.0, "{restart}");
+        assert_eq!(r.weight, bp(1000), "{restart}");
         assert!(
             log.contains("was taken on look 0 of generation 1"),
             "{restart}: the stale decision was not seen refused\n{log}"
@@ -929,7 +926,7 @@ fn a_gate_at_infinity_or_nan_never_passes() {
             min: Some(0.9),
             max: None,
         }];
-        s.dirs.write_config(&s.config(p, 0)).unwrap();
+        s.dirs.write_config(&s.config(p, Weight::ZERO)).unwrap();
         let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
         let load = Load::start(&s, 2);
         let (r, _) = run_to_end(&d, Duration::from_secs(30));
@@ -985,12 +982,12 @@ fn set_weight_during_a_rollout_is_a_rollback_at_zero_and_refused_otherwise() {
     // Three intervals: a rollout still running would have stepped up.
     thread::sleep(Duration::from_millis(1600));
     let r = client.rollout_status(SERVICE).unwrap();
-    let weight = d.status().unwrap().services[0].weight_percent;
+    let weight = d.status().unwrap().services[0].weight;
     let after = canaryctl(&s.bins, &s.dirs.socket(), &["set-weight", SERVICE, "20"]).unwrap();
     load.finish();
     println!(
         "set-weight 30 during the rollout: exit {:?}: {}\nset-weight 0: exit {:?}: {}\
-         rollout then {:?} ({}), weight {weight}% 1.6 s later; set-weight 20 after it: exit {:?}",
+         rollout then {:?} ({}), weight {weight} 1.6 s later; set-weight 20 after it: exit {:?}",
         refused.status.code(),
         refused_text.trim(),
         zero.status.code(),
@@ -1012,7 +1009,7 @@ fn set_weight_during_a_rollout_is_a_rollback_at_zero_and_refused_otherwise() {
     );
     assert!(zero_text.contains("rolled back"), "{zero_text}");
     assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
-    assert_eq!(weight, 0.0);
+    assert_eq!(weight, Weight::ZERO);
     assert!(
         after.status.success(),
         "{}",

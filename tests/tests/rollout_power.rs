@@ -24,9 +24,10 @@ use canary_userspace::{
     config::Config,
     controller::plan::{Checks, Mode, OnRollback, RolloutPlan},
     model::rollout::Phase,
+    model::weight::Weight,
 };
 use tests::{
-    one_at_a_time, require_root,
+    bp, one_at_a_time, require_root,
     servers::{Backend, Behaviour, Http, HttpClient},
 };
 use xtask::{
@@ -46,7 +47,7 @@ const LIMIT: Duration = Duration::from_secs(180);
 
 fn plan() -> RolloutPlan {
     RolloutPlan {
-        steps: vec![1000, 5000, 10000],
+        steps: vec![bp(1000), bp(5000), Weight::FULL],
         interval: Duration::from_secs(3),
         min_requests: 10,
         failed_checks_limit: 2,
@@ -99,7 +100,7 @@ fn rollouts(slowdown: f64) -> Vec<(RolloutReport, Duration)> {
             affinity: Affinity::Flow,
             stable: vec![at(8100 + i)],
             canary: vec![at(8200 + i)],
-            weight_bp: 0,
+            weight: Weight::ZERO,
         });
     }
     let dirs = DaemonDirs::new("power").unwrap();

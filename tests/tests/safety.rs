@@ -17,7 +17,7 @@ use canary_userspace::{
     config::Config,
     kernel::attachment::{self, XDP_DRIVER_PIN},
 };
-use tests::{one_at_a_time, require_root, servers::Backend, servers::Client};
+use tests::{bp, one_at_a_time, require_root, servers::Backend, servers::Client};
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},
     topology::{BackendKind, HOST_IF, HOST_V4, Netns, Topology},
@@ -61,7 +61,7 @@ impl Setup {
                 affinity: Affinity::Flow,
                 stable: vec![at(8081)],
                 canary: vec![at(8082)],
-                weight_bp: 5000,
+                weight: bp(5000),
             }],
             rollouts: Default::default(),
         };

@@ -24,8 +24,10 @@ use canary_common::signals::{
 };
 use canary_userspace::{
     Affinity, LoadOptions, Protocol, ServiceSpec, model::signals::VersionSignals,
+    model::weight::Weight,
 };
 use tests::{
+    bp,
     harness::{CANARY, Family, Harness, STABLE},
     one_at_a_time, require_root,
     servers::{Behaviour, Http, HttpClient},
@@ -102,7 +104,7 @@ fn status_classes_are_counted_exactly_per_version() {
             kind,
             family,
             Affinity::Flow,
-            5000,
+            bp(5000),
             Protocol::Tcp,
             servers.clone().map(Behaviour::Http),
             &every_request_timed(),
@@ -238,7 +240,7 @@ fn a_slower_backend_moves_the_latency_median() {
             kind,
             family,
             Affinity::Flow,
-            0,
+            Weight::ZERO,
             Protocol::Tcp,
             [
                 Behaviour::Http(stable.clone()),
@@ -361,7 +363,7 @@ fn above_the_floor_rate_latency_is_sampled_and_every_response_counts() {
                 kind,
                 family,
                 Affinity::Flow,
-                0,
+                Weight::ZERO,
                 Protocol::Tcp,
                 [
                     Behaviour::Http(Http::new(0, Duration::ZERO)),
@@ -426,7 +428,7 @@ fn a_service_in_a_removed_services_slot_starts_from_zero() {
         kind,
         family,
         Affinity::Flow,
-        5000,
+        bp(5000),
         Protocol::Tcp,
         [
             Behaviour::Http(Http::new(0, Duration::ZERO)),
@@ -449,7 +451,7 @@ fn a_service_in_a_removed_services_slot_starts_from_zero() {
         affinity: Affinity::Flow,
         stable: vec![h.backends[0].addr],
         canary: vec![h.backends[1].addr],
-        weight_bp: 5000,
+        weight: bp(5000),
     };
     let id = h.dp.upsert_service(&next).unwrap();
     assert_eq!(id, 0, "the test needs the removed service's slot");
@@ -485,7 +487,7 @@ fn refused_connections_are_counted_for_the_canary_only() {
             kind,
             family,
             Affinity::Flow,
-            10_000,
+            Weight::FULL,
             Protocol::Tcp,
             [
                 Behaviour::Http(Http::new(0, Duration::ZERO)),
@@ -535,7 +537,7 @@ fn backend_resets_are_counted_for_their_version_only() {
             kind,
             family,
             Affinity::Flow,
-            5000,
+            bp(5000),
             Protocol::Tcp,
             [
                 Behaviour::Http(Http::new(0, Duration::ZERO)),
@@ -598,7 +600,7 @@ fn udp_datagrams_are_requests_and_answers_responses() {
             kind,
             family,
             Affinity::Flow,
-            5000,
+            bp(5000),
             Protocol::Udp,
             [Behaviour::UdpEcho, Behaviour::UdpEcho],
         )

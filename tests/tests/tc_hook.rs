@@ -16,8 +16,9 @@ use std::{
 };
 
 use canary_common::verdict;
-use canary_userspace::{Affinity, Hook, LoadOptions, Protocol};
+use canary_userspace::{Affinity, Hook, LoadOptions, Protocol, model::weight::Weight};
 use tests::{
+    bp,
     harness::{CANARY, Family, Harness, STABLE},
     one_at_a_time,
     packet::Frame,
@@ -34,7 +35,7 @@ const MATRIX: [(BackendKind, Family); 4] = [
     (BackendKind::Namespace, Family::V6),
 ];
 
-fn harness(kind: BackendKind, family: Family, protocol: Protocol, weight_bp: u16) -> Harness {
+fn harness(kind: BackendKind, family: Family, protocol: Protocol, weight: Weight) -> Harness {
     let behaviour = match protocol {
         Protocol::Tcp => [Behaviour::Line, Behaviour::Line],
         Protocol::Udp => [Behaviour::UdpEcho, Behaviour::UdpEcho],
@@ -43,7 +44,7 @@ fn harness(kind: BackendKind, family: Family, protocol: Protocol, weight_bp: u16
         kind,
         family,
         Affinity::Flow,
-        weight_bp,
+        weight,
         protocol,
         behaviour,
         &LoadOptions::default(),
@@ -59,7 +60,7 @@ fn tcp_at_tc_ingress_splits_by_weight_and_keeps_each_connection() {
     const CONNECTIONS: u32 = 400;
     const REQUESTS: usize = 3;
     for (kind, family) in MATRIX {
-        let h = harness(kind, family, Protocol::Tcp, 2000);
+        let h = harness(kind, family, Protocol::Tcp, bp(2000));
         let mut canary = 0u32;
         for i in 0..CONNECTIONS {
             let fail = |e: anyhow::Error| -> ! {
@@ -79,7 +80,7 @@ fn tcp_at_tc_ingress_splits_by_weight_and_keeps_each_connection() {
             );
             // Each connection lands where the shared hash says (exact; the
             // share below is only a binomial sample of random ports).
-            let want = if h.hash_says_canary(from, 2000) {
+            let want = if h.hash_says_canary(from, bp(2000)) {
                 CANARY
             } else {
                 STABLE
@@ -140,7 +141,7 @@ fn udp_frames_with_full_checksums_are_answered_through_tc_ingress() {
     let _serial = one_at_a_time();
     const DATAGRAMS: usize = 20;
     for (kind, family) in MATRIX {
-        let h = harness(kind, family, Protocol::Udp, 5000);
+        let h = harness(kind, family, Protocol::Udp, bp(5000));
         let mut raw = RawSender::open(&h.topo.client, CLIENT_IF, &h.topo.host, HOST_IF).unwrap();
         // IPv4 UDP may go without a checksum (0): it must stay 0, and be
         // answered too.

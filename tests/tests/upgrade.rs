@@ -26,9 +26,10 @@ use canary_userspace::{
     kernel::attachment,
     kernel::pins::PinLayout,
     model::service::{backend, endpoint},
+    model::weight::Weight,
 };
 use tests::{
-    one_at_a_time, require_root,
+    bp, one_at_a_time, require_root,
     servers::{Backend, Client},
 };
 use xtask::{
@@ -42,7 +43,7 @@ const V5_MAPS: [&str; 10] = canary_common::names::MAPS;
 const SERVICE: &str = "model";
 const CONNECTIONS: usize = 40;
 
-fn spec(vip: SocketAddr, stable: SocketAddr, canary: SocketAddr, weight_bp: u16) -> ServiceSpec {
+fn spec(vip: SocketAddr, stable: SocketAddr, canary: SocketAddr, weight: Weight) -> ServiceSpec {
     ServiceSpec {
         name: SERVICE.into(),
         vip,
@@ -50,7 +51,7 @@ fn spec(vip: SocketAddr, stable: SocketAddr, canary: SocketAddr, weight_bp: u16)
         affinity: Affinity::Flow,
         stable: vec![stable],
         canary: vec![canary],
-        weight_bp,
+        weight,
     }
 }
 
@@ -107,7 +108,7 @@ fn start_previous_release(topo: &Topology, dirs: &DaemonDirs, s: &ServiceSpec) {
             Service {
                 id: 0,
                 seed: seed_from_name(s.name.as_bytes()),
-                weight_bp: s.weight_bp,
+                weight_bp: s.weight.bp(),
                 affinity: s.affinity.number(),
                 stable_count: 1,
                 canary_count: 1,
@@ -200,7 +201,7 @@ fn upgrade(hook: Hook, flow_table_size: u32) {
         Backend::spawn(&topo.host, canary, "canary").unwrap(),
     ];
     let dirs = DaemonDirs::new("upgrade").unwrap();
-    let s = spec(vip, stable, canary, 5000);
+    let s = spec(vip, stable, canary, bp(5000));
     start_previous_release(&topo, &dirs, &s);
 
     // Long-lived connections at 50 %, then the weight moves to 0 % under
@@ -230,7 +231,7 @@ fn upgrade(hook: Hook, flow_table_size: u32) {
     }
     dirs.write_config(&Config {
         daemon,
-        services: vec![spec(vip, stable, canary, 0)],
+        services: vec![spec(vip, stable, canary, Weight::ZERO)],
         rollouts: Default::default(),
     })
     .unwrap();
@@ -244,7 +245,7 @@ fn upgrade(hook: Hook, flow_table_size: u32) {
     failures.extend(ask_all(&mut conns, "after the upgrade"));
     let after_upgrade_new = new_connection_labels(&topo, vip, 10);
     // The weight moves again under today's canaryd: still nobody moves.
-    d.client().set_weight(SERVICE, 100.0).unwrap();
+    d.client().set_weight(SERVICE, Weight::FULL).unwrap();
     failures.extend(ask_all(&mut conns, "after the upgrade, weight 100 %"));
     let status = d.status().unwrap();
     let svc = &status.services[0];

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 
 use crate::{
-    api::{self, Change, WeightSource},
-    model::service::ServiceSpec,
+    api::{Change, WeightSource},
+    model::{service::ServiceSpec, weight::Weight},
 };
 
 /// A service as registered, with where its weight came from.
@@ -27,8 +27,8 @@ pub fn view(v: &[(ServiceSpec, WeightSource)]) -> Vec<Sourced<'_>> {
 }
 
 /// `5.00% (config)`
-pub fn weight(bp: u16, source: WeightSource) -> String {
-    format!("{:.2}% ({source})", api::bp_to_percent(bp))
+pub fn weight(weight: Weight, source: WeightSource) -> String {
+    format!("{weight:.2} ({source})")
 }
 
 /// Backends separated by spaces: `198.18.0.1:8081 198.18.0.1:8082`.
@@ -47,7 +47,7 @@ pub fn summary(s: Sourced) -> String {
         spec.affinity,
         backends(&spec.stable),
         backends(&spec.canary),
-        weight(spec.weight_bp, s.source)
+        weight(spec.weight, s.source)
     )
 }
 
@@ -85,8 +85,8 @@ pub fn between(old: &[Sourced], new: &[Sourced]) -> Vec<Change> {
         differs("canary", backends(&a.canary), backends(&b.canary));
         differs(
             "weight",
-            weight(a.weight_bp, o.source),
-            weight(b.weight_bp, n.source),
+            weight(a.weight, o.source),
+            weight(b.weight, n.source),
         );
     }
     out
@@ -105,7 +105,7 @@ mod tests {
             affinity: Affinity::Flow,
             stable: vec!["198.18.0.1:8081".parse().unwrap()],
             canary: vec!["198.18.0.1:8082".parse().unwrap()],
-            weight_bp,
+            weight: Weight::from_bp(weight_bp).unwrap(),
         }
     }
 

@@ -187,7 +187,7 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
         "Backends configured for each version.",
     );
     for s in &status.services {
-        let canary_share = s.weight_percent / 100.0;
+        let canary_share = s.weight.ratio();
         for (version, v, share) in [
             ("stable", &s.stable, 1.0 - canary_share),
             ("canary", &s.canary, canary_share),
@@ -426,7 +426,8 @@ fn rollout_families(rollouts: &[RolloutReport]) -> Vec<MetricFamily> {
             l.push(("phase", name));
             phase.add(l, f64::from(u8::from(p == r.phase)));
         }
-        step.add(svc(), r.steps_percent.get(r.step).copied().unwrap_or(0.0));
+        let at = r.steps.get(r.step).copied().unwrap_or_default();
+        step.add(svc(), at.percent());
         rollbacks.add(svc(), r.rollbacks as f64);
         if let Some(last) = r.history.last() {
             for c in &last.checks {

@@ -1,15 +1,24 @@
 //! The control API between `canaryctl` and `canaryd`: one JSON object per
 //! line over a unix socket, one request and one response per connection.
 //!
-//! Request:  `{"command":"status"}`, `{"command":"set-weight","service":"s","percent":12.5}`,
+//! Request:  `{"command":"status"}`, `{"command":"set-weight","service":"s","weight_bp":1250}`,
 //!           `{"command":"reload"}`, `{"command":"version"}`.
 //! Response: `{"ok":true,"data":...}` or
 //!           `{"ok":false,"code":"unknown_service","error":"..."}`.
 //! The shapes below are the stable `--json` output of `canaryctl` too:
 //! fields may be added, none renamed or removed without a new API version.
+//!
+//! Weights travel as whole basis points (`weight_bp`, `steps_bp`, ...;
+//! 1250 is 12.5 %). Deprecated, for one release: a set-weight may carry
+//! `{"percent":12.5}` instead of `weight_bp` (one of the two, never both),
+//! as older canaryctl sends it, and every answer also carries the old
+//! percent fields (`weight_percent`, `config_weight_percent`,
+//! `steps_percent`, `previous_percent`, `percent`). The next release, API
+//! version 2, drops them. `weight` has the details.
 
 pub mod changes;
 pub mod metrics;
+pub mod weight;
 
 use std::{
     collections::BTreeMap,
@@ -21,11 +30,12 @@ use std::{
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-pub use crate::model::weight::{WeightSource, bp_to_percent};
+pub use crate::model::weight::WeightSource;
 
 use crate::{
     model::kinds::{Affinity, Hook, Mode, OnRollback, Protocol, XdpMode},
     model::rollout::{Phase, Record},
+    model::weight::Weight,
 };
 
 /// Bumped when a field is renamed or removed.
@@ -45,9 +55,15 @@ pub enum Request {
     // and `{"command":"reload","dry_run":true}` must be refused, not run
     // as a real reload.
     Status {},
+    /// `{"service":"s","weight_bp":1250}`; for one release
+    /// `{"service":"s","percent":12.5}` too (`weight::request`).
+    #[serde(
+        serialize_with = "weight::request::serialize",
+        deserialize_with = "weight::request::deserialize"
+    )]
     SetWeight {
         service: String,
-        percent: f64,
+        weight: Weight,
     },
     Reload {},
     Version {},
@@ -65,6 +81,32 @@ pub enum Request {
     RolloutStatus {
         service: String,
     },
+}
+
+/// Why a request line is not a request: what the answer's `code` and
+/// `error` say.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Request {
+    /// Reads one request line. A set-weight whose weight is out of range
+    /// is refused as `invalid_weight`, as before basis points; anything
+    /// else that does not read (unknown fields included) as `bad_request`.
+    pub fn decode(line: &str) -> Result<Request, Refusal> {
+        serde_json::from_str(line).map_err(|e| match weight::value_error(line) {
+            Some(why) => Refusal {
+                code: ErrorCode::InvalidWeight,
+                message: why.to_string(),
+            },
+            None => Refusal {
+                code: ErrorCode::BadRequest,
+                message: format!("bad request: {e}"),
+            },
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,9 +129,13 @@ pub struct RolloutReport {
     pub mode: Mode,
     pub on_rollback: OnRollback,
     pub step: usize,
-    pub steps_percent: Vec<f64>,
-    /// The canary weight the kernel uses now.
-    pub weight_percent: f64,
+    /// `steps_bp`, and for one release the deprecated `steps_percent`.
+    #[serde(flatten, with = "weight::steps")]
+    pub steps: Vec<Weight>,
+    /// The canary weight the kernel uses now: `weight_bp`, and for one
+    /// release the deprecated `weight_percent`.
+    #[serde(flatten, with = "weight::weight")]
+    pub weight: Weight,
     /// The canary's share of the requests since the last evaluation: below
     /// the weight while long-lived connections that opened before a step
     /// are still on stable.
@@ -150,7 +196,8 @@ impl<T> Response<T> {
 pub enum ErrorCode {
     /// Not a request this daemon understands (bad JSON, too long).
     BadRequest,
-    /// The weight is not a percent from 0 to 100 with two decimals.
+    /// The weight is not 0 to 10000 basis points (or, from an older
+    /// client, a percent from 0 to 100 with two decimals).
     InvalidWeight,
     /// No service of that name.
     UnknownService,
@@ -308,17 +355,21 @@ pub struct ServiceStatus {
     pub listen: String,
     pub protocol: Protocol,
     pub affinity: Affinity,
-    /// Canary share of new flows (or clients), percent with two decimals.
-    pub weight_percent: f64,
-    /// Whether `weight_percent` is the config file's or one set at run
-    /// time (set-weight, a rollout, a rollback) and kept in the state file.
+    /// Canary share of new flows (or clients): `weight_bp`, and for one
+    /// release the deprecated `weight_percent`.
+    #[serde(flatten, with = "weight::weight")]
+    pub weight: Weight,
+    /// Whether `weight` is the config file's or one set at run time
+    /// (set-weight, a rollout, a rollback) and kept in the state file.
     /// Daemons before this field: "config".
     #[serde(default)]
     pub weight_source: WeightSource,
     /// The config file's weight for the service: what a runtime weight
     /// overrides, and what comes back when the config's weight is edited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_weight_percent: Option<f64>,
+    /// `config_weight_bp`, and for one release the deprecated
+    /// `config_weight_percent`; both absent when unknown.
+    #[serde(flatten, with = "weight::config_weight")]
+    pub config_weight: Option<Weight>,
     pub stable: VersionStatus,
     pub canary: VersionStatus,
     /// Why clients may not reach the service, e.g. a VIP that is not an
@@ -389,8 +440,13 @@ impl Version {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WeightSet {
     pub service: String,
-    pub previous_percent: f64,
-    pub percent: f64,
+    /// `previous_weight_bp`, and for one release the deprecated
+    /// `previous_percent`.
+    #[serde(flatten, with = "weight::previous")]
+    pub previous: Weight,
+    /// `weight_bp`, and for one release the deprecated `percent`.
+    #[serde(flatten, with = "weight::set")]
+    pub weight: Weight,
     /// Why the weight may not do what it says: interfaces where the kernel
     /// does not run canary's programs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -540,10 +596,10 @@ impl Client<'_> {
         self.call(&Request::Status {})
     }
 
-    pub fn set_weight(&self, service: &str, percent: f64) -> Result<WeightSet, ClientError> {
+    pub fn set_weight(&self, service: &str, weight: Weight) -> Result<WeightSet, ClientError> {
         self.call(&Request::SetWeight {
             service: service.into(),
-            percent,
+            weight,
         })
     }
 
@@ -626,6 +682,7 @@ mod tests {
             r#"{"command":"status","service":"x"}"#,
             r#"{"command":"version","x":1}"#,
             r#"{"command":"set-weight","service":"s","percent":5,"force":true}"#,
+            r#"{"command":"set-weight","service":"s","weight_bp":500,"force":true}"#,
             r#"{"command":"rollback","service":"s","dry_run":true}"#,
         ] {
             assert!(serde_json::from_str::<Request>(line).is_err(), "{line}");

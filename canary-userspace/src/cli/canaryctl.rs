@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 use crate::{
     api::{Request, RolloutAction},
     config::{
-        DEFAULT_SOCKET, InvalidDuration, InvalidPercent, InvalidWeight, low_weight_hint,
-        parse_duration, parse_percent, weight_percent_to_bp,
+        DEFAULT_SOCKET, InvalidDuration, InvalidPercent, InvalidWeight, ParseWeightError, Weight,
+        low_weight_hint, parse_duration,
     },
 };
 
@@ -123,10 +123,11 @@ pub struct SetWeightArgs {
     pub service: String,
     /// Canary share in percent, 0 to 100, at most two decimals; `5` and
     /// `5%` are the same.
-    // Read as text and parsed here, so a bad value gets the same
-    // `canaryctl: ...` message as every other error, not clap's.
-    #[arg(allow_hyphen_values = true)]
-    pub percent: String,
+    // Hyphens allowed so `-5` reaches the parser and is refused as a
+    // weight, not taken for an option. canaryctl's main says a refusal
+    // the way it says every other error (`UsageError`), not clap's way.
+    #[arg(value_name = "PERCENT", allow_hyphen_values = true)]
+    pub weight: Weight,
 }
 
 /// A command-line value canaryctl refuses before asking the daemon (exit 2).
@@ -140,21 +141,41 @@ pub enum UsageError {
     Timeout(#[from] InvalidDuration),
 }
 
+impl From<ParseWeightError> for UsageError {
+    fn from(e: ParseWeightError) -> UsageError {
+        match e {
+            ParseWeightError::NotAPercent(e) => UsageError::Percent(e),
+            ParseWeightError::NotAWeight(reason) => UsageError::Weight {
+                percent: reason.0,
+                reason,
+            },
+        }
+    }
+}
+
+impl UsageError {
+    /// The weight clap's parser refused in `e`, if that is why parsing
+    /// the command line failed.
+    pub fn of_weight(e: &clap::Error) -> Option<UsageError> {
+        let source = std::error::Error::source(e)?;
+        let refused = source.downcast_ref::<ParseWeightError>()?;
+        Some(UsageError::from(refused.clone()))
+    }
+}
+
 impl SetWeightArgs {
-    /// Checks the percent here too, so a typo never reaches the daemon.
-    /// Below 1 % it prints a hint (the weight is still set: a smaller
-    /// share than meant is the cautious side of the mistake).
-    pub fn request(&self) -> Result<Request, UsageError> {
-        let percent = parse_percent(&self.percent)?;
-        let bp = weight_percent_to_bp(percent)
-            .map_err(|reason| UsageError::Weight { percent, reason })?;
-        if let Some(hint) = low_weight_hint(bp) {
+    /// The weight was checked as the command line was read, so a typo
+    /// never reaches the daemon. Below 1 % it prints a hint (the weight is
+    /// still set: a smaller share than meant is the cautious side of the
+    /// mistake).
+    pub fn request(&self) -> Request {
+        if let Some(hint) = low_weight_hint(self.weight) {
             eprintln!("canaryctl: note: {}: {hint}", self.service);
         }
-        Ok(Request::SetWeight {
+        Request::SetWeight {
             service: self.service.clone(),
-            percent,
-        })
+            weight: self.weight,
+        }
     }
 }
 
@@ -272,6 +293,43 @@ mod tests {
             assert_eq!(s.service.as_deref(), service, "{argv:?}");
             assert_eq!(s.wide(), wide, "{argv:?}");
         }
+    }
+
+    #[test]
+    fn set_weight_reads_a_weight_and_says_why_it_refuses_one() {
+        let weight = |arg: &str| {
+            Args::try_parse_from(["canaryctl", "set-weight", "m", arg]).map(|a| match a.command {
+                Command::SetWeight(s) => s.weight,
+                other => panic!("{arg}: not set-weight: {other:?}"),
+            })
+        };
+        assert_eq!(weight("12.5").unwrap().bp(), 1250);
+        assert_eq!(weight("12.5%").unwrap().bp(), 1250);
+        assert_eq!(weight("0").unwrap(), Weight::ZERO);
+        for (arg, says) in [
+            (
+                "5x",
+                "percent: \"5x\" is not a percent; write a number from 0 to 100 with at most two \
+                 decimals, e.g. 12.5 or 12.5%",
+            ),
+            (
+                "150",
+                "percent 150: weight must be a percent from 0 to 100 with at most two decimals, \
+                 e.g. 12.5; found 150",
+            ),
+            (
+                "-5",
+                "percent -5: weight must be a percent from 0 to 100 with at most two decimals, \
+                 e.g. 12.5; found -5",
+            ),
+        ] {
+            let e = weight(arg).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{arg}");
+            assert_eq!(UsageError::of_weight(&e).unwrap().to_string(), says);
+        }
+        // Other usage errors stay clap's.
+        let e = Args::try_parse_from(["canaryctl", "set-weight", "m"]).unwrap_err();
+        assert!(UsageError::of_weight(&e).is_none());
     }
 
     #[test]

@@ -100,12 +100,11 @@ pub fn render(s: &Status, wide: bool) -> String {
 
 /// `canary weight 25.00% (runtime; config 5.00%)` or `canary weight 5.00% (config)`.
 pub fn weight(svc: &ServiceStatus) -> String {
-    match (svc.weight_source, svc.config_weight_percent) {
-        (WeightSource::Runtime, Some(c)) => format!(
-            "canary weight {:.2}% (runtime; config {c:.2}%)",
-            svc.weight_percent
-        ),
-        (source, _) => format!("canary weight {:.2}% ({source})", svc.weight_percent),
+    match (svc.weight_source, svc.config_weight) {
+        (WeightSource::Runtime, Some(c)) => {
+            format!("canary weight {:.2} (runtime; config {c:.2})", svc.weight)
+        }
+        (source, _) => format!("canary weight {:.2} ({source})", svc.weight),
     }
 }
 
@@ -309,9 +308,9 @@ mod tests {
             listen: "198.18.0.1:80".into(),
             protocol: Protocol::Tcp,
             affinity: Affinity::Client,
-            weight_percent: 12.5,
+            weight: "12.5".parse().unwrap(),
             weight_source: source,
-            config_weight_percent: Some(5.0),
+            config_weight: Some("5".parse().unwrap()),
             stable: version(&["198.18.0.1:8081", "198.18.0.1:8091"], 123_456_789),
             canary: version(&["[2001:db8:1234:5678::1]:8082"], 4_567_890),
             problem: None,

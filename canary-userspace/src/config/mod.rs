@@ -33,7 +33,7 @@ pub use crate::host::interfaces::{
     check_name as check_interface_name, interface_exists, interface_index,
 };
 pub use crate::model::weight::{
-    InvalidPercent, InvalidWeight, low_weight_hint, parse_percent, weight_percent_to_bp,
+    InvalidPercent, InvalidWeight, ParseWeightError, Weight, low_weight_hint,
 };
 pub use daemon::MAX_FLOW_TABLE_SIZE;
 pub use duration::{InvalidDuration, parse_duration};

@@ -4,10 +4,7 @@
 use toml::{Table, Value};
 
 use super::{Config, DaemonConfig};
-use crate::{
-    controller::plan::RolloutPlan,
-    model::{service::ServiceSpec, weight::bp_to_percent},
-};
+use crate::{controller::plan::RolloutPlan, model::service::ServiceSpec};
 
 impl Config {
     /// The config as a TOML file that `config::parse` reads back equal.
@@ -91,7 +88,7 @@ fn service_table(s: &ServiceSpec, rollout: Option<&RolloutPlan>) -> Value {
     t.insert("affinity".into(), Value::String(s.affinity.to_string()));
     t.insert("stable".into(), strings(&s.stable));
     t.insert("canary".into(), strings(&s.canary));
-    t.insert("weight".into(), Value::Float(bp_to_percent(s.weight_bp)));
+    t.insert("weight".into(), Value::Float(s.weight.percent()));
     if let Some(plan) = rollout {
         t.insert("rollout".into(), Value::Table(rollout_table(plan)));
     }
@@ -100,11 +97,7 @@ fn service_table(s: &ServiceSpec, rollout: Option<&RolloutPlan>) -> Value {
 
 fn rollout_table(p: &RolloutPlan) -> Table {
     let mut t = Table::new();
-    let steps = p
-        .steps
-        .iter()
-        .map(|bp| Value::Float(bp_to_percent(*bp)))
-        .collect();
+    let steps = p.steps.iter().map(|w| Value::Float(w.percent())).collect();
     t.insert("steps".into(), Value::Array(steps));
     t.insert(
         "interval".into(),
@@ -190,7 +183,7 @@ mod tests {
         config.services[0].vip = "[2001:db8::1]:443".parse().unwrap();
         config.services[0].stable = vec!["[2001:db8::2]:8443".parse().unwrap()];
         config.services[0].canary = vec!["[2001:db8::3]:8443".parse().unwrap()];
-        config.services[0].weight_bp = 1234;
+        config.services[0].weight = "12.34".parse().unwrap();
         let first = config.daemon.interfaces[0].clone();
         config.daemon.interfaces.push("veth0".into());
         config

@@ -6,10 +6,10 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::{
+    Weight,
     duration::parse_duration,
     error::Collector,
     value::{self, join},
-    weight_percent_to_bp,
 };
 use crate::{
     controller::plan::{Checks, Gate, RolloutPlan},
@@ -154,8 +154,8 @@ pub(crate) fn read(
 pub const MAX_STEPS: usize = 1000;
 
 /// `steps = [5, 10, 25]`, or `step = 10` with `max = 100`: increasing
-/// percents above 0 and at most 100, in basis points.
-fn steps(errs: &mut Collector, table: &Table, path: &str) -> Option<Vec<u16>> {
+/// percents above 0 and at most 100.
+fn steps(errs: &mut Collector, table: &Table, path: &str) -> Option<Vec<Weight>> {
     let listed = table.contains_key("steps");
     let stepped = table.contains_key("step") || table.contains_key("max");
     if listed && stepped {
@@ -233,13 +233,13 @@ fn steps(errs: &mut Collector, table: &Table, path: &str) -> Option<Vec<u16>> {
     };
     let mut out = vec![];
     for (at, percent) in percents {
-        match weight_percent_to_bp(percent) {
-            Ok(0) => errs.push(&at, "a step of 0 % sends the canary nothing"),
-            Ok(bp) if out.last().is_some_and(|last| *last >= bp) => errs.push(
+        match Weight::from_percent(percent) {
+            Ok(Weight::ZERO) => errs.push(&at, "a step of 0 % sends the canary nothing"),
+            Ok(w) if out.last().is_some_and(|last| *last >= w) => errs.push(
                 &at,
                 format!("{percent} is not above the step before it; steps must increase"),
             ),
-            Ok(bp) => out.push(bp),
+            Ok(w) => out.push(w),
             Err(e) => errs.push(&at, e.to_string()),
         }
     }

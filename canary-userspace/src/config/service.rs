@@ -9,11 +9,9 @@ use canary_common::MAX_BACKENDS;
 use toml::{Table, Value};
 
 use super::{
-    address,
+    Weight, address,
     error::Collector,
-    parse_percent,
     value::{self, join},
-    weight_percent_to_bp,
 };
 use crate::{
     controller::plan::RolloutPlan,
@@ -44,7 +42,7 @@ pub(crate) struct Partial {
     affinity: Option<Affinity>,
     stable: Option<Vec<SocketAddr>>,
     canary: Option<Vec<SocketAddr>>,
-    weight_bp: Option<u16>,
+    weight: Option<Weight>,
     /// `[service.rollout]`, when present and valid.
     pub(crate) rollout: Option<RolloutPlan>,
     /// Every backend that parsed, stable then canary, for the checks across
@@ -62,7 +60,7 @@ impl Partial {
             affinity: self.affinity?,
             stable: self.stable.clone()?,
             canary: self.canary.clone()?,
-            weight_bp: self.weight_bp?,
+            weight: self.weight?,
         })
     }
 
@@ -86,7 +84,7 @@ pub(crate) fn read(errs: &mut Collector, index: usize, value: &Value) -> Partial
         affinity: None,
         stable: None,
         canary: None,
-        weight_bp: None,
+        weight: None,
         rollout: None,
         backends: Vec::new(),
     };
@@ -108,7 +106,7 @@ pub(crate) fn read(errs: &mut Collector, index: usize, value: &Value) -> Partial
     partial.stable = stable;
     partial.canary = canary;
     partial.backends = backends;
-    partial.weight_bp = weight(errs, table, path);
+    partial.weight = weight(errs, table, path);
     partial
 }
 
@@ -212,19 +210,15 @@ fn family(addr: SocketAddr) -> &'static str {
     if addr.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
-fn weight(errs: &mut Collector, table: &Table, path: &str) -> Option<u16> {
-    // `weight = "5%"` reads as 5, as on canaryctl's command line.
-    let percent = match table.get("weight") {
-        Some(Value::String(text)) => match parse_percent(text) {
-            Ok(p) => p,
-            Err(why) => {
-                errs.push(join(path, "weight"), why.to_string());
-                return None;
-            }
-        },
-        _ => value::number(errs, table, path, "weight").or(0.0)?,
+fn weight(errs: &mut Collector, table: &Table, path: &str) -> Option<Weight> {
+    let read = match table.get("weight") {
+        // `weight = "5%"` reads as 5, as on canaryctl's command line.
+        Some(Value::String(text)) => text.parse::<Weight>().map_err(|e| e.to_string()),
+        _ => {
+            let percent = value::number(errs, table, path, "weight").or(0.0)?;
+            Weight::from_percent(percent).map_err(|e| e.to_string())
+        }
     };
-    weight_percent_to_bp(percent)
-        .map_err(|why| errs.push(join(path, "weight"), why.to_string()))
+    read.map_err(|why| errs.push(join(path, "weight"), why))
         .ok()
 }

@@ -31,7 +31,7 @@ pub fn warnings(
                 message: vip_not_local(s.vip.ip()),
             });
         }
-        if let Some(hint) = low_weight_hint(s.weight_bp) {
+        if let Some(hint) = low_weight_hint(s.weight) {
             out.push(ConfigError {
                 file: file.to_owned(),
                 field: field("weight"),

@@ -107,10 +107,9 @@ fn weight(w: Weight) -> Effect {
 }
 
 /// The canary weight of the plan's `step` (0 past the last, as
-/// `RolloutRun::weight_bp`). The config refuses steps above 100 %.
+/// `RolloutRun::weight`).
 fn step_weight(plan: &RolloutPlan, step: usize) -> Weight {
-    let bp = plan.steps.get(step).copied().unwrap_or(0);
-    Weight::from_bp(bp).unwrap_or(Weight::FULL)
+    plan.steps.get(step).copied().unwrap_or(Weight::ZERO)
 }
 
 #[cfg(test)]
@@ -129,7 +128,10 @@ mod tests {
     fn plans() -> [RolloutPlan; 4] {
         // Only the steps, the mode and `on_rollback` matter here.
         let with = |mode, on_rollback| RolloutPlan {
-            steps: vec![500, 2500, 9000],
+            steps: ["5", "25", "90"]
+                .iter()
+                .map(|p| p.parse().unwrap())
+                .collect(),
             interval: std::time::Duration::from_secs(30),
             min_requests: 50,
             failed_checks_limit: 2,

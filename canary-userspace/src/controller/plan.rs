@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::kinds::{Mode, OnRollback};
+use crate::model::weight::Weight;
 
 /// A PromQL gate on something the kernel cannot see (model accuracy).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,9 +49,9 @@ impl Checks {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RolloutPlan {
-    /// Canary weights in basis points, increasing; the last is usually
-    /// 10000.
-    pub steps: Vec<u16>,
+    /// Canary weights, increasing; the last is usually 100 %. Basis points
+    /// in the state file.
+    pub steps: Vec<Weight>,
     /// Time between evaluations.
     #[serde(with = "millis")]
     pub interval: Duration,

@@ -26,7 +26,6 @@
 //! verdict holds (low traffic just takes longer) until
 //! `max_step_duration`, when one is set.
 
-use canary_common::WEIGHT_SCALE;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -39,6 +38,7 @@ use super::{
 use crate::model::{
     rollout::{Action, CheckResult, MAX_HISTORY, Need, Phase, Record, Verdict},
     signals::{Histogram, VersionSignals},
+    weight::Weight,
 };
 
 /// A gate's reading this interval: its value, no data (empty result), or
@@ -135,10 +135,8 @@ pub fn evaluate(
     let (stable_n, canary_n) = (attempts(&evidence.stable), attempts(&evidence.canary));
     // At 100 % stable gets no new flows: its minimum does not apply, and
     // the driver hands in stable's evidence from the step before.
-    let stable_expected = plan
-        .steps
-        .get(state.step)
-        .is_some_and(|w| u32::from(*w) < WEIGHT_SCALE);
+    let weight = plan.steps.get(state.step).copied().unwrap_or(Weight::ZERO);
+    let stable_expected = weight < Weight::FULL;
     let checks = judge(plan, evidence, stable_expected);
     // `settling`: inconclusive, but the step's evidence grew and more of
     // it is expected to settle every open check.
@@ -237,17 +235,13 @@ pub fn evaluate(
             next.inconclusive_streak, plan.max_inconclusive
         ),
         Action::Pause => format!(
-            "paused: the step at {:.2}% is still inconclusive after {} looks ({} s; max_step_duration {} s); last: {why}",
-            f64::from(plan.steps.get(state.step).copied().unwrap_or(0)) / 100.0,
+            "paused: the step at {weight:.2} is still inconclusive after {} looks ({} s; max_step_duration {} s); last: {why}",
             next.step_looks,
             (plan.interval * next.step_looks).as_secs_f64(),
             plan.max_step_duration.unwrap_or_default().as_secs_f64(),
         ),
         Action::Promote => format!("promote: the last step held ({why})"),
-        Action::StepUp { step } => format!(
-            "step up to {:.2}%: {why}",
-            f64::from(plan.steps[step]) / 100.0
-        ),
+        Action::StepUp { step } => format!("step up to {:.2}: {why}", plan.steps[step]),
         Action::Hold => format!("hold: {why}"),
     };
     match action {
@@ -274,7 +268,7 @@ pub fn evaluate(
         at_unix_ms: now_unix_ms,
         look: next.looks,
         step: state.step,
-        weight_bp: plan.steps.get(state.step).copied().unwrap_or(0),
+        weight,
         interval_attempts: evidence.interval_attempts,
         verdict,
         action,

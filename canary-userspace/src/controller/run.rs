@@ -11,7 +11,7 @@ use super::{
     plan::RolloutPlan,
     policy::{Evidence, GateReading, RolloutState},
 };
-use crate::model::{rollout::Action, signals::VersionSignals};
+use crate::model::{rollout::Action, signals::VersionSignals, weight::Weight};
 
 /// Stable's and canary's cumulative signals at one moment.
 pub type Reading = [VersionSignals; 2];
@@ -61,9 +61,13 @@ impl RolloutRun {
         }
     }
 
-    /// The canary weight the current step asks for, in basis points.
-    pub fn weight_bp(&self) -> u16 {
-        self.plan.steps.get(self.state.step).copied().unwrap_or(0)
+    /// The canary weight the current step asks for.
+    pub fn weight(&self) -> Weight {
+        self.plan
+            .steps
+            .get(self.state.step)
+            .copied()
+            .unwrap_or(Weight::ZERO)
     }
 
     /// What both versions did since the step began (and in the last
@@ -74,8 +78,8 @@ impl RolloutRun {
             let d = now[i].since(&self.last[i]);
             d.requests + d.connections_refused
         };
-        let stable = match (&self.stable_before, self.weight_bp()) {
-            (Some(before), 10_000) => before.clone(),
+        let stable = match (&self.stable_before, self.weight()) {
+            (Some(before), Weight::FULL) => before.clone(),
             _ => since_step(0),
         };
         Evidence {
@@ -90,7 +94,7 @@ impl RolloutRun {
     /// starts its evidence afresh (keeping stable's for a 100 % step).
     pub fn advance(&mut self, action: Action, now: Reading, now_unix_ms: u64) {
         if let Action::StepUp { step } = action
-            && self.plan.steps.get(step) == Some(&10_000)
+            && self.plan.steps.get(step) == Some(&Weight::FULL)
         {
             self.stable_before = Some(now[0].since(&self.step_start[0]));
         }

@@ -16,12 +16,21 @@ use super::{
 use crate::model::{
     rollout::{Action, Phase, Verdict},
     signals::{Histogram, VersionSignals},
+    weight::Weight,
 };
+
+/// The README's steps: 5, 10, 25, 50 and 100 %.
+fn readme_steps() -> Vec<Weight> {
+    ["5", "10", "25", "50", "100"]
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
 
 /// A plan with the README's shape; other modules' tests use it too.
 pub(crate) fn plan() -> RolloutPlan {
     RolloutPlan {
-        steps: vec![500, 1000, 2500, 5000, 10000],
+        steps: readme_steps(),
         interval: std::time::Duration::from_secs(30),
         min_requests: 50,
         failed_checks_limit: 2,
@@ -609,7 +618,7 @@ fn add(a: &mut VersionSignals, b: &VersionSignals) {
 /// its default.
 fn readme_plan() -> RolloutPlan {
     RolloutPlan {
-        steps: vec![500, 1000, 2500, 5000, 10000],
+        steps: readme_steps(),
         interval: std::time::Duration::from_secs(30),
         min_requests: 200,
         failed_checks_limit: 2,
@@ -669,7 +678,7 @@ fn simulate(
     let (mut stable_sum, mut canary_sum) = (empty(), empty());
     while state.phase == Phase::Running {
         assert!(state.looks < MAX_LOOKS, "seed {seed}: still running");
-        let weight = f64::from(plan.steps[state.step]) / 10_000.0;
+        let weight = plan.steps[state.step].ratio();
         let n_canary = binomial(&mut rng, per_interval, weight);
         let s = sample(
             &mut rng,
@@ -690,7 +699,7 @@ fn simulate(
         if let Action::StepUp { step } = d.action {
             // The checks judge what happened since the step began; at
             // 100 % stable's evidence is the last step's.
-            if plan.steps[step] < 10_000 {
+            if plan.steps[step] < Weight::FULL {
                 stable_sum = empty();
             }
             canary_sum = empty();

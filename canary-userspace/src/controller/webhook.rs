@@ -189,7 +189,7 @@ mod tests {
                     at_unix_ms: 0,
                     look,
                     step: 0,
-                    weight_bp: 0,
+                    weight: crate::model::weight::Weight::ZERO,
                     interval_attempts: [0, 0],
                     verdict: Verdict::Pass,
                     action,

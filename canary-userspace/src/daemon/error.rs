@@ -13,11 +13,6 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("percent {percent}: {reason}")]
-    InvalidWeight {
-        percent: f64,
-        reason: crate::config::InvalidWeight,
-    },
     #[error("unknown service {name:?}; this daemon has: {}", known_list(.known))]
     UnknownService { name: String, known: Vec<String> },
     #[error("{0}")]
@@ -118,7 +113,6 @@ impl DaemonError {
     /// The code a response carrying this error has.
     pub fn code(&self) -> ErrorCode {
         match self {
-            DaemonError::InvalidWeight { .. } => ErrorCode::InvalidWeight,
             DaemonError::UnknownService { .. } => ErrorCode::UnknownService,
             DaemonError::InvalidConfig(_) => ErrorCode::InvalidConfig,
             DaemonError::RestartRequired(_) => ErrorCode::RestartRequired,

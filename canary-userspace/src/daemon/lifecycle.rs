@@ -10,8 +10,8 @@ use super::{
     state::{self},
 };
 use crate::{
+    api::InterfaceStatus,
     api::changes,
-    api::{self, InterfaceStatus},
     config::{Config, DaemonConfig},
     kernel::bpffs,
     kernel::dataplane::{Attachment, Dataplane, LoadOptions, RemovedPins},
@@ -105,8 +105,8 @@ impl Daemon {
         }
         for spec in &config.services {
             let mut spec = spec.clone();
-            let source = state.source_of(&spec.name, spec.weight_bp);
-            spec.weight_bp = state.weight_for(&spec.name, spec.weight_bp);
+            let source = state.source_of(&spec.name, spec.weight);
+            spec.weight = state.weight_for(&spec.name, spec.weight);
             // What is served, in one line an operator can grep for.
             log::info!(
                 "service {}: {}",
@@ -117,13 +117,12 @@ impl Daemon {
                 })
             );
             if let Some(kernel) = dp.recovered_weight(&spec)
-                && kernel != spec.weight_bp
+                && kernel != spec.weight
             {
                 log::warn!(
-                    "service {}: the kernel had weight {:.2}%, using {:.2}% from the config and state file",
+                    "service {}: the kernel had weight {kernel:.2}, using {:.2} from the config and state file",
                     spec.name,
-                    api::bp_to_percent(kernel),
-                    api::bp_to_percent(spec.weight_bp)
+                    spec.weight
                 );
             }
             dp.upsert_service(&spec)?;

@@ -125,8 +125,8 @@ impl Daemon {
                 .services
                 .iter()
                 .map(|s| {
-                    let source = self.state.source_of(&s.name, s.weight_bp);
-                    (s.name.clone(), (source, s.weight_bp))
+                    let source = self.state.source_of(&s.name, s.weight);
+                    (s.name.clone(), (source, s.weight))
                 })
                 .collect(),
         }

@@ -18,7 +18,7 @@ use crate::{
     error::Error,
     kernel::dataplane::Registered,
     kernel::maps::Counters,
-    model::signals::VersionSignals,
+    model::{signals::VersionSignals, weight::Weight},
 };
 
 /// What the owner last registered.
@@ -35,8 +35,8 @@ pub struct Snapshot {
     pub rollouts: std::collections::BTreeMap<String, crate::controller::run::RolloutRun>,
     /// Rollouts that ended rolled back, by service name.
     pub rollbacks: std::collections::BTreeMap<String, u64>,
-    /// Where each service's weight comes from, and its config weight (bp).
-    pub weights: std::collections::BTreeMap<String, (WeightSource, u16)>,
+    /// Where each service's weight comes from, and its config weight.
+    pub weights: std::collections::BTreeMap<String, (WeightSource, Weight)>,
     /// Where each service's clients come in (`reach`), found at start.
     pub client_paths: super::reach::ClientPaths,
 }
@@ -109,7 +109,7 @@ impl Observer {
         Ok(Some(report(
             service,
             run,
-            reg.spec.weight_bp,
+            reg.spec.weight,
             &now,
             snap.rollbacks.get(service).copied().unwrap_or(0),
         )))
@@ -152,7 +152,7 @@ pub fn rollout_line(run: &RolloutRun) -> api::RolloutLine {
 pub fn report(
     service: &str,
     run: &RolloutRun,
-    weight_bp: u16,
+    weight: Weight,
     now: &Reading,
     rollbacks: u64,
 ) -> RolloutReport {
@@ -165,13 +165,8 @@ pub fn report(
         mode: run.plan.mode,
         on_rollback: run.plan.on_rollback,
         step: run.state.step,
-        steps_percent: run
-            .plan
-            .steps
-            .iter()
-            .map(|bp| api::bp_to_percent(*bp))
-            .collect(),
-        weight_percent: api::bp_to_percent(weight_bp),
+        steps: run.plan.steps.clone(),
+        weight,
         observed_canary_share: (s + c > 0).then(|| c as f64 / (s + c) as f64),
         interval_ms: run.plan.interval.as_millis() as u64,
         looks: run.state.looks,
@@ -224,19 +219,19 @@ pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
         let [stable, canary] = counters.version_stats(r.id)?;
         let [stable_signals, canary_signals] = counters.version_signals(r.id)?;
         let spec = &r.spec;
-        let (weight_source, config_bp) = snap
+        let (weight_source, config_weight) = snap
             .weights
             .get(&spec.name)
             .copied()
-            .unwrap_or((WeightSource::Config, spec.weight_bp));
+            .unwrap_or((WeightSource::Config, spec.weight));
         services.push(ServiceStatus {
             name: spec.name.clone(),
             listen: spec.vip.to_string(),
             protocol: spec.protocol,
             affinity: spec.affinity,
-            weight_percent: api::bp_to_percent(spec.weight_bp),
+            weight: spec.weight,
             weight_source,
-            config_weight_percent: Some(api::bp_to_percent(config_bp)),
+            config_weight: Some(config_weight),
             stable: version_status(&spec.stable, &stable, &stable_signals),
             canary: version_status(&spec.canary, &canary, &canary_signals),
             problem: service_problem(snap, spec, local.as_ref()),

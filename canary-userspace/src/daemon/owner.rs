@@ -18,7 +18,10 @@ use super::{
     Daemon, DaemonError,
     observe::{Observer, Snapshot},
 };
-use crate::api::{Reloaded, WeightSet};
+use crate::{
+    api::{Reloaded, WeightSet},
+    model::weight::Weight,
+};
 
 /// How many commands may wait for the owner before senders wait too.
 const QUEUE: usize = 64;
@@ -80,11 +83,12 @@ impl Handle {
     pub async fn set_weight(
         &self,
         service: String,
-        percent: f64,
+        weight: Weight,
     ) -> Result<WeightSet, DaemonError> {
-        self.call(format!("set-weight {service} {percent}"), move |d| {
-            d.set_weight(&service, percent)
-        })
+        self.call(
+            format!("set-weight {service} {}", weight.percent()),
+            move |d| d.set_weight(&service, weight),
+        )
         .await
     }
 

@@ -74,12 +74,12 @@ impl Daemon {
             specs
                 .iter()
                 .map(|s| {
-                    let config_bp = config
+                    let config_weight = config
                         .services
                         .iter()
                         .find(|c| c.name == s.name)
-                        .map_or(s.weight_bp, |c| c.weight_bp);
-                    (s.clone(), state.source_of(&s.name, config_bp))
+                        .map_or(s.weight, |c| c.weight);
+                    (s.clone(), state.source_of(&s.name, config_weight))
                 })
                 .collect::<Vec<_>>()
         };
@@ -177,7 +177,7 @@ impl Daemon {
         new.services
             .iter()
             .map(|s| ServiceSpec {
-                weight_bp: self.state.weight_for(&s.name, s.weight_bp),
+                weight: self.state.weight_for(&s.name, s.weight),
                 ..s.clone()
             })
             .collect()

@@ -31,7 +31,7 @@ impl Daemon {
                 service: service.to_owned(),
                 why: "no rollout has been started".into(),
             })?;
-        let weight = self.dp.weight(service).unwrap_or(0);
+        let weight = self.dp.weight(service).unwrap_or(Weight::ZERO);
         let rollbacks = self.state.rollbacks.get(service).copied().unwrap_or(0);
         Ok(observe::report(
             service,
@@ -45,7 +45,7 @@ impl Daemon {
     /// The answer to a rollback of a service that has no rollout: its
     /// weight, no history.
     pub fn rollback_report(&self, service: &str) -> Result<RolloutReport, DaemonError> {
-        let weight = self.dp.weight(service).unwrap_or(0);
+        let weight = self.dp.weight(service).unwrap_or(Weight::ZERO);
         Ok(RolloutReport {
             service: service.to_owned(),
             phase: Phase::RolledBack,
@@ -53,8 +53,8 @@ impl Daemon {
             mode: Mode::Enforce,
             on_rollback: OnRollback::Drain,
             step: 0,
-            steps_percent: vec![],
-            weight_percent: f64::from(weight) / 100.0,
+            steps: vec![],
+            weight,
             observed_canary_share: None,
             interval_ms: 0,
             looks: 0,
@@ -102,8 +102,8 @@ impl Daemon {
         next.rollouts.insert(service.to_owned(), run.clone());
         self.carry_out(service, effect, next, "rollout start")?;
         log::info!(
-            "service {service}: rollout started at {:.2}% ({} steps, every {:?}, {:?})",
-            f64::from(run.weight_bp()) / 100.0,
+            "service {service}: rollout started at {:.2} ({} steps, every {:?}, {:?})",
+            run.weight(),
             run.plan.steps.len(),
             run.plan.interval,
             run.plan.mode
@@ -246,7 +246,7 @@ impl Daemon {
         next: State,
         what: &'static str,
     ) -> Result<(), DaemonError> {
-        self.commit_weight(service, effect.weight.map(Weight::bp), next, what)?;
+        self.commit_weight(service, effect.weight, next, what)?;
         if effect.reset_canary {
             self.reset_canary_flows(service);
         }

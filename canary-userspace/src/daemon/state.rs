@@ -14,7 +14,9 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    controller::run::RolloutRun, model::service::ServiceSpec, model::weight::WeightSource,
+    controller::run::RolloutRun,
+    model::service::ServiceSpec,
+    model::weight::{Weight, WeightSource},
 };
 
 pub const STATE_FILE: &str = "state.json";
@@ -40,11 +42,14 @@ pub struct State {
 }
 
 /// A weight set at run time, and the config weight it overrode: when the
-/// config's weight is edited later, the config wins again.
+/// config's weight is edited later, the config wins again. Both basis
+/// points in the file, under the names every release has written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WeightOverride {
-    pub weight_bp: u16,
-    pub config_weight_bp: u16,
+    #[serde(rename = "weight_bp")]
+    pub weight: Weight,
+    #[serde(rename = "config_weight_bp")]
+    pub config_weight: Weight,
 }
 
 impl State {
@@ -69,7 +74,7 @@ impl State {
         self.weights.retain(|name, o| {
             services
                 .iter()
-                .any(|s| &s.name == name && s.weight_bp == o.config_weight_bp)
+                .any(|s| &s.name == name && s.weight == o.config_weight)
         });
         let configured = |name: &String| services.iter().any(|s| &s.name == name);
         self.rollouts.retain(|name, _| configured(name));
@@ -82,18 +87,18 @@ impl State {
     }
 
     /// Whether `weight_for` gives a runtime weight or the config's.
-    pub fn source_of(&self, service: &str, config_weight_bp: u16) -> WeightSource {
+    pub fn source_of(&self, service: &str, config_weight: Weight) -> WeightSource {
         match self.weights.get(service) {
-            Some(o) if o.config_weight_bp == config_weight_bp => WeightSource::Runtime,
+            Some(o) if o.config_weight == config_weight => WeightSource::Runtime,
             _ => WeightSource::Config,
         }
     }
 
     /// The weight a service should run with, given its config weight.
-    pub fn weight_for(&self, service: &str, config_weight_bp: u16) -> u16 {
+    pub fn weight_for(&self, service: &str, config_weight: Weight) -> Weight {
         match self.weights.get(service) {
-            Some(o) if o.config_weight_bp == config_weight_bp => o.weight_bp,
-            _ => config_weight_bp,
+            Some(o) if o.config_weight == config_weight => o.weight,
+            _ => config_weight,
         }
     }
 }
@@ -195,39 +200,43 @@ mod tests {
 
     use super::*;
 
+    fn bp(bp: u16) -> Weight {
+        Weight::from_bp(bp).unwrap()
+    }
+
     #[test]
     fn override_holds_until_the_config_weight_changes() {
         let mut s = State::default();
-        assert_eq!(s.weight_for("a", 500), 500);
+        assert_eq!(s.weight_for("a", bp(500)), bp(500));
         s.weights.insert(
             "a".into(),
             WeightOverride {
-                weight_bp: 2500,
-                config_weight_bp: 500,
+                weight: bp(2500),
+                config_weight: bp(500),
             },
         );
-        assert_eq!(s.weight_for("a", 500), 2500);
-        assert_eq!(s.weight_for("a", 1000), 1000);
-        assert_eq!(s.weight_for("b", 700), 700);
-        assert_eq!(s.source_of("a", 500), WeightSource::Runtime);
-        assert_eq!(s.source_of("a", 1000), WeightSource::Config);
-        assert_eq!(s.source_of("b", 700), WeightSource::Config);
+        assert_eq!(s.weight_for("a", bp(500)), bp(2500));
+        assert_eq!(s.weight_for("a", bp(1000)), bp(1000));
+        assert_eq!(s.weight_for("b", bp(700)), bp(700));
+        assert_eq!(s.source_of("a", bp(500)), WeightSource::Runtime);
+        assert_eq!(s.source_of("a", bp(1000)), WeightSource::Config);
+        assert_eq!(s.source_of("b", bp(700)), WeightSource::Config);
     }
 
     #[test]
     fn overrides_of_changed_or_removed_services_are_forgotten() {
-        let spec = |name: &str, weight_bp| ServiceSpec {
+        let spec = |name: &str, weight| ServiceSpec {
             name: name.into(),
             vip: "198.18.0.1:80".parse().unwrap(),
             protocol: crate::model::service::Protocol::Tcp,
             affinity: crate::model::service::Affinity::Flow,
             stable: vec!["198.18.0.1:8081".parse().unwrap()],
             canary: vec!["198.18.0.1:8082".parse().unwrap()],
-            weight_bp,
+            weight: bp(weight),
         };
-        let over = |config_weight_bp| WeightOverride {
-            weight_bp: 5000,
-            config_weight_bp,
+        let over = |config_weight| WeightOverride {
+            weight: bp(5000),
+            config_weight: bp(config_weight),
         };
         let mut s = State::default();
         s.weights.insert("kept".into(), over(500));
@@ -257,8 +266,8 @@ mod tests {
         s.weights.insert(
             "m".into(),
             WeightOverride {
-                weight_bp: 1234,
-                config_weight_bp: 0,
+                weight: bp(1234),
+                config_weight: Weight::ZERO,
             },
         );
         save(&dir, &s).unwrap();
@@ -268,6 +277,122 @@ mod tests {
         assert_eq!(mode, 0o600, "state file mode {mode:o}");
         fs::write(path(&dir), "{not json").unwrap();
         assert!(load(&dir).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A state file as the release before `Weight` wrote it: weights,
+    /// steps and decisions in basis points under these names. It reads,
+    /// and writes back the same, so a downgrade reads it too.
+    const PREVIOUS_RELEASE: &str = r#"{
+  "weights": {
+    "sentiment": { "weight_bp": 1250, "config_weight_bp": 500 }
+  },
+  "rollouts": {
+    "sentiment": {
+      "plan": {
+        "steps": [500, 1000, 2500, 5000, 10000],
+        "interval": 30000,
+        "min_requests": 200,
+        "failed_checks_limit": 2,
+        "consecutive_failures": 0,
+        "min_passes": 1,
+        "max_inconclusive": 5,
+        "max_step_duration": 1800000,
+        "mode": "enforce",
+        "on_rollback": "drain",
+        "checks": {
+          "max_error_rate": 0.01,
+          "max_error_ratio": 2.0,
+          "max_p99_ms": null,
+          "max_p99_ratio": null,
+          "error_margin": 0.01,
+          "p99_margin_ms": 5.0
+        },
+        "gates": [],
+        "prometheus": null,
+        "webhook": null,
+        "alpha": 0.05
+      },
+      "state": {
+        "phase": "running",
+        "reason": "",
+        "step": 1,
+        "looks": 1,
+        "failed": 0,
+        "consecutive_failed": 0,
+        "inconclusive_streak": 0,
+        "passes_at_step": 0,
+        "step_looks": 0,
+        "started_unix_ms": 1000,
+        "generation": 3,
+        "history": [
+          {
+            "at_unix_ms": 31000,
+            "look": 1,
+            "step": 0,
+            "weight_bp": 500,
+            "interval_attempts": [950, 50],
+            "verdict": "pass",
+            "action": { "action": "step_up", "step": 1 },
+            "checks": [],
+            "reason": "step up to 10.00%: every check passed",
+            "dry_run": false
+          }
+        ]
+      },
+      "step_start": [
+        { "requests": 950, "responses": 950, "http": [0, 950, 0, 0, 0, 0], "backend_resets": 0,
+          "connections_refused": 0, "syn_retransmits": 0, "failsafe_flows": 0,
+          "latency": { "counts": [], "sum_ns": 0 }, "connect": { "counts": [], "sum_ns": 0 } },
+        { "requests": 50, "responses": 50, "http": [0, 50, 0, 0, 0, 0], "backend_resets": 0,
+          "connections_refused": 0, "syn_retransmits": 0, "failsafe_flows": 0,
+          "latency": { "counts": [], "sum_ns": 0 }, "connect": { "counts": [], "sum_ns": 0 } }
+      ],
+      "last": [
+        { "requests": 950, "responses": 950, "http": [0, 950, 0, 0, 0, 0], "backend_resets": 0,
+          "connections_refused": 0, "syn_retransmits": 0, "failsafe_flows": 0,
+          "latency": { "counts": [], "sum_ns": 0 }, "connect": { "counts": [], "sum_ns": 0 } },
+        { "requests": 50, "responses": 50, "http": [0, 50, 0, 0, 0, 0], "backend_resets": 0,
+          "connections_refused": 0, "syn_retransmits": 0, "failsafe_flows": 0,
+          "latency": { "counts": [], "sum_ns": 0 }, "connect": { "counts": [], "sum_ns": 0 } }
+      ],
+      "stable_before": null,
+      "next_at_unix_ms": 61000
+    }
+  },
+  "rollbacks": { "sentiment": 1 },
+  "generations": 3
+}"#;
+
+    #[test]
+    fn a_state_file_of_the_previous_release_reads_and_writes_back_the_same() {
+        let dir = std::env::temp_dir().join(format!("canary-state-old-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(path(&dir), PREVIOUS_RELEASE).unwrap();
+        let state = load(&dir).unwrap();
+        let o = state.weights["sentiment"];
+        assert_eq!((o.weight, o.config_weight), (bp(1250), bp(500)));
+        let run = &state.rollouts["sentiment"];
+        assert_eq!(
+            run.plan.steps,
+            [500, 1000, 2500, 5000, 10000].map(bp).to_vec()
+        );
+        assert_eq!(run.weight(), bp(1000));
+        assert_eq!(run.state.history[0].weight, bp(500));
+        save(&dir, &state).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(path(&dir)).unwrap()).unwrap();
+        let before: serde_json::Value = serde_json::from_str(PREVIOUS_RELEASE).unwrap();
+        assert_eq!(written, before);
+        // A weight no release writes is refused, naming the file.
+        fs::write(
+            path(&dir),
+            PREVIOUS_RELEASE.replace(r#""weight_bp": 1250"#, r#""weight_bp": 12500"#),
+        )
+        .unwrap();
+        let e = load(&dir).unwrap_err().to_string();
+        assert!(e.contains("0 to 10000 basis points; found 12500"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

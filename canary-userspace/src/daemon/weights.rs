@@ -6,10 +6,7 @@ use super::{
     state::{State, WeightOverride},
     unix_ms,
 };
-use crate::{
-    api::{self, WeightSet},
-    config::weight_percent_to_bp,
-};
+use crate::{api::WeightSet, model::weight::Weight};
 
 impl Daemon {
     /// Sets a service's canary weight: one map write, then the state file,
@@ -22,27 +19,25 @@ impl Daemon {
     /// (the one-write way back, as `canaryctl rollback`, in dry-run too),
     /// any other weight is refused with the commands that do what was
     /// meant.
-    pub fn set_weight(&mut self, service: &str, percent: f64) -> Result<WeightSet, DaemonError> {
-        let bp = weight_percent_to_bp(percent)
-            .map_err(|reason| DaemonError::InvalidWeight { percent, reason })?;
+    pub fn set_weight(&mut self, service: &str, weight: Weight) -> Result<WeightSet, DaemonError> {
         let mut notes = vec![];
         let previous = match self.state.rollouts.get(service) {
             Some(run) if !run.state.phase.is_over() => {
-                if bp != 0 {
+                if weight != Weight::ZERO {
                     return Err(DaemonError::RolloutConflict {
                         service: service.to_owned(),
                         why: format!(
-                            "a rollout is {:?} at {:.2}%, and its next step would undo a weight \
+                            "a rollout is {:?} at {:.2}, and its next step would undo a weight \
                              set by hand; `canaryctl rollout pause {service}` holds the weight \
                              where it is, `canaryctl rollback {service}` (or set-weight \
                              {service} 0) ends it with the canary at 0%, `canaryctl rollout \
                              abort {service}` ends it so that set-weight is yours again",
                             run.state.phase,
-                            f64::from(run.weight_bp()) / 100.0
+                            run.weight()
                         ),
                     });
                 }
-                let previous = self.dp.weight(service).unwrap_or(0);
+                let previous = self.dp.weight(service).unwrap_or(Weight::ZERO);
                 self.control_rollout(service, Control::Rollback, unix_ms())?;
                 notes.push(format!(
                     "the rollout of {service} ended as rolled back (set-weight 0 is a rollback)"
@@ -51,7 +46,7 @@ impl Daemon {
             }
             _ => {
                 let next = self.state.clone();
-                self.commit_weight(service, Some(bp), next, "set-weight")?
+                self.commit_weight(service, Some(weight), next, "set-weight")?
             }
         };
         // The weight is stored either way; say when no traffic is split.
@@ -67,19 +62,19 @@ impl Daemon {
             .collect();
         Ok(WeightSet {
             service: service.to_owned(),
-            previous_percent: api::bp_to_percent(previous),
-            percent: api::bp_to_percent(bp),
+            previous,
+            weight,
             warnings,
         })
     }
 
     /// The config weight of a configured service.
-    pub(super) fn config_weight(&self, service: &str) -> Result<u16, DaemonError> {
+    pub(super) fn config_weight(&self, service: &str) -> Result<Weight, DaemonError> {
         self.config
             .services
             .iter()
             .find(|s| s.name == service)
-            .map(|s| s.weight_bp)
+            .map(|s| s.weight)
             .ok_or_else(|| DaemonError::UnknownService {
                 name: service.to_owned(),
                 known: self.dp.service_names(),
@@ -94,19 +89,19 @@ impl Daemon {
     pub(crate) fn commit_weight(
         &mut self,
         service: &str,
-        weight_bp: Option<u16>,
+        weight: Option<Weight>,
         mut next: State,
         what: &'static str,
-    ) -> Result<u16, DaemonError> {
+    ) -> Result<Weight, DaemonError> {
         let config_weight = self.config_weight(service)?;
         let previous = self.dp.weight(service).unwrap_or(config_weight);
-        if let Some(bp) = weight_bp {
-            self.dp.set_weight(service, bp)?;
+        if let Some(weight) = weight {
+            self.dp.set_weight(service, weight)?;
             next.weights.insert(
                 service.to_owned(),
                 WeightOverride {
-                    weight_bp: bp,
-                    config_weight_bp: config_weight,
+                    weight,
+                    config_weight,
                 },
             );
         }
@@ -115,36 +110,28 @@ impl Daemon {
                 "writing the state file in {} failed: {e}",
                 self.config.daemon.state_dir.display()
             );
-            let Some(bp) = weight_bp else {
+            let Some(weight) = weight else {
                 return Err(DaemonError::Reverted { what, cause });
             };
             return Err(match self.dp.set_weight(service, previous) {
                 Ok(()) => DaemonError::Reverted {
                     what,
-                    cause: format!(
-                        "{cause}; the weight stays {:.2}%",
-                        api::bp_to_percent(previous)
-                    ),
+                    cause: format!("{cause}; the weight stays {previous:.2}"),
                 },
                 Err(revert) => DaemonError::RevertFailed {
                     what,
                     cause: format!(
-                        "{cause}; the kernel now uses {:.2}%, which a restart would not keep",
-                        api::bp_to_percent(bp)
+                        "{cause}; the kernel now uses {weight:.2}, which a restart would not keep"
                     ),
                     revert: revert.to_string(),
                 },
             });
         }
         self.state = next;
-        if let Some(bp) = weight_bp
-            && bp != previous
+        if let Some(weight) = weight
+            && weight != previous
         {
-            log::info!(
-                "service {service}: weight {:.2}% -> {:.2}% ({what})",
-                api::bp_to_percent(previous),
-                api::bp_to_percent(bp)
-            );
+            log::info!("service {service}: weight {previous:.2} -> {weight:.2} ({what})");
         }
         Ok(previous)
     }

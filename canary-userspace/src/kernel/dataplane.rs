@@ -38,6 +38,7 @@ use crate::{
     kernel::pins::{PinLayout, interface_name},
     model::kinds::{Failsafe, Hook},
     model::service::{ServiceSpec, backend, endpoint, ip_of},
+    model::weight::Weight,
 };
 
 /// The eBPF object built by build.rs from canary-ebpf.
@@ -403,16 +404,17 @@ impl Dataplane {
     }
 
     /// The kernel's current weight of a service whose VIP was found in
-    /// pinned maps at load (what an earlier run left).
-    pub fn recovered_weight(&self, spec: &ServiceSpec) -> Option<u16> {
+    /// pinned maps at load (what an earlier run left); None also when the
+    /// map holds no weight (above 10000 basis points).
+    pub fn recovered_weight(&self, spec: &ServiceSpec) -> Option<Weight> {
         self.recovered
             .get(&spec.vip_endpoint())
-            .map(|s| s.weight_bp)
+            .and_then(|s| Weight::from_bp(s.weight_bp))
     }
 
     /// Current weight of a registered service.
-    pub fn weight(&self, service: &str) -> Option<u16> {
-        self.services.get(service).map(|r| r.spec.weight_bp)
+    pub fn weight(&self, service: &str) -> Option<Weight> {
+        self.services.get(service).map(|r| r.spec.weight)
     }
 
     /// Names of registered services, sorted.
@@ -547,7 +549,7 @@ impl Dataplane {
         let record = Service {
             id,
             seed: seed_from_name(spec.name.as_bytes()),
-            weight_bp: spec.weight_bp,
+            weight_bp: spec.weight.bp(),
             affinity: spec.affinity.number(),
             stable_count: spec.stable.len() as u8,
             canary_count: spec.canary.len() as u8,
@@ -580,13 +582,13 @@ impl Dataplane {
     }
 
     /// Sets the canary share of new flows/clients: one map write.
-    pub fn set_weight(&mut self, service: &str, weight_bp: u16) -> Result<()> {
+    pub fn set_weight(&mut self, service: &str, weight: Weight) -> Result<()> {
         let reg = self
             .services
             .get(service)
             .ok_or_else(|| Error::UnknownService(service.into()))?;
         let mut spec = reg.spec.clone();
-        spec.weight_bp = weight_bp;
+        spec.weight = weight;
         spec.check()?;
         let key = spec.vip_endpoint();
         let mut record = self
@@ -594,13 +596,13 @@ impl Dataplane {
             .services
             .get(&key, 0)
             .map_err(map_err(names::SERVICES))?;
-        record.weight_bp = weight_bp;
+        record.weight_bp = weight.bp();
         self.maps
             .services
             .insert(key, record, 0)
             .map_err(map_err(names::SERVICES))?;
         if let Some(r) = self.services.get_mut(service) {
-            r.spec.weight_bp = weight_bp;
+            r.spec.weight = weight;
         }
         Ok(())
     }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::weight::Weight;
+
 /// Where a rollout is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,7 +83,9 @@ pub struct Record {
     /// Look number in the rollout.
     pub look: u32,
     pub step: usize,
-    pub weight_bp: u16,
+    /// The step's weight (basis points on the wire and in the state file).
+    #[serde(rename = "weight_bp")]
+    pub weight: Weight,
     pub interval_attempts: [u64; 2],
     pub verdict: Verdict,
     pub action: Action,

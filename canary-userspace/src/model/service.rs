@@ -2,12 +2,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use canary_common::{
-    Addr, Backend, Endpoint, FAMILY_IPV4, FAMILY_IPV6, FlowKey, MAX_BACKENDS, WEIGHT_SCALE,
-};
+use canary_common::{Addr, Backend, Endpoint, FAMILY_IPV4, FAMILY_IPV6, FlowKey, MAX_BACKENDS};
 
 use crate::error::{Error, Result};
 pub use crate::model::kinds::{Affinity, Protocol};
+use crate::model::weight::Weight;
 
 /// What the data path needs to know of one service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,13 +17,13 @@ pub struct ServiceSpec {
     pub affinity: Affinity,
     pub stable: Vec<SocketAddr>,
     pub canary: Vec<SocketAddr>,
-    /// Share of new flows (or clients) for the canary, in basis points.
-    pub weight_bp: u16,
+    /// Share of new flows (or clients) for the canary.
+    pub weight: Weight,
 }
 
 impl ServiceSpec {
     /// Checks what the data path relies on: backend counts, one address
-    /// family throughout, nonzero ports, a weight within 0..=10000.
+    /// family throughout, nonzero ports (a `Weight` is always in range).
     pub fn check(&self) -> Result<()> {
         let bad = |what: String| {
             Err(Error::InvalidService {
@@ -53,12 +52,6 @@ impl ServiceSpec {
         }
         if self.vip.port() == 0 {
             return bad(format!("listen address {} has port 0", self.vip));
-        }
-        if u32::from(self.weight_bp) > WEIGHT_SCALE {
-            return bad(format!(
-                "weight {} bp is above {WEIGHT_SCALE}",
-                self.weight_bp
-            ));
         }
         Ok(())
     }

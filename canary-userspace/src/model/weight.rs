@@ -15,10 +15,20 @@ pub struct InvalidWeight(pub f64);
 )]
 pub struct InvalidPercent(pub String);
 
+/// Text that is not a weight: not a percent, or a percent that is not a
+/// weight. Each says what was wrong in its own words.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParseWeightError {
+    #[error(transparent)]
+    NotAPercent(#[from] InvalidPercent),
+    #[error(transparent)]
+    NotAWeight(#[from] InvalidWeight),
+}
+
 /// Reads a percent as people write it: `5`, `12.5`, `5%` or `5 %`. The
 /// sign is optional because a weight is always a percent; accepting it
 /// keeps `5%` from meaning anything else.
-pub fn parse_percent(text: &str) -> Result<f64, InvalidPercent> {
+fn parse_percent(text: &str) -> Result<f64, InvalidPercent> {
     let number = text.trim();
     let number = number.strip_suffix('%').unwrap_or(number).trim_end();
     // `f64::from_str` takes "inf" and "NaN": no weight is spelled that way.
@@ -32,27 +42,13 @@ pub fn parse_percent(text: &str) -> Result<f64, InvalidPercent> {
     number.parse().map_err(|_| InvalidPercent(text.to_owned()))
 }
 
-/// A hint for a weight below 1 % (and above 0): `0.05` is easily typed for
-/// 5 %, and the data path would silently send 1 in 2000 new flows. The
-/// weight is still valid; the caller warns.
-pub fn low_weight_hint(weight_bp: u16) -> Option<String> {
-    if weight_bp == 0 || weight_bp >= 100 {
-        return None;
-    }
-    let percent = f64::from(weight_bp) / 100.0;
-    let one_in = 10_000.0 / f64::from(weight_bp);
-    Some(format!(
-        "{percent} % (1 in {one_in:.0} new flows); did you mean {weight_bp}? The weight is a percent"
-    ))
-}
-
 /// Converts a percent (0 to 100, at most two decimals) to basis points:
 /// 12.34 becomes 1234 exactly.
 ///
 /// Decimals are counted on the shortest text that reads back as the same
 /// float, which is what the user wrote, so 12.34 (stored as 12.339999...)
 /// passes and 12.345 does not.
-pub fn weight_percent_to_bp(percent: f64) -> Result<u16, InvalidWeight> {
+fn weight_percent_to_bp(percent: f64) -> Result<u16, InvalidWeight> {
     let bad = || Err(InvalidWeight(percent));
     if !(0.0..=100.0).contains(&percent) {
         return bad();
@@ -66,11 +62,6 @@ pub fn weight_percent_to_bp(percent: f64) -> Result<u16, InvalidWeight> {
     // integer from 0 to 10000, so rounding gives it exactly.
     // The cast is exact: the value is an integer in 0..=10000.
     Ok((percent * 100.0).round() as u16)
-}
-
-/// Basis points as the API shows them: percent with two decimals.
-pub fn bp_to_percent(bp: u16) -> f64 {
-    f64::from(bp) / 100.0
 }
 
 /// The canary's share of new flows: a whole number of basis points,
@@ -105,25 +96,63 @@ impl Weight {
 
     /// The percent, exact to its two decimals (for JSON and TOML).
     pub fn percent(self) -> f64 {
-        bp_to_percent(self.0)
+        f64::from(self.0) / 100.0
+    }
+
+    /// The canary's share as a fraction, 0 to 1 (for Prometheus ratios).
+    pub fn ratio(self) -> f64 {
+        f64::from(self.0) / f64::from(WEIGHT_SCALE)
     }
 }
 
 /// `12.5`, `5%` or `5 %` (`parse_percent`), at most two decimals.
 impl std::str::FromStr for Weight {
-    type Err = String;
+    type Err = ParseWeightError;
 
-    fn from_str(text: &str) -> Result<Weight, String> {
-        let percent = parse_percent(text).map_err(|e| e.to_string())?;
-        Weight::from_percent(percent).map_err(|e| e.to_string())
+    fn from_str(text: &str) -> Result<Weight, ParseWeightError> {
+        Ok(Weight::from_percent(parse_percent(text)?)?)
     }
 }
 
-/// As a percent with no trailing zeros and a sign: `12.5%`, `0.05%`, `100%`.
+/// As a percent with a sign and no trailing zeros: `12.5%`, `0.05%`,
+/// `100%`. A precision fixes the decimals (`{:.2}`: `12.50%`, as status
+/// and logs show weights); a width pads the whole, right-aligned unless
+/// told otherwise (`{:>8.2}`: `  12.50%`).
 impl std::fmt::Display for Weight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}%", self.percent())
+        let text = match f.precision() {
+            Some(decimals) => format!("{:.decimals$}%", self.percent()),
+            None => format!("{}%", self.percent()),
+        };
+        // `Formatter::pad` would cut the text to the precision.
+        let fill = f.width().unwrap_or(0).saturating_sub(text.chars().count());
+        let (before, after) = match f.align() {
+            Some(std::fmt::Alignment::Left) => (0, fill),
+            Some(std::fmt::Alignment::Center) => (fill / 2, fill - fill / 2),
+            Some(std::fmt::Alignment::Right) | None => (fill, 0),
+        };
+        let c = f.fill();
+        let pad = |f: &mut std::fmt::Formatter<'_>, n: usize| {
+            (0..n).try_for_each(|_| std::fmt::Write::write_char(f, c))
+        };
+        pad(f, before)?;
+        f.write_str(&text)?;
+        pad(f, after)
     }
+}
+
+/// A hint for a weight below 1 % (and above 0): `0.05` is easily typed for
+/// 5 %, and the data path would silently send 1 in 2000 new flows. The
+/// weight is still valid; the caller warns.
+pub fn low_weight_hint(weight: Weight) -> Option<String> {
+    let bp = weight.bp();
+    if bp == 0 || bp >= 100 {
+        return None;
+    }
+    let one_in = f64::from(WEIGHT_SCALE) / f64::from(bp);
+    Some(format!(
+        "{weight} (1 in {one_in:.0} new flows); did you mean {bp}? The weight is a percent"
+    ))
 }
 
 /// On the wire and in files: basis points, a whole number.
@@ -187,16 +216,17 @@ mod tests {
 
     #[test]
     fn weights_below_one_percent_get_a_hint() {
+        let bp = |bp| Weight::from_bp(bp).unwrap();
         assert_eq!(
-            low_weight_hint(5).unwrap(),
-            "0.05 % (1 in 2000 new flows); did you mean 5? The weight is a percent"
+            low_weight_hint(bp(5)).unwrap(),
+            "0.05% (1 in 2000 new flows); did you mean 5? The weight is a percent"
         );
         assert_eq!(
-            low_weight_hint(50).unwrap(),
-            "0.5 % (1 in 200 new flows); did you mean 50? The weight is a percent"
+            low_weight_hint(bp(50)).unwrap(),
+            "0.5% (1 in 200 new flows); did you mean 50? The weight is a percent"
         );
-        assert_eq!(low_weight_hint(0), None);
-        assert_eq!(low_weight_hint(100), None);
+        assert_eq!(low_weight_hint(Weight::ZERO), None);
+        assert_eq!(low_weight_hint(bp(100)), None);
     }
 
     #[test]
@@ -213,5 +243,70 @@ mod tests {
         assert_eq!(serde_json::from_str::<Weight>("1250").unwrap(), w);
         assert!(serde_json::from_str::<Weight>("10001").is_err());
         assert!(serde_json::from_str::<Weight>("12.5").is_err());
+    }
+
+    #[test]
+    fn a_percent_converts_to_basis_points_exactly() {
+        for (percent, bp) in [
+            (0.0, 0),
+            (100.0, 10_000),
+            (12.34, 1234),
+            (0.01, 1),
+            (5.0, 500),
+            (99.99, 9999),
+            (0.29, 29),
+            (1.15, 115),
+            (-0.0, 0),
+        ] {
+            assert_eq!(
+                Weight::from_percent(percent).map(Weight::bp),
+                Ok(bp),
+                "{percent}"
+            );
+        }
+        // Every two-decimal percent, computed the way a parser would see it,
+        // and back.
+        for bp in 0..=10_000_u16 {
+            let percent: f64 = format!("{}.{:02}", bp / 100, bp % 100).parse().unwrap();
+            let w = Weight::from_percent(percent).unwrap();
+            assert_eq!(w.bp(), bp, "{percent}");
+            assert_eq!(w.percent(), percent, "{bp}");
+        }
+    }
+
+    #[test]
+    fn a_percent_out_of_range_or_too_precise_is_not_a_weight() {
+        for percent in [100.01, 12.345, f64::NAN, -0.5, f64::INFINITY, 0.001, 1e-7] {
+            let error = Weight::from_percent(percent).unwrap_err().to_string();
+            assert!(
+                error.contains("from 0 to 100") && error.contains("at most two decimals"),
+                "{percent}: {error}"
+            );
+        }
+        assert_eq!(
+            "150".parse::<Weight>(),
+            Err(ParseWeightError::NotAWeight(InvalidWeight(150.0)))
+        );
+        assert_eq!(
+            "5x".parse::<Weight>(),
+            Err(ParseWeightError::NotAPercent(InvalidPercent("5x".into())))
+        );
+        assert_eq!(
+            "150".parse::<Weight>().unwrap_err().to_string(),
+            "weight must be a percent from 0 to 100 with at most two decimals, e.g. 12.5; found 150"
+        );
+    }
+
+    #[test]
+    fn a_weight_shows_with_the_decimals_and_width_asked_for() {
+        let w = Weight::from_bp(1250).unwrap();
+        assert_eq!(format!("{w:.2}"), "12.50%");
+        assert_eq!(format!("{:.2}", Weight::ZERO), "0.00%");
+        assert_eq!(format!("{w:>8.2}"), "  12.50%");
+        assert_eq!(format!("{w:<8}|"), "12.5%   |");
+        assert_eq!(format!("{w:8}"), "   12.5%");
+        assert_eq!(format!("{:.2}", Weight::FULL), "100.00%");
+        assert_eq!(w.ratio(), 0.125);
+        assert_eq!(Weight::FULL.ratio(), 1.0);
     }
 }

@@ -5,6 +5,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, bail};
+use canary_userspace::model::weight::Weight;
 use clap::Parser;
 use tests::demo::{
     run::{self, Options},
@@ -39,9 +40,10 @@ struct Args {
     /// split: new connections opened at each weight step.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=20_000))]
     connections: u32,
-    /// split: canary weights to step through, in percent.
+    /// split: canary weights to step through, in percent (0 to 100, at
+    /// most two decimals).
     #[arg(long, value_delimiter = ',', default_value = "5,10,25,50")]
-    steps: Vec<f64>,
+    steps: Vec<Weight>,
 }
 
 fn main() -> Result<ExitCode> {

@@ -53,6 +53,7 @@ use canary_common::{
 };
 use canary_userspace::{
     Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec, model::service::backend,
+    model::weight::Weight,
 };
 use clap::Parser;
 use serde_json::json;
@@ -73,7 +74,7 @@ const CLIENT: &str = "198.18.0.2:40000";
 /// (LOCAL_FREE_TARGET in kernel/bpf/bpf_lru_list.c).
 const LRU_BATCH: u32 = 128;
 /// 10 %: the weight the end-to-end bench uses too.
-const WEIGHT_BP: u16 = 1000;
+const WEIGHT: Weight = Weight::from_bp(1000).unwrap();
 /// How long the request a "response" case answers has waited: about the
 /// end-to-end bench's one-connection p50, so the latency lands in the
 /// histogram bucket a real response's does (64-128 µs).
@@ -1058,7 +1059,7 @@ fn service(vip: &str, protocol: Protocol, stable: &str, canary: &str) -> Service
         affinity: Affinity::Flow,
         stable: vec![sa(stable)],
         canary: vec![sa(canary)],
-        weight_bp: WEIGHT_BP,
+        weight: WEIGHT,
     }
 }
 

@@ -18,7 +18,7 @@ use canary_userspace::{
     api::{Client, RolloutAction, RolloutReport},
     config::Config,
     controller::webhook::Event,
-    model::rollout::Phase,
+    model::{rollout::Phase, weight::Weight},
 };
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},
@@ -133,7 +133,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             affinity: Affinity::Flow,
             stable: vec![at(0)],
             canary: vec![at(1)],
-            weight_bp: 0,
+            weight: Weight::ZERO,
         }],
         rollouts: [(SERVICE.to_owned(), plan.clone())].into(),
     };
@@ -175,11 +175,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     )?;
     thread::sleep(WARM_UP);
 
-    let steps: Vec<String> = plan
-        .steps
-        .iter()
-        .map(|bp| format!("{}%", f64::from(*bp) / 100.0))
-        .collect();
+    let steps: Vec<String> = plan.steps.iter().map(Weight::to_string).collect();
     println!(
         "demo: [5/6] rollout: steps {}, every {} s; checks: error rate <= {}%, p99 <= {} ms, PromQL accuracy >= {}",
         steps.join(" "),
@@ -212,14 +208,14 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let chart_path = opts
         .out
         .join(format!("rollout-{}.svg", format!("{sc:?}").to_lowercase()));
-    let mut marks = timeline.marks(&report.steps_percent);
+    let mut marks = timeline.marks(&report.steps);
     marks.insert(
         0,
         Mark {
             t: 0.0,
             label: format!(
-                "start {}%",
-                report.steps_percent.first().copied().unwrap_or(0.0)
+                "start {}",
+                report.steps.first().copied().unwrap_or_default()
             ),
             rollback: false,
         },
@@ -268,9 +264,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         seen.failed
     );
     println!(
-        "       in the {} s after: weight {}%, requests stable {}, canary {} (connections opened before the end finish where they are)",
+        "       in the {} s after: weight {}, requests stable {}, canary {} (connections opened before the end finish where they are)",
         AFTERMATH.as_secs(),
-        last.weight_percent,
+        last.weight,
         after[0],
         after[1]
     );

@@ -76,7 +76,10 @@ impl Scenario {
 /// one takes minutes per interval), the three kinds of check.
 pub fn plan(prometheus: &str, webhook: &str) -> RolloutPlan {
     RolloutPlan {
-        steps: vec![500, 2500, 5000, 10000],
+        steps: ["5", "25", "50", "100"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect(),
         interval: Duration::from_secs(3),
         min_requests: 50,
         failed_checks_limit: 2,

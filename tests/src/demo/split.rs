@@ -6,20 +6,20 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use canary_userspace::Affinity;
+use canary_userspace::{Affinity, model::weight::Weight};
 use xtask::topology::BackendKind;
 
 use crate::harness::{CANARY, Family, Harness};
 
-/// `connections` new connections at each of `steps` (percent).
-pub fn run(connections: u32, steps: &[f64]) -> Result<()> {
-    for s in steps {
-        if !(0.0..=100.0).contains(s) {
-            bail!("--steps: {s} is not a percentage between 0 and 100");
-        }
-    }
+/// `connections` new connections at each of `steps`.
+pub fn run(connections: u32, steps: &[Weight]) -> Result<()> {
     println!("demo: building namespaces and attaching the data path ...");
-    let mut h = Harness::new(BackendKind::Namespace, Family::V4, Affinity::Flow, 0)?;
+    let mut h = Harness::new(
+        BackendKind::Namespace,
+        Family::V4,
+        Affinity::Flow,
+        Weight::ZERO,
+    )?;
     println!(
         "demo: service {} -> stable {} / canary {}\n",
         h.vip, h.backends[0].addr, h.backends[1].addr
@@ -30,14 +30,14 @@ pub fn run(connections: u32, steps: &[f64]) -> Result<()> {
     );
 
     let mut kept = vec![];
-    for pct in steps {
-        h.set_weight((pct * 100.0).round() as u16)?;
+    for weight in steps {
+        h.set_weight(*weight)?;
         let started = Instant::now();
         let mut canary = 0;
         for i in 0..connections {
             let mut c = h.connect(None)?;
             if c.request()
-                .with_context(|| format!("connection {i} at {pct}%"))?
+                .with_context(|| format!("connection {i} at {weight}"))?
                 == CANARY
             {
                 canary += 1;
@@ -49,8 +49,8 @@ pub fn run(connections: u32, steps: &[f64]) -> Result<()> {
         }
         let share = canary as f64 * 100.0 / connections as f64;
         println!(
-            "{:>7.2}%  {:>11}  {:>8}  {:>11.2}%   ({:.1}s)",
-            pct,
+            "{:>8.2}  {:>11}  {:>8}  {:>11.2}%   ({:.1}s)",
+            weight,
             connections,
             canary,
             share,
@@ -59,7 +59,7 @@ pub fn run(connections: u32, steps: &[f64]) -> Result<()> {
     }
 
     println!("\ndemo: rollback: weight 0 (one map write)");
-    h.set_weight(0)?;
+    h.set_weight(Weight::ZERO)?;
     let mut new_on_canary = 0;
     for _ in 0..connections.min(200) {
         if h.connect(None)?.request()? == CANARY {

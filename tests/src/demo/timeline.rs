@@ -8,6 +8,7 @@ use canary_userspace::{
     api::ServiceStatus,
     model::rollout::{Action, Record},
     model::signals::VersionSignals,
+    model::weight::Weight,
 };
 use serde::Serialize;
 
@@ -15,7 +16,7 @@ use serde::Serialize;
 #[derive(Clone, Debug)]
 pub struct Sample {
     pub at_unix_ms: u64,
-    pub weight_percent: f64,
+    pub weight: Weight,
     /// Cumulative, [stable, canary].
     pub signals: [VersionSignals; 2],
 }
@@ -24,7 +25,7 @@ impl Sample {
     pub fn of(at_unix_ms: u64, svc: &ServiceStatus) -> Sample {
         Sample {
             at_unix_ms,
-            weight_percent: svc.weight_percent,
+            weight: svc.weight,
             signals: [svc.stable.signals.clone(), svc.canary.signals.clone()],
         }
     }
@@ -35,6 +36,7 @@ impl Sample {
 pub struct Point {
     /// End of the window, seconds since the rollout started.
     pub t: f64,
+    /// The chart's weight axis is in percent.
     pub weight_percent: f64,
     pub requests_per_s: [f64; 2],
     pub error_rate: [Option<f64>; 2],
@@ -74,7 +76,7 @@ impl Timeline {
                 let delta = [0, 1].map(|v| b.signals[v].since(&a.signals[v]));
                 Point {
                     t: self.t(b.at_unix_ms),
-                    weight_percent: b.weight_percent,
+                    weight_percent: b.weight.percent(),
                     requests_per_s: [0, 1].map(|v| {
                         if secs > 0.0 {
                             delta[v].requests as f64 / secs
@@ -95,15 +97,15 @@ impl Timeline {
     }
 
     /// The decisions that changed something (step, rollback, promotion,
-    /// pause), as chart marks; `steps_percent` names the plan's steps.
-    pub fn marks(&self, steps_percent: &[f64]) -> Vec<Mark> {
+    /// pause), as chart marks; `steps` names the plan's steps.
+    pub fn marks(&self, steps: &[Weight]) -> Vec<Mark> {
         self.decisions
             .iter()
             .filter_map(|r| {
                 let label = match r.action {
                     Action::Hold => return None,
-                    Action::StepUp { step } => match steps_percent.get(step) {
-                        Some(pct) => format!("step {pct}%"),
+                    Action::StepUp { step } => match steps.get(step) {
+                        Some(weight) => format!("step {weight}"),
                         None => format!("step {}", step + 1),
                     },
                     Action::Rollback => "rollback".to_owned(),
@@ -141,9 +143,9 @@ pub fn describe(r: &Record) -> String {
         })
         .collect();
     format!(
-        "look {} at {:.2}%: {} -> {action}; requests {}/{}; {}; {}",
+        "look {} at {:.2}: {} -> {action}; requests {}/{}; {}; {}",
         r.look,
-        f64::from(r.weight_bp) / 100.0,
+        r.weight,
         format!("{:?}", r.verdict).to_lowercase(),
         r.interval_attempts[0],
         r.interval_attempts[1],
@@ -169,7 +171,7 @@ mod tests {
         };
         Sample {
             at_unix_ms,
-            weight_percent: 5.0,
+            weight: Weight::from_bp(500).unwrap(),
             signals: [version(0), version(1)],
         }
     }
@@ -199,7 +201,7 @@ mod tests {
             at_unix_ms: at,
             look: 1,
             step: 0,
-            weight_bp: 500,
+            weight: Weight::from_bp(500).unwrap(),
             interval_attempts: [100, 5],
             verdict: Verdict::Fail,
             action,
@@ -216,7 +218,10 @@ mod tests {
                 record(6_000, Action::Rollback),
             ],
         };
-        let marks = tl.marks(&[5.0, 25.0]);
+        let marks = tl.marks(&[
+            Weight::from_bp(500).unwrap(),
+            Weight::from_bp(2500).unwrap(),
+        ]);
         assert_eq!(marks.len(), 2);
         assert_eq!((marks[0].t, marks[0].label.as_str()), (4.5, "step 25%"));
         assert_eq!((marks[1].t, marks[1].rollback), (6.0, true));

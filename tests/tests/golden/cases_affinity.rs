@@ -17,7 +17,7 @@ pub fn cases() -> Vec<Case> {
             Ingress,
             Frame::tcp(sa("198.18.0.2:1000"), sa("198.18.0.1:81"), SYN).bytes(),
         )
-        .weight(5000)
+        .weight(HALF)
         .expect(
             XDP_PASS,
             tr,
@@ -29,7 +29,7 @@ pub fn cases() -> Vec<Case> {
             Ingress,
             Frame::tcp(sa("198.18.0.2:2000"), sa("198.18.0.1:81"), SYN).bytes(),
         )
-        .weight(5000)
+        .weight(HALF)
         .expect(
             XDP_PASS,
             tr,
@@ -41,7 +41,7 @@ pub fn cases() -> Vec<Case> {
             Ingress,
             Frame::tcp(sa("[2001:db8::2]:3000"), sa("[2001:db8::1]:81"), SYN).bytes(),
         )
-        .weight(5000)
+        .weight(HALF)
         .expect(
             XDP_PASS,
             tr,

@@ -212,7 +212,7 @@ pub fn cases() -> Vec<Case> {
             Ingress,
             udp4.bytes(),
         )
-        .weight(10000)
+        .weight(Weight::FULL)
         .half_open(
             UDP4,
             c4,

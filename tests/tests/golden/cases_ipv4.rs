@@ -26,7 +26,7 @@ pub fn cases() -> Vec<Case> {
             .stats(TCP4, new_in(s))
             .flow_after(TCP4, c4, FlowAfter::HalfOpen(s)),
         Case::new("v4 tcp SYN, weight 10000 -> canary", Ingress, syn4.bytes())
-            .weight(10000)
+            .weight(Weight::FULL)
             .expect(XDP_PASS, tr, Some(syn4.with_dst(ca(TCP4)).bytes()))
             .stats(TCP4, new_in(c))
             .flow_after(TCP4, c4, FlowAfter::HalfOpen(c)),
@@ -35,7 +35,7 @@ pub fn cases() -> Vec<Case> {
             Ingress,
             Frame::tcp(mid, vip4, SYN).bytes(),
         )
-        .weight(5000)
+        .weight(HALF)
         .expect(XDP_PASS, tr, Some(Frame::tcp(mid, ca(TCP4), SYN).bytes()))
         .stats(TCP4, new_in(c)),
         Case::new(
@@ -43,7 +43,7 @@ pub fn cases() -> Vec<Case> {
             Ingress,
             Frame::tcp(mid_st, vip4, SYN).bytes(),
         )
-        .weight(5000)
+        .weight(HALF)
         .expect(
             XDP_PASS,
             tr,
@@ -114,7 +114,7 @@ pub fn cases() -> Vec<Case> {
             .flow_after(UDP4, c4, FlowAfter::HalfOpen(s))
             .signals(UDP4, request(VERSION_STABLE)),
         Case::new("v4 udp, weight 10000 -> canary", Ingress, udp4.bytes())
-            .weight(10000)
+            .weight(Weight::FULL)
             .expect(XDP_PASS, tr, Some(udp4.with_dst(ca(UDP4)).bytes()))
             .stats(UDP4, new_in(c))
             .signals(UDP4, request(VERSION_CANARY)),

@@ -20,7 +20,7 @@ pub fn cases() -> Vec<Case> {
             .expect(XDP_PASS, tr, Some(syn6.with_dst(st(TCP6)).bytes()))
             .stats(TCP6, new_in(s)),
         Case::new("v6 tcp SYN, weight 10000 -> canary", Ingress, syn6.bytes())
-            .weight(10000)
+            .weight(Weight::FULL)
             .expect(XDP_PASS, tr, Some(syn6.with_dst(ca(TCP6)).bytes()))
             .stats(TCP6, new_in(c))
             .flow_after(TCP6, c6, FlowAfter::HalfOpen(c)),
@@ -29,7 +29,7 @@ pub fn cases() -> Vec<Case> {
             Ingress,
             Frame::tcp(c6, vip6, ACK).bytes(),
         )
-        .weight(10000)
+        .weight(Weight::FULL)
         .flow(
             TCP6,
             c6,
@@ -46,7 +46,7 @@ pub fn cases() -> Vec<Case> {
             Ingress,
             Frame::tcp(c6, vip6, ACK).bytes(),
         )
-        .weight(10000)
+        .weight(Weight::FULL)
         .expect(XDP_PASS, tr, Some(Frame::tcp(c6, ca(TCP6), ACK).bytes()))
         .stats(TCP6, new_in(c))
         // No request counted: a half-open tuple may be made up.
@@ -56,7 +56,7 @@ pub fn cases() -> Vec<Case> {
             .stats(UDP6, new_in(s))
             .signals(UDP6, request(VERSION_STABLE)),
         Case::new("v6 udp, weight 10000 -> canary", Ingress, udp6.bytes())
-            .weight(10000)
+            .weight(Weight::FULL)
             .expect(XDP_PASS, tr, Some(udp6.with_dst(ca(UDP6)).bytes()))
             .stats(UDP6, new_in(c))
             .signals(UDP6, request(VERSION_CANARY)),

@@ -257,7 +257,7 @@ pub fn cases() -> Vec<Case> {
             Ingress,
             syn4.bytes(),
         )
-        .weight(10000)
+        .weight(Weight::FULL)
         .setup(stale_heartbeat_revert)
         .expect(XDP_PASS, tr, Some(syn4.with_dst(st(TCP4)).bytes()))
         .stats(TCP4, new_in(s))
@@ -277,7 +277,7 @@ pub fn cases() -> Vec<Case> {
             Ingress,
             syn4.bytes(),
         )
-        .weight(10000)
+        .weight(Weight::FULL)
         .setup(stale_heartbeat_hold)
         .expect(XDP_PASS, tr, Some(syn4.with_dst(ca(TCP4)).bytes()))
         .stats(TCP4, new_in(VERSION_CANARY))

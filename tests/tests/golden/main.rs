@@ -47,6 +47,7 @@ use canary_common::{
 use canary_userspace::{
     Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec,
     model::service::{addr_words, endpoint},
+    model::weight::Weight,
 };
 use tests::{
     TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS,
@@ -70,7 +71,10 @@ const STICKY4: &str = "sticky4";
 const STICKY6: &str = "sticky6";
 const LOCAL4: &str = "local4";
 
-fn services(weight_bp: u16) -> Vec<ServiceSpec> {
+/// Half the new flows to the canary.
+const HALF: Weight = Weight::from_bp(5000).unwrap();
+
+fn services(weight: Weight) -> Vec<ServiceSpec> {
     let svc = |name: &str, vip: &str, protocol, affinity, stable: &str, canary: &str| ServiceSpec {
         name: name.into(),
         vip: sa(vip),
@@ -78,7 +82,7 @@ fn services(weight_bp: u16) -> Vec<ServiceSpec> {
         affinity,
         stable: vec![sa(stable)],
         canary: vec![sa(canary)],
-        weight_bp,
+        weight,
     };
     use Affinity::*;
     use Protocol::*;
@@ -143,7 +147,10 @@ fn services(weight_bp: u16) -> Vec<ServiceSpec> {
 }
 
 fn spec(name: &str) -> ServiceSpec {
-    services(0).into_iter().find(|s| s.name == name).unwrap()
+    services(Weight::ZERO)
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap()
 }
 
 /// Backend `version` of a fixture service (each version has one backend).
@@ -228,7 +235,7 @@ struct SignalsDelta {
 struct Case {
     name: &'static str,
     prog: Prog,
-    weight_bp: u16,
+    weight: Weight,
     /// Flow entries written before the run: (service, client, entry), in
     /// FLOWS (established) and in HALF_OPEN.
     flows: Vec<(&'static str, SocketAddr, FlowEntry)>,
@@ -262,7 +269,7 @@ impl Case {
         Case {
             name,
             prog,
-            weight_bp: 0,
+            weight: Weight::ZERO,
             flows: vec![],
             half_open: vec![],
             raw_setup: None,
@@ -281,8 +288,8 @@ impl Case {
             sampler: None,
         }
     }
-    fn weight(mut self, w: u16) -> Self {
-        self.weight_bp = w;
+    fn weight(mut self, w: Weight) -> Self {
+        self.weight = w;
         self
     }
     fn flow(mut self, service: &'static str, client: SocketAddr, e: FlowEntry) -> Self {
@@ -355,9 +362,9 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Version the data path must choose for a new flow at `weight_bp`, from the
+/// Version the data path must choose for a new flow at `weight`, from the
 /// shared hash (whose properties are unit-tested in canary-common).
-fn expected_version(service: &str, client: SocketAddr, weight_bp: u16) -> u8 {
+fn expected_version(service: &str, client: SocketAddr, weight: Weight) -> u8 {
     let s = spec(service);
     let seed = seed_from_name(s.name.as_bytes());
     let (c, _) = addr_words(client.ip());
@@ -375,18 +382,18 @@ fn expected_version(service: &str, client: SocketAddr, weight_bp: u16) -> u8 {
     };
     // One backend per version here, so backend_index is always 0.
     assert_eq!(backend_index(h, 1), 0);
-    if is_canary(h, weight_bp) {
+    if is_canary(h, weight.bp()) {
         VERSION_CANARY
     } else {
         VERSION_STABLE
     }
 }
 
-/// A client port of `client_ip` whose new flow lands on `want` at `weight_bp`.
-fn port_for(service: &str, client_ip: &str, weight_bp: u16, want: u8) -> SocketAddr {
+/// A client port of `client_ip` whose new flow lands on `want` at `weight`.
+fn port_for(service: &str, client_ip: &str, weight: Weight, want: u8) -> SocketAddr {
     (40000u16..)
         .map(|p| SocketAddr::new(ip(client_ip), p))
-        .find(|c| expected_version(service, *c, weight_bp) == want)
+        .find(|c| expected_version(service, *c, weight) == want)
         .unwrap()
 }
 
@@ -451,10 +458,10 @@ impl Fixtures {
             tr: verdict::TRANSLATED,
             s,
             c,
-            mid: port_for(TCP4, "198.18.0.2", 5000, c),
-            mid_st: port_for(TCP4, "198.18.0.2", 5000, s),
-            sticky_ver: expected_version(STICKY4, sa("198.18.0.2:1"), 5000),
-            sticky6_ver: expected_version(STICKY6, sa("[2001:db8::2]:1"), 5000),
+            mid: port_for(TCP4, "198.18.0.2", HALF, c),
+            mid_st: port_for(TCP4, "198.18.0.2", HALF, s),
+            sticky_ver: expected_version(STICKY4, sa("198.18.0.2:1"), HALF),
+            sticky6_ver: expected_version(STICKY6, sa("[2001:db8::2]:1"), HALF),
             now: monotonic_ns(),
             established,
         }
@@ -564,7 +571,7 @@ fn run(case: &Case) -> Vec<String> {
         ..Default::default()
     })
     .unwrap();
-    for s in services(case.weight_bp) {
+    for s in services(case.weight) {
         dp.upsert_service(&s).unwrap();
     }
     for half_open in [false, true] {
@@ -699,7 +706,7 @@ fn run(case: &Case) -> Vec<String> {
 
     // Per-version counters: the named service as expected, all others zero.
     let (named, delta) = case.stats.unwrap();
-    for s in services(0) {
+    for s in services(Weight::ZERO) {
         let got = match dp.stats(&s.name) {
             Ok(got) => got,
             // A case may remove a service; it has no counters to check.
@@ -748,7 +755,7 @@ fn run(case: &Case) -> Vec<String> {
 
     // Signals: the named service's version as expected, all others none.
     let (named, want) = case.signals.unwrap_or(("", SignalsDelta::default()));
-    for s in services(0) {
+    for s in services(Weight::ZERO) {
         let got = match dp.signals(&s.name) {
             Ok(got) => got,
             // A case may remove a service; it has no counters to check.
@@ -906,7 +913,10 @@ fn resolve_just_now(t: u64, now: u64) -> u64 {
 /// Fixture services are upserted in order on an empty data path, so their ids
 /// are their positions.
 fn service_id(name: &str) -> u32 {
-    services(0).iter().position(|s| s.name == name).unwrap() as u32
+    services(Weight::ZERO)
+        .iter()
+        .position(|s| s.name == name)
+        .unwrap() as u32
 }
 
 #[test]
@@ -964,7 +974,7 @@ fn at_tc_ingress(case: &Case) -> Option<Case> {
     Some(Case {
         name: case.name,
         prog: Prog::IngressTc,
-        weight_bp: case.weight_bp,
+        weight: case.weight,
         flows: case.flows.clone(),
         half_open: case.half_open.clone(),
         raw_setup: case.raw_setup,

@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use canary_userspace::kernel::maps::Maps;
+use canary_userspace::{kernel::maps::Maps, model::weight::Weight};
 
 use super::{
     Mode,
@@ -97,8 +97,11 @@ pub fn run(env: &PathEnv, plan: &Plan) -> Result<Results> {
         plan.trials
     );
     for trial in 0..plan.trials {
-        let percent = if trial % 2 == 0 { 100 } else { 0 };
-        let want_bp = percent * 100;
+        let want = if trial % 2 == 0 {
+            Weight::FULL
+        } else {
+            Weight::ZERO
+        };
         let services = Maps::open_pinned(&pins)?.services;
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = {
@@ -106,7 +109,7 @@ pub fn run(env: &PathEnv, plan: &Plan) -> Result<Results> {
             thread::spawn(move || -> Result<Option<Instant>> {
                 while !stop.load(Ordering::Relaxed) {
                     let s = services.get(&key, 0)?;
-                    if s.weight_bp == want_bp {
+                    if s.weight_bp == want.bp() {
                         return Ok(Some(Instant::now()));
                     }
                     thread::yield_now();
@@ -117,7 +120,7 @@ pub fn run(env: &PathEnv, plan: &Plan) -> Result<Results> {
         let start = Instant::now();
         let out = d
             .daemon
-            .ctl_command(&["set-weight", SERVICE, &percent.to_string()])
+            .ctl_command(&["set-weight", SERVICE, &want.percent().to_string()])
             .output()
             .context("running canaryctl set-weight")?;
         let returned = Instant::now();
@@ -138,14 +141,17 @@ pub fn run(env: &PathEnv, plan: &Plan) -> Result<Results> {
             .join()
             .map_err(|_| anyhow::anyhow!("map watcher panicked"))??;
         let Some(seen) = seen else {
-            bail!("the pinned SERVICES map never showed weight {want_bp} bp");
+            bail!(
+                "the pinned SERVICES map never showed weight {} bp",
+                want.bp()
+            );
         };
         r.ctl_ms.push(ms(returned - start));
         r.map_ms.push(ms(seen.saturating_duration_since(start)));
         if seen <= returned {
             r.visible_at_return += 1;
         }
-        let want_body = BODIES[if percent == 100 { 1 } else { 0 }];
+        let want_body = BODIES[if want == Weight::FULL { 1 } else { 0 }];
         if body == want_body {
             r.first_conn_ok += 1;
         }

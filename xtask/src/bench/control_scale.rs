@@ -15,6 +15,7 @@ use canary_common::MAX_SERVICES;
 use canary_userspace::{
     Affinity, Protocol, ServiceSpec,
     config::{Config, DaemonConfig},
+    model::weight::Weight,
 };
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},
@@ -140,7 +141,7 @@ fn service(i: u32) -> ServiceSpec {
         affinity: Affinity::Flow,
         stable: vec![at(BACKEND_V4[0], 20_000 + i)],
         canary: vec![at(BACKEND_V4[1], 20_000 + i)],
-        weight_bp: 1000,
+        weight: Weight::from_bp(1000).expect("10 % is a weight"),
     }
 }
 

@@ -34,6 +34,7 @@ use canary_userspace::{
     Affinity, Hook, Protocol, ServiceSpec, XdpMode,
     config::{Config, DaemonConfig},
     kernel::maps::{Counters, Maps},
+    model::weight::Weight,
 };
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},
@@ -403,7 +404,8 @@ pub fn canary_service() -> ServiceSpec {
         affinity: Affinity::Flow,
         stable: vec![backend_addr(0)],
         canary: vec![backend_addr(1)],
-        weight_bp: (CANARY_PERCENT * 100) as u16,
+        weight: Weight::from_percent(f64::from(CANARY_PERCENT))
+            .expect("CANARY_PERCENT is a whole percent from 0 to 100"),
     }
 }
 

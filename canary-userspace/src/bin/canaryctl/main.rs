@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use canary_userspace::{
     api::{self, Client, ClientError, Request},
-    cli::canaryctl::{Args, Command},
+    cli::canaryctl::{Args, Command, UsageError},
 };
 use clap::Parser;
 
@@ -28,7 +28,17 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        // A weight is refused the way every other canaryctl error is said.
+        Err(e) => match UsageError::of_weight(&e) {
+            Some(refused) => {
+                eprintln!("canaryctl: {refused}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            None => e.exit(),
+        },
+    };
     let request = match &args.command {
         Command::Completions { shell } => {
             canary_userspace::cli::canaryctl::completions(*shell, &mut std::io::stdout());
@@ -37,13 +47,7 @@ fn main() -> ExitCode {
         // One service is picked here, from the whole status: the request
         // stays the one every canaryd version answers.
         Command::Status(_) => Request::Status {},
-        Command::SetWeight(a) => match a.request() {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("canaryctl: {e}");
-                return ExitCode::from(EXIT_USAGE);
-            }
-        },
+        Command::SetWeight(a) => a.request(),
         Command::Reload => Request::Reload {},
         Command::Version => Request::Version {},
         Command::Rollout(r) => r.request(),

@@ -5,6 +5,7 @@ use std::time::Duration;
 use canary_userspace::{
     api::{Client, ClientError, RolloutReport},
     model::rollout::{Action, Phase, Verdict},
+    model::weight::Weight,
 };
 
 /// Exit codes of `rollout start --wait` by how the rollout ended (0 when
@@ -22,10 +23,8 @@ pub fn wait(client: &Client, service: &str, limit: Duration) -> Result<RolloutRe
     client.wait_for_rollout(service, Duration::from_millis(500), limit, |r| {
         for rec in r.history.iter().filter(|h| h.look > seen) {
             eprintln!(
-                "canaryctl: look {} at {:.2}%: {}",
-                rec.look,
-                f64::from(rec.weight_bp) / 100.0,
-                rec.reason
+                "canaryctl: look {} at {:.2}: {}",
+                rec.look, rec.weight, rec.reason
             );
         }
         seen = r.history.last().map_or(seen, |h| h.look);
@@ -51,11 +50,14 @@ fn verdict(v: Verdict) -> &'static str {
     }
 }
 
-fn action(a: Action, steps: &[f64]) -> String {
+fn action(a: Action, steps: &[Weight]) -> String {
     match a {
         Action::Hold => "hold".into(),
         Action::StepUp { step } => {
-            format!("step up to {}%", steps.get(step).copied().unwrap_or(0.0))
+            format!(
+                "step up to {}",
+                steps.get(step).copied().unwrap_or_default()
+            )
         }
         Action::Rollback => "ROLLBACK".into(),
         Action::Promote => "promote".into(),
@@ -84,22 +86,22 @@ pub fn print(r: &RolloutReport) {
             r.looks
         ))
     );
-    let steps: Vec<String> = r.steps_percent.iter().map(|s| format!("{s}%")).collect();
+    let steps: Vec<String> = r.steps.iter().map(Weight::to_string).collect();
     let share = r
         .observed_canary_share
         .map_or("-".to_owned(), |s| format!("{:.1}%", s * 100.0));
     println!(
-        "  steps {}  now step {} at {:.2}%  observed canary share {share}  failed {}/{}  inconclusive in a row {}/{}",
+        "  steps {}  now step {} at {:.2}  observed canary share {share}  failed {}/{}  inconclusive in a row {}/{}",
         steps.join(" "),
         r.step + 1,
-        r.weight_percent,
+        r.weight,
         r.failed,
         r.failed_checks_limit,
         r.inconclusive_streak,
         r.max_inconclusive
     );
     if let Some(s) = r.observed_canary_share
-        && s * 100.0 + 5.0 < r.weight_percent
+        && s * 100.0 + 5.0 < r.weight.percent()
     {
         println!(
             "  the observed share lags the weight: connections opened before a step stay on stable until they close"
@@ -122,14 +124,14 @@ pub fn print(r: &RolloutReport) {
     );
     for h in &r.history {
         println!(
-            "  {:>4} {:>7.1}s {:>7.2}% {:>10} {:>10}  {:<12} {:<18} {}{}",
+            "  {:>4} {:>7.1}s {:>8.2} {:>10} {:>10}  {:<12} {:<18} {}{}",
             h.look,
             h.at_unix_ms.saturating_sub(r.started_unix_ms) as f64 / 1000.0,
-            f64::from(h.weight_bp) / 100.0,
+            h.weight,
             h.interval_attempts[0],
             h.interval_attempts[1],
             verdict(h.verdict),
-            action(h.action, &r.steps_percent),
+            action(h.action, &r.steps),
             h.reason,
             if h.dry_run { " (dry-run)" } else { "" }
         );

@@ -39,8 +39,8 @@ pub fn run(client: &Client, args: &WatchArgs) -> Result<(), ClientError> {
             out.push_str("\x1b[2J\x1b[H");
         }
         out.push_str(&format!(
-            "{}  {}/{}  canary weight {:.2}%\n",
-            svc.name, svc.listen, svc.protocol, svc.weight_percent
+            "{}  {}/{}  canary weight {:.2}\n",
+            svc.name, svc.listen, svc.protocol, svc.weight
         ));
         out.push_str(&format!(
             "  {:<8} {:>10} {:>8} {:>10} {:>10}\n",
@@ -83,7 +83,7 @@ pub fn run(client: &Client, args: &WatchArgs) -> Result<(), ClientError> {
                     r.phase,
                     r.mode,
                     r.step + 1,
-                    r.steps_percent.len(),
+                    r.steps.len(),
                     r.observed_canary_share
                         .map_or("-".into(), |s| format!("{:.1}%", s * 100.0))
                 ));

@@ -40,8 +40,8 @@ async fn answer(stream: UnixStream, served: Served) {
         Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => {
             bad(format!("request longer than {MAX_REQUEST_BYTES} bytes"))
         }
-        Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
-            Err(e) => bad(format!("bad request: {e}")),
+        Ok(Ok(_)) => match Request::decode(&line) {
+            Err(refused) => encode(&Response::<()>::failed(refused.code, refused.message)),
             Ok(request) => handle(&served, request).await,
         },
     };
@@ -57,8 +57,8 @@ async fn handle(served: &Served, request: Request) -> String {
             Ok(s) => Response::ok(s),
             Err(e) => Response::failed(ErrorCode::DataPath, format!("reading the data path: {e}")),
         }),
-        Request::SetWeight { service, percent } => {
-            reply(served.owner.set_weight(service, percent).await)
+        Request::SetWeight { service, weight } => {
+            reply(served.owner.set_weight(service, weight).await)
         }
         Request::Rollout { service, action } => {
             let now = unix_ms();

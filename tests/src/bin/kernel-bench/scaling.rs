@@ -30,7 +30,7 @@ use ::tests::{
 };
 
 use super::{
-    Args, LRU_BATCH, SERVICE, Timing, WEIGHT_BP, batch, call_once, floor_xdp, floor_xdp_single,
+    Args, LRU_BATCH, SERVICE, Timing, WEIGHT, batch, call_once, floor_xdp, floor_xdp_single,
     flow_entry, flows, fresh_client, half_open, ingress, load, prefilled, repeat_runs, sa,
     single_runs, stats,
 };
@@ -238,7 +238,7 @@ fn measured_service(p: &Point) -> ServiceSpec {
         affinity: Affinity::Flow,
         stable: set(1),
         canary: set(2),
-        weight_bp: WEIGHT_BP,
+        weight: WEIGHT,
     }
 }
 
@@ -253,7 +253,7 @@ fn other_service(i: u32) -> ServiceSpec {
         affinity: Affinity::Flow,
         stable: vec![at(5, 8080)],
         canary: vec![at(6, 8080)],
-        weight_bp: WEIGHT_BP,
+        weight: WEIGHT,
     }
 }
 
