@@ -13,11 +13,8 @@ use std::{
 };
 
 use canary_userspace::{
-    Affinity, Protocol, ServiceSpec,
-    api::RolloutAction,
-    config::Config,
-    controller::plan::{Checks, Mode, OnRollback, RolloutPlan},
-    model::rollout::Phase,
+    Affinity, Protocol, ServiceSpec, api::RolloutAction, config::Config,
+    controller::plan::RolloutPlan, model::rollout::Phase,
 };
 use serde_json::Value;
 use tests::{
@@ -145,30 +142,16 @@ fn dashboard_uses_the_datasource_and_service_variables() {
 /// A quick plan (steps in basis points: 20 %, 50 %) that rolls back: the
 /// canary answers 500 to every 4th request, the check allows 2 %.
 fn plan() -> RolloutPlan {
-    RolloutPlan {
+    let mut p = RolloutPlan {
         steps: vec![2000, 5000],
         interval: Duration::from_millis(1500),
         min_requests: 20,
         failed_checks_limit: 1,
-        consecutive_failures: 0,
-        min_passes: 1,
         max_inconclusive: 10,
-        max_step_duration: None,
-        mode: Mode::Enforce,
-        on_rollback: OnRollback::Drain,
-        checks: Checks {
-            max_error_rate: Some(0.02),
-            max_error_ratio: None,
-            max_p99_ms: None,
-            max_p99_ratio: None,
-            error_margin: 0.01,
-            p99_margin_ms: 0.0,
-        },
-        gates: vec![],
-        prometheus: None,
-        webhook: None,
-        alpha: 0.05,
-    }
+        ..Default::default()
+    };
+    p.checks.max_error_rate = Some(0.02);
+    p
 }
 
 /// Every panel query of the dashboard answers with at least one series

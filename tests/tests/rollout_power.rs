@@ -22,7 +22,7 @@ use canary_userspace::{
     Affinity, Protocol, ServiceSpec,
     api::{RolloutAction, RolloutReport},
     config::Config,
-    controller::plan::{Checks, Mode, OnRollback, RolloutPlan},
+    controller::plan::RolloutPlan,
     model::rollout::Phase,
 };
 use tests::{
@@ -45,33 +45,18 @@ const CLIENTS: usize = 10;
 const LIMIT: Duration = Duration::from_secs(180);
 
 fn plan() -> RolloutPlan {
-    RolloutPlan {
+    let mut p = RolloutPlan {
         steps: vec![1000, 5000, 10000],
         interval: Duration::from_secs(3),
         min_requests: 10,
-        failed_checks_limit: 2,
-        consecutive_failures: 0,
-        min_passes: 1,
-        max_inconclusive: 5,
-        max_step_duration: None,
-        mode: Mode::Enforce,
-        on_rollback: OnRollback::Drain,
-        checks: Checks {
-            max_error_rate: None,
-            max_error_ratio: None,
-            max_p99_ms: None,
-            max_p99_ratio: Some(1.5),
-            error_margin: 0.01,
-            // The default 5 ms is 7 % of this p99 on top of the ratio: with
-            // 1 ms a 2x canary is further from the limit than the two
-            // buckets (stable's and the canary's) the check cannot see into.
-            p99_margin_ms: 1.0,
-        },
-        gates: vec![],
-        prometheus: None,
-        webhook: None,
-        alpha: 0.05,
-    }
+        ..Default::default()
+    };
+    p.checks.max_p99_ratio = Some(1.5);
+    // The default 5 ms is 7 % of this p99 on top of the ratio: with 1 ms a
+    // 2x canary is further from the limit than the two buckets (stable's
+    // and the canary's) the check cannot see into.
+    p.checks.p99_margin_ms = 1.0;
+    p
 }
 
 /// `RUNS` services, each with a stable and a canary backend drawing their
