@@ -5,6 +5,8 @@
 //! - `checksum`: that routine (RFC 1071).
 //! - `servers`: small TCP backends and clients that live in test namespaces.
 //! - `harness`: topology + attached data path + backends + one service.
+//! - `kit`: the same with the real canaryd (`DaemonUnderTest`), and
+//!   `wait_until`, the bounded wait that orders a test's events.
 //! - `prometheus`: a real Prometheus server and promtool for metric tests.
 //! - `ns_http`: an HTTP server (tiny_http) inside a test namespace.
 //! - `webhook`: a receiver of canaryd's rollout events.
@@ -21,6 +23,7 @@ use std::{
 pub mod checksum;
 pub mod demo;
 pub mod harness;
+pub mod kit;
 pub mod ns_http;
 pub mod packet;
 pub mod prometheus;
