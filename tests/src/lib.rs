@@ -51,9 +51,11 @@ pub const TC_ACT_SHOT: u32 = 2;
 /// How long a test's HTTP request may take at each step.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The scenarios of one test binary run one at a time: each drives a data
+/// The scenarios of the test binary run one at a time: each drives a data
 /// path, hundreds of connections and threads, which a 2-core machine cannot
-/// run side by side without starving backends past their timeouts.
+/// run side by side without starving backends past their timeouts. Every
+/// suite is a module of that one binary (`tests/tests/it`), so every test
+/// that needs root takes this, whichever suite it is in.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {

@@ -1055,6 +1055,7 @@ impl Counts {
 #[test]
 fn golden_packets() {
     require_root!();
+    let _serial = tests::one_at_a_time();
     let cases = cases();
     assert_eq!(
         cases.len(),
@@ -1126,6 +1127,7 @@ fn at_tc_ingress(case: &Case) -> Option<Case> {
 #[test]
 fn golden_packets_at_tc_ingress() {
     require_root!();
+    let _serial = tests::one_at_a_time();
     let all = cases();
     let ingress = all.iter().filter(|c| c.prog == Prog::Ingress).count();
     let cases: Vec<Case> = all.iter().filter_map(at_tc_ingress).collect();
@@ -1181,6 +1183,7 @@ fn golden_packets_at_tc_ingress() {
 #[test]
 fn cases_are_order_independent() {
     require_root!();
+    let _serial = tests::one_at_a_time();
     let mut cases = cases();
     let mut shared = Shared::new();
     let mut failures = vec![];

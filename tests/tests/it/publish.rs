@@ -88,6 +88,7 @@ fn new_flows_reach(dp: &mut Dataplane, first: u16) -> BTreeSet<SocketAddr> {
 #[test]
 fn a_staged_backend_set_is_invisible_until_published_in_one_write() {
     require_root!();
+    let _serial = tests::one_at_a_time();
     let mut dp = Dataplane::load(&LoadOptions::default()).unwrap();
     let old = spec(
         &["198.18.1.1:8081", "198.18.1.2:8081"],
@@ -130,6 +131,7 @@ fn a_staged_backend_set_is_invisible_until_published_in_one_write() {
 #[test]
 fn services_trading_vips_in_one_reload_both_stay_served() {
     require_root!();
+    let _serial = tests::one_at_a_time();
     let mut dp = Dataplane::load(&LoadOptions::default()).unwrap();
     let svc = |name: &str, vip: &str, stable: &str, canary: &str| ServiceSpec {
         name: name.into(),

@@ -116,6 +116,7 @@ fn verdict_totals(dp: &Dataplane) -> (u64, u64) {
 #[test]
 fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
     require_root!();
+    let _serial = tests::one_at_a_time();
     let topo = Topology::new(BackendKind::LocalProcess).unwrap();
     let pins = PinDir::new();
     let record = pins.record(HOST_IF);
@@ -214,6 +215,7 @@ fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
 #[test]
 fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
     require_root!();
+    let _serial = tests::one_at_a_time();
     let topo = Topology::new(BackendKind::LocalProcess).unwrap();
     let pins = PinDir::new();
     // A dot in its name (bpffs refuses dots; VLANs have them, but this
@@ -277,6 +279,7 @@ fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
 #[test]
 fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
     require_root!();
+    let _serial = tests::one_at_a_time();
     let topo = Topology::new(BackendKind::LocalProcess).unwrap();
     let pins = PinDir::new();
     // What an earlier canaryd left: its pinned programs attached through
@@ -340,6 +343,7 @@ fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
 #[test]
 fn an_interface_moves_between_hooks_new_link_first_and_detaches_from_either() {
     require_root!();
+    let _serial = tests::one_at_a_time();
     let topo = Topology::new(BackendKind::LocalProcess).unwrap();
     let pins = PinDir::new();
     let record = pins.record(HOST_IF);

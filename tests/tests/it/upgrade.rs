@@ -29,7 +29,7 @@ use canary_userspace::{
 use tests::{harness::SERVICE, kit::DaemonUnderTest, one_at_a_time, require_root, servers::Client};
 use xtask::{canaryd::DaemonDirs, topology::HOST_IF};
 
-static V5_OBJECT: &[u8] = aya::include_bytes_aligned!("../fixtures/canary-v5.o");
+static V5_OBJECT: &[u8] = aya::include_bytes_aligned!("../../fixtures/canary-v5.o");
 /// The v5 object's maps, as that release pinned them: today's names.
 const V5_MAPS: [&str; 10] = canary_common::names::MAPS;
 const CONNECTIONS: usize = 40;
