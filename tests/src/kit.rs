@@ -10,11 +10,11 @@
 //! let s = DaemonUnderTest::builder("daemon").build();
 //! s.write_config(&s.config(5000));
 //! let d = s.start(&[]);
-//! wait_until(WAIT, "the VIP answers", || s.request(s.vip).is_ok());
+//! wait_until(WAIT, "the VIP answers", || d.log_text(), || s.request(s.vip).is_ok());
 //! ```
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     thread,
@@ -221,7 +221,7 @@ impl DaemonUnderTest {
     }
 
     /// `canaryd --config C args...`, not started.
-    pub fn canaryd_command(&self, args: &[&str]) -> Command {
+    fn canaryd_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bins.canaryd);
         cmd.arg("--config").arg(self.dirs.config()).args(args);
         cmd
@@ -286,14 +286,9 @@ pub fn tcp_service(
     }
 }
 
-/// `at` on the host address.
+/// `port` on the host address (HOST_V4).
 pub fn host_addr(port: u16) -> SocketAddr {
     SocketAddr::new(HOST_V4.into(), port)
-}
-
-/// `vip` with another address (a VIP that is not the host's).
-pub fn at_ip(vip: SocketAddr, ip: IpAddr) -> SocketAddr {
-    SocketAddr::new(ip, vip.port())
 }
 
 /// `cmd` started with its output captured, no input.
@@ -320,15 +315,10 @@ pub fn wait_bounded(mut child: Child) -> Output {
 }
 
 /// Polls `done` (every 20 ms) until it holds; returns how long that took.
-/// Past `limit` the test fails, naming `what`.
+/// Past `limit` the test fails, naming `what` and showing `context()` (a
+/// daemon's log, say; `String::new` for nothing).
 #[track_caller]
-pub fn wait_until(limit: Duration, what: &str, done: impl FnMut() -> bool) -> Duration {
-    wait_until_or(limit, what, String::new, done)
-}
-
-/// `wait_until`, the failure showing `context()` too (a daemon's log).
-#[track_caller]
-pub fn wait_until_or(
+pub fn wait_until(
     limit: Duration,
     what: &str,
     context: impl Fn() -> String,

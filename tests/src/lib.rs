@@ -55,12 +55,22 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// path, hundreds of connections and threads, which a 2-core machine cannot
 /// run side by side without starving backends past their timeouts. Every
 /// suite is a module of that one binary (`tests/tests/it`), so every test
-/// that needs root takes this, whichever suite it is in.
+/// that needs root takes this (through `root_scenario`), whichever suite it
+/// is in.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     // A failed scenario poisons the lock; the next one still runs.
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How every test that needs root begins: it fails without root (as
+/// `require_root!`, pointing at the test) and waits for its turn
+/// (`one_at_a_time`). Hold the guard to the end of the test.
+#[track_caller]
+pub fn root_scenario() -> MutexGuard<'static, ()> {
+    assert_root();
+    one_at_a_time()
 }
 
 /// Waits (bounded by `limit`) until `f` holds; returns whether it did.

@@ -10,10 +10,7 @@ use std::{
 };
 
 use canary_userspace::{api::WeightSource, cli::status::WIDTH, config::Config};
-use tests::{
-    kit::{DaemonUnderTest, host_addr as at, tcp_service, text},
-    one_at_a_time, require_root,
-};
+use tests::kit::{DaemonUnderTest, host_addr as at, tcp_service, text};
 use xtask::canaryd::Binaries;
 
 /// `name` on `port` of the host address; its stable backend at port +
@@ -67,8 +64,7 @@ fn completions_for_bash_zsh_and_fish_know_the_subcommands() {
 
 #[test]
 fn status_of_one_service_fits_100_columns_and_an_unknown_one_is_refused() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     s.write_config(&config(&s, 500));
     let d = s.start(&[]);
@@ -124,8 +120,7 @@ fn status_of_one_service_fits_100_columns_and_an_unknown_one_is_refused() {
 /// canaryctl's output and in canaryd's log.
 #[test]
 fn runtime_weights_are_marked_and_reload_says_old_to_new() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     s.write_config(&config(&s, 0));
     let mut d = s.start(&[]);
@@ -184,8 +179,7 @@ fn runtime_weights_are_marked_and_reload_says_old_to_new() {
 
 #[test]
 fn json_log_lines_parse_one_object_each() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     s.write_config(&config(&s, 500));
     let mut d = s.start(&["--log-format", "json"]);
@@ -213,8 +207,7 @@ fn json_log_lines_parse_one_object_each() {
 /// writes; canaryctl ends quietly (SIGPIPE, as any Unix tool), no panic.
 #[test]
 fn status_into_a_closed_pipe_is_quiet() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     s.write_config(&config(&s, 500));
     let d = s.start(&[]);

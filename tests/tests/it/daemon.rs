@@ -22,8 +22,7 @@ use canary_userspace::{
 };
 use tests::{
     harness::{CANARY, STABLE},
-    kit::{DaemonUnderTest, WAIT, accepted_on, host_addr, tcp_service, text, wait_until_or},
-    one_at_a_time, require_root,
+    kit::{DaemonUnderTest, WAIT, accepted_on, host_addr, tcp_service, text, wait_until},
     servers::{Backend, Client},
 };
 use xtask::{
@@ -117,8 +116,7 @@ fn new_flows(d: &Canaryd) -> u64 {
 
 #[test]
 fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     s.write_config(&s.config(5000));
     let mut d = s.start(&[]);
@@ -202,8 +200,7 @@ fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
 
 #[test]
 fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     s.write_config(&s.config(10000));
     let mut d = s.start(&[]);
@@ -288,8 +285,7 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
 
 #[test]
 fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     let (other_vip, other_stable, other_canary) = (host_addr(81), host_addr(8083), host_addr(8084));
     let _other = [
@@ -357,7 +353,7 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
     s.write_config(&s.config(0));
     // SAFETY: kill(2) on our child's pid.
     unsafe { libc::kill(d.pid as i32, libc::SIGHUP) };
-    wait_until_or(
+    wait_until(
         WAIT,
         "SIGHUP's reload removes \"other\"",
         || d.log_text(),
@@ -376,8 +372,7 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
 
 #[test]
 fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     s.write_config(&s.config(0));
     let d = s.start(&[]);
@@ -503,8 +498,7 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
 
 #[test]
 fn concurrent_set_weight_calls_leave_one_consistent_state() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     s.write_config(&s.config(0));
     let mut d = s.start(&[]);
@@ -561,8 +555,7 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
 
 #[test]
 fn prometheus_server_scrapes_per_version_counters() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     s.write_config(&s.config(5000));
     let d = s.start(&[]);
@@ -614,8 +607,7 @@ fn prometheus_server_scrapes_per_version_counters() {
 /// behind the reload and then applies.
 #[test]
 fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const HOLD: Duration = Duration::from_secs(5);
     let hold_ms = HOLD.as_millis().to_string();
     let s = DaemonUnderTest::builder("test")
@@ -638,7 +630,7 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
 
     thread::scope(|scope| {
         let reload = scope.spawn(|| timed(&|| d.ctl(&["reload"]).unwrap().status.success()));
-        wait_until_or(
+        wait_until(
             WAIT,
             "the reload holds the owner",
             || d.log_text(),
@@ -654,7 +646,7 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
         });
         // Queued behind the reload once canaryd has accepted its
         // connection (the held reload's is the other one).
-        wait_until_or(
+        wait_until(
             WAIT,
             "canaryd accepts set-weight's connection",
             || d.log_text(),
@@ -717,8 +709,7 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
 /// new connections timed out).
 #[test]
 fn pinned_maps_of_a_wrong_layout_refuse_start() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     for (kind, key, why) in [
         ("hash", "40", "type 1 (hash)"),
         ("lru_hash", "36", "key 36 B"),
@@ -763,8 +754,7 @@ fn pinned_maps_of_a_wrong_layout_refuse_start() {
 /// from `flow_table_size`, was checked against the object's default).
 #[test]
 fn restarts_on_its_own_pins_at_every_flow_table_size() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     for size in [1_024u32, 4_096, 65_536, 131_072, 1 << 20] {
         let s = setup();
         let mut config = s.config(5000);

@@ -24,9 +24,8 @@ use tests::{
     harness::CANARY,
     kit::{
         DaemonUnderTest, WAIT, host_addr, host_interface, sample, sockets_to, tcp_service, text,
-        wait_until_or,
+        wait_until,
     },
-    one_at_a_time, require_root,
 };
 use xtask::{
     canaryd::Canaryd,
@@ -164,8 +163,7 @@ fn summary(times: &[Duration]) -> String {
 /// /metrics answers again once it ends.
 #[test]
 fn set_weight_is_never_starved_by_a_metrics_flood() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const NOFILE: u64 = 256;
     const FLOOD: usize = 400;
     const CALLS: usize = 100;
@@ -200,7 +198,7 @@ fn set_weight_is_never_starved_by_a_metrics_flood() {
     let (quiet, _) = set_weight_calls(&d, CALLS);
     let flood = Flood::start(&s.topo.host, s.metrics_addr(), FLOOD);
     // Saturated once the daemon starts closing connections at once.
-    wait_until_or(
+    wait_until(
         Duration::from_secs(30),
         "the flood fills the metrics listener",
         || d.log_text(),
@@ -236,7 +234,7 @@ fn set_weight_is_never_starved_by_a_metrics_flood() {
     // Once the flood ends, /metrics answers again; it counted what it
     // turned away, and the exposition still passes promtool.
     let mut body = String::new();
-    wait_until_or(
+    wait_until(
         WAIT,
         "/metrics answers after the flood",
         || d.log_text(),
@@ -261,7 +259,7 @@ fn set_weight_is_never_starved_by_a_metrics_flood() {
 /// Polls status until `done` holds for the host interface (at most
 /// `WAIT`); how long that took.
 fn wait_for(d: &Canaryd, what: &str, done: impl Fn(&InterfaceStatus) -> bool) -> Duration {
-    wait_until_or(
+    wait_until(
         WAIT,
         what,
         || {
@@ -283,8 +281,7 @@ fn wait_for(d: &Canaryd, what: &str, done: impl Fn(&InterfaceStatus) -> bool) ->
 /// the interface is gone is not refused.
 #[test]
 fn an_interface_created_again_is_reattached_and_reported() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = DaemonUnderTest::builder("host").config(10_000).build();
     let d = s.start(&[]);
     assert_eq!(s.request(s.vip).unwrap(), CANARY);
@@ -334,7 +331,7 @@ fn an_interface_created_again_is_reattached_and_reported() {
         i.attached && i.ifindex == second && i.reattached == 1
     });
     let mut got = String::new();
-    wait_until_or(
+    wait_until(
         WAIT,
         "an answer through the VIP after re-creating the interface",
         || d.log_text(),
@@ -377,7 +374,7 @@ fn an_interface_created_again_is_reattached_and_reported() {
     wait_for(&d, "attached after the burst", |i| {
         i.attached && i.ifindex == last
     });
-    wait_until_or(
+    wait_until(
         WAIT,
         "an answer through the VIP after the burst",
         || d.log_text(),
@@ -403,8 +400,7 @@ fn an_interface_created_again_is_reattached_and_reported() {
 /// event for up to 10.5 s: reloads failed 6/30 with EMFILE.
 #[test]
 fn webhooks_to_a_hanging_receiver_never_take_a_control_calls_descriptor() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const NOFILE: u64 = 256;
     const ROLLOUTS: u16 = 10;
     const CALLS: usize = 30;

@@ -6,12 +6,9 @@
 //! demo writes.
 
 use canary_userspace::model::rollout::{Action, Phase};
-use tests::{
-    demo::{
-        run::{self, Options, Outcome},
-        scenario::{self, Scenario},
-    },
-    one_at_a_time, require_root,
+use tests::demo::{
+    run::{self, Options, Outcome},
+    scenario::{self, Scenario},
 };
 use xtask::canaryd::Binaries;
 
@@ -54,8 +51,7 @@ fn assert_webhook_saw_every_decision(o: &Outcome) {
 
 #[test]
 fn default_demo_rolls_back_the_canary_that_rejects_inputs() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let o = run_demo(Scenario::Errors);
     println!(
         "demo errors: {:?} after {:.1} s of rollout, {:.1} s in all; clients: canary {} answers, {} errors",
@@ -81,8 +77,7 @@ fn default_demo_rolls_back_the_canary_that_rejects_inputs() {
 
 #[test]
 fn accuracy_gate_rolls_back_the_less_accurate_model() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let o = run_demo(Scenario::Accuracy);
     let last = o.report.history.last().unwrap();
     println!(

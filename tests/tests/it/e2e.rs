@@ -17,7 +17,6 @@ use std::{
 use canary_userspace::Affinity;
 use tests::{
     harness::{CANARY, Family, Harness, STABLE},
-    one_at_a_time, require_root,
     servers::Client,
 };
 use xtask::topology::BackendKind;
@@ -31,8 +30,7 @@ const MATRIX: [(BackendKind, Family); 4] = [
 
 #[test]
 fn flow_affinity_splits_new_connections_by_weight() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const CONNECTIONS: u32 = 2000;
     const WEIGHT_BP: u16 = 1000;
     for (kind, family) in MATRIX {
@@ -82,8 +80,7 @@ fn flow_affinity_splits_new_connections_by_weight() {
 
 #[test]
 fn client_affinity_keeps_each_client_on_one_version() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const CLIENTS: u32 = 200;
     const PER_CLIENT: usize = 3;
     for (kind, family) in MATRIX {
@@ -133,8 +130,7 @@ fn client_affinity_keeps_each_client_on_one_version() {
 
 #[test]
 fn weight_changes_never_move_established_connections() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const STEPS: u16 = 20;
     const PER_STEP: usize = 10; // 200 connections in all
     const STEP_TIME: Duration = Duration::from_millis(150);

@@ -3,9 +3,10 @@
 //! module; pick one with its path as the filter:
 //! `cargo test -p tests --test it daemon::` (or `daemon::kill` for one
 //! test). No module name ends another (a `safety` beside `operator_safety`
-//! would be picked by both filters: that suite is `mistakes`). Scenarios
-//! that need root take `tests::one_at_a_time()`, so suites sharing the
-//! process still run them one after another.
+//! would be picked by both filters: that suite is `mistakes`). Tests that
+//! need root begin with `tests::root_scenario()`, which takes the lock of
+//! `tests::one_at_a_time()`: suites share the process, and their
+//! scenarios still run one after another.
 
 mod attachment;
 mod cli;

@@ -9,7 +9,6 @@ use canary_userspace::kernel::attachment::{self, XDP_DRIVER_PIN};
 use tests::{
     harness::{CANARY, STABLE},
     kit::{DaemonUnderTest, ONE_SHOT, run_bounded, spawn_piped, text, wait_bounded},
-    one_at_a_time, require_root,
 };
 use xtask::topology::{HOST_IF, Netns};
 
@@ -39,13 +38,21 @@ fn xdp_program(s: &DaemonUnderTest) -> Option<u64> {
         .map(|p| p.id)
 }
 
+/// A `--detach-all` run `when`: it succeeded and said `want`; what it said.
+fn detach_all_said(out: &std::process::Output, when: &str, want: &str) -> String {
+    let said = text(&out.stdout);
+    println!("--detach-all {when}: {said}");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(said.contains(want), "{said}");
+    said
+}
+
 /// The VIP is checked with this many new connections at each step.
 const PROBES: usize = 20;
 
 #[test]
 fn interface_flag_typo_is_caught_by_check_and_start_before_anything_is_detached() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     let mut d = s.start(&[]);
     d.signal(libc::SIGTERM).unwrap();
@@ -89,8 +96,7 @@ fn interface_flag_typo_is_caught_by_check_and_start_before_anything_is_detached(
 
 #[test]
 fn a_failed_attach_at_start_detaches_nothing_and_says_what_serves() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     let mut d = s.start(&[]);
     d.signal(libc::SIGTERM).unwrap();
@@ -130,8 +136,7 @@ fn a_failed_attach_at_start_detaches_nothing_and_says_what_serves() {
 
 #[test]
 fn a_second_canaryd_and_detach_all_are_refused_while_one_runs() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     let mut d = s.start(&[]);
     let program = xdp_program(&s);
@@ -209,15 +214,13 @@ fn a_second_canaryd_and_detach_all_are_refused_while_one_runs() {
     // Stopped, the lock is free: --detach-all does its job and says where.
     d.signal(libc::SIGTERM).unwrap();
     let out = s.one_shot(&["--detach-all"]);
-    let said = text(&out.stdout);
-    println!("--detach-all after SIGTERM: {said}");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        said.contains(&format!(
+    detach_all_said(
+        &out,
+        "after SIGTERM",
+        &format!(
             "removed the pins under {}; the programs are detached from {HOST_IF}",
             s.dirs.bpffs.display()
-        )),
-        "{said}"
+        ),
     );
     assert_eq!(xdp_program(&s), None);
 }
@@ -236,8 +239,7 @@ fn netns_exec(s: &DaemonUnderTest, ns: &Netns, args: &[&str]) -> Command {
 
 #[test]
 fn a_bpffs_canaryd_mounts_under_ip_netns_exec_is_called_out_and_detach_all_finds_nothing() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     let child = spawn_piped(netns_exec(&s, &s.topo.host, &[])).unwrap();
     // Up once it answers on its socket; the VIP is checked either way.
@@ -268,15 +270,13 @@ fn a_bpffs_canaryd_mounts_under_ip_netns_exec_is_called_out_and_detach_all_finds
     assert!(!log.contains("keeps running from its pins"), "{log}");
 
     let out = run_bounded(netns_exec(&s, &s.topo.host, &["--detach-all"]));
-    let said = text(&out.stdout);
-    println!("--detach-all under ip netns exec: {said}");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        said.contains(&format!(
+    let said = detach_all_said(
+        &out,
+        "under ip netns exec",
+        &format!(
             "found no canary pins under {}: nothing was detached",
             s.dirs.bpffs.display()
-        )),
-        "{said}"
+        ),
     );
     assert!(!said.contains("the programs are detached"), "{said}");
 }

@@ -19,8 +19,7 @@ use std::{
 use canary_userspace::{Dataplane, Hook, LoadOptions, config::Config, kernel::attachment};
 use tests::{
     harness::CANARY,
-    kit::{DaemonUnderTest, WAIT, host_interface, sample, text, wait_until_or},
-    one_at_a_time, require_root,
+    kit::{DaemonUnderTest, WAIT, host_interface, sample, text, wait_until},
 };
 use xtask::{
     canaryd::Canaryd,
@@ -74,8 +73,8 @@ fn request(s: &DaemonUnderTest, vip: IpAddr) -> anyhow::Result<String> {
 /// Polls (at most `WAIT`) until `done` holds; how long it took. A failure
 /// shows canaryd's log.
 #[track_caller]
-fn wait_until(d: &Canaryd, what: &str, done: impl FnMut() -> bool) -> Duration {
-    wait_until_or(WAIT, what, || d.log_text(), done)
+fn wait(d: &Canaryd, what: &str, done: impl FnMut() -> bool) -> Duration {
+    wait_until(WAIT, what, || d.log_text(), done)
 }
 
 fn stdout(out: &Output) -> String {
@@ -93,8 +92,7 @@ fn stderr(out: &Output) -> String {
 /// again and the VIP serves.
 #[test]
 fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     let (vip, d) = serving_all_canary(&s);
 
@@ -115,7 +113,7 @@ fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
         "canary's XDP program (id {ingress}) is not attached: the kernel runs no XDP program here; \
          canary's tc egress program (id {egress}) is not attached (tcx egress runs [])"
     );
-    let noticed = wait_until(&d, "status reports the detach", || {
+    let noticed = wait(&d, "status reports the detach", || {
         let i = host_interface(&d.status().unwrap());
         !i.attached && i.problem.as_deref() == Some(want.as_str())
     });
@@ -131,7 +129,7 @@ fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
         "{table}"
     );
     // /metrics once the owner's check (every second) has counted it.
-    let counted = wait_until(&d, "/metrics counts the mismatch", || {
+    let counted = wait(&d, "/metrics counts the mismatch", || {
         sample(
             &metrics(&s),
             "canary_interface_mismatches_total{interface=\"eth0\"}",
@@ -178,7 +176,7 @@ fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
     let after = host_interface(&d.status().unwrap());
     assert!(after.attached && after.problem.is_none(), "{after:?}");
     assert_eq!(after.xdp_program_id, Some(ingress));
-    wait_until(&d, "the VIP serves after the reload", || {
+    wait(&d, "the VIP serves after the reload", || {
         request(&s, vip).is_ok()
     });
     println!(
@@ -193,8 +191,7 @@ fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
 /// finds the detach and attaches again.
 #[test]
 fn a_reload_repairs_a_detach_its_periodic_check_has_not_seen_yet() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     let (vip, d) = serving_all_canary(&s);
     let before = host_interface(&d.status().unwrap());
@@ -206,7 +203,7 @@ fn a_reload_repairs_a_detach_its_periodic_check_has_not_seen_yet() {
     let after = host_interface(&d.status().unwrap());
     assert!(after.attached && after.problem.is_none(), "{after:?}");
     assert_eq!(after.xdp_program_id, Some(ingress), "{after:?}");
-    wait_until(&d, "the VIP serves after the reload", || {
+    wait(&d, "the VIP serves after the reload", || {
         request(&s, vip).is_ok()
     });
 }
@@ -216,8 +213,7 @@ fn a_reload_repairs_a_detach_its_periodic_check_has_not_seen_yet() {
 /// shows the interface as attached.
 #[test]
 fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     s.write_config(&config(&s, IpAddr::V4(HOST_V4), 10_000));
     let d = s.start(&[]);
@@ -238,7 +234,7 @@ fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
         .unwrap()
         .unwrap();
     let mut seen = None;
-    wait_until(&d, "status reports the replacement", || {
+    wait(&d, "status reports the replacement", || {
         let i = host_interface(&d.status().unwrap());
         let replaced = i.xdp_program_id.is_some_and(|id| id != ingress);
         if replaced {
@@ -262,7 +258,7 @@ fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
         table.contains("eth0 (NOT ATTACHED: XDP runs program id"),
         "{table}"
     );
-    wait_until(&d, "/metrics says not attached", || {
+    wait(&d, "/metrics says not attached", || {
         sample(
             &metrics(&s),
             "canary_interface_attached{interface=\"eth0\"}",
@@ -276,8 +272,7 @@ fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
 /// is served once the address is added, and the warning goes.
 #[test]
 fn a_vip_that_is_not_local_is_a_warning_until_it_is_added() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     let vip = IpAddr::V4(FOREIGN_VIP);
     s.write_config(&config(&s, vip, 10_000));
@@ -311,7 +306,7 @@ fn a_vip_that_is_not_local_is_a_warning_until_it_is_added() {
         .ip(&["addr", "add", "198.18.0.99/32", "dev", "lo"])
         .unwrap();
     assert_eq!(d.status().unwrap().services[0].problem, None);
-    wait_until(&d, "the VIP serves once local", || {
+    wait(&d, "the VIP serves once local", || {
         request(&s, vip).is_ok_and(|got| got == CANARY)
     });
 }
@@ -320,8 +315,7 @@ fn a_vip_that_is_not_local_is_a_warning_until_it_is_added() {
 /// same `canaryctl: ...` message format as every other error.
 #[test]
 fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     s.write_config(&config(&s, IpAddr::V4(HOST_V4), 0));
     let d = s.start(&[]);
@@ -354,8 +348,7 @@ fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
 /// `--detach-all` takes it off.
 #[test]
 fn the_tc_hook_is_shown_checked_repaired_and_detached() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup();
     let vip = IpAddr::V4(HOST_V4);
     let mut tc = config(&s, vip, 10_000);
@@ -399,14 +392,14 @@ fn the_tc_hook_is_shown_checked_repaired_and_detached() {
     assert!(out.status.success(), "bpftool: {}", stderr(&out));
     let want =
         format!("canary's tc ingress program (id {ingress}) is not attached (tcx ingress runs [])");
-    wait_until(&d, "status reports the tc ingress detach", || {
+    wait(&d, "status reports the tc ingress detach", || {
         let i = host_interface(&d.status().unwrap());
         !i.attached && i.problem.as_deref() == Some(want.as_str())
     });
 
     // Once the owner's check (every second) has counted it, a reload
     // attaches it again (the dead link's pin is replaced).
-    wait_until(&d, "the owner counts the mismatch", || {
+    wait(&d, "the owner counts the mismatch", || {
         host_interface(&d.status().unwrap()).mismatches == 1
     });
     let out = d.ctl(&["reload"]).unwrap();
@@ -418,7 +411,7 @@ fn the_tc_hook_is_shown_checked_repaired_and_detached() {
         d.log_text()
     );
     assert_eq!(after.ingress_program_ids, [ingress], "{after:?}");
-    wait_until(&d, "the VIP serves after the reload", || {
+    wait(&d, "the VIP serves after the reload", || {
         request(&s, vip).is_ok_and(|a| a == CANARY)
     });
 

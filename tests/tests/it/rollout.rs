@@ -22,8 +22,7 @@ use canary_userspace::{
 };
 use tests::{
     harness::SERVICE,
-    kit::{DaemonUnderTest, WAIT, sockets_to, text, wait_until_or},
-    one_at_a_time, require_root,
+    kit::{DaemonUnderTest, WAIT, sockets_to, text, wait_until},
     servers::{Behaviour, Http, HttpClient},
 };
 use xtask::canaryd::Canaryd;
@@ -63,6 +62,11 @@ fn setup(
         Http::new(0, stable_delay),
         Http::new(canary_error_every, canary_delay),
     )
+}
+
+/// Both versions answer every request at once.
+fn healthy() -> Arc<DaemonUnderTest> {
+    setup(0, Duration::ZERO, Duration::ZERO)
 }
 
 /// HTTP backends that answer as `stable` and `canary` say.
@@ -199,8 +203,7 @@ fn describe(r: &RolloutReport) -> String {
 
 #[test]
 fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let canary_http = Http::new(10, Duration::ZERO);
     let s = setup_with(Http::new(0, Duration::ZERO), canary_http.clone());
     let p = plan(&[500, 2500, 5000, 10000]);
@@ -240,8 +243,7 @@ fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
 /// a webhook, and the receiver still got the events, rollback included.
 #[test]
 fn a_stuck_webhook_receiver_never_delays_a_rollback() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup(10, Duration::ZERO, Duration::ZERO);
     let receiver = tests::webhook::Receiver::start(
         &s.topo.host,
@@ -287,9 +289,8 @@ fn a_stuck_webhook_receiver_never_delays_a_rollback() {
 
 #[test]
 fn healthy_canaries_are_promoted() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = setup(0, Duration::ZERO, Duration::ZERO);
+    let _serial = tests::root_scenario();
+    let s = healthy();
     let d = start(&s, plan(&[500, 5000, 10000]));
     let load = Load::start(&s, 6);
     for run in 1..=3 {
@@ -315,8 +316,7 @@ fn healthy_canaries_are_promoted() {
 
 #[test]
 fn a_canary_three_times_slower_is_rolled_back_on_latency() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup(0, Duration::from_millis(1), Duration::from_millis(3));
     let mut p = plan(&[1000, 5000, 10000]);
     p.checks = Checks {
@@ -341,8 +341,7 @@ fn a_canary_three_times_slower_is_rolled_back_on_latency() {
 
 #[test]
 fn dry_run_reports_the_rollback_and_changes_no_weight() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let s = setup(10, Duration::ZERO, Duration::ZERO);
     let mut p = plan(&[500, 5000, 10000]);
     p.mode = Mode::DryRun;
@@ -366,10 +365,9 @@ fn dry_run_reports_the_rollback_and_changes_no_weight() {
 /// rollback; reset ends them at their next packet.
 #[test]
 fn drain_keeps_and_reset_ends_established_canary_connections() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     for (on_rollback, expect_served) in [(OnRollback::Drain, true), (OnRollback::Reset, false)] {
-        let s = setup(0, Duration::ZERO, Duration::ZERO);
+        let s = healthy();
         let mut p = plan(&[10000]);
         p.on_rollback = on_rollback;
         p.interval = Duration::from_secs(60);
@@ -405,15 +403,14 @@ fn drain_keeps_and_reset_ends_established_canary_connections() {
 
 #[test]
 fn kill_minus_nine_mid_rollout_resumes_at_the_same_step() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = setup(0, Duration::ZERO, Duration::ZERO);
+    let _serial = tests::root_scenario();
+    let s = healthy();
     let d = start(&s, plan(&[500, 1000, 2500, 5000, 10000]));
     let load = Load::start(&s, 6);
     let client = d.client();
     client.rollout(SERVICE, RolloutAction::Start).unwrap();
     let mut before = None;
-    wait_until_or(
+    wait_until(
         Duration::from_secs(30),
         "the rollout steps up",
         || d.log_text(),
@@ -450,8 +447,7 @@ fn kill_minus_nine_mid_rollout_resumes_at_the_same_step() {
 
 #[test]
 fn wait_exits_by_outcome_with_a_json_report() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     for (error_every, code, phase) in [(0, 0, "promoted"), (10, 10, "rolled_back")] {
         let s = setup(error_every, Duration::ZERO, Duration::ZERO);
         let d = start(&s, plan(&[500, 5000, 10000]));
@@ -481,7 +477,7 @@ fn wait_exits_by_outcome_with_a_json_report() {
         assert!(!report.history.is_empty());
     }
     // Aborted by an operator while another canaryctl waits.
-    let s = setup(0, Duration::ZERO, Duration::ZERO);
+    let s = healthy();
     let mut p = plan(&[500, 5000, 10000]);
     p.interval = Duration::from_secs(60);
     let d = start(&s, p);
@@ -490,7 +486,7 @@ fn wait_exits_by_outcome_with_a_json_report() {
         thread::spawn(move || s.ctl(&["rollout", "start", SERVICE, "--wait", "--timeout", "60s"]))
     };
     let client = s.client();
-    wait_until_or(
+    wait_until(
         WAIT,
         "the waiting canaryctl starts the rollout",
         || d.log_text(),
@@ -508,11 +504,10 @@ fn wait_exits_by_outcome_with_a_json_report() {
 /// Prometheus that never answers delays neither status nor metrics.
 #[test]
 fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     // A gate on the canary's own request count, with a minimum no canary
     // reaches: the query works, the value fails.
-    let s = setup(0, Duration::ZERO, Duration::ZERO);
+    let s = healthy();
     let prom = s.prometheus();
     let mut p = plan(&[500, 5000, 10000]);
     p.prometheus = Some(format!("http://{}", prom.listen));
@@ -537,7 +532,7 @@ fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
 
     // Prometheus stands in as a listener that never answers: every query
     // times out, inconclusive; the rollout pauses.
-    let s = setup(0, Duration::ZERO, Duration::ZERO);
+    let s = healthy();
     let silent = s
         .topo
         .host
@@ -553,7 +548,7 @@ fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
     client.rollout(SERVICE, RolloutAction::Start).unwrap();
     // While a query hangs (canaryd holds a connection to the silent
     // listener), status answers at once.
-    wait_until_or(
+    wait_until(
         WAIT,
         "a gate query hangs on the silent Prometheus",
         || d.log_text(),
@@ -593,9 +588,8 @@ fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
 /// the rollout at its step and the split comes back.
 #[test]
 fn failsafe_sends_new_flows_to_stable_while_canaryd_is_gone() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = setup(0, Duration::ZERO, Duration::ZERO);
+    let _serial = tests::root_scenario();
+    let s = healthy();
     let mut p = plan(&[5000, 10000]);
     p.interval = Duration::from_secs(60);
     let mut config = config(&s, p, 0);
@@ -699,10 +693,9 @@ impl Drop for SlowPrometheus<'_> {
 /// test's window. Main applied the stale step up 3/3 times.
 #[test]
 fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     for restart in ["abort + start", "pause + resume"] {
-        let s = setup(0, Duration::ZERO, Duration::ZERO);
+        let s = healthy();
         let prom = SlowPrometheus::start(
             &s.topo.host,
             "127.0.0.1:9092".parse().unwrap(),
@@ -721,7 +714,7 @@ fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
         // The first look starts within 0.75 s (interval + the driver's
         // tick) and waits 2 s for its gate: it is under way once its query
         // has arrived.
-        wait_until_or(
+        wait_until(
             WAIT,
             "the first look queries its gate",
             || d.log_text(),
@@ -736,7 +729,7 @@ fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
         client.rollout(SERVICE, second).unwrap();
         // The stale decision lands about 2.75 s after the first start, and
         // is refused.
-        wait_until_or(
+        wait_until(
             WAIT,
             "the stale decision lands and is refused",
             || d.log_text(),
@@ -775,9 +768,8 @@ fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
 /// promoted on `+Inf` above a `min` in 3 looks). The rollout pauses.
 #[test]
 fn a_gate_at_infinity_or_nan_never_passes() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = setup(0, Duration::ZERO, Duration::ZERO);
+    let _serial = tests::root_scenario();
+    let s = healthy();
     let prom = s.prometheus();
     for (query, what) in [
         ("vector(1) / 0", "+Inf vector"),
@@ -826,9 +818,8 @@ fn a_gate_at_infinity_or_nan_never_passes() {
 /// and after the rollout has ended set-weight is the operator's again.
 #[test]
 fn set_weight_during_a_rollout_is_a_rollback_at_zero_and_refused_otherwise() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = setup(0, Duration::ZERO, Duration::ZERO);
+    let _serial = tests::root_scenario();
+    let s = healthy();
     let mut p = plan(&[1000, 5000, 10000]);
     p.interval = Duration::from_millis(500);
     p.min_requests = 1;
@@ -879,10 +870,9 @@ fn set_weight_during_a_rollout_is_a_rollback_at_zero_and_refused_otherwise() {
 /// everything else says `***`.
 #[test]
 fn credentials_in_urls_stay_out_of_status_logs_and_history() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const SECRET: &str = "s3cret-token";
-    let s = setup(0, Duration::ZERO, Duration::ZERO);
+    let s = healthy();
     let mut p = plan(&[1000, 10000]);
     p.interval = Duration::from_millis(500);
     p.max_inconclusive = 3;
@@ -897,7 +887,7 @@ fn credentials_in_urls_stay_out_of_status_logs_and_history() {
     load.finish();
     // The last webhook post gives up after its tries (0.5 + 1 s apart): one
     // "giving up" line per decision once the last has.
-    wait_until_or(
+    wait_until(
         WAIT,
         "every webhook post gives up",
         || d.log_text(),

@@ -9,7 +9,6 @@
 //! same evidence as ten runs one after the other, in a tenth of the time).
 
 use std::{
-    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -19,19 +18,18 @@ use std::{
 };
 
 use canary_userspace::{
-    Affinity, Protocol, ServiceSpec,
     api::{RolloutAction, RolloutReport},
     config::Config,
     controller::plan::RolloutPlan,
     model::rollout::Phase,
 };
 use tests::{
-    one_at_a_time, require_root,
+    kit::{host_addr as at, tcp_service},
     servers::{Backend, Behaviour, Http, HttpClient},
 };
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},
-    topology::{BackendKind, HOST_IF, HOST_V4, Topology},
+    topology::{BackendKind, HOST_IF, Topology},
 };
 
 const RUNS: u16 = 10;
@@ -65,7 +63,6 @@ fn plan() -> RolloutPlan {
 /// and the time it took.
 fn rollouts(slowdown: f64) -> Vec<(RolloutReport, Duration)> {
     let topo = Topology::new(BackendKind::LocalProcess).unwrap();
-    let at = |port| SocketAddr::new(HOST_V4.into(), port);
     let mut backends = vec![];
     let mut services = vec![];
     let canary_median = MEDIAN.mul_f64(slowdown);
@@ -77,15 +74,14 @@ fn rollouts(slowdown: f64) -> Vec<(RolloutReport, Duration)> {
             let http = Behaviour::Http(Http::lognormal(median, SIGMA));
             backends.push(Backend::spawn_with(&topo.host, at(port), label, http).unwrap());
         }
-        services.push(ServiceSpec {
-            name: format!("model{i}"),
-            vip: at(81 + i),
-            protocol: Protocol::Tcp,
-            affinity: Affinity::Flow,
-            stable: vec![at(8100 + i)],
-            canary: vec![at(8200 + i)],
-            weight_bp: 0,
-        });
+        let name = format!("model{i}");
+        services.push(tcp_service(
+            &name,
+            at(81 + i),
+            at(8100 + i),
+            at(8200 + i),
+            0,
+        ));
     }
     let dirs = DaemonDirs::new("power").unwrap();
     let config = Config {
@@ -188,8 +184,7 @@ fn seconds(runs: &[(RolloutReport, Duration)]) -> Vec<String> {
 /// of 10.
 #[test]
 fn healthy_canaries_are_promoted_and_twice_slower_ones_rolled_back() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let healthy = rollouts(1.0);
     println!("same latency: {:?}", seconds(&healthy));
     for (r, _) in &healthy {

@@ -26,7 +26,7 @@ use canary_userspace::{
     kernel::pins::PinLayout,
     model::service::{backend, endpoint},
 };
-use tests::{harness::SERVICE, kit::DaemonUnderTest, one_at_a_time, require_root, servers::Client};
+use tests::{harness::SERVICE, kit::DaemonUnderTest, servers::Client};
 use xtask::{canaryd::DaemonDirs, topology::HOST_IF};
 
 static V5_OBJECT: &[u8] = aya::include_bytes_aligned!("../../fixtures/canary-v5.o");
@@ -165,8 +165,7 @@ fn upgrading_onto_the_tc_hook_moves_no_established_flow() {
 }
 
 fn upgrade(hook: Hook, flow_table_size: u32) {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let t = DaemonUnderTest::new("upgrade");
     let (vip, dirs) = (t.vip, &t.dirs);
     start_previous_release(&t, &t.service(5000));

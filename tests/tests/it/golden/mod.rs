@@ -55,7 +55,6 @@ use canary_userspace::{
 use tests::{
     TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS,
     packet::{ACK, FIN, Frame, ICMP, ICMPV6, PSH, RST, SYN, arp, hex},
-    require_root,
 };
 
 fn sa(s: &str) -> SocketAddr {
@@ -1054,8 +1053,7 @@ impl Counts {
 
 #[test]
 fn golden_packets() {
-    require_root!();
-    let _serial = tests::one_at_a_time();
+    let _serial = tests::root_scenario();
     let cases = cases();
     assert_eq!(
         cases.len(),
@@ -1126,8 +1124,7 @@ fn at_tc_ingress(case: &Case) -> Option<Case> {
 
 #[test]
 fn golden_packets_at_tc_ingress() {
-    require_root!();
-    let _serial = tests::one_at_a_time();
+    let _serial = tests::root_scenario();
     let all = cases();
     let ingress = all.iter().filter(|c| c.prog == Prog::Ingress).count();
     let cases: Vec<Case> = all.iter().filter_map(at_tc_ingress).collect();
@@ -1182,8 +1179,7 @@ fn golden_packets_at_tc_ingress() {
 /// put back) fails here.
 #[test]
 fn cases_are_order_independent() {
-    require_root!();
-    let _serial = tests::one_at_a_time();
+    let _serial = tests::root_scenario();
     let mut cases = cases();
     let mut shared = Shared::new();
     let mut failures = vec![];
