@@ -17,6 +17,7 @@ use canary_userspace::{
         self, Config, ConfigErrors, DEFAULT_BPFFS, DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET,
         DEFAULT_STATE_DIR, Weight, parse_duration,
     },
+    controller::plan::{Mode, OnRollback, RolloutPlan},
 };
 
 /// The host the fixtures are written for: only these interfaces exist.
@@ -353,6 +354,52 @@ fn rollout_fixture_has_its_values_and_defaults() {
     // Written back, it reads the same.
     let again = config::parse(&c.to_toml(), "rendered.toml", &test_interfaces).unwrap();
     assert_eq!(again, c);
+}
+
+/// A rollout with only its steps and one check: every other key takes
+/// `RolloutPlan::default()`, and that is what packaging/canary.toml
+/// documents.
+#[test]
+fn a_rollout_without_optional_keys_takes_the_plans_defaults() {
+    let text = r#"
+[daemon]
+interfaces = ["eth0"]
+
+[[service]]
+name = "model"
+listen = "198.18.0.1:80"
+stable = ["198.18.0.1:8081"]
+canary = ["198.18.0.1:8082"]
+
+[service.rollout]
+steps = [5, 100]
+max_error_rate = 0.01
+"#;
+    let c = config::parse(text, "minimal.toml", &test_interfaces).unwrap();
+    let mut want = RolloutPlan {
+        steps: vec![Weight::from_bp(500).unwrap(), Weight::FULL],
+        ..RolloutPlan::default()
+    };
+    want.checks.max_error_rate = Some(0.01);
+    assert_eq!(c.rollouts["model"], want);
+    let d = RolloutPlan::default();
+    assert_eq!(
+        (
+            d.interval,
+            d.min_requests,
+            d.failed_checks_limit,
+            d.consecutive_failures,
+            d.min_passes,
+            d.max_inconclusive,
+            d.max_step_duration,
+        ),
+        (Duration::from_secs(30), 200, 2, 0, 1, 5, None)
+    );
+    assert_eq!((d.mode, d.on_rollback), (Mode::Enforce, OnRollback::Drain));
+    assert_eq!(
+        (d.checks.error_margin, d.checks.p99_margin_ms, d.alpha),
+        (0.01, 5.0, 0.05)
+    );
 }
 
 /// `weight = "5%"` is 5 %, as `canaryctl set-weight S 5%` is.

@@ -5,6 +5,8 @@
 //! - `checksum`: that routine (RFC 1071).
 //! - `servers`: small TCP backends and clients that live in test namespaces.
 //! - `harness`: topology + attached data path + backends + one service.
+//! - `kit`: the same with the real canaryd (`DaemonUnderTest`), and
+//!   `wait_until`, the bounded wait that orders a test's events.
 //! - `prometheus`: a real Prometheus server and promtool for metric tests.
 //! - `ns_http`: an HTTP server (tiny_http) inside a test namespace.
 //! - `webhook`: a receiver of canaryd's rollout events.
@@ -21,6 +23,7 @@ use std::{
 pub mod checksum;
 pub mod demo;
 pub mod harness;
+pub mod kit;
 pub mod ns_http;
 pub mod packet;
 pub mod prometheus;
@@ -55,14 +58,26 @@ pub fn bp(bp: u16) -> canary_userspace::model::weight::Weight {
 /// How long a test's HTTP request may take at each step.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The scenarios of one test binary run one at a time: each drives a data
+/// The scenarios of the test binary run one at a time: each drives a data
 /// path, hundreds of connections and threads, which a 2-core machine cannot
-/// run side by side without starving backends past their timeouts.
+/// run side by side without starving backends past their timeouts. Every
+/// suite is a module of that one binary (`tests/tests/it`), so every test
+/// that needs root takes this (through `root_scenario`), whichever suite it
+/// is in.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     // A failed scenario poisons the lock; the next one still runs.
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How every test that needs root begins: it fails without root (as
+/// `require_root!`, pointing at the test) and waits for its turn
+/// (`one_at_a_time`). Hold the guard to the end of the test.
+#[track_caller]
+pub fn root_scenario() -> MutexGuard<'static, ()> {
+    assert_root();
+    one_at_a_time()
 }
 
 /// Waits (bounded by `limit`) until `f` holds; returns whether it did.

@@ -253,17 +253,22 @@ fn accept_loop(
     }
 }
 
+/// An accepted connection made ready to serve: a read timeout, so the loop
+/// sees the stop flag, and no Nagle delay; its reader and a writer.
+fn serving(conn: TcpStream) -> Option<(BufReader<TcpStream>, TcpStream)> {
+    let _ = conn.set_read_timeout(Some(STOP_POLL));
+    let _ = conn.set_nodelay(true);
+    let writer = conn.try_clone().ok()?;
+    Some((BufReader::new(conn), writer))
+}
+
 /// Answers each request line until the client closes or the server stops.
 /// An idle connection stays open (the read timeout only lets the thread look
 /// at the stop flag).
 fn serve(conn: TcpStream, label: &'static str, stop: Arc<AtomicBool>) {
-    let _ = conn.set_read_timeout(Some(STOP_POLL));
-    let _ = conn.set_nodelay(true);
-    let mut writer = match conn.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
+    let Some((mut reader, mut writer)) = serving(conn) else {
+        return;
     };
-    let mut reader = BufReader::new(conn);
     let mut line = String::new();
     let reply = format!("{label}\n");
     while !stop.load(Ordering::Relaxed) {
@@ -291,13 +296,9 @@ fn serve(conn: TcpStream, label: &'static str, stop: Arc<AtomicBool>) {
 /// Answers HTTP/1.1 requests on one connection until the client closes or
 /// the server stops, each after the configured delay, one write per answer.
 fn serve_http(conn: TcpStream, label: &'static str, http: &Http, stop: Arc<AtomicBool>) {
-    let _ = conn.set_read_timeout(Some(STOP_POLL));
-    let _ = conn.set_nodelay(true);
-    let mut writer = match conn.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
+    let Some((mut reader, mut writer)) = serving(conn) else {
+        return;
     };
-    let mut reader = BufReader::new(conn);
     let mut rng = SmallRng::seed_from_u64(http.served());
     while let Some(body_len) = read_head(&mut reader, &stop) {
         let mut body = vec![0; body_len];

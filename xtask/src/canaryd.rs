@@ -152,33 +152,13 @@ impl Canaryd {
         dirs: &DaemonDirs,
         extra: &[&str],
     ) -> Result<Canaryd> {
-        Canaryd::start_with_env(ns, bins, dirs, extra, &[])
+        Canaryd::spawn(ns, bins, dirs, extra, &[], None)
     }
 
-    /// `start`, with environment variables set for the daemon.
-    pub fn start_with_env(
-        ns: &Netns,
-        bins: &Binaries,
-        dirs: &DaemonDirs,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> Result<Canaryd> {
-        Canaryd::spawn(ns, bins, dirs, extra, env, None)
-    }
-
-    /// `start` with RLIMIT_NOFILE set to `nofile` (soft and hard, so the
-    /// daemon cannot raise it): what `LimitNOFILE=` does in a unit.
-    pub fn start_with_nofile(
-        ns: &Netns,
-        bins: &Binaries,
-        dirs: &DaemonDirs,
-        extra: &[&str],
-        nofile: u64,
-    ) -> Result<Canaryd> {
-        Canaryd::spawn(ns, bins, dirs, extra, &[], Some(nofile))
-    }
-
-    fn spawn(
+    /// `start` with environment variables for the daemon and, when
+    /// `nofile` is set, RLIMIT_NOFILE at that (soft and hard, so the daemon
+    /// cannot raise it): what `LimitNOFILE=` does in a unit.
+    pub fn spawn(
         ns: &Netns,
         bins: &Binaries,
         dirs: &DaemonDirs,

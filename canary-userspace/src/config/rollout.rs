@@ -62,8 +62,10 @@ pub(crate) fn read(
     let before = errs.len();
     value::reject_unknown(errs, table.keys(), &path, KNOWN);
     let p = path.as_str();
+    // Every default comes from the plan's `Default`, documented there.
+    let d = RolloutPlan::default();
     let steps = steps(errs, table, p);
-    let interval = interval(errs, table, p);
+    let interval = interval(errs, table, p, d.interval);
     let max_step_duration = max_step_duration(errs, table, p, interval);
     let count = |errs: &mut Collector, key: &str, default: u64, min: u64| -> Option<u64> {
         let n = value::integer(errs, table, p, key).or(default as i64)?;
@@ -78,29 +80,36 @@ pub(crate) fn read(
             }
         }
     };
-    let min_requests = count(errs, "min_requests", 200, 1);
-    let failed_checks_limit = count(errs, "failed_checks_limit", 2, 1);
-    let consecutive_failures = count(errs, "consecutive_failures", 0, 0);
-    let min_passes = count(errs, "min_passes", 1, 1);
-    let max_inconclusive = count(errs, "max_inconclusive", 5, 1);
-    let mode = value::word::<Mode>(errs, table, p, "mode");
-    let on_rollback = value::word::<OnRollback>(errs, table, p, "on_rollback");
+    let min_requests = count(errs, "min_requests", d.min_requests, 1);
+    let failed_checks_limit = count(errs, "failed_checks_limit", d.failed_checks_limit.into(), 1);
+    let consecutive_failures = count(
+        errs,
+        "consecutive_failures",
+        d.consecutive_failures.into(),
+        0,
+    );
+    let min_passes = count(errs, "min_passes", d.min_passes.into(), 1);
+    let max_inconclusive = count(errs, "max_inconclusive", d.max_inconclusive.into(), 1);
+    let mode = value::word_or::<Mode>(errs, table, p, "mode", d.mode);
+    let on_rollback = value::word_or::<OnRollback>(errs, table, p, "on_rollback", d.on_rollback);
     let share = |errs: &mut Collector, key: &str| fraction(errs, table, p, key, false);
     let max_error_rate = share(errs, "max_error_rate");
-    let error_margin = fraction(errs, table, p, "error_margin", true).map(|m| m.unwrap_or(0.01));
+    let error_margin =
+        fraction(errs, table, p, "error_margin", true).map(|m| m.unwrap_or(d.checks.error_margin));
     let alpha = open_fraction(errs, table, p, "alpha");
     let positive = |errs: &mut Collector, key: &str| positive(errs, table, p, key);
     let max_error_ratio = positive(errs, "max_error_ratio");
     let max_p99_ms = positive(errs, "max_p99_ms");
     let max_p99_ratio = positive(errs, "max_p99_ratio");
-    let p99_margin_ms = match value::number(errs, table, p, "p99_margin_ms").or(5.0) {
-        Some(m) if m >= 0.0 && m.is_finite() => Some(m),
-        Some(m) => {
-            errs.push(join(p, "p99_margin_ms"), format!("{m} must be 0 or more"));
-            None
-        }
-        None => None,
-    };
+    let p99_margin_ms =
+        match value::number(errs, table, p, "p99_margin_ms").or(d.checks.p99_margin_ms) {
+            Some(m) if m >= 0.0 && m.is_finite() => Some(m),
+            Some(m) => {
+                errs.push(join(p, "p99_margin_ms"), format!("{m} must be 0 or more"));
+                None
+            }
+            None => None,
+        };
     let prometheus = url(errs, table, p, "prometheus");
     let webhook = url(errs, table, p, "webhook");
     let gates = gates(errs, table, p);
@@ -146,7 +155,7 @@ pub(crate) fn read(
         gates,
         prometheus,
         webhook: webhook?,
-        alpha: alpha?.unwrap_or(0.05),
+        alpha: alpha?.unwrap_or(d.alpha),
     })
 }
 
@@ -246,8 +255,17 @@ fn steps(errs: &mut Collector, table: &Table, path: &str) -> Option<Vec<Weight>>
     Some(out)
 }
 
-fn interval(errs: &mut Collector, table: &Table, path: &str) -> Option<Duration> {
-    let text = value::string(errs, table, path, "interval").or("30s")?;
+fn interval(
+    errs: &mut Collector,
+    table: &Table,
+    path: &str,
+    default: Duration,
+) -> Option<Duration> {
+    let text = match value::string(errs, table, path, "interval") {
+        value::Field::Absent => return Some(default),
+        value::Field::Bad => return None,
+        value::Field::Found(text) => text,
+    };
     match parse_duration(text) {
         Ok(d) if d >= MIN_INTERVAL => Some(d),
         Ok(_) => {

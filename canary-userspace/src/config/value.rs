@@ -198,8 +198,18 @@ pub(crate) fn word<T: Named>(
     path: &str,
     key: &str,
 ) -> Option<T> {
-    let (_, default) = T::ALL[0];
-    let text = string(errs, table, path, key).or(default)?;
+    word_or(errs, table, path, key, T::ALL[0].0)
+}
+
+/// `word`, `default` when absent.
+pub(crate) fn word_or<T: Named>(
+    errs: &mut Collector,
+    table: &Table,
+    path: &str,
+    key: &str,
+    default: T,
+) -> Option<T> {
+    let text = string(errs, table, path, key).or(default.name())?;
     match T::parse_name(text) {
         Ok(choice) => Some(choice),
         Err(e) => {

@@ -87,6 +87,35 @@ pub struct RolloutPlan {
     pub alpha: f64,
 }
 
+/// The defaults of `[service.rollout]` (packaging/canary.toml lists them),
+/// the one place the config reader takes them from. `steps` has none (the
+/// config requires it) and no check is on: set both.
+impl Default for RolloutPlan {
+    fn default() -> RolloutPlan {
+        RolloutPlan {
+            steps: vec![],
+            interval: Duration::from_secs(30),
+            min_requests: 200,
+            failed_checks_limit: 2,
+            consecutive_failures: 0,
+            min_passes: 1,
+            max_inconclusive: 5,
+            max_step_duration: None,
+            mode: Mode::Enforce,
+            on_rollback: OnRollback::Drain,
+            checks: Checks {
+                error_margin: 0.01,
+                p99_margin_ms: 5.0,
+                ..Checks::default()
+            },
+            gates: vec![],
+            prometheus: None,
+            webhook: None,
+            alpha: 0.05,
+        }
+    }
+}
+
 /// Durations as integer milliseconds in the rollout state file.
 mod millis {
     use std::time::Duration;

@@ -63,6 +63,10 @@ use state::State;
 /// build with the `test-hooks` feature (the tests crate's).
 pub const TEST_HOLD_ENV: &str = "CANARYD_TEST_HOLD_RELOAD_MS";
 
+/// Logged by the hook as a held reload begins: the test's signal that the
+/// owner is busy, where a sleep would only guess.
+pub const TEST_HOLD_STARTED: &str = "test hook: holding this reload";
+
 pub struct Daemon {
     dp: Dataplane,
     config: Config,

@@ -16,6 +16,7 @@ impl Daemon {
     /// before anything changes; an invalid file changes nothing.
     pub fn reload(&mut self) -> Result<Reloaded, DaemonError> {
         if !self.test_hold.is_zero() {
+            log::warn!("{}: {:?}", super::TEST_HOLD_STARTED, self.test_hold);
             std::thread::sleep(self.test_hold);
         }
         // An interface this daemon serves may be gone for a while: that is

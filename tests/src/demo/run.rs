@@ -14,7 +14,6 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use canary_userspace::{
-    Affinity, Protocol, ServiceSpec,
     api::{Client, RolloutAction, RolloutReport},
     config::Config,
     controller::webhook::Event,
@@ -126,15 +125,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let plan = scenario::plan("http://127.0.0.1:9090", &receiver.url);
     let config = Config {
         daemon: dirs.daemon_config(HOST_IF),
-        services: vec![ServiceSpec {
-            name: SERVICE.into(),
-            vip,
-            protocol: Protocol::Tcp,
-            affinity: Affinity::Flow,
-            stable: vec![at(0)],
-            canary: vec![at(1)],
-            weight: Weight::ZERO,
-        }],
+        services: vec![crate::kit::tcp_service(SERVICE, vip, at(0), at(1), 0)],
         rollouts: [(SERVICE.to_owned(), plan.clone())].into(),
     };
     dirs.write_config(&config)?;

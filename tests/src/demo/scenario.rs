@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use canary_userspace::{
-    controller::plan::{Checks, Gate, Mode, OnRollback, RolloutPlan},
+    controller::plan::{Gate, RolloutPlan},
     model::rollout::Phase,
 };
 
@@ -75,28 +75,11 @@ impl Scenario {
 /// The rollout every scenario runs: short intervals for a demo (a real
 /// one takes minutes per interval), the three kinds of check.
 pub fn plan(prometheus: &str, webhook: &str) -> RolloutPlan {
-    RolloutPlan {
-        steps: ["5", "25", "50", "100"]
-            .iter()
-            .map(|p| p.parse().unwrap())
-            .collect(),
+    let mut p = RolloutPlan {
+        steps: [500, 2500, 5000, 10000].map(crate::bp).to_vec(),
         interval: Duration::from_secs(3),
         min_requests: 50,
-        failed_checks_limit: 2,
-        consecutive_failures: 0,
-        min_passes: 1,
         max_inconclusive: 8,
-        max_step_duration: None,
-        mode: Mode::Enforce,
-        on_rollback: OnRollback::Drain,
-        checks: Checks {
-            max_error_rate: Some(0.02),
-            max_error_ratio: None,
-            max_p99_ms: Some(MAX_P99_MS),
-            max_p99_ratio: None,
-            error_margin: 0.01,
-            p99_margin_ms: 0.0,
-        },
         gates: vec![Gate {
             name: "accuracy".into(),
             query: ACCURACY_QUERY.into(),
@@ -105,6 +88,9 @@ pub fn plan(prometheus: &str, webhook: &str) -> RolloutPlan {
         }],
         prometheus: Some(prometheus.into()),
         webhook: Some(webhook.into()),
-        alpha: 0.05,
-    }
+        ..Default::default()
+    };
+    p.checks.max_error_rate = Some(0.02);
+    p.checks.max_p99_ms = Some(MAX_P99_MS);
+    p
 }

@@ -11,150 +11,79 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    process::Command,
+    process::{Command, Output},
     thread,
     time::{Duration, Instant},
 };
 
-use canary_userspace::{
-    Affinity, Dataplane, Hook, LoadOptions, Protocol, ServiceSpec,
-    api::{InterfaceStatus, Status},
-    config::Config,
-    kernel::attachment,
-    model::weight::Weight,
-};
+use canary_userspace::{Dataplane, Hook, LoadOptions, config::Config, kernel::attachment};
+use tests::bp;
 use tests::{
-    HTTP_TIMEOUT, bp, one_at_a_time, require_root,
-    servers::{Backend, Client},
+    harness::CANARY,
+    kit::{DaemonUnderTest, WAIT, host_interface, sample, text, wait_until},
 };
 use xtask::{
-    canaryd::{Binaries, Canaryd, DaemonDirs},
-    topology::{BackendKind, HOST_IF, HOST_V4, Topology},
+    canaryd::Canaryd,
+    topology::{HOST_IF, HOST_V4},
 };
 
-const STABLE: &str = "stable";
-const CANARY: &str = "canary";
 /// On the client link's subnet, but not an address of the host.
 const FOREIGN_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 99);
-/// How long a test waits for status to change; the daemon checks every
-/// second, status on demand.
-const WAIT: Duration = Duration::from_secs(10);
 
-struct Setup {
-    stable: SocketAddr,
-    canary: SocketAddr,
-    _backends: Vec<Backend>,
-    dirs: DaemonDirs,
-    bins: Binaries,
-    // Dropped last: namespaces outlive the sockets in them.
-    topo: Topology,
+fn setup() -> DaemonUnderTest {
+    DaemonUnderTest::new("safety")
 }
 
-impl Setup {
-    /// canaryd started on a config whose service at the host address sends
-    /// every new flow to the canary, and the VIP answering from it.
-    fn serving_all_canary(&self) -> (IpAddr, Canaryd) {
-        let vip = IpAddr::V4(HOST_V4);
-        self.dirs
-            .write_config(&self.config(vip, Weight::FULL))
-            .unwrap();
-        let d = Canaryd::start(&self.topo.host, &self.bins, &self.dirs, &[]).unwrap();
-        assert_eq!(self.request(vip).unwrap(), CANARY);
-        (vip, d)
-    }
-
-    /// Detaches canary's programs from the host interface the way an
-    /// operator's tool would, without telling canaryd.
-    fn detach_behind_canaryds_back(&self) {
-        let record = self.dirs.pins().interface(HOST_IF);
-        self.topo
-            .host
-            .enter(|| attachment::detach(HOST_IF, &record))
-            .unwrap()
-            .unwrap();
-    }
-
-    fn new() -> Setup {
-        let topo = Topology::new(BackendKind::LocalProcess).unwrap();
-        let at = |port| SocketAddr::new(HOST_V4.into(), port);
-        let (stable, canary) = (at(8081), at(8082));
-        let backends = vec![
-            Backend::spawn(&topo.host, stable, STABLE).unwrap(),
-            Backend::spawn(&topo.host, canary, CANARY).unwrap(),
-        ];
-        Setup {
-            stable,
-            canary,
-            _backends: backends,
-            dirs: DaemonDirs::new("safety").unwrap(),
-            bins: Binaries::next_to_test().unwrap(),
-            topo,
-        }
-    }
-
-    fn config(&self, vip: IpAddr, weight: Weight) -> Config {
-        Config {
-            daemon: self.dirs.daemon_config(HOST_IF),
-            services: vec![ServiceSpec {
-                name: "model".into(),
-                vip: SocketAddr::new(vip, 80),
-                protocol: Protocol::Tcp,
-                affinity: Affinity::Flow,
-                stable: vec![self.stable],
-                canary: vec![self.canary],
-                weight,
-            }],
-            rollouts: Default::default(),
-        }
-    }
-
-    fn metrics(&self) -> String {
-        let addr = self.dirs.daemon_config(HOST_IF).metrics_listen;
-        xtask::http::get(&self.topo.host, addr, "/metrics", HTTP_TIMEOUT).unwrap()
-    }
-
-    /// One new connection to `vip`:80 and one request; the answer.
-    fn request(&self, vip: IpAddr) -> anyhow::Result<String> {
-        Client::connect(&self.topo.client, None, SocketAddr::new(vip, 80))?.request()
-    }
+/// "model" on `vip`:80 at `weight_bp`.
+fn config(s: &DaemonUnderTest, vip: IpAddr, weight_bp: u16) -> Config {
+    let mut config = s.config(weight_bp);
+    config.services[0].vip = SocketAddr::new(vip, s.vip.port());
+    config
 }
 
-/// The value of the sample `name{labels}` in a /metrics body.
-fn sample(body: &str, name_and_labels: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+/// canaryd started on a config whose service at the host address sends
+/// every new flow to the canary, and the VIP answering from it.
+fn serving_all_canary(s: &DaemonUnderTest) -> (IpAddr, Canaryd) {
+    let vip = IpAddr::V4(HOST_V4);
+    s.write_config(&config(s, vip, 10_000));
+    let d = s.start(&[]);
+    assert_eq!(request(s, vip).unwrap(), CANARY);
+    (vip, d)
 }
 
-fn host_interface(status: &Status) -> InterfaceStatus {
-    status
-        .daemon
-        .interfaces
-        .iter()
-        .find(|i| i.name == HOST_IF)
-        .cloned()
+/// Detaches canary's programs from the host interface the way an
+/// operator's tool would, without telling canaryd.
+fn detach_behind_canaryds_back(s: &DaemonUnderTest) {
+    let record = s.dirs.pins().interface(HOST_IF);
+    s.topo
+        .host
+        .enter(|| attachment::detach(HOST_IF, &record))
         .unwrap()
+        .unwrap();
 }
 
-/// Polls (every 50 ms, at most `WAIT`) until `done` holds; how long it took.
-fn wait_until(what: &str, log: impl Fn() -> String, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < WAIT,
-            "{what}: not within {WAIT:?}\n{}",
-            log()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-    started.elapsed()
+fn metrics(s: &DaemonUnderTest) -> String {
+    s.metrics().unwrap()
 }
 
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// One new connection to `vip`:80 and one request; the answer.
+fn request(s: &DaemonUnderTest, vip: IpAddr) -> anyhow::Result<String> {
+    s.request(SocketAddr::new(vip, s.vip.port()))
 }
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// Polls (at most `WAIT`) until `done` holds; how long it took. A failure
+/// shows canaryd's log.
+#[track_caller]
+fn wait(d: &Canaryd, what: &str, done: impl FnMut() -> bool) -> Duration {
+    wait_until(WAIT, what, || d.log_text(), done)
+}
+
+fn stdout(out: &Output) -> String {
+    text(&out.stdout)
+}
+
+fn stderr(out: &Output) -> String {
+    text(&out.stderr)
 }
 
 /// Someone with root detaches canary's links behind the running daemon's
@@ -164,10 +93,9 @@ fn stderr(out: &std::process::Output) -> String {
 /// again and the VIP serves.
 #[test]
 fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    let (vip, d) = s.serving_all_canary();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    let (vip, d) = serving_all_canary(&s);
 
     // Healthy: what the kernel runs is canary's, with canary's maps.
     let before = host_interface(&d.status().unwrap());
@@ -181,19 +109,15 @@ fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
     assert_eq!(before.mismatches, 0);
 
     // Behind its back.
-    s.detach_behind_canaryds_back();
+    detach_behind_canaryds_back(&s);
     let want = format!(
         "canary's XDP program (id {ingress}) is not attached: the kernel runs no XDP program here; \
          canary's tc egress program (id {egress}) is not attached (tcx egress runs [])"
     );
-    let noticed = wait_until(
-        "status reports the detach",
-        || d.log_text(),
-        || {
-            let i = host_interface(&d.status().unwrap());
-            !i.attached && i.problem.as_deref() == Some(want.as_str())
-        },
-    );
+    let noticed = wait(&d, "status reports the detach", || {
+        let i = host_interface(&d.status().unwrap());
+        !i.attached && i.problem.as_deref() == Some(want.as_str())
+    });
     let out = d.ctl(&["--json", "status"]).unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let iface = &json["data"]["daemon"]["interfaces"][0];
@@ -206,17 +130,13 @@ fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
         "{table}"
     );
     // /metrics once the owner's check (every second) has counted it.
-    let counted = wait_until(
-        "/metrics counts the mismatch",
-        || d.log_text(),
-        || {
-            sample(
-                &s.metrics(),
-                "canary_interface_mismatches_total{interface=\"eth0\"}",
-            ) == Some(1.0)
-        },
-    );
-    let body = s.metrics();
+    let counted = wait(&d, "/metrics counts the mismatch", || {
+        sample(
+            &metrics(&s),
+            "canary_interface_mismatches_total{interface=\"eth0\"}",
+        ) == Some(1.0)
+    });
+    let body = metrics(&s);
     for (name, value) in [
         ("canary_interface_attached", 0.0),
         ("canary_interface_problem", 1.0),
@@ -244,7 +164,9 @@ fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
             "canaryctl: warning: eth0: {want}; the weight is stored, but canary splits no traffic there"
         )
     );
-    // Not re-attached on its own: counted once, still reported.
+    // Not re-attached on its own: counted once, still reported. This sleep
+    // stays: that nothing happens can only be seen by letting two of the
+    // owner's once-a-second checks pass.
     thread::sleep(Duration::from_millis(2500));
     let still = host_interface(&d.status().unwrap());
     assert!(!still.attached && still.mismatches == 1, "{still:?}");
@@ -255,11 +177,9 @@ fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
     let after = host_interface(&d.status().unwrap());
     assert!(after.attached && after.problem.is_none(), "{after:?}");
     assert_eq!(after.xdp_program_id, Some(ingress));
-    wait_until(
-        "the VIP serves after the reload",
-        || d.log_text(),
-        || s.request(vip).is_ok(),
-    );
+    wait(&d, "the VIP serves after the reload", || {
+        request(&s, vip).is_ok()
+    });
     println!(
         "detached behind canaryd's back: status said so after {:.0} ms, /metrics counted it after {:.0} ms",
         noticed.as_secs_f64() * 1e3,
@@ -272,24 +192,21 @@ fn a_detach_behind_the_daemons_back_is_reported_and_a_reload_repairs_it() {
 /// finds the detach and attaches again.
 #[test]
 fn a_reload_repairs_a_detach_its_periodic_check_has_not_seen_yet() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    let (vip, d) = s.serving_all_canary();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    let (vip, d) = serving_all_canary(&s);
     let before = host_interface(&d.status().unwrap());
     let ingress = before.canary_program_ids[0];
 
-    s.detach_behind_canaryds_back();
+    detach_behind_canaryds_back(&s);
     let out = d.ctl(&["reload"]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let after = host_interface(&d.status().unwrap());
     assert!(after.attached && after.problem.is_none(), "{after:?}");
     assert_eq!(after.xdp_program_id, Some(ingress), "{after:?}");
-    wait_until(
-        "the VIP serves after the reload",
-        || d.log_text(),
-        || s.request(vip).is_ok(),
-    );
+    wait(&d, "the VIP serves after the reload", || {
+        request(&s, vip).is_ok()
+    });
 }
 
 /// Another XDP program (a second data path with its own maps, as a second
@@ -297,13 +214,10 @@ fn a_reload_repairs_a_detach_its_periodic_check_has_not_seen_yet() {
 /// shows the interface as attached.
 #[test]
 fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs
-        .write_config(&s.config(IpAddr::V4(HOST_V4), Weight::FULL))
-        .unwrap();
-    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    s.write_config(&config(&s, IpAddr::V4(HOST_V4), 10_000));
+    let d = s.start(&[]);
     let before = host_interface(&d.status().unwrap());
     let [ingress, _] = before.canary_program_ids[..] else {
         panic!("{before:?}")
@@ -321,18 +235,14 @@ fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
         .unwrap()
         .unwrap();
     let mut seen = None;
-    wait_until(
-        "status reports the replacement",
-        || d.log_text(),
-        || {
-            let i = host_interface(&d.status().unwrap());
-            let replaced = i.xdp_program_id.is_some_and(|id| id != ingress);
-            if replaced {
-                seen = Some(i.clone());
-            }
-            replaced
-        },
-    );
+    wait(&d, "status reports the replacement", || {
+        let i = host_interface(&d.status().unwrap());
+        let replaced = i.xdp_program_id.is_some_and(|id| id != ingress);
+        if replaced {
+            seen = Some(i.clone());
+        }
+        replaced
+    });
     let i = seen.unwrap();
     let other_id = i.xdp_program_id.unwrap();
     assert!(!i.attached, "{i:?}");
@@ -349,16 +259,12 @@ fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
         table.contains("eth0 (NOT ATTACHED: XDP runs program id"),
         "{table}"
     );
-    wait_until(
-        "/metrics says not attached",
-        || d.log_text(),
-        || {
-            sample(
-                &s.metrics(),
-                "canary_interface_attached{interface=\"eth0\"}",
-            ) == Some(0.0)
-        },
-    );
+    wait(&d, "/metrics says not attached", || {
+        sample(
+            &metrics(&s),
+            "canary_interface_attached{interface=\"eth0\"}",
+        ) == Some(0.0)
+    });
     drop(other);
 }
 
@@ -367,20 +273,17 @@ fn an_xdp_program_replaced_behind_the_daemons_back_is_reported() {
 /// is served once the address is added, and the warning goes.
 #[test]
 fn a_vip_that_is_not_local_is_a_warning_until_it_is_added() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
+    let _serial = tests::root_scenario();
+    let s = setup();
     let vip = IpAddr::V4(FOREIGN_VIP);
-    s.dirs.write_config(&s.config(vip, Weight::FULL)).unwrap();
+    s.write_config(&config(&s, vip, 10_000));
     let file = s.dirs.config().display().to_string();
     let message = "198.18.0.99 is not an address of this host: clients cannot reach it until it \
                    is added (e.g. `ip addr add 198.18.0.99/32 dev lo`, or by keepalived); canaryd \
                    serves it once it is";
     let warning = format!("{file}: service[0].listen: {message}");
 
-    let mut check = Command::new(&s.bins.canaryd);
-    check.arg("--config").arg(s.dirs.config()).arg("--check");
-    let out = s.topo.host.enter(|| check.output()).unwrap().unwrap();
+    let out = s.one_shot(&["--check"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stderr(&out).trim_end(), format!("warning: {warning}"));
     assert_eq!(
@@ -388,14 +291,14 @@ fn a_vip_that_is_not_local_is_a_warning_until_it_is_added() {
         format!("{file}: ok (1 services, 1 warnings)")
     );
 
-    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    let d = s.start(&[]);
     assert!(d.log_text().contains(&warning), "{}", d.log_text());
     let status = d.status().unwrap();
     assert_eq!(status.services[0].problem.as_deref(), Some(message));
     let table = stdout(&d.ctl(&["status"]).unwrap());
     assert!(table.contains(&format!("  PROBLEM: {message}")), "{table}");
     assert!(
-        s.request(vip).is_err(),
+        request(&s, vip).is_err(),
         "the VIP answered before it was local"
     );
 
@@ -404,24 +307,19 @@ fn a_vip_that_is_not_local_is_a_warning_until_it_is_added() {
         .ip(&["addr", "add", "198.18.0.99/32", "dev", "lo"])
         .unwrap();
     assert_eq!(d.status().unwrap().services[0].problem, None);
-    wait_until(
-        "the VIP serves once local",
-        || d.log_text(),
-        || s.request(vip).is_ok_and(|got| got == CANARY),
-    );
+    wait(&d, "the VIP serves once local", || {
+        request(&s, vip).is_ok_and(|got| got == CANARY)
+    });
 }
 
 /// `set-weight S 5%` is 5 %; `0.05` is set but explained; junk gets the
 /// same `canaryctl: ...` message format as every other error.
 #[test]
 fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs
-        .write_config(&s.config(IpAddr::V4(HOST_V4), Weight::ZERO))
-        .unwrap();
-    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    s.write_config(&config(&s, IpAddr::V4(HOST_V4), 0));
+    let d = s.start(&[]);
 
     let out = d.ctl(&["set-weight", "model", "5%"]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -451,20 +349,19 @@ fn set_weight_takes_a_percent_sign_and_explains_weights_below_one_percent() {
 /// `--detach-all` takes it off.
 #[test]
 fn the_tc_hook_is_shown_checked_repaired_and_detached() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
+    let _serial = tests::root_scenario();
+    let s = setup();
     let vip = IpAddr::V4(HOST_V4);
-    let mut config = s.config(vip, Weight::FULL);
-    config.daemon.hooks.insert(HOST_IF.into(), Hook::Tc);
-    s.dirs.write_config(&config).unwrap();
+    let mut tc = config(&s, vip, 10_000);
+    tc.daemon.hooks.insert(HOST_IF.into(), Hook::Tc);
+    s.write_config(&tc);
     assert!(
         std::fs::read_to_string(s.dirs.config())
             .unwrap()
             .contains(r#"hook = "tc""#)
     );
-    let mut d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
-    assert_eq!(s.request(vip).unwrap(), CANARY);
+    let mut d = s.start(&[]);
+    assert_eq!(request(&s, vip).unwrap(), CANARY);
 
     let before = host_interface(&d.status().unwrap());
     assert!(before.attached && before.problem.is_none(), "{before:?}");
@@ -496,22 +393,16 @@ fn the_tc_hook_is_shown_checked_repaired_and_detached() {
     assert!(out.status.success(), "bpftool: {}", stderr(&out));
     let want =
         format!("canary's tc ingress program (id {ingress}) is not attached (tcx ingress runs [])");
-    wait_until(
-        "status reports the tc ingress detach",
-        || d.log_text(),
-        || {
-            let i = host_interface(&d.status().unwrap());
-            !i.attached && i.problem.as_deref() == Some(want.as_str())
-        },
-    );
+    wait(&d, "status reports the tc ingress detach", || {
+        let i = host_interface(&d.status().unwrap());
+        !i.attached && i.problem.as_deref() == Some(want.as_str())
+    });
 
     // Once the owner's check (every second) has counted it, a reload
     // attaches it again (the dead link's pin is replaced).
-    wait_until(
-        "the owner counts the mismatch",
-        || d.log_text(),
-        || host_interface(&d.status().unwrap()).mismatches == 1,
-    );
+    wait(&d, "the owner counts the mismatch", || {
+        host_interface(&d.status().unwrap()).mismatches == 1
+    });
     let out = d.ctl(&["reload"]).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let after = host_interface(&d.status().unwrap());
@@ -521,25 +412,12 @@ fn the_tc_hook_is_shown_checked_repaired_and_detached() {
         d.log_text()
     );
     assert_eq!(after.ingress_program_ids, [ingress], "{after:?}");
-    wait_until(
-        "the VIP serves after the reload",
-        || d.log_text(),
-        || s.request(vip).is_ok_and(|a| a == CANARY),
-    );
+    wait(&d, "the VIP serves after the reload", || {
+        request(&s, vip).is_ok_and(|a| a == CANARY)
+    });
 
     d.signal(libc::SIGTERM).unwrap();
-    let out = s
-        .topo
-        .host
-        .enter(|| {
-            Command::new(&s.bins.canaryd)
-                .arg("--config")
-                .arg(s.dirs.config())
-                .arg("--detach-all")
-                .output()
-        })
-        .unwrap()
-        .unwrap();
+    let out = s.one_shot(&["--detach-all"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (_, left) = s
         .topo
@@ -566,7 +444,7 @@ struct Traffic {
 }
 
 impl Traffic {
-    fn start(s: &Setup, vip: IpAddr) -> Traffic {
+    fn start(s: &DaemonUnderTest, vip: IpAddr) -> Traffic {
         use std::sync::{
             Arc,
             atomic::{AtomicBool, AtomicU64, Ordering},
@@ -643,12 +521,6 @@ fn one_request(to: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Half the new flows to the canary.
-const HALF: Weight = match Weight::from_bp(5_000) {
-    Some(w) => w,
-    None => panic!("5000 bp is a weight"),
-};
-
 /// Issue 22. An operator tries a change on a serving host (VIP on eth0,
 /// weight 50 %, traffic flowing): stop canaryd, start it with
 /// `--interface lo`, an interface that exists but is not where clients
@@ -659,13 +531,12 @@ const HALF: Weight = match Weight::from_bp(5_000) {
 /// data path, says so, and status flags the service.
 #[test]
 fn an_existing_but_wrong_interface_does_not_move_the_data_path_off_the_vips_interface() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
+    let _serial = tests::root_scenario();
+    let s = setup();
     let vip = IpAddr::V4(HOST_V4);
-    s.dirs.write_config(&s.config(vip, HALF)).unwrap();
-    let mut d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
-    let mut held = Client::connect(&s.topo.client, None, SocketAddr::new(vip, 80)).unwrap();
+    s.write_config(&config(&s, vip, 5_000));
+    let mut d = s.start(&[]);
+    let mut held = s.connect(SocketAddr::new(vip, 80)).unwrap();
     let version = held.request().unwrap();
     let traffic = Traffic::start(&s, vip);
     traffic.wait_for(20);
@@ -673,7 +544,7 @@ fn an_existing_but_wrong_interface_does_not_move_the_data_path_off_the_vips_inte
     // Stop, then start on lo.
     d.signal(libc::SIGTERM).unwrap();
     traffic.wait_for(20);
-    let attempt = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &["--interface", "lo"]);
+    let attempt = s.try_start(&["--interface", "lo"]);
     traffic.wait_for(50);
     let (sent, failed) = traffic.counts();
     println!("start on lo: {sent} requests through the attempt, {failed} failed");
@@ -698,13 +569,13 @@ fn an_existing_but_wrong_interface_does_not_move_the_data_path_off_the_vips_inte
 
     // Started again as it was: a reload whose config drops the VIP's
     // interface is refused, naming the same.
-    let mut d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    let mut d = s.start(&[]);
 
-    let mut moved = s.config(vip, HALF);
+    let mut moved = config(&s, vip, 5_000);
     moved.daemon.interfaces = vec!["lo".into()];
-    s.dirs.write_config(&moved).unwrap();
+    s.write_config(&moved);
     let out = d.ctl(&["reload"]).unwrap();
-    let err = stderr(&out);
+    let err = text(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
         err.contains("daemon.interfaces: a restart with these interfaces would be refused too"),
@@ -714,19 +585,13 @@ fn an_existing_but_wrong_interface_does_not_move_the_data_path_off_the_vips_inte
         err.contains(&refusal) && err.contains("--move-interfaces"),
         "{err}"
     );
-    s.dirs.write_config(&s.config(vip, HALF)).unwrap();
+    s.write_config(&config(&s, vip, 5_000));
 
     d.signal(libc::SIGTERM).unwrap();
 
     // The override moves it, says so, and status flags the service.
     assert_eq!(traffic.counts().1, 0, "requests failed before the move");
-    let d = Canaryd::start(
-        &s.topo.host,
-        &s.bins,
-        &s.dirs,
-        &["--interface", "lo", "--move-interfaces"],
-    )
-    .unwrap();
+    let d = s.start(&["--interface", "lo", "--move-interfaces"]);
     assert!(
         d.log_text().contains(&format!(
             "--move-interfaces: moving the data path off {HOST_IF} as asked, although service model's VIP {vip} is an address of {HOST_IF}"
@@ -744,7 +609,7 @@ fn an_existing_but_wrong_interface_does_not_move_the_data_path_off_the_vips_inte
         )),
         "{problem}"
     );
-    let table = stdout(&d.ctl(&["status"]).unwrap());
+    let table = text(&d.ctl(&["status"]).unwrap().stdout);
     assert!(
         table.contains("none of the interfaces its clients come in on"),
         "{table}"

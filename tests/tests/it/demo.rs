@@ -5,16 +5,11 @@
 //! outcome, what the clients saw, the webhook events and the files the
 //! demo writes.
 
-use canary_userspace::model::{
-    rollout::{Action, Phase},
-    weight::Weight,
-};
-use tests::{
-    demo::{
-        run::{self, Options, Outcome},
-        scenario::{self, Scenario},
-    },
-    one_at_a_time, require_root,
+use canary_userspace::model::rollout::{Action, Phase};
+use canary_userspace::model::weight::Weight;
+use tests::demo::{
+    run::{self, Options, Outcome},
+    scenario::{self, Scenario},
 };
 use xtask::canaryd::Binaries;
 
@@ -57,8 +52,7 @@ fn assert_webhook_saw_every_decision(o: &Outcome) {
 
 #[test]
 fn default_demo_rolls_back_the_canary_that_rejects_inputs() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let o = run_demo(Scenario::Errors);
     println!(
         "demo errors: {:?} after {:.1} s of rollout, {:.1} s in all; clients: canary {} answers, {} errors",
@@ -84,8 +78,7 @@ fn default_demo_rolls_back_the_canary_that_rejects_inputs() {
 
 #[test]
 fn accuracy_gate_rolls_back_the_less_accurate_model() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let o = run_demo(Scenario::Accuracy);
     let last = o.report.history.last().unwrap();
     println!(

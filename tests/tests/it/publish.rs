@@ -20,7 +20,6 @@ use canary_userspace::{Affinity, Dataplane, LoadOptions, Protocol, ServiceSpec};
 use tests::{
     XDP_PASS, bp,
     packet::{ACK, Frame, SYN},
-    require_root,
 };
 
 const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 80);
@@ -87,7 +86,7 @@ fn new_flows_reach(dp: &mut Dataplane, first: u16) -> BTreeSet<SocketAddr> {
 
 #[test]
 fn a_staged_backend_set_is_invisible_until_published_in_one_write() {
-    require_root!();
+    let _serial = tests::root_scenario();
     let mut dp = Dataplane::load(&LoadOptions::default()).unwrap();
     let old = spec(
         &["198.18.1.1:8081", "198.18.1.2:8081"],
@@ -129,7 +128,7 @@ fn a_staged_backend_set_is_invisible_until_published_in_one_write() {
 /// (a removal of b's old record must not take a's new one with it).
 #[test]
 fn services_trading_vips_in_one_reload_both_stay_served() {
-    require_root!();
+    let _serial = tests::root_scenario();
     let mut dp = Dataplane::load(&LoadOptions::default()).unwrap();
     let svc = |name: &str, vip: &str, stable: &str, canary: &str| ServiceSpec {
         name: name.into(),

@@ -29,7 +29,6 @@ use canary_userspace::{
 use tests::{
     bp,
     harness::{CANARY, Family, Harness, STABLE},
-    one_at_a_time, require_root,
     servers::{Behaviour, Http, HttpClient},
 };
 use xtask::topology::{BackendKind, Netns};
@@ -90,8 +89,7 @@ fn delta(after: &Signals, before: &Signals) -> Signals {
 
 #[test]
 fn status_classes_are_counted_exactly_per_version() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const CONNECTIONS: usize = 100;
     const PER_CONNECTION: u64 = 5;
     const ERROR_EVERY: u64 = 4;
@@ -223,8 +221,7 @@ fn median(mut d: Vec<Duration>) -> Duration {
 
 #[test]
 fn a_slower_backend_moves_the_latency_median() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     // 10 connections x 5 requests per phase: 5 x 100 ms = 0.5 s of waiting
     // in the slow phase. 100 ms, not 50: on a loaded 2-core machine the
     // fast phase's 1 ms answers were measured at 5-6 ms (scheduling), and
@@ -347,8 +344,7 @@ fn load(client_ns: &Netns, vip: SocketAddr, threads: usize, limit: u64, time: Du
 
 #[test]
 fn above_the_floor_rate_latency_is_sampled_and_every_response_counts() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const THREADS: usize = 2;
     const LIMIT: u64 = 20_000;
     const TIME: Duration = Duration::from_secs(2);
@@ -421,8 +417,7 @@ fn above_the_floor_rate_latency_is_sampled_and_every_response_counts() {
 
 #[test]
 fn a_service_in_a_removed_services_slot_starts_from_zero() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let (kind, family) = (BackendKind::LocalProcess, Family::V4);
     let mut h = Harness::with_options(
         kind,
@@ -474,27 +469,34 @@ fn a_service_in_a_removed_services_slot_starts_from_zero() {
     );
 }
 
+/// A TCP service at `weight_bp` whose stable answers HTTP at once and
+/// whose canary behaves as `canary` says.
+fn stable_http_and(
+    kind: BackendKind,
+    family: Family,
+    weight_bp: u16,
+    canary: Behaviour,
+) -> Harness {
+    Harness::with_backends(
+        kind,
+        family,
+        Affinity::Flow,
+        tests::bp(weight_bp),
+        Protocol::Tcp,
+        [Behaviour::Http(Http::new(0, Duration::ZERO)), canary],
+    )
+    .unwrap()
+}
+
 #[test]
 fn refused_connections_are_counted_for_the_canary_only() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const ATTEMPTS: u64 = 20;
     // Both kinds refuse: a local-process canary is a free port on the host,
     // whose stack sends the RST out of the host veth through the egress
     // program; a namespace canary's RST is forwarded out of that veth too.
     for (kind, family) in MATRIX {
-        let h = Harness::with_backends(
-            kind,
-            family,
-            Affinity::Flow,
-            Weight::FULL,
-            Protocol::Tcp,
-            [
-                Behaviour::Http(Http::new(0, Duration::ZERO)),
-                Behaviour::NothingListening,
-            ],
-        )
-        .unwrap();
+        let h = stable_http_and(kind, family, 10_000, Behaviour::NothingListening);
         for i in 0..ATTEMPTS {
             match h.connect_http() {
                 Err(e) if io_kind(&e) == Some(io::ErrorKind::ConnectionRefused) => {}
@@ -529,22 +531,10 @@ fn refused_connections_are_counted_for_the_canary_only() {
 
 #[test]
 fn backend_resets_are_counted_for_their_version_only() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const CONNECTIONS: u64 = 40;
     for (kind, family) in MATRIX {
-        let h = Harness::with_backends(
-            kind,
-            family,
-            Affinity::Flow,
-            bp(5000),
-            Protocol::Tcp,
-            [
-                Behaviour::Http(Http::new(0, Duration::ZERO)),
-                Behaviour::ResetAfterRequest,
-            ],
-        )
-        .unwrap();
+        let h = stable_http_and(kind, family, 5000, Behaviour::ResetAfterRequest);
         // The stable answers, the canary resets: the outcome names the version.
         let (mut answered, mut reset) = (0u64, 0u64);
         for i in 0..CONNECTIONS {
@@ -591,8 +581,7 @@ fn backend_resets_are_counted_for_their_version_only() {
 
 #[test]
 fn udp_datagrams_are_requests_and_answers_responses() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const SOCKETS: usize = 20;
     const PER_SOCKET: u64 = 5;
     for (kind, family) in MATRIX {

@@ -5,81 +5,38 @@
 //! closed pipe, and an older canaryctl's percent request.
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    net::SocketAddr,
-    os::unix::{net::UnixStream, process::ExitStatusExt},
-    path::Path,
+    os::unix::process::ExitStatusExt,
     process::{Command, Stdio},
 };
 
-use canary_userspace::{
-    Affinity, Protocol, ServiceSpec, api::WeightSource, cli::status::WIDTH, config::Config,
-    model::weight::Weight,
-};
-use tests::{bp, one_at_a_time, require_root, servers::Backend};
-use xtask::{
-    canaryd::{Binaries, Canaryd, DaemonDirs},
-    topology::{BackendKind, HOST_IF, HOST_V4, Topology},
-};
+use canary_userspace::model::weight::Weight;
+use canary_userspace::{api::WeightSource, cli::status::WIDTH, config::Config};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use tests::bp;
+use tests::kit::{DaemonUnderTest, host_addr as at, tcp_service, text};
+use xtask::canaryd::Binaries;
 
-struct Setup {
-    dirs: DaemonDirs,
-    bins: Binaries,
-    _backends: Vec<Backend>,
-    // Dropped last: namespaces outlive the sockets in them.
-    topo: Topology,
+/// `name` on `port` of the host address; its stable backend at port +
+/// 8000, its canary at port + 8100.
+fn service(name: &str, port: u16, weight_bp: u16) -> canary_userspace::ServiceSpec {
+    tcp_service(name, at(port), at(port + 8000), at(port + 8100), weight_bp)
 }
 
-fn at(port: u16) -> SocketAddr {
-    SocketAddr::new(HOST_V4.into(), port)
+/// Backends for "model" (on :80); "other" (on :81) has none.
+fn setup() -> DaemonUnderTest {
+    DaemonUnderTest::builder("cli")
+        .backend_ports(8080, 8180)
+        .build()
 }
 
-fn service(name: &str, port: u16, weight: Weight) -> ServiceSpec {
-    ServiceSpec {
-        name: name.into(),
-        vip: at(port),
-        protocol: Protocol::Tcp,
-        affinity: Affinity::Flow,
-        stable: vec![at(port + 8000)],
-        canary: vec![at(port + 8100)],
-        weight,
-    }
-}
-
-impl Setup {
-    fn new() -> Setup {
-        let topo = Topology::new(BackendKind::LocalProcess).unwrap();
-        let backends = vec![
-            Backend::spawn(&topo.host, at(8080), "stable").unwrap(),
-            Backend::spawn(&topo.host, at(8180), "canary").unwrap(),
-        ];
-        Setup {
-            dirs: DaemonDirs::new("cli").unwrap(),
-            bins: Binaries::next_to_test().unwrap(),
-            _backends: backends,
-            topo,
-        }
-    }
-
-    /// "model" on :80 at `weight`, "other" on :81 at 0.
-    fn config(&self, weight: Weight) -> Config {
-        Config {
-            daemon: self.dirs.daemon_config(HOST_IF),
-            services: vec![
-                service("model", 80, weight),
-                service("other", 81, Weight::ZERO),
-            ],
-            rollouts: Default::default(),
-        }
-    }
-
-    fn start(&self, extra: &[&str]) -> Canaryd {
-        Canaryd::start(&self.topo.host, &self.bins, &self.dirs, extra).unwrap()
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// "model" on :80 at `weight_bp`, "other" on :81 at 0.
+fn config(s: &DaemonUnderTest, weight_bp: u16) -> Config {
+    s.config_with(vec![
+        service("model", 80, weight_bp),
+        service("other", 81, 0),
+    ])
 }
 
 /// `--version` needs neither root nor a daemon.
@@ -112,10 +69,9 @@ fn completions_for_bash_zsh_and_fish_know_the_subcommands() {
 
 #[test]
 fn status_of_one_service_fits_100_columns_and_an_unknown_one_is_refused() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs.write_config(&s.config(bp(500))).unwrap();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    s.write_config(&config(&s, 500));
     let d = s.start(&[]);
 
     let out = d.ctl(&["status"]).unwrap();
@@ -174,10 +130,9 @@ fn status_of_one_service_fits_100_columns_and_an_unknown_one_is_refused() {
 /// canaryctl's output and in canaryd's log.
 #[test]
 fn runtime_weights_are_marked_and_reload_says_old_to_new() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    s.write_config(&config(&s, 0));
     let mut d = s.start(&[]);
     let out = d.ctl(&["set-weight", "model", "25"]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -203,9 +158,9 @@ fn runtime_weights_are_marked_and_reload_says_old_to_new() {
 
     // The config's weight is edited: the config wins, and says so. A
     // backend added to "other" is listed too.
-    let mut edited = s.config(bp(1000));
+    let mut edited = config(&s, 1000);
     edited.services[1].canary.push(at(8182));
-    s.dirs.write_config(&edited).unwrap();
+    s.write_config(&edited);
     let out = d.ctl(&["reload"]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);
@@ -234,10 +189,9 @@ fn runtime_weights_are_marked_and_reload_says_old_to_new() {
 
 #[test]
 fn json_log_lines_parse_one_object_each() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs.write_config(&s.config(bp(500))).unwrap();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    s.write_config(&config(&s, 500));
     let mut d = s.start(&["--log-format", "json"]);
     d.signal(libc::SIGTERM).unwrap();
     let log = d.log_text();
@@ -263,10 +217,9 @@ fn json_log_lines_parse_one_object_each() {
 /// writes; canaryctl ends quietly (SIGPIPE, as any Unix tool), no panic.
 #[test]
 fn status_into_a_closed_pipe_is_quiet() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs.write_config(&s.config(bp(500))).unwrap();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    s.write_config(&config(&s, 500));
     let d = s.start(&[]);
     for _ in 0..3 {
         let mut child = d
@@ -316,10 +269,9 @@ fn ask(socket: &Path, line: &str) -> serde_json::Value {
 /// points; both weights or a weight out of range are refused.
 #[test]
 fn an_older_clients_percent_request_is_answered_with_both_fields() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs.write_config(&s.config(bp(500))).unwrap();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    s.write_config(&config(&s, 500));
     let mut d = s.start(&[]);
     let socket = s.dirs.socket();
 

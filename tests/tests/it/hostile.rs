@@ -21,10 +21,8 @@ use canary_userspace::{Affinity, LoadOptions, Protocol, model::weight::Weight};
 use tests::{
     bp,
     harness::{Family, Harness},
-    one_at_a_time,
     packet::{ACK, Frame, PSH, RST, SYN},
     raw::RawSender,
-    require_root,
     servers::{Behaviour, Client},
 };
 use xtask::topology::{BackendKind, CLIENT_IF, HOST_IF};
@@ -111,8 +109,7 @@ fn guesses(seed: u32) -> impl Iterator<Item = u32> {
 
 #[test]
 fn spoofed_resets_and_syns_on_live_tuples_move_no_connection() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const CONNECTIONS: usize = 30;
     const RSTS_PER_TUPLE: usize = 700;
     let mut h = harness();
@@ -162,8 +159,7 @@ fn spoofed_resets_and_syns_on_live_tuples_move_no_connection() {
 
 #[test]
 fn spoofed_tuples_that_never_complete_a_handshake_evict_nothing() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const CONNECTIONS: usize = 50;
     const SPOOFED: u16 = 4096;
     const ROUNDS: usize = 3;
@@ -240,8 +236,7 @@ fn spoofed_tuples_that_never_complete_a_handshake_evict_nothing() {
 /// address: 100 % loss.
 #[test]
 fn large_pings_to_the_vip_address_are_answered() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let h = harness();
     let before = h.dp.verdicts().unwrap().ingress;
     for (ping, addr) in [("-4", "198.18.0.1"), ("-6", "2001:db8::1")] {

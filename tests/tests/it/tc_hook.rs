@@ -20,10 +20,8 @@ use canary_userspace::{Affinity, Hook, LoadOptions, Protocol, model::weight::Wei
 use tests::{
     bp,
     harness::{CANARY, Family, Harness, STABLE},
-    one_at_a_time,
     packet::Frame,
     raw::RawSender,
-    require_root,
     servers::Behaviour,
 };
 use xtask::topology::{BackendKind, CLIENT_IF, CLIENT_V4, CLIENT_V6, HOST_IF};
@@ -55,8 +53,7 @@ fn harness(kind: BackendKind, family: Family, protocol: Protocol, weight: Weight
 
 #[test]
 fn tcp_at_tc_ingress_splits_by_weight_and_keeps_each_connection() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const CONNECTIONS: u32 = 400;
     const REQUESTS: usize = 3;
     for (kind, family) in MATRIX {
@@ -137,8 +134,7 @@ fn raw_client(h: &Harness, family: Family) -> (UdpSocket, SocketAddr) {
 
 #[test]
 fn udp_frames_with_full_checksums_are_answered_through_tc_ingress() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const DATAGRAMS: usize = 20;
     for (kind, family) in MATRIX {
         let h = harness(kind, family, Protocol::Udp, bp(5000));

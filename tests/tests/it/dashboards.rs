@@ -4,7 +4,6 @@
 //! connections and runs a rollout that rolls back.
 
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
@@ -13,26 +12,16 @@ use std::{
 };
 
 use canary_userspace::{
-    Affinity, Protocol, ServiceSpec,
-    api::RolloutAction,
-    config::Config,
-    controller::plan::{Checks, Mode, OnRollback, RolloutPlan},
-    model::rollout::Phase,
-    model::weight::Weight,
+    api::RolloutAction, config::Config, controller::plan::RolloutPlan, model::rollout::Phase,
 };
 use serde_json::Value;
 use tests::{
-    one_at_a_time,
+    harness::SERVICE,
+    kit::DaemonUnderTest,
     prometheus::Server,
-    require_root,
-    servers::{Backend, Behaviour, Http, HttpClient},
+    servers::{Behaviour, Http, HttpClient},
 };
-use xtask::{
-    canaryd::{Binaries, Canaryd, DaemonDirs},
-    topology::{BackendKind, HOST_IF, HOST_V4, Topology},
-};
-
-const SERVICE: &str = "model";
+use xtask::canaryd::Canaryd;
 /// What `$__rate_interval` becomes: Prometheus scrapes every second here.
 const RATE_INTERVAL: &str = "30s";
 
@@ -146,30 +135,16 @@ fn dashboard_uses_the_datasource_and_service_variables() {
 /// A quick plan (steps in basis points: 20 %, 50 %) that rolls back: the
 /// canary answers 500 to every 4th request, the check allows 2 %.
 fn plan() -> RolloutPlan {
-    RolloutPlan {
-        steps: vec![tests::bp(2000), tests::bp(5000)],
+    let mut p = RolloutPlan {
+        steps: [2000, 5000].map(tests::bp).to_vec(),
         interval: Duration::from_millis(1500),
         min_requests: 20,
         failed_checks_limit: 1,
-        consecutive_failures: 0,
-        min_passes: 1,
         max_inconclusive: 10,
-        max_step_duration: None,
-        mode: Mode::Enforce,
-        on_rollback: OnRollback::Drain,
-        checks: Checks {
-            max_error_rate: Some(0.02),
-            max_error_ratio: None,
-            max_p99_ms: None,
-            max_p99_ratio: None,
-            error_margin: 0.01,
-            p99_margin_ms: 0.0,
-        },
-        gates: vec![],
-        prometheus: None,
-        webhook: None,
-        alpha: 0.05,
-    }
+        ..Default::default()
+    };
+    p.checks.max_error_rate = Some(0.02);
+    p
 }
 
 /// Every panel query of the dashboard answers with at least one series
@@ -178,49 +153,23 @@ fn plan() -> RolloutPlan {
 /// have data too).
 #[test]
 fn every_dashboard_query_returns_series_from_a_real_prometheus() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let started = Instant::now();
     let queries = panel_queries(&dashboard());
 
-    let topo = Topology::new(BackendKind::LocalProcess).unwrap();
-    let at = |port| SocketAddr::new(HOST_V4.into(), port);
-    let vip = at(80);
-    let _backends = [
-        Backend::spawn_with(
-            &topo.host,
-            at(8081),
-            "stable",
+    let s = DaemonUnderTest::builder("dashboards")
+        .behaviour([
             Behaviour::Http(Http::new(0, Duration::ZERO)),
-        )
-        .unwrap(),
-        Backend::spawn_with(
-            &topo.host,
-            at(8082),
-            "canary",
             Behaviour::Http(Http::new(4, Duration::ZERO)),
-        )
-        .unwrap(),
-    ];
-    let dirs = DaemonDirs::new("dashboards").unwrap();
-    let bins = Binaries::next_to_test().unwrap();
-    let config = Config {
-        daemon: dirs.daemon_config(HOST_IF),
-        services: vec![ServiceSpec {
-            name: SERVICE.into(),
-            vip,
-            protocol: Protocol::Tcp,
-            affinity: Affinity::Flow,
-            stable: vec![at(8081)],
-            canary: vec![at(8082)],
-            weight: Weight::ZERO,
-        }],
+        ])
+        .build();
+    let (topo, vip) = (&s.topo, s.vip);
+    s.write_config(&Config {
         rollouts: [(SERVICE.to_owned(), plan())].into(),
-    };
-    dirs.write_config(&config).unwrap();
-    let d = Canaryd::start(&topo.host, &bins, &dirs, &[]).unwrap();
-    let metrics_addr = dirs.daemon_config(HOST_IF).metrics_listen;
-    let prom = Server::start(&topo.host, &dirs.root, metrics_addr).unwrap();
+        ..s.config(0)
+    });
+    let d = s.start(&[]);
+    let prom = s.prometheus();
 
     // Two clients, a new connection every 10 requests, until told to stop
     // (bounded in time).

@@ -15,122 +15,89 @@ use std::{
 };
 
 use canary_userspace::{
-    Affinity, Protocol, ServiceSpec,
-    api::{Client, RolloutAction, RolloutReport},
+    api::{RolloutAction, RolloutReport},
     config::Config,
     controller::plan::{Checks, Gate, Mode, OnRollback, RolloutPlan},
     model::rollout::{Action, Phase, Verdict},
     model::weight::Weight,
 };
+use tests::bp;
 use tests::{
-    bp, one_at_a_time, require_root,
-    servers::{Backend, Behaviour, Http, HttpClient},
+    harness::SERVICE,
+    kit::{DaemonUnderTest, WAIT, sockets_to, text, wait_until},
+    servers::{Behaviour, Http, HttpClient},
 };
-use xtask::{
-    canaryd::{Binaries, Canaryd, DaemonDirs, canaryctl},
-    topology::{BackendKind, HOST_IF, HOST_V4, Topology},
-};
-
-const SERVICE: &str = "model";
+use xtask::canaryd::Canaryd;
 
 /// A plan with quick intervals, `steps` in basis points; each test
 /// changes what it tests.
 fn plan(steps: &[u16]) -> RolloutPlan {
-    RolloutPlan {
+    let mut p = RolloutPlan {
         steps: steps.iter().map(|&s| bp(s)).collect(),
         interval: Duration::from_millis(1500),
         min_requests: 20,
-        failed_checks_limit: 2,
-        consecutive_failures: 0,
-        min_passes: 1,
         max_inconclusive: 10,
-        max_step_duration: None,
-        mode: Mode::Enforce,
-        on_rollback: OnRollback::Drain,
-        checks: Checks {
-            max_error_rate: Some(0.02),
-            max_error_ratio: None,
-            max_p99_ms: None,
-            max_p99_ratio: None,
-            error_margin: 0.01,
-            p99_margin_ms: 0.0,
-        },
-        gates: vec![],
-        prometheus: None,
-        webhook: None,
-        alpha: 0.05,
+        ..Default::default()
+    };
+    p.checks.max_error_rate = Some(0.02);
+    p
+}
+
+/// A gate on `query` that fails below `min`.
+fn gate(name: &str, query: &str, min: f64) -> Gate {
+    Gate {
+        name: name.into(),
+        query: query.into(),
+        min: Some(min),
+        max: None,
     }
 }
 
-/// Backends (stable always 200 after `stable_delay`; the canary answers
-/// 500 to every `canary_error_every`-th request, after `canary_delay`),
-/// canaryd with one rollout plan, and its directories.
-struct Setup {
-    vip: SocketAddr,
-    canary_http: Arc<Http>,
-    _backends: Vec<Backend>,
-    dirs: DaemonDirs,
-    bins: Binaries,
-    topo: Topology,
+/// HTTP backends: stable always 200 after `stable_delay`; the canary
+/// answers 500 to every `canary_error_every`-th request, after
+/// `canary_delay`.
+fn setup(
+    canary_error_every: u64,
+    stable_delay: Duration,
+    canary_delay: Duration,
+) -> Arc<DaemonUnderTest> {
+    setup_with(
+        Http::new(0, stable_delay),
+        Http::new(canary_error_every, canary_delay),
+    )
 }
 
-impl Setup {
-    fn new(canary_error_every: u64, stable_delay: Duration, canary_delay: Duration) -> Arc<Setup> {
-        let topo = Topology::new(BackendKind::LocalProcess).unwrap();
-        let at = |port| SocketAddr::new(HOST_V4.into(), port);
-        let canary_http = Http::new(canary_error_every, canary_delay);
-        let backends = vec![
-            Backend::spawn_with(
-                &topo.host,
-                at(8081),
-                "stable",
-                Behaviour::Http(Http::new(0, stable_delay)),
-            )
-            .unwrap(),
-            Backend::spawn_with(
-                &topo.host,
-                at(8082),
-                "canary",
-                Behaviour::Http(canary_http.clone()),
-            )
-            .unwrap(),
-        ];
-        Arc::new(Setup {
-            vip: at(80),
-            canary_http,
-            _backends: backends,
-            dirs: DaemonDirs::new("rollout").unwrap(),
-            bins: Binaries::next_to_test().unwrap(),
-            topo,
-        })
-    }
+/// Both versions answer every request at once.
+fn healthy() -> Arc<DaemonUnderTest> {
+    setup(0, Duration::ZERO, Duration::ZERO)
+}
 
-    fn config(&self, plan: RolloutPlan, weight: Weight) -> Config {
-        let at = |port| SocketAddr::new(HOST_V4.into(), port);
-        Config {
-            daemon: self.dirs.daemon_config(HOST_IF),
-            services: vec![ServiceSpec {
-                name: SERVICE.into(),
-                vip: self.vip,
-                protocol: Protocol::Tcp,
-                affinity: Affinity::Flow,
-                stable: vec![at(8081)],
-                canary: vec![at(8082)],
-                weight,
-            }],
-            rollouts: [(SERVICE.to_owned(), plan)].into(),
-        }
-    }
+/// HTTP backends that answer as `stable` and `canary` say.
+fn setup_with(stable: Arc<Http>, canary: Arc<Http>) -> Arc<DaemonUnderTest> {
+    Arc::new(
+        DaemonUnderTest::builder("rollout")
+            .behaviour([Behaviour::Http(stable), Behaviour::Http(canary)])
+            .build(),
+    )
+}
 
-    fn start(&self, plan: RolloutPlan) -> Canaryd {
-        self.start_at(plan, Weight::ZERO)
+/// "model" at `weight_bp` with the rollout `plan`.
+fn config(s: &DaemonUnderTest, plan: RolloutPlan, weight_bp: u16) -> Config {
+    Config {
+        rollouts: [(SERVICE.to_owned(), plan)].into(),
+        ..s.config(weight_bp)
     }
+}
 
-    /// `start`, with the config's canary weight at `weight`.
-    fn start_at(&self, plan: RolloutPlan, weight: Weight) -> Canaryd {
-        self.dirs.write_config(&self.config(plan, weight)).unwrap();
-        Canaryd::start(&self.topo.host, &self.bins, &self.dirs, &[]).unwrap()
-    }
+/// canaryd with `plan`, the canary weight at 0.
+fn start(s: &DaemonUnderTest, plan: RolloutPlan) -> Canaryd {
+    start_at(s, plan, 0)
+}
+
+/// `start`, with the config's canary weight at `weight_bp`.
+fn start_at(s: &DaemonUnderTest, plan: RolloutPlan, weight_bp: u16) -> Canaryd {
+    s.write_config(&config(s, plan, weight_bp));
+    s.start(&[])
 }
 
 /// Client threads sending requests until stopped (bounded in time and
@@ -143,7 +110,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(s: &Arc<Setup>, threads: usize) -> Load {
+    fn start(s: &Arc<DaemonUnderTest>, threads: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let answered: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let failed = Arc::new(AtomicU64::new(0));
@@ -239,12 +206,12 @@ fn describe(r: &RolloutReport) -> String {
 
 #[test]
 fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new(10, Duration::ZERO, Duration::ZERO);
+    let _serial = tests::root_scenario();
+    let canary_http = Http::new(10, Duration::ZERO);
+    let s = setup_with(Http::new(0, Duration::ZERO), canary_http.clone());
     let p = plan(&[500, 2500, 5000, 10000]);
     let limit = p.interval * (p.failed_checks_limit + 1);
-    let d = s.start(p);
+    let d = start(&s, p);
     let load = Load::start(&s, 6);
     let (r, took) = run_to_end(&d, Duration::from_secs(60));
     let (answered, _) = load.finish();
@@ -281,13 +248,14 @@ fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
         (Phase::RolledBack, 0, r.looks, &r.reason)
     );
     // After the rollback new connections reach stable only.
-    let served = s.canary_http.served();
+    let served = canary_http.served();
     let after = Load::start(&s, 2);
+    // Scenario timing: half a second of new connections to look at.
     thread::sleep(Duration::from_millis(500));
     let (answered, failed) = after.finish();
     assert!(answered[0] > 0 && failed == 0);
     assert!(
-        s.canary_http.served() - served <= 20,
+        canary_http.served() - served <= 20,
         "canary still got new connections after the rollback"
     );
 }
@@ -297,9 +265,8 @@ fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
 /// a webhook, and the receiver still got the events, rollback included.
 #[test]
 fn a_stuck_webhook_receiver_never_delays_a_rollback() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new(10, Duration::ZERO, Duration::ZERO);
+    let _serial = tests::root_scenario();
+    let s = setup(10, Duration::ZERO, Duration::ZERO);
     let receiver = tests::webhook::Receiver::start(
         &s.topo.host,
         "127.0.0.1:9102".parse().unwrap(),
@@ -309,15 +276,15 @@ fn a_stuck_webhook_receiver_never_delays_a_rollback() {
     let mut p = plan(&[500, 2500, 5000, 10000]);
     p.webhook = Some(receiver.url.clone());
     let limit = p.interval * (p.failed_checks_limit + 1);
-    let d = s.start(p);
+    let d = start(&s, p);
     let load = Load::start(&s, 6);
     let (r, took) = run_to_end(&d, Duration::from_secs(60));
     load.finish();
-    // The posts run in the background: give the last one a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while receiver.events().len() < r.history.len() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
-    }
+    // The posts run in the background: give the last one a moment (the
+    // count is checked below, with the events).
+    tests::eventually(Duration::from_secs(5), || {
+        receiver.events().len() >= r.history.len()
+    });
     let events = receiver.events();
     println!(
         "stuck webhook: {:?} after {:.1} s (limit {:.1} s); receiver got {} events for {} decisions",
@@ -344,10 +311,9 @@ fn a_stuck_webhook_receiver_never_delays_a_rollback() {
 
 #[test]
 fn healthy_canaries_are_promoted() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
-    let d = s.start(plan(&[500, 5000, 10000]));
+    let _serial = tests::root_scenario();
+    let s = healthy();
+    let d = start(&s, plan(&[500, 5000, 10000]));
     let load = Load::start(&s, 6);
     for run in 1..=3 {
         if run > 1 {
@@ -372,16 +338,15 @@ fn healthy_canaries_are_promoted() {
 
 #[test]
 fn a_canary_three_times_slower_is_rolled_back_on_latency() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new(0, Duration::from_millis(1), Duration::from_millis(3));
+    let _serial = tests::root_scenario();
+    let s = setup(0, Duration::from_millis(1), Duration::from_millis(3));
     let mut p = plan(&[1000, 5000, 10000]);
     p.checks = Checks {
         // On a bucket bound: 16 µs x 2^7. The stable answers in about 1 ms.
         max_p99_ms: Some(2.048),
         ..p.checks
     };
-    let d = s.start(p);
+    let d = start(&s, p);
     let load = Load::start(&s, 6);
     let (r, took) = run_to_end(&d, Duration::from_secs(60));
     load.finish();
@@ -398,13 +363,12 @@ fn a_canary_three_times_slower_is_rolled_back_on_latency() {
 
 #[test]
 fn dry_run_reports_the_rollback_and_changes_no_weight() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new(10, Duration::ZERO, Duration::ZERO);
+    let _serial = tests::root_scenario();
+    let s = setup(10, Duration::ZERO, Duration::ZERO);
     let mut p = plan(&[500, 5000, 10000]);
     p.mode = Mode::DryRun;
     // A dry run changes no weight: the canary gets the config's 5 %.
-    let d = s.start_at(p, bp(500));
+    let d = start_at(&s, p, 500);
     let load = Load::start(&s, 6);
     let (r, _) = run_to_end(&d, Duration::from_secs(60));
     load.finish();
@@ -417,7 +381,7 @@ fn dry_run_reports_the_rollback_and_changes_no_weight() {
 }
 
 /// Connections that reached the canary, held open (keep-alive).
-fn canary_connections(s: &Setup, n: usize) -> Vec<HttpClient> {
+fn canary_connections(s: &DaemonUnderTest, n: usize) -> Vec<HttpClient> {
     let mut held = vec![];
     for _ in 0..n * 20 {
         let mut c = HttpClient::connect(&s.topo.client, s.vip).unwrap();
@@ -446,13 +410,12 @@ fn still_on_the_canary(held: &mut [HttpClient]) -> usize {
 /// connections and left the weight.
 #[test]
 fn in_dry_run_the_controllers_rollback_changes_nothing_and_an_operators_applies() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new(10, Duration::ZERO, Duration::ZERO);
+    let _serial = tests::root_scenario();
+    let s = setup(10, Duration::ZERO, Duration::ZERO);
     let mut p = plan(&[500, 5000, 10000]);
     p.mode = Mode::DryRun;
     p.on_rollback = OnRollback::Reset;
-    let d = s.start_at(p, bp(5000));
+    let d = start_at(&s, p, 5000);
     let mut held = canary_connections(&s, 10);
 
     // The controller's own rollback: logged, not carried out.
@@ -472,12 +435,8 @@ fn in_dry_run_the_controllers_rollback_changes_nothing_and_an_operators_applies(
 
     // An operator's rollback of a dry-run rollout in progress: applied.
     d.client().rollout(SERVICE, RolloutAction::Start).unwrap();
-    let out = canaryctl(&s.bins, &s.dirs.socket(), &["rollback", SERVICE]).unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = s.ctl(&["rollback", SERVICE]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let r = d.client().rollout_status(SERVICE).unwrap();
     let kept = still_on_the_canary(&mut held);
     let weight = d.status().unwrap().services[0].weight;
@@ -499,14 +458,13 @@ fn in_dry_run_the_controllers_rollback_changes_nothing_and_an_operators_applies(
 /// rollback; reset ends them at their next packet.
 #[test]
 fn drain_keeps_and_reset_ends_established_canary_connections() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     for (on_rollback, expect_served) in [(OnRollback::Drain, true), (OnRollback::Reset, false)] {
-        let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+        let s = healthy();
         let mut p = plan(&[10000]);
         p.on_rollback = on_rollback;
         p.interval = Duration::from_secs(60);
-        let d = s.start(p);
+        let d = start(&s, p);
         d.client().rollout(SERVICE, RolloutAction::Start).unwrap();
         let mut conns: Vec<HttpClient> = (0..10)
             .map(|_| {
@@ -515,12 +473,8 @@ fn drain_keeps_and_reset_ends_established_canary_connections() {
                 c
             })
             .collect();
-        let out = canaryctl(&s.bins, &s.dirs.socket(), &["rollback", SERVICE]).unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = s.ctl(&["rollback", SERVICE]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
         let still = conns
             .iter_mut()
             .map(|c| c.get().is_ok_and(|a| a.version == "canary"))
@@ -542,25 +496,28 @@ fn drain_keeps_and_reset_ends_established_canary_connections() {
 
 #[test]
 fn kill_minus_nine_mid_rollout_resumes_at_the_same_step() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
-    let d = s.start(plan(&[500, 1000, 2500, 5000, 10000]));
+    let _serial = tests::root_scenario();
+    let s = healthy();
+    let d = start(&s, plan(&[500, 1000, 2500, 5000, 10000]));
     let load = Load::start(&s, 6);
     let client = d.client();
     client.rollout(SERVICE, RolloutAction::Start).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let before = loop {
-        let r = client.rollout_status(SERVICE).unwrap();
-        if r.step >= 1 || Instant::now() > deadline {
-            break r;
-        }
-        thread::sleep(Duration::from_millis(100));
-    };
-    assert!(before.step >= 1, "{}", describe(&before));
+    let mut before = None;
+    wait_until(
+        Duration::from_secs(30),
+        "the rollout steps up",
+        || d.log_text(),
+        || {
+            let r = client.rollout_status(SERVICE).unwrap();
+            let up = r.step >= 1;
+            before = Some(r);
+            up
+        },
+    );
+    let before = before.unwrap();
     let mut d = d;
     d.signal(libc::SIGKILL).unwrap();
-    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    let d = s.start(&[]);
     let after = d.client().rollout_status(SERVICE).unwrap();
     println!(
         "kill -9 at step {} after {} looks: restarted at step {} after {} looks, weight {}",
@@ -583,11 +540,10 @@ fn kill_minus_nine_mid_rollout_resumes_at_the_same_step() {
 
 #[test]
 fn wait_exits_by_outcome_with_a_json_report() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     for (error_every, code, phase) in [(0, 0, "promoted"), (10, 10, "rolled_back")] {
-        let s = Setup::new(error_every, Duration::ZERO, Duration::ZERO);
-        let d = s.start(plan(&[500, 5000, 10000]));
+        let s = setup(error_every, Duration::ZERO, Duration::ZERO);
+        let d = start(&s, plan(&[500, 5000, 10000]));
         let load = Load::start(&s, 6);
         let out = d
             .ctl(&[
@@ -602,7 +558,7 @@ fn wait_exits_by_outcome_with_a_json_report() {
             .unwrap();
         load.finish();
         let report: RolloutReport = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
         println!(
             "--wait: exit {:?}, phase {:?}, {} decisions in the report",
             out.status.code(),
@@ -614,36 +570,24 @@ fn wait_exits_by_outcome_with_a_json_report() {
         assert!(!report.history.is_empty());
     }
     // Aborted by an operator while another canaryctl waits.
-    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let s = healthy();
     let mut p = plan(&[500, 5000, 10000]);
     p.interval = Duration::from_secs(60);
-    let d = s.start(p);
+    let d = start(&s, p);
     let waiter = {
-        let (bins, socket) = (s.bins.clone(), s.dirs.socket());
-        thread::spawn(move || {
-            canaryctl(
-                &bins,
-                &socket,
-                &["rollout", "start", SERVICE, "--wait", "--timeout", "60s"],
-            )
-            .unwrap()
-        })
+        let s = s.clone();
+        thread::spawn(move || s.ctl(&["rollout", "start", SERVICE, "--wait", "--timeout", "60s"]))
     };
-    let client = Client {
-        socket: &s.dirs.socket(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client.rollout_status(SERVICE).is_err() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-    }
+    let client = s.client();
+    wait_until(
+        WAIT,
+        "the waiting canaryctl starts the rollout",
+        || d.log_text(),
+        || client.rollout_status(SERVICE).is_ok(),
+    );
     client.rollout(SERVICE, RolloutAction::Abort).unwrap();
     let out = waiter.join().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(11),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out.stderr));
     drop(d);
 }
 
@@ -653,22 +597,19 @@ fn wait_exits_by_outcome_with_a_json_report() {
 /// Prometheus that never answers delays neither status nor metrics.
 #[test]
 fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     // A gate on the canary's own request count, with a minimum no canary
     // reaches: the query works, the value fails.
-    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
-    let metrics: SocketAddr = "127.0.0.1:9464".parse().unwrap();
-    let prom = tests::prometheus::Server::start(&s.topo.host, &s.dirs.root, metrics).unwrap();
+    let s = healthy();
+    let prom = s.prometheus();
     let mut p = plan(&[500, 5000, 10000]);
     p.prometheus = Some(format!("http://{}", prom.listen));
-    p.gates = vec![Gate {
-        name: "canary_requests".into(),
-        query: r#"sum(canary_requests_total{version="canary"})"#.into(),
-        min: Some(1e12),
-        max: None,
-    }];
-    let d = s.start(p.clone());
+    p.gates = vec![gate(
+        "canary_requests",
+        r#"sum(canary_requests_total{version="canary"})"#,
+        1e12,
+    )];
+    let d = start(&s, p.clone());
     let load = Load::start(&s, 4);
     let (r, _) = run_to_end(&d, Duration::from_secs(60));
     load.finish();
@@ -684,7 +625,7 @@ fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
 
     // Prometheus stands in as a listener that never answers: every query
     // times out, inconclusive; the rollout pauses.
-    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let s = healthy();
     let silent = s
         .topo
         .host
@@ -694,12 +635,18 @@ fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
     p.prometheus = Some("http://127.0.0.1:9091".into());
     p.max_inconclusive = 2;
     p.interval = Duration::from_millis(500);
-    let d = s.start(p);
+    let d = start(&s, p);
     let load = Load::start(&s, 4);
     let client = d.client();
     client.rollout(SERVICE, RolloutAction::Start).unwrap();
-    // While a query hangs, status answers at once.
-    thread::sleep(Duration::from_millis(1000));
+    // While a query hangs (canaryd holds a connection to the silent
+    // listener), status answers at once.
+    wait_until(
+        WAIT,
+        "a gate query hangs on the silent Prometheus",
+        || d.log_text(),
+        || sockets_to(d.pid, 9091) > 0,
+    );
     let t = Instant::now();
     d.status().unwrap();
     let status_took = t.elapsed();
@@ -734,15 +681,14 @@ fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
 /// the rollout at its step and the split comes back.
 #[test]
 fn failsafe_sends_new_flows_to_stable_while_canaryd_is_gone() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let _serial = tests::root_scenario();
+    let s = healthy();
     let mut p = plan(&[5000, 10000]);
     p.interval = Duration::from_secs(60);
-    let mut config = s.config(p, Weight::ZERO);
+    let mut config = config(&s, p, 0);
     config.daemon.failsafe_timeout = Duration::from_secs(1);
-    s.dirs.write_config(&config).unwrap();
-    let mut d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    s.write_config(&config);
+    let mut d = s.start(&[]);
     d.client().rollout(SERVICE, RolloutAction::Start).unwrap();
     let versions = |n: usize| -> [usize; 2] {
         let mut seen = [0; 2];
@@ -756,6 +702,8 @@ fn failsafe_sends_new_flows_to_stable_while_canaryd_is_gone() {
     let mut held = HttpClient::connect(&s.topo.client, s.vip).unwrap();
     let held_version = held.get().unwrap().version;
     d.signal(libc::SIGKILL).unwrap();
+    // Scenario timing: the failsafe acts once canaryd's heartbeat is older
+    // than failsafe_timeout (1 s), which only time passing can show.
     thread::sleep(Duration::from_millis(1500));
     let down = versions(40);
     assert_eq!(
@@ -763,7 +711,7 @@ fn failsafe_sends_new_flows_to_stable_while_canaryd_is_gone() {
         held_version,
         "an established flow moved"
     );
-    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+    let d = s.start(&[]);
     let status = d.status().unwrap();
     let failsafe = status.services[0].stable.signals.failsafe_flows;
     let report = d.client().rollout_status(SERVICE).unwrap();
@@ -789,6 +737,8 @@ fn failsafe_sends_new_flows_to_stable_while_canaryd_is_gone() {
 /// test ends (past canaryd's 5 s query timeout: inconclusive).
 struct SlowPrometheus<'a> {
     url: String,
+    /// Queries received so far.
+    queries: Arc<AtomicU64>,
     release: Arc<AtomicBool>,
     _server: tests::ns_http::NsHttpServer<'a>,
 }
@@ -797,9 +747,9 @@ impl<'a> SlowPrometheus<'a> {
     fn start(ns: &'a xtask::topology::Netns, addr: SocketAddr, first_after: Duration) -> Self {
         let release = Arc::new(AtomicBool::new(false));
         let queries = Arc::new(AtomicU64::new(0));
-        let held = release.clone();
+        let (held, seen) = (release.clone(), queries.clone());
         let server = tests::ns_http::NsHttpServer::start(ns, addr, 4, move |request| {
-            let hold = if queries.fetch_add(1, Ordering::Relaxed) == 0 {
+            let hold = if seen.fetch_add(1, Ordering::Relaxed) == 0 {
                 first_after
             } else {
                 Duration::from_secs(6)
@@ -814,6 +764,7 @@ impl<'a> SlowPrometheus<'a> {
         .unwrap();
         SlowPrometheus {
             url: format!("http://{addr}"),
+            queries,
             release,
             _server: server,
         }
@@ -835,10 +786,9 @@ impl Drop for SlowPrometheus<'_> {
 /// test's window. Main applied the stale step up 3/3 times.
 #[test]
 fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     for restart in ["abort + start", "pause + resume"] {
-        let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+        let s = healthy();
         let prom = SlowPrometheus::start(
             &s.topo.host,
             "127.0.0.1:9092".parse().unwrap(),
@@ -849,19 +799,20 @@ fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
         p.min_requests = 1;
         p.checks.max_error_rate = None;
         p.prometheus = Some(prom.url.clone());
-        p.gates = vec![Gate {
-            name: "always_one".into(),
-            query: "1".into(),
-            min: Some(0.5),
-            max: None,
-        }];
-        let d = s.start(p);
+        p.gates = vec![gate("always_one", "1", 0.5)];
+        let d = start(&s, p);
         let load = Load::start(&s, 2);
         let client = d.client();
         client.rollout(SERVICE, RolloutAction::Start).unwrap();
         // The first look starts within 0.75 s (interval + the driver's
-        // tick) and waits 2 s for its gate.
-        thread::sleep(Duration::from_millis(1000));
+        // tick) and waits 2 s for its gate: it is under way once its query
+        // has arrived.
+        wait_until(
+            WAIT,
+            "the first look queries its gate",
+            || d.log_text(),
+            || prom.queries.load(Ordering::Relaxed) > 0,
+        );
         let (first, second) = if restart == "abort + start" {
             (RolloutAction::Abort, RolloutAction::Start)
         } else {
@@ -869,8 +820,14 @@ fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
         };
         client.rollout(SERVICE, first).unwrap();
         client.rollout(SERVICE, second).unwrap();
-        // The stale decision lands about 2.75 s after the first start.
-        thread::sleep(Duration::from_millis(2500));
+        // The stale decision lands about 2.75 s after the first start, and
+        // is refused.
+        wait_until(
+            WAIT,
+            "the stale decision lands and is refused",
+            || d.log_text(),
+            || d.log_text().contains("was taken on look 0 of generation 1"),
+        );
         let r = client.rollout_status(SERVICE).unwrap();
         load.finish();
         let log = d.log_text();
@@ -904,11 +861,9 @@ fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
 /// promoted on `+Inf` above a `min` in 3 looks). The rollout pauses.
 #[test]
 fn a_gate_at_infinity_or_nan_never_passes() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
-    let metrics: SocketAddr = "127.0.0.1:9464".parse().unwrap();
-    let prom = tests::prometheus::Server::start(&s.topo.host, &s.dirs.root, metrics).unwrap();
+    let _serial = tests::root_scenario();
+    let s = healthy();
+    let prom = s.prometheus();
     for (query, what) in [
         ("vector(1) / 0", "+Inf vector"),
         ("1 / 0", "+Inf scalar"),
@@ -920,14 +875,9 @@ fn a_gate_at_infinity_or_nan_never_passes() {
         p.max_inconclusive = 3;
         p.checks.max_error_rate = None;
         p.prometheus = Some(format!("http://{}", prom.listen));
-        p.gates = vec![Gate {
-            name: "accuracy".into(),
-            query: query.into(),
-            min: Some(0.9),
-            max: None,
-        }];
-        s.dirs.write_config(&s.config(p, Weight::ZERO)).unwrap();
-        let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
+        p.gates = vec![gate("accuracy", query, 0.9)];
+        s.write_config(&config(&s, p, 0));
+        let d = s.start(&[]);
         let load = Load::start(&s, 2);
         let (r, _) = run_to_end(&d, Duration::from_secs(30));
         load.finish();
@@ -961,29 +911,26 @@ fn a_gate_at_infinity_or_nan_never_passes() {
 /// and after the rollout has ended set-weight is the operator's again.
 #[test]
 fn set_weight_during_a_rollout_is_a_rollback_at_zero_and_refused_otherwise() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let _serial = tests::root_scenario();
+    let s = healthy();
     let mut p = plan(&[1000, 5000, 10000]);
     p.interval = Duration::from_millis(500);
     p.min_requests = 1;
-    let d = s.start(p);
+    let d = start(&s, p);
     let load = Load::start(&s, 2);
     let client = d.client();
     client.rollout(SERVICE, RolloutAction::Start).unwrap();
-    let refused = canaryctl(&s.bins, &s.dirs.socket(), &["set-weight", SERVICE, "30"]).unwrap();
-    let refused_text = String::from_utf8_lossy(&refused.stderr).into_owned();
-    let zero = canaryctl(&s.bins, &s.dirs.socket(), &["set-weight", SERVICE, "0"]).unwrap();
-    let zero_text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&zero.stdout),
-        String::from_utf8_lossy(&zero.stderr)
-    );
-    // Three intervals: a rollout still running would have stepped up.
+    let refused = s.ctl(&["set-weight", SERVICE, "30"]);
+    let refused_text = text(&refused.stderr);
+    let zero = s.ctl(&["set-weight", SERVICE, "0"]);
+    let zero_text = format!("{}{}", text(&zero.stdout), text(&zero.stderr));
+    // Three intervals: a rollout still running would have stepped up. This
+    // sleep stays: a step that does not happen can only be seen by letting
+    // the intervals pass.
     thread::sleep(Duration::from_millis(1600));
     let r = client.rollout_status(SERVICE).unwrap();
     let weight = d.status().unwrap().services[0].weight;
-    let after = canaryctl(&s.bins, &s.dirs.socket(), &["set-weight", SERVICE, "20"]).unwrap();
+    let after = s.ctl(&["set-weight", SERVICE, "20"]);
     load.finish();
     println!(
         "set-weight 30 during the rollout: exit {:?}: {}\nset-weight 0: exit {:?}: {}\
@@ -1002,19 +949,11 @@ fn set_weight_during_a_rollout_is_a_rollback_at_zero_and_refused_otherwise() {
             && refused_text.contains("canaryctl rollback model"),
         "{refused_text}"
     );
-    assert!(
-        zero.status.success(),
-        "{}",
-        String::from_utf8_lossy(&zero.stderr)
-    );
+    assert!(zero.status.success(), "{}", text(&zero.stderr));
     assert!(zero_text.contains("rolled back"), "{zero_text}");
     assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
     assert_eq!(weight, Weight::ZERO);
-    assert!(
-        after.status.success(),
-        "{}",
-        String::from_utf8_lossy(&after.stderr)
-    );
+    assert!(after.status.success(), "{}", text(&after.stderr));
 }
 
 /// Credentials in the gates' Prometheus URL and the webhook URL never
@@ -1024,10 +963,9 @@ fn set_weight_during_a_rollout_is_a_rollback_at_zero_and_refused_otherwise() {
 /// everything else says `***`.
 #[test]
 fn credentials_in_urls_stay_out_of_status_logs_and_history() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const SECRET: &str = "s3cret-token";
-    let s = Setup::new(0, Duration::ZERO, Duration::ZERO);
+    let s = healthy();
     let mut p = plan(&[1000, 10000]);
     p.interval = Duration::from_millis(500);
     p.max_inconclusive = 3;
@@ -1035,25 +973,22 @@ fn credentials_in_urls_stay_out_of_status_logs_and_history() {
     // and both errors name their URL.
     p.prometheus = Some(format!("http://reader:{SECRET}@127.0.0.1:9093"));
     p.webhook = Some(format!("http://hook:{SECRET}@127.0.0.1:9104/events"));
-    p.gates = vec![Gate {
-        name: "accuracy".into(),
-        query: "model_accuracy".into(),
-        min: Some(0.9),
-        max: None,
-    }];
-    let d = s.start(p);
+    p.gates = vec![gate("accuracy", "model_accuracy", 0.9)];
+    let d = start(&s, p);
     let load = Load::start(&s, 2);
     let (r, _) = run_to_end(&d, Duration::from_secs(30));
     load.finish();
-    // The last webhook post gives up after its tries (0.5 + 1 s apart).
-    thread::sleep(Duration::from_secs(2));
+    // The last webhook post gives up after its tries (0.5 + 1 s apart): one
+    // "giving up" line per decision once the last has.
+    wait_until(
+        WAIT,
+        "every webhook post gives up",
+        || d.log_text(),
+        || d.log_text().matches("giving up on service model").count() >= r.history.len(),
+    );
     let ctl = |args: &[&str]| {
-        let out = canaryctl(&s.bins, &s.dirs.socket(), args).unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        let out = s.ctl(args);
+        format!("{}{}", text(&out.stdout), text(&out.stderr))
     };
     let status = ctl(&["rollout", "status", SERVICE]);
     let status_json = ctl(&["--json", "rollout", "status", SERVICE]);

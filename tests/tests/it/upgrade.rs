@@ -7,7 +7,7 @@
 //! by the version it started on, and the signals the previous release
 //! counted (its SIGNALS map had 23 log2 latency buckets) go on in today's.
 
-use std::{fs, net::SocketAddr};
+use std::fs;
 
 use aya::{
     EbpfLoader,
@@ -21,43 +21,24 @@ use canary_common::{
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM},
 };
 use canary_userspace::{
-    Affinity, Hook, Protocol, ServiceSpec,
-    config::Config,
+    Hook, Protocol, ServiceSpec,
     kernel::attachment,
     kernel::pins::PinLayout,
     model::service::{backend, endpoint},
     model::weight::Weight,
 };
-use tests::{
-    bp, one_at_a_time, require_root,
-    servers::{Backend, Client},
-};
-use xtask::{
-    canaryd::{Binaries, Canaryd, DaemonDirs},
-    topology::{BackendKind, HOST_IF, HOST_V4, Topology},
-};
+use tests::{harness::SERVICE, kit::DaemonUnderTest, servers::Client};
+use xtask::{canaryd::DaemonDirs, topology::HOST_IF};
 
-static V5_OBJECT: &[u8] = aya::include_bytes_aligned!("../fixtures/canary-v5.o");
+static V5_OBJECT: &[u8] = aya::include_bytes_aligned!("../../fixtures/canary-v5.o");
 /// The v5 object's maps, as that release pinned them: today's names.
 const V5_MAPS: [&str; 10] = canary_common::names::MAPS;
-const SERVICE: &str = "model";
 const CONNECTIONS: usize = 40;
-
-fn spec(vip: SocketAddr, stable: SocketAddr, canary: SocketAddr, weight: Weight) -> ServiceSpec {
-    ServiceSpec {
-        name: SERVICE.into(),
-        vip,
-        protocol: Protocol::Tcp,
-        affinity: Affinity::Flow,
-        stable: vec![stable],
-        canary: vec![canary],
-        weight,
-    }
-}
 
 /// The previous release's data path, as its canaryd left it: maps and
 /// attachment links pinned under `<bpffs>/v5`, one service with id 0.
-fn start_previous_release(topo: &Topology, dirs: &DaemonDirs, s: &ServiceSpec) {
+fn start_previous_release(t: &DaemonUnderTest, s: &ServiceSpec) {
+    let dirs = &t.dirs;
     let layout = PinLayout {
         dir: dirs.bpffs.join(PREVIOUS_PIN_LAYOUT),
     };
@@ -118,7 +99,8 @@ fn start_previous_release(topo: &Topology, dirs: &DaemonDirs, s: &ServiceSpec) {
             0,
         )
         .unwrap();
-    topo.host
+    t.topo
+        .host
         .enter(|| {
             attachment::attach(
                 &mut ebpf,
@@ -164,15 +146,8 @@ fn ask_all(conns: &mut [(Client, String)], when: &str) -> Vec<String> {
         .collect()
 }
 
-fn new_connection_labels(topo: &Topology, vip: SocketAddr, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|_| {
-            Client::connect(&topo.client, None, vip)
-                .unwrap()
-                .request()
-                .unwrap()
-        })
-        .collect()
+fn new_connection_labels(t: &DaemonUnderTest, n: usize) -> Vec<String> {
+    (0..n).map(|_| t.request(t.vip).unwrap()).collect()
 }
 
 #[test]
@@ -191,51 +166,33 @@ fn upgrading_onto_the_tc_hook_moves_no_established_flow() {
 }
 
 fn upgrade(hook: Hook, flow_table_size: u32) {
-    require_root!();
-    let _serial = one_at_a_time();
-    let topo = Topology::new(BackendKind::LocalProcess).unwrap();
-    let at = |port| SocketAddr::new(HOST_V4.into(), port);
-    let (vip, stable, canary) = (at(80), at(8081), at(8082));
-    let _backends = [
-        Backend::spawn(&topo.host, stable, "stable").unwrap(),
-        Backend::spawn(&topo.host, canary, "canary").unwrap(),
-    ];
-    let dirs = DaemonDirs::new("upgrade").unwrap();
-    let s = spec(vip, stable, canary, bp(5000));
-    start_previous_release(&topo, &dirs, &s);
+    let _serial = tests::root_scenario();
+    let t = DaemonUnderTest::new("upgrade");
+    let (vip, dirs) = (t.vip, &t.dirs);
+    start_previous_release(&t, &t.service(5000));
 
     // Long-lived connections at 50 %, then the weight moves to 0 % under
     // the previous release: its canary connections stay on the canary.
     let mut conns: Vec<(Client, String)> = (0..CONNECTIONS)
         .map(|_| {
-            let mut c = Client::connect(&topo.client, None, vip).unwrap();
+            let mut c = t.connect(vip).unwrap();
             let label = c.request().unwrap();
             (c, label)
         })
         .collect();
     let on_canary = conns.iter().filter(|(_, l)| l == "canary").count();
-    set_previous_weight(&dirs, endpoint(vip, Protocol::Tcp.number()), 0);
+    set_previous_weight(dirs, endpoint(vip, Protocol::Tcp.number()), 0);
     let mut failures = ask_all(&mut conns, "previous release, weight 0 %");
-    assert!(
-        new_connection_labels(&topo, vip, 10)
-            .iter()
-            .all(|l| l == "stable")
-    );
+    assert!(new_connection_labels(&t, 10).iter().all(|l| l == "stable"));
 
     // Today's canaryd on the same pins, its config at the moved weight.
-    let bins = Binaries::next_to_test().unwrap();
-    let mut daemon = dirs.daemon_config(HOST_IF);
-    daemon.flow_table_size = flow_table_size;
+    let mut config = t.config(0);
+    config.daemon.flow_table_size = flow_table_size;
     if hook != Hook::Xdp {
-        daemon.hooks.insert(HOST_IF.into(), hook);
+        config.daemon.hooks.insert(HOST_IF.into(), hook);
     }
-    dirs.write_config(&Config {
-        daemon,
-        services: vec![spec(vip, stable, canary, Weight::ZERO)],
-        rollouts: Default::default(),
-    })
-    .unwrap();
-    let mut d = Canaryd::start(&topo.host, &bins, &dirs, &[]).unwrap();
+    t.write_config(&config);
+    let mut d = t.start(&[]);
     let log = d.log_text();
     let carried = log
         .lines()
@@ -243,7 +200,7 @@ fn upgrade(hook: Hook, flow_table_size: u32) {
         .unwrap_or_else(|| panic!("no upgrade in the log:\n{log}"))
         .to_owned();
     failures.extend(ask_all(&mut conns, "after the upgrade"));
-    let after_upgrade_new = new_connection_labels(&topo, vip, 10);
+    let after_upgrade_new = new_connection_labels(&t, 10);
     // The weight moves again under today's canaryd: still nobody moves.
     d.client().set_weight(SERVICE, Weight::FULL).unwrap();
     failures.extend(ask_all(&mut conns, "after the upgrade, weight 100 %"));
@@ -304,7 +261,7 @@ fn upgrade(hook: Hook, flow_table_size: u32) {
     // A restart after the upgrade reuses the upgraded pins, whatever size
     // the config gave the tables they did not carry.
     d.signal(libc::SIGTERM).unwrap();
-    let d = Canaryd::start(&topo.host, &bins, &dirs, &[]).unwrap_or_else(|e| {
+    let d = t.try_start(&[]).unwrap_or_else(|e| {
         panic!("restart after the upgrade (flow_table_size {flow_table_size}): {e:#}")
     });
     let after_restart = ask_all(&mut conns, "after a restart on the upgraded pins");

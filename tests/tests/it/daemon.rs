@@ -15,127 +15,44 @@ use std::{
 use aya::programs::{SchedClassifier, TcAttachType};
 use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM};
 use canary_userspace::{
-    Affinity, Protocol, ServiceSpec,
+    Affinity, ServiceSpec,
     api::{ErrorCode, Response, Status, WeightSet},
-    config::Config,
-    daemon::TEST_HOLD_ENV,
+    daemon::{TEST_HOLD_ENV, TEST_HOLD_STARTED},
     kernel::attachment::{self, TC_EGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN},
     model::weight::Weight,
 };
+use tests::bp;
 use tests::{
-    HTTP_TIMEOUT, bp, one_at_a_time, require_root,
+    harness::{CANARY, STABLE},
+    kit::{DaemonUnderTest, WAIT, accepted_on, host_addr, tcp_service, text, wait_until},
     servers::{Backend, Client},
 };
 use xtask::{
-    canaryd::{Binaries, Canaryd, DaemonDirs, canaryctl},
-    topology::{BackendKind, HOST_IF, HOST_V4, Topology},
+    canaryd::{Canaryd, canaryctl},
+    topology::HOST_IF,
 };
 
-const STABLE: &str = "stable";
-const CANARY: &str = "canary";
-
-/// Topology, backends and directories of one scenario; the service "model"
-/// listens on HOST_V4:80 with a stable and a canary backend on the host.
-struct Setup {
-    vip: SocketAddr,
-    stable: SocketAddr,
-    canary: SocketAddr,
-    // Held for their lifetime: the backends serve until the scenario ends.
-    _backends: Vec<Backend>,
-    dirs: DaemonDirs,
-    bins: Binaries,
-    // Dropped last: namespaces outlive the sockets in them.
-    topo: Topology,
+/// The service "model" on HOST_V4:80 with a stable and a canary backend
+/// on the host, nothing started.
+fn setup() -> DaemonUnderTest {
+    DaemonUnderTest::new("test")
 }
 
-impl Setup {
-    fn new() -> Setup {
-        let topo = Topology::new(BackendKind::LocalProcess).unwrap();
-        let at = |port| SocketAddr::new(HOST_V4.into(), port);
-        let (stable, canary) = (at(8081), at(8082));
-        let backends = vec![
-            Backend::spawn(&topo.host, stable, STABLE).unwrap(),
-            Backend::spawn(&topo.host, canary, CANARY).unwrap(),
-        ];
-        Setup {
-            vip: at(80),
-            stable,
-            canary,
-            _backends: backends,
-            dirs: DaemonDirs::new("test").unwrap(),
-            bins: Binaries::next_to_test().unwrap(),
-            topo,
-        }
-    }
-
-    /// The daemon on HOST_IF with one service, "model", at `weight`.
-    fn config(&self, weight: Weight) -> Config {
-        Config {
-            daemon: self.dirs.daemon_config(HOST_IF),
-            services: vec![service(
-                "model",
-                self.vip,
-                Affinity::Flow,
-                self.stable,
-                self.canary,
-                weight,
-            )],
-            rollouts: Default::default(),
-        }
-    }
-
-    fn start(&self, extra: &[&str]) -> Canaryd {
-        Canaryd::start(&self.topo.host, &self.bins, &self.dirs, extra).unwrap()
-    }
-
-    /// canaryctl on this scenario's socket, daemon running or not.
-    fn ctl(&self, args: &[&str]) -> std::process::Output {
-        canaryctl(&self.bins, &self.dirs.socket(), args).unwrap()
-    }
-
-    fn connect(&self, to: SocketAddr) -> anyhow::Result<Client> {
-        Client::connect(&self.topo.client, None, to)
-    }
-
-    /// Opens `n` short connections to `to`; returns how many the canary
-    /// answered. Every connection must be answered.
-    fn canary_answers(&self, to: SocketAddr, n: usize) -> usize {
-        (0..n)
-            .filter(|i| {
-                let mut c = self
-                    .connect(to)
-                    .unwrap_or_else(|e| panic!("connection {i}: {e:#}"));
-                let got = c
-                    .request()
-                    .unwrap_or_else(|e| panic!("connection {i}: {e:#}"));
-                assert!(got == STABLE || got == CANARY, "answer {got:?}");
-                got == CANARY
-            })
-            .count()
-    }
-}
-
-fn service(
-    name: &str,
-    vip: SocketAddr,
-    affinity: Affinity,
-    stable: SocketAddr,
-    canary: SocketAddr,
-    weight: Weight,
-) -> ServiceSpec {
-    ServiceSpec {
-        name: name.into(),
-        vip,
-        protocol: Protocol::Tcp,
-        affinity,
-        stable: vec![stable],
-        canary: vec![canary],
-        weight,
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// Opens `n` short connections to `to`; returns how many the canary
+/// answered. Every connection must be answered.
+fn canary_answers(s: &DaemonUnderTest, to: SocketAddr, n: usize) -> usize {
+    (0..n)
+        .filter(|i| {
+            let mut c = s
+                .connect(to)
+                .unwrap_or_else(|e| panic!("connection {i}: {e:#}"));
+            let got = c
+                .request()
+                .unwrap_or_else(|e| panic!("connection {i}: {e:#}"));
+            assert!(got == STABLE || got == CANARY, "answer {got:?}");
+            got == CANARY
+        })
+        .count()
 }
 
 /// Long-lived connections that send requests until stopped, each checking
@@ -147,7 +64,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(s: &Setup, connections: usize) -> Load {
+    fn start(s: &DaemonUnderTest, connections: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicU64::new(0));
         let workers = (0..connections)
@@ -201,15 +118,16 @@ fn new_flows(d: &Canaryd) -> u64 {
 
 #[test]
 fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs.write_config(&s.config(bp(5000))).unwrap();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    s.write_config(&s.config(5000));
     let mut d = s.start(&[]);
     let out = d.ctl(&["set-weight", "model", "30"]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     let load = Load::start(&s, 100);
+    // Scenario timing, not ordering: a second of requests on the
+    // long-lived connections before the snapshot and the kill.
     thread::sleep(Duration::from_secs(1));
     let before = d.status().unwrap();
     let flows_before = new_flows(&d);
@@ -220,7 +138,9 @@ fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
     // While the daemon is down: the pinned programs keep deciding new
     // connections at the weight it left.
     let down_connections = 200;
-    let down_canary = s.canary_answers(s.vip, down_connections);
+    let down_canary = canary_answers(&s, s.vip, down_connections);
+    // Scenario timing: the long-lived connections go on a while with no
+    // daemon at all.
     thread::sleep(Duration::from_millis(500));
 
     let d = s.start(&[]);
@@ -282,16 +202,15 @@ fn kill_minus_nine_moves_no_flow_and_keeps_weights_and_counters() {
 
 #[test]
 fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs.write_config(&s.config(Weight::FULL)).unwrap();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    s.write_config(&s.config(10000));
     let mut d = s.start(&[]);
     let status = d.signal(libc::SIGTERM).unwrap();
     assert!(status.success(), "SIGTERM exit {status}");
     assert!(!s.dirs.socket().exists(), "socket file left behind");
     assert_eq!(
-        s.canary_answers(s.vip, 20),
+        canary_answers(&s, s.vip, 20),
         20,
         "data path gone after SIGTERM"
     );
@@ -348,19 +267,7 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
     );
     d.signal(libc::SIGTERM).unwrap();
 
-    let canaryd = &s.bins.canaryd;
-    let out = s
-        .topo
-        .host
-        .enter(|| {
-            std::process::Command::new(canaryd)
-                .arg("--config")
-                .arg(s.dirs.config())
-                .arg("--detach-all")
-                .output()
-        })
-        .unwrap()
-        .unwrap();
+    let out = s.one_shot(&["--detach-all"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         !s.dirs.bpffs.exists(),
@@ -380,33 +287,26 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
 
 #[test]
 fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    let other_vip = SocketAddr::new(HOST_V4.into(), 81);
-    let other_stable = SocketAddr::new(HOST_V4.into(), 8083);
-    let other_canary = SocketAddr::new(HOST_V4.into(), 8084);
+    let _serial = tests::root_scenario();
+    let s = setup();
+    let (other_vip, other_stable, other_canary) = (host_addr(81), host_addr(8083), host_addr(8084));
     let _other = [
         Backend::spawn(&s.topo.host, other_stable, STABLE).unwrap(),
         Backend::spawn(&s.topo.host, other_canary, CANARY).unwrap(),
     ];
-    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
+    s.write_config(&s.config(0));
     // A flag overriding a restart-only key stays in force across reloads.
     let mut d = s.start(&["--metrics-listen", "127.0.0.1:9470"]);
-    assert_eq!(s.canary_answers(s.vip, 10), 0);
+    assert_eq!(canary_answers(&s, s.vip, 10), 0);
     assert!(s.connect(other_vip).is_err(), "port 81 has no service yet");
 
     // Valid: model to 100%, a second service added.
-    let mut two = s.config(Weight::FULL);
-    two.services.push(service(
-        "other",
-        other_vip,
-        Affinity::Client,
-        other_stable,
-        other_canary,
-        Weight::ZERO,
-    ));
-    s.dirs.write_config(&two).unwrap();
+    let mut two = s.config(10000);
+    two.services.push(ServiceSpec {
+        affinity: Affinity::Client,
+        ..tcp_service("other", other_vip, other_stable, other_canary, 0)
+    });
+    s.write_config(&two);
     let out = d.ctl(&["reload"]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);
@@ -416,8 +316,8 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
             && said.contains("+ other: 198.18.0.1:81/tcp, affinity client"),
         "{said}"
     );
-    assert_eq!(s.canary_answers(s.vip, 10), 10);
-    assert_eq!(s.canary_answers(other_vip, 10), 0);
+    assert_eq!(canary_answers(&s, s.vip, 10), 10);
+    assert_eq!(canary_answers(&s, other_vip, 10), 0);
 
     // Invalid: two defects, both reported, nothing changes.
     // No `Weight` is 150 %: the file is edited as a person would.
@@ -442,32 +342,34 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
         "{err}"
     );
     assert_eq!(
-        s.canary_answers(s.vip, 10),
+        canary_answers(&s, s.vip, 10),
         10,
         "old config must keep serving"
     );
-    assert_eq!(s.canary_answers(other_vip, 10), 0);
+    assert_eq!(canary_answers(&s, other_vip, 10), 0);
 
     // A setting only a restart can change is refused the same way.
     let mut restart_only = two.clone();
     restart_only.daemon.udp_idle_timeout = Duration::from_secs(5);
-    s.dirs.write_config(&restart_only).unwrap();
+    s.write_config(&restart_only);
     let out = d.ctl(&["reload"]).unwrap();
     assert_eq!(out.status.code(), Some(4));
     assert!(text(&out.stderr).contains("daemon.udp_idle_timeout"));
 
     // SIGHUP reloads too: model back to 0%, other removed.
-    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
+    s.write_config(&s.config(0));
     // SAFETY: kill(2) on our child's pid.
     unsafe { libc::kill(d.pid as i32, libc::SIGHUP) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while d.status().unwrap().services.len() != 1 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        WAIT,
+        "SIGHUP's reload removes \"other\"",
+        || d.log_text(),
+        || d.status().unwrap().services.len() == 1,
+    );
     let st = d.status().unwrap();
     assert_eq!(st.services.len(), 1, "{st:?}");
     assert_eq!(st.services[0].weight, Weight::ZERO);
-    assert_eq!(s.canary_answers(s.vip, 10), 0);
+    assert_eq!(canary_answers(&s, s.vip, 10), 0);
     assert!(
         s.connect(other_vip).is_err(),
         "removed service still translated"
@@ -477,10 +379,9 @@ fn reload_applies_a_valid_config_and_an_invalid_one_changes_nothing() {
 
 #[test]
 fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    s.write_config(&s.config(0));
     let d = s.start(&[]);
 
     let out = d.ctl(&["version"]).unwrap();
@@ -504,7 +405,7 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
     let out = d.ctl(&["set-weight", "model", "100"]).unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("0.00% -> 100.00%"));
-    assert_eq!(s.canary_answers(s.vip, 10), 10);
+    assert_eq!(canary_answers(&s, s.vip, 10), 10);
     let out = d.ctl(&["--json", "set-weight", "model", "12.34"]).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
@@ -519,7 +420,7 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
     assert_eq!(st.services[0].stable.new_flows, 0);
     let out = d.ctl(&["set-weight", "model", "0"]).unwrap();
     assert!(out.status.success());
-    assert_eq!(s.canary_answers(s.vip, 10), 0);
+    assert_eq!(canary_answers(&s, s.vip, 10), 0);
 
     // Error paths: one line each, with what to do, and the documented code.
     let cases: [(&[&str], i32, &str); 6] = [
@@ -566,7 +467,7 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
     );
     assert_eq!(d.status().unwrap().services[0].weight, before);
     assert_eq!(
-        s.canary_answers(s.vip, 10),
+        canary_answers(&s, s.vip, 10),
         0,
         "the kernel kept the old weight"
     );
@@ -607,10 +508,9 @@ fn cli_commands_act_on_the_kernel_and_errors_are_one_line() {
 
 #[test]
 fn concurrent_set_weight_calls_leave_one_consistent_state() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    s.write_config(&s.config(0));
     let mut d = s.start(&[]);
     const CLIENTS: usize = 6;
     const CALLS: usize = 15;
@@ -665,21 +565,19 @@ fn concurrent_set_weight_calls_leave_one_consistent_state() {
 
 #[test]
 fn prometheus_server_scrapes_per_version_counters() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs.write_config(&s.config(bp(5000))).unwrap();
+    let _serial = tests::root_scenario();
+    let s = setup();
+    s.write_config(&s.config(5000));
     let d = s.start(&[]);
-    let metrics_addr: SocketAddr = "127.0.0.1:9464".parse().unwrap();
 
     // The exposition itself passes promtool's lint.
-    let body = xtask::http::get(&s.topo.host, metrics_addr, "/metrics", HTTP_TIMEOUT).unwrap();
+    let body = s.metrics().unwrap();
     let lint = tests::prometheus::promtool_check_metrics(&body).unwrap();
     assert!(lint.is_empty(), "promtool check metrics:\n{lint}");
 
-    let prom = tests::prometheus::Server::start(&s.topo.host, &s.dirs.root, metrics_addr).unwrap();
+    let prom = s.prometheus();
     const CONNECTIONS: usize = 200;
-    let canary = s.canary_answers(s.vip, CONNECTIONS) as f64;
+    let canary = canary_answers(&s, s.vip, CONNECTIONS) as f64;
     let stable = CONNECTIONS as f64 - canary;
     let query = |version: &str| {
         prom.query(&format!(
@@ -719,20 +617,14 @@ fn prometheus_server_scrapes_per_version_counters() {
 /// behind the reload and then applies.
 #[test]
 fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs.write_config(&s.config(Weight::ZERO)).unwrap();
+    let _serial = tests::root_scenario();
     const HOLD: Duration = Duration::from_secs(5);
     let hold_ms = HOLD.as_millis().to_string();
-    let d = Canaryd::start_with_env(
-        &s.topo.host,
-        &s.bins,
-        &s.dirs,
-        &[],
-        &[(TEST_HOLD_ENV, &hold_ms)],
-    )
-    .unwrap();
+    let s = DaemonUnderTest::builder("test")
+        .env(TEST_HOLD_ENV, &hold_ms)
+        .config(0)
+        .build();
+    let d = s.start(&[]);
     assert!(
         d.log_text().contains(TEST_HOLD_ENV),
         "canaryd was built without its test hooks (feature test-hooks); \
@@ -740,7 +632,6 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
          so target/debug/canaryd has them:\n{}",
         d.log_text()
     );
-    let metrics_addr = s.dirs.daemon_config(HOST_IF).metrics_listen;
     let timed = |f: &dyn Fn() -> bool| {
         let t = Instant::now();
         let ok = f();
@@ -749,7 +640,12 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
 
     thread::scope(|scope| {
         let reload = scope.spawn(|| timed(&|| d.ctl(&["reload"]).unwrap().status.success()));
-        thread::sleep(Duration::from_millis(300));
+        wait_until(
+            WAIT,
+            "the reload holds the owner",
+            || d.log_text(),
+            || d.log_text().contains(TEST_HOLD_STARTED),
+        );
         let set_weight = scope.spawn(|| {
             timed(&|| {
                 d.ctl(&["set-weight", "model", "50"])
@@ -758,7 +654,14 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
                     .success()
             })
         });
-        thread::sleep(Duration::from_millis(200));
+        // Queued behind the reload once canaryd has accepted its
+        // connection (the held reload's is the other one).
+        wait_until(
+            WAIT,
+            "canaryd accepts set-weight's connection",
+            || d.log_text(),
+            || accepted_on(d.pid, &d.socket) == 2,
+        );
 
         let mut worst_status = Duration::ZERO;
         let mut worst_metrics = Duration::ZERO;
@@ -770,11 +673,13 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
             assert!(ok, "status failed or showed a weight not yet set");
             worst_status = worst_status.max(took);
             let (ok, took) = timed(&|| {
-                xtask::http::get(&s.topo.host, metrics_addr, "/metrics", HTTP_TIMEOUT)
+                s.metrics()
                     .is_ok_and(|body| body.contains("canary_new_flows_total"))
             });
             assert!(ok, "/metrics failed");
             worst_metrics = worst_metrics.max(took);
+            // Spreads the 10 reads over the hold (scenario timing, not
+            // ordering).
             thread::sleep(Duration::from_millis(50));
         }
         assert!(
@@ -814,14 +719,13 @@ fn status_and_metrics_answer_while_an_operation_holds_the_owner() {
 /// new connections timed out).
 #[test]
 fn pinned_maps_of_a_wrong_layout_refuse_start() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     for (kind, key, why) in [
         ("hash", "40", "type 1 (hash)"),
         ("lru_hash", "36", "key 36 B"),
     ] {
-        let s = Setup::new();
-        s.dirs.write_config(&s.config(bp(500))).unwrap();
+        let s = setup();
+        s.write_config(&s.config(500));
         let maps = s.dirs.pins().maps();
         std::fs::create_dir_all(&maps).unwrap();
         let out = std::process::Command::new("bpftool")
@@ -833,7 +737,8 @@ fn pinned_maps_of_a_wrong_layout_refuse_start() {
             .output()
             .expect("bpftool (cargo xtask setup installs it)");
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let err = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[])
+        let err = s
+            .try_start(&[])
             .err()
             .expect("canaryd started on a foreign FLOWS map");
         let msg = format!("{err:#}");
@@ -859,13 +764,12 @@ fn pinned_maps_of_a_wrong_layout_refuse_start() {
 /// from `flow_table_size`, was checked against the object's default).
 #[test]
 fn restarts_on_its_own_pins_at_every_flow_table_size() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     for size in [1_024u32, 4_096, 65_536, 131_072, 1 << 20] {
-        let s = Setup::new();
-        let mut config = s.config(bp(5000));
+        let s = setup();
+        let mut config = s.config(5000);
         config.daemon.flow_table_size = size;
-        s.dirs.write_config(&config).unwrap();
+        s.write_config(&config);
         let mut d = s.start(&[]);
         let mut held: Vec<(Client, String)> = (0..8)
             .map(|_| {
@@ -884,7 +788,8 @@ fn restarts_on_its_own_pins_at_every_flow_table_size() {
         };
         for (how, signal) in [("stop", libc::SIGTERM), ("kill -9", libc::SIGKILL)] {
             d.signal(signal).unwrap();
-            d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[])
+            d = s
+                .try_start(&[])
                 .unwrap_or_else(|e| panic!("size {size}: start after {how}: {e:#}"));
             ask(&format!("after {how} and start"));
         }

@@ -15,12 +15,12 @@ use canary_common::names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM};
 use canary_userspace::{
     Dataplane, Hook, LoadOptions,
     kernel::attachment::{
-        self, Attachment, TC_EGRESS_PIN, TC_INGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN, XdpMode,
+        self, Attached, Attachment, TC_EGRESS_PIN, TC_INGRESS_PIN, XDP_DRIVER_PIN, XDP_GENERIC_PIN,
+        XdpMode,
     },
     kernel::bpffs,
     kernel::pins::PinLayout,
 };
-use tests::require_root;
 use xtask::topology::{BackendKind, HOST_IF, HOST_V4, Netns, Topology};
 
 static PIN_DIRS: AtomicU32 = AtomicU32::new(0);
@@ -48,6 +48,13 @@ impl PinDir {
         PinLayout::new(&self.0)
     }
 
+    /// A data path pinned here, loaded in `ns`.
+    fn load_in(&self, ns: &Netns) -> Dataplane {
+        ns.enter(|| Dataplane::load(&self.options()))
+            .unwrap()
+            .unwrap()
+    }
+
     /// The record directory `attach` keeps for an interface, as spelled in
     /// bpffs (dots as ':').
     fn record(&self, dir_name: &str) -> PathBuf {
@@ -57,6 +64,11 @@ impl PinDir {
     fn program(&self, name: &str) -> PathBuf {
         self.layout().program(name)
     }
+}
+
+/// `dp.attach(interface, hook)` in `ns`.
+fn attach_in(ns: &Netns, dp: &mut Dataplane, interface: &str, hook: Hook) -> Attached {
+    ns.enter(|| dp.attach(interface, hook)).unwrap().unwrap()
 }
 
 impl Drop for PinDir {
@@ -115,7 +127,7 @@ fn verdict_totals(dp: &Dataplane) -> (u64, u64) {
 
 #[test]
 fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
-    require_root!();
+    let _serial = tests::root_scenario();
     let topo = Topology::new(BackendKind::LocalProcess).unwrap();
     let pins = PinDir::new();
     let record = pins.record(HOST_IF);
@@ -152,11 +164,7 @@ fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
     );
     // ... and still run: a ping passes both hooks, which count it in the
     // pinned verdict map (read by a load that attaches nothing).
-    let mut second = topo
-        .host
-        .enter(|| Dataplane::load(&pins.options()))
-        .unwrap()
-        .unwrap();
+    let mut second = pins.load_in(&topo.host);
     let before = verdict_totals(&second);
     topo.client
         .exec(&[
@@ -178,11 +186,7 @@ fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
     assert!(after.1 >= before.1 + 3, "egress {before:?} -> {after:?}");
 
     // The next run swaps its programs into the same links.
-    let attached = topo
-        .host
-        .enter(|| second.attach(HOST_IF, Hook::Xdp))
-        .unwrap()
-        .unwrap();
+    let attached = attach_in(&topo.host, &mut second, HOST_IF, Hook::Xdp);
     assert_eq!(attached.via, Attachment::PinnedLink);
     assert_eq!(attached.xdp, Some(XdpMode::Driver));
     let (xdp_link_2, second_xdp) = pinned_link(&record.join(XDP_DRIVER_PIN));
@@ -213,7 +217,7 @@ fn pinned_links_outlive_the_dataplane_take_the_next_programs_and_detach() {
 
 #[test]
 fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
-    require_root!();
+    let _serial = tests::root_scenario();
     let topo = Topology::new(BackendKind::LocalProcess).unwrap();
     let pins = PinDir::new();
     // A dot in its name (bpffs refuses dots; VLANs have them, but this
@@ -228,16 +232,8 @@ fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
     add();
     let record = pins.record("br:100");
 
-    let mut dp = topo
-        .host
-        .enter(|| Dataplane::load(&pins.options()))
-        .unwrap()
-        .unwrap();
-    let attached = topo
-        .host
-        .enter(|| dp.attach(DOTTED, Hook::Xdp))
-        .unwrap()
-        .unwrap();
+    let mut dp = pins.load_in(&topo.host);
+    let attached = attach_in(&topo.host, &mut dp, DOTTED, Hook::Xdp);
     println!(
         "{DOTTED}: XDP {:?} mode through {}",
         attached.xdp, attached.via
@@ -256,11 +252,7 @@ fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
     // links, so attaching makes new ones instead of updating them.
     topo.host.ip(&["link", "del", DOTTED]).unwrap();
     add();
-    let attached = topo
-        .host
-        .enter(|| dp.attach(DOTTED, Hook::Xdp))
-        .unwrap()
-        .unwrap();
+    let attached = attach_in(&topo.host, &mut dp, DOTTED, Hook::Xdp);
     assert_eq!(attached.via, Attachment::PinnedLink);
     let (new_link, new_prog) = pinned_link(&record.join(XDP_GENERIC_PIN));
     println!("{DOTTED} recreated: XDP link {old_link} -> {new_link}");
@@ -276,16 +268,12 @@ fn dotted_interface_gets_generic_links_and_a_recreated_one_new_links() {
 
 #[test]
 fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
-    require_root!();
+    let _serial = tests::root_scenario();
     let topo = Topology::new(BackendKind::LocalProcess).unwrap();
     let pins = PinDir::new();
     // What an earlier canaryd left: its pinned programs attached through
     // netlink (XDP slot, clsact filter 49/0xca1).
-    let old = topo
-        .host
-        .enter(|| Dataplane::load(&pins.options()))
-        .unwrap()
-        .unwrap();
+    let old = pins.load_in(&topo.host);
     topo.host
         .enter(|| {
             attachment::netlink_xdp(HOST_IF, &pins.program(INGRESS_PROGRAM))?;
@@ -297,16 +285,8 @@ fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
     let (old_xdp, _, _) = xdp_on(&topo.host, HOST_IF).unwrap();
     let (old_tc, _) = tc_filter_on(&topo.host, HOST_IF).unwrap();
 
-    let mut dp = topo
-        .host
-        .enter(|| Dataplane::load(&pins.options()))
-        .unwrap()
-        .unwrap();
-    let attached = topo
-        .host
-        .enter(|| dp.attach(HOST_IF, Hook::Xdp))
-        .unwrap()
-        .unwrap();
+    let mut dp = pins.load_in(&topo.host);
+    let attached = attach_in(&topo.host, &mut dp, HOST_IF, Hook::Xdp);
     println!(
         "{HOST_IF}: XDP {:?} mode through {}",
         attached.xdp, attached.via
@@ -339,21 +319,12 @@ fn earlier_netlink_attachment_is_replaced_in_place_and_detached() {
 
 #[test]
 fn an_interface_moves_between_hooks_new_link_first_and_detaches_from_either() {
-    require_root!();
+    let _serial = tests::root_scenario();
     let topo = Topology::new(BackendKind::LocalProcess).unwrap();
     let pins = PinDir::new();
     let record = pins.record(HOST_IF);
-    let mut dp = topo
-        .host
-        .enter(|| Dataplane::load(&pins.options()))
-        .unwrap()
-        .unwrap();
-    let mut attach = |hook| {
-        topo.host
-            .enter(|| dp.attach(HOST_IF, hook))
-            .unwrap()
-            .unwrap()
-    };
+    let mut dp = pins.load_in(&topo.host);
+    let mut attach = |hook| attach_in(&topo.host, &mut dp, HOST_IF, hook);
 
     let at_xdp = attach(Hook::Xdp);
     assert_eq!(at_xdp.xdp, Some(XdpMode::Driver));

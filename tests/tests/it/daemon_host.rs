@@ -15,99 +15,24 @@ use std::{
 };
 
 use canary_userspace::{
-    Affinity, Protocol, ServiceSpec,
-    api::{InterfaceStatus, RolloutAction, Status},
-    config::{Config, interface_index},
-    controller::plan::{Checks, Mode, OnRollback, RolloutPlan},
+    api::{InterfaceStatus, RolloutAction},
+    config::interface_index,
+    controller::plan::RolloutPlan,
     host::fds,
     model::weight::Weight,
 };
+use tests::bp;
 use tests::{
-    HTTP_TIMEOUT, bp, one_at_a_time, require_root,
-    servers::{Backend, Client},
+    harness::CANARY,
+    kit::{
+        DaemonUnderTest, WAIT, host_addr, host_interface, sample, sockets_to, tcp_service, text,
+        wait_until,
+    },
 };
 use xtask::{
-    canaryd::{Binaries, Canaryd, DaemonDirs},
-    topology::{BackendKind, HOST_IF, HOST_V4, Topology, enter_for_good},
+    canaryd::Canaryd,
+    topology::{HOST_IF, enter_for_good},
 };
-
-const STABLE: &str = "stable";
-const CANARY: &str = "canary";
-
-/// The service "model" on HOST_V4:80, stable and canary backends on the
-/// host; nothing listens on port 80 itself, so a connection to the VIP
-/// works only through the data path.
-struct Setup {
-    vip: SocketAddr,
-    stable: SocketAddr,
-    canary: SocketAddr,
-    _backends: Vec<Backend>,
-    dirs: DaemonDirs,
-    bins: Binaries,
-    // Dropped last: namespaces outlive the sockets in them.
-    topo: Topology,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        let topo = Topology::new(BackendKind::LocalProcess).unwrap();
-        let at = |port| SocketAddr::new(HOST_V4.into(), port);
-        let (stable, canary) = (at(8081), at(8082));
-        let backends = vec![
-            Backend::spawn(&topo.host, stable, STABLE).unwrap(),
-            Backend::spawn(&topo.host, canary, CANARY).unwrap(),
-        ];
-        Setup {
-            vip: at(80),
-            stable,
-            canary,
-            _backends: backends,
-            dirs: DaemonDirs::new("host").unwrap(),
-            bins: Binaries::next_to_test().unwrap(),
-            topo,
-        }
-    }
-
-    fn config(&self, weight: Weight) -> Config {
-        Config {
-            daemon: self.dirs.daemon_config(HOST_IF),
-            services: vec![ServiceSpec {
-                name: "model".into(),
-                vip: self.vip,
-                protocol: Protocol::Tcp,
-                affinity: Affinity::Flow,
-                stable: vec![self.stable],
-                canary: vec![self.canary],
-                weight,
-            }],
-            rollouts: Default::default(),
-        }
-    }
-
-    fn metrics_addr(&self) -> SocketAddr {
-        self.dirs.daemon_config(HOST_IF).metrics_listen
-    }
-
-    fn metrics(&self) -> anyhow::Result<String> {
-        xtask::http::get(
-            &self.topo.host,
-            self.metrics_addr(),
-            "/metrics",
-            HTTP_TIMEOUT,
-        )
-    }
-
-    /// One new connection to the VIP and one request; the answer.
-    fn request(&self) -> anyhow::Result<String> {
-        Client::connect(&self.topo.client, None, self.vip)?.request()
-    }
-}
-
-/// The value of the sample `name{labels}` in a /metrics body.
-fn sample(body: &str, name_and_labels: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-}
 
 /// Descriptors `pid` has open.
 fn open_fds(pid: u32) -> usize {
@@ -240,21 +165,20 @@ fn summary(times: &[Duration]) -> String {
 /// /metrics answers again once it ends.
 #[test]
 fn set_weight_is_never_starved_by_a_metrics_flood() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const NOFILE: u64 = 256;
     const FLOOD: usize = 400;
     const CALLS: usize = 100;
     const LIMIT: Duration = Duration::from_millis(50);
-    let s = Setup::new();
+    let s = DaemonUnderTest::builder("host").nofile(NOFILE).build();
     // The state file on tmpfs: its fsync on this shared VM disk alone
     // takes up to 70 ms while others build (measured here without any
     // flood), and that is not what this test is about.
     let state = TmpfsDir::new("state");
-    let mut config = s.config(Weight::ZERO);
+    let mut config = s.config(0);
     config.daemon.state_dir = state.0.clone();
-    s.dirs.write_config(&config).unwrap();
-    let mut d = Canaryd::start_with_nofile(&s.topo.host, &s.bins, &s.dirs, &[], NOFILE).unwrap();
+    s.write_config(&config);
+    let mut d = s.start(&[]);
     let log = d.log_text();
     let budget_line = log
         .lines()
@@ -276,15 +200,12 @@ fn set_weight_is_never_starved_by_a_metrics_flood() {
     let (quiet, _) = set_weight_calls(&d, CALLS);
     let flood = Flood::start(&s.topo.host, s.metrics_addr(), FLOOD);
     // Saturated once the daemon starts closing connections at once.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !d.log_text().contains("closed at once") {
-        assert!(
-            Instant::now() < deadline,
-            "the flood never filled the metrics listener:\n{}",
-            d.log_text()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(30),
+        "the flood fills the metrics listener",
+        || d.log_text(),
+        || d.log_text().contains("closed at once"),
+    );
 
     let connects_before = flood.connects.load(Ordering::Relaxed);
     let (times, most_fds) = set_weight_calls(&d, CALLS);
@@ -314,14 +235,13 @@ fn set_weight_is_never_starved_by_a_metrics_flood() {
 
     // Once the flood ends, /metrics answers again; it counted what it
     // turned away, and the exposition still passes promtool.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let body = loop {
-        match s.metrics() {
-            Ok(body) => break body,
-            Err(e) if Instant::now() > deadline => panic!("/metrics after the flood: {e:#}"),
-            Err(_) => thread::sleep(Duration::from_millis(100)),
-        }
-    };
+    let mut body = String::new();
+    wait_until(
+        WAIT,
+        "/metrics answers after the flood",
+        || d.log_text(),
+        || s.metrics().map(|b| body = b).is_ok(),
+    );
     let rejected = sample(
         &body,
         "canary_listener_rejected_total{listener=\"metrics\"}",
@@ -338,32 +258,21 @@ fn set_weight_is_never_starved_by_a_metrics_flood() {
     );
 }
 
-fn host_interface(status: &Status) -> &InterfaceStatus {
-    status
-        .daemon
-        .interfaces
-        .iter()
-        .find(|i| i.name == HOST_IF)
-        .unwrap()
-}
-
-/// Polls status (every 20 ms, at most 10 s) until `done` holds for the host
-/// interface; returns it and how long that took.
+/// Polls status until `done` holds for the host interface (at most
+/// `WAIT`); how long that took.
 fn wait_for(d: &Canaryd, what: &str, done: impl Fn(&InterfaceStatus) -> bool) -> Duration {
-    let started = Instant::now();
-    loop {
-        let status = d.status().unwrap();
-        if done(host_interface(&status)) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{what}: not within 10 s: {:?}\n{}",
-            host_interface(&status),
-            d.log_text()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        WAIT,
+        what,
+        || {
+            format!(
+                "{:?}\n{}",
+                d.status().map(|s| host_interface(&s)),
+                d.log_text()
+            )
+        },
+        || done(&host_interface(&d.status().unwrap())),
+    )
 }
 
 /// The client <-> host veth canaryd is attached to is deleted and created
@@ -374,12 +283,10 @@ fn wait_for(d: &Canaryd, what: &str, done: impl Fn(&InterfaceStatus) -> bool) ->
 /// the interface is gone is not refused.
 #[test]
 fn an_interface_created_again_is_reattached_and_reported() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    s.dirs.write_config(&s.config(Weight::FULL)).unwrap();
-    let d = Canaryd::start(&s.topo.host, &s.bins, &s.dirs, &[]).unwrap();
-    assert_eq!(s.request().unwrap(), CANARY);
+    let _serial = tests::root_scenario();
+    let s = DaemonUnderTest::builder("host").config(10_000).build();
+    let d = s.start(&[]);
+    assert_eq!(s.request(s.vip).unwrap(), CANARY);
     let host_index = || {
         s.topo
             .host
@@ -387,7 +294,7 @@ fn an_interface_created_again_is_reattached_and_reported() {
             .unwrap()
             .unwrap_or(0)
     };
-    let first = host_interface(&d.status().unwrap()).clone();
+    let first = host_interface(&d.status().unwrap());
     assert!(first.attached && first.reattached == 0, "{first:?}");
     assert_eq!(first.ifindex, host_index());
 
@@ -402,7 +309,7 @@ fn an_interface_created_again_is_reattached_and_reported() {
         (&serde_json::json!(false), &serde_json::json!(0)),
         "{json}"
     );
-    let table = String::from_utf8_lossy(&d.ctl(&["status"]).unwrap().stdout).into_owned();
+    let table = text(&d.ctl(&["status"]).unwrap().stdout);
     assert!(
         table.contains("eth0 (NOT ATTACHED: the interface is gone)"),
         "{table}"
@@ -415,11 +322,7 @@ fn an_interface_created_again_is_reattached_and_reported() {
     );
     // A reload (SIGHUP's path) while it is gone is not refused.
     let out = d.ctl(&["reload"]).unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
 
     // Back: a new device under the same name gets the programs again.
     let created = Instant::now();
@@ -429,20 +332,14 @@ fn an_interface_created_again_is_reattached_and_reported() {
     let reattached = wait_for(&d, "re-attached", |i| {
         i.attached && i.ifindex == second && i.reattached == 1
     });
-    let mut answered = None;
-    while created.elapsed() < Duration::from_secs(10) {
-        if let Ok(got) = s.request() {
-            answered = Some((got, created.elapsed()));
-            break;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let (got, served_after) = answered.unwrap_or_else(|| {
-        panic!(
-            "no answer through the VIP within 10 s of re-creating {HOST_IF}:\n{}",
-            d.log_text()
-        )
-    });
+    let mut got = String::new();
+    wait_until(
+        WAIT,
+        "an answer through the VIP after re-creating the interface",
+        || d.log_text(),
+        || s.request(s.vip).map(|answer| got = answer).is_ok(),
+    );
+    let served_after = created.elapsed();
     assert_eq!(got, CANARY);
     println!(
         "{HOST_IF} deleted: status said so after {:.0} ms; created again: re-attached \
@@ -479,16 +376,13 @@ fn an_interface_created_again_is_reattached_and_reported() {
     wait_for(&d, "attached after the burst", |i| {
         i.attached && i.ifindex == last
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.request().is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no answer after the burst:\n{}",
-            d.log_text()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-    let after = host_interface(&d.status().unwrap()).clone();
+    wait_until(
+        WAIT,
+        "an answer through the VIP after the burst",
+        || d.log_text(),
+        || s.request(s.vip).is_ok(),
+    );
+    let after = host_interface(&d.status().unwrap());
     println!(
         "after a burst of 3 delete/create cycles: attached to ifindex {}, re-attached {} times in all",
         after.ifindex, after.reattached
@@ -508,12 +402,11 @@ fn an_interface_created_again_is_reattached_and_reported() {
 /// event for up to 10.5 s: reloads failed 6/30 with EMFILE.
 #[test]
 fn webhooks_to_a_hanging_receiver_never_take_a_control_calls_descriptor() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const NOFILE: u64 = 256;
     const ROLLOUTS: u16 = 10;
     const CALLS: usize = 30;
-    let s = Setup::new();
+    let s = DaemonUnderTest::builder("host").nofile(NOFILE).build();
     // Accepts into its backlog and never reads: every delivery times out.
     let receiver_addr: SocketAddr = "127.0.0.1:9103".parse().unwrap();
     let receiver = s
@@ -522,47 +415,27 @@ fn webhooks_to_a_hanging_receiver_never_take_a_control_calls_descriptor() {
         .enter(|| std::net::TcpListener::bind(receiver_addr))
         .unwrap()
         .unwrap();
-    let mut config = s.config(Weight::ZERO);
-    let at = |port| SocketAddr::new(HOST_V4.into(), port);
+    let mut config = s.config(0);
     for i in 0..ROLLOUTS {
         let name = format!("model{i}");
-        config.services.push(ServiceSpec {
-            name: name.clone(),
-            vip: at(81 + i),
-            protocol: Protocol::Tcp,
-            affinity: Affinity::Flow,
-            stable: vec![at(8100 + i)],
-            canary: vec![at(8200 + i)],
-            weight: Weight::ZERO,
-        });
-        config.rollouts.insert(
-            name,
-            RolloutPlan {
-                steps: vec![bp(1000), Weight::FULL],
-                interval: Duration::from_millis(100),
-                min_requests: 20,
-                failed_checks_limit: 2,
-                consecutive_failures: 0,
-                min_passes: 1,
-                // No traffic: every look is inconclusive and holds.
-                max_inconclusive: 100_000,
-                max_step_duration: None,
-                mode: Mode::Enforce,
-                on_rollback: OnRollback::Drain,
-                checks: Checks {
-                    max_error_rate: Some(0.02),
-                    error_margin: 0.01,
-                    ..Checks::default()
-                },
-                gates: vec![],
-                prometheus: None,
-                webhook: Some(format!("http://{receiver_addr}/events")),
-                alpha: 0.05,
-            },
-        );
+        let (vip, stable, canary) = (host_addr(81 + i), host_addr(8100 + i), host_addr(8200 + i));
+        config
+            .services
+            .push(tcp_service(&name, vip, stable, canary, 0));
+        let mut plan = RolloutPlan {
+            steps: [1000, 10000].map(bp).to_vec(),
+            interval: Duration::from_millis(100),
+            min_requests: 20,
+            // No traffic: every look is inconclusive and holds.
+            max_inconclusive: 100_000,
+            webhook: Some(format!("http://{receiver_addr}/events")),
+            ..Default::default()
+        };
+        plan.checks.max_error_rate = Some(0.02);
+        config.rollouts.insert(name, plan);
     }
-    s.dirs.write_config(&config).unwrap();
-    let d = Canaryd::start_with_nofile(&s.topo.host, &s.bins, &s.dirs, &[], NOFILE).unwrap();
+    s.write_config(&config);
+    let d = s.start(&[]);
     let client = d.client();
     let flood = Flood::start(&s.topo.host, s.metrics_addr(), 400);
     for i in 0..ROLLOUTS {
@@ -582,6 +455,7 @@ fn webhooks_to_a_hanging_receiver_never_take_a_control_calls_descriptor() {
         }
         most_fds = most_fds.max(open_fds(d.pid));
         most_receiver = most_receiver.max(sockets_to(d.pid, receiver_addr.port()));
+        // Pacing: the calls spread over 3 s while the rollouts look.
         thread::sleep(Duration::from_millis(100));
     }
     let elapsed = started.elapsed();
@@ -620,32 +494,4 @@ fn webhooks_to_a_hanging_receiver_never_take_a_control_calls_descriptor() {
     );
     // Events beyond what one socket can carry were counted as dropped.
     assert!(dropped.is_some_and(|n| n > 0.0), "{body}");
-}
-
-/// canaryd's TCP sockets connected to `port` (from /proc/PID/net/tcp of
-/// its namespace: 127.0.0.1 local connections).
-fn sockets_to(pid: u32, port: u16) -> usize {
-    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
-    let inodes: std::collections::HashSet<String> = table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let remote_port = f.get(2)?.rsplit(':').next()?;
-            let inode = f.get(9)?.to_string();
-            (u16::from_str_radix(remote_port, 16).ok()? == port).then_some(inode)
-        })
-        .collect();
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|fds| {
-            fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .filter(|target| {
-                    let t = target.to_string_lossy();
-                    t.strip_prefix("socket:[")
-                        .and_then(|r| r.strip_suffix(']'))
-                        .is_some_and(|inode| inodes.contains(inode))
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }

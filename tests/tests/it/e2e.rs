@@ -18,7 +18,6 @@ use canary_userspace::{Affinity, model::weight::Weight};
 use tests::{
     bp,
     harness::{CANARY, Family, Harness, STABLE},
-    one_at_a_time, require_root,
     servers::Client,
 };
 use xtask::topology::BackendKind;
@@ -32,8 +31,7 @@ const MATRIX: [(BackendKind, Family); 4] = [
 
 #[test]
 fn flow_affinity_splits_new_connections_by_weight() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const CONNECTIONS: u32 = 2000;
     const WEIGHT: Weight = Weight::from_bp(1000).unwrap();
     for (kind, family) in MATRIX {
@@ -83,8 +81,7 @@ fn flow_affinity_splits_new_connections_by_weight() {
 
 #[test]
 fn client_affinity_keeps_each_client_on_one_version() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const CLIENTS: u32 = 200;
     const PER_CLIENT: usize = 3;
     for (kind, family) in MATRIX {
@@ -134,8 +131,7 @@ fn client_affinity_keeps_each_client_on_one_version() {
 
 #[test]
 fn weight_changes_never_move_established_connections() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     const STEPS: u16 = 20;
     const PER_STEP: usize = 10; // 200 connections in all
     const STEP_TIME: Duration = Duration::from_millis(150);

@@ -9,7 +9,6 @@
 //! same evidence as ten runs one after the other, in a tenth of the time).
 
 use std::{
-    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -19,20 +18,18 @@ use std::{
 };
 
 use canary_userspace::{
-    Affinity, Protocol, ServiceSpec,
     api::{RolloutAction, RolloutReport},
     config::Config,
-    controller::plan::{Checks, Mode, OnRollback, RolloutPlan},
+    controller::plan::RolloutPlan,
     model::rollout::Phase,
-    model::weight::Weight,
 };
 use tests::{
-    bp, one_at_a_time, require_root,
+    kit::{host_addr as at, tcp_service},
     servers::{Backend, Behaviour, Http, HttpClient},
 };
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},
-    topology::{BackendKind, HOST_IF, HOST_V4, Topology},
+    topology::{BackendKind, HOST_IF, Topology},
 };
 
 const RUNS: u16 = 10;
@@ -46,33 +43,18 @@ const CLIENTS: usize = 10;
 const LIMIT: Duration = Duration::from_secs(180);
 
 fn plan() -> RolloutPlan {
-    RolloutPlan {
-        steps: vec![bp(1000), bp(5000), Weight::FULL],
+    let mut p = RolloutPlan {
+        steps: [1000, 5000, 10000].map(tests::bp).to_vec(),
         interval: Duration::from_secs(3),
         min_requests: 10,
-        failed_checks_limit: 2,
-        consecutive_failures: 0,
-        min_passes: 1,
-        max_inconclusive: 5,
-        max_step_duration: None,
-        mode: Mode::Enforce,
-        on_rollback: OnRollback::Drain,
-        checks: Checks {
-            max_error_rate: None,
-            max_error_ratio: None,
-            max_p99_ms: None,
-            max_p99_ratio: Some(1.5),
-            error_margin: 0.01,
-            // The default 5 ms is 7 % of this p99 on top of the ratio: with
-            // 1 ms a 2x canary is further from the limit than the two
-            // buckets (stable's and the canary's) the check cannot see into.
-            p99_margin_ms: 1.0,
-        },
-        gates: vec![],
-        prometheus: None,
-        webhook: None,
-        alpha: 0.05,
-    }
+        ..Default::default()
+    };
+    p.checks.max_p99_ratio = Some(1.5);
+    // The default 5 ms is 7 % of this p99 on top of the ratio: with 1 ms a
+    // 2x canary is further from the limit than the two buckets (stable's
+    // and the canary's) the check cannot see into.
+    p.checks.p99_margin_ms = 1.0;
+    p
 }
 
 /// `RUNS` services, each with a stable and a canary backend drawing their
@@ -81,7 +63,6 @@ fn plan() -> RolloutPlan {
 /// and the time it took.
 fn rollouts(slowdown: f64) -> Vec<(RolloutReport, Duration)> {
     let topo = Topology::new(BackendKind::LocalProcess).unwrap();
-    let at = |port| SocketAddr::new(HOST_V4.into(), port);
     let mut backends = vec![];
     let mut services = vec![];
     let canary_median = MEDIAN.mul_f64(slowdown);
@@ -93,15 +74,14 @@ fn rollouts(slowdown: f64) -> Vec<(RolloutReport, Duration)> {
             let http = Behaviour::Http(Http::lognormal(median, SIGMA));
             backends.push(Backend::spawn_with(&topo.host, at(port), label, http).unwrap());
         }
-        services.push(ServiceSpec {
-            name: format!("model{i}"),
-            vip: at(81 + i),
-            protocol: Protocol::Tcp,
-            affinity: Affinity::Flow,
-            stable: vec![at(8100 + i)],
-            canary: vec![at(8200 + i)],
-            weight: Weight::ZERO,
-        });
+        let name = format!("model{i}");
+        services.push(tcp_service(
+            &name,
+            at(81 + i),
+            at(8100 + i),
+            at(8200 + i),
+            0,
+        ));
     }
     let dirs = DaemonDirs::new("power").unwrap();
     let config = Config {
@@ -204,8 +184,7 @@ fn seconds(runs: &[(RolloutReport, Duration)]) -> Vec<String> {
 /// of 10.
 #[test]
 fn healthy_canaries_are_promoted_and_twice_slower_ones_rolled_back() {
-    require_root!();
-    let _serial = one_at_a_time();
+    let _serial = tests::root_scenario();
     let healthy = rollouts(1.0);
     println!("same latency: {:?}", seconds(&healthy));
     for (r, _) in &healthy {

@@ -2,128 +2,49 @@
 //! each is refused or contained with a message that says what happened,
 //! and the VIP keeps answering real connections through it.
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    process::{Command, Output, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+use std::{path::Path, process::Command};
 
 use canary_common::names::INGRESS_PROGRAM;
-use canary_userspace::{
-    Affinity, Protocol, ServiceSpec,
-    api::Client as ApiClient,
-    config::Config,
-    kernel::attachment::{self, XDP_DRIVER_PIN},
+use canary_userspace::kernel::attachment::{self, XDP_DRIVER_PIN};
+use tests::{
+    harness::{CANARY, STABLE},
+    kit::{DaemonUnderTest, ONE_SHOT, run_bounded, spawn_piped, text, wait_bounded},
 };
-use tests::{bp, one_at_a_time, require_root, servers::Backend, servers::Client};
-use xtask::{
-    canaryd::{Binaries, Canaryd, DaemonDirs},
-    topology::{BackendKind, HOST_IF, HOST_V4, Netns, Topology},
-};
+use xtask::topology::{HOST_IF, Netns};
 
-const STABLE: &str = "stable";
-const CANARY: &str = "canary";
-/// A one-shot canaryd run that should be refused gets this long before it
-/// is killed and counted as "it started" (which is the bug on main).
-const ONE_SHOT: Duration = Duration::from_secs(30);
-
-struct Setup {
-    vip: SocketAddr,
-    _backends: Vec<Backend>,
-    dirs: DaemonDirs,
-    bins: Binaries,
-    topo: Topology,
+/// "model" at 50 %, written; nothing started.
+fn setup() -> DaemonUnderTest {
+    DaemonUnderTest::builder("safety").config(5000).build()
 }
 
-impl Setup {
-    fn new() -> Setup {
-        let topo = Topology::new(BackendKind::LocalProcess).unwrap();
-        let at = |port| SocketAddr::new(HOST_V4.into(), port);
-        let backends = vec![
-            Backend::spawn(&topo.host, at(8081), STABLE).unwrap(),
-            Backend::spawn(&topo.host, at(8082), CANARY).unwrap(),
-        ];
-        let s = Setup {
-            vip: at(80),
-            _backends: backends,
-            dirs: DaemonDirs::new("safety").unwrap(),
-            bins: Binaries::next_to_test().unwrap(),
-            topo,
-        };
-        let config = Config {
-            daemon: s.dirs.daemon_config(HOST_IF),
-            services: vec![ServiceSpec {
-                name: "model".into(),
-                vip: s.vip,
-                protocol: Protocol::Tcp,
-                affinity: Affinity::Flow,
-                stable: vec![at(8081)],
-                canary: vec![at(8082)],
-                weight: bp(5000),
-            }],
-            rollouts: Default::default(),
-        };
-        s.dirs.write_config(&config).unwrap();
-        s
-    }
-
-    fn start(&self, extra: &[&str]) -> Canaryd {
-        Canaryd::start(&self.topo.host, &self.bins, &self.dirs, extra).unwrap()
-    }
-
-    /// `canaryd --config C args...` in the host namespace, to its end
-    /// (killed after `ONE_SHOT`: a daemon that should have been refused).
-    fn one_shot(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(&self.bins.canaryd);
-        cmd.arg("--config").arg(self.dirs.config()).args(args);
-        let child = self.topo.host.enter(|| spawn(cmd)).unwrap().unwrap();
-        wait_bounded(child)
-    }
-
-    /// New connections to the VIP: how many of `n` were answered.
-    fn answered(&self, n: usize) -> usize {
-        (0..n)
-            .filter(|_| {
-                Client::connect(&self.topo.client, None, self.vip)
-                    .and_then(|mut c| c.request())
-                    .is_ok_and(|got| got == STABLE || got == CANARY)
-            })
-            .count()
-    }
-
-    /// The id of canary's XDP program on the host interface, if attached.
-    fn xdp_program(&self) -> Option<u64> {
-        self.topo
-            .host
-            .enter(|| attachment::xdp_program_on(HOST_IF))
-            .unwrap()
-            .unwrap()
-            .filter(|p| p.name == INGRESS_PROGRAM)
-            .map(|p| p.id)
-    }
+/// New connections to the VIP: how many of `n` were answered.
+fn answered(s: &DaemonUnderTest, n: usize) -> usize {
+    (0..n)
+        .filter(|_| {
+            s.request(s.vip)
+                .is_ok_and(|got| got == STABLE || got == CANARY)
+        })
+        .count()
 }
 
-fn spawn(mut cmd: Command) -> std::io::Result<std::process::Child> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+/// The id of canary's XDP program on the host interface, if attached.
+fn xdp_program(s: &DaemonUnderTest) -> Option<u64> {
+    s.topo
+        .host
+        .enter(|| attachment::xdp_program_on(HOST_IF))
+        .unwrap()
+        .unwrap()
+        .filter(|p| p.name == INGRESS_PROGRAM)
+        .map(|p| p.id)
 }
 
-/// Waits for a one-shot child, killing it after `ONE_SHOT`.
-fn wait_bounded(mut child: std::process::Child) -> Output {
-    let deadline = Instant::now() + ONE_SHOT;
-    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// A `--detach-all` run `when`: it succeeded and said `want`; what it said.
+fn detach_all_said(out: &std::process::Output, when: &str, want: &str) -> String {
+    let said = text(&out.stdout);
+    println!("--detach-all {when}: {said}");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(said.contains(want), "{said}");
+    said
 }
 
 /// The VIP is checked with this many new connections at each step.
@@ -131,20 +52,19 @@ const PROBES: usize = 20;
 
 #[test]
 fn interface_flag_typo_is_caught_by_check_and_start_before_anything_is_detached() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
+    let _serial = tests::root_scenario();
+    let s = setup();
     let mut d = s.start(&[]);
     d.signal(libc::SIGTERM).unwrap();
-    let program = s.xdp_program();
+    let program = xdp_program(&s);
     assert!(program.is_some(), "not attached after the first run");
-    assert_eq!(s.answered(PROBES), PROBES, "VIP down after SIGTERM");
+    assert_eq!(answered(&s, PROBES), PROBES, "VIP down after SIGTERM");
 
     let typo = "eht0";
     let want = format!("command line: --interface: no interface named \"{typo}\" on this host");
     let check = s.one_shot(&["--interface", typo, "--check"]);
     let start = s.one_shot(&["--interface", typo]);
-    let vip = s.answered(PROBES);
+    let vip = answered(&s, PROBES);
     println!(
         "--interface {typo}: --check exit {:?}, start exit {:?}; VIP answered {vip}/{PROBES}\n\
          --check stderr: {}start stderr: {}",
@@ -163,7 +83,7 @@ fn interface_flag_typo_is_caught_by_check_and_start_before_anything_is_detached(
         );
     }
     assert_eq!(vip, PROBES, "the VIP stopped serving");
-    assert_eq!(s.xdp_program(), program, "the programs changed");
+    assert_eq!(xdp_program(&s), program, "the programs changed");
     assert!(
         s.dirs
             .pins()
@@ -176,12 +96,11 @@ fn interface_flag_typo_is_caught_by_check_and_start_before_anything_is_detached(
 
 #[test]
 fn a_failed_attach_at_start_detaches_nothing_and_says_what_serves() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
+    let _serial = tests::root_scenario();
+    let s = setup();
     let mut d = s.start(&[]);
     d.signal(libc::SIGTERM).unwrap();
-    assert_eq!(s.answered(PROBES), PROBES, "VIP down after SIGTERM");
+    assert_eq!(answered(&s, PROBES), PROBES, "VIP down after SIGTERM");
     // Stands for any attach failure no check can foresee (a driver that
     // refuses, a foreign XDP program): `lo`'s record in the pin directory
     // is a dangling symlink (bpffs allows them), so creating it fails.
@@ -189,7 +108,7 @@ fn a_failed_attach_at_start_detaches_nothing_and_says_what_serves() {
     std::os::unix::fs::symlink("/nonexistent/canary-test", &record).unwrap();
 
     let out = s.one_shot(&["--interface", "lo"]);
-    let vip = s.answered(PROBES);
+    let vip = answered(&s, PROBES);
     let err = text(&out.stderr);
     println!(
         "--interface lo with an attach that fails: exit {:?}; VIP answered {vip}/{PROBES}\nstderr: {err}",
@@ -208,20 +127,19 @@ fn a_failed_attach_at_start_detaches_nothing_and_says_what_serves() {
         "{err}"
     );
     assert_eq!(vip, PROBES, "the VIP stopped serving");
-    assert!(s.xdp_program().is_some(), "{HOST_IF} was detached");
+    assert!(xdp_program(&s).is_some(), "{HOST_IF} was detached");
     // And a start with the right flags carries on from there.
     let d = s.start(&[]);
     assert!(d.status().unwrap().daemon.interfaces[0].attached);
-    assert_eq!(s.answered(PROBES), PROBES);
+    assert_eq!(answered(&s, PROBES), PROBES);
 }
 
 #[test]
 fn a_second_canaryd_and_detach_all_are_refused_while_one_runs() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
+    let _serial = tests::root_scenario();
+    let s = setup();
     let mut d = s.start(&[]);
-    let program = s.xdp_program();
+    let program = xdp_program(&s);
     let other_socket = s.dirs.root.join("other.sock");
     let other_socket = other_socket.to_str().unwrap();
     let held = format!(
@@ -233,9 +151,9 @@ fn a_second_canaryd_and_detach_all_are_refused_while_one_runs() {
     );
 
     let second = s.one_shot(&["--socket", other_socket, "--metrics-listen", "127.0.0.1:0"]);
-    let after_second = s.answered(PROBES);
+    let after_second = answered(&s, PROBES);
     let detach = s.one_shot(&["--detach-all"]);
-    let after_detach = s.answered(PROBES);
+    let after_detach = answered(&s, PROBES);
     let reset = s.one_shot(&[
         "--socket",
         other_socket,
@@ -243,7 +161,7 @@ fn a_second_canaryd_and_detach_all_are_refused_while_one_runs() {
         "127.0.0.1:0",
         "--reset",
     ]);
-    let after_reset = s.answered(PROBES);
+    let after_reset = answered(&s, PROBES);
     for (what, out) in [
         ("second", &second),
         ("--detach-all", &detach),
@@ -276,7 +194,7 @@ fn a_second_canaryd_and_detach_all_are_refused_while_one_runs() {
         (PROBES, PROBES, PROBES),
         "the VIP stopped serving"
     );
-    assert_eq!(s.xdp_program(), program, "the programs were replaced");
+    assert_eq!(xdp_program(&s), program, "the programs were replaced");
     assert!(
         !Path::new(other_socket).exists(),
         "the second bound its socket"
@@ -296,48 +214,44 @@ fn a_second_canaryd_and_detach_all_are_refused_while_one_runs() {
     // Stopped, the lock is free: --detach-all does its job and says where.
     d.signal(libc::SIGTERM).unwrap();
     let out = s.one_shot(&["--detach-all"]);
-    let said = text(&out.stdout);
-    println!("--detach-all after SIGTERM: {said}");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        said.contains(&format!(
+    detach_all_said(
+        &out,
+        "after SIGTERM",
+        &format!(
             "removed the pins under {}; the programs are detached from {HOST_IF}",
             s.dirs.bpffs.display()
-        )),
-        "{said}"
+        ),
     );
-    assert_eq!(s.xdp_program(), None);
+    assert_eq!(xdp_program(&s), None);
 }
 
 /// canaryd under `ip netns exec NS`, which gives it a mount namespace and a
 /// /sys of its own, so it mounts a bpffs of its own at /sys/fs/bpf.
-fn netns_exec(s: &Setup, ns: &Netns, args: &[&str]) -> std::process::Child {
+fn netns_exec(s: &DaemonUnderTest, ns: &Netns, args: &[&str]) -> Command {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", ns.name()])
         .arg(&s.bins.canaryd)
         .arg("--config")
         .arg(s.dirs.config())
         .args(args);
-    spawn(cmd).unwrap()
+    cmd
 }
 
 #[test]
 fn a_bpffs_canaryd_mounts_under_ip_netns_exec_is_called_out_and_detach_all_finds_nothing() {
-    require_root!();
-    let _serial = one_at_a_time();
-    let s = Setup::new();
-    let child = netns_exec(&s, &s.topo.host, &[]);
-    let socket = s.dirs.socket();
-    let deadline = Instant::now() + ONE_SHOT;
-    while (ApiClient { socket: &socket }).version().is_err() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
-    }
-    let serving = s.answered(PROBES);
+    let _serial = tests::root_scenario();
+    let s = setup();
+    let child = spawn_piped(netns_exec(&s, &s.topo.host, &[])).unwrap();
+    // Up once it answers on its socket; the VIP is checked either way.
+    let up = tests::eventually(ONE_SHOT, || s.client().version().is_ok());
+    let serving = answered(&s, PROBES);
     // SAFETY: kill(2) on our own child, not reaped yet.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = wait_bounded(child);
     let log = text(&out.stderr);
-    println!("canaryd under ip netns exec: VIP answered {serving}/{PROBES}; log:\n{log}");
+    println!(
+        "canaryd under ip netns exec: answered on its socket {up}, VIP answered {serving}/{PROBES}; log:\n{log}"
+    );
     assert_eq!(serving, PROBES, "{log}");
     assert!(
         log.contains(
@@ -355,16 +269,14 @@ fn a_bpffs_canaryd_mounts_under_ip_netns_exec_is_called_out_and_detach_all_finds
     );
     assert!(!log.contains("keeps running from its pins"), "{log}");
 
-    let out = wait_bounded(netns_exec(&s, &s.topo.host, &["--detach-all"]));
-    let said = text(&out.stdout);
-    println!("--detach-all under ip netns exec: {said}");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        said.contains(&format!(
+    let out = run_bounded(netns_exec(&s, &s.topo.host, &["--detach-all"]));
+    let said = detach_all_said(
+        &out,
+        "under ip netns exec",
+        &format!(
             "found no canary pins under {}: nothing was detached",
             s.dirs.bpffs.display()
-        )),
-        "{said}"
+        ),
     );
     assert!(!said.contains("the programs are detached"), "{said}");
 }
