@@ -248,7 +248,9 @@ fn sigterm_leaves_the_data_path_and_detach_all_removes_it() {
     for pin in [XDP_DRIVER_PIN, TC_EGRESS_PIN] {
         assert!(record(HOST_IF).join(pin).exists(), "{pin} not pinned");
     }
-    let mut d = s.start(&["--interface", "lo"]);
+    // Leaving the VIP's interface on purpose: without the flag it is
+    // refused (operator_safety's wrong-interface test).
+    let mut d = s.start(&["--interface", "lo", "--move-interfaces"]);
     assert!(!has_program(HOST_IF), "{HOST_IF} still attached");
     assert!(!record(HOST_IF).exists(), "{HOST_IF} still recorded");
     assert!(has_program("lo"));

@@ -107,7 +107,9 @@ fn a_failed_attach_at_start_detaches_nothing_and_says_what_serves() {
     let record = s.dirs.pins().interface("lo");
     std::os::unix::fs::symlink("/nonexistent/canary-test", &record).unwrap();
 
-    let out = s.one_shot(&["--interface", "lo"]);
+    // --move-interfaces: past the check that would refuse leaving the
+    // VIP's interface, to the attach that fails.
+    let out = s.one_shot(&["--interface", "lo", "--move-interfaces"]);
     let vip = answered(&s, PROBES);
     let err = text(&out.stderr);
     println!(
