@@ -262,6 +262,32 @@ fn serving(conn: TcpStream) -> Option<(BufReader<TcpStream>, TcpStream)> {
     Some((BufReader::new(conn), writer))
 }
 
+/// What one `read_line` on a server connection gave.
+enum LineRead {
+    /// Bytes were appended to the line (maybe not a whole line yet).
+    Some,
+    /// The read timeout passed: only a chance to look at the stop flag.
+    Idle,
+    /// The peer closed, or the read failed.
+    Closed,
+}
+
+fn read_some(reader: &mut BufReader<TcpStream>, line: &mut String) -> LineRead {
+    match reader.read_line(line) {
+        Ok(0) => LineRead::Closed,
+        Ok(_) => LineRead::Some,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            LineRead::Idle
+        }
+        Err(_) => LineRead::Closed,
+    }
+}
+
 /// Answers each request line until the client closes or the server stops.
 /// An idle connection stays open (the read timeout only lets the thread look
 /// at the stop flag).
@@ -273,18 +299,10 @@ fn serve(conn: TcpStream, label: &'static str, stop: Arc<AtomicBool>) {
     let reply = format!("{label}\n");
     while !stop.load(Ordering::Relaxed) {
         line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) => return,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(_) => return,
-            Ok(_) => {
+        match read_some(&mut reader, &mut line) {
+            LineRead::Closed => return,
+            LineRead::Idle => continue,
+            LineRead::Some => {
                 if writer.write_all(reply.as_bytes()).is_err() {
                     return;
                 }
@@ -334,19 +352,11 @@ fn read_head(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<usi
         if stop.load(Ordering::Relaxed) {
             return None;
         }
-        match reader.read_line(&mut line) {
-            Ok(0) => return None,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(_) => return None,
-            Ok(_) if !line.ends_with('\n') => continue,
-            Ok(_) => {}
+        match read_some(reader, &mut line) {
+            LineRead::Closed => return None,
+            LineRead::Some if line.ends_with('\n') => {}
+            // A partly read line is kept for the next read.
+            LineRead::Idle | LineRead::Some => continue,
         }
         let header = line.trim_end();
         if header.is_empty() && !first {

@@ -115,7 +115,6 @@ fn step_weight(plan: &RolloutPlan, step: usize) -> Weight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::plan::Checks;
 
     const COLUMNS: [&str; 4] = [
         "enforce+drain",
@@ -132,20 +131,9 @@ mod tests {
                 .iter()
                 .map(|p| p.parse().unwrap())
                 .collect(),
-            interval: std::time::Duration::from_secs(30),
-            min_requests: 50,
-            failed_checks_limit: 2,
-            consecutive_failures: 0,
-            min_passes: 1,
-            max_inconclusive: 5,
-            max_step_duration: None,
             mode,
             on_rollback,
-            checks: Checks::default(),
-            gates: vec![],
-            prometheus: None,
-            webhook: None,
-            alpha: 0.05,
+            ..RolloutPlan::default()
         };
         [
             with(Mode::Enforce, OnRollback::Drain),

@@ -29,29 +29,16 @@ fn readme_steps() -> Vec<Weight> {
 
 /// A plan with the README's shape; other modules' tests use it too.
 pub(crate) fn plan() -> RolloutPlan {
+    let defaults = RolloutPlan::default();
     RolloutPlan {
         steps: readme_steps(),
-        interval: std::time::Duration::from_secs(30),
         min_requests: 50,
-        failed_checks_limit: 2,
-        consecutive_failures: 0,
-        min_passes: 1,
-        max_inconclusive: 5,
-        max_step_duration: None,
-        mode: Mode::Enforce,
-        on_rollback: OnRollback::Drain,
         checks: Checks {
             max_error_rate: Some(0.05),
             max_error_ratio: Some(2.0),
-            max_p99_ms: None,
-            max_p99_ratio: None,
-            error_margin: 0.01,
-            p99_margin_ms: 5.0,
+            ..defaults.checks
         },
-        gates: vec![],
-        prometheus: None,
-        webhook: None,
-        alpha: 0.05,
+        ..defaults
     }
 }
 
