@@ -132,7 +132,7 @@ fn interfaces(
             continue;
         };
         if let Err(why) = crate::host::interfaces::check_name(name) {
-            errs.push(item_path, why);
+            errs.push(item_path, why.to_string());
         } else if !seen.insert(name) {
             errs.push(item_path, format!("{name:?} is listed twice"));
         } else if !interface_exists(name) {

@@ -38,7 +38,7 @@ impl Overrides {
         let mut seen = BTreeSet::new();
         for name in &self.interfaces {
             if let Err(why) = config::check_interface_name(name) {
-                errors.push(flag("--interface", why));
+                errors.push(flag("--interface", why.to_string()));
             } else if !seen.insert(name) {
                 errors.push(flag("--interface", format!("{name:?} is given twice")));
             } else if !crate::host::interfaces::interface_exists(name) {

@@ -6,9 +6,17 @@ use std::ffi::CString;
 /// Longest interface name Linux accepts (IFNAMSIZ less the NUL).
 const MAX_NAME: usize = 15;
 
+/// A name the kernel would refuse for an interface, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{name:?} is not an interface name: {why}")]
+pub struct InvalidName {
+    pub name: String,
+    pub why: &'static str,
+}
+
 /// Checks a name the way the kernel does (`dev_valid_name`), which also keeps
 /// it from escaping `/sys/class/net` when looked up there.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), InvalidName> {
     let why = if name.is_empty() {
         "it is empty"
     } else if name.len() > MAX_NAME {
@@ -20,7 +28,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
     } else {
         return Ok(());
     };
-    Err(format!("{name:?} is not an interface name: {why}"))
+    Err(InvalidName {
+        name: name.to_owned(),
+        why,
+    })
 }
 
 /// Whether an interface of that name exists in this network namespace now.
