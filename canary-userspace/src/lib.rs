@@ -3,7 +3,8 @@
 //! layers below it (and its own), never one above: `tests/layers.rs`
 //! checks it, docs/ARCHITECTURE.md draws it.
 //!
-//! 1. `error`, `model`, `host`: the vocabulary and the process plumbing.
+//! 0. `error`: the library's error type.
+//! 1. `model`, `host`: the vocabulary and the host's plumbing.
 //! 2. `controller`, `kernel`: the rollout policy (pure) and the data path.
 //! 3. `config`, `api`: the config file and canaryd's outward interfaces.
 //! 4. `daemon`, `cli`: canaryd's state and canaryd's and canaryctl's
@@ -13,7 +14,8 @@
 //! - `error`: the library's error type.
 //! - `model`: kinds (protocol, affinity, mode, hook), `Weight`, a service,
 //!   per-version signals, a rollout's records, secrets kept out of logs.
-//! - `host`: capability drop and the descriptor limit.
+//! - `host`: this host's addresses, interfaces and routes, one rtnetlink
+//!   request, capability drop and the descriptor limit.
 //! - `controller`: the rollout plan, policy, statistics, gate queries,
 //!   the run of one rollout and webhooks.
 //! - `kernel`: everything that touches bpffs, maps, programs and links.

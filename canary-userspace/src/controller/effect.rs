@@ -88,10 +88,10 @@ pub fn effect(plan: Option<&RolloutPlan>, step: usize, act: Act) -> Effect {
         },
         // The controller's moves: dry-run logs them and changes nothing.
         _ if plan.mode == Mode::DryRun => Effect::NONE,
-        Act::Start => weight(step_weight(plan, 0)),
+        Act::Start => weight(plan.step_weight(0)),
         Act::Look(Action::Hold | Action::Pause) => Effect::NONE,
-        Act::Look(Action::StepUp { step }) => weight(step_weight(plan, step)),
-        Act::Look(Action::Promote) => weight(step_weight(plan, step)),
+        Act::Look(Action::StepUp { step }) => weight(plan.step_weight(step)),
+        Act::Look(Action::Promote) => weight(plan.step_weight(step)),
         Act::Look(Action::Rollback) => Effect {
             weight: Some(Weight::ZERO),
             reset_canary: reset_on_rollback,
@@ -104,12 +104,6 @@ fn weight(w: Weight) -> Effect {
         weight: Some(w),
         reset_canary: false,
     }
-}
-
-/// The canary weight of the plan's `step` (0 past the last, as
-/// `RolloutRun::weight`).
-fn step_weight(plan: &RolloutPlan, step: usize) -> Weight {
-    plan.steps.get(step).copied().unwrap_or(Weight::ZERO)
 }
 
 #[cfg(test)]

@@ -87,6 +87,14 @@ pub struct RolloutPlan {
     pub alpha: f64,
 }
 
+impl RolloutPlan {
+    /// The canary weight of `step`; 0 past the last (the config refuses
+    /// a plan without steps).
+    pub fn step_weight(&self, step: usize) -> Weight {
+        self.steps.get(step).copied().unwrap_or(Weight::ZERO)
+    }
+}
+
 /// The defaults of `[service.rollout]` (packaging/canary.toml lists them),
 /// the one place the config reader takes them from. `steps` has none (the
 /// config requires it) and no check is on: set both.

@@ -135,7 +135,7 @@ pub fn evaluate(
     let (stable_n, canary_n) = (attempts(&evidence.stable), attempts(&evidence.canary));
     // At 100 % stable gets no new flows: its minimum does not apply, and
     // the driver hands in stable's evidence from the step before.
-    let weight = plan.steps.get(state.step).copied().unwrap_or(Weight::ZERO);
+    let weight = plan.step_weight(state.step);
     let stable_expected = weight < Weight::FULL;
     let checks = judge(plan, evidence, stable_expected);
     // `settling`: inconclusive, but the step's evidence grew and more of

@@ -63,11 +63,7 @@ impl RolloutRun {
 
     /// The canary weight the current step asks for.
     pub fn weight(&self) -> Weight {
-        self.plan
-            .steps
-            .get(self.state.step)
-            .copied()
-            .unwrap_or(Weight::ZERO)
+        self.plan.step_weight(self.state.step)
     }
 
     /// What both versions did since the step began (and in the last

@@ -8,6 +8,8 @@
 //!   `weights` (set a weight), `interfaces` (check what the kernel runs),
 //!   `reload`, `rollouts` (start, control and apply rollout decisions).
 //! - `overrides`: command-line values over `[daemon]`, config warnings.
+//! - `reach`: where each service's clients come in; refuses a start that
+//!   would leave their interface, flags it in status.
 //! - `state`: the atomically written state file (run-time weights,
 //!   rollouts).
 //! - `driver`: the rollout driver's looks: evidence, gates, decisions.

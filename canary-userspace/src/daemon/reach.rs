@@ -78,7 +78,7 @@ pub fn gather(dp: &Dataplane, services: &[ServiceSpec]) -> ClientPaths {
         .map(|s| {
             let vip_on = by_interface
                 .iter()
-                .filter(|(name, addrs)| addrs.contains(&s.vip.ip()) && !is_loopback(name))
+                .filter(|(_, i)| i.addresses.contains(&s.vip.ip()) && !i.loopback)
                 .map(|(name, _)| name.clone())
                 .collect();
             let p = Paths {
@@ -126,10 +126,6 @@ fn route_interface(client: IpAddr) -> Option<String> {
             None
         }
     }
-}
-
-fn is_loopback(name: &str) -> bool {
-    name == "lo"
 }
 
 /// Interfaces a change would leave, and why clients come in on them.

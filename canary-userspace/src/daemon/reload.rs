@@ -7,7 +7,7 @@ use super::{Daemon, DaemonError, overrides::config_warnings, reach, save_state, 
 use crate::{
     api::Reloaded,
     api::changes,
-    config::{self, Config, DaemonConfig},
+    config::{self, Config},
     model::service::ServiceSpec,
 };
 
@@ -28,7 +28,7 @@ impl Daemon {
         let mut new =
             config::load_with(&self.config_path, &serves).map_err(DaemonError::InvalidConfig)?;
         self.overrides.apply(&mut new.daemon);
-        self.check_restart_only(&new.daemon)?;
+        self.check_restart_only(&new)?;
         let warnings = config_warnings(&new, &self.config_path);
         let old_specs = self.registered_specs();
         let wanted = self.wanted_specs(&new);
@@ -89,6 +89,8 @@ impl Daemon {
         report.changes = changes::between(&changes::view(&before), &changes::view(&after));
         self.config = new;
         self.state = next;
+        // Services added or moved: status's flag looks at their clients.
+        self.client_paths = reach::gather(&self.dp, &self.config.services);
         for w in &warnings {
             log::warn!("{w}");
         }
@@ -109,7 +111,8 @@ impl Daemon {
 
     /// Settings that only a restart can change; a reload that changes them
     /// is refused with a field-by-field message.
-    fn check_restart_only(&self, new: &DaemonConfig) -> Result<(), DaemonError> {
+    fn check_restart_only(&self, new_config: &Config) -> Result<(), DaemonError> {
+        let new = &new_config.daemon;
         let old = &self.config.daemon;
         let file = self.config_path.display();
         let mut errors = vec![];
@@ -153,7 +156,8 @@ impl Daemon {
             .cloned()
             .collect();
         if !leaving.is_empty() {
-            let paths = reach::gather(&self.dp, &self.config.services);
+            // What a restart with the new file would look at.
+            let paths = reach::gather(&self.dp, &new_config.services);
             if let Some(cut) = reach::left_behind(&paths, &leaving, &new.interfaces) {
                 errors.push(format!(
                     "{file}: daemon.interfaces: a restart with these interfaces would be refused too: {}",

@@ -8,24 +8,35 @@ use std::{
     net::IpAddr,
 };
 
-/// Every address of every interface, by interface name.
-pub fn by_interface() -> io::Result<BTreeMap<String, BTreeSet<IpAddr>>> {
+/// One interface's addresses, and whether it is a loopback.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Interface {
+    pub addresses: BTreeSet<IpAddr>,
+    pub loopback: bool,
+}
+
+/// Every address of every interface, by interface name. An address with a
+/// label (`ip addr add ... label eth0:vip`, as keepalived writes them) is
+/// listed under its interface, `eth0`, not under the label.
+pub fn by_interface() -> io::Result<BTreeMap<String, Interface>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we free below.
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut out: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+    let mut out: BTreeMap<String, Interface> = BTreeMap::new();
     let mut at = head;
     while !at.is_null() {
         // SAFETY: `at` is a node of the list getifaddrs returned, not freed yet.
         let ifa = unsafe { &*at };
         if let Some(ip) = address_of(ifa) {
             // SAFETY: ifa_name is a NUL-terminated string of the same node.
-            let name = unsafe { CStr::from_ptr(ifa.ifa_name) };
-            out.entry(name.to_string_lossy().into_owned())
-                .or_default()
-                .insert(ip);
+            let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy();
+            // Labels are `<interface>:<label>`; interface names have no ':'.
+            let interface = name.split(':').next().unwrap_or_default().to_owned();
+            let entry = out.entry(interface).or_default();
+            entry.addresses.insert(ip);
+            entry.loopback |= ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0;
         }
         at = ifa.ifa_next;
     }
@@ -36,7 +47,10 @@ pub fn by_interface() -> io::Result<BTreeMap<String, BTreeSet<IpAddr>>> {
 
 /// Every address of every interface of this host.
 pub fn local() -> io::Result<BTreeSet<IpAddr>> {
-    Ok(by_interface()?.into_values().flatten().collect())
+    Ok(by_interface()?
+        .into_values()
+        .flat_map(|i| i.addresses)
+        .collect())
 }
 
 /// The IPv4 or IPv6 address of one getifaddrs node; None for others.
@@ -70,6 +84,11 @@ mod tests {
         let local = local().unwrap();
         assert!(local.contains(&IpAddr::from([127, 0, 0, 1])), "{local:?}");
         let by = by_interface().unwrap();
-        assert!(by["lo"].contains(&IpAddr::from([127, 0, 0, 1])), "{by:?}");
+        assert!(
+            by["lo"].addresses.contains(&IpAddr::from([127, 0, 0, 1])),
+            "{by:?}"
+        );
+        assert!(by["lo"].loopback, "{by:?}");
+        assert!(by.values().filter(|i| i.loopback).count() == 1, "{by:?}");
     }
 }

@@ -1,5 +1,5 @@
 //! Everything that touches the kernel's BPF objects: bpffs, pins, maps,
-//! programs and links. Uses `model` and `error` only.
+//! programs and links. Uses `model`, `host` and `error` only.
 //!
 //! Always built (xtask and the status readers need no eBPF toolchain):
 //! - `bpffs`: mount and check the BPF filesystem.

@@ -24,7 +24,7 @@ use tests::{
 };
 use xtask::{
     canaryd::Canaryd,
-    topology::{HOST_IF, HOST_V4},
+    topology::{CLIENT_V4, HOST_IF, HOST_V4},
 };
 
 /// On the client link's subnet, but not an address of the host.
@@ -625,4 +625,40 @@ fn an_existing_but_wrong_interface_does_not_move_the_data_path_off_the_vips_inte
         failed > before_move,
         "the VIP kept serving off its interface?"
     );
+}
+
+/// Issue 22, the flow half: a VIP on lo says nothing by its address about
+/// where clients come in, so the established flows do: a held connection
+/// from the client namespace is routed through the host interface, and a
+/// start that would leave it is refused naming that client; the held
+/// connection keeps its version.
+#[test]
+fn established_clients_keep_their_interface_when_the_vip_is_on_lo() {
+    let _serial = tests::root_scenario();
+    let s = setup();
+    let vip = IpAddr::V4(FOREIGN_VIP);
+    s.topo
+        .host
+        .ip(&["addr", "add", "198.18.0.99/32", "dev", "lo"])
+        .unwrap();
+    s.write_config(&config(&s, vip, 10_000));
+    let mut d = s.start(&[]);
+    let mut held = s.connect(SocketAddr::new(vip, 80)).unwrap();
+    assert_eq!(held.request().unwrap(), CANARY);
+    d.signal(libc::SIGTERM).unwrap();
+
+    let refused = s
+        .try_start(&["--interface", "lo"])
+        .err()
+        .expect("a start on lo was not refused")
+        .to_string();
+    println!("{refused}");
+    assert!(
+        refused.contains(&format!(
+            "1 client(s) of service model with established flows (e.g. {CLIENT_V4}) are routed through {HOST_IF}"
+        )),
+        "{refused}"
+    );
+    assert!(!refused.contains("is an address of"), "{refused}");
+    assert_eq!(held.request().unwrap(), CANARY, "the held connection moved");
 }
