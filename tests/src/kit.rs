@@ -305,14 +305,21 @@ pub fn run_bounded(cmd: Command) -> Output {
     wait_bounded(spawn_piped(cmd).unwrap())
 }
 
-/// Waits for a child with piped output, killing it after `ONE_SHOT`.
-pub fn wait_bounded(mut child: Child) -> Output {
+/// Waits for a child with piped output, killing it after `ONE_SHOT`. The
+/// pipes are read while it runs (`wait_with_output` on a thread): a child
+/// that writes more than a pipe holds never blocks on it.
+pub fn wait_bounded(child: Child) -> Output {
+    let pid = child.id() as libc::pid_t;
+    let waiter = thread::spawn(move || child.wait_with_output());
     let deadline = Instant::now() + ONE_SHOT;
-    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+    while !waiter.is_finished() && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
-    child.wait_with_output().unwrap()
+    if !waiter.is_finished() {
+        // SAFETY: kill(2) on our own child, which its waiter has not reaped.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    waiter.join().unwrap().unwrap()
 }
 
 /// Polls `done` (every 20 ms) until it holds; returns how long that took.
@@ -411,4 +418,22 @@ pub fn accepted_on(pid: u32, path: &Path) -> usize {
     })
     .collect();
     inodes.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A megabyte on stdout is more than a pipe holds: read while the
+    /// child runs, it finishes on its own instead of blocking until killed.
+    #[test]
+    fn a_child_writing_more_than_a_pipe_holds_runs_to_its_end() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "head -c 1000000 /dev/zero"]);
+        let started = Instant::now();
+        let out = run_bounded(cmd);
+        assert!(out.status.success(), "{:?}", out.status);
+        assert_eq!(out.stdout.len(), 1_000_000);
+        assert!(started.elapsed() < ONE_SHOT);
+    }
 }
