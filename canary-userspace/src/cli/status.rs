@@ -110,12 +110,9 @@ pub fn weight(svc: &ServiceStatus) -> String {
 
 /// `  rollout running  step 2/5  look 7  <the last decision's reason>`.
 pub fn rollout_line(r: &RolloutLine) -> String {
-    let phase = serde_json::to_value(r.phase)
-        .ok()
-        .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
-        .unwrap_or_default();
     let mut line = format!(
-        "  rollout {phase}  step {}/{}  look {}",
+        "  rollout {}  step {}/{}  look {}",
+        r.phase.name(),
         r.step + 1,
         r.steps,
         r.looks

@@ -18,6 +18,18 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// As people read it: `running`, `paused`, `rolled back`, `promoted`,
+    /// `aborted`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::Paused => "paused",
+            Phase::RolledBack => "rolled back",
+            Phase::Promoted => "promoted",
+            Phase::Aborted => "aborted",
+        }
+    }
+
     pub fn is_over(self) -> bool {
         matches!(self, Phase::RolledBack | Phase::Promoted | Phase::Aborted)
     }

@@ -215,7 +215,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         &format!(
             "canary rollout, scenario {}: {}",
             format!("{sc:?}").to_lowercase(),
-            phase_name(report.phase)
+            report.phase.name()
         ),
         &timeline.points(SAMPLES_PER_POINT),
         &marks,
@@ -240,7 +240,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         .unwrap_or(0.0);
     println!(
         "       {} after {} decisions in {rollout_s:.1} s: {}",
-        phase_name(report.phase).to_uppercase(),
+        report.phase.name().to_uppercase(),
         report.history.len(),
         report.reason
     );
@@ -266,7 +266,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         events.len(),
         events
             .iter()
-            .map(|e| phase_name(e.phase).to_owned() + "/" + &action_name(&e.decision.action))
+            .map(|e| e.phase.name().to_owned() + "/" + &action_name(&e.decision.action))
             .collect::<Vec<_>>()
             .join(" ")
     );
@@ -357,16 +357,6 @@ fn sample(client: &Client, timeline: &mut Timeline) -> Result<()> {
         .context("canaryd no longer reports the service")?;
     timeline.samples.push(Sample::of(unix_ms(), svc));
     Ok(())
-}
-
-fn phase_name(p: Phase) -> &'static str {
-    match p {
-        Phase::Running => "running",
-        Phase::Paused => "paused",
-        Phase::RolledBack => "rolled back",
-        Phase::Promoted => "promoted",
-        Phase::Aborted => "aborted",
-    }
 }
 
 fn action_name(a: &canary_userspace::model::rollout::Action) -> String {
