@@ -172,6 +172,7 @@ impl DaemonUnderTest {
             daemon: self.dirs.daemon_config(HOST_IF),
             services,
             rollouts: Default::default(),
+            fleet: None,
         }
     }
 

@@ -12,6 +12,7 @@ mod conflicts;
 mod daemon;
 mod duration;
 mod error;
+mod fleet;
 mod interface;
 mod render;
 mod rollout;
@@ -38,6 +39,7 @@ pub use crate::model::weight::{
 pub use daemon::MAX_FLOW_TABLE_SIZE;
 pub use duration::{InvalidDuration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
+pub use fleet::{FleetConfig, hostname};
 pub use warnings::{vip_not_local, warnings};
 
 use crate::{controller::plan::RolloutPlan, model::service::ServiceSpec};
@@ -56,6 +58,8 @@ pub struct Config {
     pub services: Vec<ServiceSpec>,
     /// `[service.rollout]` tables, by service name.
     pub rollouts: BTreeMap<String, RolloutPlan>,
+    /// `[fleet]`: rollouts coordinated through etcd; None on a single host.
+    pub fleet: Option<FleetConfig>,
 }
 
 /// The `[daemon]` table, defaults filled in.
@@ -159,10 +163,11 @@ pub fn parse(
             return Err(errs.finish());
         }
     };
-    value::reject_unknown(&mut errs, root.keys(), "", &["daemon", "service"]);
+    value::reject_unknown(&mut errs, root.keys(), "", &["daemon", "service", "fleet"]);
 
     let daemon = daemon::read(&mut errs, root.get("daemon"), interface_exists);
     let partials = services(&mut errs, root.get("service"));
+    let fleet = fleet::read(&mut errs, root.get("fleet"));
     conflicts::check(&mut errs, &partials);
 
     // Last safety net: whatever passed here must also pass what the data
@@ -188,6 +193,7 @@ pub fn parse(
             daemon,
             services,
             rollouts,
+            fleet,
         }),
         _ => Err(errs.finish()),
     }

@@ -3,7 +3,7 @@
 
 use toml::{Table, Value};
 
-use super::{Config, DaemonConfig};
+use super::{Config, DaemonConfig, FleetConfig};
 use crate::{controller::plan::RolloutPlan, model::service::ServiceSpec};
 
 impl Config {
@@ -19,6 +19,9 @@ impl Config {
                 .collect();
             root.insert("service".into(), Value::Array(services));
         }
+        if let Some(fleet) = &self.fleet {
+            root.insert("fleet".into(), Value::Table(fleet_table(fleet)));
+        }
         toml::to_string(&root).expect("a table of strings, numbers and arrays always renders")
     }
 }
@@ -29,6 +32,18 @@ fn strings<T: ToString>(items: &[T]) -> Value {
 
 fn path(p: &std::path::Path) -> Value {
     Value::String(p.display().to_string())
+}
+
+fn fleet_table(f: &FleetConfig) -> Table {
+    let mut t = Table::new();
+    t.insert("etcd".into(), strings(&f.etcd));
+    t.insert("name".into(), Value::String(f.name.clone()));
+    t.insert("host".into(), Value::String(f.host.clone()));
+    let ms = |d: std::time::Duration| Value::String(format!("{}ms", d.as_millis()));
+    t.insert("lease_ttl".into(), ms(f.lease_ttl));
+    t.insert("grace".into(), ms(f.grace));
+    t.insert("publish".into(), ms(f.publish));
+    t
 }
 
 fn daemon_table(d: &DaemonConfig) -> Table {

@@ -127,6 +127,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         daemon: dirs.daemon_config(HOST_IF),
         services: vec![crate::kit::tcp_service(SERVICE, vip, at(0), at(1), 0)],
         rollouts: [(SERVICE.to_owned(), plan.clone())].into(),
+        fleet: None,
     };
     dirs.write_config(&config)?;
     fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;

@@ -166,6 +166,7 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     let (topo, vip) = (&s.topo, s.vip);
     s.write_config(&Config {
         rollouts: [(SERVICE.to_owned(), plan())].into(),
+        fleet: None,
         ..s.config(0)
     });
     let d = s.start(&[]);

@@ -85,6 +85,7 @@ fn setup_with(stable: Arc<Http>, canary: Arc<Http>) -> Arc<DaemonUnderTest> {
 fn config(s: &DaemonUnderTest, plan: RolloutPlan, weight_bp: u16) -> Config {
     Config {
         rollouts: [(SERVICE.to_owned(), plan)].into(),
+        fleet: None,
         ..s.config(weight_bp)
     }
 }

@@ -87,6 +87,7 @@ fn rollouts(slowdown: f64) -> Vec<(RolloutReport, Duration)> {
     let config = Config {
         daemon: dirs.daemon_config(HOST_IF),
         rollouts: services.iter().map(|s| (s.name.clone(), plan())).collect(),
+        fleet: None,
         services: services.clone(),
     };
     dirs.write_config(&config).unwrap();

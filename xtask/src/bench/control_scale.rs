@@ -100,6 +100,7 @@ pub fn run(bins: &Binaries, plan: &Plan) -> Result<Results> {
             },
             services: (0..n).map(service).collect(),
             rollouts: Default::default(),
+            fleet: None,
         })?;
         let t = Instant::now();
         let daemon = Canaryd::start(&topo.host, bins, &dirs, &[])?;

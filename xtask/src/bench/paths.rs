@@ -423,6 +423,7 @@ pub fn canaryd_config(dirs: &DaemonDirs, signals: bool, hook: Hook) -> Config {
         daemon,
         services: vec![canary_service()],
         rollouts: Default::default(),
+        fleet: None,
     }
 }
 
@@ -437,6 +438,7 @@ pub fn canaryd_config_example() -> String {
         daemon,
         services: vec![canary_service()],
         rollouts: Default::default(),
+        fleet: None,
     }
     .to_toml()
 }

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
                 daemon: DaemonConfig::with_defaults(vec![]),
                 services: vec![],
                 rollouts: Default::default(),
+                fleet: None,
             }
         }
         Err(errors) => {
