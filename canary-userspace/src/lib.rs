@@ -9,6 +9,7 @@
 //! 3. `config`, `api`: the config file and canaryd's outward interfaces.
 //! 4. `daemon`, `cli`: canaryd's state and canaryd's and canaryctl's
 //!    command lines and output.
+//! 5. `fleet`: rollouts across hosts through etcd, driving the daemon.
 //!
 //! Modules, one line each:
 //! - `error`: the library's error type.
@@ -23,6 +24,8 @@
 //! - `api`: the control socket's requests, replies and client, what a
 //!   reload changed, and the Prometheus exposition of a status.
 //! - `daemon` (`dataplane` feature): canaryd without its sockets.
+//! - `fleet` (`dataplane` feature): one rollout across many hosts, kept in
+//!   etcd: this host's lease and weights, the leader's looks, commands.
 //! - `cli`: command lines (also for man pages and completions), status and
 //!   reload as tables, the JSON log format.
 //!
@@ -43,6 +46,9 @@ pub mod config;
 pub mod cli;
 #[cfg(feature = "dataplane")]
 pub mod daemon;
+
+#[cfg(feature = "dataplane")]
+pub mod fleet;
 
 pub use error::Error;
 #[cfg(feature = "dataplane")]

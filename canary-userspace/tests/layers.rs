@@ -20,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["controller", "kernel"],
     &["config", "api"],
     &["daemon", "cli"],
+    &["fleet"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

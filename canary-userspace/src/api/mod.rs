@@ -17,6 +17,7 @@
 //! version 2, drops them. `weight` has the details.
 
 pub mod changes;
+pub mod fleet;
 pub mod metrics;
 pub mod weight;
 
@@ -81,6 +82,8 @@ pub enum Request {
     RolloutStatus {
         service: String,
     },
+    /// The fleet's hosts (`[fleet]`): which leads, what each applied.
+    FleetStatus {},
 }
 
 /// Why a request line is not a request: what the answer's `code` and
@@ -153,6 +156,10 @@ pub struct RolloutReport {
     /// Rollouts of this service that ended rolled back, since the state
     /// file was made.
     pub rollbacks: u64,
+    /// In a fleet: every host, with what it applied and saw; absent on a
+    /// single host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<fleet::FleetHost>>,
 }
 
 /// One answer; `T` is the reply type of the request it answers.
@@ -220,6 +227,11 @@ pub enum ErrorCode {
     /// The rollout is not in a state that allows this (already running,
     /// ended, not paused, or moved on since a decision was taken).
     RolloutConflict,
+    /// A fleet command, and the fleet's store (etcd) did not answer:
+    /// nothing was changed.
+    StoreUnavailable,
+    /// A fleet command to a canaryd with no `[fleet]`.
+    NotAFleet,
     /// A code this client does not know (a newer daemon's).
     #[serde(other)]
     Unknown,
@@ -235,8 +247,12 @@ impl ErrorCode {
             | ErrorCode::InvalidConfig
             | ErrorCode::RestartRequired
             | ErrorCode::RolloutNotConfigured
-            | ErrorCode::RolloutConflict => 4,
-            ErrorCode::FailedAndReverted | ErrorCode::DataPath | ErrorCode::Unavailable => 5,
+            | ErrorCode::RolloutConflict
+            | ErrorCode::NotAFleet => 4,
+            ErrorCode::FailedAndReverted
+            | ErrorCode::DataPath
+            | ErrorCode::Unavailable
+            | ErrorCode::StoreUnavailable => 5,
             ErrorCode::RevertFailed => 6,
             ErrorCode::Unknown => 1,
         }
@@ -632,6 +648,10 @@ impl Client<'_> {
         self.call(&Request::RolloutStatus {
             service: service.into(),
         })
+    }
+
+    pub fn fleet_status(&self) -> Result<fleet::FleetStatus, ClientError> {
+        self.call(&Request::FleetStatus {})
     }
 
     /// Polls `service`'s rollout every `poll` until it is no longer running

@@ -481,6 +481,7 @@ mod tests {
             next_at_unix_ms: 0,
             history: vec![],
             rollbacks: 0,
+            hosts: None,
         };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["steps_bp"], json!([500, 1000, 10000]));

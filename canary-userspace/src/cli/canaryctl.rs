@@ -80,6 +80,13 @@ pub enum Command {
     /// with on_rollback = "reset" the canary's connections are reset. In
     /// dry-run mode too: dry-run holds back the controller, not you.
     Rollback { service: String },
+    /// The fleet this canaryd belongs to ([fleet] in its config): every
+    /// host that joined, whether it is alive and leads, the generation and
+    /// weight it applied, requests and error rate per version.
+    ///
+    /// Example: canaryctl fleet status --json
+    #[command(subcommand, verbatim_doc_comment)]
+    Fleet(Fleet),
     /// A live view of SERVICE, refreshed in place: weight, per-version
     /// requests/s, error rate, p50/p99, rollout phase and last decision.
     Watch(WatchArgs),
@@ -188,6 +195,12 @@ pub struct WatchArgs {
     /// Stop after this many refreshes (default: until interrupted).
     #[arg(long)]
     pub count: Option<u64>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Fleet {
+    /// Hosts, leader, applied generations and per-version numbers.
+    Status,
 }
 
 #[derive(Debug, clap::Subcommand)]

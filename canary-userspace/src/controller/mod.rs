@@ -5,6 +5,8 @@
 //! stands on (`stats`), and the bookkeeping of one running rollout (`run`).
 
 pub mod effect;
+pub mod ledger;
+pub mod operate;
 pub mod plan;
 pub mod policy;
 pub mod prometheus;

@@ -108,7 +108,7 @@ async fn evaluate_one(
 /// with one deadline for the look: a gate without an answer by then is
 /// inconclusive ("no answer within 5s"), as a query that timed out. The
 /// look waits at most `within`, not `within` once per gate.
-async fn read_gates(plan: &RolloutPlan, within: Duration) -> Vec<GateReading> {
+pub async fn read_gates(plan: &RolloutPlan, within: Duration) -> Vec<GateReading> {
     let Some(base) = plan.prometheus.clone() else {
         return vec![];
     };

@@ -16,11 +16,14 @@
 //! - `error`: what a daemon operation can fail with.
 //! - `owner`: the owning thread and the async `Handle` that talks to it.
 //! - `observe`: `Status` from a snapshot and the counters.
+//! - `fleet`: apply a fleet's decisions to this host (the `fleet` module
+//!   takes them).
 //! - `links`: interface events (rtnetlink) that make the owner check the
 //!   configured interfaces and re-attach one that came back.
 
 pub mod driver;
 mod error;
+pub mod fleet;
 mod interfaces;
 mod lifecycle;
 pub mod links;

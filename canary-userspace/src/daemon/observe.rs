@@ -178,6 +178,7 @@ pub fn report(
         next_at_unix_ms: run.next_at_unix_ms,
         history: run.state.history.clone(),
         rollbacks,
+        hosts: None,
     }
 }
 

@@ -13,6 +13,7 @@ use crate::{
     api::RolloutReport,
     controller::{
         effect::{Act, Effect, effect},
+        operate::operate,
         plan::{Mode, OnRollback},
         policy::Decision,
         run::{Reading, RolloutRun},
@@ -66,6 +67,7 @@ impl Daemon {
             next_at_unix_ms: 0,
             history: vec![],
             rollbacks: self.state.rollbacks.get(service).copied().unwrap_or(0),
+            hosts: None,
         })
     }
 
@@ -134,32 +136,12 @@ impl Daemon {
                 why: "no rollout has been started".into(),
             });
         };
-        let phase = run.state.phase;
-        let conflict = |why: &str| DaemonError::RolloutConflict {
+        let effect = operate(&mut run, control).map_err(|why| DaemonError::RolloutConflict {
             service: service.to_owned(),
-            why: format!("the rollout is {phase:?}: {why}"),
-        };
-        let (new_phase, reason) = match control {
-            _ if phase.is_over() => return Err(conflict("it has ended")),
-            Control::Pause if phase == Phase::Paused => return Err(conflict("already paused")),
-            Control::Resume if phase == Phase::Running => return Err(conflict("not paused")),
-            Control::Pause => (Phase::Paused, "paused by an operator"),
-            Control::Resume => (Phase::Running, ""),
-            Control::Promote => (Phase::Promoted, "promoted by an operator"),
-            Control::Abort => (Phase::Aborted, "aborted by an operator"),
-            Control::Rollback => (Phase::RolledBack, "rolled back by an operator"),
-        };
-        // In dry-run too: dry-run holds back the controller's decisions,
-        // not an operator's command (`controller::effect`).
-        let effect = effect(Some(&run.plan), run.state.step, Act::Operator(control));
-        run.state.phase = new_phase;
-        run.state.reason = reason.to_owned();
+            why,
+        })?;
         if control == Control::Resume {
-            // Inconclusive intervals before the pause no longer count, the
-            // step gets a new max_step_duration, and the next interval
-            // starts now.
-            run.state.inconclusive_streak = 0;
-            run.state.step_looks = 0;
+            // The next interval starts now.
             run.last = self.reading(service)?;
             run.next_at_unix_ms = now_unix_ms + run.plan.interval.as_millis() as u64;
         }
@@ -239,7 +221,7 @@ impl Daemon {
     /// Carries out `effect` with `next` as the state: its weight (one map
     /// write, persisted with `next`; see `commit_weight`), then, when it
     /// says so, the canary's flow reset, once new flows go to stable.
-    fn carry_out(
+    pub(super) fn carry_out(
         &mut self,
         service: &str,
         effect: Effect,

@@ -39,6 +39,10 @@ pub struct State {
     /// kept across restarts so a generation is never handed out twice.
     #[serde(default)]
     pub generations: u64,
+    /// In a fleet: the fleet generation this host last applied, by service
+    /// (`daemon::fleet`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fleet_applied: BTreeMap<String, u64>,
 }
 
 /// A weight set at run time, and the config weight it overrode: when the

@@ -104,6 +104,19 @@ impl Histogram {
         }
     }
 
+    /// This histogram and `other` together: bucket by bucket, so a sum of
+    /// hosts' histograms is exactly the fleet's (same layout everywhere).
+    pub fn plus(&self, other: &Histogram) -> Histogram {
+        let len = self.counts.len().max(other.counts.len());
+        let at = |h: &Histogram, i: usize| h.counts.get(i).copied().unwrap_or(0);
+        Histogram {
+            counts: (0..len)
+                .map(|i| at(self, i).saturating_add(at(other, i)))
+                .collect(),
+            sum_ns: self.sum_ns.saturating_add(other.sum_ns),
+        }
+    }
+
     /// The `q` quantile (0 to 1), estimated as Prometheus'
     /// `histogram_quantile` does: find the bucket holding the rank, then
     /// interpolate linearly within it, assuming its observations spread
@@ -189,6 +202,33 @@ impl VersionSignals {
             latency: self.latency.since(&earlier.latency),
             connect: self.connect.since(&earlier.connect),
         }
+    }
+
+    /// Both readings together (two hosts' counts of one version).
+    pub fn plus(&self, other: &VersionSignals) -> VersionSignals {
+        let add = |a: u64, b: u64| a.saturating_add(b);
+        VersionSignals {
+            requests: add(self.requests, other.requests),
+            responses: add(self.responses, other.responses),
+            http: (0..HTTP_CLASSES)
+                .map(|i| add(self.class(i), other.class(i)))
+                .collect(),
+            backend_resets: add(self.backend_resets, other.backend_resets),
+            connections_refused: add(self.connections_refused, other.connections_refused),
+            syn_retransmits: add(self.syn_retransmits, other.syn_retransmits),
+            failsafe_flows: add(self.failsafe_flows, other.failsafe_flows),
+            latency: self.latency.plus(&other.latency),
+            connect: self.connect.plus(&other.connect),
+        }
+    }
+
+    /// Whether any count is below `earlier`'s: the counters were reset in
+    /// between (a host rebooted, or its pins were removed).
+    pub fn went_back_from(&self, earlier: &VersionSignals) -> bool {
+        self.requests < earlier.requests
+            || self.responses < earlier.responses
+            || self.connections_refused < earlier.connections_refused
+            || self.latency.total() < earlier.latency.total()
     }
 
     /// Responses of class `i` (index into `HTTP_CLASS_NAMES`).

@@ -1,5 +1,6 @@
 //! canaryctl: drive a running canaryd over its control socket.
 
+mod fleet;
 mod reload;
 mod rollout;
 mod set_weight;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         Command::Rollback { service } => Request::Rollback {
             service: service.clone(),
         },
+        Command::Fleet(_) => Request::FleetStatus {},
         Command::Watch(w) => {
             let client = Client {
                 socket: &args.socket,
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
             Command::SetWeight(_) => api::parse_response(socket, &line).map(set_weight::print),
             Command::Reload => api::parse_response(socket, &line).map(reload::print),
             Command::Version => api::parse_response(socket, &line).map(version::print),
+            Command::Fleet(_) => api::parse_response(socket, &line).map(fleet::print),
             Command::Rollout(_) | Command::Rollback { .. } => api::parse_response(socket, &line)
                 .map(|r| {
                     if wait.is_none() {

@@ -107,6 +107,9 @@ pub fn print(r: &RolloutReport) {
             "  the observed share lags the weight: connections opened before a step stay on stable until they close"
         );
     }
+    if let Some(hosts) = &r.hosts {
+        crate::fleet::print_hosts(hosts);
+    }
     if r.history.is_empty() {
         println!("  no interval judged yet");
         return;

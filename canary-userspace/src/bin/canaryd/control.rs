@@ -5,10 +5,9 @@
 use canary_userspace::{
     Error,
     api::{ErrorCode, MAX_REQUEST_BYTES, Request, Response, RolloutAction, Version},
-    daemon::{Control, DaemonError, unix_ms},
+    daemon::{Control, unix_ms},
     error,
 };
-use serde::Serialize;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
@@ -17,6 +16,7 @@ use tokio::{
 
 use crate::{
     accept::{self, Gate},
+    answer::{encode, reply},
     served::Served,
 };
 
@@ -51,6 +51,18 @@ async fn answer(stream: UnixStream, served: Served) {
 }
 
 async fn handle(served: &Served, request: Request) -> String {
+    let request = match &served.fleet {
+        Some(fleet) => match crate::fleet::handle(fleet, &served.owner, request).await {
+            Ok(answer) => return answer,
+            Err(request) => request,
+        },
+        None => request,
+    };
+    handle_here(served, request).await
+}
+
+/// A request as a single host answers it.
+async fn handle_here(served: &Served, request: Request) -> String {
     match request {
         Request::Version {} => encode(&Response::ok(Version::current())),
         Request::Status {} => encode(&match served.observer.status() {
@@ -119,6 +131,10 @@ async fn handle(served: &Served, request: Request) -> String {
             }
             reply(result)
         }
+        Request::FleetStatus {} => encode(&Response::<()>::failed(
+            ErrorCode::NotAFleet,
+            "this canaryd has no [fleet] in its config: it runs its rollouts alone",
+        )),
     }
 }
 
@@ -133,21 +149,6 @@ fn read_failed(e: &Error) -> (ErrorCode, String) {
             format!("reading the data path: {}", error::chain(e)),
         ),
     }
-}
-
-fn reply<T: Serialize>(result: Result<T, DaemonError>) -> String {
-    encode(&match result {
-        Ok(data) => Response::ok(data),
-        Err(e) => Response::failed(e.code(), e.to_string()),
-    })
-}
-
-fn encode<T: Serialize>(response: &Response<T>) -> String {
-    serde_json::to_string(response).unwrap_or_else(|e| {
-        format!(
-            "{{\"ok\":false,\"code\":\"data_path\",\"error\":\"encoding the response failed: {e}\"}}"
-        )
-    })
 }
 
 #[cfg(test)]

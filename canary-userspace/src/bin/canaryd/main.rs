@@ -3,7 +3,9 @@
 //! and Prometheus metrics. See `canaryd --help`.
 
 mod accept;
+mod answer;
 mod control;
+mod fleet;
 mod http;
 mod run;
 mod served;

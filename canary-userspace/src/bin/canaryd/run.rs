@@ -85,6 +85,7 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         ),
     }
     let socket_path = config.daemon.socket.clone();
+    let fleet = config.fleet.clone();
     let metrics_addr = config.daemon.metrics_listen;
     // Sockets first: a daemon that cannot serve should fail before it
     // touches the data path.
@@ -127,6 +128,7 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
     let served = Served {
         owner: owner.handle,
         observer: owner.observer,
+        fleet: None,
     };
     let listeners = Listeners {
         control,
@@ -134,7 +136,7 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         budget,
         spare,
     };
-    let result = runtime.block_on(serve(served, owner.stopped, listeners, beat_every));
+    let result = runtime.block_on(serve(served, fleet, owner.stopped, listeners, beat_every));
     // The runtime's tasks held the last handles: the owner skips what no
     // one waits for any more, finishes what it was doing and stops.
     drop(runtime);
@@ -178,7 +180,8 @@ struct Listeners {
 }
 
 async fn serve(
-    served: Served,
+    mut served: Served,
+    fleet: Option<canary_userspace::config::FleetConfig>,
     mut owner_stopped: tokio::sync::oneshot::Receiver<()>,
     listeners: Listeners,
     beat_every: std::time::Duration,
@@ -197,6 +200,13 @@ async fn serve(
     };
     let webhooks = canary_userspace::controller::webhook::Webhooks::start(&registry)
         .context("starting webhook deliveries")?;
+    if let Some(config) = fleet {
+        let name = config.name.clone();
+        let fleet = canary_userspace::fleet::Fleet::connect(config, &registry)
+            .await
+            .with_context(|| format!("fleet {name}: the etcd client"))?;
+        served.fleet = Some(fleet);
+    }
     let control_gate = gate("control", listeners.budget.control, WhenFull::Wait);
     let metrics_gate = gate("metrics", listeners.budget.metrics, WhenFull::Close);
     let mut hangup = signal(SignalKind::hangup())?;
@@ -221,11 +231,33 @@ async fn serve(
             }
         }
     });
-    tokio::spawn(canary_userspace::daemon::driver::run(
-        served.owner.clone(),
-        served.observer.clone(),
-        webhooks,
-    ));
+    // A fleet's rollouts are judged by its leader, a single host's by
+    // its own driver.
+    match &served.fleet {
+        Some(fleet) => {
+            log::info!(
+                "fleet {}: this host is {}; etcd {}",
+                fleet.config.name,
+                fleet.host(),
+                fleet.config.etcd.join(", ")
+            );
+            tokio::spawn(canary_userspace::fleet::agent::run(
+                fleet.clone(),
+                served.owner.clone(),
+            ));
+            tokio::spawn(canary_userspace::fleet::leader::run(
+                fleet.clone(),
+                webhooks,
+            ));
+        }
+        None => {
+            tokio::spawn(canary_userspace::daemon::driver::run(
+                served.owner.clone(),
+                served.observer.clone(),
+                webhooks,
+            ));
+        }
+    }
     // Interfaces deleted and created again get the programs back.
     tokio::spawn(canary_userspace::daemon::links::follow(
         served.owner.clone(),

@@ -2,7 +2,12 @@
 //! starts the servers, and the servers themselves both depend on it and not
 //! on each other.
 
-use canary_userspace::daemon::{observe::Observer, owner::Handle};
+use std::sync::Arc;
+
+use canary_userspace::{
+    daemon::{observe::Observer, owner::Handle},
+    fleet::Fleet,
+};
 
 /// What the socket servers need: the owner's handle for changes, the
 /// observer for reads.
@@ -10,4 +15,6 @@ use canary_userspace::daemon::{observe::Observer, owner::Handle};
 pub struct Served {
     pub owner: Handle,
     pub observer: Observer,
+    /// `[fleet]`: rollout commands act on the fleet's rollout.
+    pub fleet: Option<Arc<Fleet>>,
 }

@@ -1,0 +1,72 @@
+//! What a fleet keeps in etcd, as JSON: the rollout every host applies and
+//! what each host publishes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    controller::run::{Reading, RolloutRun},
+    model::weight::Weight,
+};
+
+/// The fleet's rollout of one service: `rollout/<service>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleetRollout {
+    /// Bumped by every write that changes what hosts apply (the weight, a
+    /// flow reset): hosts report the generation they applied, and a step
+    /// up waits until every live host has applied the current one.
+    pub generation: u64,
+    /// The canary weight every host applies.
+    #[serde(rename = "weight_bp")]
+    pub weight: Weight,
+    /// This generation resets the canary's flows (`on_rollback = "reset"`).
+    pub reset_canary: bool,
+    /// Baselines the leader has still to take from the fleet's reading: a
+    /// host that starts or resumes a rollout has only its own.
+    #[serde(default)]
+    pub rebase: Option<Rebase>,
+    /// The plan, the policy's state, the fleet's readings at the step's
+    /// start and at the last look.
+    pub run: RolloutRun,
+    /// The host that wrote this, and why (`look`, `start`, `pause`, ...).
+    pub by: String,
+    pub why: String,
+}
+
+/// Which baselines a new leader look must take before judging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rebase {
+    /// A start: the step's and the interval's.
+    Start,
+    /// A resume: the interval's.
+    Interval,
+}
+
+/// What a live host publishes, under its lease: `hosts/<host>`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostRecord {
+    pub host: String,
+    pub at_unix_ms: u64,
+    /// By service name.
+    pub services: BTreeMap<String, HostService>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostService {
+    /// Stable's and canary's cumulative signals on this host.
+    pub reading: Reading,
+    /// The last fleet generation this host applied (0: none yet).
+    pub applied: u64,
+    /// The canary weight this host's data path uses.
+    #[serde(rename = "weight_bp")]
+    pub weight: Weight,
+}
+
+/// `members/<host>`: a host that joined the fleet, kept after it goes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub host: String,
+    pub joined_unix_ms: u64,
+}
