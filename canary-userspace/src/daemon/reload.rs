@@ -149,6 +149,12 @@ impl Daemon {
             "failsafe_timeout",
             old.failsafe_timeout != new.failsafe_timeout,
         );
+        if self.config.fleet != new_config.fleet {
+            errors.push(format!(
+                "{file}: fleet: changing it needs a restart of canaryd (the fleet's lease, \
+                 watch and leadership are taken at start)"
+            ));
+        }
         let leaving: BTreeSet<String> = old
             .interfaces
             .iter()

@@ -83,6 +83,7 @@ impl State {
         let configured = |name: &String| services.iter().any(|s| &s.name == name);
         self.rollouts.retain(|name, _| configured(name));
         self.rollbacks.retain(|name, _| configured(name));
+        self.fleet_applied.retain(|name, _| configured(name));
         (
             self.weights.len(),
             self.rollouts.len(),
