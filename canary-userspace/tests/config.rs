@@ -14,8 +14,8 @@ use std::{
 use canary_userspace::{
     Affinity, Hook, Protocol,
     config::{
-        self, Config, ConfigErrors, DEFAULT_BPFFS, DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET,
-        DEFAULT_STATE_DIR, Weight, parse_duration,
+        self, Config, ConfigError, ConfigErrors, DEFAULT_BPFFS, DEFAULT_METRICS_LISTEN,
+        DEFAULT_SOCKET, DEFAULT_STATE_DIR, FleetConfig, Weight, parse_duration,
     },
     controller::plan::{Mode, OnRollback, RolloutPlan},
 };
@@ -140,6 +140,7 @@ fn minimal_fixture_takes_defaults() {
     assert_eq!(api.protocol, Protocol::Tcp);
     assert_eq!(api.affinity, Affinity::Flow);
     assert_eq!(api.weight.bp(), 0);
+    assert_eq!(config.fleet, None, "no [fleet]: a single host");
 }
 
 #[test]
@@ -439,4 +440,130 @@ fn warnings_name_a_vip_that_is_not_local_and_a_weight_below_one_percent() {
     );
     let local = |_| true;
     assert_eq!(config::warnings(&config, &file, &local).len(), 1);
+}
+
+#[test]
+fn fleet_fixture_has_its_values() {
+    let c = valid("fleet.toml");
+    assert_eq!(
+        c.fleet,
+        Some(FleetConfig {
+            etcd: vec![
+                "http://198.18.200.1:2379".into(),
+                "http://etcd-2.example:2379".into()
+            ],
+            name: "iris-prod".into(),
+            host: "node-7.rack_2".into(),
+            lease_ttl: Duration::from_secs(10),
+            grace: Duration::from_secs(60),
+            publish: Duration::from_millis(500),
+        })
+    );
+    // Written back, it reads the same.
+    let again = config::parse(&c.to_toml(), "rendered.toml", &test_interfaces).unwrap();
+    assert_eq!(again, c);
+}
+
+/// This machine's name from uname(2): the kernel value behind
+/// /proc/sys/kernel/hostname, which the default reads, read another way.
+fn uname_nodename() -> String {
+    // SAFETY: utsname is plain C arrays; all zeros is a valid value.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname(2) fills the struct we own.
+    assert_eq!(unsafe { libc::uname(&mut uts) }, 0);
+    // SAFETY: the kernel NUL-terminates nodename within the array.
+    let name = unsafe { std::ffi::CStr::from_ptr(uts.nodename.as_ptr()) };
+    name.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_fleet_with_only_etcd_and_name_takes_the_defaults() {
+    let text = r#"
+[daemon]
+interfaces = ["eth0"]
+
+[fleet]
+etcd = ["http://198.18.200.1:2379"]
+name = "iris"
+"#;
+    let c = config::parse(text, "fleet.toml", &test_interfaces).unwrap();
+    assert_eq!(
+        c.fleet,
+        Some(FleetConfig {
+            etcd: vec!["http://198.18.200.1:2379".into()],
+            name: "iris".into(),
+            host: uname_nodename(),
+            lease_ttl: Duration::from_secs(5),
+            grace: Duration::from_secs(30),
+            publish: Duration::from_secs(1),
+        })
+    );
+}
+
+/// Each `fleet_*` invalid fixture fails with one error, at its field, with
+/// the whole message of its header: the texts a user reads are pinned
+/// here, not just a part of them.
+#[test]
+fn fleet_errors_name_their_field_and_say_exactly_why() {
+    let files: Vec<PathBuf> = fixtures("invalid")
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("fleet_")
+        })
+        .collect();
+    assert!(files.len() >= 13, "only {} fleet fixtures", files.len());
+    let mut misses = Vec::new();
+    for path in files {
+        let text = fs::read_to_string(&path).unwrap();
+        let (field, message) = expectation(&path, &text);
+        let message = message.unwrap_or_else(|| panic!("{}: no # message:", path.display()));
+        let file = path.display().to_string();
+        let want = [ConfigError {
+            file: file.clone(),
+            field,
+            message,
+        }];
+        match config::parse(&text, &file, &test_interfaces) {
+            Err(errors) if errors.0 == want => {}
+            Err(errors) => misses.push(format!("{file}: want\n{want:?}\ngot\n{:?}", errors.0)),
+            Ok(_) => misses.push(format!("{file}: parsed")),
+        }
+    }
+    assert!(misses.is_empty(), "{}", misses.join("\n\n"));
+}
+
+/// A wrong lease_ttl is reported once; publish still has its own floor.
+#[test]
+fn a_wrong_lease_ttl_leaves_publish_its_floor() {
+    let text = r#"
+[daemon]
+interfaces = ["eth0"]
+
+[fleet]
+etcd = ["http://198.18.200.1:2379"]
+name = "iris"
+lease_ttl = "1s"
+publish = "50ms"
+"#;
+    let errors = config::parse(text, "fleet.toml", &test_interfaces).unwrap_err();
+    let found: Vec<(&str, &str)> = errors
+        .0
+        .iter()
+        .map(|e| (e.field.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "fleet.lease_ttl",
+                "1s is not a whole number of seconds of at least 2s (etcd's leases are whole \
+                 seconds, and it grants none shorter)"
+            ),
+            ("fleet.publish", "50ms must be at least 100ms"),
+        ]
+    );
 }

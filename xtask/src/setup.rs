@@ -43,12 +43,28 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // `cargo xtask bench` profiles the data path (docs/BENCHMARKS.md,
     // "Profile").
     "linux-perf",
+    // Fleet rollouts are coordinated through etcd v3: the fleet tests and
+    // the demo run a real etcd (Debian 12's is 3.4) inside their namespaces.
+    "etcd-server",
+    // etcdctl, to read a fleet's keys by hand (`etcdctl get --prefix
+    // /canary/v1/`) when a fleet test or the demo fails.
+    "etcd-client",
+    // The `etcd-client` crate's build script compiles etcd's .proto files
+    // with protoc.
+    "protobuf-compiler",
 ];
 
-/// Packages that come with a system service. The bench runs them only in its
-/// own namespaces with its own configs; installing them must not start them
-/// on the machine's real ports.
-const PACKAGES_WITH_SERVICES: &[&str] = &["prometheus", "haproxy", "nginx"];
+/// Packages that come with a system service, and the service's systemd unit.
+/// The bench, the fleet tests and the demo run them only in their own
+/// namespaces with their own configs; installing them must not start them on
+/// the machine's real ports (a system etcd would hold localhost:2379).
+const PACKAGES_WITH_SERVICES: &[(&str, &str)] = &[
+    ("prometheus", "prometheus.service"),
+    ("haproxy", "haproxy.service"),
+    ("nginx", "nginx.service"),
+    // Not named after its package.
+    ("etcd-server", "etcd.service"),
+];
 /// Debian's hook that tells maintainer scripts whether they may start a
 /// service; exit code 101 means "no".
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
@@ -115,7 +131,7 @@ fn debian_packages() -> Result<()> {
         missing.join(" ")
     );
     cmd::run(Command::new("apt-get").arg("update"))?;
-    let starts_services = missing.iter().any(|p| PACKAGES_WITH_SERVICES.contains(p));
+    let starts_services = missing.iter().any(|p| service_of(p).is_some());
     let policy = if starts_services {
         Some(NoServiceStart::new()?)
     } else {
@@ -129,13 +145,18 @@ fn debian_packages() -> Result<()> {
     );
     drop(policy);
     installed?;
-    for package in missing
-        .iter()
-        .filter(|p| PACKAGES_WITH_SERVICES.contains(p))
-    {
-        stop_service(package)?;
+    for unit in missing.iter().filter_map(|p| service_of(p)) {
+        stop_service(unit)?;
     }
     Ok(())
+}
+
+/// The systemd unit `package` installs, if it is one that starts a service.
+fn service_of(package: &str) -> Option<&'static str> {
+    PACKAGES_WITH_SERVICES
+        .iter()
+        .find(|(p, _)| *p == package)
+        .map(|&(_, unit)| unit)
 }
 
 /// A policy-rc.d that forbids starting services, in place while it lives;
@@ -177,19 +198,16 @@ impl Drop for NoServiceStart {
 }
 
 /// Belt and braces for a just-installed package's service: on a machine run
-/// by systemd, stop it and keep it from starting at boot. Tests and the
-/// bench start their own instances inside network namespaces.
-fn stop_service(package: &str) -> Result<()> {
+/// by systemd, stop it and keep it from starting at boot (policy-rc.d only
+/// kept the install from starting it; the package still enabled it). Tests
+/// and the bench start their own instances inside network namespaces.
+fn stop_service(unit: &str) -> Result<()> {
     if !Path::new("/run/systemd/system").is_dir() {
         return Ok(());
     }
-    println!("setup: {package}.service ... stopping and disabling (tests and bench run their own)");
+    println!("setup: {unit} ... stopping and disabling (tests and bench run their own)");
     // Failing is fine: the unit may not exist or may already be stopped.
-    cmd::probe(Command::new("systemctl").args([
-        "disable",
-        "--now",
-        &format!("{package}.service"),
-    ]))?;
+    cmd::probe(Command::new("systemctl").args(["disable", "--now", unit]))?;
     Ok(())
 }
 
@@ -244,4 +262,23 @@ pub fn path_with_cargo_bin() -> Option<OsString> {
         return None;
     }
     env::join_paths(std::iter::once(dir).chain(env::split_paths(&path))).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name here that setup does not install (a typo, say) matches
+    /// nothing, and the package it meant would install with its service
+    /// started.
+    #[test]
+    fn every_package_with_a_service_is_one_setup_installs() {
+        for (package, unit) in PACKAGES_WITH_SERVICES {
+            assert!(
+                DEBIAN_PACKAGES.contains(package),
+                "{package} ({unit}) is not in DEBIAN_PACKAGES"
+            );
+            assert!(unit.ends_with(".service"), "{unit}");
+        }
+    }
 }

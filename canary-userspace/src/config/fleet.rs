@@ -19,6 +19,8 @@ const KNOWN: &[&str] = &["etcd", "name", "host", "lease_ttl", "grace", "publish"
 /// Shortest lease etcd grants (its minimum TTL is 1.5 times the election
 /// timeout, 1 s by default, rounded up to whole seconds).
 const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
+/// The shortest interval between a host's publishes.
+const MIN_PUBLISH: Duration = Duration::from_millis(100);
 
 /// The `[fleet]` table, defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +64,7 @@ pub fn hostname() -> String {
 }
 
 /// Reads `[fleet]`; `None` when absent or when anything in it was
-/// reported (`reported` tells the two apart).
+/// reported (the collector's errors tell the two apart).
 pub(crate) fn read(errs: &mut Collector, value: Option<&Value>) -> Option<FleetConfig> {
     let table = match value? {
         Value::Table(t) => t,
@@ -71,6 +73,7 @@ pub(crate) fn read(errs: &mut Collector, value: Option<&Value>) -> Option<FleetC
             return None;
         }
     };
+    let reported = errs.len();
     value::reject_unknown(errs, table.keys(), PATH, KNOWN);
     let etcd = endpoints(errs, table);
     let name = key_word(errs, table, "name", None);
@@ -78,8 +81,12 @@ pub(crate) fn read(errs: &mut Collector, value: Option<&Value>) -> Option<FleetC
     let lease_ttl = duration(errs, table, "lease_ttl", "5s");
     let grace = duration(errs, table, "grace", "30s");
     let publish = duration(errs, table, "publish", "1s");
-    if let Some(ttl) = lease_ttl {
-        if ttl < MIN_LEASE_TTL || ttl.subsec_nanos() != 0 {
+    // grace and publish are measured against lease_ttl only once it is
+    // valid itself: a wrong lease_ttl is one error, not one more for each
+    // key left at its default.
+    let lease_ttl = lease_ttl.filter(|&ttl| {
+        let whole = ttl >= MIN_LEASE_TTL && ttl.subsec_nanos() == 0;
+        if !whole {
             errs.push(
                 join(PATH, "lease_ttl"),
                 format!(
@@ -88,25 +95,34 @@ pub(crate) fn read(errs: &mut Collector, value: Option<&Value>) -> Option<FleetC
                 ),
             );
         }
-        if let Some(grace) = grace
-            && grace < ttl
-        {
-            errs.push(
-                join(PATH, "grace"),
-                format!(
-                    "{grace:?} is shorter than lease_ttl ({ttl:?}): a host would give up its \
-                     weight before the fleet knows it is gone"
-                ),
-            );
-        }
-        if let Some(publish) = publish
-            && (publish < Duration::from_millis(100) || publish * 2 > ttl)
-        {
-            errs.push(
+        whole
+    });
+    if let (Some(ttl), Some(grace)) = (lease_ttl, grace)
+        && grace < ttl
+    {
+        errs.push(
+            join(PATH, "grace"),
+            format!(
+                "{grace:?} is shorter than lease_ttl ({ttl:?}): a host would give up its \
+                 weight before the fleet knows it is gone"
+            ),
+        );
+    }
+    if let Some(publish) = publish {
+        match lease_ttl {
+            Some(ttl) if publish < MIN_PUBLISH || publish * 2 > ttl => errs.push(
                 join(PATH, "publish"),
                 format!("{publish:?} must be from 100ms to half of lease_ttl ({ttl:?})"),
-            );
+            ),
+            None if publish < MIN_PUBLISH => errs.push(
+                join(PATH, "publish"),
+                format!("{publish:?} must be at least 100ms"),
+            ),
+            _ => {}
         }
+    }
+    if errs.len() > reported {
+        return None;
     }
     Some(FleetConfig {
         etcd: etcd?,

@@ -205,6 +205,19 @@ mod tests {
             .daemon
             .hooks
             .insert(first, crate::model::kinds::Hook::Tc);
+        // A [fleet] with no key at its default: a sub-second publish, a
+        // host that is not this machine's.
+        config.fleet = Some(crate::config::FleetConfig {
+            etcd: vec![
+                "http://198.18.200.1:2379".into(),
+                "http://etcd-2.example:2379".into(),
+            ],
+            name: "iris".into(),
+            host: "node-7".into(),
+            lease_ttl: std::time::Duration::from_secs(7),
+            grace: std::time::Duration::from_secs(45),
+            publish: std::time::Duration::from_millis(250),
+        });
         let again = parse(&config.to_toml(), "rendered.toml", &any).unwrap();
         assert_eq!(again, config);
     }
