@@ -49,6 +49,10 @@ pub struct Args {
     /// Control socket path; replaces daemon.socket.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// This host's name in its fleet, over [fleet] host (which defaults to
+    /// the hostname); a Kubernetes DaemonSet passes the node's name.
+    #[arg(long, value_name = "NAME")]
+    pub fleet_host: Option<String>,
     /// Metrics listen address (ip:port); replaces daemon.metrics_listen.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,

@@ -175,6 +175,24 @@ fn endpoints(errs: &mut Collector, table: &Table) -> Option<Vec<String>> {
     (ok && out.len() == items.len()).then_some(out)
 }
 
+/// Whether `name` can be a fleet or host name: 1 to 63 of
+/// `a-z A-Z 0-9 . _ -`, as it goes into etcd keys.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let fine = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if fine {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a name of 1 to 63 letters, digits, '.', '_' or '-' (it is part \
+             of etcd keys)"
+        ))
+    }
+}
+
 /// A name that goes into an etcd key: 1 to 63 of `a-z A-Z 0-9 . _ -`.
 fn key_word(
     errs: &mut Collector,
@@ -195,19 +213,8 @@ fn key_word(
             return None;
         }
     };
-    let fine = !text.is_empty()
-        && text.len() <= 63
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !fine {
-        errs.push(
-            path,
-            format!(
-                "{text:?} is not a name of 1 to 63 letters, digits, '.', '_' or '-' (it is \
-                 part of etcd keys)"
-            ),
-        );
+    if let Err(why) = check_name(&text) {
+        errs.push(path, why);
         return None;
     }
     Some(text)

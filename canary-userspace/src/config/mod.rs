@@ -39,7 +39,7 @@ pub use crate::model::weight::{
 pub use daemon::MAX_FLOW_TABLE_SIZE;
 pub use duration::{InvalidDuration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
-pub use fleet::{FleetConfig, hostname};
+pub use fleet::{FleetConfig, check_name as check_fleet_name, hostname};
 pub use warnings::{vip_not_local, warnings};
 
 use crate::{controller::plan::RolloutPlan, model::service::ServiceSpec};

@@ -21,6 +21,9 @@ pub struct Overrides {
     /// `--move-interfaces`: leave interfaces that a VIP's clients come in
     /// on (`reach`); a start only, never kept for reloads.
     pub move_interfaces: bool,
+    /// `--fleet-host`: this host's name in its fleet, over `[fleet] host`
+    /// (a DaemonSet passes the node's name).
+    pub fleet_host: Option<String>,
 }
 
 impl Overrides {
@@ -62,6 +65,11 @@ impl Overrides {
                 ));
             }
         }
+        if let Some(host) = &self.fleet_host
+            && let Err(why) = config::check_fleet_name(host)
+        {
+            errors.push(flag("--fleet-host", why));
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -69,7 +77,15 @@ impl Overrides {
         }
     }
 
-    pub fn apply(&self, d: &mut DaemonConfig) {
+    /// The flags over the file's values.
+    pub fn apply(&self, config: &mut Config) {
+        self.apply_daemon(&mut config.daemon);
+        if let (Some(host), Some(fleet)) = (&self.fleet_host, &mut config.fleet) {
+            fleet.host = host.clone();
+        }
+    }
+
+    fn apply_daemon(&self, d: &mut DaemonConfig) {
         if !self.interfaces.is_empty() {
             d.interfaces = self.interfaces.clone();
             // An interface the file names keeps the hook the file gives it.

@@ -27,7 +27,7 @@ impl Daemon {
         };
         let mut new =
             config::load_with(&self.config_path, &serves).map_err(DaemonError::InvalidConfig)?;
-        self.overrides.apply(&mut new.daemon);
+        self.overrides.apply(&mut new);
         self.check_restart_only(&new)?;
         let warnings = config_warnings(&new, &self.config_path);
         let old_specs = self.registered_specs();

@@ -29,6 +29,7 @@ fn overrides(args: &Args) -> Overrides {
         state_dir: args.state_dir.clone(),
         log_level: args.log_level,
         move_interfaces: args.move_interfaces,
+        fleet_host: args.fleet_host.clone(),
     }
 }
 
@@ -77,7 +78,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    overrides.apply(&mut config.daemon);
+    overrides.apply(&mut config);
     log::set_max_level(config.daemon.log_level);
     if args.check {
         let warnings = canary_userspace::daemon::config_warnings(&config, &args.config);
