@@ -15,6 +15,7 @@ mod daemon_host;
 mod dashboards;
 mod demo;
 mod e2e;
+mod fleet_kit;
 mod golden;
 mod hostile;
 mod mistakes;
