@@ -7,6 +7,8 @@
 //! - `harness`: topology + attached data path + backends + one service.
 //! - `kit`: the same with the real canaryd (`DaemonUnderTest`), and
 //!   `wait_until`, the bounded wait that orders a test's events.
+//! - `fleet`: many hosts, each with its own canaryd and backends, one
+//!   client, one etcd (`FleetUnderTest`), and the faults between them.
 //! - `prometheus`: a real Prometheus server and promtool for metric tests.
 //! - `ns_http`: an HTTP server (tiny_http) inside a test namespace.
 //! - `webhook`: a receiver of canaryd's rollout events.
@@ -22,6 +24,7 @@ use std::{
 
 pub mod checksum;
 pub mod demo;
+pub mod fleet;
 pub mod harness;
 pub mod kit;
 pub mod ns_http;

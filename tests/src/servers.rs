@@ -579,8 +579,6 @@ impl Client {
     }
 }
 
-/// TCP connect with an optional bind to a source address first (std has no
-/// bind-before-connect, which per-client affinity tests need).
 /// A TCP connection from inside `ns` (from `source` if given) to `to`, with
 /// the test timeouts and no Nagle delay, split into its reading and writing
 /// halves.
@@ -604,6 +602,10 @@ fn split(stream: TcpStream) -> Result<(BufReader<TcpStream>, TcpStream)> {
     Ok((BufReader::new(stream.try_clone()?), stream))
 }
 
+/// TCP connect with an optional bind to a source address first (std has no
+/// bind-before-connect, which per-client affinity tests need), bounded by
+/// `IO_TIMEOUT` either way: a SYN nobody answers (no route back to the
+/// source) otherwise waits out the kernel's retries, over two minutes.
 fn connect_from(source: Option<IpAddr>, to: SocketAddr) -> io::Result<TcpStream> {
     let Some(source) = source else {
         return TcpStream::connect_timeout(&to, IO_TIMEOUT);
@@ -621,13 +623,23 @@ fn connect_from(source: Option<IpAddr>, to: SocketAddr) -> io::Result<TcpStream>
             return Err(io::Error::last_os_error());
         }
         let stream = TcpStream::from_raw_fd(fd);
+        // SO_SNDTIMEO bounds a blocking connect(2) too (socket(7)).
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
         let (src, src_len) = sockaddr(SocketAddr::new(source, 0));
         if libc::bind(fd, &src as *const _ as *const libc::sockaddr, src_len) != 0 {
             return Err(io::Error::last_os_error());
         }
         let (dst, dst_len) = sockaddr(to);
         if libc::connect(fd, &dst as *const _ as *const libc::sockaddr, dst_len) != 0 {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            // What a connect past SO_SNDTIMEO reports: say it as it is.
+            if e.raw_os_error() == Some(libc::EINPROGRESS) {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer to the SYN within {IO_TIMEOUT:?}"),
+                ));
+            }
+            return Err(e);
         }
         Ok(stream)
     }

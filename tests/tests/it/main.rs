@@ -15,6 +15,8 @@ mod daemon_host;
 mod dashboards;
 mod demo;
 mod e2e;
+mod fleet;
+mod fleet_kit;
 mod golden;
 mod hostile;
 mod mistakes;
