@@ -35,7 +35,11 @@ enum Ended {
 
 impl From<StoreError> for Ended {
     fn from(e: StoreError) -> Ended {
-        Ended::Store(e)
+        if e.lease_lost() {
+            Ended::LeaseLost
+        } else {
+            Ended::Store(e)
+        }
     }
 }
 
@@ -89,7 +93,7 @@ pub async fn run(fleet: Arc<Fleet>, owner: Handle) {
                         lease = None;
                         fleet.set_lease(None);
                     }
-                    Err(_) => {}
+                    Err(e) => log::debug!("fleet {}: renewing the lease: {e}", fleet.config.name),
                 }
             }
         }

@@ -72,11 +72,14 @@ impl Store {
     /// Renews `lease` once; false when etcd says it has expired.
     pub async fn renew(&self, lease: i64) -> Result<bool, StoreError> {
         let mut c = self.client.clone();
-        let (mut keeper, mut answers) = timed(c.lease_keep_alive(lease)).await?;
-        timed(keeper.keep_alive()).await?;
-        match timed(answers.message()).await? {
-            Some(answer) => Ok(answer.ttl() > 0),
-            None => Ok(false),
+        let renewed = async {
+            let (mut keeper, mut answers) = timed(c.lease_keep_alive(lease)).await?;
+            timed(keeper.keep_alive()).await?;
+            Ok::<_, StoreError>(timed(answers.message()).await?.is_some_and(|a| a.ttl() > 0))
+        };
+        match renewed.await {
+            Err(e) if e.lease_lost() => Ok(false),
+            done => done,
         }
     }
 
@@ -234,6 +237,19 @@ impl Store {
             );
         }
         Ok((revision, out))
+    }
+}
+
+impl StoreError {
+    /// etcd's answer for a lease it no longer has (it expired while this
+    /// host was silent, or etcd lost it): `ErrGRPCLeaseNotFound`, told by
+    /// its message, which etcd keeps stable across releases.
+    pub fn lease_lost(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Etcd(etcd_client::Error::GRpcStatus(s))
+                if s.message().contains("requested lease not found")
+        )
     }
 }
 

@@ -269,14 +269,25 @@ fn the_leader_killed_at_step_2_is_replaced_and_the_rollout_finishes() {
         thread::sleep(Duration::from_millis(50));
     }
     let (new, took) = new.unwrap_or_else(|| panic!("no new leader:\n{}", logs(&daemons)));
-    println!("leader {old} killed at step {}; {new} leads {took:?} later", at_kill.step);
+    println!(
+        "leader {old} killed at step {}; {new} leads {took:?} later",
+        at_kill.step
+    );
     assert!(took <= LEASE_TTL + Duration::from_secs(1), "{took:?}");
     let (seen, r) = follow(&f, &live, Instant::now(), Duration::from_secs(60));
     load.stop();
     println!("weights after the kill: {seen:?}");
     assert_eq!(r.phase, Phase::Promoted, "{r:#?}\n{}", logs(&daemons));
-    assert!(r.looks > at_kill.looks, "the new leader went on from the stored looks");
-    let dead_host = r.hosts.unwrap().into_iter().find(|h| h.name == old).unwrap();
+    assert!(
+        r.looks > at_kill.looks,
+        "the new leader went on from the stored looks"
+    );
+    let dead_host = r
+        .hosts
+        .unwrap()
+        .into_iter()
+        .find(|h| h.name == old)
+        .unwrap();
     assert!(!dead_host.alive, "{dead_host:?}");
 }
 
@@ -289,7 +300,9 @@ fn a_killed_host_leaves_the_fleet_and_the_rollout_goes_on() {
     let victim = (0..3).find(|i| format!("host-{i}") != leader).unwrap();
     let live: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
     let load = Load::start(&f, 2, live.clone());
-    f.client(live[0]).rollout(SERVICE, RolloutAction::Start).unwrap();
+    f.client(live[0])
+        .rollout(SERVICE, RolloutAction::Start)
+        .unwrap();
     wait_until(
         Duration::from_secs(30),
         "the rollout at step 1",
@@ -308,7 +321,10 @@ fn a_killed_host_leaves_the_fleet_and_the_rollout_goes_on() {
                 .is_some_and(|s| s.hosts.iter().any(|h| h.name == name && !h.alive))
         },
     );
-    println!("host {name} gone from the fleet {:?} after kill -9", killed.elapsed());
+    println!(
+        "host {name} gone from the fleet {:?} after kill -9",
+        killed.elapsed()
+    );
     let (_, r) = follow(&f, &live, Instant::now(), Duration::from_secs(60));
     load.stop();
     assert_eq!(r.phase, Phase::Promoted, "{r:#?}\n{}", logs(&daemons));
@@ -338,7 +354,11 @@ fn a_host_cut_off_from_etcd_sends_new_flows_to_stable_after_grace() {
     f.partition(cut);
     let t0 = Instant::now();
     thread::sleep(GRACE / 2);
-    assert_eq!(weight(&f, cut), Some(bp(5000)), "the weight holds within grace");
+    assert_eq!(
+        weight(&f, cut),
+        Some(bp(5000)),
+        "the weight holds within grace"
+    );
     let mut stable_at = None;
     while t0.elapsed() < GRACE + Duration::from_secs(5) {
         if weight(&f, cut) == Some(Weight::ZERO) {
@@ -348,12 +368,21 @@ fn a_host_cut_off_from_etcd_sends_new_flows_to_stable_after_grace() {
         thread::sleep(Duration::from_millis(50));
     }
     let stable_at = stable_at.unwrap_or_else(|| panic!("still split:\n{}", logs(&daemons)));
-    println!("cut off: new flows to stable {stable_at:?} after the link went down (grace {GRACE:?})");
+    println!(
+        "cut off: new flows to stable {stable_at:?} after the link went down (grace {GRACE:?})"
+    );
     assert!(stable_at >= GRACE, "{stable_at:?}");
-    assert!(stable_at <= GRACE + Duration::from_millis(1500), "{stable_at:?}");
+    assert!(
+        stable_at <= GRACE + Duration::from_millis(1500),
+        "{stable_at:?}"
+    );
     let versions: Vec<String> = (0..20).map(|_| f.request(cut).unwrap()).collect();
     assert!(versions.iter().all(|v| v == "stable"), "{versions:?}");
-    assert_eq!(held.get().unwrap().version, "canary", "nothing established moves");
+    assert_eq!(
+        held.get().unwrap().version,
+        "canary",
+        "nothing established moves"
+    );
     for i in [0, 1] {
         assert_eq!(weight(&f, i), Some(bp(5000)), "host {i} goes on");
     }
@@ -372,7 +401,10 @@ fn a_host_cut_off_from_etcd_sends_new_flows_to_stable_after_grace() {
         || logs(&daemons),
         || weight(&f, cut) == Some(bp(5000)),
     );
-    println!("healed: the fleet's weight back {:?} later", healed.elapsed());
+    println!(
+        "healed: the fleet's weight back {:?} later",
+        healed.elapsed()
+    );
     assert_eq!(held.get().unwrap().version, "canary");
 }
 
@@ -402,6 +434,21 @@ fn with_etcd_stopped_no_decision_is_taken_and_the_rollout_resumes() {
     }
     f.etcd.cont();
     let resumed_ms = canary_userspace::daemon::unix_ms();
+    let resumed = Instant::now();
+    wait_until(
+        LEASE_TTL + Duration::from_secs(5),
+        "every host back in the fleet with a leader",
+        || logs(&daemons),
+        || {
+            fleet_status(&f, 0).is_some_and(|s| {
+                s.hosts.iter().filter(|h| h.alive).count() == 3 && s.leader.is_some()
+            })
+        },
+    );
+    println!(
+        "etcd continued: every host back {:?} later",
+        resumed.elapsed()
+    );
     let (_, r) = follow(&f, &[0, 1, 2], Instant::now(), Duration::from_secs(60));
     load.stop();
     assert_eq!(r.phase, Phase::Promoted, "{r:#?}\n{}", logs(&daemons));
@@ -410,7 +457,10 @@ fn with_etcd_stopped_no_decision_is_taken_and_the_rollout_resumes() {
         .iter()
         .filter(|h| h.at_unix_ms > stopped_ms + 300 && h.at_unix_ms < resumed_ms)
         .collect();
-    assert!(during.is_empty(), "decisions while etcd was stopped: {during:#?}");
+    assert!(
+        during.is_empty(),
+        "decisions while etcd was stopped: {during:#?}"
+    );
     println!(
         "etcd stopped 10 s at weights {held:?}: no decision, the rollout resumed and was promoted after {} looks",
         r.looks
@@ -437,10 +487,11 @@ fn a_client_address_gets_the_same_version_on_every_host() {
         || (0..3).all(|i| weight(&f, i) == Some(bp(5000))),
     );
     // More client addresses every host routes back (198.18.50.0/24).
-    let clients: Vec<IpAddr> = (1..=24u8)
-        .map(|k| IpAddr::from([198, 18, 50, k]))
-        .collect();
-    for c in clients.iter().filter(|c| **c != IpAddr::from(SHARED_CLIENT)) {
+    let clients: Vec<IpAddr> = (1..=24u8).map(|k| IpAddr::from([198, 18, 50, k])).collect();
+    for c in clients
+        .iter()
+        .filter(|c| **c != IpAddr::from(SHARED_CLIENT))
+    {
         f.net
             .client
             .ip(&["addr", "add", &format!("{c}/32"), "dev", "lo"])
@@ -452,6 +503,8 @@ fn a_client_address_gets_the_same_version_on_every_host() {
         assert!(seen.iter().all(|v| *v == seen[0]), "client {c}: {seen:?}");
         versions[usize::from(seen[0] == "canary")] += 1;
     }
-    println!("24 client addresses at 50 %: [stable, canary] = {versions:?}, each the same on all 3 hosts");
+    println!(
+        "24 client addresses at 50 %: [stable, canary] = {versions:?}, each the same on all 3 hosts"
+    );
     assert!(versions[0] > 0 && versions[1] > 0, "{versions:?}");
 }
