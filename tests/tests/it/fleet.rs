@@ -207,10 +207,113 @@ fn a_healthy_canary_is_promoted_with_every_host_at_each_step_together() {
         println!("step {step}: hosts at {at:?}, spread {spread:?}");
         assert!(spread <= INTERVAL, "step {step}: {at:?}");
     }
-    let hosts = r.hosts.expect("a fleet's report lists its hosts");
+    let hosts = r.hosts.clone().expect("a fleet's report lists its hosts");
     assert_eq!(hosts.len(), 3, "{hosts:?}");
     assert_eq!(hosts.iter().filter(|h| h.leader).count(), 1, "{hosts:?}");
     assert!(answered[1] > 0, "{answered:?}");
+    shows_the_fleet(&f, &r);
+}
+
+/// What an operator sees of a promoted fleet rollout: `rollout status
+/// --json` with the single host's fields and `hosts`, `fleet status` as a
+/// table, and the `canary_fleet_*` metrics of every host.
+fn shows_the_fleet(f: &FleetUnderTest, r: &RolloutReport) {
+    let json = f.ctl(0, &["--json", "rollout", "status", SERVICE]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    for field in ["phase", "step", "steps_bp", "weight_bp", "looks", "history"] {
+        assert!(v["data"].get(field).is_some(), "{field} in {v}");
+    }
+    assert_eq!(v["data"]["phase"], "promoted");
+    assert_eq!(v["data"]["hosts"].as_array().map(Vec::len), Some(3), "{v}");
+    let table = f.ctl(1, &["fleet", "status"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    println!("canaryctl fleet status:\n{text}");
+    assert!(table.status.success(), "{table:?}");
+    assert!(text.contains("3 of 3 hosts alive"), "{text}");
+    for i in 0..3 {
+        assert!(text.contains(&format!("host-{i}")), "{text}");
+    }
+    let mut leaders = 0;
+    let mut generations = vec![];
+    for i in 0..3 {
+        let m = f.metrics(i).unwrap();
+        let leads = tests::kit::sample(&m, "canary_fleet_leader").unwrap();
+        leaders += leads as u32;
+        let applied = tests::kit::sample(
+            &m,
+            &format!("canary_fleet_generation_applied{{service=\"{SERVICE}\"}}"),
+        )
+        .unwrap();
+        // One generation per weight the rollout set: its first step and
+        // every step up.
+        assert!(
+            applied >= STEPS.len() as f64,
+            "host {i}: generation {applied}"
+        );
+        generations.push(applied);
+        assert_eq!(tests::kit::sample(&m, "canary_fleet_cut_off"), Some(0.0));
+        if leads == 1.0 {
+            assert_eq!(
+                tests::kit::sample(&m, "canary_fleet_hosts"),
+                Some(3.0),
+                "{m}"
+            );
+        }
+    }
+    assert_eq!(leaders, 1, "exactly one host says it leads");
+    assert!(
+        generations.iter().all(|g| *g == generations[0]),
+        "{generations:?}"
+    );
+    assert!(r.looks >= 1);
+}
+
+#[test]
+fn webhooks_fire_once_per_decision_from_the_leader() {
+    let _one = tests::root_scenario();
+    let f = Arc::new(FleetUnderTest::new("fleet-webhook"));
+    // The receiver in etcd's namespace, on an address every host routes to
+    // through its own link to etcd: whichever host leads reaches it.
+    let at = "198.18.60.1";
+    f.net
+        .etcd
+        .ip(&["addr", "add", &format!("{at}/32"), "dev", "lo"])
+        .unwrap();
+    for i in 0..3 {
+        let via = tests::fleet::etcd_v4(i).to_string();
+        f.net.hosts[i]
+            .ip(&["route", "add", &format!("{at}/32"), "via", &via])
+            .unwrap();
+    }
+    let receiver = tests::webhook::Receiver::start(
+        &f.net.etcd,
+        format!("{at}:9101").parse().unwrap(),
+        tests::webhook::Answer::Accept,
+    )
+    .unwrap();
+    let mut p = plan();
+    p.webhook = Some(receiver.url.clone());
+    let daemons = start_fleet(&f, &p, GRACE);
+    let load = Load::start(&f, 2, vec![0, 1, 2]);
+    f.client(2).rollout(SERVICE, RolloutAction::Start).unwrap();
+    let (_, r) = follow(&f, &[0, 1, 2], Instant::now(), Duration::from_secs(60));
+    load.stop();
+    assert_eq!(r.phase, Phase::Promoted, "{r:#?}\n{}", logs(&daemons));
+    wait_until(
+        Duration::from_secs(5),
+        "an event for every look",
+        || format!("{:#?}", receiver.events()),
+        || receiver.events().len() >= r.looks as usize,
+    );
+    thread::sleep(Duration::from_millis(500));
+    let looks: Vec<u32> = receiver.events().iter().map(|e| e.decision.look).collect();
+    println!("{} looks, webhook events for looks {looks:?}", r.looks);
+    assert_eq!(
+        looks,
+        (1..=r.looks).collect::<Vec<_>>(),
+        "each decision once"
+    );
+    assert!(receiver.malformed().is_empty());
 }
 
 #[test]
