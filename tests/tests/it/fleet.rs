@@ -99,6 +99,9 @@ fn weight(f: &FleetUnderTest, i: usize) -> Option<Weight> {
 struct Load {
     stop: Arc<AtomicBool>,
     answered: Arc<[AtomicU64; 2]>,
+    /// Requests that got no answer (a connection refused, reset or timed
+    /// out): none may, whatever happens to canaryd or etcd.
+    failed: Arc<AtomicU64>,
     threads: Vec<thread::JoinHandle<()>>,
 }
 
@@ -106,10 +109,16 @@ impl Load {
     fn start(f: &Arc<FleetUnderTest>, threads: usize, hosts: Vec<usize>) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let answered: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let failed = Arc::new(AtomicU64::new(0));
         let threads = (0..threads)
             .map(|t| {
-                let (stop, answered, f, hosts) =
-                    (stop.clone(), answered.clone(), f.clone(), hosts.clone());
+                let (stop, answered, failed, f, hosts) = (
+                    stop.clone(),
+                    answered.clone(),
+                    failed.clone(),
+                    f.clone(),
+                    hosts.clone(),
+                );
                 thread::spawn(move || {
                     let deadline = Instant::now() + Duration::from_secs(150);
                     for n in 0..1_000_000usize {
@@ -122,7 +131,10 @@ impl Load {
                                 let v = usize::from(a.version == "canary");
                                 answered[v].fetch_add(1, Ordering::Relaxed);
                             }
-                            Err(_) => thread::sleep(Duration::from_millis(5)),
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                thread::sleep(Duration::from_millis(5));
+                            }
                         }
                     }
                 })
@@ -131,16 +143,36 @@ impl Load {
         Load {
             stop,
             answered,
+            failed,
             threads,
         }
     }
 
-    fn stop(self) -> [u64; 2] {
+    /// Stops the clients and waits for them.
+    fn halt(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
         }
-        [0, 1].map(|i| self.answered[i].load(Ordering::Relaxed))
+    }
+
+    /// Stops the clients; what each version answered. Panics if any
+    /// request got no answer.
+    fn stop(mut self) -> [u64; 2] {
+        self.halt();
+        let answered = [0, 1].map(|i| self.answered[i].load(Ordering::Relaxed));
+        let failed = self.failed.load(Ordering::Relaxed);
+        println!("requests answered [stable, canary] {answered:?}, failed {failed}");
+        assert_eq!(failed, 0, "requests without an answer");
+        answered
+    }
+}
+
+/// A test that fails with clients running stops them, so that its fixture
+/// (which they hold) is dropped and its namespaces removed.
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.halt();
     }
 }
 
@@ -454,6 +486,7 @@ fn a_host_cut_off_from_etcd_sends_new_flows_to_stable_after_grace() {
         .map(|_| f.connect(cut).unwrap())
         .find_map(|mut c| (c.get().ok()?.version == "canary").then_some(c))
         .expect("one of 200 connections at 50 % on the canary");
+    let load = Load::start(&f, 2, vec![0, 1, 2]);
     f.partition(cut);
     let t0 = Instant::now();
     thread::sleep(GRACE / 2);
@@ -509,6 +542,7 @@ fn a_host_cut_off_from_etcd_sends_new_flows_to_stable_after_grace() {
         healed.elapsed()
     );
     assert_eq!(held.get().unwrap().version, "canary");
+    load.stop();
 }
 
 #[test]
