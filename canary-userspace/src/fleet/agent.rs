@@ -31,6 +31,9 @@ enum Ended {
     LeaseLost,
     /// etcd failed or the watch broke: read again, same lease if it lives.
     Store(StoreError),
+    /// etcd answers again after a cut-off: read every record again and put
+    /// the fleet's weights back.
+    BackInTouch,
 }
 
 impl From<StoreError> for Ended {
@@ -48,7 +51,6 @@ pub async fn run(fleet: Arc<Fleet>, owner: Handle) {
     let mut cut_off = false;
     let mut lease: Option<i64> = None;
     loop {
-        check_grace(&fleet, &owner, &mut cut_off).await;
         let id = match lease {
             Some(id) => id,
             None => match fleet.store.grant(fleet.config.lease_ttl).await {
@@ -64,6 +66,7 @@ pub async fn run(fleet: Arc<Fleet>, owner: Handle) {
                 }
                 Err(e) => {
                     log::debug!("fleet {}: no lease: {e}", fleet.config.name);
+                    check_grace(&fleet, &owner, &mut cut_off).await;
                     tokio::time::sleep(RETRY).await;
                     continue;
                 }
@@ -80,6 +83,7 @@ pub async fn run(fleet: Arc<Fleet>, owner: Handle) {
                 lease = None;
                 fleet.set_lease(None);
             }
+            Ended::BackInTouch => {}
             Ended::Store(e) => {
                 log::warn!(
                     "fleet {}: {e}; reading the rollouts again",
@@ -90,10 +94,14 @@ pub async fn run(fleet: Arc<Fleet>, owner: Handle) {
                 match fleet.store.renew(id).await {
                     Ok(true) => fleet.contact(),
                     Ok(false) => {
+                        fleet.contact();
                         lease = None;
                         fleet.set_lease(None);
                     }
-                    Err(e) => log::debug!("fleet {}: renewing the lease: {e}", fleet.config.name),
+                    Err(e) => {
+                        log::debug!("fleet {}: renewing the lease: {e}", fleet.config.name);
+                        check_grace(&fleet, &owner, &mut cut_off).await;
+                    }
                 }
             }
         }
@@ -140,17 +148,19 @@ async fn session_inner(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                check_grace(fleet, owner, cut_off).await;
-                if *cut_off {
-                    // Back in touch, but the weights must come from a
-                    // fresh read of the records: start over.
-                    if store.renew(lease).await.is_ok() {
-                        return Err(Ended::Store(StoreError::Timeout(fleet.config.grace)));
-                    }
-                    continue;
+                // etcd first, then the grace: a host that was itself
+                // stopped (kill -STOP) and resumes must not take its own
+                // silence for etcd's.
+                let renewed = store.renew(lease).await;
+                if renewed.is_ok() {
+                    fleet.contact();
                 }
-                match store.renew(lease).await {
-                    Ok(true) => fleet.contact(),
+                check_grace(fleet, owner, cut_off).await;
+                match renewed {
+                    // Back in touch after a cut-off: the weights must come
+                    // from a fresh read of the records, so start over.
+                    Ok(_) if *cut_off => return Err(Ended::BackInTouch),
+                    Ok(true) => {}
                     Ok(false) => return Err(Ended::LeaseLost),
                     Err(e) => {
                         log::debug!("fleet {}: renewing the lease: {e}", fleet.config.name);

@@ -645,3 +645,132 @@ fn a_client_address_gets_the_same_version_on_every_host() {
     );
     assert!(versions[0] > 0 && versions[1] > 0, "{versions:?}");
 }
+
+#[test]
+fn a_paused_leader_comes_back_as_a_follower_and_writes_nothing() {
+    let _one = tests::root_scenario();
+    let f = Arc::new(FleetUnderTest::new("fleet-paused"));
+    let daemons = start_fleet(&f, &plan(), GRACE);
+    let load = Load::start(&f, 2, vec![0, 1, 2]);
+    f.client(0).rollout(SERVICE, RolloutAction::Start).unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the rollout at step 1",
+        || logs(&daemons),
+        || report(&f, 0).is_some_and(|r| r.step >= 1),
+    );
+    let old = fleet_status(&f, 0).and_then(|s| s.leader).unwrap();
+    let paused: usize = old.trim_start_matches("host-").parse().unwrap();
+    let other = (paused + 1) % 3;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(daemons[paused].pid as i32, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    wait_until(
+        LEASE_TTL + Duration::from_secs(2),
+        "another host leads while the leader is stopped",
+        || logs(&daemons),
+        || {
+            fleet_status(&f, other)
+                .and_then(|s| s.leader)
+                .is_some_and(|l| l != old)
+        },
+    );
+    let took = stopped.elapsed();
+    thread::sleep(Duration::from_secs(1));
+    let before = daemons[paused].log_text().len();
+    // SAFETY: as above.
+    unsafe { libc::kill(daemons[paused].pid as i32, libc::SIGCONT) };
+    let (_, r) = follow(&f, &[0, 1, 2], Instant::now(), Duration::from_secs(60));
+    load.stop();
+    assert_eq!(r.phase, Phase::Promoted, "{r:#?}\n{}", logs(&daemons));
+    let after = daemons[paused].log_text()[before..].to_owned();
+    println!("leader {old} stopped; another led {took:?} later; after SIGCONT it logged:\n{after}");
+    assert!(after.contains("no longer leads"), "{after}");
+    assert!(
+        !after.contains(": look "),
+        "a stopped ex-leader wrote a look:\n{after}"
+    );
+    assert!(
+        !after.contains("cut off"),
+        "its own pause is not etcd's silence:\n{after}"
+    );
+    assert_eq!(
+        weight(&f, paused),
+        Some(Weight::FULL),
+        "it applies the fleet's weight"
+    );
+}
+
+/// Fencing at the store: a leader whose lease lapsed and whose place
+/// another host took cannot write with its old token, whatever it read; a
+/// write taken on a record that changed since is refused too.
+#[test]
+fn a_decision_fenced_by_a_lost_leadership_is_refused() {
+    use canary_userspace::{
+        controller::run::RolloutRun,
+        fleet::{records::FleetRollout, store::Store},
+    };
+    let _one = tests::root_scenario();
+    let f = FleetUnderTest::new("fleet-fence");
+    let config = f.fleet_config(0);
+    let record = FleetRollout {
+        generation: 1,
+        weight: bp(1000),
+        reset_canary: false,
+        rebase: None,
+        run: RolloutRun::start(plan(), Default::default(), 0),
+        by: "test".into(),
+        why: "test".into(),
+    };
+    let ttl = Duration::from_secs(2);
+    let outcome = f.net.hosts[0].enter(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let store = Store::connect(&config).await.unwrap();
+            let a = store.grant(ttl).await.unwrap();
+            let token_a = store.campaign("host-a", a).await.unwrap().expect("a leads");
+            let b = store.grant(ttl).await.unwrap();
+            assert_eq!(
+                store.campaign("host-b", b).await.unwrap(),
+                None,
+                "one leader"
+            );
+            // a goes silent; b keeps its lease and takes the lead.
+            let silent = Instant::now();
+            let token_b = loop {
+                assert!(store.renew(b).await.unwrap());
+                if let Some(t) = store.campaign("host-b", b).await.unwrap() {
+                    break t;
+                }
+                assert!(silent.elapsed() < ttl * 3, "a's lease never lapsed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            let stale = store
+                .write_rollout(SERVICE, &record, 0, Some(token_a))
+                .await
+                .unwrap();
+            let fresh = store
+                .write_rollout(SERVICE, &record, 0, Some(token_b))
+                .await
+                .unwrap();
+            let again = store
+                .write_rollout(SERVICE, &record, 0, Some(token_b))
+                .await
+                .unwrap();
+            (token_a, token_b, stale, fresh, again)
+        })
+    });
+    let (token_a, token_b, stale, fresh, again) = outcome.unwrap();
+    println!(
+        "tokens a {token_a}, b {token_b}: a's write {stale}, b's {fresh}, b's on a stale read {again}"
+    );
+    assert!(!stale, "the ex-leader's write went through");
+    assert!(fresh, "the leader's write was refused");
+    assert!(
+        !again,
+        "a write taken on a record that changed since went through"
+    );
+}
