@@ -39,7 +39,9 @@ impl From<StoreError> for Refused {
     fn from(e: StoreError) -> Refused {
         Refused {
             code: ErrorCode::StoreUnavailable,
-            message: format!("the fleet's store: {e}; nothing was changed"),
+            message: format!(
+                "the fleet's store (etcd) did not answer ({e}): nothing was read or changed"
+            ),
         }
     }
 }
