@@ -123,6 +123,14 @@ fn every_host_reaches_etcd_serves_its_vip_and_a_partition_cuts_only_its_host() {
         all_from(&f, i, None, CANARY);
         all_from(&f, i, Some(SHARED_CLIENT.into()), CANARY);
     }
+    // A canaryd without [fleet] says so to a fleet command.
+    let out = f.ctl(0, &["fleet", "status"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("no [fleet] in its config"),
+        "{}",
+        text(&out.stderr)
+    );
     for i in 0..f.host_count() {
         let metrics = f.metrics(i).unwrap();
         assert!(metrics.contains("canary_"), "host {i}: {metrics}");
