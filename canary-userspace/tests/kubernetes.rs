@@ -292,7 +292,8 @@ fn each_mount_is_backed_by_its_volume() {
 }
 
 /// The container's command line with `$(VAR)` expanded as the kubelet
-/// would: POD_IP is the node's address under hostNetwork.
+/// would: POD_IP is the node's address under hostNetwork, NODE_NAME the
+/// node's name.
 #[track_caller]
 fn command_line(ds: &Manifest) -> Vec<String> {
     let c = container(ds);
@@ -306,9 +307,21 @@ fn command_line(ds: &Manifest) -> Vec<String> {
     let strings = |pointer: &str| -> Vec<String> {
         ds.array(pointer)
             .iter()
-            .map(|v| v.as_str().unwrap().replace("$(POD_IP)", "192.0.2.7"))
+            .map(|v| {
+                v.as_str()
+                    .unwrap()
+                    .replace("$(POD_IP)", "192.0.2.7")
+                    .replace("$(NODE_NAME)", "node-7")
+            })
             .collect()
     };
+    let node = ds.find(&format!("{c}/env"), "name", "NODE_NAME");
+    assert_eq!(
+        node["valueFrom"]["fieldRef"]["fieldPath"],
+        json!("spec.nodeName"),
+        "{}: NODE_NAME",
+        ds.file
+    );
     let mut line = strings(&format!("{c}/command"));
     line.extend(strings(&format!("{c}/args")));
     line
@@ -339,6 +352,13 @@ fn the_command_line_is_one_canaryd_accepts() {
             declared as u16
         )),
         "{}: --metrics-listen",
+        ds.file
+    );
+    // Each node under its own name in the fleet.
+    assert_eq!(
+        args.fleet_host.as_deref(),
+        Some("node-7"),
+        "{}: --fleet-host",
         ds.file
     );
     // --reset would break every established connection at each restart.
@@ -388,7 +408,7 @@ fn the_configmaps_canary_toml_is_a_valid_config_with_a_fleet() {
     let fleet = c.fleet.as_ref().map(|f| &f.name);
     assert!(fleet.is_some(), "{file}: no [fleet]");
     // `host` left out on purpose: one file serves every node, and the
-    // default, the hostname, is the node's under hostNetwork.
+    // DaemonSet passes each node's name with --fleet-host.
     let raw: toml::Table = text.parse().unwrap();
     assert!(
         !raw["fleet"].as_table().unwrap().contains_key("host"),

@@ -282,3 +282,31 @@ fn a_bpffs_canaryd_mounts_under_ip_netns_exec_is_called_out_and_detach_all_finds
     );
     assert!(!said.contains("the programs are detached"), "{said}");
 }
+
+/// `--fleet-host` is checked like `[fleet] host`, naming the flag, and
+/// replaces it.
+#[test]
+fn a_fleet_host_flag_that_is_no_name_is_refused_naming_the_flag() {
+    let _serial = tests::root_scenario();
+    let s = setup();
+    let mut config = s.config(5000);
+    config.fleet = Some(canary_userspace::config::FleetConfig::new(
+        vec!["http://198.18.200.1:2379".into()],
+        "iris",
+        "host-a",
+    ));
+    s.write_config(&config);
+    let bad = s.one_shot(&["--fleet-host", "node/7", "--check"]);
+    let err = text(&bad.stderr);
+    println!(
+        "--fleet-host node/7 --check: exit {:?}: {err}",
+        bad.status.code()
+    );
+    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("command line: --fleet-host: \"node/7\" is not a name"),
+        "{err}"
+    );
+    let good = s.one_shot(&["--fleet-host", "node-7", "--check"]);
+    assert!(good.status.success(), "{}", text(&good.stderr));
+}
