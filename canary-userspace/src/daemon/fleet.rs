@@ -11,7 +11,7 @@ use crate::{
         effect::Effect,
         run::{Reading, RolloutRun},
     },
-    model::weight::Weight,
+    model::{rollout::Phase, weight::Weight},
 };
 
 /// One fleet generation for this host to apply.
@@ -47,6 +47,11 @@ impl Daemon {
         let applied = self.state.fleet_applied.get(service).copied().unwrap_or(0);
         let new = generation.number > applied;
         let mut next = self.state.clone();
+        let was = next.rollouts.get(service).map(|r| r.state.phase);
+        if run.state.phase == Phase::RolledBack && was.is_some_and(|p| p != Phase::RolledBack) {
+            // canary_rollbacks_total counts the fleet's rollbacks here too.
+            *next.rollbacks.entry(service.to_owned()).or_default() += 1;
+        }
         next.rollouts.insert(service.to_owned(), run);
         let effect = if new || restore {
             next.fleet_applied

@@ -369,6 +369,9 @@ fn a_canary_failing_on_every_host_is_rolled_back_on_every_host() {
     assert_eq!(r.phase, Phase::RolledBack, "{r:#?}\n{}", logs(&daemons));
     for i in 0..3 {
         assert_eq!(weight(&f, i), Some(Weight::ZERO), "host {i}");
+        let m = f.metrics(i).unwrap();
+        let rollbacks = format!("canary_rollbacks_total{{service=\"{SERVICE}\"}}");
+        assert_eq!(tests::kit::sample(&m, &rollbacks), Some(1.0), "host {i}");
     }
     let bound = INTERVAL * plan.failed_checks_limit + LEASE_TTL;
     assert!(took <= bound, "took {took:?}, bound {bound:?}: {r:#?}");
