@@ -71,6 +71,27 @@ fn start_fleet(f: &FleetUnderTest, plan: &RolloutPlan, grace: Duration) -> Vec<C
     daemons
 }
 
+/// Starts the fleet's rollout from host `from` and waits until it is at
+/// `step` or beyond.
+fn start_and_reach(f: &FleetUnderTest, daemons: &[Canaryd], from: usize, step: usize) {
+    f.client(from)
+        .rollout(SERVICE, RolloutAction::Start)
+        .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        &format!("the rollout at step {step}"),
+        || logs(daemons),
+        || report(f, from).is_some_and(|r| r.step >= step),
+    );
+}
+
+/// The leading host's name and index, as host `asked` sees it.
+fn leader(f: &FleetUnderTest, asked: usize) -> (String, usize) {
+    let name = fleet_status(f, asked).and_then(|s| s.leader).unwrap();
+    let i = name.trim_start_matches("host-").parse().unwrap();
+    (name, i)
+}
+
 fn logs(daemons: &[Canaryd]) -> String {
     daemons
         .iter()
@@ -383,15 +404,8 @@ fn the_leader_killed_at_step_2_is_replaced_and_the_rollout_finishes() {
     let f = Arc::new(FleetUnderTest::new("fleet-leader"));
     let mut daemons = start_fleet(&f, &plan(), GRACE);
     let load = Load::start(&f, 2, vec![0, 1, 2]);
-    f.client(0).rollout(SERVICE, RolloutAction::Start).unwrap();
-    wait_until(
-        Duration::from_secs(30),
-        "the rollout at step 2",
-        || logs(&daemons),
-        || report(&f, 0).is_some_and(|r| r.step >= 2),
-    );
-    let old = fleet_status(&f, 0).and_then(|s| s.leader).unwrap();
-    let dead: usize = old.trim_start_matches("host-").parse().unwrap();
+    start_and_reach(&f, &daemons, 0, 2);
+    let (old, dead) = leader(&f, 0);
     let at_kill = report(&f, (dead + 1) % 3).unwrap();
     daemons[dead].signal(libc::SIGKILL).unwrap();
     let killed = Instant::now();
@@ -555,13 +569,7 @@ fn with_etcd_stopped_no_decision_is_taken_and_the_rollout_resumes() {
     // A stop shorter than grace: every host keeps its weight.
     let daemons = start_fleet(&f, &plan(), Duration::from_secs(30));
     let load = Load::start(&f, 2, vec![0, 1, 2]);
-    f.client(0).rollout(SERVICE, RolloutAction::Start).unwrap();
-    wait_until(
-        Duration::from_secs(30),
-        "the rollout at step 1",
-        || logs(&daemons),
-        || report(&f, 0).is_some_and(|r| r.step >= 1),
-    );
+    start_and_reach(&f, &daemons, 0, 1);
     f.etcd.stop();
     let stopped = Instant::now();
     let stopped_ms = canary_userspace::daemon::unix_ms();
@@ -655,15 +663,8 @@ fn a_paused_leader_comes_back_as_a_follower_and_writes_nothing() {
     let f = Arc::new(FleetUnderTest::new("fleet-paused"));
     let daemons = start_fleet(&f, &plan(), GRACE);
     let load = Load::start(&f, 2, vec![0, 1, 2]);
-    f.client(0).rollout(SERVICE, RolloutAction::Start).unwrap();
-    wait_until(
-        Duration::from_secs(30),
-        "the rollout at step 1",
-        || logs(&daemons),
-        || report(&f, 0).is_some_and(|r| r.step >= 1),
-    );
-    let old = fleet_status(&f, 0).and_then(|s| s.leader).unwrap();
-    let paused: usize = old.trim_start_matches("host-").parse().unwrap();
+    start_and_reach(&f, &daemons, 0, 1);
+    let (old, paused) = leader(&f, 0);
     let other = (paused + 1) % 3;
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(daemons[paused].pid as i32, libc::SIGSTOP) };
