@@ -68,6 +68,12 @@ impl Fleet {
         Some(self.lease.load(Ordering::Relaxed)).filter(|l| *l != 0)
     }
 
+    /// Holds `lease` as this host's, for tools that run a leader without
+    /// an agent (the fleet simulation); the tool keeps it renewed.
+    pub fn hold_lease(&self, lease: i64) {
+        self.set_lease(Some(lease));
+    }
+
     fn set_lease(&self, lease: Option<i64>) {
         self.lease.store(lease.unwrap_or(0), Ordering::Relaxed);
     }
