@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::weight;
-use crate::model::weight::Weight;
+use crate::model::{rollout::Phase, weight::Weight};
 
 /// `{"command":"fleet-status"}`'s answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,4 +44,34 @@ pub struct FleetHostService {
     pub requests: [u64; 2],
     /// Error rate of stable and canary, cumulative; None without requests.
     pub error_rate: [Option<f64>; 2],
+}
+
+/// A fleet rollout as every host keeps it: the part of the fleet's record
+/// that hosts watch (`fleet::records::FleetWeight`), small so that a write
+/// reaches every host cheaply. The full record (plan, readings, history)
+/// stays in etcd for the leader and `rollout status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleetLine {
+    pub phase: Phase,
+    /// Index into `steps`.
+    pub step: usize,
+    /// The plan's steps (basis points).
+    #[serde(rename = "steps_bp")]
+    pub steps: Vec<Weight>,
+    pub looks: u32,
+    /// Why it is paused or over; else the last decision's reason.
+    pub reason: String,
+}
+
+impl FleetLine {
+    /// The one line `status` shows.
+    pub fn status_line(&self) -> super::RolloutLine {
+        super::RolloutLine {
+            phase: self.phase,
+            step: self.step,
+            steps: self.steps.len(),
+            looks: self.looks,
+            reason: self.reason.clone(),
+        }
+    }
 }

@@ -7,10 +7,8 @@ use std::collections::BTreeMap;
 
 use super::{Daemon, DaemonError};
 use crate::{
-    controller::{
-        effect::Effect,
-        run::{Reading, RolloutRun},
-    },
+    api::fleet::FleetLine,
+    controller::{effect::Effect, run::Reading},
     model::{rollout::Phase, weight::Weight},
 };
 
@@ -22,6 +20,15 @@ pub struct Generation {
     pub reset_canary: bool,
 }
 
+/// What `fleet_apply` did.
+#[derive(Clone, Copy, Debug)]
+pub struct Applied {
+    /// The generation this host has applied now.
+    pub generation: u64,
+    /// It was new to this host.
+    pub new: bool,
+}
+
 /// What this host publishes about one service.
 #[derive(Clone, Debug)]
 pub struct Published {
@@ -31,28 +38,28 @@ pub struct Published {
 }
 
 impl Daemon {
-    /// Takes `run` as the service's rollout (status shows it) and applies
-    /// `generation` if this host has not yet: its weight in one map write,
-    /// its flow reset. `restore` applies the weight again even when the
-    /// generation was applied (back from a cut-off). Returns the
-    /// generation this host has applied.
+    /// Takes `line` as the service's fleet rollout (status and metrics
+    /// show it) and applies `generation` if this host has not yet: its
+    /// weight in one map write, its flow reset. `restore` applies the
+    /// weight again even when the generation was applied (back from a
+    /// cut-off).
     pub fn fleet_apply(
         &mut self,
         service: &str,
-        run: RolloutRun,
+        line: FleetLine,
         generation: Generation,
         restore: bool,
-    ) -> Result<u64, DaemonError> {
+    ) -> Result<Applied, DaemonError> {
         self.config_weight(service)?;
         let applied = self.state.fleet_applied.get(service).copied().unwrap_or(0);
         let new = generation.number > applied;
         let mut next = self.state.clone();
-        let was = next.rollouts.get(service).map(|r| r.state.phase);
-        if run.state.phase == Phase::RolledBack && was.is_some_and(|p| p != Phase::RolledBack) {
+        let was = next.fleet_lines.get(service).map(|l| l.phase);
+        if line.phase == Phase::RolledBack && was.is_some_and(|p| p != Phase::RolledBack) {
             // canary_rollbacks_total counts the fleet's rollbacks here too.
             *next.rollbacks.entry(service.to_owned()).or_default() += 1;
         }
-        next.rollouts.insert(service.to_owned(), run);
+        next.fleet_lines.insert(service.to_owned(), line);
         let effect = if new || restore {
             next.fleet_applied
                 .insert(service.to_owned(), generation.number.max(applied));
@@ -71,7 +78,10 @@ impl Daemon {
                 generation.weight
             );
         }
-        Ok(generation.number.max(applied))
+        Ok(Applied {
+            generation: generation.number.max(applied),
+            new,
+        })
     }
 
     /// Cut off from the fleet's store for longer than its grace: every
@@ -81,9 +91,9 @@ impl Daemon {
     pub fn fleet_cut_off(&mut self) -> Vec<String> {
         let live: Vec<String> = self
             .state
-            .rollouts
+            .fleet_lines
             .iter()
-            .filter(|(_, run)| !run.state.phase.is_over())
+            .filter(|(_, line)| !line.phase.is_over())
             .map(|(s, _)| s.clone())
             .collect();
         let mut changed = vec![];

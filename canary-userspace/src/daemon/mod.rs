@@ -127,6 +127,7 @@ impl Daemon {
             tcx: self.tcx.clone(),
             services: self.dp.registered(),
             rollouts: self.state.rollouts.clone(),
+            fleet_lines: self.state.fleet_lines.clone(),
             rollbacks: self.state.rollbacks.clone(),
             client_paths: self.client_paths.clone(),
             weights: self

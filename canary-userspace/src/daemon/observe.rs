@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub services: Vec<Registered>,
     /// Rollouts by service name, as last persisted.
     pub rollouts: std::collections::BTreeMap<String, crate::controller::run::RolloutRun>,
+    /// In a fleet: each service's fleet rollout as this host keeps it.
+    pub fleet_lines: std::collections::BTreeMap<String, crate::api::fleet::FleetLine>,
     /// Rollouts that ended rolled back, by service name.
     pub rollbacks: std::collections::BTreeMap<String, u64>,
     /// Where each service's weight comes from, and its config weight.
@@ -115,13 +117,54 @@ impl Observer {
         )))
     }
 
-    /// Every service's rollout, for the metrics.
+    /// Every service's rollout, for the metrics. A fleet rollout as this
+    /// host keeps it: phase, step and rollbacks (its checks are in the
+    /// fleet's record: `rollout status`).
     pub fn rollouts(&self) -> Vec<RolloutReport> {
-        let names: Vec<String> = self.snapshot.borrow().rollouts.keys().cloned().collect();
+        let snap = self.snapshot.borrow().clone();
+        let names: Vec<String> = snap.rollouts.keys().cloned().collect();
+        let fleet = snap.fleet_lines.iter().map(|(service, line)| {
+            let rollbacks = snap.rollbacks.get(service).copied().unwrap_or(0);
+            fleet_report(service, line, rollbacks)
+        });
         names
             .iter()
+            .filter(|n| !snap.fleet_lines.contains_key(*n))
             .filter_map(|n| self.rollout(n).ok().flatten())
+            .chain(fleet)
             .collect()
+    }
+}
+
+/// A fleet rollout's report for the metrics, from what a host keeps of it:
+/// phase, step, looks, rollbacks; no history, and mode and on_rollback
+/// are not kept (the metrics use neither).
+fn fleet_report(
+    service: &str,
+    line: &crate::api::fleet::FleetLine,
+    rollbacks: u64,
+) -> RolloutReport {
+    RolloutReport {
+        service: service.to_owned(),
+        phase: line.phase,
+        reason: line.reason.clone(),
+        mode: crate::model::kinds::Mode::Enforce,
+        on_rollback: crate::model::kinds::OnRollback::Drain,
+        step: line.step,
+        steps: line.steps.clone(),
+        weight: line.steps.get(line.step).copied().unwrap_or_default(),
+        observed_canary_share: None,
+        interval_ms: 0,
+        looks: line.looks,
+        failed: 0,
+        failed_checks_limit: 0,
+        inconclusive_streak: 0,
+        max_inconclusive: 0,
+        started_unix_ms: 0,
+        next_at_unix_ms: 0,
+        history: vec![],
+        rollbacks,
+        hosts: None,
     }
 }
 
@@ -236,7 +279,10 @@ pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
             stable: version_status(&spec.stable, &stable, &stable_signals),
             canary: version_status(&spec.canary, &canary, &canary_signals),
             problem: service_problem(snap, spec, local.as_ref()),
-            rollout: snap.rollouts.get(&spec.name).map(rollout_line),
+            rollout: match snap.fleet_lines.get(&spec.name) {
+                Some(line) => Some(line.status_line()),
+                None => snap.rollouts.get(&spec.name).map(rollout_line),
+            },
         });
     }
     let v = counters.verdicts()?;

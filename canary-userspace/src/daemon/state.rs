@@ -43,6 +43,10 @@ pub struct State {
     /// (`daemon::fleet`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fleet_applied: BTreeMap<String, u64>,
+    /// In a fleet: each service's fleet rollout as hosts keep it (phase,
+    /// step, looks), for status and metrics.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fleet_lines: BTreeMap<String, crate::api::fleet::FleetLine>,
 }
 
 /// A weight set at run time, and the config weight it overrode: when the
@@ -84,6 +88,7 @@ impl State {
         self.rollouts.retain(|name, _| configured(name));
         self.rollbacks.retain(|name, _| configured(name));
         self.fleet_applied.retain(|name, _| configured(name));
+        self.fleet_lines.retain(|name, _| configured(name));
         (
             self.weights.len(),
             self.rollouts.len(),

@@ -21,6 +21,23 @@ impl Daemon {
     /// meant.
     pub fn set_weight(&mut self, service: &str, weight: Weight) -> Result<WeightSet, DaemonError> {
         let mut notes = vec![];
+        if let Some(line) = self.state.fleet_lines.get(service)
+            && !line.phase.is_over()
+        {
+            // set-weight 0 during a fleet rollout is the fleet's rollback,
+            // taken before it reaches here (canaryd's control socket).
+            return Err(DaemonError::RolloutConflict {
+                service: service.to_owned(),
+                why: format!(
+                    "a fleet rollout is {:?}, and its next step would undo a weight set by \
+                     hand on this host; `canaryctl rollout pause {service}` holds the fleet's \
+                     weight where it is, `canaryctl rollback {service}` (or set-weight \
+                     {service} 0) ends it with the canary at 0% on every host, `canaryctl \
+                     rollout abort {service}` ends it so that set-weight is yours again",
+                    line.phase
+                ),
+            });
+        }
         let previous = match self.state.rollouts.get(service) {
             Some(run) if !run.state.phase.is_over() => {
                 if weight != Weight::ZERO {

@@ -17,7 +17,7 @@ use etcd_client::EventType;
 
 use super::{
     Fleet,
-    records::{FleetRollout, HostRecord, HostService, Member},
+    records::{FleetWeight, HostRecord, HostService, Member},
     store::{StoreError, parse},
 };
 use crate::daemon::{fleet::Generation, owner::Handle, unix_ms};
@@ -127,11 +127,11 @@ async fn session_inner(
         joined_unix_ms: unix_ms(),
     };
     store.join(&member).await?;
-    let (revision, records) = store.rollouts().await?;
+    let (revision, records) = store.weights().await?;
     fleet.contact();
     let restore = *cut_off;
     for (service, record) in records {
-        apply(fleet, owner, &service, record.value, restore).await;
+        apply(fleet, owner, &service, record, restore).await;
     }
     if restore {
         *cut_off = false;
@@ -141,7 +141,7 @@ async fn session_inner(
             fleet.config.name
         );
     }
-    let mut watch = store.watch_rollouts(revision + 1).await?;
+    let mut watch = store.watch_weights(revision + 1).await?;
     publish(fleet, owner, lease).await?;
     let mut tick = tokio::time::interval(fleet.config.publish);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -188,25 +188,26 @@ async fn session_inner(
                     ))));
                 }
                 fleet.contact();
-                let mut applied_any = false;
+                let mut new_generation = false;
                 for event in answer.events() {
                     let (EventType::Put, Some(kv)) = (event.event_type(), event.kv()) else {
                         continue;
                     };
                     let key = String::from_utf8_lossy(kv.key()).into_owned();
-                    let Some(service) = store.keys.name_in(&store.keys.rollouts(), &key) else {
+                    let Some(service) = store.keys.name_in(&store.keys.weights(), &key) else {
                         continue;
                     };
-                    match parse::<FleetRollout>(&key, kv.value()) {
+                    match parse::<FleetWeight>(&key, kv.value()) {
                         Ok(record) => {
-                            apply(fleet, owner, service, record, false).await;
-                            applied_any = true;
+                            new_generation |= apply(fleet, owner, service, record, false).await;
                         }
                         Err(e) => log::error!("fleet {}: {e}", fleet.config.name),
                     }
                 }
-                // The leader waits for this host's report before a step up.
-                if applied_any && !*cut_off {
+                // The leader waits for this host's report of a new
+                // generation before a step up; a look that changed no
+                // weight needs no report.
+                if new_generation && !*cut_off {
                     publish(fleet, owner, lease).await?;
                 }
             }
@@ -214,31 +215,44 @@ async fn session_inner(
     }
 }
 
-/// Applies one record through the owner; a record of a service this host
-/// does not serve is logged and skipped.
-async fn apply(fleet: &Fleet, owner: &Handle, service: &str, record: FleetRollout, restore: bool) {
+/// Applies one record through the owner; whether it was a generation this
+/// host had not applied. A record of a service this host does not serve
+/// is logged and skipped.
+async fn apply(
+    fleet: &Fleet,
+    owner: &Handle,
+    service: &str,
+    record: FleetWeight,
+    restore: bool,
+) -> bool {
     let generation = Generation {
         number: record.generation,
         weight: record.weight,
         reset_canary: record.reset_canary,
     };
     let name = service.to_owned();
-    let run = record.run;
+    let line = record.line;
     let done = owner
         .call(format!("fleet apply {service}"), move |d| {
-            d.fleet_apply(&name, run, generation, restore)
+            d.fleet_apply(&name, line, generation, restore)
         })
         .await;
     match done {
-        Ok(applied) => fleet
-            .metrics
-            .generation_applied
-            .with_label_values(&[service])
-            .set(applied as i64),
-        Err(e) => log::warn!(
-            "fleet {}: rollout of {service} not applied on this host: {e}",
-            fleet.config.name
-        ),
+        Ok(applied) => {
+            fleet
+                .metrics
+                .generation_applied
+                .with_label_values(&[service])
+                .set(applied.generation as i64);
+            applied.new
+        }
+        Err(e) => {
+            log::warn!(
+                "fleet {}: rollout of {service} not applied on this host: {e}",
+                fleet.config.name
+            );
+            false
+        }
     }
 }
 

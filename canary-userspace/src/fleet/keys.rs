@@ -4,9 +4,13 @@
 //! - `leader`: the leading host's name, under its lease. The key's
 //!   create revision is the leader's fencing token: every write of a
 //!   decision checks it is unchanged.
-//! - `rollout/<service>`: the fleet's rollout of a service
-//!   (`records::FleetRollout`), written by the leader's looks and by any
-//!   host's operator commands, each a compare-and-swap on its revision.
+//! - `weight/<service>` and `run/<service>`: the fleet's rollout of a
+//!   service, written together by the leader's looks and by any host's
+//!   operator commands, each a compare-and-swap on the run's revision.
+//!   Hosts watch `weight/` only (`records::FleetWeight`: generation,
+//!   weight, phase, step: small); `run/` has the whole record with the
+//!   plan, the fleet's readings and the history (`records::FleetRollout`),
+//!   for the leader and `rollout status`.
 //! - `hosts/<host>`: what a live host publishes (`records::HostRecord`),
 //!   under its lease: it goes when the host does.
 //! - `members/<host>`: every host that ever joined, with no lease, so
@@ -33,12 +37,20 @@ impl Keys {
         format!("{}leader", self.prefix)
     }
 
-    pub fn rollouts(&self) -> String {
-        format!("{}rollout/", self.prefix)
+    pub fn weights(&self) -> String {
+        format!("{}weight/", self.prefix)
     }
 
-    pub fn rollout(&self, service: &str) -> String {
-        format!("{}{service}", self.rollouts())
+    pub fn weight(&self, service: &str) -> String {
+        format!("{}{service}", self.weights())
+    }
+
+    pub fn runs(&self) -> String {
+        format!("{}run/", self.prefix)
+    }
+
+    pub fn run(&self, service: &str) -> String {
+        format!("{}{service}", self.runs())
     }
 
     pub fn hosts(&self) -> String {
@@ -71,7 +83,8 @@ mod tests {
     fn every_key_is_under_the_fleets_prefix() {
         let k = Keys::new("iris");
         assert_eq!(k.leader(), "/canary/v1/iris/leader");
-        assert_eq!(k.rollout("model"), "/canary/v1/iris/rollout/model");
+        assert_eq!(k.weight("model"), "/canary/v1/iris/weight/model");
+        assert_eq!(k.run("model"), "/canary/v1/iris/run/model");
         assert_eq!(k.host("host-a"), "/canary/v1/iris/hosts/host-a");
         assert_eq!(k.member("host-a"), "/canary/v1/iris/members/host-a");
         let key = k.host("host-a");

@@ -1,16 +1,21 @@
-//! What a fleet keeps in etcd, as JSON: the rollout every host applies and
-//! what each host publishes.
+//! What a fleet keeps in etcd, as JSON: the rollout (a small part every
+//! host watches and applies, and the whole run the leader judges) and what
+//! each host publishes.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    api::fleet::FleetLine,
     controller::run::{Reading, RolloutRun},
+    daemon::observe::rollout_line,
     model::weight::Weight,
 };
 
-/// The fleet's rollout of one service: `rollout/<service>`.
+/// The fleet's rollout of one service, as the leader and the commands read
+/// and write it: `run/<service>`, written together with the small
+/// `FleetWeight` every host watches (`weight/<service>`, `store`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FleetRollout {
     /// Bumped by every write that changes what hosts apply (the weight, a
@@ -32,6 +37,37 @@ pub struct FleetRollout {
     /// The host that wrote this, and why (`look`, `start`, `pause`, ...).
     pub by: String,
     pub why: String,
+}
+
+impl FleetRollout {
+    /// The part every host watches: `weight/<service>`.
+    pub fn weight_record(&self) -> FleetWeight {
+        let line = rollout_line(&self.run);
+        FleetWeight {
+            generation: self.generation,
+            weight: self.weight,
+            reset_canary: self.reset_canary,
+            line: FleetLine {
+                phase: line.phase,
+                step: line.step,
+                steps: self.run.plan.steps.clone(),
+                looks: line.looks,
+                reason: line.reason,
+            },
+        }
+    }
+}
+
+/// What every host watches and applies: `weight/<service>`, a few hundred
+/// bytes whatever the rollout's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleetWeight {
+    pub generation: u64,
+    #[serde(rename = "weight_bp")]
+    pub weight: Weight,
+    pub reset_canary: bool,
+    /// Phase, step, looks and reason, for each host's status and metrics.
+    pub line: FleetLine,
 }
 
 /// Which baselines a new leader look must take before judging.

@@ -12,12 +12,17 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
     keys::Keys,
-    records::{FleetRollout, HostRecord, Member},
+    records::{FleetRollout, FleetWeight, HostRecord, Member},
 };
 use crate::config::FleetConfig;
 
 /// Longest one request to etcd may take.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Records read per request of a range: a page of host records stays far
+/// below the client's 4 MiB message limit (a host's record is about 1.3 KB
+/// per service), whatever the fleet's size.
+const PAGE: i64 = 500;
 
 /// Why a store operation failed, for the log and the operator.
 #[derive(Debug, thiserror::Error)]
@@ -72,14 +77,12 @@ impl Store {
     /// Renews `lease` once; false when etcd says it has expired.
     pub async fn renew(&self, lease: i64) -> Result<bool, StoreError> {
         let mut c = self.client.clone();
-        let renewed = async {
-            let (mut keeper, mut answers) = timed(c.lease_keep_alive(lease)).await?;
-            timed(keeper.keep_alive()).await?;
-            Ok::<_, StoreError>(timed(answers.message()).await?.is_some_and(|a| a.ttl() > 0))
-        };
-        match renewed.await {
+        // One round trip: the client sends the first keep-alive itself and
+        // waits for etcd's answer (a TTL of 0 is its error).
+        match timed(c.lease_keep_alive(lease)).await {
+            Ok(_) => Ok(true),
             Err(e) if e.lease_lost() => Ok(false),
-            done => done,
+            Err(e) => Err(e),
         }
     }
 
@@ -102,21 +105,29 @@ impl Store {
         Ok(())
     }
 
-    /// Every rollout record, and the store's revision they were read at
-    /// (a watch from the next one misses nothing).
+    /// Every fleet rollout, and the revision they were read at.
     pub async fn rollouts(
         &self,
     ) -> Result<(i64, BTreeMap<String, Versioned<FleetRollout>>), StoreError> {
-        let under = self.keys.rollouts();
-        let (revision, found) = self.range::<FleetRollout>(&under).await?;
-        Ok((revision, found))
+        self.range::<FleetRollout>(&self.keys.runs(), 0).await
     }
 
+    /// What every host applies, read at one revision, and that revision (a
+    /// watch from the next one misses nothing).
+    pub async fn weights(&self) -> Result<(i64, BTreeMap<String, FleetWeight>), StoreError> {
+        let (revision, found) = self.range::<FleetWeight>(&self.keys.weights(), 0).await?;
+        Ok((
+            revision,
+            found.into_iter().map(|(s, v)| (s, v.value)).collect(),
+        ))
+    }
+
+    /// `service`'s fleet rollout, with the revision a write compares.
     pub async fn rollout(
         &self,
         service: &str,
     ) -> Result<Option<Versioned<FleetRollout>>, StoreError> {
-        let key = self.keys.rollout(service);
+        let key = self.keys.run(service);
         let mut c = self.client.clone();
         let answer = timed(c.get(key.clone(), None)).await?;
         answer
@@ -133,13 +144,13 @@ impl Store {
 
     /// The live hosts' records, by host name.
     pub async fn hosts(&self) -> Result<BTreeMap<String, HostRecord>, StoreError> {
-        let (_, found) = self.range::<HostRecord>(&self.keys.hosts()).await?;
+        let (_, found) = self.range::<HostRecord>(&self.keys.hosts(), 0).await?;
         Ok(found.into_iter().map(|(h, v)| (h, v.value)).collect())
     }
 
     /// Every host that ever joined, by host name.
     pub async fn members(&self) -> Result<BTreeMap<String, Member>, StoreError> {
-        let (_, found) = self.range::<Member>(&self.keys.members()).await?;
+        let (_, found) = self.range::<Member>(&self.keys.members(), 0).await?;
         Ok(found.into_iter().map(|(h, v)| (h, v.value)).collect())
     }
 
@@ -174,9 +185,10 @@ impl Store {
             .then(|| answer.header().map_or(0, |h| h.revision())))
     }
 
-    /// Writes `service`'s rollout if its record is still the one read at
-    /// `read_at` (0: there was none) and, with `fence`, if the writer still
-    /// leads with that token. Whether it was written.
+    /// Writes `service`'s rollout (both its keys, in one transaction) if
+    /// its run is still the one read at `read_at` (0: there was none) and,
+    /// with `fence`, if the writer still leads with that token. Whether it
+    /// was written.
     pub async fn write_rollout(
         &self,
         service: &str,
@@ -184,9 +196,9 @@ impl Store {
         read_at: i64,
         fence: Option<i64>,
     ) -> Result<bool, StoreError> {
-        let key = self.keys.rollout(service);
+        let run_key = self.keys.run(service);
         let mut when = vec![Compare::mod_revision(
-            key.clone(),
+            run_key.clone(),
             CompareOp::Equal,
             read_at,
         )];
@@ -197,59 +209,112 @@ impl Store {
                 token,
             ));
         }
-        let txn = Txn::new()
-            .when(when)
-            .and_then([TxnOp::put(key, json(record), None)]);
+        let txn = Txn::new().when(when).and_then([
+            TxnOp::put(run_key, json(record), None),
+            TxnOp::put(
+                self.keys.weight(service),
+                json(&record.weight_record()),
+                None,
+            ),
+        ]);
         let mut c = self.client.clone();
         Ok(timed(c.txn(txn)).await?.succeeded())
     }
 
-    /// Watches every rollout record from `revision` on.
-    pub async fn watch_rollouts(&self, revision: i64) -> Result<WatchStream, StoreError> {
+    /// Watches the whole records (`run/`) from `revision` on: for tools
+    /// that follow a fleet's decisions (the simulation); hosts watch
+    /// `weight/` only.
+    pub async fn watch_runs(&self, revision: i64) -> Result<WatchStream, StoreError> {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision);
         let mut c = self.client.clone();
-        timed(c.watch(self.keys.rollouts(), Some(options))).await
+        timed(c.watch(self.keys.runs(), Some(options))).await
     }
 
-    /// Records under `under`, by the last part of their key; the store's
+    /// Watches what every host applies (`weight/`) from `revision` on.
+    pub async fn watch_weights(&self, revision: i64) -> Result<WatchStream, StoreError> {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision);
+        let mut c = self.client.clone();
+        timed(c.watch(self.keys.weights(), Some(options))).await
+    }
+
+    /// Records under `under`, by the last part of their key, read a page
+    /// at a time at one revision (`at`, or the newest when 0); that
     /// revision. A value that is not canary's is an error, not skipped.
     async fn range<T: DeserializeOwned>(
         &self,
         under: &str,
+        at: i64,
     ) -> Result<(i64, BTreeMap<String, Versioned<T>>), StoreError> {
-        let mut c = self.client.clone();
-        let answer = timed(c.get(under, Some(GetOptions::new().with_prefix()))).await?;
-        let revision = answer.header().map_or(0, |h| h.revision());
+        let end = prefix_end(under);
+        let mut from = under.as_bytes().to_vec();
+        let mut revision = at;
         let mut out = BTreeMap::new();
-        for kv in answer.kvs() {
-            let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let Some(name) = self.keys.name_in(under, &key) else {
-                continue;
-            };
-            out.insert(
-                name.to_owned(),
-                Versioned {
-                    value: parse(&key, kv.value())?,
-                    mod_revision: kv.mod_revision(),
-                },
-            );
+        loop {
+            let options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(PAGE)
+                .with_revision(revision);
+            let mut c = self.client.clone();
+            let answer = timed(c.get(from.clone(), Some(options))).await?;
+            if revision == 0 {
+                revision = answer.header().map_or(0, |h| h.revision());
+            }
+            for kv in answer.kvs() {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let Some(name) = self.keys.name_in(under, &key) else {
+                    continue;
+                };
+                out.insert(
+                    name.to_owned(),
+                    Versioned {
+                        value: parse(&key, kv.value())?,
+                        mod_revision: kv.mod_revision(),
+                    },
+                );
+            }
+            match answer.kvs().last() {
+                Some(last) if answer.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok((revision, out)),
+            }
         }
-        Ok((revision, out))
     }
+}
+
+/// The first key after every key starting with `prefix`.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
 }
 
 impl StoreError {
     /// etcd's answer for a lease it no longer has (it expired while this
-    /// host was silent, or etcd lost it): `ErrGRPCLeaseNotFound`, told by
-    /// its message, which etcd keeps stable across releases.
+    /// host was silent, or etcd lost it): `ErrGRPCLeaseNotFound` on a put,
+    /// told by its message, which etcd keeps stable across releases; a TTL
+    /// of 0 on a keep-alive.
     pub fn lease_lost(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Etcd(etcd_client::Error::GRpcStatus(s))
-                if s.message().contains("requested lease not found")
-        )
+        match self {
+            StoreError::Etcd(etcd_client::Error::GRpcStatus(s)) => {
+                s.message().contains("requested lease not found")
+            }
+            // etcd-client's own word for a keep-alive answered with TTL 0.
+            StoreError::Etcd(etcd_client::Error::LeaseKeepAliveError(m)) => {
+                m.contains("lease not found")
+            }
+            _ => false,
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use canary_userspace::{
     config::FleetConfig,
     daemon::unix_ms,
     fleet::{
-        records::{FleetRollout, HostRecord, HostService},
+        records::{FleetWeight, HostRecord, HostService},
         store::{Store, StoreError, parse},
     },
     model::weight::Weight,
@@ -161,11 +161,11 @@ impl FakeHost {
         store: &Store,
         lease: i64,
     ) -> Result<std::convert::Infallible, Ended> {
-        let (revision, records) = store.rollouts().await?;
+        let (revision, records) = store.weights().await?;
         for (_, record) in records {
-            self.apply(&record.value);
+            self.apply(&record);
         }
-        let mut watch = store.watch_rollouts(revision + 1).await?;
+        let mut watch = store.watch_weights(revision + 1).await?;
         self.publish(store, lease).await?;
         let mut tick = tokio::time::interval(self.config.publish);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -190,22 +190,19 @@ impl FakeHost {
                     let answer = message.map_err(StoreError::from)?.ok_or_else(|| {
                         StoreError::Etcd(etcd_client::Error::WatchError("the watch ended".into()))
                     })?;
-                    let mut any = false;
+                    let mut new = false;
                     for event in answer.events() {
                         let (EventType::Put, Some(kv)) = (event.event_type(), event.kv()) else {
                             continue;
                         };
                         let key = String::from_utf8_lossy(kv.key()).into_owned();
-                        match parse::<FleetRollout>(&key, kv.value()) {
-                            Ok(record) => {
-                                self.apply(&record);
-                                any = true;
-                            }
+                        match parse::<FleetWeight>(&key, kv.value()) {
+                            Ok(record) => new |= self.apply(&record),
                             Err(e) => self.failed(&e),
                         }
                     }
-                    // As the agent: every record written is answered at once.
-                    if any && let Err(e) = self.publish(store, lease).await {
+                    // As the agent: a new generation is answered at once.
+                    if new && let Err(e) = self.publish(store, lease).await {
                         self.failed(&e);
                     }
                 }
@@ -213,11 +210,14 @@ impl FakeHost {
         }
     }
 
-    fn apply(&mut self, record: &FleetRollout) {
-        if record.generation > self.applied {
+    /// Whether `record` was a generation this host had not applied.
+    fn apply(&mut self, record: &FleetWeight) -> bool {
+        let new = record.generation > self.applied;
+        if new {
             self.applied = record.generation;
             self.weight = record.weight;
         }
+        new
     }
 
     async fn publish(&mut self, store: &Store, lease: i64) -> Result<(), StoreError> {

@@ -40,6 +40,7 @@ pub struct Figures {
     pub leader_cpu: f64,
     pub hosts_cpu: f64,
     pub record_bytes: usize,
+    pub run_bytes: usize,
     pub rollout_bytes: usize,
     pub tick_errors: u64,
     pub last_tick_error: Option<String>,
@@ -108,6 +109,7 @@ impl Figures {
             leader_cpu: o.leader_cpu.as_secs_f64() / seconds,
             hosts_cpu: o.hosts_cpu.as_secs_f64() / seconds,
             record_bytes: o.record_bytes,
+            run_bytes: o.run_bytes,
             rollout_bytes: o.rollout_bytes,
             tick_errors: o.tick_errors,
             last_tick_error: o.last_tick_error.clone(),
@@ -165,9 +167,11 @@ impl Figures {
         );
         let _ = writeln!(
             s,
-            "  the rollout record: {} bytes, so each leader write sends ~{} KiB to the hosts' watches",
+            "  what hosts watch of the rollout: {} bytes, so each leader write sends ~{} KiB to \
+             the hosts' watches (the whole record, {} bytes, is read by the leader only)",
             self.rollout_bytes,
-            self.rollout_bytes * self.hosts / 1024
+            self.rollout_bytes * self.hosts / 1024,
+            self.run_bytes
         );
         let each: Vec<String> = self
             .per_generation

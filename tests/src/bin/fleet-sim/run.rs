@@ -82,9 +82,12 @@ pub struct Outcome {
     pub hosts_cpu: Duration,
     /// One host's record as etcd keeps it, in bytes.
     pub record_bytes: usize,
-    /// The rollout record at the end, in bytes: every host's watch gets it
-    /// at every leader write.
+    /// What hosts watch of the rollout at the end (`weight/`), in bytes:
+    /// every host's watch gets it at every leader write.
     pub rollout_bytes: usize,
+    /// The whole rollout record (`run/`) at the end, in bytes: the leader
+    /// and `rollout status` read it, no host watches it.
+    pub run_bytes: usize,
     pub interval: Duration,
 }
 
@@ -143,10 +146,8 @@ impl Run<'_> {
         let record_bytes = self.wait_for_fleet(&store).await?;
 
         let (revision, _) = patiently("reading the rollouts", || store.rollouts()).await?;
-        let mut watch = patiently("watching the rollouts", || {
-            store.watch_rollouts(revision + 1)
-        })
-        .await?;
+        let mut watch =
+            patiently("watching the rollouts", || store.watch_runs(revision + 1)).await?;
         let before = self.etcd.counters()?;
         let errors_before = self.errors.load(Ordering::Relaxed);
         let (leader_cpu, hosts_cpu) = (self.leader.clock.now(), self.hosts.cpu());
@@ -176,7 +177,7 @@ impl Run<'_> {
                     broken => {
                         eprintln!("  the run's watch broke ({broken:?}); watching again");
                         watch = patiently("watching the rollouts", || {
-                            store.watch_rollouts(seen.revision + 1)
+                            store.watch_runs(seen.revision + 1)
                         })
                         .await?;
                     }
@@ -228,7 +229,8 @@ impl Run<'_> {
             leader_cpu,
             hosts_cpu,
             record_bytes,
-            rollout_bytes: json(latest).len(),
+            rollout_bytes: json(&latest.weight_record()).len(),
+            run_bytes: json(latest).len(),
             interval: opts.interval,
         })
     }
