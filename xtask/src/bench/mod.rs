@@ -16,6 +16,7 @@ mod chart;
 mod control;
 mod control_scale;
 mod e2e;
+mod kept;
 mod kernel;
 mod paths;
 mod proc;
@@ -225,7 +226,9 @@ pub fn run(quick: bool, dry_run: bool) -> Result<()> {
     let scaling_svg = out_dir.join(scaling_report::CHART);
     std::fs::write(&scaling_svg, report.scaling_svg())
         .with_context(|| format!("writing {}", scaling_svg.display()))?;
-    std::fs::write(&md, report.markdown("bench.svg"))
+    // Sections other commands measured stay (`kept`).
+    let old = std::fs::read_to_string(&md).unwrap_or_default();
+    std::fs::write(&md, kept::carry_over(&old, report.markdown("bench.svg")))
         .with_context(|| format!("writing {}", md.display()))?;
     report.print();
     println!(
