@@ -34,6 +34,9 @@ pub struct Figures {
     pub interval_ms: f64,
     pub raft_per_interval: f64,
     pub leader_writes_per_interval: f64,
+    /// New generations the leader wrote, per interval: each is answered
+    /// by every host at once.
+    pub generations_per_interval: f64,
     pub leader_cpu_per_look_ms: f64,
     /// Shares of one core over the run.
     pub etcd_cpu: f64,
@@ -83,6 +86,7 @@ impl Figures {
             .windows(2)
             .map(|w| w[1].decision_ms as f64 - w[0].decision_ms as f64)
             .collect();
+        let generations = per_generation.len();
         Figures {
             hosts: o.hosts,
             phase: o.phase,
@@ -104,6 +108,7 @@ impl Figures {
                 / intervals,
             raft_per_interval: (o.after.proposals - o.before.proposals) / intervals,
             leader_writes_per_interval: o.leader_writes as f64 / intervals,
+            generations_per_interval: generations as f64 / intervals,
             leader_cpu_per_look_ms: o.leader_cpu.as_secs_f64() * 1e3 / f64::from(o.looks.max(1)),
             etcd_cpu: (o.after.cpu - o.before.cpu).as_secs_f64() / seconds,
             leader_cpu: o.leader_cpu.as_secs_f64() / seconds,
@@ -189,12 +194,13 @@ impl Figures {
         if let Some(e) = &self.last_tick_error {
             let _ = writeln!(s, "  the leader's last failed tick: {e}");
         }
-        let model = self.hosts as f64 * (1.0 + self.leader_writes_per_interval)
-            + self.leader_writes_per_interval;
+        // A leader write puts two keys (run/ and weight/) in one entry.
+        let model = self.hosts as f64 * (1.0 + self.generations_per_interval)
+            + 2.0 * self.leader_writes_per_interval;
         let _ = writeln!(
             s,
             "  writes per interval: {:.0} measured ({:.0} raft entries); N x (1 publish + 1 answer \
-             per leader write) + leader writes = {model:.0}",
+             per new generation) + 2 keys per leader write = {model:.0}",
             self.writes_per_interval, self.raft_per_interval
         );
         s
