@@ -18,6 +18,8 @@
 //!
 //! The backends speak HTTP: the data path judges a version on HTTP status
 //! classes, resets and refusals, which is what a fleet rollout compares.
+//! A caller with servers of its own (the demo's model servers) builds with
+//! `caller_backends` and starts them on each host's `stable` and `canary`.
 
 mod etcd;
 mod net;
@@ -30,7 +32,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use canary_userspace::{
     Affinity, ServiceSpec,
     api::Client as ApiClient,
@@ -48,7 +50,7 @@ pub use net::{
 use crate::{
     HTTP_TIMEOUT,
     harness::{CANARY, SERVICE, STABLE, VIP_PORT},
-    kit::{tcp_service, wait_until},
+    kit::tcp_service,
     servers::{Backend, Behaviour, Http, HttpAnswer, HttpClient},
 };
 
@@ -76,6 +78,7 @@ pub struct Builder {
     hosts: usize,
     behaviour: BehaviourOf,
     affinity: Affinity,
+    bins: Option<Binaries>,
 }
 
 impl Builder {
@@ -104,34 +107,60 @@ impl Builder {
         self
     }
 
+    /// No backend on any host: nothing listens on the hosts' `stable` and
+    /// `canary` addresses until the caller starts its own servers there
+    /// (in `net.hosts[i]`), e.g. the demo's model servers.
+    pub fn caller_backends(self) -> Builder {
+        self.behaviour(|_| [Behaviour::NothingListening, Behaviour::NothingListening])
+    }
+
+    /// The canaryd and canaryctl to run (default: next to the running test
+    /// executable, `Binaries::next_to_test`); the demo runs the release
+    /// ones beside it.
+    pub fn binaries(mut self, bins: Binaries) -> Builder {
+        self.bins = Some(bins);
+        self
+    }
+
     /// Creates the namespaces, starts etcd and waits until every host
     /// reaches it, starts the backends, makes each host's directories.
     /// Panics (the test fails there) if any of it fails.
+    #[track_caller]
     pub fn build(self) -> FleetUnderTest {
+        self.try_build()
+            .unwrap_or_else(|e| panic!("building the fleet: {e:#}"))
+    }
+
+    /// `build`, with an error instead of a panic (the demo reports it);
+    /// whatever was made before the failure is removed.
+    pub fn try_build(self) -> Result<FleetUnderTest> {
         let started = Instant::now();
-        let net = FleetNet::new(self.hosts).unwrap();
+        let net = FleetNet::new(self.hosts)?;
         let advertise = (0..self.hosts).map(etcd_v4).collect();
-        let etcd = Etcd::start(net.etcd.clone(), advertise)
-            .unwrap_or_else(|e| panic!("starting etcd: {e:#}"));
+        let etcd = Etcd::start(net.etcd.clone(), advertise).context("starting etcd")?;
         let hosts = (0..self.hosts)
             .map(|i| Host::new(self.tag, i, &net, (self.behaviour)(i)))
-            .collect();
+            .collect::<Result<_>>()?;
+        let bins = match self.bins {
+            Some(bins) => bins,
+            None => Binaries::next_to_test()?,
+        };
         let n = FLEET_COUNTER.fetch_add(1, Ordering::Relaxed);
         let f = FleetUnderTest {
             hosts,
-            bins: Binaries::next_to_test().unwrap(),
+            bins,
             fleet_name: format!("{}-{}-{n}", self.tag, std::process::id()),
             affinity: self.affinity,
             etcd,
             net,
         };
-        f.wait_for_etcd();
+        f.try_wait_for_etcd()?;
         eprintln!(
             "fleet kit: {} hosts, client, etcd up in {:?}",
             f.host_count(),
             started.elapsed()
         );
-        f
+        Ok(f)
     }
 }
 
@@ -154,24 +183,24 @@ pub struct Host {
 }
 
 impl Host {
-    fn new(tag: &str, i: usize, net: &FleetNet, behaviour: [Behaviour; 2]) -> Host {
+    fn new(tag: &str, i: usize, net: &FleetNet, behaviour: [Behaviour; 2]) -> Result<Host> {
         let at = |port| SocketAddr::new(host_v4(i).into(), port);
         let (stable, canary) = (at(STABLE_PORT), at(CANARY_PORT));
         let [stable_behaviour, canary_behaviour] = behaviour.map(speaks_http);
         let ns = &net.hosts[i];
         let backends = [
-            Backend::spawn_with(ns, stable, STABLE, stable_behaviour).unwrap(),
-            Backend::spawn_with(ns, canary, CANARY, canary_behaviour).unwrap(),
+            Backend::spawn_with(ns, stable, STABLE, stable_behaviour)?,
+            Backend::spawn_with(ns, canary, CANARY, canary_behaviour)?,
         ];
-        let dirs = DaemonDirs::new(&format!("{tag}-host{i}")).unwrap();
-        Host {
+        let dirs = DaemonDirs::new(&format!("{tag}-host{i}"))?;
+        Ok(Host {
             vip: at(VIP_PORT),
             stable,
             canary,
             socket: dirs.socket(),
             dirs,
             _backends: backends,
-        }
+        })
     }
 }
 
@@ -213,6 +242,7 @@ impl FleetUnderTest {
             hosts: DEFAULT_HOSTS,
             behaviour: Box::new(|_| [healthy(), healthy()]),
             affinity: Affinity::Flow,
+            bins: None,
         }
     }
 
@@ -361,14 +391,26 @@ impl FleetUnderTest {
     /// `restart`, or a `heal` of every host.
     #[track_caller]
     pub fn wait_for_etcd(&self) {
-        for i in 0..self.host_count() {
-            wait_until(
-                ETCD_START,
-                &format!("etcd healthy from host {i}"),
-                || self.etcd.log_text(),
-                || self.etcd_health(i).is_ok_and(|b| b.contains("true")),
-            );
+        if let Err(e) = self.try_wait_for_etcd() {
+            panic!("{e:#}");
         }
+    }
+
+    /// `wait_for_etcd`, with an error (holding etcd's log) instead of a
+    /// panic.
+    pub fn try_wait_for_etcd(&self) -> Result<()> {
+        let deadline = Instant::now() + ETCD_START;
+        for i in 0..self.host_count() {
+            while !self.etcd_health(i).is_ok_and(|b| b.contains("true")) {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "etcd healthy from host {i}: not within {ETCD_START:?}\n{}",
+                    self.etcd.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
     }
 
     /// Cuts host i from etcd (its `etcd0` down): new connections to etcd

@@ -74,6 +74,18 @@ impl<'a> Server<'a> {
         dir: &Path,
         jobs: &[(&str, SocketAddr)],
     ) -> Result<Server<'a>> {
+        Server::start_scraping_at(ns, dir, LISTEN.parse()?, jobs)
+    }
+
+    /// `start_scraping`, listening on `listen` rather than loopback: where
+    /// canaryds in other namespaces can query it (a fleet's leader, on
+    /// whichever host it is).
+    pub fn start_scraping_at(
+        ns: &'a Netns,
+        dir: &Path,
+        listen: SocketAddr,
+        jobs: &[(&str, SocketAddr)],
+    ) -> Result<Server<'a>> {
         let config = dir.join("prometheus.yml");
         let mut yaml = String::from(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
@@ -90,17 +102,13 @@ impl<'a> Server<'a> {
             .args(["netns", "exec", ns.name(), "prometheus"])
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address={LISTEN}"))
+            .arg(format!("--web.listen-address={listen}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("starting prometheus (cargo xtask setup installs it)")?;
-        let server = Server {
-            child,
-            listen: LISTEN.parse()?,
-            ns,
-        };
+        let server = Server { child, listen, ns };
         let deadline = Instant::now() + READY_TIMEOUT;
         while http_get(ns, server.listen, "/-/ready").is_err() {
             if Instant::now() > deadline {

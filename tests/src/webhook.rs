@@ -1,9 +1,10 @@
 //! A rollout webhook receiver in a test namespace: takes canaryd's JSON
-//! events (`POST`), keeps them in order, and answers 204; or never answers,
-//! to show that a stuck receiver does not hold a rollback up.
+//! events (`POST`), keeps them in order with the address that posted each
+//! (in a fleet, the leader that took the decision), and answers 204; or
+//! never answers, to show that a stuck receiver does not hold a rollback up.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     thread,
     time::Duration,
@@ -25,9 +26,13 @@ pub enum Answer {
     Stall(Duration),
 }
 
+/// An event as received: what canaryd posted and the address it came from.
+pub type Received = (Event, Option<IpAddr>);
+
 pub struct Receiver<'a> {
     pub url: String,
-    events: Arc<Mutex<Vec<Event>>>,
+    /// Each event with the address it came from.
+    events: Arc<Mutex<Vec<Received>>>,
     /// Bodies that were not a valid event.
     malformed: Arc<Mutex<Vec<String>>>,
     _server: NsHttpServer<'a>,
@@ -41,8 +46,12 @@ impl<'a> Receiver<'a> {
         let server = NsHttpServer::start(ns, addr, 4, move |mut request| {
             let mut body = String::new();
             let read = request.as_reader().read_to_string(&mut body);
+            let from = request.remote_addr().map(|a| a.ip());
             match (read, serde_json::from_str::<Event>(&body)) {
-                (Ok(_), Ok(event)) => e.lock().unwrap_or_else(|p| p.into_inner()).push(event),
+                (Ok(_), Ok(event)) => e
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((event, from)),
                 _ => m.lock().unwrap_or_else(|p| p.into_inner()).push(body),
             }
             if let Answer::Stall(hold) = answer {
@@ -60,6 +69,11 @@ impl<'a> Receiver<'a> {
 
     /// The events received so far, in order of arrival.
     pub fn events(&self) -> Vec<Event> {
+        self.events_from().into_iter().map(|(e, _)| e).collect()
+    }
+
+    /// `events`, each with the address that posted it.
+    pub fn events_from(&self) -> Vec<Received> {
         self.events
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -72,6 +72,8 @@ enum Task {
     /// and p99 and a PromQL accuracy gate (a real Prometheus), live output,
     /// a timeline chart under target/demo/. Default scenario: errors (the
     /// canary is rolled back); --scenario healthy|errors|latency|accuracy|split.
+    /// --fleet N: the same rollout on N hosts in one fleet (etcd), its leader
+    /// killed with kill -9 half way.
     ///
     /// Runs:
     ///   1. cargo xtask setup
@@ -81,7 +83,7 @@ enum Task {
     /// Needs root: the demo loads BPF programs and creates network namespaces.
     #[command(
         verbatim_doc_comment,
-        after_help = "Examples:\n  cargo xtask demo\n  cargo xtask demo -- --scenario healthy\n  cargo xtask demo -- --help"
+        after_help = "Examples:\n  cargo xtask demo\n  cargo xtask demo -- --scenario healthy\n  cargo xtask demo -- --fleet 3\n  cargo xtask demo -- --help"
     )]
     Demo {
         /// Arguments for canary-demo, after `--`.

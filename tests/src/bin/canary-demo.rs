@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use canary_userspace::model::weight::Weight;
 use clap::Parser;
 use tests::demo::{
+    fleet_run::{self, FleetOptions, MAX_HOSTS, MIN_HOSTS},
     run::{self, Options},
     scenario::Scenario,
     split,
@@ -23,9 +24,16 @@ and runs a rollout with canaryd (steps 5/25/50/100 %, 3 s intervals) judged on t
 rate and p99 and on a PromQL accuracy gate read from a real Prometheus. Prints every decision \
 live, then the outcome, and writes a timeline chart (SVG), the report (JSON) and the config \
 under target/demo/. Namespaces use 198.18.0.0/15 only and are removed on exit. Needs root.\n\n\
+With --fleet N, the same rollout runs on N hosts in one fleet: each host a namespace with both \
+model servers behind its own VIP and its own canaryd with [fleet], coordinated through a real \
+etcd; the labelling clients spread their connections over every host's VIP; the rollout is \
+started from one host, and half way (at the middle step, or after a failing look) the fleet's \
+leader is killed with kill -9. Prints who leads next and how long the takeover took, the \
+outcome and the connections broken, and writes fleet-rollout-SCENARIO.svg (each host's weight, \
+the fleet's summed evidence) and fleet-report.json.\n\n\
 Exit status: 0 when the rollout ended as the scenario expects (healthy: promoted; others: rolled \
 back), 1 otherwise.",
-    after_help = "Examples:\n  cargo xtask demo\n  cargo xtask demo -- --scenario healthy\n  cargo xtask demo -- --scenario split --connections 500 --steps 5,25,50"
+    after_help = "Examples:\n  cargo xtask demo\n  cargo xtask demo -- --scenario healthy\n  cargo xtask demo -- --fleet 3\n  cargo xtask demo -- --fleet 5 --scenario healthy\n  cargo xtask demo -- --scenario split --connections 500 --steps 5,25,50"
 )]
 struct Args {
     /// What is wrong with the canary.
@@ -37,6 +45,10 @@ struct Args {
     /// Where the chart, report and config go (default: target/demo).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run the rollout on N hosts in one fleet (etcd), killing its leader
+    /// half way (2 to 8 hosts; rollout scenarios only).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(MIN_HOSTS as i64..=MAX_HOSTS as i64))]
+    fleet: Option<u8>,
     /// split: new connections opened at each weight step.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=20_000))]
     connections: u32,
@@ -53,6 +65,11 @@ fn main() -> Result<ExitCode> {
         bail!("canary-demo must run as root: it loads BPF programs and creates network namespaces");
     }
     if args.scenario == Scenario::Split {
+        if args.fleet.is_some() {
+            bail!(
+                "--fleet runs a rollout; the split scenario has none (pick healthy, errors, latency or accuracy)"
+            );
+        }
         split::run(args.connections, &args.steps)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -62,22 +79,37 @@ fn main() -> Result<ExitCode> {
         Some(out) => out,
         None => run::default_out(&exe).context("no target directory above the demo binary")?,
     };
-    let opts = Options {
-        scenario: args.scenario,
-        out,
-        binaries: Binaries::in_dir(dir)?,
-        rate: args.rate,
+    let binaries = Binaries::in_dir(dir)?;
+    let (report, wall) = match args.fleet {
+        Some(hosts) => {
+            let o = fleet_run::run(&FleetOptions {
+                scenario: args.scenario,
+                hosts: hosts.into(),
+                out,
+                binaries,
+                rate: args.rate,
+            })?;
+            (o.report, o.wall)
+        }
+        None => {
+            let o = run::run(&Options {
+                scenario: args.scenario,
+                out,
+                binaries,
+                rate: args.rate,
+            })?;
+            (o.report, o.wall)
+        }
     };
-    let outcome = run::run(&opts)?;
     let expected = args.scenario.expected();
     println!(
         "demo: done in {:.1} s; everything the demo created is removed",
-        outcome.wall.as_secs_f64()
+        wall.as_secs_f64()
     );
-    if outcome.report.phase != expected {
+    if report.phase != expected {
         eprintln!(
             "demo: expected the rollout to end {expected:?}, it ended {:?}: {}",
-            outcome.report.phase, outcome.report.reason
+            report.phase, report.reason
         );
         return Ok(ExitCode::FAILURE);
     }

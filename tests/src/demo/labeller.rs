@@ -1,7 +1,9 @@
 //! The demo's clients: threads in the client namespace sending the held-out
 //! labelled samples to the service, from many client addresses, at a paced
 //! rate, over keep-alive connections renewed every few requests (a weight
-//! moves new connections only). Like a labelling pipeline, they compare
+//! moves new connections only). With several service addresses (a fleet's
+//! hosts), each new connection goes to the next one, as a load balancer in
+//! front of the hosts would send it. Like a labelling pipeline, they compare
 //! each prediction with its label and export, per answering version, the
 //! predictions and the correct ones as Prometheus counters on
 //! `/metrics`; the rollout's accuracy gate reads them through Prometheus.
@@ -114,6 +116,8 @@ pub struct Labeller<'a> {
     threads: Vec<JoinHandle<()>>,
     tally: Arc<Tally>,
     sent: Arc<AtomicU64>,
+    /// Answers (any status) per service address, in `services`' order.
+    answered_by_service: Arc<Vec<AtomicU64>>,
     _exporter: NsHttpServer<'a>,
 }
 
@@ -121,18 +125,19 @@ const VERSIONS: [&str; 2] = ["stable", "canary"];
 
 impl<'a> Labeller<'a> {
     /// Starts the exporter on `metrics` and the client threads, which send
-    /// `samples` in turn to `service` from `sources` in `ns`.
+    /// `samples` in turn from `sources` in `ns`, each connection to the
+    /// next of `services`.
     pub fn start(
         ns: &'a Netns,
         metrics: SocketAddr,
-        service: SocketAddr,
+        services: Vec<SocketAddr>,
         sources: Vec<IpAddr>,
         samples: Vec<Sample>,
         plan: &LoadPlan,
     ) -> Result<Labeller<'a>> {
         anyhow::ensure!(
-            !sources.is_empty() && !samples.is_empty(),
-            "no sources or samples"
+            !services.is_empty() && !sources.is_empty() && !samples.is_empty(),
+            "no services, sources or samples"
         );
         let tally = Arc::new(Tally::new()?);
         let t = tally.clone();
@@ -148,13 +153,17 @@ impl<'a> Labeller<'a> {
 
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
+        let answered_by_service: Arc<Vec<AtomicU64>> =
+            Arc::new(services.iter().map(|_| AtomicU64::new(0)).collect());
         let (sources, samples) = (Arc::new(sources), Arc::new(samples));
+        let services = Arc::new(services);
         let pause = Duration::from_secs_f64(plan.threads as f64 / f64::from(plan.rate.max(1)));
         let deadline = Instant::now() + plan.max_duration;
         let mut threads = vec![];
         for id in 0..plan.threads {
             let (stop, sent, tally) = (stop.clone(), sent.clone(), tally.clone());
             let (sources, samples) = (sources.clone(), samples.clone());
+            let (services, answered_by_service) = (services.clone(), answered_by_service.clone());
             let ns_path = ns.path();
             let (per_connection, max_requests) = (plan.per_connection.max(1), plan.max_requests);
             threads.push(thread::spawn(move || {
@@ -166,6 +175,7 @@ impl<'a> Labeller<'a> {
                 }
                 let mut next = Instant::now();
                 let mut n = id; // this thread's position in samples and sources
+                let mut connections = id; // and in services
                 let running = || {
                     !stop.load(Ordering::Relaxed)
                         && Instant::now() < deadline
@@ -173,7 +183,10 @@ impl<'a> Labeller<'a> {
                 };
                 while running() {
                     let source = sources[n % sources.len()];
-                    let Ok(mut client) = HttpClient::connect_here(Some(source), service) else {
+                    let to = connections % services.len();
+                    connections += 1;
+                    let Ok(mut client) = HttpClient::connect_here(Some(source), services[to])
+                    else {
                         tally.failed.inc();
                         thread::sleep(pause);
                         n += 1;
@@ -198,6 +211,7 @@ impl<'a> Labeller<'a> {
                             tally.failed.inc();
                             break;
                         };
+                        answered_by_service[to].fetch_add(1, Ordering::Relaxed);
                         let version = if answer.version == VERSIONS[1] {
                             VERSIONS[1]
                         } else {
@@ -223,6 +237,7 @@ impl<'a> Labeller<'a> {
             threads,
             tally,
             sent,
+            answered_by_service,
             _exporter: exporter,
         })
     }
@@ -230,6 +245,15 @@ impl<'a> Labeller<'a> {
     /// Requests sent so far.
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Answers so far (any status) from each service address, in the
+    /// order `start` was given them.
+    pub fn answered_by_service(&self) -> Vec<u64> {
+        self.answered_by_service
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect()
     }
 
     pub fn seen(&self) -> Seen {

@@ -7,8 +7,17 @@
 //!   per-version accuracy it exports for the PromQL gate.
 //! - `scenario`: what is wrong with the canary; the rollout plan.
 //! - `timeline`, `chart`: what happened over time, as an SVG.
+//! - `fleet_run` (`--fleet N`): the same rollout on N hosts in one fleet,
+//!   its leader killed half way (`fleet_follow`), with `fleet_timeline`
+//!   and `fleet_chart` for each host's weight and the fleet's evidence,
+//!   and `fleet_outcome` for the summary.
 
 pub mod chart;
+pub mod fleet_chart;
+pub mod fleet_follow;
+pub mod fleet_outcome;
+pub mod fleet_run;
+pub mod fleet_timeline;
 pub mod labeller;
 pub mod model;
 pub mod model_server;

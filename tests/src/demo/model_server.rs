@@ -32,14 +32,16 @@ pub enum Fault {
     Slower(Duration),
 }
 
+/// Serves `model` on `addr` in `ns`; one model may back many servers (a
+/// fleet's hosts each serve the same two).
 pub fn start<'a>(
     ns: &'a Netns,
     addr: SocketAddr,
     version: &'static str,
-    model: Model,
+    model: impl Into<Arc<Model>>,
     fault: Fault,
 ) -> Result<NsHttpServer<'a>> {
-    let model = Arc::new(model);
+    let model = model.into();
     NsHttpServer::start(ns, addr, WORKERS, move |request| {
         let (status, body) = answer(&model, fault, request.url());
         let response = tiny_http::Response::from_string(body)

@@ -30,27 +30,27 @@ use super::{
     model::{Data, Model, Recipe},
     model_server::{self, Fault},
     scenario::{self, Scenario},
-    timeline::{Mark, Point, Sample, Timeline, describe},
+    timeline::{Mark, MarkKind, Point, Sample, Timeline, describe},
 };
 use crate::{prometheus, webhook};
 
-const SERVICE: &str = "model";
+pub(super) const SERVICE: &str = "model";
 const MODEL_PORT: u16 = 8080;
-const LABELLER_METRICS: u16 = 9100;
+pub(super) const LABELLER_METRICS: u16 = 9100;
 const WEBHOOK: &str = "127.0.0.1:9101";
 const CANARYD_METRICS: &str = "127.0.0.1:9464";
 /// How often the demo reads canaryd's status for the timeline.
-const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+pub(super) const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 /// Samples per chart point and per live line (1 s).
-const SAMPLES_PER_POINT: usize = 2;
+pub(super) const SAMPLES_PER_POINT: usize = 2;
 /// Traffic before the rollout starts: stable's baseline, Prometheus' first
 /// scrapes.
-const WARM_UP: Duration = Duration::from_secs(3);
+pub(super) const WARM_UP: Duration = Duration::from_secs(3);
 /// Traffic after the rollout ends, to show where new requests go then.
-const AFTERMATH: Duration = Duration::from_secs(3);
+pub(super) const AFTERMATH: Duration = Duration::from_secs(3);
 /// Longest a rollout may take before the demo gives up on it.
-const ROLLOUT_LIMIT: Duration = Duration::from_secs(90);
-const CLIENT_ADDRESSES: u32 = 200;
+pub(super) const ROLLOUT_LIMIT: Duration = Duration::from_secs(90);
+pub(super) const CLIENT_ADDRESSES: u32 = 200;
 
 pub struct Options {
     pub scenario: Scenario,
@@ -72,29 +72,35 @@ pub struct Outcome {
     pub rollout_secs: f64,
 }
 
-fn unix_ms() -> u64 {
+pub(super) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-pub fn run(opts: &Options) -> Result<Outcome> {
-    let started = Instant::now();
-    let sc = opts.scenario;
-    println!("demo: scenario {sc:?}: {}", sc.story());
+/// The two versions a scenario rolls out, trained.
+pub(super) struct Versions {
+    pub data: Data,
+    pub stable: Model,
+    pub canary: Model,
+    /// What is wrong with the canary's server.
+    pub fault: Fault,
+}
 
-    println!("demo: [1/6] training the models on iris (linfa-trees, held-out every third sample)");
+/// Trains the stable and the canary model of `sc` and prints what they
+/// are.
+pub(super) fn train_versions(sc: Scenario) -> Result<Versions> {
     let data = Data::load();
     let (canary_recipe, fault) = sc.canary();
-    let stable_model = Model::train(&data, Recipe::Gini)?;
-    let canary_model = Model::train(&data, canary_recipe)?;
+    let stable = Model::train(&data, Recipe::Gini)?;
+    let canary = Model::train(&data, canary_recipe)?;
     println!(
         "       stable: {:?} tree, held-out accuracy {:.3}; canary: {:?} tree, held-out accuracy {:.3}{}",
         Recipe::Gini,
-        stable_model.held_out_accuracy,
+        stable.held_out_accuracy,
         canary_recipe,
-        canary_model.held_out_accuracy,
+        canary.held_out_accuracy,
         match fault {
             Fault::None => String::new(),
             Fault::RejectsInputs => format!(
@@ -104,6 +110,26 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             Fault::Slower(d) => format!("; {} ms slower", d.as_millis()),
         }
     );
+    Ok(Versions {
+        data,
+        stable,
+        canary,
+        fault,
+    })
+}
+
+pub fn run(opts: &Options) -> Result<Outcome> {
+    let started = Instant::now();
+    let sc = opts.scenario;
+    println!("demo: scenario {sc:?}: {}", sc.story());
+
+    println!("demo: [1/6] training the models on iris (linfa-trees, held-out every third sample)");
+    let Versions {
+        data,
+        stable: stable_model,
+        canary: canary_model,
+        fault,
+    } = train_versions(sc)?;
 
     println!("demo: [2/6] namespaces: client, host, stable and canary backends (198.18.0.0/15)");
     let topo = Topology::new(BackendKind::Namespace)?;
@@ -154,7 +180,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let mut load = Labeller::start(
         &topo.client,
         labeller_metrics,
-        vip,
+        vec![vip],
         sources,
         data.held_out.clone(),
         &LoadPlan {
@@ -209,7 +235,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 "start {}",
                 report.steps.first().copied().unwrap_or_default()
             ),
-            rollback: false,
+            kind: MarkKind::Decision,
         },
     );
     let svg = chart::svg(
@@ -326,16 +352,20 @@ fn follow(client: &Client, timeline: &mut Timeline) -> Result<RolloutReport> {
     }
 }
 
+/// A rate as a live line's column: "  2.5%", or "    - " without data.
+pub(super) fn pct(r: Option<f64>) -> String {
+    r.map(|r| format!("{:>5.1}%", r * 100.0))
+        .unwrap_or_else(|| "    - ".into())
+}
+
+/// Milliseconds as a live line's column.
+pub(super) fn ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:>6.1}ms"))
+        .unwrap_or_else(|| "     - ".into())
+}
+
 /// One live line: the last second's traffic of both versions.
 fn print_live(p: &Point) {
-    let pct = |r: Option<f64>| {
-        r.map(|r| format!("{:>5.1}%", r * 100.0))
-            .unwrap_or_else(|| "    - ".into())
-    };
-    let ms = |v: Option<f64>| {
-        v.map(|v| format!("{v:>6.1}ms"))
-            .unwrap_or_else(|| "     - ".into())
-    };
     println!(
         "  {:>5.1}s  weight {:>5.1}%  stable {:>5.0} req/s err {} p99 {}  canary {:>5.0} req/s err {} p99 {}",
         p.t,
@@ -360,7 +390,7 @@ fn sample(client: &Client, timeline: &mut Timeline) -> Result<()> {
     Ok(())
 }
 
-fn action_name(a: &canary_userspace::model::rollout::Action) -> String {
+pub(super) fn action_name(a: &canary_userspace::model::rollout::Action) -> String {
     serde_json::to_value(a)
         .ok()
         .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_owned))
@@ -368,7 +398,7 @@ fn action_name(a: &canary_userspace::model::rollout::Action) -> String {
 }
 
 /// `p` relative to the working directory when it is below it.
-fn shown(p: &Path) -> &Path {
+pub(super) fn shown(p: &Path) -> &Path {
     std::env::current_dir()
         .ok()
         .and_then(|cwd| p.strip_prefix(cwd).ok())

@@ -43,12 +43,23 @@ pub struct Point {
     pub p99_ms: [Option<f64>; 2],
 }
 
-/// A decision, placed on the time axis.
+/// Something that happened, placed on the time axis.
 #[derive(Clone, Debug, Serialize)]
 pub struct Mark {
     pub t: f64,
     pub label: String,
-    pub rollback: bool,
+    pub kind: MarkKind,
+}
+
+/// What a mark is, for its colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum MarkKind {
+    /// A decision that changed something (a step, a promotion, a pause).
+    Decision,
+    Rollback,
+    /// Something done to the fleet or that it did on its own (a leader
+    /// killed, another taking over).
+    Fleet,
 }
 
 #[derive(Debug, Default)]
@@ -59,11 +70,67 @@ pub struct Timeline {
     pub decisions: Vec<Record>,
 }
 
-impl Timeline {
-    fn t(&self, unix_ms: u64) -> f64 {
-        (unix_ms as f64 - self.start_unix_ms as f64) / 1000.0
-    }
+/// Seconds from `start_unix_ms` to `unix_ms`: the chart's time axis.
+pub fn seconds_since(start_unix_ms: u64, unix_ms: u64) -> f64 {
+    (unix_ms as f64 - start_unix_ms as f64) / 1000.0
+}
 
+/// The traffic between two samples `a` and `b` (`b` later), placed at
+/// `b`'s time since `start_unix_ms`.
+pub fn window(start_unix_ms: u64, a: &Sample, b: &Sample) -> Point {
+    let secs = (b.at_unix_ms.saturating_sub(a.at_unix_ms)) as f64 / 1000.0;
+    let delta = [0, 1].map(|v| b.signals[v].since(&a.signals[v]));
+    Point {
+        t: seconds_since(start_unix_ms, b.at_unix_ms),
+        weight_percent: b.weight.percent(),
+        requests_per_s: [0, 1].map(|v| {
+            if secs > 0.0 {
+                delta[v].requests as f64 / secs
+            } else {
+                0.0
+            }
+        }),
+        error_rate: [0, 1].map(|v| delta[v].error_rate()),
+        p99_ms: [0, 1].map(|v| {
+            delta[v]
+                .latency
+                .quantile(0.99)
+                .map(|d| d.as_secs_f64() * 1000.0)
+        }),
+    }
+}
+
+/// The decisions that changed something (step, rollback, promotion,
+/// pause), as chart marks; `steps` names the plan's steps.
+pub fn decision_marks(start_unix_ms: u64, decisions: &[Record], steps: &[Weight]) -> Vec<Mark> {
+    decisions
+        .iter()
+        .filter_map(|r| {
+            let label = match r.action {
+                Action::Hold => return None,
+                Action::StepUp { step } => match steps.get(step) {
+                    Some(weight) => format!("step {weight}"),
+                    None => format!("step {}", step + 1),
+                },
+                Action::Rollback => "rollback".to_owned(),
+                Action::Promote => "promoted".to_owned(),
+                Action::Pause => "paused".to_owned(),
+            };
+            let kind = if r.action == Action::Rollback {
+                MarkKind::Rollback
+            } else {
+                MarkKind::Decision
+            };
+            Some(Mark {
+                t: seconds_since(start_unix_ms, r.at_unix_ms),
+                label,
+                kind,
+            })
+        })
+        .collect()
+}
+
+impl Timeline {
     /// One point per `every` samples: the traffic between a sample and the
     /// one `every` before it.
     pub fn points(&self, every: usize) -> Vec<Point> {
@@ -71,54 +138,18 @@ impl Timeline {
         (every..self.samples.len())
             .step_by(every)
             .map(|i| {
-                let (a, b) = (&self.samples[i - every], &self.samples[i]);
-                let secs = (b.at_unix_ms.saturating_sub(a.at_unix_ms)) as f64 / 1000.0;
-                let delta = [0, 1].map(|v| b.signals[v].since(&a.signals[v]));
-                Point {
-                    t: self.t(b.at_unix_ms),
-                    weight_percent: b.weight.percent(),
-                    requests_per_s: [0, 1].map(|v| {
-                        if secs > 0.0 {
-                            delta[v].requests as f64 / secs
-                        } else {
-                            0.0
-                        }
-                    }),
-                    error_rate: [0, 1].map(|v| delta[v].error_rate()),
-                    p99_ms: [0, 1].map(|v| {
-                        delta[v]
-                            .latency
-                            .quantile(0.99)
-                            .map(|d| d.as_secs_f64() * 1000.0)
-                    }),
-                }
+                window(
+                    self.start_unix_ms,
+                    &self.samples[i - every],
+                    &self.samples[i],
+                )
             })
             .collect()
     }
 
-    /// The decisions that changed something (step, rollback, promotion,
-    /// pause), as chart marks; `steps` names the plan's steps.
+    /// `decision_marks` of this timeline's decisions.
     pub fn marks(&self, steps: &[Weight]) -> Vec<Mark> {
-        self.decisions
-            .iter()
-            .filter_map(|r| {
-                let label = match r.action {
-                    Action::Hold => return None,
-                    Action::StepUp { step } => match steps.get(step) {
-                        Some(weight) => format!("step {weight}"),
-                        None => format!("step {}", step + 1),
-                    },
-                    Action::Rollback => "rollback".to_owned(),
-                    Action::Promote => "promoted".to_owned(),
-                    Action::Pause => "paused".to_owned(),
-                };
-                Some(Mark {
-                    t: self.t(r.at_unix_ms),
-                    label,
-                    rollback: r.action == Action::Rollback,
-                })
-            })
-            .collect()
+        decision_marks(self.start_unix_ms, &self.decisions, steps)
     }
 }
 
@@ -224,6 +255,6 @@ mod tests {
         ]);
         assert_eq!(marks.len(), 2);
         assert_eq!((marks[0].t, marks[0].label.as_str()), (4.5, "step 25%"));
-        assert_eq!((marks[1].t, marks[1].rollback), (6.0, true));
+        assert_eq!((marks[1].t, marks[1].kind), (6.0, MarkKind::Rollback));
     }
 }

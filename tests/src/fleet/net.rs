@@ -113,6 +113,27 @@ impl FleetNet {
             .map(drop)
     }
 
+    /// `n` client addresses (1 to 254) of 198.18.50.0/24, `SHARED_CLIENT`
+    /// first, each on the client's `lo`: many users that every host routes
+    /// back (the demo's labelling clients).
+    pub fn shared_clients(&self, n: u8) -> Result<Vec<Ipv4Addr>> {
+        ensure!(
+            (1..=254).contains(&n),
+            "{n} shared client addresses: 1 to 254 fit in {SHARED_CLIENT_NET}"
+        );
+        let [a, b, c, first] = SHARED_CLIENT.octets();
+        let addrs: Vec<Ipv4Addr> = (0..n).map(|k| Ipv4Addr::new(a, b, c, first + k)).collect();
+        // The first is there from `new`; `replace` would not mind either way.
+        let batch: String = addrs[1..]
+            .iter()
+            .map(|addr| format!("address replace {addr}/32 dev lo\n"))
+            .collect();
+        if !batch.is_empty() {
+            self.client.ip_batch(&batch)?;
+        }
+        Ok(addrs)
+    }
+
     /// Every namespace's name (to check they are gone after drop).
     pub fn names(&self) -> Vec<String> {
         [&self.client, &*self.etcd]

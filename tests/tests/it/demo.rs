@@ -1,15 +1,20 @@
 //! `cargo xtask demo`'s rollouts, run as tests: the default scenario (a
 //! canary answering 500 to one input in five) and the accuracy scenario (a
 //! less accurate model, caught only by the PromQL gate on the labelling
-//! client's counters, scraped by a real Prometheus). Each checks the
-//! outcome, what the clients saw, the webhook events and the files the
-//! demo writes.
+//! client's counters, scraped by a real Prometheus), on one host; and the
+//! default scenario on a fleet of three hosts whose leader is killed half
+//! way (`--fleet 3`). Each checks the outcome, what the clients saw, the
+//! webhook events and the files the demo writes.
 
 use canary_userspace::model::rollout::{Action, Phase};
 use canary_userspace::model::weight::Weight;
-use tests::demo::{
-    run::{self, Options, Outcome},
-    scenario::{self, Scenario},
+use tests::{
+    demo::{
+        fleet_run::{self, FleetOptions},
+        run::{self, Options, Outcome},
+        scenario::{self, Scenario},
+    },
+    fleet::LEASE_TTL,
 };
 use xtask::canaryd::Binaries;
 
@@ -120,4 +125,88 @@ fn accuracy_gate_rolls_back_the_less_accurate_model() {
     assert!(gate < scenario::MIN_ACCURACY, "{gate}");
     assert!(o.seen.accuracy(1).unwrap() < o.seen.accuracy(0).unwrap());
     assert_webhook_saw_every_decision(&o);
+}
+
+#[test]
+fn fleet_demo_rolls_back_on_every_host_after_its_leader_is_killed() {
+    let _serial = tests::root_scenario();
+    let out = std::env::temp_dir().join(format!("canary-demo-test-{}-fleet", std::process::id()));
+    let o = fleet_run::run(&FleetOptions {
+        scenario: Scenario::Errors,
+        hosts: 3,
+        out: out.clone(),
+        binaries: Binaries::next_to_test().unwrap(),
+        rate: 1500,
+    })
+    .unwrap();
+    let t = &o.takeover;
+    println!(
+        "fleet demo errors: {:?} after {:.1} s of rollout, {:.1} s in all; {} killed after look {}, \
+         {} led {:?} later; clients: {} without answer, {} answers from the killed host's VIP after the kill",
+        o.report.phase,
+        o.rollout_secs,
+        o.wall.as_secs_f64(),
+        t.killed,
+        t.at_looks,
+        t.new_leader,
+        t.took,
+        o.seen.failed,
+        o.answered_after_kill
+    );
+    assert_eq!(o.report.phase, Phase::RolledBack, "{:#?}", o.report);
+    assert_eq!(o.report.weight, Weight::ZERO);
+    // A new leader took over within the lease and a tick or two, and took
+    // the decision that ended the rollout.
+    assert_ne!(t.new_leader, t.killed);
+    assert!(
+        t.took <= LEASE_TTL + std::time::Duration::from_secs(1),
+        "{:?}",
+        t.took
+    );
+    let last = o.report.history.last().unwrap();
+    assert_eq!(last.action, Action::Rollback);
+    assert!(last.at_unix_ms > t.killed_unix_ms, "{last:?}");
+    let (event, from) = o.events.last().unwrap();
+    assert_eq!(event.decision.action, Action::Rollback);
+    assert_eq!(
+        from.as_deref(),
+        Some(t.new_leader.as_str()),
+        "{:?}",
+        o.events
+    );
+    let hosts = o
+        .report
+        .hosts
+        .as_ref()
+        .expect("a fleet's report lists its hosts");
+    let killed = hosts.iter().find(|h| h.name == t.killed).unwrap();
+    assert!(!killed.alive, "{killed:?}");
+    // No connection broke, on any host, the killed one included: its data
+    // path served on from its pins.
+    assert_eq!(o.seen.failed, 0);
+    assert!(
+        o.seen.errors[1] > 0 && o.seen.errors[0] == 0,
+        "{:?}",
+        o.seen
+    );
+    assert!(o.answered_after_kill > 0);
+    // The chart: one weight line per host, the killed one ending in its
+    // cross, the kill and the takeover marked.
+    let svg = std::fs::read_to_string(&o.chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+    assert_eq!(svg.matches(r#"id="weight-host-"#).count(), o.hosts, "{svg}");
+    assert_eq!(svg.matches(">killed</text>").count(), 1, "{svg}");
+    assert!(
+        svg.contains(&format!(">{} killed</text>", t.killed)),
+        "{svg}"
+    );
+    assert!(
+        svg.contains(&format!(">{} leads</text>", t.new_leader)),
+        "{svg}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fleet-report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["hosts"].as_array().map(Vec::len), Some(o.hosts));
+    let _ = std::fs::remove_dir_all(&out);
 }
