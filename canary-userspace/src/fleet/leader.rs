@@ -102,9 +102,15 @@ impl Leader {
         let now = unix_ms();
         for (service, record) in rollouts {
             let run = &record.value.run;
-            let due = run.state.phase == Phase::Running && run.next_at_unix_ms <= now;
+            let running = run.state.phase == Phase::Running;
+            let due = running && run.next_at_unix_ms <= now;
             let rebase = record.value.rebase.is_some() && !run.state.phase.is_over();
-            if !(due || rebase) {
+            // A leader new to a running rollout has no ledger for it: the
+            // live hosts' readings now are its bases, so a look now would
+            // see an interval with no requests. It takes them as the
+            // interval's start and looks one interval later.
+            let fresh = running && !self.ledgers.contains_key(&service);
+            if !(due || rebase || fresh) {
                 continue;
             }
             if hosts.is_none() {
@@ -113,7 +119,7 @@ impl Leader {
                 hosts = Some(live);
             }
             let live = hosts.as_ref().expect("read above");
-            if rebase {
+            if rebase || fresh {
                 self.rebase(&service, record, live).await?;
             } else {
                 self.look(&service, record, live).await?;
@@ -151,8 +157,9 @@ impl Leader {
             .update(&readings)
     }
 
-    /// A rollout started or resumed by a host: its baselines from the
-    /// fleet's reading, its next look an interval from now.
+    /// A rollout started or resumed by a host, or new to this leader: its
+    /// baselines from the fleet's reading, its next look an interval from
+    /// now. No look is taken, so no check's count moves.
     async fn rebase(
         &mut self,
         service: &str,
@@ -169,7 +176,11 @@ impl Leader {
         next.run.next_at_unix_ms = unix_ms() + next.run.plan.interval.as_millis() as u64;
         next.rebase = None;
         next.by = self.fleet.host().to_owned();
-        next.why = "baselines".into();
+        next.why = if record.value.rebase.is_some() {
+            "baselines".into()
+        } else {
+            "baselines of a new leader".into()
+        };
         self.write(service, &next, record.mod_revision).await?;
         Ok(())
     }

@@ -434,6 +434,24 @@ fn the_leader_killed_at_step_2_is_replaced_and_the_rollout_finishes() {
         r.looks > at_kill.looks,
         "the new leader went on from the stored looks"
     );
+    // Its first look judged the interval after it took the lead, which had
+    // requests: not an empty one from bases taken at that very moment.
+    let after: Vec<_> = r
+        .history
+        .iter()
+        .filter(|h| h.look > at_kill.looks)
+        .collect();
+    println!(
+        "looks of the new leader, [stable, canary] attempts: {:?}",
+        after
+            .iter()
+            .map(|h| h.interval_attempts)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        after.iter().all(|h| h.interval_attempts != [0, 0]),
+        "a look of the new leader saw no requests: {after:#?}"
+    );
     let dead_host = r
         .hosts
         .unwrap()
