@@ -15,7 +15,8 @@
 //! from the reading the last look stored (`RolloutRun::last`), with every
 //! live host's base at its reading then, so the evidence goes on from
 //! where the stored rollout stands (what hosts counted between the last
-//! look and the takeover is not counted).
+//! look and the takeover is not counted); its first look comes one
+//! interval after the takeover (`fleet::leader`).
 
 use std::collections::BTreeMap;
 
