@@ -8,13 +8,21 @@ use super::{
 };
 use crate::model::rollout::Phase;
 
+/// Why an operator's command does not apply to the rollout as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the rollout is {phase:?}: {why}")]
+pub struct NotNow {
+    pub phase: Phase,
+    pub why: &'static str,
+}
+
 /// Moves `run` by `control`; the effect on the data path, or why the
 /// command does not apply to the rollout as it is. A resume also starts
 /// the step's counts of inconclusive looks afresh; the caller starts the
 /// next interval (its reading and time).
-pub fn operate(run: &mut RolloutRun, control: Control) -> Result<Effect, String> {
+pub fn operate(run: &mut RolloutRun, control: Control) -> Result<Effect, NotNow> {
     let phase = run.state.phase;
-    let conflict = |why: &str| format!("the rollout is {phase:?}: {why}");
+    let conflict = |why: &'static str| NotNow { phase, why };
     let (new_phase, reason) = match control {
         _ if phase.is_over() => return Err(conflict("it has ended")),
         Control::Pause if phase == Phase::Paused => return Err(conflict("already paused")),

@@ -136,9 +136,9 @@ impl Daemon {
                 why: "no rollout has been started".into(),
             });
         };
-        let effect = operate(&mut run, control).map_err(|why| DaemonError::RolloutConflict {
+        let effect = operate(&mut run, control).map_err(|e| DaemonError::RolloutConflict {
             service: service.to_owned(),
-            why,
+            why: e.to_string(),
         })?;
         if control == Control::Resume {
             // The next interval starts now.

@@ -118,7 +118,7 @@ pub async fn control(
         return Err(conflict(service, "no fleet rollout has been started"));
     };
     let mut next = current.value.clone();
-    let done = operate(&mut next.run, control).map_err(|why| conflict(service, why))?;
+    let done = operate(&mut next.run, control).map_err(|e| conflict(service, e))?;
     if control == Control::Resume {
         next.rebase = Some(Rebase::Interval);
     }
