@@ -31,11 +31,11 @@ use super::{
     fleet_follow::{Hosts, Takeover, follow},
     fleet_outcome::{Summary, print_outcome},
     fleet_timeline::FleetTimeline,
-    labeller::{Labeller, LoadPlan, Seen},
+    labeller::{Labeller, Seen},
     model_server::{self, Fault},
     run::{
-        AFTERMATH, CLIENT_ADDRESSES, LABELLER_METRICS, ROLLOUT_LIMIT, SAMPLE_EVERY,
-        SAMPLES_PER_POINT, SERVICE, Versions, WARM_UP, shown, train_versions, unix_ms,
+        AFTERMATH, CLIENT_ADDRESSES, LABELLER_METRICS, SAMPLE_EVERY, SAMPLES_PER_POINT, SERVICE,
+        Versions, WARM_UP, load_plan, shown, train_versions, unix_ms,
     },
     scenario::{self, Scenario},
     timeline::{Mark, MarkKind},
@@ -221,13 +221,7 @@ pub fn run(opts: &FleetOptions) -> Result<FleetOutcome> {
         (0..n).map(|i| f.vip(i)).collect(),
         sources,
         data.held_out.clone(),
-        &LoadPlan {
-            threads: 8,
-            rate: opts.rate,
-            per_connection: 20,
-            max_duration: ROLLOUT_LIMIT + WARM_UP + AFTERMATH + Duration::from_secs(30),
-            max_requests: u64::from(opts.rate) * 200,
-        },
+        &load_plan(opts.rate),
     )?;
     thread::sleep(WARM_UP);
 

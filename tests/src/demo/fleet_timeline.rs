@@ -104,20 +104,7 @@ mod tests {
     use super::*;
 
     fn sample(at_unix_ms: u64, requests: [u64; 2], errors: [u64; 2]) -> Sample {
-        let version = |v: usize| {
-            let mut s = VersionSignals {
-                requests: requests[v],
-                http: vec![0; 6],
-                ..VersionSignals::default()
-            };
-            s.http[4] = errors[v];
-            s
-        };
-        Sample {
-            at_unix_ms,
-            weight: Weight::from_bp(2500).unwrap(),
-            signals: [version(0), version(1)],
-        }
+        crate::demo::timeline::test_sample(at_unix_ms, 2500, requests, errors)
     }
 
     #[test]

@@ -52,6 +52,18 @@ pub(super) const AFTERMATH: Duration = Duration::from_secs(3);
 pub(super) const ROLLOUT_LIMIT: Duration = Duration::from_secs(90);
 pub(super) const CLIENT_ADDRESSES: u32 = 200;
 
+/// The labelling clients' plan: `rate` requests a second, bounded in time
+/// (the longest rollout and then some) and in count.
+pub(super) fn load_plan(rate: u32) -> LoadPlan {
+    LoadPlan {
+        threads: 8,
+        rate,
+        per_connection: 20,
+        max_duration: ROLLOUT_LIMIT + WARM_UP + AFTERMATH + Duration::from_secs(30),
+        max_requests: u64::from(rate) * 200,
+    }
+}
+
 pub struct Options {
     pub scenario: Scenario,
     pub out: PathBuf,
@@ -183,13 +195,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         vec![vip],
         sources,
         data.held_out.clone(),
-        &LoadPlan {
-            threads: 8,
-            rate: opts.rate,
-            per_connection: 20,
-            max_duration: ROLLOUT_LIMIT + WARM_UP + AFTERMATH + Duration::from_secs(30),
-            max_requests: u64::from(opts.rate) * 200,
-        },
+        &load_plan(opts.rate),
     )?;
     thread::sleep(WARM_UP);
 

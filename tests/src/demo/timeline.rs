@@ -185,26 +185,38 @@ pub fn describe(r: &Record) -> String {
     )
 }
 
+/// A sample at `weight_bp` with `requests` per version, `errors` of them
+/// 5xx: the timelines' tests build theirs with it.
+#[cfg(test)]
+pub(crate) fn test_sample(
+    at_unix_ms: u64,
+    weight_bp: u16,
+    requests: [u64; 2],
+    errors: [u64; 2],
+) -> Sample {
+    let version = |v: usize| {
+        let mut s = VersionSignals {
+            requests: requests[v],
+            http: vec![0; 6],
+            ..VersionSignals::default()
+        };
+        s.http[4] = errors[v];
+        s
+    };
+    Sample {
+        at_unix_ms,
+        weight: Weight::from_bp(weight_bp).unwrap(),
+        signals: [version(0), version(1)],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use canary_userspace::model::rollout::Verdict;
 
     fn sample(at_unix_ms: u64, requests: [u64; 2], errors: [u64; 2]) -> Sample {
-        let version = |v: usize| {
-            let mut s = VersionSignals {
-                requests: requests[v],
-                http: vec![0; 6],
-                ..VersionSignals::default()
-            };
-            s.http[4] = errors[v];
-            s
-        };
-        Sample {
-            at_unix_ms,
-            weight: Weight::from_bp(500).unwrap(),
-            signals: [version(0), version(1)],
-        }
+        test_sample(at_unix_ms, 500, requests, errors)
     }
 
     #[test]
