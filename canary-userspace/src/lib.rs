@@ -18,7 +18,8 @@
 //! - `host`: this host's addresses, interfaces and routes, one rtnetlink
 //!   request, capability drop and the descriptor limit.
 //! - `controller`: the rollout plan, policy, statistics, gate queries,
-//!   the run of one rollout and webhooks.
+//!   the run of one rollout, what a move or a command changes, the
+//!   fleet's summed reading (ledger) and webhooks.
 //! - `kernel`: everything that touches bpffs, maps, programs and links.
 //! - `config`: read, check and write the `canaryd` TOML config file.
 //! - `api`: the control socket's requests, replies and client, what a

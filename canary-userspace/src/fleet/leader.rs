@@ -20,7 +20,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use super::{
@@ -38,6 +38,9 @@ use crate::{
 /// How often the leader (or a host that might lead) looks.
 const TICK: Duration = Duration::from_millis(250);
 
+/// How often a leader whose looks keep failing says so.
+const FAILING_SAID: Duration = Duration::from_secs(10);
+
 /// Runs until the runtime stops.
 pub async fn run(fleet: Arc<Fleet>, webhooks: Webhooks) {
     let mut leader = Leader {
@@ -47,10 +50,34 @@ pub async fn run(fleet: Arc<Fleet>, webhooks: Webhooks) {
         ledgers: HashMap::new(),
         waiting: HashMap::new(),
     };
+    // A leader whose looks fail says so (at most every FAILING_SAID): no
+    // decision is taken meanwhile. A host that does not lead and cannot
+    // reach etcd is already said by the agent.
+    let mut failing: Option<(Option<Instant>, u32)> = None;
     loop {
         tokio::time::sleep(TICK).await;
-        if let Err(e) = leader.tick().await {
-            log::debug!("fleet {}: leader: {e}", fleet.config.name);
+        match leader.tick().await {
+            Ok(()) => {
+                if let Some((_, n)) = failing.take() {
+                    log::warn!(
+                        "fleet {}: the leader's looks go on ({n} ticks failed)",
+                        fleet.config.name
+                    );
+                }
+            }
+            Err(e) if leader.fence.is_some() => {
+                let (said, n) = failing.get_or_insert((None, 0));
+                *n += 1;
+                if said.is_none_or(|at| at.elapsed() >= FAILING_SAID) {
+                    *said = Some(Instant::now());
+                    log::warn!(
+                        "fleet {}: leader: {e}; no decision is taken until etcd answers \
+                         ({n} ticks failed)",
+                        fleet.config.name
+                    );
+                }
+            }
+            Err(e) => log::debug!("fleet {}: leader: {e}", fleet.config.name),
         }
     }
 }
