@@ -7,6 +7,7 @@
 
 pub mod checksum;
 pub mod consts;
+pub mod h2;
 pub mod hash;
 pub mod names;
 pub mod signals;

@@ -21,6 +21,10 @@ pub const VERDICTS: &str = "VERDICTS";
 pub const SETTINGS: &str = "SETTINGS";
 pub const SIGNALS: &str = "SIGNALS";
 pub const SAMPLER: &str = "SAMPLER";
+pub const H2_CONNS: &str = "H2_CONNS";
+pub const H2_STREAMS: &str = "H2_STREAMS";
+pub const H2_SIGNALS: &str = "H2_SIGNALS";
+pub const H2_HEADERS: &str = "H2_HEADERS";
 
 /// The read-only global that switches the signals on (1) or off (0) at
 /// load time: with it off the verifier prunes their code as dead.
@@ -31,7 +35,7 @@ pub const SIGNALS_ENABLED: &str = "SIGNALS_ENABLED";
 pub const LATENCY_MAX_SHIFT: &str = "LATENCY_MAX_SHIFT";
 
 /// Every map of the object; all are pinned when a pin directory is given.
-pub const MAPS: [&str; 10] = [
+pub const MAPS: [&str; 14] = [
     SERVICES,
     BACKENDS,
     BACKEND_OWNERS,
@@ -42,9 +46,14 @@ pub const MAPS: [&str; 10] = [
     SETTINGS,
     SIGNALS,
     SAMPLER,
+    H2_CONNS,
+    H2_STREAMS,
+    H2_SIGNALS,
+    H2_HEADERS,
 ];
 
 /// Maps sized at load time from the config's `flow_table_size` (the flow
-/// table and the half-open table beside it): a pinned one keeps the size it
-/// was created with, whatever the object or this run's config says.
-pub const SIZED_BY_CONFIG: [&str; 2] = [FLOWS, HALF_OPEN];
+/// table, the half-open table beside it, and the HTTP/2 connection and
+/// stream tables): a pinned one keeps the size it was created with,
+/// whatever the object or this run's config says.
+pub const SIZED_BY_CONFIG: [&str; 4] = [FLOWS, HALF_OPEN, H2_CONNS, H2_STREAMS];

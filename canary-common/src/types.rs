@@ -36,7 +36,9 @@ pub struct Service {
     /// this record in one map write, so a new flow sees the old set or the
     /// new one, never a mix.
     pub bank: u8,
-    pub _pad: [u8; 2],
+    /// `h2::APP_PROTOCOL_*`: what the data path reads of the payload.
+    pub app_protocol: u8,
+    pub _pad: u8,
 }
 
 /// Value of BACKENDS, indexed by `backend_slot(service, bank, version, i)`.
@@ -94,14 +96,20 @@ pub struct FlowEntry {
     pub client_fin: u8,
     /// The same for the backend's FIN.
     pub backend_fin: u8,
-    pub _pad: [u8; 2],
+    /// `h2::APP_*`: what is known of the connection's application
+    /// protocol (ingress decides it at the client's first payload; either
+    /// side may mark an HTTP/2 connection untracked).
+    pub app: u8,
+    pub _pad: u8,
     /// Sequence number just past the client's FIN (host order): the backend's
     /// ACK of the FIN carries at least this.
     pub client_fin_end: u32,
     /// UDP: last packet time (bpf_ktime_get_ns); entries age out after the
-    /// configured idle timeout. TCP, while half-open after the backend's
-    /// SYN-ACK: `handshake_token` of the ACK number that completes the
-    /// handshake; 0 otherwise.
+    /// configured idle timeout. TCP, once the backend's SYN-ACK was seen:
+    /// `handshake_token` of the ACK number that completes the handshake,
+    /// which is also the sequence number of the backend's first payload
+    /// byte (where an HTTP/2 walk of its replies starts); kept when the
+    /// flow is established. 0 for a TCP flow decided mid-stream.
     pub last_seen_ns: u64,
     /// Sequence number just past the backend's FIN (host order).
     pub backend_fin_end: u32,

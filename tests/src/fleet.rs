@@ -286,6 +286,7 @@ impl FleetUnderTest {
         let h = &self.hosts[i];
         ServiceSpec {
             affinity: self.affinity,
+            app_protocol: Default::default(),
             ..tcp_service(SERVICE, h.vip, h.stable, h.canary, weight_bp)
         }
     }

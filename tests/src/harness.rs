@@ -149,6 +149,7 @@ impl Harness {
             vip,
             protocol,
             affinity,
+            app_protocol: Default::default(),
             stable: vec![backend_addr(0)],
             canary: vec![backend_addr(1)],
             weight,

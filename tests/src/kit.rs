@@ -282,6 +282,7 @@ pub fn tcp_service(
         vip,
         protocol: Protocol::Tcp,
         affinity: Affinity::Flow,
+        app_protocol: Default::default(),
         stable: vec![stable],
         canary: vec![canary],
         weight: crate::bp(weight_bp),

@@ -103,6 +103,7 @@ mod tests {
             vip: "198.18.0.1:80".parse().unwrap(),
             protocol: Protocol::Tcp,
             affinity: Affinity::Flow,
+            app_protocol: Default::default(),
             stable: vec!["198.18.0.1:8081".parse().unwrap()],
             canary: vec!["198.18.0.1:8082".parse().unwrap()],
             weight: Weight::from_bp(weight_bp).unwrap(),

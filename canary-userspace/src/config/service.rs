@@ -58,6 +58,7 @@ impl Partial {
             vip: self.vip?,
             protocol: self.protocol?,
             affinity: self.affinity?,
+            app_protocol: Default::default(),
             stable: self.stable.clone()?,
             canary: self.canary.clone()?,
             weight: self.weight?,

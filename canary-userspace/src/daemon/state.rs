@@ -240,6 +240,7 @@ mod tests {
             vip: "198.18.0.1:80".parse().unwrap(),
             protocol: crate::model::service::Protocol::Tcp,
             affinity: crate::model::service::Affinity::Flow,
+            app_protocol: Default::default(),
             stable: vec!["198.18.0.1:8081".parse().unwrap()],
             canary: vec!["198.18.0.1:8082".parse().unwrap()],
             weight: bp(weight),

@@ -138,6 +138,10 @@ impl Dataplane {
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(names::FLOWS, opts.flow_table_size);
         loader.map_max_entries(names::HALF_OPEN, half_open_size(opts.flow_table_size));
+        // HTTP/2 connections are few and long-lived beside the flows; their
+        // streams in flight at most one per flow.
+        loader.map_max_entries(names::H2_CONNS, half_open_size(opts.flow_table_size));
+        loader.map_max_entries(names::H2_STREAMS, opts.flow_table_size);
         let signals = u8::from(opts.signals);
         loader.override_global(names::SIGNALS_ENABLED, &signals, true);
         let max_shift: u32 = if opts.latency_sampling {
@@ -554,7 +558,8 @@ impl Dataplane {
             stable_count: spec.stable.len() as u8,
             canary_count: spec.canary.len() as u8,
             bank,
-            _pad: [0; 2],
+            app_protocol: spec.app_protocol.number(),
+            _pad: 0,
         };
         self.maps
             .services

@@ -126,6 +126,46 @@ impl Affinity {
     }
 }
 
+/// What the data path reads of a service's payload (`app_protocol`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AppProtocol {
+    /// Per connection: the HTTP/2 preface makes it h2c (frames, streams,
+    /// grpc-status); anything else is read as HTTP/1.x.
+    #[default]
+    Auto,
+    /// HTTP/1.x status lines only.
+    Http,
+    /// HTTP/2 without TLS (gRPC): a connection without the preface is
+    /// counted untracked.
+    H2c,
+    /// Nothing is read: requests and responses are counted by turns.
+    None,
+}
+
+impl Named for AppProtocol {
+    const KIND: &'static str = "app_protocol";
+    const ALL: &'static [(Self, &'static str)] = &[
+        (AppProtocol::Auto, "auto"),
+        (AppProtocol::Http, "http"),
+        (AppProtocol::H2c, "h2c"),
+        (AppProtocol::None, "none"),
+    ];
+}
+named!(AppProtocol);
+
+impl AppProtocol {
+    /// The number the data path stores in `Service::app_protocol`.
+    pub fn number(self) -> u8 {
+        use canary_common::h2;
+        match self {
+            AppProtocol::Auto => h2::APP_PROTOCOL_AUTO,
+            AppProtocol::Http => h2::APP_PROTOCOL_HTTP,
+            AppProtocol::H2c => h2::APP_PROTOCOL_H2C,
+            AppProtocol::None => h2::APP_PROTOCOL_NONE,
+        }
+    }
+}
+
 /// How the XDP program ended up attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum XdpMode {
@@ -244,6 +284,7 @@ mod tests {
     fn every_word_round_trips_through_display_fromstr_and_serde() {
         round_trips::<Protocol>();
         round_trips::<Affinity>();
+        round_trips::<AppProtocol>();
         round_trips::<XdpMode>();
         round_trips::<Hook>();
         round_trips::<Mode>();

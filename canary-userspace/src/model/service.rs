@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use canary_common::{Addr, Backend, Endpoint, FAMILY_IPV4, FAMILY_IPV6, FlowKey, MAX_BACKENDS};
 
 use crate::error::{Error, Result};
-pub use crate::model::kinds::{Affinity, Protocol};
+pub use crate::model::kinds::{Affinity, AppProtocol, Protocol};
 use crate::model::weight::Weight;
 
 /// What the data path needs to know of one service.
@@ -15,6 +15,8 @@ pub struct ServiceSpec {
     pub vip: SocketAddr,
     pub protocol: Protocol,
     pub affinity: Affinity,
+    /// What the data path reads of the payload.
+    pub app_protocol: AppProtocol,
     pub stable: Vec<SocketAddr>,
     pub canary: Vec<SocketAddr>,
     /// Share of new flows (or clients) for the canary.

@@ -1057,6 +1057,7 @@ fn service(vip: &str, protocol: Protocol, stable: &str, canary: &str) -> Service
         vip: sa(vip),
         protocol,
         affinity: Affinity::Flow,
+        app_protocol: Default::default(),
         stable: vec![sa(stable)],
         canary: vec![sa(canary)],
         weight: WEIGHT,

@@ -35,6 +35,7 @@ fn spec(stable: &[&str], canary: &[&str]) -> ServiceSpec {
         vip: VIP,
         protocol: Protocol::Tcp,
         affinity: Affinity::Flow,
+        app_protocol: Default::default(),
         stable: stable.iter().map(|s| sa(s)).collect(),
         canary: canary.iter().map(|s| sa(s)).collect(),
         weight: bp(5000),

@@ -444,6 +444,7 @@ fn a_service_in_a_removed_services_slot_starts_from_zero() {
         vip: h.vip,
         protocol: Protocol::Tcp,
         affinity: Affinity::Flow,
+        app_protocol: Default::default(),
         stable: vec![h.backends[0].addr],
         canary: vec![h.backends[1].addr],
         weight: bp(5000),

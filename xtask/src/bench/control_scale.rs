@@ -140,6 +140,7 @@ fn service(i: u32) -> ServiceSpec {
         vip: at(HOST_V4, 10_000 + i),
         protocol: Protocol::Tcp,
         affinity: Affinity::Flow,
+        app_protocol: Default::default(),
         stable: vec![at(BACKEND_V4[0], 20_000 + i)],
         canary: vec![at(BACKEND_V4[1], 20_000 + i)],
         weight: Weight::from_bp(1000).expect("10 % is a weight"),

@@ -402,6 +402,7 @@ pub fn canary_service() -> ServiceSpec {
         vip: SocketAddr::new(HOST_V4.into(), VIP_PORT),
         protocol: Protocol::Tcp,
         affinity: Affinity::Flow,
+        app_protocol: Default::default(),
         stable: vec![backend_addr(0)],
         canary: vec![backend_addr(1)],
         weight: Weight::from_percent(f64::from(CANARY_PERCENT))

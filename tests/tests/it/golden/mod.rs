@@ -83,6 +83,7 @@ fn services(weight: Weight) -> Vec<ServiceSpec> {
         vip: sa(vip),
         protocol,
         affinity,
+        app_protocol: Default::default(),
         stable: vec![sa(stable)],
         canary: vec![sa(canary)],
         weight,
