@@ -82,3 +82,8 @@ pub const AFFINITY_CLIENT: u8 = 1;
 /// each side had seen the other's FIN (crossed closes).
 pub const FIN_SEEN: u8 = 1;
 pub const FIN_ACKED: u8 = 2;
+
+/// Slots of the TAIL_CALLS program array, and what each holds.
+pub const TAIL_CALL_SLOTS: u32 = 1;
+/// `canary_egress_h2`: the HTTP/2 walk of a reply, tail-called by egress.
+pub const TAIL_EGRESS_H2: u32 = 0;

@@ -97,7 +97,7 @@ pub fn frame_header(b: &[u8; FRAME_HEADER_LEN]) -> Option<FrameHeader> {
         DATA | HEADERS | CONTINUATION | PUSH_PROMISE => stream != 0,
         PRIORITY => stream != 0 && len == 5,
         RST_STREAM => stream != 0 && len == 4,
-        SETTINGS => stream == 0 && len % 6 == 0 && (flags & 1 == 0 || len == 0),
+        SETTINGS => stream == 0 && len.is_multiple_of(6) && (flags & 1 == 0 || len == 0),
         PING => stream == 0 && len == 8,
         GOAWAY => stream == 0 && len >= 8,
         WINDOW_UPDATE => len == 4,
@@ -187,9 +187,10 @@ pub struct H2Dir {
     /// a HEADERS on a higher one opens a stream; on a lower one it is a
     /// trailer.
     pub last_stream: u32,
-    /// A frame header being assembled (9 bytes used; 16 so a load at any
-    /// `have` stays inside).
-    pub hdr: [u8; 16],
+    /// A frame header being assembled: 9 bytes used, 24 so that a load of
+    /// up to 9 bytes at any `have` up to 8 stays inside, as the verifier,
+    /// which bounds the two apart, can see.
+    pub hdr: [u8; 24],
 }
 
 /// Value of H2_CONNS, keyed by the flow's `FlowKey`: one tracked HTTP/2
@@ -286,7 +287,7 @@ impl H2Signals {
 
 /// Bytes of header block one `H2HeaderPiece` carries at most; a longer
 /// run of a frame goes in several pieces.
-pub const PIECE_BYTES: usize = 224;
+pub const PIECE_BYTES: usize = 256;
 
 /// A record of the H2_HEADERS ring buffer: a run of bytes of a server
 /// HEADERS or CONTINUATION frame's payload (padding and priority fields
@@ -314,7 +315,7 @@ pub struct H2HeaderPiece {
     pub data: [u8; PIECE_BYTES],
 }
 
-/// The ring buffer's size: 256 KiB hold about 1000 pieces, several
+/// The ring buffer's size: 256 KiB hold about 850 pieces, several
 /// hundred milliseconds of a busy gRPC service's responses at the
 /// cadence canaryd drains it.
 pub const HEADER_RING_BYTES: u32 = 256 * 1024;
@@ -325,8 +326,8 @@ pub const HEADER_RING_BYTES: u32 = 256 * 1024;
 /// each fit many times over.
 pub const MAX_WALK_STEPS: u32 = 512;
 
-const _: () = assert!(core::mem::size_of::<H2Dir>() == 40);
-const _: () = assert!(core::mem::size_of::<H2Conn>() == 96);
+const _: () = assert!(core::mem::size_of::<H2Dir>() == 48);
+const _: () = assert!(core::mem::size_of::<H2Conn>() == 112);
 const _: () = assert!(core::mem::size_of::<H2StreamKey>() == 16);
 const _: () = assert!(core::mem::size_of::<H2Signals>() == (ERROR_CODES + 8) * 8);
 const _: () = assert!(core::mem::size_of::<H2HeaderPiece>() == 40 + PIECE_BYTES);

@@ -10,6 +10,9 @@ pub const INGRESS_PROGRAM: &str = "canary_ingress";
 pub const INGRESS_TC_PROGRAM: &str = "canary_ingress_tc";
 /// TC egress: translates replies back to the VIP.
 pub const EGRESS_PROGRAM: &str = "canary_egress";
+/// TC egress's HTTP/2 part, tail-called by `EGRESS_PROGRAM` through
+/// TAIL_CALLS; never attached.
+pub const EGRESS_H2_PROGRAM: &str = "canary_egress_h2";
 
 pub const SERVICES: &str = "SERVICES";
 pub const BACKENDS: &str = "BACKENDS";
@@ -25,6 +28,8 @@ pub const H2_CONNS: &str = "H2_CONNS";
 pub const H2_STREAMS: &str = "H2_STREAMS";
 pub const H2_SIGNALS: &str = "H2_SIGNALS";
 pub const H2_HEADERS: &str = "H2_HEADERS";
+pub const H2_SCRATCH: &str = "H2_SCRATCH";
+pub const TAIL_CALLS: &str = "TAIL_CALLS";
 
 /// The read-only global that switches the signals on (1) or off (0) at
 /// load time: with it off the verifier prunes their code as dead.
@@ -35,7 +40,7 @@ pub const SIGNALS_ENABLED: &str = "SIGNALS_ENABLED";
 pub const LATENCY_MAX_SHIFT: &str = "LATENCY_MAX_SHIFT";
 
 /// Every map of the object; all are pinned when a pin directory is given.
-pub const MAPS: [&str; 14] = [
+pub const MAPS: [&str; 16] = [
     SERVICES,
     BACKENDS,
     BACKEND_OWNERS,
@@ -50,6 +55,8 @@ pub const MAPS: [&str; 14] = [
     H2_STREAMS,
     H2_SIGNALS,
     H2_HEADERS,
+    H2_SCRATCH,
+    TAIL_CALLS,
 ];
 
 /// Maps sized at load time from the config's `flow_table_size` (the flow

@@ -7,6 +7,7 @@ use canary_common::{Endpoint, FlowKey, PROTO_TCP, verdict::Verdict};
 use crate::{
     close::{Close, Sender, track_close},
     counters::stats,
+    h2,
     hook::{Side, pull_headers, skb_rewrite},
     maps::{BACKEND_OWNERS, FLOWS, HALF_OPEN},
     parse::{TCP_ACK, TCP_SYN, parse},
@@ -16,8 +17,11 @@ use crate::{
 
 /// `Ok` is the verdict of a translated reply, `Err` of one left as it is;
 /// the entry point counts either.
+///
+/// `h2` is set when the reply's payload is for `h2` to walk, which
+/// `canary_egress_h2` does (tail-called once this program has counted).
 #[inline(always)]
-pub fn try_egress(ctx: &TcContext) -> Result<Verdict, Verdict> {
+pub fn try_egress(ctx: &TcContext, h2: &mut bool) -> Result<Verdict, Verdict> {
     // Locally built replies keep their headers linear, but a GSO or cloned
     // skb may not.
     pull_headers(ctx);
@@ -85,6 +89,7 @@ pub fn try_egress(ctx: &TcContext) -> Result<Verdict, Verdict> {
     if track_close(e, &pkt, &fkey, Sender::Backend, table) == Close::Released {
         return Ok(Verdict::Translated);
     }
+    *h2 = pkt.payload_len != 0 && signals::is_h2(e) && signals::enabled();
     if table == Table::HalfOpen {
         if pkt.has(TCP_SYN) {
             // The client's ACK of this completes the flow (ingress).
@@ -96,4 +101,33 @@ pub fn try_egress(ctx: &TcContext) -> Result<Verdict, Verdict> {
         }
     }
     Ok(Verdict::Translated)
+}
+
+/// The tail-called part of egress: a translated reply whose payload `h2`
+/// walks (`try_egress` said so). Its flow is found again from the packet,
+/// whose source is the VIP by now.
+#[inline(always)]
+pub fn h2_reply(ctx: &TcContext) {
+    let Ok(pkt) = parse(ctx.data(), ctx.data_end()) else {
+        return;
+    };
+    let fkey = FlowKey {
+        client: pkt.dst,
+        vip: pkt.src,
+        client_port: pkt.dport,
+        vip_port: pkt.sport,
+        proto: pkt.proto,
+        family: pkt.family,
+        _pad: [0; 2],
+    };
+    let Some(entry) = FLOWS
+        .get_ptr_mut(&fkey)
+        .or_else(|| HALF_OPEN.get_ptr_mut(&fkey))
+    else {
+        return;
+    };
+    // SAFETY: map value pointer from a successful lookup, valid for this
+    // run; this is the only reference to it this run makes.
+    let e = unsafe { &mut *entry };
+    h2::server_payload(ctx, e, &fkey, &signals::segment(&pkt));
 }

@@ -10,8 +10,11 @@
 //! bytes). TC therefore rewrites through the kernel's helpers, as egress
 //! always has (`skb_rewrite`, shared by both TC programs).
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM},
+    helpers::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
     programs::{TcContext, XdpContext},
 };
 use canary_common::{Addr, FAMILY_IPV4, PROTO_TCP, PROTO_UDP, checksum, verdict::Verdict};
@@ -34,9 +37,35 @@ pub trait Hook {
     /// the IPv4 header and L4 checksums. `Err` is the verdict of a packet
     /// that could not be rewritten (and is passed as it is).
     fn rewrite_dst(&self, pkt: &Packet, addr: &Addr, port: u16) -> Result<(), Verdict>;
+    /// The context as the kernel passed it, and back: a bpf_loop step
+    /// gets it through its context struct (`h2`).
+    fn raw(&self) -> *mut c_void;
+    /// # Safety
+    /// `raw` is what `raw` returned for this program run.
+    unsafe fn from_raw(raw: *mut c_void) -> Self;
+    /// Copies `len` bytes at `offset` of the packet, page fragments
+    /// included, to `to`; false when they are not all in the packet.
+    fn load(&self, offset: u32, to: *mut u8, len: u32) -> bool;
 }
 
 impl Hook for XdpContext {
+    #[inline(always)]
+    fn raw(&self) -> *mut c_void {
+        self.ctx.cast()
+    }
+
+    #[inline(always)]
+    unsafe fn from_raw(raw: *mut c_void) -> Self {
+        XdpContext::new(raw.cast())
+    }
+
+    #[inline(always)]
+    fn load(&self, offset: u32, to: *mut u8, len: u32) -> bool {
+        // SAFETY: the helper writes at most `len` bytes to `to`, which the
+        // caller sized for them (the verifier checks it too).
+        unsafe { bpf_xdp_load_bytes(self.ctx, offset, to.cast(), len) == 0 }
+    }
+
     #[inline(always)]
     fn data(&self) -> usize {
         XdpContext::data(self)
@@ -109,6 +138,23 @@ impl Hook for XdpContext {
 }
 
 impl Hook for TcContext {
+    #[inline(always)]
+    fn raw(&self) -> *mut c_void {
+        self.skb.skb.cast()
+    }
+
+    #[inline(always)]
+    unsafe fn from_raw(raw: *mut c_void) -> Self {
+        TcContext::new(raw.cast())
+    }
+
+    #[inline(always)]
+    fn load(&self, offset: u32, to: *mut u8, len: u32) -> bool {
+        // SAFETY: as for XDP. (aya's `load_bytes` clamps the length, which
+        // the verifier reads as a possibly zero-sized read and refuses.)
+        unsafe { bpf_skb_load_bytes(self.skb.skb.cast(), offset, to.cast(), len) == 0 }
+    }
+
     #[inline(always)]
     fn data(&self) -> usize {
         TcContext::data(self)

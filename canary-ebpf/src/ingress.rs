@@ -6,7 +6,7 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use canary_common::{
     DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, FAILSAFE_REVERT, FlowEntry, FlowKey, PROTO_TCP,
-    PROTO_UDP, Service, verdict::Verdict,
+    PROTO_UDP, Service, h2::initial_app, verdict::Verdict,
 };
 
 use crate::{
@@ -127,6 +127,7 @@ pub fn try_ingress<C: Hook>(ctx: &C) -> Result<Verdict, Verdict> {
         version: choice.version,
         service_id: svc.id,
         last_seen_ns: now,
+        app: initial_app(svc.app_protocol),
         ..FlowEntry::default()
     };
     signals::on_new_flow(&mut fresh, &pkt);
@@ -204,7 +205,7 @@ fn forward<C: Hook>(
         s.packets_in += 1;
         s.bytes_in += frame_len;
     }
-    signals::on_client_packet(e, pkt, had_entry, table);
+    signals::on_client_packet(ctx, e, fkey, pkt, had_entry, table);
     if pkt.proto != PROTO_TCP {
         e.last_seen_ns = now;
         return Ok(Close::Open);

@@ -16,6 +16,7 @@ mod close;
 mod counters;
 mod decide;
 mod egress;
+mod h2;
 mod hook;
 mod ingress;
 mod maps;
@@ -28,7 +29,7 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use canary_common::verdict::Action;
+use canary_common::{TAIL_EGRESS_H2, verdict::Action};
 
 /// XDP entry: every packet comes back with one verdict (`Err` for the odd
 /// cases), which is counted and answered with the action the verdict table
@@ -69,11 +70,29 @@ pub fn canary_ingress_tc(ctx: TcContext) -> i32 {
 /// should not translate leaves as it is, counted.
 #[classifier]
 pub fn canary_egress(ctx: TcContext) -> i32 {
-    let v = match egress::try_egress(&ctx) {
+    let mut h2 = false;
+    let v = match egress::try_egress(&ctx, &mut h2) {
         Ok(translated) => translated,
         Err(odd) => odd,
     };
     counters::count_egress(v);
+    if h2 {
+        // SAFETY: the context is this program's own; the slot holds
+        // `canary_egress_h2`, a classifier like this one. If it is empty
+        // (not loaded yet) the call returns and the reply passes unread.
+        unsafe { maps::TAIL_CALLS.tail_call(&ctx, TAIL_EGRESS_H2) };
+    }
+    TC_ACT_OK
+}
+
+/// TC egress, tail-called by `canary_egress` for a reply of an HTTP/2
+/// connection (or one that may become one): walks its frames (`h2`) with
+/// a fresh 512-byte stack. Never attached itself; userspace puts it in
+/// TAIL_CALLS.
+#[classifier]
+pub fn canary_egress_h2(ctx: TcContext) -> i32 {
+    hook::pull_headers(&ctx);
+    egress::h2_reply(&ctx);
     TC_ACT_OK
 }
 

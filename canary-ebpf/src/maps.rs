@@ -4,11 +4,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use canary_common::{
     BACKEND_SLOTS, Backend, BackendOwner, DEFAULT_FLOW_TABLE_SIZE, Endpoint, FlowEntry, FlowKey,
-    MAX_BACKEND_ENDPOINTS, MAX_SERVICES, Service, Settings, VERSIONS, VersionStats, half_open_size,
+    MAX_BACKEND_ENDPOINTS, MAX_SERVICES, Service, Settings, TAIL_CALL_SLOTS, VERSIONS,
+    VersionStats,
+    h2::{H2Conn, H2Signals, H2Stream, H2StreamKey, HEADER_RING_BYTES},
+    half_open_size,
     signals::{Sampler, Signals},
     verdict,
 };
@@ -69,3 +72,35 @@ pub static VERDICTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(verdict::C
 /// Data-path-wide settings, slot 0.
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// HTTP/2 connections followed frame by frame (`h2`), by flow key:
+/// where each direction's walk stands. Userspace sizes it with the flow
+/// table; a connection evicted from it is untracked from then on.
+#[map]
+pub static H2_CONNS: LruHashMap<FlowKey, H2Conn> =
+    LruHashMap::with_max_entries(half_open_size(DEFAULT_FLOW_TABLE_SIZE), 0);
+
+/// HTTP/2 streams waiting for their end, by (connection id, stream id):
+/// the start time until the first response byte. Userspace sizes it with
+/// the flow table.
+#[map]
+pub static H2_STREAMS: LruHashMap<H2StreamKey, H2Stream> =
+    LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+
+/// Per-CPU HTTP/2 counters per (service, version), at `stats_slot`.
+#[map]
+pub static H2_SIGNALS: PerCpuArray<H2Signals> =
+    PerCpuArray::with_max_entries(MAX_SERVICES * VERSIONS, 0);
+
+/// Pieces of the servers' HTTP/2 header blocks, for canaryd's HPACK
+/// decoders (`H2HeaderPiece`).
+#[map]
+pub static H2_HEADERS: RingBuf = RingBuf::with_byte_size(HEADER_RING_BYTES, 0);
+
+/// One H2Conn per CPU to build a new one in (the BPF stack has no room).
+#[map]
+pub static H2_SCRATCH: PerCpuArray<H2Conn> = PerCpuArray::with_max_entries(1, 0);
+
+/// Programs tail-called: `canary_egress_h2` at `TAIL_EGRESS_H2`.
+#[map]
+pub static TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(TAIL_CALL_SLOTS, 0);

@@ -18,7 +18,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use canary_common::{
-    FlowEntry, PROTO_TCP, PROTO_UDP,
+    FlowEntry, FlowKey, PROTO_TCP, PROTO_UDP,
+    h2::{APP_AUTO_PENDING, APP_H2, APP_H2_UNTRACKED, APP_H2C_PENDING, APP_HTTP1, APP_OPAQUE},
     signals::{
         CONNECT_SUB_BITS, HTTP_OTHER, LATENCY_SUB_BITS, MAX_SAMPLE_SHIFT, SAMPLE_WINDOW_NS,
         STATUS_LINE_PREFIX, Sampler, Signals, UNTIMED, bucket_of_ns, http_class, is_timed,
@@ -28,6 +29,8 @@ use canary_common::{
 };
 
 use crate::{
+    h2,
+    hook::Hook,
     maps::{SAMPLER, SIGNALS},
     parse::{Packet, TCP_ACK, TCP_RST, TCP_SYN, ptr_at},
     tables::Table,
@@ -47,13 +50,13 @@ static SIGNALS_ENABLED: u8 = 1;
 /// the index is opaque to LLVM, so the check stays in the code the
 /// verifier reads.
 #[inline(always)]
-fn checked(i: usize) -> usize {
+pub fn checked(i: usize) -> usize {
     // SAFETY: a read of a local we own.
     unsafe { core::ptr::read_volatile(&i) }
 }
 
 #[inline(always)]
-fn enabled() -> bool {
+pub fn enabled() -> bool {
     // SAFETY: a read of a static; volatile so LLVM keeps the load the
     // loader's value decides, instead of folding the default in.
     unsafe { core::ptr::read_volatile(&SIGNALS_ENABLED) != 0 }
@@ -123,8 +126,20 @@ pub fn on_new_flow(e: &mut FlowEntry, pkt: &Packet) {
 /// flow still half-open starts no request: spoofed payload on made-up
 /// tuples must not pass for traffic (a real flow re-decided mid-stream
 /// loses the request in flight from the count, no more).
+///
+/// The client's first payload decides what the connection speaks
+/// (`FlowEntry::app`): the HTTP/2 preface makes it followed frame by
+/// frame (`h2`), where streams are the requests; anything else is
+/// HTTP/1.x, or untracked for an `h2c` service.
 #[inline(always)]
-pub fn on_client_packet(e: &mut FlowEntry, pkt: &Packet, had_entry: bool, table: Table) {
+pub fn on_client_packet<C: Hook>(
+    ctx: &C,
+    e: &mut FlowEntry,
+    fkey: &FlowKey,
+    pkt: &Packet,
+    had_entry: bool,
+    table: Table,
+) {
     if !enabled() {
         return;
     }
@@ -144,23 +159,83 @@ pub fn on_client_packet(e: &mut FlowEntry, pkt: &Packet, had_entry: bool, table:
         }
         return;
     }
-    if table == Table::HalfOpen {
+    if table == Table::HalfOpen || pkt.payload_len == 0 {
         return;
     }
-    if pkt.payload_len != 0 && e.request_ns == 0 {
-        let idx = stats_slot(e.service_id, e.version);
-        e.request_ns = match SAMPLER.get_ptr_mut(idx) {
-            Some(p) => {
-                // SAFETY: a map value pointer from a successful lookup,
-                // valid for this run; per-CPU, so no other CPU aliases it.
-                start_time(unsafe { &mut *p })
-            }
-            None => now(),
-        };
-        if let Some(s) = slot(e) {
-            s.requests += 1;
+    if e.app != APP_HTTP1 && e.app != APP_OPAQUE && h2::client_payload(ctx, e, fkey, &segment(pkt))
+    {
+        return;
+    }
+    if e.request_ns == 0 {
+        e.request_ns = stream_start(e);
+    }
+}
+
+/// Whether egress leaves a connection's payload to `h2`: HTTP/2, or not
+/// decided yet (a server that speaks first). An undecided entry with a
+/// request waiting is HTTP/1.x: one written before `app` existed (the
+/// client's first payload decides every newer one).
+#[inline(always)]
+pub fn is_h2(e: &FlowEntry) -> bool {
+    match e.app {
+        APP_H2 | APP_H2_UNTRACKED => true,
+        APP_AUTO_PENDING | APP_H2C_PENDING => e.request_ns == 0,
+        _ => false,
+    }
+}
+
+/// A packet's payload as `h2` walks it.
+#[inline(always)]
+pub fn segment(pkt: &Packet) -> h2::Seg {
+    h2::Seg {
+        seq: pkt.seq,
+        payload: pkt.payload as u32,
+        len: pkt.payload_len,
+    }
+}
+
+/// A request (an HTTP/1.x request or an HTTP/2 stream) starts: counted,
+/// and its start time returned if the sampler times it, else `UNTIMED`.
+#[inline(always)]
+pub fn stream_start(e: &FlowEntry) -> u64 {
+    let idx = stats_slot(e.service_id, e.version);
+    let start = match SAMPLER.get_ptr_mut(idx) {
+        Some(p) => {
+            // SAFETY: a map value pointer from a successful lookup, valid
+            // for this run; per-CPU, so no other CPU aliases it.
+            start_time(unsafe { &mut *p })
+        }
+        None => now(),
+    };
+    if let Some(s) = slot(e) {
+        s.requests += 1;
+    }
+    start
+}
+
+/// An HTTP/2 stream's first response byte: counted, and its time to
+/// first byte taken if its start was timed.
+#[inline(always)]
+pub fn on_response(e: &FlowEntry, started: Option<u64>) {
+    let took = started.map(|t| now().saturating_sub(t));
+    if let Some(s) = slot(e) {
+        s.responses += 1;
+        if let Some(took) = took {
+            add_latency(s, took);
         }
     }
+}
+
+/// One time to first byte into the latency histogram.
+#[inline(always)]
+fn add_latency(s: &mut Signals, took: u64) {
+    if let Some(b) = s
+        .latency
+        .get_mut(checked(bucket_of_ns(took, LATENCY_SUB_BITS)))
+    {
+        *b += 1;
+    }
+    s.latency_sum_ns += took;
 }
 
 /// A request starts: its start time if this start is timed, else
@@ -224,7 +299,14 @@ pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet, table
         }
         return;
     }
-    if pkt.payload_len == 0 || e.request_ns == 0 {
+    if pkt.payload_len == 0 {
+        return;
+    }
+    // HTTP/2 (and what may become it) is `h2`'s, after the rewrite.
+    if is_h2(e) {
+        return;
+    }
+    if e.request_ns == 0 {
         return;
     }
     // An untimed request's response is counted and classified; only a
@@ -236,17 +318,15 @@ pub fn on_backend_packet(ctx: &TcContext, e: &mut FlowEntry, pkt: &Packet, table
         Some(now().saturating_sub(started))
     };
     e.request_ns = 0;
-    let class = status_class(ctx, pkt);
+    let class = if e.app == APP_OPAQUE {
+        HTTP_OTHER
+    } else {
+        status_class(ctx, pkt)
+    };
     if let Some(s) = slot(e) {
         s.responses += 1;
         if let Some(took) = took {
-            if let Some(b) = s
-                .latency
-                .get_mut(checked(bucket_of_ns(took, LATENCY_SUB_BITS)))
-            {
-                *b += 1;
-            }
-            s.latency_sum_ns += took;
+            add_latency(s, took);
         }
         // One constant offset per class: LLVM drops the bound it can prove,
         // and the verifier, which cannot, would refuse an indexed store.

@@ -14,11 +14,11 @@
 //! New flows and re-decisions are counted when they move, so counters see
 //! only flows the backend took part in.
 
-use canary_common::{FlowEntry, FlowKey, HANDSHAKE_TOKEN, PROTO_TCP, handshake_token};
+use canary_common::{FlowEntry, FlowKey, HANDSHAKE_TOKEN, PROTO_TCP, h2::APP_H2, handshake_token};
 
 use crate::{
     counters::stats,
-    maps::{FLOWS, HALF_OPEN},
+    maps::{FLOWS, H2_CONNS, HALF_OPEN},
     parse::{Packet, TCP_ACK, TCP_SYN},
 };
 
@@ -54,12 +54,9 @@ pub fn completes_handshake(e: &FlowEntry, pkt: &Packet) -> bool {
 pub fn promote(e: &FlowEntry, fkey: &FlowKey) {
     let tcp = fkey.proto == PROTO_TCP;
     let redecided = tcp && e.last_seen_ns & HANDSHAKE_TOKEN == 0;
-    let moved = FlowEntry {
-        // The token has done its job; established TCP entries keep 0 there.
-        last_seen_ns: if tcp { 0 } else { e.last_seen_ns },
-        ..*e
-    };
-    if FLOWS.insert(fkey, &moved, 0).is_err() {
+    // A TCP entry keeps its handshake token: it is where the backend's
+    // byte stream starts, which an HTTP/2 walk of its replies needs.
+    if FLOWS.insert(fkey, e, 0).is_err() {
         return;
     }
     if let Some(s) = stats(e.service_id, e.version) {
@@ -82,6 +79,9 @@ pub fn release(e: &FlowEntry, fkey: &FlowKey, table: Table) {
                 s.closed_flows += 1;
             }
             let _ = FLOWS.remove(fkey);
+            if e.app == APP_H2 {
+                let _ = H2_CONNS.remove(fkey);
+            }
         }
         Table::HalfOpen => {
             let _ = HALF_OPEN.remove(fkey);

@@ -56,6 +56,6 @@ pub use error::Error;
 pub use kernel::dataplane::{Dataplane, LoadOptions};
 pub use kernel::maps::Verdicts;
 pub use model::{
-    kinds::{Affinity, Hook, Protocol, XdpMode},
+    kinds::{Affinity, AppProtocol, Hook, Protocol, XdpMode},
     service::ServiceSpec,
 };

@@ -16,16 +16,18 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader, Pod,
-    maps::{MapData, PerCpuArray, PerCpuValues},
+    maps::{MapData, PerCpuArray, PerCpuValues, ProgramArray},
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
     util::nr_cpus,
 };
 use canary_common::{
     BackendOwner, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_UDP_IDLE_TIMEOUT_NS, Endpoint, FlowKey,
-    MAX_BACKENDS, MAX_SERVICES, Service, Settings, VERSION_CANARY, VERSION_STABLE, VersionStats,
-    backend_slot, half_open_size,
+    MAX_BACKENDS, MAX_SERVICES, Service, Settings, TAIL_EGRESS_H2, VERSION_CANARY, VERSION_STABLE,
+    VersionStats, backend_slot,
+    h2::H2Signals,
+    half_open_size,
     hash::seed_from_name,
-    names::{self, EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM},
+    names::{self, EGRESS_H2_PROGRAM, EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM},
     signals::{MAX_SAMPLE_SHIFT, Signals},
     stats_slot,
 };
@@ -124,11 +126,39 @@ pub struct Dataplane {
     stats_writer: PerCpuArray<MapData, VersionStats>,
     /// SIGNALS again, writable: zeroes the slot a new service takes.
     signals_writer: PerCpuArray<MapData, Signals>,
+    h2_writer: PerCpuArray<MapData, H2Signals>,
     services: BTreeMap<String, Registered>,
     /// SERVICES entries found in pinned maps at load, by VIP: their ids are
     /// reused so counters and flow entries keep meaning the same service.
     recovered: StdHashMap<Endpoint, Service>,
     pins: Option<PinLayout>,
+}
+
+/// Loads `canary_egress_h2` and puts it where egress tail-calls it (the
+/// HTTP/2 walk of replies needs a stack of its own). The program array
+/// holds it, pinned with the other maps, so it lives on with the attached
+/// programs when canaryd stops; the next run puts its own in its place.
+fn install_tail_calls(ebpf: &mut Ebpf) -> Result<()> {
+    let name = EGRESS_H2_PROGRAM;
+    let tc: &mut SchedClassifier = program(ebpf, name)?;
+    tc.load()
+        .map_err(|source| Error::Program { name, source })?;
+    let fd = tc
+        .fd()
+        .map_err(|source| Error::Program { name, source })?
+        .try_clone()
+        .map_err(|source| Error::Program {
+            name,
+            source: source.into(),
+        })?;
+    let map = ebpf.map_mut(names::TAIL_CALLS).ok_or(Error::Missing {
+        kind: "map",
+        name: names::TAIL_CALLS,
+    })?;
+    let mut calls = ProgramArray::try_from(map).map_err(map_err(names::TAIL_CALLS))?;
+    calls
+        .set(TAIL_EGRESS_H2, &fd, 0)
+        .map_err(map_err(names::TAIL_CALLS))
 }
 
 impl Dataplane {
@@ -182,6 +212,7 @@ impl Dataplane {
             tc.load()
                 .map_err(|source| Error::Program { name, source })?;
         }
+        install_tail_calls(&mut ebpf)?;
         if let Some(pins) = &pins {
             // This run's programs replace the pins of an earlier run's; an
             // attached old program lives on until the attach replaces it.
@@ -207,6 +238,7 @@ impl Dataplane {
         let counters = Arc::new(Counters::take(&mut ebpf)?);
         let stats_writer = counters.stats_writer()?;
         let mut signals_writer = counters.signals_writer()?;
+        let h2_writer = counters.h2_writer()?;
         for (slot, per_cpu) in converted_signals {
             let values = PerCpuValues::try_from(per_cpu).map_err(Error::Cpus)?;
             signals_writer
@@ -235,6 +267,7 @@ impl Dataplane {
             counters,
             stats_writer,
             signals_writer,
+            h2_writer,
             services: BTreeMap::new(),
             recovered,
             pins,
@@ -827,6 +860,9 @@ impl Dataplane {
             self.signals_writer
                 .set(slot, zeros(cpus)?, 0)
                 .map_err(map_err(names::SIGNALS))?;
+            self.h2_writer
+                .set(slot, zeros(cpus)?, 0)
+                .map_err(map_err(names::H2_SIGNALS))?;
             self.maps
                 .sampler
                 .set(slot, zeros(cpus)?, 0)

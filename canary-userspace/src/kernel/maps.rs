@@ -9,7 +9,9 @@ use aya::{
 };
 use canary_common::{
     Backend, BackendOwner, Endpoint, FlowEntry, FlowKey, Service, Settings, VERSION_CANARY,
-    VERSION_STABLE, VersionStats, names,
+    VERSION_STABLE, VersionStats,
+    h2::H2Signals,
+    names,
     signals::{Sampler, Signals},
     stats_slot, verdict,
 };
@@ -39,6 +41,7 @@ pub struct Maps {
 pub struct Counters {
     pub stats: PerCpuArray<MapData, VersionStats>,
     pub signals: PerCpuArray<MapData, Signals>,
+    pub h2: PerCpuArray<MapData, H2Signals>,
     pub verdicts: PerCpuArray<MapData, u64>,
 }
 
@@ -136,6 +139,7 @@ impl Counters {
         Ok(Counters {
             stats: typed(s, names::STATS)?,
             signals: typed(s, names::SIGNALS)?,
+            h2: typed(s, names::H2_SIGNALS)?,
             verdicts: typed(s, names::VERDICTS)?,
         })
     }
@@ -167,6 +171,25 @@ impl Counters {
             per_cpu.iter().for_each(|v| total.add(v));
         }
         Ok(out)
+    }
+
+    /// Stable and canary HTTP/2 counters of service slot `id`, summed over
+    /// CPUs.
+    pub fn version_h2(&self, id: u32) -> Result<[H2Signals; 2], Error> {
+        let mut out = [H2Signals::default(); 2];
+        for (version, total) in [VERSION_STABLE, VERSION_CANARY].into_iter().zip(&mut out) {
+            let per_cpu = self
+                .h2
+                .get(&stats_slot(id, version), 0)
+                .map_err(map_err(names::H2_SIGNALS))?;
+            per_cpu.iter().for_each(|v| total.add(v));
+        }
+        Ok(out)
+    }
+
+    /// A second handle on H2_SIGNALS for the one writer that zeroes slots.
+    pub fn h2_writer(&self) -> Result<PerCpuArray<MapData, H2Signals>, Error> {
+        second_handle(&self.h2, names::H2_SIGNALS)
     }
 
     /// A second handle on STATS for the one writer that zeroes slots.
