@@ -18,6 +18,7 @@ mod e2e;
 mod fleet;
 mod fleet_kit;
 mod golden;
+mod grpc_tools;
 mod hostile;
 mod mistakes;
 mod operator_safety;
