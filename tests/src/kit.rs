@@ -307,13 +307,19 @@ pub fn run_bounded(cmd: Command) -> Output {
     wait_bounded(spawn_piped(cmd).unwrap())
 }
 
-/// Waits for a child with piped output, killing it after `ONE_SHOT`. The
-/// pipes are read while it runs (`wait_with_output` on a thread): a child
-/// that writes more than a pipe holds never blocks on it.
+/// Waits for a child with piped output, killing it after `ONE_SHOT`.
 pub fn wait_bounded(child: Child) -> Output {
+    wait_within(child, ONE_SHOT).unwrap()
+}
+
+/// Waits for a child with piped output, killing it (SIGKILL) once `limit`
+/// has passed; its output either way. The pipes are read while it runs
+/// (`wait_with_output` on a thread): a child that writes more than a pipe
+/// holds never blocks on it.
+pub fn wait_within(child: Child, limit: Duration) -> std::io::Result<Output> {
     let pid = child.id() as libc::pid_t;
     let waiter = thread::spawn(move || child.wait_with_output());
-    let deadline = Instant::now() + ONE_SHOT;
+    let deadline = Instant::now() + limit;
     while !waiter.is_finished() && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
     }
@@ -321,7 +327,9 @@ pub fn wait_bounded(child: Child) -> Output {
         // SAFETY: kill(2) on our own child, which its waiter has not reaped.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-    waiter.join().unwrap().unwrap()
+    waiter
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the output reader panicked")))
 }
 
 /// Polls `done` (every 20 ms) until it holds; returns how long that took.

@@ -12,6 +12,8 @@
 //! - `prometheus`: a real Prometheus server and promtool for metric tests.
 //! - `ns_http`: an HTTP server (tiny_http) inside a test namespace.
 //! - `webhook`: a receiver of canaryd's rollout events.
+//! - `grpc`: a real gRPC server and load client (Python grpcio) inside test
+//!   namespaces, with faults to inject and counts on both sides.
 //! - `raw`: an AF_PACKET sender for spoofed frames.
 //! - `demo`: the parts of `cargo xtask demo` (bin canary-demo).
 //!
@@ -25,6 +27,7 @@ use std::{
 pub mod checksum;
 pub mod demo;
 pub mod fleet;
+pub mod grpc;
 pub mod harness;
 pub mod kit;
 pub mod ns_http;

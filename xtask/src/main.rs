@@ -31,7 +31,7 @@ enum Task {
     /// Checks each step first and skips it when already present:
     ///   - rust-src for the nightly toolchain (the eBPF crate is built with -Z build-std)
     ///   - Debian packages llvm-22-dev libzstd-dev zlib1g-dev (to build bpf-linker) and
-    ///     iproute2 iputils-ping nftables python3-scapy prometheus (for the tests) and
+    ///     iproute2 iputils-ping nftables python3-scapy python3-grpcio prometheus (for the tests) and
     ///     wrk haproxy nginx libnginx-mod-stream (for the benchmarks); packages that
     ///     ship a service are installed with service starts refused (policy-rc.d)
     ///   - bpf-linker (cargo install from source against LLVM 22, about 1.5 min)

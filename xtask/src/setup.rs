@@ -27,6 +27,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",
     // Packet fixtures are written and replayed as scapy lines.
     "python3-scapy",
+    // gRPC end-to-end tests: a real gRPC server and load client
+    // (tests/grpc/*.py) over HTTP/2 without TLS. Their methods take and
+    // give raw bytes, so no protoc code generation is needed.
+    "python3-grpcio",
     // Rollout gates query a real Prometheus server (PromQL), and the metrics
     // output is checked with its `promtool check metrics`.
     "prometheus",

@@ -19,6 +19,7 @@ mod fleet;
 mod fleet_kit;
 mod golden;
 mod h2_frames;
+mod grpc_tools;
 mod hostile;
 mod mistakes;
 mod operator_safety;
