@@ -62,6 +62,11 @@ pub enum Error {
          ({reason}); use hook = \"xdp\" there"
     )]
     TcHookRefused { interface: String, reason: String },
+    #[error("ring buffer {name}: {source}")]
+    Ring {
+        name: &'static str,
+        source: std::io::Error,
+    },
     #[error("counting CPUs: {0}")]
     Cpus(std::io::Error),
     #[error("backend {backend} already serves service {owner}")]

@@ -14,7 +14,8 @@
 //! Modules, one line each:
 //! - `error`: the library's error type.
 //! - `model`: kinds (protocol, affinity, mode, hook), `Weight`, a service,
-//!   per-version signals, a rollout's records, secrets kept out of logs.
+//!   per-version signals, gRPC and `:status` counts from HTTP/2 header
+//!   blocks, a rollout's records, secrets kept out of logs.
 //! - `host`: this host's addresses, interfaces and routes, one rtnetlink
 //!   request, capability drop and the descriptor limit.
 //! - `controller`: the rollout plan, policy, statistics, gate queries,

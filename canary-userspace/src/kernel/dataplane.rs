@@ -35,6 +35,7 @@ use canary_common::{
 use crate::{
     error::{Error, Result},
     kernel::attachment::{self, program},
+    kernel::h2_ring::HeaderRing,
     kernel::inspect,
     kernel::maps::{Counters, Maps, map_err, retain_keys},
     kernel::pins::{PinLayout, interface_name},
@@ -478,6 +479,12 @@ impl Dataplane {
     /// Typed handles on the maps, for tests that look inside the data path.
     pub fn maps_mut(&mut self) -> &mut Maps {
         &mut self.maps
+    }
+
+    /// The H2_HEADERS ring buffer, taken out of the object (once: a second
+    /// call finds it gone). Needs a tokio runtime.
+    pub fn take_h2_headers(&mut self) -> Result<HeaderRing> {
+        HeaderRing::take(&mut self.ebpf)
     }
 
     /// The per-CPU counters, shared with readers that must not wait on the

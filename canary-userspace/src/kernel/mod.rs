@@ -15,6 +15,7 @@
 //!   weights.
 //! - `attachment`: attachments that outlive the daemon.
 //! - `inspect`: what the kernel runs on an interface (status's truth).
+//! - `h2_ring`: the H2_HEADERS ring buffer, read as the kernel fills it.
 
 pub mod bpffs;
 pub mod lock;
@@ -28,5 +29,7 @@ pub mod upgrade;
 pub mod attachment;
 #[cfg(feature = "dataplane")]
 pub mod dataplane;
+#[cfg(feature = "dataplane")]
+pub mod h2_ring;
 #[cfg(feature = "dataplane")]
 pub mod inspect;

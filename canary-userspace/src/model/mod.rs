@@ -9,7 +9,10 @@
 //!   rate and latency quantiles (one implementation for all users).
 //! - `rollout`: a rollout's phase and the records of its decisions.
 //! - `redact`: credentials out of URLs before they are logged or shown.
+//! - `grpc`: gRPC status and HTTP/2 `:status` from the server header
+//!   blocks the kernel hands over (HPACK, per connection).
 
+pub mod grpc;
 pub mod kinds;
 pub mod redact;
 pub mod rollout;
