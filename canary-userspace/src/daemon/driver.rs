@@ -22,7 +22,6 @@ use crate::{
         run::{Reading, RolloutRun},
         webhook::Webhooks,
     },
-    model::signals::VersionSignals,
 };
 
 /// How much longer than the look's deadline a gate's query may run on its
@@ -76,8 +75,8 @@ async fn evaluate_one(
     run: RolloutRun,
     id: u32,
 ) {
-    let reading: Reading = match observer.counters.version_signals(id) {
-        Ok([s, c]) => [VersionSignals::from(&s), VersionSignals::from(&c)],
+    let reading: Reading = match observer.counters.version_reading(id) {
+        Ok(reading) => reading,
         Err(e) => {
             log::error!("service {service}: reading signals for the rollout failed: {e}");
             return;

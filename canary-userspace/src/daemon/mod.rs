@@ -24,6 +24,7 @@
 pub mod driver;
 mod error;
 pub mod fleet;
+pub mod h2_headers;
 mod interfaces;
 mod lifecycle;
 pub mod links;

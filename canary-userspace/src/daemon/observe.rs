@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use canary_common::{VersionStats, signals::Signals, verdict};
+use canary_common::{VersionStats, verdict};
 use tokio::sync::watch;
 
 use crate::{
@@ -106,8 +106,7 @@ impl Observer {
         let Some(run) = snap.rollouts.get(service) else {
             return Ok(None);
         };
-        let [stable, canary] = self.counters.version_signals(reg.id)?;
-        let now = [VersionSignals::from(&stable), VersionSignals::from(&canary)];
+        let now = self.counters.version_reading(reg.id)?;
         Ok(Some(report(
             service,
             run,
@@ -261,7 +260,7 @@ pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
     let local = crate::host::addresses::local().ok();
     for r in &snap.services {
         let [stable, canary] = counters.version_stats(r.id)?;
-        let [stable_signals, canary_signals] = counters.version_signals(r.id)?;
+        let [stable_signals, canary_signals] = counters.version_reading(r.id)?;
         let spec = &r.spec;
         let (weight_source, config_weight) = snap
             .weights
@@ -312,7 +311,7 @@ pub fn status(snap: &Snapshot, counters: &Counters) -> Result<Status, Error> {
 fn version_status(
     backends: &[std::net::SocketAddr],
     s: &VersionStats,
-    signals: &Signals,
+    signals: &VersionSignals,
 ) -> VersionStatus {
     VersionStatus {
         backends: backends.iter().map(|b| b.to_string()).collect(),
@@ -324,6 +323,6 @@ fn version_status(
         closed_flows: s.closed_flows,
         active_flows: s.new_flows.saturating_sub(s.closed_flows),
         rehashes: s.rehashes,
-        signals: signals.into(),
+        signals: signals.clone(),
     }
 }

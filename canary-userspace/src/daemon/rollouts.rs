@@ -18,7 +18,7 @@ use crate::{
         policy::Decision,
         run::{Reading, RolloutRun},
     },
-    model::{signals::VersionSignals, weight::Weight},
+    model::weight::Weight,
 };
 
 impl Daemon {
@@ -73,8 +73,7 @@ impl Daemon {
 
     /// Both versions' signals now, summed over CPUs.
     pub fn reading(&self, service: &str) -> Result<Reading, DaemonError> {
-        let [stable, canary] = self.dp.signals(service)?;
-        Ok([VersionSignals::from(&stable), VersionSignals::from(&canary)])
+        Ok(self.dp.reading(service)?)
     }
 
     /// Starts `service`'s configured rollout at its first step.

@@ -41,6 +41,7 @@ use crate::{
     kernel::pins::{PinLayout, interface_name},
     model::kinds::{Failsafe, Hook},
     model::service::{ServiceSpec, backend, endpoint, ip_of},
+    model::signals::VersionSignals,
     model::weight::Weight,
 };
 
@@ -670,6 +671,15 @@ impl Dataplane {
         self.counters.version_signals(reg.id)
     }
 
+    /// Stable and canary whole readings of a service (`Counters::version_reading`).
+    pub fn reading(&self, service: &str) -> Result<[VersionSignals; 2]> {
+        let reg = self
+            .services
+            .get(service)
+            .ok_or_else(|| Error::UnknownService(service.into()))?;
+        self.counters.version_reading(reg.id)
+    }
+
     /// Verdict counters of both programs, summed over CPUs.
     pub fn verdicts(&self) -> Result<Verdicts> {
         self.counters.verdicts()
@@ -870,6 +880,11 @@ impl Dataplane {
             self.h2_writer
                 .set(slot, zeros(cpus)?, 0)
                 .map_err(map_err(names::H2_SIGNALS))?;
+            self.counters
+                .headers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .reset(id, version);
             self.maps
                 .sampler
                 .set(slot, zeros(cpus)?, 0)

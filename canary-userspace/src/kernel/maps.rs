@@ -3,6 +3,8 @@
 //! the bench, readers that must not wait on the daemon's owner). Names come
 //! from `canary_common::names`; nothing else reaches a map by string.
 
+use std::sync::Mutex;
+
 use aya::{
     Ebpf, Pod,
     maps::{Array, HashMap, IterableMap, Map, MapData, MapError, PerCpuArray},
@@ -16,7 +18,11 @@ use canary_common::{
     stats_slot, verdict,
 };
 
-use crate::{error::Error, kernel::pins::PinLayout};
+use crate::{
+    error::Error,
+    kernel::pins::PinLayout,
+    model::{grpc::ServerHeaderDecoder, signals::VersionSignals},
+};
 
 /// The maps userspace writes: services, their backends, settings; and the
 /// flow tables (read by tests and the bench; entries removed only by a
@@ -43,6 +49,10 @@ pub struct Counters {
     pub signals: PerCpuArray<MapData, Signals>,
     pub h2: PerCpuArray<MapData, H2Signals>,
     pub verdicts: PerCpuArray<MapData, u64>,
+    /// The HPACK decoders of the servers' header blocks, fed by canaryd's
+    /// ring reader (`daemon::h2_headers`); empty in a process that does
+    /// not read the ring (canaryctl's one-shot readers).
+    pub headers: Mutex<ServerHeaderDecoder>,
 }
 
 /// Global verdict counters, summed over CPUs, for each program.
@@ -141,6 +151,7 @@ impl Counters {
             signals: typed(s, names::SIGNALS)?,
             h2: typed(s, names::H2_SIGNALS)?,
             verdicts: typed(s, names::VERDICTS)?,
+            headers: Mutex::new(ServerHeaderDecoder::default()),
         })
     }
 
@@ -185,6 +196,20 @@ impl Counters {
             per_cpu.iter().for_each(|v| total.add(v));
         }
         Ok(out)
+    }
+
+    /// Both versions' whole readings of service slot `id`: the kernel's
+    /// signals and HTTP/2 counters, and the decoded header blocks.
+    pub fn version_reading(&self, id: u32) -> Result<[VersionSignals; 2], Error> {
+        let signals = self.version_signals(id)?;
+        let h2 = self.version_h2(id)?;
+        // A poisoned lock (a panic while feeding) leaves the counts as they
+        // were: still the best reading there is.
+        let headers = self.headers.lock().unwrap_or_else(|p| p.into_inner());
+        Ok([VERSION_STABLE, VERSION_CANARY].map(|v| {
+            let i = v as usize;
+            VersionSignals::read(&signals[i], &h2[i], headers.counts(id, v))
+        }))
     }
 
     /// A second handle on H2_SIGNALS for the one writer that zeroes slots.

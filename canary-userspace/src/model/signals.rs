@@ -9,7 +9,10 @@ use canary_common::signals::{
     HTTP_CLASS_NAMES, HTTP_CLASSES, LATENCY_BUCKETS, LATENCY_SUB_BITS, Signals, bucket_count,
     bucket_of_ns, bucket_upper_ns, sub_bits_of,
 };
+use canary_common::h2::H2Signals;
 use serde::{Deserialize, Serialize};
+
+use crate::model::grpc::{GRPC_CODES, HeaderCounts};
 
 /// A log-linear histogram of durations (`canary_common::signals`): latency
 /// (`LATENCY_BUCKETS`, 8 buckets per power of two) or connect time
@@ -163,11 +166,32 @@ pub struct VersionSignals {
     /// canaryd's heartbeat was stale.
     #[serde(default)]
     pub failsafe_flows: u64,
-    /// Time to first byte.
+    /// Time to first byte (HTTP/2: per stream).
     pub latency: Histogram,
     /// SYN to SYN-ACK.
     pub connect: Histogram,
+    /// HTTP/2 responses by `grpc-status` (codes 0 to 16, then one slot
+    /// for any other value), as canaryd decoded the servers' header blocks.
+    #[serde(default)]
+    pub grpc: Vec<u64>,
+    /// RST_STREAM from the backend with an error code: streams it
+    /// abandoned.
+    #[serde(default)]
+    pub stream_resets: u64,
+    /// HTTP/2 connections followed from their preface; those whose frame
+    /// boundaries the kernel lost (untracked: their later streams are not
+    /// counted at all); those whose header blocks canaryd could not decode
+    /// (their streams count, with no status and no grpc-status).
+    #[serde(default)]
+    pub h2_connections: u64,
+    #[serde(default)]
+    pub h2_untracked: u64,
+    #[serde(default)]
+    pub h2_undecodable: u64,
 }
+
+/// Slots of `VersionSignals::grpc`: the 17 codes, then other values.
+pub const GRPC_SLOTS: usize = GRPC_CODES;
 
 impl From<&Signals> for VersionSignals {
     fn from(s: &Signals) -> Self {
@@ -181,11 +205,36 @@ impl From<&Signals> for VersionSignals {
             failsafe_flows: s.failsafe_flows,
             latency: Histogram::from_kernel(&s.latency, s.latency_sum_ns),
             connect: Histogram::from_kernel(&s.connect, s.connect_sum_ns),
+            grpc: vec![0; GRPC_SLOTS],
+            stream_resets: 0,
+            h2_connections: 0,
+            h2_untracked: 0,
+            h2_undecodable: 0,
         }
     }
 }
 
 impl VersionSignals {
+    /// One version's whole reading: the kernel's signals and HTTP/2
+    /// counters, and what canaryd decoded of its servers' header blocks
+    /// (`:status` classes join the HTTP/1.x ones; a stream is never both).
+    pub fn read(s: &Signals, h2: &H2Signals, headers: Option<&HeaderCounts>) -> VersionSignals {
+        let mut v = VersionSignals::from(s);
+        // NO_ERROR is a stream closed early on purpose (a server done
+        // before its client), not a failure.
+        v.stream_resets = h2.server_resets[1..].iter().sum();
+        v.h2_connections = h2.connections;
+        v.h2_untracked = h2.untracked;
+        if let Some(c) = headers {
+            for (a, b) in v.http.iter_mut().zip(&c.http) {
+                *a += b;
+            }
+            v.grpc = c.grpc_status.to_vec();
+            v.h2_undecodable = c.undecodable_connections;
+        }
+        v
+    }
+
     /// What happened since `earlier` (a reading of the same version).
     pub fn since(&self, earlier: &VersionSignals) -> VersionSignals {
         let sub = |a: u64, b: u64| a.saturating_sub(b);
@@ -201,6 +250,13 @@ impl VersionSignals {
             failsafe_flows: sub(self.failsafe_flows, earlier.failsafe_flows),
             latency: self.latency.since(&earlier.latency),
             connect: self.connect.since(&earlier.connect),
+            grpc: (0..GRPC_SLOTS)
+                .map(|i| sub(self.grpc_code(i), earlier.grpc_code(i)))
+                .collect(),
+            stream_resets: sub(self.stream_resets, earlier.stream_resets),
+            h2_connections: sub(self.h2_connections, earlier.h2_connections),
+            h2_untracked: sub(self.h2_untracked, earlier.h2_untracked),
+            h2_undecodable: sub(self.h2_undecodable, earlier.h2_undecodable),
         }
     }
 
@@ -219,7 +275,19 @@ impl VersionSignals {
             failsafe_flows: add(self.failsafe_flows, other.failsafe_flows),
             latency: self.latency.plus(&other.latency),
             connect: self.connect.plus(&other.connect),
+            grpc: (0..GRPC_SLOTS)
+                .map(|i| add(self.grpc_code(i), other.grpc_code(i)))
+                .collect(),
+            stream_resets: add(self.stream_resets, other.stream_resets),
+            h2_connections: add(self.h2_connections, other.h2_connections),
+            h2_untracked: add(self.h2_untracked, other.h2_untracked),
+            h2_undecodable: add(self.h2_undecodable, other.h2_undecodable),
         }
+    }
+
+    /// Responses with `grpc-status` in slot `i` (the code, or 17: other).
+    pub fn grpc_code(&self, i: usize) -> u64 {
+        self.grpc.get(i).copied().unwrap_or(0)
     }
 
     /// Whether any count is below `earlier`'s: the counters were reset in
