@@ -18,6 +18,7 @@ use canary_userspace::{
         DEFAULT_SOCKET, DEFAULT_STATE_DIR, FleetConfig, Weight, parse_duration,
     },
     controller::plan::{Mode, OnRollback, RolloutPlan},
+    model::kinds::AppProtocol,
 };
 
 /// The host the fixtures are written for: only these interfaces exist.
@@ -139,8 +140,51 @@ fn minimal_fixture_takes_defaults() {
     let api = &config.services[0];
     assert_eq!(api.protocol, Protocol::Tcp);
     assert_eq!(api.affinity, Affinity::Flow);
+    assert_eq!(api.app_protocol, AppProtocol::Auto);
     assert_eq!(api.weight.bp(), 0);
     assert_eq!(config.fleet, None, "no [fleet]: a single host");
+}
+
+/// Every word reads as itself on TCP; UDP takes `auto` and `none` (the
+/// invalid fixtures refuse `http` and `h2c` there).
+#[test]
+fn app_protocol_reads_each_word_and_defaults_to_auto() {
+    let service = |protocol: &str, app: Option<&str>| {
+        let app = app.map_or(String::new(), |a| format!("app_protocol = {a:?}"));
+        let text = format!(
+            r#"
+[daemon]
+interfaces = ["eth0"]
+
+[[service]]
+name = "model"
+listen = "198.18.0.1:80"
+protocol = "{protocol}"
+{app}
+stable = ["198.18.0.1:8081"]
+canary = ["198.18.0.1:8082"]
+"#
+        );
+        config::parse(&text, "app.toml", &test_interfaces).map(|c| c.services[0].app_protocol)
+    };
+    for (word, want) in [
+        ("auto", AppProtocol::Auto),
+        ("http", AppProtocol::Http),
+        ("h2c", AppProtocol::H2c),
+        ("none", AppProtocol::None),
+    ] {
+        assert_eq!(service("tcp", Some(word)).unwrap(), want, "{word}");
+    }
+    assert_eq!(service("tcp", None).unwrap(), AppProtocol::Auto);
+    assert_eq!(service("udp", None).unwrap(), AppProtocol::Auto);
+    assert_eq!(service("udp", Some("auto")).unwrap(), AppProtocol::Auto);
+    assert_eq!(service("udp", Some("none")).unwrap(), AppProtocol::None);
+    // The words are lower case, as every other word in the file.
+    let e = service("tcp", Some("H2C")).unwrap_err().to_string();
+    assert!(
+        e.contains("app.toml: service[0].app_protocol: \"H2C\" is not a valid app_protocol"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -101,6 +101,10 @@ fn service_table(s: &ServiceSpec, rollout: Option<&RolloutPlan>) -> Value {
     t.insert("listen".into(), Value::String(s.vip.to_string()));
     t.insert("protocol".into(), Value::String(s.protocol.to_string()));
     t.insert("affinity".into(), Value::String(s.affinity.to_string()));
+    t.insert(
+        "app_protocol".into(),
+        Value::String(s.app_protocol.to_string()),
+    );
     t.insert("stable".into(), strings(&s.stable));
     t.insert("canary".into(), strings(&s.canary));
     t.insert("weight".into(), Value::Float(s.weight.percent()));
@@ -195,6 +199,7 @@ mod tests {
         // And the kinds the example leaves at their defaults.
         config.services[0].protocol = crate::model::kinds::Protocol::Udp;
         config.services[0].affinity = crate::model::kinds::Affinity::Client;
+        config.services[0].app_protocol = crate::model::kinds::AppProtocol::None;
         config.services[0].vip = "[2001:db8::1]:443".parse().unwrap();
         config.services[0].stable = vec!["[2001:db8::2]:8443".parse().unwrap()];
         config.services[0].canary = vec!["[2001:db8::3]:8443".parse().unwrap()];
