@@ -18,7 +18,7 @@ use canary_userspace::{
         DEFAULT_SOCKET, DEFAULT_STATE_DIR, FleetConfig, Weight, parse_duration,
     },
     controller::plan::{Mode, OnRollback, RolloutPlan},
-    model::kinds::AppProtocol,
+    model::{grpc_code::GrpcCodes, kinds::AppProtocol},
 };
 
 /// The host the fixtures are written for: only these interfaces exist.
@@ -326,6 +326,22 @@ fn packaged_example_parses() {
     assert!(!config.services.is_empty());
 }
 
+/// The commented `grpc_error_codes` line of packaging/canary.toml, written
+/// in, reads as the default it claims to be.
+#[test]
+fn the_packaged_grpc_error_codes_line_is_the_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/canary.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    let commented = "# grpc_error_codes = ";
+    assert_eq!(text.matches(commented).count(), 1);
+    let text = text.replace(commented, "grpc_error_codes = ");
+    let config = config::parse(&text, "packaging/canary.toml", &|_| true).unwrap();
+    assert_eq!(
+        config.rollouts["sentiment"].grpc_error_codes,
+        RolloutPlan::default().grpc_error_codes
+    );
+}
+
 #[test]
 fn load_reports_an_unreadable_file() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/no-such-file.toml");
@@ -377,6 +393,11 @@ fn rollout_fixture_has_its_values_and_defaults() {
     assert_eq!(s.checks.max_p99_ms, Some(250.0));
     assert_eq!(s.checks.error_margin, 0.005);
     assert_eq!(s.prometheus.as_deref(), Some("http://127.0.0.1:9090"));
+    assert_eq!(
+        s.grpc_error_codes.names(),
+        ["RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE"],
+        "names in any case, and numbers"
+    );
     assert_eq!(s.gates[0].name, "accuracy");
     assert_eq!((s.gates[0].min, s.gates[0].max), (Some(0.92), None));
     let r = &c.rollouts["ranker"];
@@ -396,6 +417,7 @@ fn rollout_fixture_has_its_values_and_defaults() {
         "defaults"
     );
     assert_eq!(r.max_step_duration, None, "no limit unless given");
+    assert_eq!(r.grpc_error_codes, GrpcCodes::DEFAULT);
     // Written back, it reads the same.
     let again = config::parse(&c.to_toml(), "rendered.toml", &test_interfaces).unwrap();
     assert_eq!(again, c);
@@ -445,6 +467,41 @@ max_error_rate = 0.01
         (d.checks.error_margin, d.checks.p99_margin_ms, d.alpha),
         (0.01, 5.0, 0.05)
     );
+    assert_eq!(
+        d.grpc_error_codes.names(),
+        [
+            "UNKNOWN",
+            "DEADLINE_EXCEEDED",
+            "UNIMPLEMENTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "DATA_LOSS"
+        ]
+    );
+}
+
+/// An empty list is a choice: only `:status` 5xx and stream resets count.
+#[test]
+fn an_empty_grpc_error_codes_counts_no_grpc_status() {
+    let text = r#"
+[daemon]
+interfaces = ["eth0"]
+
+[[service]]
+name = "model"
+listen = "198.18.0.1:80"
+stable = ["198.18.0.1:8081"]
+canary = ["198.18.0.1:8082"]
+
+[service.rollout]
+steps = [5, 100]
+max_error_rate = 0.01
+grpc_error_codes = []
+"#;
+    let c = config::parse(text, "empty.toml", &test_interfaces).unwrap();
+    assert_eq!(c.rollouts["model"].grpc_error_codes, GrpcCodes::EMPTY);
+    let again = config::parse(&c.to_toml(), "rendered.toml", &test_interfaces).unwrap();
+    assert_eq!(again, c);
 }
 
 /// `weight = "5%"` is 5 %, as `canaryctl set-weight S 5%` is.

@@ -159,6 +159,10 @@ fn rollout_table(p: &RolloutPlan) -> Table {
             t.insert(key.into(), Value::Float(v));
         }
     }
+    t.insert(
+        "grpc_error_codes".into(),
+        strings(&p.grpc_error_codes.names()),
+    );
     for (key, v) in [("prometheus", &p.prometheus), ("webhook", &p.webhook)] {
         if let Some(v) = v {
             t.insert(key.into(), Value::String(v.clone()));
@@ -204,6 +208,8 @@ mod tests {
         config.services[0].stable = vec!["[2001:db8::2]:8443".parse().unwrap()];
         config.services[0].canary = vec!["[2001:db8::3]:8443".parse().unwrap()];
         config.services[0].weight = "12.34".parse().unwrap();
+        let plan = config.rollouts.get_mut("sentiment").unwrap();
+        plan.grpc_error_codes = crate::model::grpc_code::GrpcCodes::from_codes([8, 14]).unwrap();
         let first = config.daemon.interfaces[0].clone();
         config.daemon.interfaces.push("veth0".into());
         config
