@@ -18,6 +18,7 @@ use canary_userspace::{
         DEFAULT_SOCKET, DEFAULT_STATE_DIR, FleetConfig, Weight, parse_duration,
     },
     controller::plan::{Mode, OnRollback, RolloutPlan},
+    model::{grpc_code::GrpcCodes, kinds::AppProtocol},
 };
 
 /// The host the fixtures are written for: only these interfaces exist.
@@ -139,8 +140,51 @@ fn minimal_fixture_takes_defaults() {
     let api = &config.services[0];
     assert_eq!(api.protocol, Protocol::Tcp);
     assert_eq!(api.affinity, Affinity::Flow);
+    assert_eq!(api.app_protocol, AppProtocol::Auto);
     assert_eq!(api.weight.bp(), 0);
     assert_eq!(config.fleet, None, "no [fleet]: a single host");
+}
+
+/// Every word reads as itself on TCP; UDP takes `auto` and `none` (the
+/// invalid fixtures refuse `http` and `h2c` there).
+#[test]
+fn app_protocol_reads_each_word_and_defaults_to_auto() {
+    let service = |protocol: &str, app: Option<&str>| {
+        let app = app.map_or(String::new(), |a| format!("app_protocol = {a:?}"));
+        let text = format!(
+            r#"
+[daemon]
+interfaces = ["eth0"]
+
+[[service]]
+name = "model"
+listen = "198.18.0.1:80"
+protocol = "{protocol}"
+{app}
+stable = ["198.18.0.1:8081"]
+canary = ["198.18.0.1:8082"]
+"#
+        );
+        config::parse(&text, "app.toml", &test_interfaces).map(|c| c.services[0].app_protocol)
+    };
+    for (word, want) in [
+        ("auto", AppProtocol::Auto),
+        ("http", AppProtocol::Http),
+        ("h2c", AppProtocol::H2c),
+        ("none", AppProtocol::None),
+    ] {
+        assert_eq!(service("tcp", Some(word)).unwrap(), want, "{word}");
+    }
+    assert_eq!(service("tcp", None).unwrap(), AppProtocol::Auto);
+    assert_eq!(service("udp", None).unwrap(), AppProtocol::Auto);
+    assert_eq!(service("udp", Some("auto")).unwrap(), AppProtocol::Auto);
+    assert_eq!(service("udp", Some("none")).unwrap(), AppProtocol::None);
+    // The words are lower case, as every other word in the file.
+    let e = service("tcp", Some("H2C")).unwrap_err().to_string();
+    assert!(
+        e.contains("app.toml: service[0].app_protocol: \"H2C\" is not a valid app_protocol"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -282,6 +326,22 @@ fn packaged_example_parses() {
     assert!(!config.services.is_empty());
 }
 
+/// The commented `grpc_error_codes` line of packaging/canary.toml, written
+/// in, reads as the default it claims to be.
+#[test]
+fn the_packaged_grpc_error_codes_line_is_the_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/canary.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    let commented = "# grpc_error_codes = ";
+    assert_eq!(text.matches(commented).count(), 1);
+    let text = text.replace(commented, "grpc_error_codes = ");
+    let config = config::parse(&text, "packaging/canary.toml", &|_| true).unwrap();
+    assert_eq!(
+        config.rollouts["sentiment"].grpc_error_codes,
+        RolloutPlan::default().grpc_error_codes
+    );
+}
+
 #[test]
 fn load_reports_an_unreadable_file() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/no-such-file.toml");
@@ -333,6 +393,11 @@ fn rollout_fixture_has_its_values_and_defaults() {
     assert_eq!(s.checks.max_p99_ms, Some(250.0));
     assert_eq!(s.checks.error_margin, 0.005);
     assert_eq!(s.prometheus.as_deref(), Some("http://127.0.0.1:9090"));
+    assert_eq!(
+        s.grpc_error_codes.names(),
+        ["RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE"],
+        "names in any case, and numbers"
+    );
     assert_eq!(s.gates[0].name, "accuracy");
     assert_eq!((s.gates[0].min, s.gates[0].max), (Some(0.92), None));
     let r = &c.rollouts["ranker"];
@@ -352,6 +417,7 @@ fn rollout_fixture_has_its_values_and_defaults() {
         "defaults"
     );
     assert_eq!(r.max_step_duration, None, "no limit unless given");
+    assert_eq!(r.grpc_error_codes, GrpcCodes::DEFAULT);
     // Written back, it reads the same.
     let again = config::parse(&c.to_toml(), "rendered.toml", &test_interfaces).unwrap();
     assert_eq!(again, c);
@@ -401,6 +467,41 @@ max_error_rate = 0.01
         (d.checks.error_margin, d.checks.p99_margin_ms, d.alpha),
         (0.01, 5.0, 0.05)
     );
+    assert_eq!(
+        d.grpc_error_codes.names(),
+        [
+            "UNKNOWN",
+            "DEADLINE_EXCEEDED",
+            "UNIMPLEMENTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "DATA_LOSS"
+        ]
+    );
+}
+
+/// An empty list is a choice: only `:status` 5xx and stream resets count.
+#[test]
+fn an_empty_grpc_error_codes_counts_no_grpc_status() {
+    let text = r#"
+[daemon]
+interfaces = ["eth0"]
+
+[[service]]
+name = "model"
+listen = "198.18.0.1:80"
+stable = ["198.18.0.1:8081"]
+canary = ["198.18.0.1:8082"]
+
+[service.rollout]
+steps = [5, 100]
+max_error_rate = 0.01
+grpc_error_codes = []
+"#;
+    let c = config::parse(text, "empty.toml", &test_interfaces).unwrap();
+    assert_eq!(c.rollouts["model"].grpc_error_codes, GrpcCodes::EMPTY);
+    let again = config::parse(&c.to_toml(), "rendered.toml", &test_interfaces).unwrap();
+    assert_eq!(again, c);
 }
 
 /// `weight = "5%"` is 5 %, as `canaryctl set-weight S 5%` is.

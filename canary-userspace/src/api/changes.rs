@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use crate::{
     api::{Change, WeightSource},
-    model::{service::ServiceSpec, weight::Weight},
+    model::{kinds::AppProtocol, service::ServiceSpec, weight::Weight},
 };
 
 /// A service as registered, with where its weight came from.
@@ -37,11 +37,16 @@ pub fn backends(set: &[SocketAddr]) -> String {
     v.join(" ")
 }
 
-/// `198.18.0.1:80/tcp, affinity flow, stable A, canary B, weight 5.00% (config)`
+/// `198.18.0.1:80/tcp, affinity flow, stable A, canary B, weight 5.00% (config)`;
+/// `app_protocol h2c` after the affinity when it is not the default, `auto`.
 pub fn summary(s: Sourced) -> String {
     let spec = s.spec;
+    let app = match spec.app_protocol {
+        AppProtocol::Auto => String::new(),
+        other => format!(", app_protocol {other}"),
+    };
     format!(
-        "{}/{}, affinity {}, stable {}, canary {}, weight {}",
+        "{}/{}, affinity {}{app}, stable {}, canary {}, weight {}",
         spec.vip,
         spec.protocol,
         spec.affinity,
@@ -81,6 +86,11 @@ pub fn between(old: &[Sourced], new: &[Sourced]) -> Vec<Change> {
         differs("listen", a.vip.to_string(), b.vip.to_string());
         differs("protocol", a.protocol.to_string(), b.protocol.to_string());
         differs("affinity", a.affinity.to_string(), b.affinity.to_string());
+        differs(
+            "app_protocol",
+            a.app_protocol.to_string(),
+            b.app_protocol.to_string(),
+        );
         differs("stable", backends(&a.stable), backends(&b.stable));
         differs("canary", backends(&a.canary), backends(&b.canary));
         differs(
@@ -161,6 +171,23 @@ mod tests {
                 &[with(&same, WeightSource::Config)]
             )
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_app_protocol_change_is_listed_and_a_non_default_one_is_described() {
+        let old = spec("model", 0);
+        let mut new = spec("model", 0);
+        new.app_protocol = AppProtocol::H2c;
+        let c = between(
+            &[with(&old, WeightSource::Config)],
+            &[with(&new, WeightSource::Config)],
+        );
+        let text: Vec<String> = c.iter().map(Change::to_string).collect();
+        assert_eq!(text, ["~ model: app_protocol auto -> h2c"]);
+        assert_eq!(
+            summary(with(&new, WeightSource::Config)),
+            "198.18.0.1:80/tcp, affinity flow, app_protocol h2c, stable 198.18.0.1:8081, canary 198.18.0.1:8082, weight 0.00% (config)"
         );
     }
 }

@@ -494,7 +494,7 @@ pub struct Change {
     pub service: String,
     /// "service" when the whole service was added (no `old`) or removed
     /// (no `new`); else the key: "listen", "protocol", "affinity",
-    /// "stable", "canary" or "weight".
+    /// "app_protocol", "stable", "canary" or "weight".
     pub field: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old: Option<String>,

@@ -101,6 +101,10 @@ fn service_table(s: &ServiceSpec, rollout: Option<&RolloutPlan>) -> Value {
     t.insert("listen".into(), Value::String(s.vip.to_string()));
     t.insert("protocol".into(), Value::String(s.protocol.to_string()));
     t.insert("affinity".into(), Value::String(s.affinity.to_string()));
+    t.insert(
+        "app_protocol".into(),
+        Value::String(s.app_protocol.to_string()),
+    );
     t.insert("stable".into(), strings(&s.stable));
     t.insert("canary".into(), strings(&s.canary));
     t.insert("weight".into(), Value::Float(s.weight.percent()));
@@ -155,6 +159,10 @@ fn rollout_table(p: &RolloutPlan) -> Table {
             t.insert(key.into(), Value::Float(v));
         }
     }
+    t.insert(
+        "grpc_error_codes".into(),
+        strings(&p.grpc_error_codes.names()),
+    );
     for (key, v) in [("prometheus", &p.prometheus), ("webhook", &p.webhook)] {
         if let Some(v) = v {
             t.insert(key.into(), Value::String(v.clone()));
@@ -195,10 +203,13 @@ mod tests {
         // And the kinds the example leaves at their defaults.
         config.services[0].protocol = crate::model::kinds::Protocol::Udp;
         config.services[0].affinity = crate::model::kinds::Affinity::Client;
+        config.services[0].app_protocol = crate::model::kinds::AppProtocol::None;
         config.services[0].vip = "[2001:db8::1]:443".parse().unwrap();
         config.services[0].stable = vec!["[2001:db8::2]:8443".parse().unwrap()];
         config.services[0].canary = vec!["[2001:db8::3]:8443".parse().unwrap()];
         config.services[0].weight = "12.34".parse().unwrap();
+        let plan = config.rollouts.get_mut("sentiment").unwrap();
+        plan.grpc_error_codes = crate::model::grpc_code::GrpcCodes::from_codes([8, 14]).unwrap();
         let first = config.daemon.interfaces[0].clone();
         config.daemon.interfaces.push("veth0".into());
         config

@@ -13,7 +13,10 @@ use super::{
 };
 use crate::{
     controller::plan::{Checks, Gate, RolloutPlan},
-    model::kinds::{Mode, OnRollback},
+    model::{
+        grpc_code::{self, GrpcCodes},
+        kinds::{Mode, OnRollback},
+    },
 };
 
 const KNOWN: &[&str] = &[
@@ -36,6 +39,7 @@ const KNOWN: &[&str] = &[
     "max_p99_ratio",
     "p99_margin_ms",
     "alpha",
+    "grpc_error_codes",
     "prometheus",
     "webhook",
     "gate",
@@ -110,6 +114,7 @@ pub(crate) fn read(
             }
             None => None,
         };
+    let grpc_error_codes = grpc_error_codes(errs, table, p, d.grpc_error_codes);
     let prometheus = url(errs, table, p, "prometheus");
     let webhook = url(errs, table, p, "webhook");
     let gates = gates(errs, table, p);
@@ -156,6 +161,7 @@ pub(crate) fn read(
         prometheus,
         webhook: webhook?,
         alpha: alpha?.unwrap_or(d.alpha),
+        grpc_error_codes: grpc_error_codes?,
     })
 }
 
@@ -370,6 +376,51 @@ fn positive(errs: &mut Collector, table: &Table, path: &str, key: &str) -> Optio
             None
         }
     }
+}
+
+/// `grpc_error_codes = ["UNAVAILABLE", ...]`: gRPC status code names in
+/// any case, or their numbers; OK and a code listed twice are refused.
+/// Empty is allowed: only `:status` 5xx and stream resets count then.
+fn grpc_error_codes(
+    errs: &mut Collector,
+    table: &Table,
+    path: &str,
+    default: GrpcCodes,
+) -> Option<GrpcCodes> {
+    let key = "grpc_error_codes";
+    let items = match value::array(errs, table, path, key) {
+        value::Field::Absent => return Some(default),
+        value::Field::Bad => return None,
+        value::Field::Found(items) => items,
+    };
+    let field = join(path, key);
+    let before = errs.len();
+    let mut set = GrpcCodes::EMPTY;
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let code = match item {
+            Value::String(name) => grpc_code::parse_name(name),
+            Value::Integer(n) => grpc_code::from_number(*n),
+            other => {
+                value::wrong_type(errs, &at, "a gRPC status code name or number", other);
+                continue;
+            }
+        };
+        match code.map_err(|e| e.to_string()).and_then(|c| {
+            if set.contains(c) {
+                Err(format!(
+                    "{} ({c}) is already listed",
+                    grpc_code::NAMES[c as usize]
+                ))
+            } else {
+                set.with(c).map_err(|e| e.to_string())
+            }
+        }) {
+            Ok(more) => set = more,
+            Err(why) => errs.push(&at, why),
+        }
+    }
+    (errs.len() == before).then_some(set)
 }
 
 /// An optional `http://host:port[/path]` URL: the controller speaks plain

@@ -15,12 +15,20 @@ use super::{
 };
 use crate::{
     controller::plan::RolloutPlan,
-    model::kinds::{Affinity, Protocol},
+    model::kinds::{Affinity, AppProtocol, Named, Protocol},
     model::service::ServiceSpec,
 };
 
 const KNOWN: &[&str] = &[
-    "name", "listen", "protocol", "affinity", "stable", "canary", "weight", "rollout",
+    "name",
+    "listen",
+    "protocol",
+    "affinity",
+    "app_protocol",
+    "stable",
+    "canary",
+    "weight",
+    "rollout",
 ];
 
 /// Longest service name; it becomes a Prometheus label value and a CLI argument.
@@ -40,6 +48,7 @@ pub(crate) struct Partial {
     pub(crate) vip: Option<SocketAddr>,
     pub(crate) protocol: Option<Protocol>,
     affinity: Option<Affinity>,
+    app_protocol: Option<AppProtocol>,
     stable: Option<Vec<SocketAddr>>,
     canary: Option<Vec<SocketAddr>>,
     weight: Option<Weight>,
@@ -58,7 +67,7 @@ impl Partial {
             vip: self.vip?,
             protocol: self.protocol?,
             affinity: self.affinity?,
-            app_protocol: Default::default(),
+            app_protocol: self.app_protocol?,
             stable: self.stable.clone()?,
             canary: self.canary.clone()?,
             weight: self.weight?,
@@ -83,6 +92,7 @@ pub(crate) fn read(errs: &mut Collector, index: usize, value: &Value) -> Partial
         vip: None,
         protocol: None,
         affinity: None,
+        app_protocol: None,
         stable: None,
         canary: None,
         weight: None,
@@ -101,6 +111,7 @@ pub(crate) fn read(errs: &mut Collector, index: usize, value: &Value) -> Partial
     partial.vip = listen(errs, table, path);
     partial.protocol = value::word::<Protocol>(errs, table, path, "protocol");
     partial.affinity = value::word::<Affinity>(errs, table, path, "affinity");
+    partial.app_protocol = app_protocol(errs, table, path, partial.protocol);
     let (stable, mut backends) = backend_set(errs, table, path, "stable", partial.vip);
     let (canary, canary_backends) = backend_set(errs, table, path, "canary", partial.vip);
     backends.extend(canary_backends);
@@ -134,6 +145,30 @@ fn name(errs: &mut Collector, table: &Table, path: &str) -> Option<String> {
         format!("{name:?} is not a service name: {why}; use 1 to {MAX_NAME} of A-Z a-z 0-9 _ . -"),
     );
     None
+}
+
+/// `app_protocol`, default `auto`. HTTP and HTTP/2 run over TCP here: a UDP
+/// service reads no payload, so only `auto` and `none` (the same on UDP)
+/// are allowed there. Not checked against a protocol that was reported.
+fn app_protocol(
+    errs: &mut Collector,
+    table: &Table,
+    path: &str,
+    protocol: Option<Protocol>,
+) -> Option<AppProtocol> {
+    let app = value::word::<AppProtocol>(errs, table, path, "app_protocol")?;
+    if protocol == Some(Protocol::Udp) && matches!(app, AppProtocol::Http | AppProtocol::H2c) {
+        errs.push(
+            join(path, "app_protocol"),
+            format!(
+                "{:?} needs protocol = \"tcp\": canary reads HTTP and HTTP/2 over TCP only; \
+                 a UDP service takes \"auto\" or \"none\"",
+                app.name()
+            ),
+        );
+        return None;
+    }
+    Some(app)
 }
 
 fn listen(errs: &mut Collector, table: &Table, path: &str) -> Option<SocketAddr> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::kinds::{Mode, OnRollback};
-use crate::model::weight::Weight;
+use crate::model::{grpc_code::GrpcCodes, weight::Weight};
 
 /// A PromQL gate on something the kernel cannot see (model accuracy).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +85,11 @@ pub struct RolloutPlan {
     /// than a bucket past its limit, see `stats::above`) stays within it
     /// however many intervals the rollout runs.
     pub alpha: f64,
+    /// The `grpc-status` codes that count as errors of an h2c service.
+    /// Absent in older state files and fleet records, which read as the
+    /// default; the default is not written, so those releases read it too.
+    #[serde(default, skip_serializing_if = "GrpcCodes::is_default")]
+    pub grpc_error_codes: GrpcCodes,
 }
 
 impl RolloutPlan {
@@ -120,6 +125,7 @@ impl Default for RolloutPlan {
             prometheus: None,
             webhook: None,
             alpha: 0.05,
+            grpc_error_codes: GrpcCodes::DEFAULT,
         }
     }
 }

@@ -627,6 +627,7 @@ fn readme_plan() -> RolloutPlan {
         prometheus: None,
         webhook: None,
         alpha: 0.05,
+        grpc_error_codes: crate::model::grpc_code::GrpcCodes::DEFAULT,
     }
 }
 

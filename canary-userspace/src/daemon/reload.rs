@@ -248,3 +248,34 @@ fn changes(current: &[ServiceSpec], wanted: &[ServiceSpec]) -> Reloaded {
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kinds::{Affinity, AppProtocol, Protocol};
+
+    fn spec(name: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            vip: "198.18.0.1:80".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            affinity: Affinity::Flow,
+            app_protocol: AppProtocol::Auto,
+            stable: vec!["198.18.0.1:8081".parse().unwrap()],
+            canary: vec!["198.18.0.1:8082".parse().unwrap()],
+            weight: crate::model::weight::Weight::ZERO,
+        }
+    }
+
+    /// The data path's service record carries `app_protocol`, so a reload
+    /// that changes only it must write the record again.
+    #[test]
+    fn a_changed_app_protocol_updates_the_service() {
+        let mut h2c = spec("model");
+        h2c.app_protocol = AppProtocol::H2c;
+        let r = changes(&[spec("model"), spec("same")], &[h2c, spec("same")]);
+        assert_eq!(r.updated, ["model"]);
+        assert_eq!(r.unchanged, ["same"]);
+        assert!(r.added.is_empty() && r.removed.is_empty(), "{r:?}");
+    }
+}

@@ -209,6 +209,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+    use crate::model::grpc_code::GrpcCodes;
 
     fn bp(bp: u16) -> Weight {
         Weight::from_bp(bp).unwrap()
@@ -391,6 +392,8 @@ mod tests {
         );
         assert_eq!(run.weight(), bp(1000));
         assert_eq!(run.state.history[0].weight, bp(500));
+        // Written before grpc_error_codes: the default, and not written back.
+        assert_eq!(run.plan.grpc_error_codes, GrpcCodes::DEFAULT);
         save(&dir, &state).unwrap();
         let written: serde_json::Value =
             serde_json::from_str(&fs::read_to_string(path(&dir)).unwrap()).unwrap();
@@ -404,6 +407,29 @@ mod tests {
         .unwrap();
         let e = load(&dir).unwrap_err().to_string();
         assert!(e.contains("0 to 10000 basis points; found 12500"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A plan's own gRPC error codes survive a restart.
+    #[test]
+    fn grpc_error_codes_round_trip_through_the_state_file() {
+        let dir = std::env::temp_dir().join(format!("canary-state-grpc-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut plan = crate::controller::tests::plan();
+        plan.grpc_error_codes = GrpcCodes::from_codes([8, 14]).unwrap();
+        let mut s = State::default();
+        s.rollouts.insert(
+            "m".into(),
+            RolloutRun::start(plan.clone(), Default::default(), 0),
+        );
+        save(&dir, &s).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(path(&dir)).unwrap()).unwrap();
+        assert_eq!(
+            written["rollouts"]["m"]["plan"]["grpc_error_codes"],
+            serde_json::json!(["RESOURCE_EXHAUSTED", "UNAVAILABLE"])
+        );
+        assert_eq!(load(&dir).unwrap().rollouts["m"].plan, plan);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -106,3 +106,48 @@ pub struct Member {
     pub host: String,
     pub joined_unix_ms: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::grpc_code::GrpcCodes;
+
+    fn rollout(codes: GrpcCodes) -> FleetRollout {
+        let mut plan = crate::controller::tests::plan();
+        plan.grpc_error_codes = codes;
+        FleetRollout {
+            generation: 1,
+            weight: Weight::ZERO,
+            reset_canary: false,
+            rebase: None,
+            run: RolloutRun::start(plan, Default::default(), 0),
+            by: "host-a".into(),
+            why: "start".into(),
+        }
+    }
+
+    /// The leader judges from the plan in `run/<service>`: its gRPC error
+    /// codes go with it, and a record a release before them wrote reads as
+    /// the default.
+    #[test]
+    fn grpc_error_codes_ride_in_the_run_and_older_records_read_the_default() {
+        let set = GrpcCodes::from_codes([8, 14]).unwrap();
+        let json = serde_json::to_value(rollout(set)).unwrap();
+        assert_eq!(
+            json["run"]["plan"]["grpc_error_codes"],
+            serde_json::json!(["RESOURCE_EXHAUSTED", "UNAVAILABLE"])
+        );
+        let back: FleetRollout = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, rollout(set));
+        let mut older = json;
+        older["run"]["plan"]
+            .as_object_mut()
+            .unwrap()
+            .remove("grpc_error_codes");
+        let back: FleetRollout = serde_json::from_value(older).unwrap();
+        assert_eq!(back.run.plan.grpc_error_codes, GrpcCodes::DEFAULT);
+        // The default is not written, so those releases read new records.
+        let default = serde_json::to_value(rollout(GrpcCodes::DEFAULT)).unwrap();
+        assert!(default["run"]["plan"].get("grpc_error_codes").is_none());
+    }
+}
