@@ -32,7 +32,7 @@ use canary_common::{
         self, APP_AUTO_PENDING, APP_H2, APP_H2_UNTRACKED, APP_H2C_PENDING, APP_HTTP1, CLIENT,
         CONTINUATION, DATA, FLAG_END_STREAM, FRAME_HEADER_LEN, GOAWAY, H2Conn, H2Dir,
         H2HeaderPiece, H2Signals, H2StreamKey, HEADERS, MAX_WALK_STEPS, PIECE_BYTES, PREFACE,
-        PREFACE_LEN, RST_STREAM, SERVER, STREAM_ANSWERED, error_slot, frame_header,
+        PREFACE_LEN, PUSH_PROMISE, RST_STREAM, SERVER, STREAM_ANSWERED, error_slot, frame_header,
     },
     signals::UNTIMED,
     stats_slot,
@@ -387,6 +387,13 @@ extern "C" fn step<C: Hook, const DIR: usize>(_i: u64, w: *mut c_void) -> i64 {
         w.end = LOST;
         return 1;
     };
+    // A pushed stream's block changes the server's HPACK table, which
+    // canaryd is not given: its decoding would go wrong, so the walk ends
+    // here (gRPC never pushes).
+    if DIR == SERVER && h.kind == PUSH_PROMISE {
+        w.end = LOST;
+        return 1;
+    }
     d.kind = h.kind;
     d.flags = h.flags;
     d.stream = h.stream;

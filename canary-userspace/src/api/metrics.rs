@@ -9,8 +9,9 @@ use prometheus::{
 
 use crate::{
     api::{RolloutReport, Status, VersionStatus},
+    model::grpc::grpc_slot_name,
     model::rollout::{Phase, Verdict},
-    model::signals::Histogram,
+    model::signals::{GRPC_SLOTS, Histogram},
 };
 
 /// Registry of the metrics the prometheus crate keeps itself (process).
@@ -331,6 +332,31 @@ fn signal_families(status: &Status) -> Vec<MetricFamily> {
         COUNTER,
         "New flows the failsafe sent to stable while canaryd's heartbeat was stale (counted on stable).",
     );
+    let mut grpc = Family::new(
+        "canary_grpc_responses_total",
+        COUNTER,
+        "HTTP/2 responses by grpc-status (code), decoded by canaryd from the servers' header blocks; other: a value that is no gRPC code.",
+    );
+    let mut h2_connections = Family::new(
+        "canary_h2_connections_total",
+        COUNTER,
+        "HTTP/2 (h2c) connections followed frame by frame from their preface.",
+    );
+    let mut h2_untracked = Family::new(
+        "canary_h2_untracked_connections_total",
+        COUNTER,
+        "HTTP/2 connections whose frame boundaries were lost (a sequence gap, a header out of sync, no preface on an h2c service): their later streams are not counted.",
+    );
+    let mut h2_undecodable = Family::new(
+        "canary_h2_undecodable_connections_total",
+        COUNTER,
+        "HTTP/2 connections whose header blocks canaryd could not decode (a lost piece, a table out of sync): their streams count with no status and no grpc-status.",
+    );
+    let mut stream_resets = Family::new(
+        "canary_h2_stream_resets_total",
+        COUNTER,
+        "RST_STREAM frames from the backend with an error code: streams it abandoned.",
+    );
     let mut latency = vec![];
     let mut connect = vec![];
     for s in &status.services {
@@ -350,6 +376,19 @@ fn signal_families(status: &Status) -> Vec<MetricFamily> {
             failsafe.add(labels(), sig.failsafe_flows as f64);
             latency.push((labels(), &sig.latency));
             connect.push((labels(), &sig.connect));
+            // HTTP/2's families only for services that speak it: every
+            // code, so a rate over any of them starts from 0.
+            if sig.h2_connections + sig.h2_untracked > 0 {
+                for slot in 0..GRPC_SLOTS {
+                    let mut l = labels();
+                    l.push(("code", grpc_slot_name(slot).to_owned()));
+                    grpc.add(l, sig.grpc_code(slot) as f64);
+                }
+                h2_connections.add(labels(), sig.h2_connections as f64);
+                h2_untracked.add(labels(), sig.h2_untracked as f64);
+                h2_undecodable.add(labels(), sig.h2_undecodable as f64);
+                stream_resets.add(labels(), sig.stream_resets as f64);
+            }
         }
     }
     let mut out: Vec<MetricFamily> = [
@@ -360,6 +399,11 @@ fn signal_families(status: &Status) -> Vec<MetricFamily> {
         refused,
         retransmits,
         failsafe,
+        grpc,
+        h2_connections,
+        h2_untracked,
+        h2_undecodable,
+        stream_resets,
     ]
     .into_iter()
     .filter(|f| !f.samples.is_empty())

@@ -36,6 +36,7 @@ use super::{
     },
 };
 use crate::model::{
+    grpc_code::GrpcCodes,
     rollout::{Action, CheckResult, MAX_HISTORY, Need, Phase, Record, Verdict},
     signals::{Histogram, VersionSignals},
     weight::Weight,
@@ -297,7 +298,7 @@ pub fn evaluate(
 /// versions' evidence scaled up together; stable's only while it grows).
 fn judge(plan: &RolloutPlan, ev: &Evidence, stable_grows: bool) -> Vec<CheckResult> {
     let lvl = level(plan.alpha, plan.steps.len(), plan.checks.bounds());
-    let mut out: Vec<CheckResult> = KernelCheck::enabled(&plan.checks)
+    let mut out: Vec<CheckResult> = KernelCheck::enabled(&plan.checks, plan.grpc_error_codes)
         .into_iter()
         .map(|check| {
             let mut result = check.result(&ev.stable, &ev.canary, lvl);
@@ -376,22 +377,37 @@ fn three_way(fail: bool, pass: bool) -> Verdict {
 /// the step began.
 #[derive(Clone, Copy)]
 enum KernelCheck {
-    ErrorRate { max: f64 },
-    ErrorRatio { ratio: f64, margin: f64 },
-    P99Ms { max_ms: f64 },
-    P99Ratio { ratio: f64, margin_ms: f64 },
+    /// `codes`: the grpc-status codes that count as errors.
+    ErrorRate {
+        max: f64,
+        codes: GrpcCodes,
+    },
+    ErrorRatio {
+        ratio: f64,
+        margin: f64,
+        codes: GrpcCodes,
+    },
+    P99Ms {
+        max_ms: f64,
+    },
+    P99Ratio {
+        ratio: f64,
+        margin_ms: f64,
+    },
 }
 
 /// The share of responses slower than the p99 allows.
 const P99_TAIL: f64 = 0.01;
 
 impl KernelCheck {
-    fn enabled(c: &Checks) -> Vec<KernelCheck> {
+    fn enabled(c: &Checks, codes: GrpcCodes) -> Vec<KernelCheck> {
         [
-            c.max_error_rate.map(|max| KernelCheck::ErrorRate { max }),
+            c.max_error_rate
+                .map(|max| KernelCheck::ErrorRate { max, codes }),
             c.max_error_ratio.map(|ratio| KernelCheck::ErrorRatio {
                 ratio,
                 margin: c.error_margin,
+                codes,
             }),
             c.max_p99_ms.map(|max_ms| KernelCheck::P99Ms { max_ms }),
             c.max_p99_ratio.map(|ratio| KernelCheck::P99Ratio {
@@ -418,13 +434,17 @@ impl KernelCheck {
     /// passes only when even the upper bound is within it.
     fn verdict(self, stable: &VersionSignals, canary: &VersionSignals, lvl: Level) -> Verdict {
         let ((x_fail, x_pass), n, (fail_at, pass_at)) = match self {
-            KernelCheck::ErrorRate { max } => {
-                let x = canary.errors();
+            KernelCheck::ErrorRate { max, codes } => {
+                let x = canary.errors_with(codes);
                 ((x, x as f64), attempts(canary), (max, max))
             }
-            KernelCheck::ErrorRatio { ratio, margin } => {
-                let x = canary.errors();
-                let (s_lo, s_hi) = error_rate_bounds(stable, lvl);
+            KernelCheck::ErrorRatio {
+                ratio,
+                margin,
+                codes,
+            } => {
+                let x = canary.errors_with(codes);
+                let (s_lo, s_hi) = error_rate_bounds(stable, lvl, codes);
                 let limits = (ratio * s_hi + margin, ratio * s_lo + margin);
                 ((x, x as f64), attempts(canary), limits)
             }
@@ -448,22 +468,26 @@ impl KernelCheck {
     fn result(self, stable: &VersionSignals, canary: &VersionSignals, lvl: Level) -> CheckResult {
         let verdict = self.verdict(stable, canary, lvl);
         let (name, value, detail) = match self {
-            KernelCheck::ErrorRate { max } => {
-                let (x, n) = (canary.errors(), attempts(canary));
+            KernelCheck::ErrorRate { max, codes } => {
+                let (x, n) = (canary.errors_with(codes), attempts(canary));
                 let (lo, hi) = (lower(x, n, lvl), upper(x as f64, n, lvl));
                 (
                     "error_rate",
-                    canary.error_rate(),
+                    canary.error_rate_with(codes),
                     format!(
                         "canary {x} errors in {n} attempts, rate in [{lo:.4}, {hi:.4}] (level {:.2e}), max {max}",
                         lvl.0
                     ),
                 )
             }
-            KernelCheck::ErrorRatio { ratio, margin } => {
-                let (c_lo, c_hi) = error_rate_bounds(canary, lvl);
-                let (s_lo, s_hi) = error_rate_bounds(stable, lvl);
-                let value = match (canary.error_rate(), stable.error_rate()) {
+            KernelCheck::ErrorRatio {
+                ratio,
+                margin,
+                codes,
+            } => {
+                let (c_lo, c_hi) = error_rate_bounds(canary, lvl, codes);
+                let (s_lo, s_hi) = error_rate_bounds(stable, lvl, codes);
+                let value = match (canary.error_rate_with(codes), stable.error_rate_with(codes)) {
                     (Some(c), Some(s)) if s > 0.0 => Some(c / s),
                     _ => None,
                 };
@@ -517,8 +541,8 @@ impl KernelCheck {
 }
 
 /// Bounds on a version's error rate.
-fn error_rate_bounds(v: &VersionSignals, lvl: Level) -> (f64, f64) {
-    let (x, n) = (v.errors(), attempts(v));
+fn error_rate_bounds(v: &VersionSignals, lvl: Level, codes: GrpcCodes) -> (f64, f64) {
+    let (x, n) = (v.errors_with(codes), attempts(v));
     (lower(x, n, lvl), upper(x as f64, n, lvl))
 }
 

@@ -14,14 +14,12 @@ use std::{
 };
 
 use super::{observe::Observer, owner::Handle, unix_ms};
-use crate::{
-    controller::{
-        plan::RolloutPlan,
-        policy::{GateReading, evaluate},
-        prometheus::{self, QUERY_TIMEOUT},
-        run::{Reading, RolloutRun},
-        webhook::Webhooks,
-    },
+use crate::controller::{
+    plan::RolloutPlan,
+    policy::{GateReading, evaluate},
+    prometheus::{self, QUERY_TIMEOUT},
+    run::{Reading, RolloutRun},
+    webhook::Webhooks,
 };
 
 /// How much longer than the look's deadline a gate's query may run on its

@@ -147,6 +147,13 @@ impl Daemon {
     pub fn counters(&self) -> std::sync::Arc<crate::kernel::maps::Counters> {
         self.dp.counters()
     }
+
+    /// The ring of the servers' HTTP/2 header blocks, taken once for the
+    /// task that decodes them (`h2_headers::drain`). Needs a tokio runtime
+    /// (it registers the ring's descriptor with it).
+    pub fn take_header_ring(&mut self) -> Result<crate::kernel::h2_ring::HeaderRing, DaemonError> {
+        Ok(self.dp.take_h2_headers()?)
+    }
 }
 
 /// Writes the state file, trying again a few times (155 ms in all) when

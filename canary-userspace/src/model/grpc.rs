@@ -47,27 +47,11 @@ use serde::{Deserialize, Serialize};
 /// value that is not one of them.
 pub const GRPC_CODES: usize = 18;
 pub const GRPC_OTHER: usize = GRPC_CODES - 1;
-/// Names of the codes, as exported (`code` label).
-pub const GRPC_CODE_NAMES: [&str; GRPC_CODES] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-    "other",
-];
+/// The name of slot `i` of the counts, as exported (`code` label): the
+/// code's (`grpc_code::NAMES`), or `other`.
+pub fn grpc_slot_name(i: usize) -> &'static str {
+    crate::model::grpc_code::name(i as u32).unwrap_or("other")
+}
 
 /// Why a connection became undecodable, counted once per connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +101,7 @@ impl Undecodable {
 /// Cumulative counts of one (service, version).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderCounts {
-    /// Blocks carrying `grpc-status`, by code (`GRPC_CODE_NAMES`).
+    /// Blocks carrying `grpc-status`, by code (`grpc_slot_name`).
     pub grpc_status: [u64; GRPC_CODES],
     /// Blocks carrying `:status`, by class (`HTTP_CLASS_NAMES`).
     pub http: [u64; HTTP_CLASSES],
@@ -694,7 +678,8 @@ mod tests {
         want.http[1] = 1;
         want.grpc_status[14] = 1;
         assert_eq!(c, want);
-        assert_eq!(GRPC_CODE_NAMES[14], "UNAVAILABLE");
+        assert_eq!(grpc_slot_name(14), "UNAVAILABLE");
+        assert_eq!(grpc_slot_name(GRPC_OTHER), "other");
         assert_eq!(counts(&d, 3, 0), HeaderCounts::default());
     }
 

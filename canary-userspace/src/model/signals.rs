@@ -5,14 +5,17 @@
 
 use std::time::Duration;
 
+use canary_common::h2::H2Signals;
 use canary_common::signals::{
     HTTP_CLASS_NAMES, HTTP_CLASSES, LATENCY_BUCKETS, LATENCY_SUB_BITS, Signals, bucket_count,
     bucket_of_ns, bucket_upper_ns, sub_bits_of,
 };
-use canary_common::h2::H2Signals;
 use serde::{Deserialize, Serialize};
 
-use crate::model::grpc::{GRPC_CODES, HeaderCounts};
+use crate::model::{
+    grpc::{GRPC_CODES, HeaderCounts},
+    grpc_code::GrpcCodes,
+};
 
 /// A log-linear histogram of durations (`canary_common::signals`): latency
 /// (`LATENCY_BUCKETS`, 8 buckets per power of two) or connect time
@@ -312,18 +315,34 @@ impl VersionSignals {
             .map(|(i, n)| (*n, self.class(i)))
     }
 
-    /// Failures: 5xx responses, backend resets and refused connections.
+    /// Failures, with the default gRPC codes (`errors_with`).
     pub fn errors(&self) -> u64 {
-        self.class(4) + self.backend_resets + self.connections_refused
+        self.errors_with(GrpcCodes::DEFAULT)
     }
 
-    /// Failures over attempts: `errors / (requests + refused)`. A refused
-    /// connection never carries a request, so it counts as an attempt of
-    /// its own; without that a canary that refuses everything would show
-    /// no error rate at all. None when there were no attempts.
+    /// Failures: 5xx responses (HTTP/1.x status lines and HTTP/2
+    /// `:status`), backend resets, refused connections, HTTP/2 streams the
+    /// backend reset with an error code, and gRPC responses whose
+    /// `grpc-status` is in `codes`. (A response with both a 5xx `:status`
+    /// and a failing `grpc-status`, which a proxy may send, counts twice.)
+    pub fn errors_with(&self, codes: GrpcCodes) -> u64 {
+        let grpc: u64 = codes.codes().map(|c| self.grpc_code(c as usize)).sum();
+        self.class(4) + self.backend_resets + self.connections_refused + self.stream_resets + grpc
+    }
+
+    /// The error rate with the default gRPC codes (`error_rate_with`).
     pub fn error_rate(&self) -> Option<f64> {
+        self.error_rate_with(GrpcCodes::DEFAULT)
+    }
+
+    /// Failures over attempts: `errors / (requests + refused)` (HTTP/2:
+    /// a stream is a request). A refused connection never carries a
+    /// request, so it counts as an attempt of its own; without that a
+    /// canary that refuses everything would show no error rate at all.
+    /// None when there were no attempts.
+    pub fn error_rate_with(&self, codes: GrpcCodes) -> Option<f64> {
         let attempts = self.requests + self.connections_refused;
-        (attempts > 0).then(|| self.errors() as f64 / attempts as f64)
+        (attempts > 0).then(|| self.errors_with(codes) as f64 / attempts as f64)
     }
 }
 

@@ -119,12 +119,19 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         budget.reserve
     );
     let beat_every = daemon.heartbeat_every();
-    let owner = owner::spawn(daemon).context("starting the state owner's thread")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
         .context("starting the async runtime")?;
+    // Taken before the owner has the daemon, inside the runtime its
+    // descriptor registers with.
+    let mut daemon = daemon;
+    let header_ring = {
+        let _runtime = runtime.enter();
+        daemon.take_header_ring()
+    };
+    let owner = owner::spawn(daemon).context("starting the state owner's thread")?;
     let served = Served {
         owner: owner.handle,
         observer: owner.observer,
@@ -136,7 +143,20 @@ pub fn run(config_path: &Path, config: Config, overrides: Overrides, reset: bool
         budget,
         spare,
     };
-    let result = runtime.block_on(serve(served, fleet, owner.stopped, listeners, beat_every));
+    let result = runtime.block_on(async {
+        match header_ring {
+            Ok(ring) => {
+                tokio::spawn(canary_userspace::daemon::h2_headers::drain(
+                    ring,
+                    served.observer.counters.clone(),
+                ));
+            }
+            Err(e) => log::error!(
+                "HTTP/2 header blocks cannot be read ({e}): grpc-status and HTTP/2 :status are not counted"
+            ),
+        }
+        serve(served, fleet, owner.stopped, listeners, beat_every).await
+    });
     // The runtime's tasks held the last handles: the owner skips what no
     // one waits for any more, finishes what it was doing and stops.
     drop(runtime);
