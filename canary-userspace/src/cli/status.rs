@@ -77,7 +77,8 @@ pub fn render(s: &Status, wide: bool) -> String {
     }
     if !s.services.is_empty() {
         out.push_str(
-            "\nSince the counters started. ERRORS: (5xx + backend resets + refused + HTTP/2 stream resets + grpc-status errors) / (requests + refused).\n\
+            "\nSince the counters started. ERRORS: (5xx + backend resets + refused) / (requests + refused);\n\
+             HTTP/2: each stream a request, its resets and failing grpc-status errors too.\n\
              P50/P99: time to first byte, interpolated within buckets 12.5 % wide.\n",
         );
         if !wide {

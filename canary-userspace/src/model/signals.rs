@@ -175,26 +175,45 @@ pub struct VersionSignals {
     pub connect: Histogram,
     /// HTTP/2 responses by `grpc-status` (codes 0 to 16, then one slot
     /// for any other value), as canaryd decoded the servers' header blocks.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grpc: Vec<u64>,
     /// RST_STREAM from the backend with an error code: streams it
     /// abandoned.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub stream_resets: u64,
     /// HTTP/2 connections followed from their preface; those whose frame
     /// boundaries the kernel lost (untracked: their later streams are not
     /// counted at all); those whose header blocks canaryd could not decode
     /// (their streams count, with no status and no grpc-status).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub h2_connections: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub h2_untracked: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub h2_undecodable: u64,
+}
+
+/// The HTTP/2 fields are left out of state files and fleet records while
+/// zero: a reading of an HTTP/1.x service writes what the release before
+/// wrote.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Slots of `VersionSignals::grpc`: the 17 codes, then other values.
 pub const GRPC_SLOTS: usize = GRPC_CODES;
+
+/// `grpc` of two readings combined slot by slot; empty (no HTTP/2 decoded:
+/// all zero) when both are, so readings of HTTP/1.x services keep their
+/// shape in state files and fleet records.
+fn grpc_slots(a: &VersionSignals, b: &VersionSignals, f: impl Fn(u64, u64) -> u64) -> Vec<u64> {
+    if a.grpc.is_empty() && b.grpc.is_empty() {
+        return vec![];
+    }
+    (0..GRPC_SLOTS)
+        .map(|i| f(a.grpc_code(i), b.grpc_code(i)))
+        .collect()
+}
 
 impl From<&Signals> for VersionSignals {
     fn from(s: &Signals) -> Self {
@@ -208,7 +227,7 @@ impl From<&Signals> for VersionSignals {
             failsafe_flows: s.failsafe_flows,
             latency: Histogram::from_kernel(&s.latency, s.latency_sum_ns),
             connect: Histogram::from_kernel(&s.connect, s.connect_sum_ns),
-            grpc: vec![0; GRPC_SLOTS],
+            grpc: vec![],
             stream_resets: 0,
             h2_connections: 0,
             h2_untracked: 0,
@@ -253,9 +272,7 @@ impl VersionSignals {
             failsafe_flows: sub(self.failsafe_flows, earlier.failsafe_flows),
             latency: self.latency.since(&earlier.latency),
             connect: self.connect.since(&earlier.connect),
-            grpc: (0..GRPC_SLOTS)
-                .map(|i| sub(self.grpc_code(i), earlier.grpc_code(i)))
-                .collect(),
+            grpc: grpc_slots(self, earlier, sub),
             stream_resets: sub(self.stream_resets, earlier.stream_resets),
             h2_connections: sub(self.h2_connections, earlier.h2_connections),
             h2_untracked: sub(self.h2_untracked, earlier.h2_untracked),
@@ -278,9 +295,7 @@ impl VersionSignals {
             failsafe_flows: add(self.failsafe_flows, other.failsafe_flows),
             latency: self.latency.plus(&other.latency),
             connect: self.connect.plus(&other.connect),
-            grpc: (0..GRPC_SLOTS)
-                .map(|i| add(self.grpc_code(i), other.grpc_code(i)))
-                .collect(),
+            grpc: grpc_slots(self, other, add),
             stream_resets: add(self.stream_resets, other.stream_resets),
             h2_connections: add(self.h2_connections, other.h2_connections),
             h2_untracked: add(self.h2_untracked, other.h2_untracked),
