@@ -384,3 +384,79 @@ fn a_grpc_canary_three_times_slower_is_rolled_back_on_latency() {
     assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
     assert!(last.reason.contains("p99_ms failed"), "{}", describe(&r));
 }
+
+/// gRPC channels opened before a step stay where they are: `rollout
+/// status` says the observed share (of streams) lags the weight. With a
+/// maximum connection age on the servers, the channels reconnect and the
+/// share follows the weight.
+#[test]
+fn long_lived_channels_lag_the_weight_until_the_servers_age_them() {
+    let _serial = tests::root_scenario();
+    for age in [None, Some(Duration::from_millis(500))] {
+        let options = ServerOptions {
+            max_connection_age: age,
+            ..Default::default()
+        };
+        let g = Grpc::new(options.clone(), options);
+        // One step held for the whole test: nothing fails, nothing is
+        // judged past its first looks.
+        let mut p = plan(&[5000, 10000]);
+        p.interval = Duration::from_secs(60);
+        let d = g.start(0, Some(p));
+        // 20 channels, opened at weight 0, calling for about 4 s.
+        let (s, load) = (
+            g.s.clone(),
+            thread::spawn({
+                let s = g.s.clone();
+                move || {
+                    GrpcLoad {
+                        channels: 20,
+                        concurrency: 20,
+                        deadline: Duration::from_secs(30),
+                        ..GrpcLoad::calls(4000)
+                    }
+                    .run(&s.topo.client, s.vip)
+                    .unwrap()
+                }
+            }),
+        );
+        wait_until(
+            Duration::from_secs(10),
+            "the channels are open",
+            || String::new(),
+            || reading(&d)[0].requests > 200,
+        );
+        d.client().rollout(SERVICE, RolloutAction::Start).unwrap();
+        // Scenario timing: streams after the step, long enough for aged
+        // connections to have reconnected (4 ages).
+        thread::sleep(Duration::from_secs(2));
+        let out = d.ctl(&["rollout", "status", SERVICE]).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let report = d.client().rollout_status(SERVICE).unwrap();
+        let share = report.observed_canary_share.unwrap_or(0.0);
+        let outcome = load.join().unwrap();
+        drop(s);
+        println!(
+            "connection age {age:?}: observed canary share {:.1} % at a weight of {}; clients: {} calls, {:?}",
+            share * 100.0,
+            report.weight,
+            outcome.calls,
+            outcome
+                .by_server
+                .iter()
+                .map(|(k, v)| (k.clone(), v.calls))
+                .collect::<Vec<_>>()
+        );
+        let lags = text.contains("the observed share lags the weight");
+        match age {
+            None => {
+                assert!(share < 0.05, "channels stayed on stable: {share}");
+                assert!(lags, "{text}");
+            }
+            Some(_) => {
+                assert!(share > 0.2, "aged channels reconnected: {share}");
+                assert_eq!(outcome.count(Code::Ok), outcome.calls, "no call failed");
+            }
+        }
+    }
+}
