@@ -24,7 +24,7 @@ use std::{
 use anyhow::Result;
 use canary_userspace::{
     Affinity, Protocol, ServiceSpec,
-    api::{Client as ApiClient, InterfaceStatus, Status},
+    api::{Client as ApiClient, InterfaceStatus, RolloutAction, RolloutReport, Status},
     config::Config,
 };
 use xtask::{
@@ -428,6 +428,27 @@ pub fn accepted_on(pid: u32, path: &Path) -> usize {
     })
     .collect();
     inodes.len()
+}
+
+/// Starts the rollout of the fixture's service on `d` and waits (bounded
+/// by `limit`) for it to stop running: the report and how long it took.
+pub fn run_rollout_to_end(d: &Canaryd, limit: Duration) -> (RolloutReport, Duration) {
+    let client = d.client();
+    let started = Instant::now();
+    client.rollout(SERVICE, RolloutAction::Start).unwrap();
+    let report = client
+        .wait_for_rollout(SERVICE, Duration::from_millis(100), limit, |_| {})
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
+    (report, started.elapsed())
+}
+
+/// A rollout's decisions, one line each, for a failing assertion.
+pub fn describe_history(r: &RolloutReport) -> String {
+    r.history
+        .iter()
+        .map(|h| format!("look {} {:?}: {}", h.look, h.verdict, h.reason))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::{
 
 use canary_userspace::{
     AppProtocol,
-    api::{RolloutAction, RolloutReport},
+    api::RolloutAction,
     config::Config,
     controller::plan::{Checks, RolloutPlan},
     model::{rollout::Phase, signals::VersionSignals, weight::Weight},
@@ -25,7 +25,9 @@ use tests::{
     bp,
     grpc::{Code, GrpcLoad, GrpcOutcome, GrpcServer, ServerOptions},
     harness::SERVICE,
-    kit::{DaemonUnderTest, host_addr, tcp_service, wait_until},
+    kit::{
+        DaemonUnderTest, describe_history, host_addr, run_rollout_to_end, tcp_service, wait_until,
+    },
 };
 use xtask::canaryd::Canaryd;
 
@@ -219,8 +221,8 @@ fn time_to_first_byte_per_stream_follows_the_server() {
     };
     let (fast_p50, slow_p50) = (p50(&before[0], &fast[0]), p50(&fast[0], &slow[0]));
     println!("stable p50: {fast_p50:.2} ms at a 1 ms delay, {slow_p50:.2} ms at 50 ms");
-    assert!(fast_p50 >= 1.0 && fast_p50 < 10.0, "{fast_p50}");
-    assert!(slow_p50 >= 50.0 && slow_p50 < 60.0, "{slow_p50}");
+    assert!((1.0..10.0).contains(&fast_p50), "{fast_p50}");
+    assert!((50.0..60.0).contains(&slow_p50), "{slow_p50}");
 }
 
 /// A plan with quick intervals, like the HTTP rollouts'.
@@ -280,24 +282,6 @@ impl Load {
     }
 }
 
-fn run_to_end(d: &Canaryd, limit: Duration) -> (RolloutReport, Duration) {
-    let client = d.client();
-    let started = Instant::now();
-    client.rollout(SERVICE, RolloutAction::Start).unwrap();
-    let report = client
-        .wait_for_rollout(SERVICE, Duration::from_millis(100), limit, |_| {})
-        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
-    (report, started.elapsed())
-}
-
-fn describe(r: &RolloutReport) -> String {
-    r.history
-        .iter()
-        .map(|h| format!("look {} {:?}: {}", h.look, h.verdict, h.reason))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn a_grpc_canary_failing_one_call_in_ten_is_rolled_back_in_time() {
     let _serial = tests::root_scenario();
@@ -313,7 +297,7 @@ fn a_grpc_canary_failing_one_call_in_ten_is_rolled_back_in_time() {
     let limit = p.interval * (p.failed_checks_limit + 1);
     let d = g.start(0, Some(p));
     let load = Load::start(&g);
-    let (r, took) = run_to_end(&d, Duration::from_secs(60));
+    let (r, took) = run_rollout_to_end(&d, Duration::from_secs(60));
     let outcomes = load.finish();
     let unavailable: u64 = outcomes.iter().map(|o| o.count(Code::Unavailable)).sum();
     println!(
@@ -322,9 +306,9 @@ fn a_grpc_canary_failing_one_call_in_ten_is_rolled_back_in_time() {
         took.as_secs_f64(),
         r.looks,
         limit.as_secs_f64(),
-        describe(&r)
+        describe_history(&r)
     );
-    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe_history(&r));
     assert_eq!(r.weight, Weight::ZERO);
     assert!(took <= limit + Duration::from_millis(500), "took {took:?}");
     assert!(r.reason.contains("error_rate failed"), "{}", r.reason);
@@ -336,7 +320,7 @@ fn a_healthy_grpc_canary_is_promoted() {
     let g = Grpc::new(ServerOptions::default(), ServerOptions::default());
     let d = g.start(0, Some(plan(&[2000, 5000, 10000])));
     let load = Load::start(&g);
-    let (r, took) = run_to_end(&d, Duration::from_secs(60));
+    let (r, took) = run_rollout_to_end(&d, Duration::from_secs(60));
     let outcomes = load.finish();
     let failed: u64 = outcomes.iter().map(|o| o.calls - o.count(Code::Ok)).sum();
     println!(
@@ -345,8 +329,8 @@ fn a_healthy_grpc_canary_is_promoted() {
         took.as_secs_f64(),
         r.looks
     );
-    assert_eq!(r.phase, Phase::Promoted, "{}", describe(&r));
-    assert_eq!(r.failed, 0, "{}", describe(&r));
+    assert_eq!(r.phase, Phase::Promoted, "{}", describe_history(&r));
+    assert_eq!(r.failed, 0, "{}", describe_history(&r));
     assert_eq!(failed, 0);
 }
 
@@ -372,7 +356,7 @@ fn a_grpc_canary_three_times_slower_is_rolled_back_on_latency() {
     };
     let d = g.start(0, Some(p));
     let load = Load::start(&g);
-    let (r, took) = run_to_end(&d, Duration::from_secs(60));
+    let (r, took) = run_rollout_to_end(&d, Duration::from_secs(60));
     load.finish();
     let last = r.history.last().unwrap();
     println!(
@@ -381,8 +365,12 @@ fn a_grpc_canary_three_times_slower_is_rolled_back_on_latency() {
         took.as_secs_f64(),
         last.reason
     );
-    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
-    assert!(last.reason.contains("p99_ms failed"), "{}", describe(&r));
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe_history(&r));
+    assert!(
+        last.reason.contains("p99_ms failed"),
+        "{}",
+        describe_history(&r)
+    );
 }
 
 /// gRPC channels opened before a step stay where they are: `rollout
@@ -423,7 +411,7 @@ fn long_lived_channels_lag_the_weight_until_the_servers_age_them() {
         wait_until(
             Duration::from_secs(10),
             "the channels are open",
-            || String::new(),
+            String::new,
             || reading(&d)[0].requests > 200,
         );
         d.client().rollout(SERVICE, RolloutAction::Start).unwrap();

@@ -37,6 +37,37 @@ fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// A TCP segment's frame bytes.
+fn segment(
+    from: SocketAddr,
+    to: SocketAddr,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = Frame::tcp(from, to, flags);
+    f.seq = seq;
+    f.ack = ack;
+    f.payload = payload.to_vec();
+    f.bytes()
+}
+
+/// Runs one frame through `p` (its verdict is not what these tests check).
+fn test_run<P>(p: &P, input: &[u8])
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>>,
+{
+    let mut out = vec![0u8; input.len() + 256];
+    p.test_run(TestRunOptions {
+        data_in: Some(input),
+        data_out: Some(&mut out),
+        repeat: 1,
+        ..Default::default()
+    })
+    .unwrap();
+}
+
 /// A frame: 9-byte header and payload.
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = (payload.len() as u32).to_be_bytes();
@@ -92,49 +123,26 @@ impl Conn {
     }
 
     fn ingress_raw(&mut self, flags: u8, seq: u32, ack: u32, payload: &[u8]) {
-        let mut f = Frame::tcp(self.client, sa(VIP), flags);
-        f.seq = seq;
-        f.ack = ack;
-        f.payload = payload.to_vec();
-        let input = f.bytes();
-        let mut out = vec![0u8; input.len() + 256];
-        let p: &mut Xdp = self
-            .dp
-            .ebpf_mut()
-            .program_mut(INGRESS_PROGRAM)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        p.test_run(TestRunOptions {
-            data_in: Some(&input),
-            data_out: Some(&mut out),
-            repeat: 1,
-            ..Default::default()
-        })
-        .unwrap();
+        let f = segment(self.client, sa(VIP), flags, seq, ack, payload);
+        let p: &mut Xdp = self.program(INGRESS_PROGRAM);
+        test_run(p, &f);
     }
 
     fn egress_raw(&mut self, flags: u8, seq: u32, ack: u32, payload: &[u8]) {
-        let mut f = Frame::tcp(self.backend, self.client, flags);
-        f.seq = seq;
-        f.ack = ack;
-        f.payload = payload.to_vec();
-        let input = f.bytes();
-        let mut out = vec![0u8; input.len() + 256];
-        let p: &mut SchedClassifier = self
-            .dp
-            .ebpf_mut()
-            .program_mut(EGRESS_PROGRAM)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        p.test_run(TestRunOptions {
-            data_in: Some(&input),
-            data_out: Some(&mut out),
-            repeat: 1,
-            ..Default::default()
-        })
-        .unwrap();
+        let f = segment(self.backend, self.client, flags, seq, ack, payload);
+        let p: &mut SchedClassifier = self.program(EGRESS_PROGRAM);
+        test_run(p, &f);
+    }
+
+    fn program<P>(&mut self, name: &str) -> &mut P
+    where
+        for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program>,
+    {
+        let p = self.dp.ebpf_mut().program_mut(name).unwrap();
+        match p.try_into() {
+            Ok(p) => p,
+            Err(_) => panic!("{name}: another program type"),
+        }
     }
 
     /// The client sends `payload` next in its stream.

@@ -24,7 +24,9 @@ use canary_userspace::{
 use tests::bp;
 use tests::{
     harness::SERVICE,
-    kit::{DaemonUnderTest, WAIT, sockets_to, text, wait_until},
+    kit::{
+        DaemonUnderTest, WAIT, describe_history, run_rollout_to_end, sockets_to, text, wait_until,
+    },
     servers::{Behaviour, Http, HttpClient},
 };
 use xtask::canaryd::Canaryd;
@@ -186,25 +188,6 @@ impl Drop for Load {
     }
 }
 
-/// Starts the rollout and waits (bounded) for it to stop running.
-fn run_to_end(d: &Canaryd, limit: Duration) -> (RolloutReport, Duration) {
-    let client = d.client();
-    let started = Instant::now();
-    client.rollout(SERVICE, RolloutAction::Start).unwrap();
-    let report = client
-        .wait_for_rollout(SERVICE, Duration::from_millis(100), limit, |_| {})
-        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
-    (report, started.elapsed())
-}
-
-fn describe(r: &RolloutReport) -> String {
-    r.history
-        .iter()
-        .map(|h| format!("look {} {:?}: {}", h.look, h.verdict, h.reason))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
     let _serial = tests::root_scenario();
@@ -214,7 +197,7 @@ fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
     let limit = p.interval * (p.failed_checks_limit + 1);
     let d = start(&s, p);
     let load = Load::start(&s, 6);
-    let (r, took) = run_to_end(&d, Duration::from_secs(60));
+    let (r, took) = run_rollout_to_end(&d, Duration::from_secs(60));
     let (answered, _) = load.finish();
     println!(
         "5xx on 10% at a 5% step: {:?} after {:.1} s ({} intervals; limit interval x (failed_checks_limit + 1) = {:.1} s); clients got stable {} / canary {} answers\n{}",
@@ -224,9 +207,9 @@ fn a_canary_failing_one_request_in_ten_is_rolled_back_in_time() {
         limit.as_secs_f64(),
         answered[0],
         answered[1],
-        describe(&r)
+        describe_history(&r)
     );
-    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe_history(&r));
     assert_eq!(r.weight, Weight::ZERO);
     assert!(took <= limit + Duration::from_millis(500), "took {took:?}");
     // Status says why the weight is 0: the rollout in one line, in the
@@ -279,7 +262,7 @@ fn a_stuck_webhook_receiver_never_delays_a_rollback() {
     let limit = p.interval * (p.failed_checks_limit + 1);
     let d = start(&s, p);
     let load = Load::start(&s, 6);
-    let (r, took) = run_to_end(&d, Duration::from_secs(60));
+    let (r, took) = run_rollout_to_end(&d, Duration::from_secs(60));
     load.finish();
     // The posts run in the background: give the last one a moment (the
     // count is checked below, with the events).
@@ -295,7 +278,7 @@ fn a_stuck_webhook_receiver_never_delays_a_rollback() {
         events.len(),
         r.history.len()
     );
-    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe_history(&r));
     assert!(took <= limit + Duration::from_millis(500), "took {took:?}");
     assert!(
         receiver.malformed().is_empty(),
@@ -321,7 +304,7 @@ fn healthy_canaries_are_promoted() {
             // Back to stable for the next rollout.
             d.client().rollback(SERVICE).unwrap();
         }
-        let (r, took) = run_to_end(&d, Duration::from_secs(60));
+        let (r, took) = run_rollout_to_end(&d, Duration::from_secs(60));
         println!(
             "healthy rollout {run}: {:?} after {:.1} s, {} intervals, no failed interval: {}",
             r.phase,
@@ -329,8 +312,8 @@ fn healthy_canaries_are_promoted() {
             r.looks,
             r.failed == 0
         );
-        assert_eq!(r.phase, Phase::Promoted, "{}", describe(&r));
-        assert_eq!(r.failed, 0, "{}", describe(&r));
+        assert_eq!(r.phase, Phase::Promoted, "{}", describe_history(&r));
+        assert_eq!(r.failed, 0, "{}", describe_history(&r));
         assert_eq!(r.weight, Weight::FULL);
     }
     let (_, failed) = load.finish();
@@ -349,7 +332,7 @@ fn a_canary_three_times_slower_is_rolled_back_on_latency() {
     };
     let d = start(&s, p);
     let load = Load::start(&s, 6);
-    let (r, took) = run_to_end(&d, Duration::from_secs(60));
+    let (r, took) = run_rollout_to_end(&d, Duration::from_secs(60));
     load.finish();
     let last = r.history.last().unwrap();
     println!(
@@ -358,8 +341,12 @@ fn a_canary_three_times_slower_is_rolled_back_on_latency() {
         took.as_secs_f64(),
         last.reason
     );
-    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
-    assert!(last.reason.contains("p99_ms failed"), "{}", describe(&r));
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe_history(&r));
+    assert!(
+        last.reason.contains("p99_ms failed"),
+        "{}",
+        describe_history(&r)
+    );
 }
 
 #[test]
@@ -371,10 +358,10 @@ fn dry_run_reports_the_rollback_and_changes_no_weight() {
     // A dry run changes no weight: the canary gets the config's 5 %.
     let d = start_at(&s, p, 500);
     let load = Load::start(&s, 6);
-    let (r, _) = run_to_end(&d, Duration::from_secs(60));
+    let (r, _) = run_rollout_to_end(&d, Duration::from_secs(60));
     load.finish();
     println!("dry-run: {:?}, weight {}: {}", r.phase, r.weight, r.reason);
-    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe_history(&r));
     assert!(r.history.iter().all(|h| h.dry_run));
     assert_eq!(r.history.last().unwrap().action, Action::Rollback);
     assert_eq!(r.weight, bp(500), "the config's weight, untouched");
@@ -421,14 +408,14 @@ fn in_dry_run_the_controllers_rollback_changes_nothing_and_an_operators_applies(
 
     // The controller's own rollback: logged, not carried out.
     let load = Load::start(&s, 6);
-    let (r, _) = run_to_end(&d, Duration::from_secs(60));
+    let (r, _) = run_rollout_to_end(&d, Duration::from_secs(60));
     load.finish();
     let kept = still_on_the_canary(&mut held);
     println!(
         "dry-run, the controller's rollback: {:?}, weight {}, {kept} of 10 held canary connections still on the canary",
         r.phase, r.weight
     );
-    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe_history(&r));
     assert_eq!(r.history.last().unwrap().action, Action::Rollback);
     assert!(r.history.iter().all(|h| h.dry_run));
     assert_eq!(d.status().unwrap().services[0].weight, bp(5000));
@@ -536,7 +523,7 @@ fn kill_minus_nine_mid_rollout_resumes_at_the_same_step() {
         )
         .unwrap();
     load.finish();
-    assert_eq!(end.phase, Phase::Promoted, "{}", describe(&end));
+    assert_eq!(end.phase, Phase::Promoted, "{}", describe_history(&end));
 }
 
 #[test]
@@ -612,14 +599,14 @@ fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
     )];
     let d = start(&s, p.clone());
     let load = Load::start(&s, 4);
-    let (r, _) = run_to_end(&d, Duration::from_secs(60));
+    let (r, _) = run_rollout_to_end(&d, Duration::from_secs(60));
     load.finish();
     println!("gate below its minimum: {:?}: {}", r.phase, r.reason);
-    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe_history(&r));
     assert!(
         r.reason.contains("gate:canary_requests failed"),
         "{}",
-        describe(&r)
+        describe_history(&r)
     );
     drop(d);
     drop(prom);
@@ -668,7 +655,7 @@ fn gates_judge_on_prometheus_and_no_answer_is_never_a_pass() {
         r.reason,
         status_took.as_secs_f64() * 1e3
     );
-    assert_eq!(r.phase, Phase::Paused, "{}", describe(&r));
+    assert_eq!(r.phase, Phase::Paused, "{}", describe_history(&r));
     assert!(
         r.history
             .iter()
@@ -845,7 +832,7 @@ fn a_look_begun_before_a_restart_or_resume_is_not_applied_after_it() {
             (r.phase, r.step, r.looks),
             (Phase::Running, 0, 0),
             "{restart}: {}\n{log}",
-            describe(&r)
+            describe_history(&r)
         );
         assert_eq!(r.weight, bp(1000), "{restart}");
         assert!(
@@ -880,7 +867,7 @@ fn a_gate_at_infinity_or_nan_never_passes() {
         s.write_config(&config(&s, p, 0));
         let d = s.start(&[]);
         let load = Load::start(&s, 2);
-        let (r, _) = run_to_end(&d, Duration::from_secs(30));
+        let (r, _) = run_rollout_to_end(&d, Duration::from_secs(30));
         load.finish();
         let gate_verdicts: Vec<_> = r
             .history
@@ -893,7 +880,7 @@ fn a_gate_at_infinity_or_nan_never_passes() {
             r.looks,
             gate_verdicts.last()
         );
-        assert_eq!(r.phase, Phase::Paused, "{what}: {}", describe(&r));
+        assert_eq!(r.phase, Phase::Paused, "{what}: {}", describe_history(&r));
         assert!(
             gate_verdicts
                 .iter()
@@ -952,7 +939,7 @@ fn set_weight_during_a_rollout_is_a_rollback_at_zero_and_refused_otherwise() {
     );
     assert!(zero.status.success(), "{}", text(&zero.stderr));
     assert!(zero_text.contains("rolled back"), "{zero_text}");
-    assert_eq!(r.phase, Phase::RolledBack, "{}", describe(&r));
+    assert_eq!(r.phase, Phase::RolledBack, "{}", describe_history(&r));
     assert_eq!(weight, Weight::ZERO);
     assert!(after.status.success(), "{}", text(&after.stderr));
 }
@@ -977,7 +964,7 @@ fn credentials_in_urls_stay_out_of_status_logs_and_history() {
     p.gates = vec![gate("accuracy", "model_accuracy", 0.9)];
     let d = start(&s, p);
     let load = Load::start(&s, 2);
-    let (r, _) = run_to_end(&d, Duration::from_secs(30));
+    let (r, _) = run_rollout_to_end(&d, Duration::from_secs(30));
     load.finish();
     // The last webhook post gives up after its tries (0.5 + 1 s apart): one
     // "giving up" line per decision once the last has.
@@ -1014,7 +1001,7 @@ fn credentials_in_urls_stay_out_of_status_logs_and_history() {
         status_json.contains(SECRET),
         log.contains(SECRET)
     );
-    assert_eq!(r.phase, Phase::Paused, "{}", describe(&r));
+    assert_eq!(r.phase, Phase::Paused, "{}", describe_history(&r));
     assert!(
         gate_detail.contains("http://***@127.0.0.1:9093"),
         "{gate_detail}"
