@@ -1,5 +1,7 @@
 //! The control API between `canaryctl` and `canaryd`: one JSON object per
 //! line over a unix socket, one request and one response per connection.
+//! docs/API.md describes the protocol; canary-userspace/python/canary/protocol.json
+//! lists its requests and codes for this client's tests and the Python client's.
 //!
 //! Request:  `{"command":"status"}`, `{"command":"set-weight","service":"s","weight_bp":1250}`,
 //!           `{"command":"reload"}`, `{"command":"version"}`.
