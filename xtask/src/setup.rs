@@ -31,6 +31,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // (tests/grpc/*.py) over HTTP/2 without TLS. Their methods take and
     // give raw bytes, so no protoc code generation is needed.
     "python3-grpcio",
+    // The Python client's tests (canary-userspace/python/tests), run by
+    // the tests crate's python_client suite against a real canaryd.
+    "python3-pytest",
     // Rollout gates query a real Prometheus server (PromQL), and the metrics
     // output is checked with its `promtool check metrics`.
     "prometheus",

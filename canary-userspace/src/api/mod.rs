@@ -1,5 +1,7 @@
 //! The control API between `canaryctl` and `canaryd`: one JSON object per
 //! line over a unix socket, one request and one response per connection.
+//! docs/API.md describes the protocol; canary-userspace/python/canary/protocol.json
+//! lists its requests and codes for this client's tests and the Python client's.
 //!
 //! Request:  `{"command":"status"}`, `{"command":"set-weight","service":"s","weight_bp":1250}`,
 //!           `{"command":"reload"}`, `{"command":"version"}`.
@@ -740,6 +742,139 @@ mod tests {
         match parse_response::<Version>(Path::new("s"), line) {
             Err(ClientError::Failed { code, .. }) => assert_eq!(code, ErrorCode::Unknown),
             other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    /// The code on the wire of each variant; a new variant does not compile
+    /// until it is named here, and then must be in protocol.json too.
+    fn wire_code(c: ErrorCode) -> Option<&'static str> {
+        Some(match c {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidWeight => "invalid_weight",
+            ErrorCode::UnknownService => "unknown_service",
+            ErrorCode::InvalidConfig => "invalid_config",
+            ErrorCode::RestartRequired => "restart_required",
+            ErrorCode::FailedAndReverted => "failed_and_reverted",
+            ErrorCode::RevertFailed => "revert_failed",
+            ErrorCode::DataPath => "data_path",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::RolloutNotConfigured => "rollout_not_configured",
+            ErrorCode::RolloutConflict => "rollout_conflict",
+            ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::NotAFleet => "not_a_fleet",
+            // The client's reading of a code it does not know: never sent.
+            ErrorCode::Unknown => return None,
+        })
+    }
+
+    /// The variants serde names in its "expected one of" for a value of
+    /// type `T` that is not one: every variant, with no list kept by hand.
+    fn variants<T: DeserializeOwned + std::fmt::Debug>(json: &str) -> Vec<String> {
+        let e = serde_json::from_str::<T>(json).unwrap_err().to_string();
+        let list = e
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{e}"));
+        list.split(", ")
+            .map(|v| v.split('`').nth(1).unwrap().to_owned())
+            .collect()
+    }
+
+    /// protocol.json is the list the Python client (canary-userspace/python)
+    /// is checked against too (its tests/unit/test_protocol.py): a request,
+    /// field, action, phase or error code changed on one side alone fails
+    /// here or there.
+    #[test]
+    fn the_python_client_speaks_this_protocol() {
+        let p: serde_json::Value =
+            serde_json::from_str(include_str!("../../python/canary/protocol.json")).unwrap();
+        assert_eq!(p["api_version"], API_VERSION);
+        // Requests: the same commands, each with exactly its fields.
+        let listed = p["requests"].as_object().unwrap();
+        let mut commands: Vec<String> = listed.keys().cloned().collect();
+        let mut ours = variants::<Request>(r#"{"command":"?"}"#);
+        commands.sort();
+        ours.sort();
+        assert_eq!(commands, ours, "requests");
+        for (command, fields) in listed {
+            let mut sample = serde_json::json!({ "command": command });
+            for f in fields.as_array().unwrap() {
+                let f = f.as_str().unwrap();
+                sample[f] = match f {
+                    "service" => "model".into(),
+                    "weight_bp" => 1250.into(),
+                    "action" => "start".into(),
+                    other => panic!("{command}: a field this test has no sample of: {other}"),
+                };
+            }
+            let line = sample.to_string();
+            let request = Request::decode(&line).unwrap_or_else(|e| panic!("{line}: {e:?}"));
+            assert_eq!(serde_json::to_value(&request).unwrap(), sample, "{command}");
+            for f in fields.as_array().unwrap() {
+                let mut short = sample.clone();
+                short.as_object_mut().unwrap().remove(f.as_str().unwrap());
+                assert!(
+                    Request::decode(&short.to_string()).is_err(),
+                    "{command} without {f}"
+                );
+            }
+        }
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            strings(&p["rollout_actions"]),
+            variants::<RolloutAction>(r#""?""#)
+        );
+        assert_eq!(strings(&p["phases"]), variants::<Phase>(r#""?""#));
+        // Error codes: every code a daemon sends, with canaryctl's exit code.
+        let codes: Vec<(String, u64)> = p["error_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["code"].as_str().unwrap().to_owned(),
+                    e["exit"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        for (code, exit) in &codes {
+            let c: ErrorCode = serde_json::from_value(code.as_str().into()).unwrap();
+            assert_eq!(
+                wire_code(c),
+                Some(code.as_str()),
+                "{code} is not a code of ours"
+            );
+            assert_eq!(u64::from(c.exit_code()), *exit, "{code}'s exit code");
+        }
+        let every = [
+            ErrorCode::BadRequest,
+            ErrorCode::InvalidWeight,
+            ErrorCode::UnknownService,
+            ErrorCode::InvalidConfig,
+            ErrorCode::RestartRequired,
+            ErrorCode::FailedAndReverted,
+            ErrorCode::RevertFailed,
+            ErrorCode::DataPath,
+            ErrorCode::Unavailable,
+            ErrorCode::RolloutNotConfigured,
+            ErrorCode::RolloutConflict,
+            ErrorCode::StoreUnavailable,
+            ErrorCode::NotAFleet,
+            ErrorCode::Unknown,
+        ];
+        let ours: Vec<&str> = every.into_iter().filter_map(wire_code).collect();
+        let listed: Vec<&str> = codes.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(listed, ours, "error codes");
+        for c in every {
+            if let Some(code) = wire_code(c) {
+                assert_eq!(serde_json::to_value(c).unwrap(), code);
+            }
         }
     }
 

@@ -129,6 +129,7 @@ impl Daemon {
             services: self.dp.registered(),
             rollouts: self.state.rollouts.clone(),
             fleet_lines: self.state.fleet_lines.clone(),
+            planned: self.config.rollouts.keys().cloned().collect(),
             rollbacks: self.state.rollbacks.clone(),
             client_paths: self.client_paths.clone(),
             weights: self

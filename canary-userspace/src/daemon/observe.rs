@@ -35,6 +35,9 @@ pub struct Snapshot {
     pub rollouts: std::collections::BTreeMap<String, crate::controller::run::RolloutRun>,
     /// In a fleet: each service's fleet rollout as this host keeps it.
     pub fleet_lines: std::collections::BTreeMap<String, crate::api::fleet::FleetLine>,
+    /// Services with a `[service.rollout]` plan: `rollout-status` tells
+    /// one that has none from one whose rollout was never started.
+    pub planned: std::collections::BTreeSet<String>,
     /// Rollouts that ended rolled back, by service name.
     pub rollbacks: std::collections::BTreeMap<String, u64>,
     /// Where each service's weight comes from, and its config weight.
@@ -114,6 +117,11 @@ impl Observer {
             &now,
             snap.rollbacks.get(service).copied().unwrap_or(0),
         )))
+    }
+
+    /// Whether `service` has a `[service.rollout]` plan.
+    pub fn planned(&self, service: &str) -> bool {
+        self.snapshot.borrow().planned.contains(service)
     }
 
     /// Every service's rollout, for the metrics. A fleet rollout as this

@@ -25,6 +25,7 @@ mod hostile;
 mod mistakes;
 mod operator_safety;
 mod publish;
+mod python_client;
 mod rollout;
 mod rollout_power;
 mod signals;

@@ -33,7 +33,7 @@ use xtask::canaryd::Canaryd;
 
 /// A plan with quick intervals, `steps` in basis points; each test
 /// changes what it tests.
-fn plan(steps: &[u16]) -> RolloutPlan {
+pub(crate) fn plan(steps: &[u16]) -> RolloutPlan {
     let mut p = RolloutPlan {
         steps: steps.iter().map(|&s| bp(s)).collect(),
         interval: Duration::from_millis(1500),
@@ -58,7 +58,7 @@ fn gate(name: &str, query: &str, min: f64) -> Gate {
 /// HTTP backends: stable always 200 after `stable_delay`; the canary
 /// answers 500 to every `canary_error_every`-th request, after
 /// `canary_delay`.
-fn setup(
+pub(crate) fn setup(
     canary_error_every: u64,
     stable_delay: Duration,
     canary_delay: Duration,
@@ -70,7 +70,7 @@ fn setup(
 }
 
 /// Both versions answer every request at once.
-fn healthy() -> Arc<DaemonUnderTest> {
+pub(crate) fn healthy() -> Arc<DaemonUnderTest> {
     setup(0, Duration::ZERO, Duration::ZERO)
 }
 
@@ -84,7 +84,7 @@ fn setup_with(stable: Arc<Http>, canary: Arc<Http>) -> Arc<DaemonUnderTest> {
 }
 
 /// "model" at `weight_bp` with the rollout `plan`.
-fn config(s: &DaemonUnderTest, plan: RolloutPlan, weight_bp: u16) -> Config {
+pub(crate) fn config(s: &DaemonUnderTest, plan: RolloutPlan, weight_bp: u16) -> Config {
     Config {
         rollouts: [(SERVICE.to_owned(), plan)].into(),
         fleet: None,
@@ -93,7 +93,7 @@ fn config(s: &DaemonUnderTest, plan: RolloutPlan, weight_bp: u16) -> Config {
 }
 
 /// canaryd with `plan`, the canary weight at 0.
-fn start(s: &DaemonUnderTest, plan: RolloutPlan) -> Canaryd {
+pub(crate) fn start(s: &DaemonUnderTest, plan: RolloutPlan) -> Canaryd {
     start_at(s, plan, 0)
 }
 
@@ -105,7 +105,7 @@ fn start_at(s: &DaemonUnderTest, plan: RolloutPlan, weight_bp: u16) -> Canaryd {
 
 /// Client threads sending requests until stopped (bounded in time and
 /// count), counting what each version answered.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     answered: Arc<[AtomicU64; 2]>,
     failed: Arc<AtomicU64>,
@@ -113,7 +113,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(s: &Arc<DaemonUnderTest>, threads: usize) -> Load {
+    pub(crate) fn start(s: &Arc<DaemonUnderTest>, threads: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let answered: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let failed = Arc::new(AtomicU64::new(0));
@@ -161,7 +161,7 @@ impl Load {
         }
     }
 
-    fn finish(mut self) -> ([u64; 2], u64) {
+    pub(crate) fn finish(mut self) -> ([u64; 2], u64) {
         self.stop_threads();
         (
             [

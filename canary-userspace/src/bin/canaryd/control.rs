@@ -115,6 +115,11 @@ async fn handle_here(served: &Served, request: Request) -> String {
         }
         Request::RolloutStatus { service } => encode(&match served.observer.rollout(&service) {
             Ok(Some(r)) => Response::ok(r),
+            // Said apart, so a client can check a plan before it starts one.
+            Ok(None) if !served.observer.planned(&service) => Response::failed(
+                ErrorCode::RolloutNotConfigured,
+                format!("service {service} has no [service.rollout] in the config"),
+            ),
             Ok(None) => Response::failed(
                 ErrorCode::RolloutConflict,
                 format!("service {service}: no rollout has been started"),
