@@ -2,11 +2,12 @@
 //! Rust so they run wherever cargo does. One module per subcommand.
 
 mod bench;
-mod cmd;
 mod demo;
-mod paths;
 mod setup;
 mod test;
+
+// In the library, so the tests crate can build the package too.
+use xtask::{cmd, paths};
 
 use std::process::ExitCode;
 
@@ -17,7 +18,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "canary's project tasks: setup, test, demo, bench, man"
+    about = "canary's project tasks: setup, test, demo, bench, man, package (the Debian package)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,7 +33,8 @@ enum Task {
     ///   - rust-src for the nightly toolchain (the eBPF crate is built with -Z build-std)
     ///   - Debian packages llvm-22-dev libzstd-dev zlib1g-dev (to build bpf-linker) and
     ///     iproute2 iputils-ping nftables python3-scapy python3-grpcio prometheus (for the tests) and
-    ///     wrk haproxy nginx libnginx-mod-stream (for the benchmarks); packages that
+    ///     wrk haproxy nginx libnginx-mod-stream (for the benchmarks) and
+    ///     lintian dpkg-dev (for `cargo xtask package`); packages that
     ///     ship a service are installed with service starts refused (policy-rc.d)
     ///   - bpf-linker (cargo install from source against LLVM 22, about 1.5 min)
     ///   - bpffs mounted at /sys/fs/bpf (canaryd pins its maps there)
@@ -142,6 +144,27 @@ enum Task {
         #[arg(long, value_name = "DIR")]
         out: Option<std::path::PathBuf>,
     },
+
+    /// Build the Debian package target/debian/canary_<version>_amd64.deb.
+    ///
+    /// canaryd in /usr/sbin, canaryctl in /usr/bin, the systemd unit (not
+    /// enabled or started on install), /etc/canary/canary.toml (a conffile),
+    /// man pages, bash/zsh/fish completions, the Grafana dashboard and alert
+    /// rules in /usr/share/canary. Purging removes /etc/canary and
+    /// /var/lib/canary.
+    ///
+    /// Runs:
+    ///   1. cargo build --release -p canary-userspace --bins
+    ///   2. the tree under target/debian/, Depends from dpkg-shlibdeps,
+    ///      dpkg-deb --root-owner-group --build
+    ///
+    /// Needs the eBPF toolchain (`cargo xtask setup`), not root. Check the
+    /// result with `lintian target/debian/canary_*.deb`.
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  cargo xtask package\n  apt install ./target/debian/canary_0.1.0_amd64.deb"
+    )]
+    Package,
 }
 
 fn main() -> ExitCode {
@@ -157,6 +180,7 @@ fn main() -> ExitCode {
         Task::Demo { demo_args } => demo::run(demo_args),
         Task::Bench { quick, dry_run } => bench::run(*quick, *dry_run),
         Task::Man { out } => man(out.clone()),
+        Task::Package => xtask::package::build().map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

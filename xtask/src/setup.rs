@@ -59,6 +59,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // The `etcd-client` crate's build script compiles etcd's .proto files
     // with protoc.
     "protobuf-compiler",
+    // `cargo xtask package` and its test: the package is checked with
+    // lintian (dpkg-deb and dpkg-shlibdeps come with dpkg-dev).
+    "lintian",
+    "dpkg-dev",
 ];
 
 /// Packages that come with a system service, and the service's systemd unit.

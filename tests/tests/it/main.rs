@@ -24,6 +24,7 @@ mod h2_frames;
 mod hostile;
 mod mistakes;
 mod operator_safety;
+mod package;
 mod publish;
 mod python_client;
 mod rollout;
