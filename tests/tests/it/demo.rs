@@ -123,11 +123,17 @@ fn grpc_demo_rolls_back_the_canary_failing_calls_with_unavailable() {
     assert_eq!(g.seen.failed, 0);
     // canary counted what they saw, call for call, from grpc-status alone:
     // every answer had :status 200.
-    for v in 0..2 {
-        assert_eq!(m[v].requests, g.seen.answered[v], "version {v}: {:?}", m[v]);
-        assert_eq!(m[v].grpc_code(UNAVAILABLE), g.count(v, Code::Unavailable));
-        assert_eq!(m[v].class(1), m[v].requests, "all :status 200");
-        assert_eq!((m[v].h2_untracked, m[v].h2_undecodable), (0, 0));
+    for (v, counted) in m.iter().enumerate() {
+        assert_eq!(
+            counted.requests, g.seen.answered[v],
+            "version {v}: {counted:?}"
+        );
+        assert_eq!(
+            counted.grpc_code(UNAVAILABLE),
+            g.count(v, Code::Unavailable)
+        );
+        assert_eq!(counted.class(1), counted.requests, "all :status 200");
+        assert_eq!((counted.h2_untracked, counted.h2_undecodable), (0, 0));
     }
     // Within interval x (failed_checks_limit + 1) = 9 s.
     assert!(o.rollout_secs <= 9.5, "{}", o.rollout_secs);
