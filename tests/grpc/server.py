@@ -10,6 +10,13 @@ errors too) and in the answer bytes, `{"server": NAME, "request_bytes": N}`.
 Faults: a delay before every answer (--delay-ms), and every Nth call
 answered UNAVAILABLE (--fail-every N, counted exactly, 0 = never).
 
+With --model TREE.json (the demo's iris models, see tree_model.py) the
+server predicts: the request is {"x": [SL, SW, PL, PW]}, the answer
+{"server": NAME, "class": CLASS}; a request that is not four finite
+numbers is answered INVALID_ARGUMENT, and --reject-sepal-width-above W
+answers UNAVAILABLE to real inputs wider than W (the demo canary's
+input-validation fault; :status stays 200, as for every gRPC error).
+
 Control on stdin, one command a line, each answered by one JSON line on
 stdout (the caller waits for it, so a change applies to every call after):
     delay-ms D      set the delay (milliseconds, may be fractional)
@@ -18,8 +25,10 @@ stdout (the caller waits for it, so a change applies to every call after):
 Stdout carries nothing else: first a ready line once the port is bound,
 `{"ready": true, ...}`, and on SIGTERM or end of stdin the final stats.
 
-Example:
+Examples:
     server.py --name canary --listen 198.18.1.2:50051 --fail-every 10
+    server.py --name canary --listen 198.18.2.2:50051 \
+        --model canary.json --reject-sepal-width-above 3.3
 """
 
 import argparse
@@ -31,6 +40,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+
+# Beside this script (Python puts its directory first on sys.path).
+import tree_model
 
 SERVICE = "inference.Model"
 METHOD = "Predict"
@@ -52,20 +64,27 @@ class State:
         self.calls = 0
         self.answered_ok = 0
         self.answered_unavailable = 0
+        self.answered_invalid_argument = 0
         self.peers = set()
 
-    def admit(self, peer):
-        """Counts one call; returns (delay in seconds, whether to fail)."""
+    def admit(self, peer, verdict=None):
+        """Counts one call; `verdict` is the model's (None, UNAVAILABLE or
+        INVALID_ARGUMENT) when it already failed the call. Returns (delay
+        in seconds, the code to fail with or None, the call's number)."""
         with self.lock:
             self.calls += 1
             self.since_rule += 1
             self.peers.add(peer)
-            fail = self.fail_every > 0 and self.since_rule % self.fail_every == 0
-            if fail:
+            code = verdict
+            if code is None and self.fail_every > 0 and self.since_rule % self.fail_every == 0:
+                code = grpc.StatusCode.UNAVAILABLE
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                self.answered_invalid_argument += 1
+            elif code == grpc.StatusCode.UNAVAILABLE:
                 self.answered_unavailable += 1
             else:
                 self.answered_ok += 1
-            return self.delay_ms / 1000.0, fail, self.calls
+            return self.delay_ms / 1000.0, code, self.calls
 
     def set_delay_ms(self, value):
         with self.lock:
@@ -85,6 +104,7 @@ class State:
                 # during the delay still counts here.
                 "answered_ok": self.answered_ok,
                 "answered_unavailable": self.answered_unavailable,
+                "answered_invalid_argument": self.answered_invalid_argument,
                 # Distinct client address:port pairs: TCP connections seen.
                 "connections": len(self.peers),
                 "delay_ms": self.delay_ms,
@@ -92,20 +112,30 @@ class State:
             }
 
 
-def predict_handler(state):
+def predict_handler(state, model):
     def predict(request, context):
-        delay_s, fail, call = state.admit(context.peer())
+        verdict, why, x = None, None, None
+        if model is not None:
+            try:
+                x = model.features_of(request)
+                model.check(x)
+            except tree_model.BadRequest as e:
+                verdict, why = grpc.StatusCode.INVALID_ARGUMENT, str(e)
+            except tree_model.Rejected as e:
+                verdict, why = grpc.StatusCode.UNAVAILABLE, str(e)
+        delay_s, code, call = state.admit(context.peer(), verdict)
         context.set_trailing_metadata((("x-server", state.name),))
         if delay_s > 0:
             time.sleep(delay_s)
-        if fail:
+        if code is not None:
             context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                f"server {state.name}: injected failure on call {call}",
+                code, f"server {state.name}: {why or f'injected failure on call {call}'}"
             )
-        return json.dumps(
-            {"server": state.name, "request_bytes": len(request)}
-        ).encode()
+        if model is not None:
+            answer = {"server": state.name, "class": model.predict(x)}
+        else:
+            answer = {"server": state.name, "request_bytes": len(request)}
+        return json.dumps(answer).encode()
 
     # No serializers: the method takes and returns bytes as they are.
     return grpc.method_handlers_generic_handler(
@@ -173,6 +203,15 @@ def main():
         help="close each connection (GOAWAY) after this long",
     )
     parser.add_argument(
+        "--model", help="serve this exported iris tree (see tree_model.py)"
+    )
+    parser.add_argument(
+        "--reject-sepal-width-above",
+        type=non_negative_float,
+        default=None,
+        help="with --model: answer UNAVAILABLE to wider inputs",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=32,
@@ -181,6 +220,15 @@ def main():
     args = parser.parse_args()
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.reject_sepal_width_above is not None and args.model is None:
+        parser.error("--reject-sepal-width-above needs --model")
+    model = None
+    if args.model is not None:
+        try:
+            model = tree_model.TreeModel(args.model, args.reject_sepal_width_above)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"server.py: cannot load the model {args.model}: {e}", file=sys.stderr)
+            sys.exit(1)
 
     state = State(args.name, args.delay_ms, args.fail_every)
     options = []
@@ -193,7 +241,7 @@ def main():
         ]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=args.workers),
-        handlers=[predict_handler(state)],
+        handlers=[predict_handler(state, model)],
         options=options,
     )
     try:

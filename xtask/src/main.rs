@@ -73,7 +73,8 @@ enum Task {
     /// canary out (5/25/50/100 %, 3 s intervals) on the kernel's error rate
     /// and p99 and a PromQL accuracy gate (a real Prometheus), live output,
     /// a timeline chart under target/demo/. Default scenario: errors (the
-    /// canary is rolled back); --scenario healthy|errors|latency|accuracy|split.
+    /// canary is rolled back); --scenario healthy|errors|latency|accuracy|grpc|split
+    /// (grpc: the same models over gRPC, h2c, failing with UNAVAILABLE).
     /// --fleet N: the same rollout on N hosts in one fleet (etcd), its leader
     /// killed with kill -9 half way.
     ///
@@ -85,7 +86,7 @@ enum Task {
     /// Needs root: the demo loads BPF programs and creates network namespaces.
     #[command(
         verbatim_doc_comment,
-        after_help = "Examples:\n  cargo xtask demo\n  cargo xtask demo -- --scenario healthy\n  cargo xtask demo -- --fleet 3\n  cargo xtask demo -- --help"
+        after_help = "Examples:\n  cargo xtask demo\n  cargo xtask demo -- --scenario healthy\n  cargo xtask demo -- --scenario grpc\n  cargo xtask demo -- --fleet 3\n  cargo xtask demo -- --help"
     )]
     Demo {
         /// Arguments for canary-demo, after `--`.

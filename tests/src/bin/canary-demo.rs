@@ -31,17 +31,23 @@ started from one host, and half way (at the middle step, or after a failing look
 leader is killed with kill -9. Prints who leads next and how long the takeover took, the \
 outcome and the connections broken, and writes fleet-rollout-SCENARIO.svg (each host's weight, \
 the fleet's summed evidence) and fleet-report.json.\n\n\
+With --scenario grpc, the same models are served over gRPC without TLS (Python grpcio servers \
+evaluating the exported trees), the service is app_protocol = \"h2c\", and the clients send \
+Predict calls over short-lived channels; the canary fails about one call in five with \
+UNAVAILABLE under :status 200, and the rollout is judged on the error rate canary computes from \
+grpc-status. Prints the clients' calls and UNAVAILABLE by version beside canary's counts.\n\n\
 Exit status: 0 when the rollout ended as the scenario expects (healthy: promoted; others: rolled \
 back), 1 otherwise.",
-    after_help = "Examples:\n  cargo xtask demo\n  cargo xtask demo -- --scenario healthy\n  cargo xtask demo -- --fleet 3\n  cargo xtask demo -- --fleet 5 --scenario healthy\n  cargo xtask demo -- --scenario split --connections 500 --steps 5,25,50"
+    after_help = "Examples:\n  cargo xtask demo\n  cargo xtask demo -- --scenario healthy\n  cargo xtask demo -- --scenario grpc\n  cargo xtask demo -- --fleet 3\n  cargo xtask demo -- --fleet 5 --scenario healthy\n  cargo xtask demo -- --scenario split --connections 500 --steps 5,25,50"
 )]
 struct Args {
     /// What is wrong with the canary.
     #[arg(long, value_enum, default_value_t = Scenario::Errors)]
     scenario: Scenario,
-    /// Labelled requests per second over all clients (rollout scenarios).
-    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(200..=20_000))]
-    rate: u32,
+    /// Labelled requests per second over all clients (rollout scenarios;
+    /// default 1500, grpc 600).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(200..=20_000))]
+    rate: Option<u32>,
     /// Where the chart, report and config go (default: target/demo).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -73,6 +79,7 @@ fn main() -> Result<ExitCode> {
         split::run(args.connections, &args.steps)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let rate = args.rate.unwrap_or(args.scenario.default_rate());
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("the demo binary has no directory")?;
     let out = match args.out {
@@ -87,7 +94,7 @@ fn main() -> Result<ExitCode> {
                 hosts: hosts.into(),
                 out,
                 binaries,
-                rate: args.rate,
+                rate,
             })?;
             (o.report, o.wall)
         }
@@ -96,7 +103,7 @@ fn main() -> Result<ExitCode> {
                 scenario: args.scenario,
                 out,
                 binaries,
-                rate: args.rate,
+                rate,
             })?;
             (o.report, o.wall)
         }

@@ -111,6 +111,10 @@ pub fn run(opts: &FleetOptions) -> Result<FleetOutcome> {
         "--fleet runs a rollout; the split scenario has none (pick healthy, errors, latency or accuracy)"
     );
     ensure!(
+        !sc.over_grpc(),
+        "--fleet serves the models over HTTP; the grpc scenario runs on one host (drop --fleet)"
+    );
+    ensure!(
         (MIN_HOSTS..=MAX_HOSTS).contains(&n),
         "--fleet {n}: {MIN_HOSTS} to {MAX_HOSTS} hosts"
     );

@@ -8,7 +8,7 @@
 
 use anyhow::{Context, Result};
 use linfa::{Dataset, prelude::Predict, traits::Fit};
-use linfa_trees::{DecisionTree, SplitQuality};
+use linfa_trees::{DecisionTree, SplitQuality, TreeNode};
 use ndarray::{Array1, Array2, Axis};
 
 /// The iris classes, by label.
@@ -106,6 +106,37 @@ impl Model {
         let y: Array1<usize> = self.tree.predict(&x);
         y[0]
     }
+
+    /// The tree as the gRPC model server reads it (`tests/grpc/tree_model.py`):
+    /// `{"classes", "features", "root"}`, each split node
+    /// `{"feature", "below", "left", "right"}` (a sample goes left when its
+    /// feature is below the value, as linfa-trees predicts), each leaf
+    /// `{"class"}`. Split values are written exactly (shortest round trip).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "classes": CLASSES,
+            "features": FEATURES,
+            "root": node_json(self.tree.root_node()),
+        })
+    }
+}
+
+fn node_json(node: &TreeNode<f64, usize>) -> serde_json::Value {
+    let children = node.children();
+    match (node.prediction(), children[0], children[1]) {
+        (None, Some(left), Some(right)) => {
+            let (feature, below, _) = node.split();
+            serde_json::json!({
+                "feature": feature,
+                "below": below,
+                "left": node_json(left),
+                "right": node_json(right),
+            })
+        }
+        (Some(class), ..) => serde_json::json!({ "class": class }),
+        // linfa-trees makes a node a leaf when either child is missing.
+        (None, ..) => unreachable!("a linfa-trees split node has both children"),
+    }
 }
 
 #[cfg(test)]
@@ -126,5 +157,46 @@ mod tests {
             "{}",
             stump.held_out_accuracy
         );
+    }
+
+    /// `tests/grpc/tree_model.py` (what the gRPC model servers run) labels
+    /// every iris sample as linfa-trees does, for every recipe.
+    #[test]
+    fn the_exported_tree_predicts_in_python_as_in_rust() {
+        let data = Data::load();
+        let iris = linfa_datasets::iris();
+        let rows: Vec<Vec<f64>> = iris
+            .records()
+            .axis_iter(Axis(0))
+            .map(|r| r.to_vec())
+            .collect();
+        let dir = std::env::temp_dir().join(format!("canary-tree-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for recipe in [Recipe::Gini, Recipe::Entropy, Recipe::Stump] {
+            let model = Model::train(&data, recipe).unwrap();
+            let tree = dir.join(format!("{recipe:?}.json"));
+            std::fs::write(&tree, model.to_json().to_string()).unwrap();
+            let script = "import json, sys; sys.path.insert(0, sys.argv[1]); import tree_model; \
+                m = tree_model.TreeModel(sys.argv[2]); \
+                print(json.dumps([m.predict(x) for x in json.load(sys.stdin)]))";
+            let mut child = std::process::Command::new(crate::grpc::PYTHON)
+                .args(["-c", script])
+                .arg(crate::grpc::script_path(""))
+                .arg(&tree)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            serde_json::to_writer(child.stdin.take().unwrap(), &rows).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{recipe:?}");
+            let python: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+            let rust: Vec<&str> = rows
+                .iter()
+                .map(|r| CLASSES[model.predict(&[r[0], r[1], r[2], r[3]])])
+                .collect();
+            assert_eq!(python, rust, "{recipe:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

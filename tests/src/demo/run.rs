@@ -1,5 +1,6 @@
-//! One rollout demo from start to end: the namespaces, two model servers,
-//! canaryd, a real Prometheus, the labelling clients, the webhook receiver;
+//! One rollout demo from start to end: the namespaces, two model servers
+//! (HTTP, or gRPC for `--scenario grpc`), canaryd, a real Prometheus, the
+//! labelling clients, the webhook receiver;
 //! a rollout shown live; the outcome, the report and the timeline chart.
 //! Everything is removed on return, on success or error (RAII guards,
 //! dropped in reverse order of creation).
@@ -14,10 +15,11 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use canary_userspace::{
+    AppProtocol,
     api::{Client, RolloutAction, RolloutReport},
     config::Config,
     controller::webhook::Event,
-    model::{rollout::Phase, weight::Weight},
+    model::{rollout::Phase, signals::VersionSignals, weight::Weight},
 };
 use xtask::{
     canaryd::{Binaries, Canaryd, DaemonDirs},
@@ -26,13 +28,15 @@ use xtask::{
 
 use super::{
     chart,
+    grpc_labeller::{GrpcLabeller, GrpcSeen},
+    grpc_serving::{self, GRPC_PORT},
     labeller::{Labeller, LoadPlan, Seen},
     model::{Data, Model, Recipe},
     model_server::{self, Fault},
     scenario::{self, Scenario},
     timeline::{Mark, MarkKind, Point, Sample, Timeline, describe},
 };
-use crate::{prometheus, webhook};
+use crate::{grpc::Code, prometheus, webhook};
 
 pub(super) const SERVICE: &str = "model";
 const MODEL_PORT: u16 = 8080;
@@ -51,6 +55,14 @@ pub(super) const AFTERMATH: Duration = Duration::from_secs(3);
 /// Longest a rollout may take before the demo gives up on it.
 pub(super) const ROLLOUT_LIMIT: Duration = Duration::from_secs(90);
 pub(super) const CLIENT_ADDRESSES: u32 = 200;
+/// gRPC calls on one channel (connection) before the client opens the
+/// next: a weight moves new connections only.
+pub(super) const GRPC_CALLS_PER_CHANNEL: u32 = 5;
+/// Longest the demo waits for canaryd's counts to take the last answers.
+const SETTLE_LIMIT: Duration = Duration::from_secs(3);
+/// grpc-status codes, as `VersionSignals::grpc` slots them.
+const GRPC_OK: usize = 0;
+const GRPC_UNAVAILABLE: usize = 14;
 
 /// The labelling clients' plan: `rate` requests a second, bounded in time
 /// (the longest rollout and then some) and in count.
@@ -82,6 +94,39 @@ pub struct Outcome {
     pub events: Vec<Event>,
     /// Seconds from the rollout's start to its last decision.
     pub rollout_secs: f64,
+    /// gRPC scenario: the clients' calls by status code and version.
+    pub grpc: Option<GrpcSeen>,
+    /// What canaryd counted for [stable, canary] from its start to after
+    /// the load stopped.
+    pub measured: [VersionSignals; 2],
+}
+
+/// The labelling clients of either protocol.
+enum Clients<'a> {
+    Http(Labeller<'a>),
+    Grpc(GrpcLabeller<'a>),
+}
+
+impl Clients<'_> {
+    fn stop(&mut self) -> Result<()> {
+        match self {
+            Clients::Http(l) => {
+                l.stop();
+                Ok(())
+            }
+            Clients::Grpc(l) => l.stop(),
+        }
+    }
+
+    fn seen(&self) -> (Seen, Option<GrpcSeen>) {
+        match self {
+            Clients::Http(l) => (l.seen(), None),
+            Clients::Grpc(l) => {
+                let g = l.seen();
+                (g.seen, Some(g))
+            }
+        }
+    }
 }
 
 pub(super) fn unix_ms() -> u64 {
@@ -143,32 +188,63 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         fault,
     } = train_versions(sc)?;
 
+    fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     println!("demo: [2/6] namespaces: client, host, stable and canary backends (198.18.0.0/15)");
     let topo = Topology::new(BackendKind::Namespace)?;
     let (sources, _) = topo.add_client_addresses(CLIENT_ADDRESSES)?;
-    let at = |i: usize| SocketAddr::new(BACKEND_V4[i].into(), MODEL_PORT);
-    let _stable = model_server::start(
-        &topo.backends[0],
-        at(0),
-        "stable",
-        stable_model,
-        Fault::None,
-    )?;
-    let _canary = model_server::start(&topo.backends[1], at(1), "canary", canary_model, fault)?;
+    let port = if sc.over_grpc() {
+        GRPC_PORT
+    } else {
+        MODEL_PORT
+    };
+    let at = |i: usize| SocketAddr::new(BACKEND_V4[i].into(), port);
+    // Kept until the end; either pair of servers stops on drop.
+    let (_http_servers, _grpc_servers, grpc_files) = if sc.over_grpc() {
+        let files =
+            grpc_serving::write_files(&opts.out, &stable_model, &canary_model, &data.held_out)?;
+        println!(
+            "       gRPC model servers (grpcio, h2c) evaluate the exported trees: {}, {}",
+            shown(&files.trees[0]).display(),
+            shown(&files.trees[1]).display()
+        );
+        let stable = grpc_serving::start(
+            &topo.backends[0],
+            at(0),
+            "stable",
+            &files.trees[0],
+            Fault::None,
+        )?;
+        let canary =
+            grpc_serving::start(&topo.backends[1], at(1), "canary", &files.trees[1], fault)?;
+        (None, Some([stable, canary]), Some(files))
+    } else {
+        let stable = model_server::start(
+            &topo.backends[0],
+            at(0),
+            "stable",
+            stable_model,
+            Fault::None,
+        )?;
+        let canary = model_server::start(&topo.backends[1], at(1), "canary", canary_model, fault)?;
+        (Some([stable, canary]), None, None)
+    };
 
     println!("demo: [3/6] canaryd on the host's {HOST_IF}, a webhook receiver, Prometheus");
     let receiver = webhook::Receiver::start(&topo.host, WEBHOOK.parse()?, webhook::Answer::Accept)?;
     let dirs = DaemonDirs::new("demo")?;
-    let vip = SocketAddr::new(HOST_V4.into(), 80);
+    let vip = SocketAddr::new(HOST_V4.into(), if sc.over_grpc() { GRPC_PORT } else { 80 });
     let plan = scenario::plan("http://127.0.0.1:9090", &receiver.url);
+    let mut service = crate::kit::tcp_service(SERVICE, vip, at(0), at(1), 0);
+    if sc.over_grpc() {
+        service.app_protocol = AppProtocol::H2c;
+    }
     let config = Config {
         daemon: dirs.daemon_config(HOST_IF),
-        services: vec![crate::kit::tcp_service(SERVICE, vip, at(0), at(1), 0)],
+        services: vec![service],
         rollouts: [(SERVICE.to_owned(), plan.clone())].into(),
         fleet: None,
     };
     dirs.write_config(&config)?;
-    fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     fs::write(opts.out.join("canary.toml"), config.to_toml())?;
     let daemon = Canaryd::start(&topo.host, &opts.binaries, &dirs, &[])?;
     let labeller_metrics = SocketAddr::new(CLIENT_V4.into(), LABELLER_METRICS);
@@ -185,18 +261,39 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         shown(&opts.out.join("canary.toml")).display()
     );
 
-    println!(
-        "demo: [4/6] labelled requests from {CLIENT_ADDRESSES} client addresses to {vip}, {} req/s",
-        opts.rate
-    );
-    let mut load = Labeller::start(
-        &topo.client,
-        labeller_metrics,
-        vec![vip],
-        sources,
-        data.held_out.clone(),
-        &load_plan(opts.rate),
-    )?;
+    let mut load = match &grpc_files {
+        Some(files) => {
+            println!(
+                "demo: [4/6] labelled Predict calls to {vip} (h2c), {} calls/s, a new connection every {} calls",
+                opts.rate, GRPC_CALLS_PER_CHANNEL
+            );
+            let plan = LoadPlan {
+                per_connection: GRPC_CALLS_PER_CHANNEL,
+                ..load_plan(opts.rate)
+            };
+            Clients::Grpc(GrpcLabeller::start(
+                &topo.client,
+                labeller_metrics,
+                vip,
+                &files.samples,
+                &plan,
+            )?)
+        }
+        None => {
+            println!(
+                "demo: [4/6] labelled requests from {CLIENT_ADDRESSES} client addresses to {vip}, {} req/s",
+                opts.rate
+            );
+            Clients::Http(Labeller::start(
+                &topo.client,
+                labeller_metrics,
+                vec![vip],
+                sources,
+                data.held_out.clone(),
+                &load_plan(opts.rate),
+            )?)
+        }
+    };
     thread::sleep(WARM_UP);
 
     let steps: Vec<String> = plan.steps.iter().map(Weight::to_string).collect();
@@ -225,8 +322,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         &timeline.samples[timeline.samples.len() - 1],
     );
     let after = [0, 1].map(|v| last.signals[v].since(&first.signals[v]).requests);
-    load.stop();
-    let seen = load.seen();
+    load.stop()?;
+    let (seen, grpc) = load.seen();
+    let measured = settled(&client)?;
 
     println!("demo: [6/6] outcome");
     let chart_path = opts
@@ -277,16 +375,19 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         report.history.len(),
         report.reason
     );
-    println!(
-        "       clients saw: stable {} answers ({} errors, accuracy {}), canary {} answers ({} errors, accuracy {}), {} without answer",
-        seen.answered[0],
-        seen.errors[0],
-        accuracy(0),
-        seen.answered[1],
-        seen.errors[1],
-        accuracy(1),
-        seen.failed
-    );
+    match &grpc {
+        Some(g) => print_grpc(g, &measured, &accuracy),
+        None => println!(
+            "       clients saw: stable {} answers ({} errors, accuracy {}), canary {} answers ({} errors, accuracy {}), {} without answer",
+            seen.answered[0],
+            seen.errors[0],
+            accuracy(0),
+            seen.answered[1],
+            seen.errors[1],
+            accuracy(1),
+            seen.failed
+        ),
+    }
     println!(
         "       in the {} s after: weight {}, requests stable {}, canary {} (connections opened before the end finish where they are)",
         AFTERMATH.as_secs(),
@@ -320,7 +421,62 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         seen,
         events,
         rollout_secs: rollout_s,
+        grpc,
+        measured,
     })
+}
+
+/// What the gRPC clients saw beside what canary counted from the kernel's
+/// streams and the grpc-status canaryd decoded.
+fn print_grpc(g: &GrpcSeen, m: &[VersionSignals; 2], accuracy: &dyn Fn(usize) -> String) {
+    println!(
+        "       clients saw: stable {} calls ({} UNAVAILABLE, accuracy {}), canary {} calls ({} UNAVAILABLE, accuracy {}), {} without answer",
+        g.seen.answered[0],
+        g.count(0, Code::Unavailable),
+        accuracy(0),
+        g.seen.answered[1],
+        g.count(1, Code::Unavailable),
+        accuracy(1),
+        g.seen.failed
+    );
+    println!(
+        "       canary counted: stable {} streams ({} OK, {} UNAVAILABLE), canary {} streams ({} OK, {} UNAVAILABLE); \
+         :status 2xx {}, 5xx {} (an HTTP status check sees no failure); untracked connections {}, undecodable {}",
+        m[0].requests,
+        m[0].grpc_code(GRPC_OK),
+        m[0].grpc_code(GRPC_UNAVAILABLE),
+        m[1].requests,
+        m[1].grpc_code(GRPC_OK),
+        m[1].grpc_code(GRPC_UNAVAILABLE),
+        m[0].class(1) + m[1].class(1),
+        m[0].class(4) + m[1].class(4),
+        m[0].h2_untracked + m[1].h2_untracked,
+        m[0].h2_undecodable + m[1].h2_undecodable,
+    );
+}
+
+/// canaryd's [stable, canary] counts once the last answers are in: read
+/// until two readings agree (at most `SETTLE_LIMIT`).
+fn settled(client: &Client) -> Result<[VersionSignals; 2]> {
+    let read = || -> Result<[VersionSignals; 2]> {
+        let status = client.status()?;
+        let svc = status
+            .services
+            .iter()
+            .find(|s| s.name == SERVICE)
+            .context("canaryd no longer reports the service")?;
+        Ok([svc.stable.signals.clone(), svc.canary.signals.clone()])
+    };
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    let mut last = read()?;
+    loop {
+        thread::sleep(SAMPLE_EVERY);
+        let now = read()?;
+        if now == last || Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
 }
 
 /// Reads status and rollout status until the rollout is no longer running,

@@ -22,6 +22,11 @@ pub enum Scenario {
     /// A canary that answers fast and without errors but is less accurate
     /// (a one-split tree): rolled back by the PromQL accuracy gate.
     Accuracy,
+    /// The iris models served over gRPC (h2c), the canary with the
+    /// errors scenario's input validation: about one call in five fails
+    /// with UNAVAILABLE under `:status 200`; rolled back on the error rate
+    /// canary computes from grpc-status.
+    Grpc,
     /// No rollout: the weight stepped by hand over plain connections,
     /// showing each step's share and a rollback that keeps established
     /// connections (the first demo).
@@ -43,7 +48,7 @@ impl Scenario {
     pub fn canary(self) -> (Recipe, Fault) {
         match self {
             Scenario::Healthy | Scenario::Split => (Recipe::Entropy, Fault::None),
-            Scenario::Errors => (Recipe::Entropy, Fault::RejectsInputs),
+            Scenario::Errors | Scenario::Grpc => (Recipe::Entropy, Fault::RejectsInputs),
             Scenario::Latency => (Recipe::Entropy, Fault::Slower(SLOWER_BY)),
             Scenario::Accuracy => (Recipe::Stump, Fault::None),
         }
@@ -67,10 +72,33 @@ impl Scenario {
             Scenario::Accuracy => {
                 "the canary answers fast and without errors, but is a less accurate model"
             }
+            Scenario::Grpc => {
+                "over gRPC (h2c), the canary's input validation fails about one call in five \
+                 with UNAVAILABLE, every answer :status 200"
+            }
             Scenario::Split => "no rollout: the weight stepped by hand",
         }
     }
+
+    /// Whether the versions are served over gRPC rather than HTTP/1.1.
+    pub fn over_grpc(self) -> bool {
+        self == Scenario::Grpc
+    }
+
+    /// Labelled requests per second when `--rate` is not given: the
+    /// Python gRPC client opens a channel every few calls and shares the
+    /// 2 cores with everything else, so it is paced lower.
+    pub fn default_rate(self) -> u32 {
+        if self.over_grpc() {
+            GRPC_RATE
+        } else {
+            HTTP_RATE
+        }
+    }
 }
+
+pub const HTTP_RATE: u32 = 1500;
+pub const GRPC_RATE: u32 = 600;
 
 /// The rollout every scenario runs: short intervals for a demo (a real
 /// one takes minutes per interval), the three kinds of check.

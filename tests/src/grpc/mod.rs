@@ -9,6 +9,10 @@
 //! - `load`: `GrpcLoad`, a bounded run of calls over several channels
 //!   (TCP connections), and its `GrpcOutcome`.
 //!
+//! The demo's `--scenario grpc` runs `server.py --model` (an exported iris
+//! tree, `tree_model.py`) and its own client, `labeller.py`
+//! (`crate::demo::grpc_labeller`).
+//!
 //! ```ignore
 //! let server = GrpcServer::start(&ns_b, addr, "canary", &ServerOptions { fail_every: 10, ..Default::default() })?;
 //! let outcome = GrpcLoad { channels: 4, concurrency: 8, ..GrpcLoad::calls(200) }.run(&ns_a, addr)?;
@@ -20,9 +24,10 @@ use std::{
     process::{Command, Stdio},
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub mod load;
+pub(crate) mod pipes;
 pub mod server;
 
 pub use load::{ChannelOutcome, GrpcLoad, GrpcOutcome, Latency, ServerOutcome};
@@ -37,7 +42,7 @@ pub const UNKNOWN_SERVER: &str = "unknown";
 
 /// Debian's interpreter, where `cargo xtask setup` installs python3-grpcio;
 /// a `python3` earlier on PATH (pyenv, a venv) may not have grpc.
-const PYTHON: &str = "/usr/bin/python3";
+pub(crate) const PYTHON: &str = "/usr/bin/python3";
 
 /// Proxy variables grpcio honours; the scripts talk to test addresses
 /// directly, whatever the caller's environment says.
@@ -50,14 +55,18 @@ const PROXY_VARIABLES: &[&str] = &[
     "no_grpc_proxy",
 ];
 
+/// `tests/grpc/<script>`.
+pub(crate) fn script_path(script: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("grpc")
+        .join(script)
+}
+
 /// `PYTHON tests/grpc/<script>` with proxies cleared and every stream
 /// piped, not started.
-fn script_command(script: &str) -> Command {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("grpc")
-        .join(script);
+pub(crate) fn script_command(script: &str) -> Command {
     let mut cmd = Command::new(PYTHON);
-    cmd.arg(path)
+    cmd.arg(script_path(script))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -68,7 +77,7 @@ fn script_command(script: &str) -> Command {
 }
 
 /// A gRPC status code, by the name grpcio gives it (`"UNAVAILABLE"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Code {
     Ok,
@@ -88,4 +97,14 @@ pub enum Code {
     Unavailable,
     DataLoss,
     Unauthenticated,
+}
+
+impl Code {
+    /// The name gRPC gives the code (`"UNAVAILABLE"`).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{self:?}"))
+    }
 }

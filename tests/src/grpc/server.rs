@@ -3,13 +3,11 @@
 //! stdout), terminated and reaped on drop.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::Write,
     net::SocketAddr,
+    path::PathBuf,
     process::{Child, ChildStdin, ExitStatus},
-    sync::{
-        Arc, Mutex,
-        mpsc::{self, Receiver, RecvTimeoutError},
-    },
+    sync::{Arc, Mutex, mpsc::Receiver},
     thread,
     time::{Duration, Instant},
 };
@@ -18,7 +16,10 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use xtask::topology::Netns;
 
-use super::script_command;
+use super::{
+    pipes::{keep_tail, read_lines, receive},
+    script_command,
+};
 
 /// Python, grpcio and the bind: a loaded 2-core machine takes seconds.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -26,8 +27,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time to exit after SIGTERM (the server gives calls 0.5 s) before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// The server's stderr kept for error messages; grpcio can be chatty.
-const STDERR_KEPT: usize = 16 * 1024;
 
 /// How a server starts; the delay and failure rule can change later.
 #[derive(Debug, Clone)]
@@ -40,6 +39,12 @@ pub struct ServerOptions {
     pub max_connection_age: Option<Duration>,
     /// Calls served at once; more wait for a worker thread.
     pub workers: u32,
+    /// Predict with this exported iris tree (`Model::to_json`) instead of
+    /// echoing: JSON features in, the class out.
+    pub model: Option<PathBuf>,
+    /// With `model`: answer UNAVAILABLE to inputs whose sepal width is
+    /// above this (the demo canary's input-validation fault).
+    pub reject_sepal_width_above: Option<f64>,
 }
 
 impl Default for ServerOptions {
@@ -49,6 +54,8 @@ impl Default for ServerOptions {
             delay: Duration::ZERO,
             max_connection_age: None,
             workers: 32,
+            model: None,
+            reject_sepal_width_above: None,
         }
     }
 }
@@ -62,6 +69,9 @@ pub struct ServerStats {
     pub calls: u64,
     pub answered_ok: u64,
     pub answered_unavailable: u64,
+    /// Requests a `model` server could not read (not four finite numbers).
+    #[serde(default)]
+    pub answered_invalid_argument: u64,
     /// Distinct client address:port pairs seen: TCP connections.
     pub connections: u64,
     pub delay_ms: f64,
@@ -100,6 +110,12 @@ impl GrpcServer {
             .args(["--workers", &options.workers.to_string()]);
         if let Some(age) = options.max_connection_age {
             cmd.args(["--max-connection-age-s", &age.as_secs_f64().to_string()]);
+        }
+        if let Some(model) = &options.model {
+            cmd.arg("--model").arg(model);
+        }
+        if let Some(width) = options.reject_sepal_width_above {
+            cmd.args(["--reject-sepal-width-above", &width.to_string()]);
         }
         let mut child = ns.enter(|| cmd.spawn())?.with_context(|| {
             format!("starting the gRPC server {name} (cargo xtask setup installs python3-grpcio)")
@@ -245,50 +261,4 @@ impl Drop for GrpcServer {
 /// A duration as the scripts take it: milliseconds, fractional.
 fn millis(d: Duration) -> String {
     (d.as_secs_f64() * 1000.0).to_string()
-}
-
-/// The next line from `lines`, waiting at most `limit`.
-fn receive(lines: &Receiver<String>, limit: Duration) -> Result<String> {
-    match lines.recv_timeout(limit) {
-        Ok(line) => Ok(line),
-        Err(RecvTimeoutError::Timeout) => bail!("no line within {limit:?}"),
-        Err(RecvTimeoutError::Disconnected) => bail!("the process closed its stdout (exited?)"),
-    }
-}
-
-/// Every line of `out`, as it comes, on a channel that closes with it.
-fn read_lines(out: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// The last `STDERR_KEPT` bytes of `err`, read as they come (so the
-/// process never blocks on a full pipe).
-fn keep_tail(err: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let kept = Arc::new(Mutex::new(String::new()));
-    let sink = kept.clone();
-    thread::spawn(move || {
-        for line in BufReader::new(err).lines() {
-            let Ok(line) = line else { return };
-            let mut text = sink.lock().unwrap_or_else(|p| p.into_inner());
-            text.push_str(&line);
-            text.push('\n');
-            if text.len() > STDERR_KEPT {
-                let cut = text.len() - STDERR_KEPT;
-                let cut = (cut..text.len())
-                    .find(|&i| text.is_char_boundary(i))
-                    .unwrap_or(text.len());
-                text.drain(..cut);
-            }
-        }
-    });
-    kept
 }

@@ -1,7 +1,8 @@
 //! `cargo xtask demo`'s rollouts, run as tests: the default scenario (a
-//! canary answering 500 to one input in five) and the accuracy scenario (a
+//! canary answering 500 to one input in five), the accuracy scenario (a
 //! less accurate model, caught only by the PromQL gate on the labelling
-//! client's counters, scraped by a real Prometheus), on one host; and the
+//! client's counters, scraped by a real Prometheus) and the gRPC scenario
+//! (the same fault as UNAVAILABLE under `:status 200`), on one host; and the
 //! default scenario on a fleet of three hosts whose leader is killed half
 //! way (`--fleet 3`). Each checks the outcome, what the clients saw, the
 //! webhook events and the files the demo writes.
@@ -15,8 +16,12 @@ use tests::{
         scenario::{self, Scenario},
     },
     fleet::LEASE_TTL,
+    grpc::Code,
 };
 use xtask::canaryd::Binaries;
+
+/// gRPC's slot of UNAVAILABLE in `VersionSignals::grpc`.
+const UNAVAILABLE: usize = 14;
 
 fn run_demo(scenario: Scenario) -> Outcome {
     let out = std::env::temp_dir().join(format!(
@@ -27,7 +32,7 @@ fn run_demo(scenario: Scenario) -> Outcome {
         scenario,
         out: out.clone(),
         binaries: Binaries::next_to_test().unwrap(),
-        rate: 1500,
+        rate: scenario.default_rate(),
     })
     .unwrap();
     let svg = std::fs::read_to_string(&outcome.chart).unwrap();
@@ -76,6 +81,60 @@ fn default_demo_rolls_back_the_canary_that_rejects_inputs() {
     // from stable, and no request without an answer.
     assert!(o.seen.errors[1] > 0 && o.seen.errors[0] == 0);
     assert_eq!(o.seen.failed, 0);
+    // Within interval x (failed_checks_limit + 1) = 9 s.
+    assert!(o.rollout_secs <= 9.5, "{}", o.rollout_secs);
+    assert_webhook_saw_every_decision(&o);
+}
+
+#[test]
+fn grpc_demo_rolls_back_the_canary_failing_calls_with_unavailable() {
+    let _serial = tests::root_scenario();
+    let o = run_demo(Scenario::Grpc);
+    let g = o
+        .grpc
+        .as_ref()
+        .expect("the gRPC scenario reports its calls");
+    let m = &o.measured;
+    println!(
+        "demo grpc: {:?} after {:.1} s of rollout, {:.1} s in all; clients: stable {} calls ({} UNAVAILABLE), \
+         canary {} calls ({} UNAVAILABLE), {} without answer; canary counted: stable {} streams, canary {} \
+         streams ({} UNAVAILABLE), :status 5xx {}",
+        o.report.phase,
+        o.rollout_secs,
+        o.wall.as_secs_f64(),
+        g.seen.answered[0],
+        g.count(0, Code::Unavailable),
+        g.seen.answered[1],
+        g.count(1, Code::Unavailable),
+        g.seen.failed,
+        m[0].requests,
+        m[1].requests,
+        m[1].grpc_code(UNAVAILABLE),
+        m[0].class(4) + m[1].class(4),
+    );
+    assert_eq!(o.report.phase, Phase::RolledBack);
+    assert_eq!(o.report.weight, Weight::ZERO);
+    let last = o.report.history.last().unwrap();
+    assert_eq!(last.action, Action::Rollback);
+    assert!(last.reason.contains("error_rate failed"), "{}", last.reason);
+    // The clients saw UNAVAILABLE from the canary only, every call answered.
+    assert!(g.count(1, Code::Unavailable) > 0);
+    assert_eq!(g.seen.errors, [0, g.count(1, Code::Unavailable)]);
+    assert_eq!(g.seen.failed, 0);
+    // canary counted what they saw, call for call, from grpc-status alone:
+    // every answer had :status 200.
+    for (v, counted) in m.iter().enumerate() {
+        assert_eq!(
+            counted.requests, g.seen.answered[v],
+            "version {v}: {counted:?}"
+        );
+        assert_eq!(
+            counted.grpc_code(UNAVAILABLE),
+            g.count(v, Code::Unavailable)
+        );
+        assert_eq!(counted.class(1), counted.requests, "all :status 200");
+        assert_eq!((counted.h2_untracked, counted.h2_undecodable), (0, 0));
+    }
     // Within interval x (failed_checks_limit + 1) = 9 s.
     assert!(o.rollout_secs <= 9.5, "{}", o.rollout_secs);
     assert_webhook_saw_every_decision(&o);
