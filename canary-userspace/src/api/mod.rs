@@ -532,6 +532,22 @@ pub enum ClientError {
     StillRunning(Duration),
 }
 
+impl ClientError {
+    /// Whether this is what a restarting canaryd looks like: its socket
+    /// gone or refusing, a connection closed without an answer, or
+    /// `unavailable` while it shuts down (a permission refusal is not).
+    pub fn is_restart(&self) -> bool {
+        match self {
+            ClientError::Unreachable { source, .. } => {
+                source.kind() != io::ErrorKind::PermissionDenied
+            }
+            ClientError::Io { .. } => true,
+            ClientError::Failed { code, .. } => *code == ErrorCode::Unavailable,
+            ClientError::Protocol { .. } | ClientError::StillRunning(_) => false,
+        }
+    }
+}
+
 /// What to do about a socket that does not answer.
 fn unreachable_hint(e: &io::Error) -> &'static str {
     match e.kind() {
@@ -668,11 +684,21 @@ impl Client<'_> {
         mut progress: impl FnMut(&RolloutReport),
     ) -> Result<RolloutReport, ClientError> {
         let deadline = std::time::Instant::now() + limit;
+        // Once canaryd has answered, its going away is a restart to wait
+        // through (it resumes the rollout from its state file); before
+        // that, an unreachable socket is a mistake to report at once.
+        let mut answered = false;
         loop {
-            let report = self.rollout_status(service)?;
-            progress(&report);
-            if report.phase != Phase::Running {
-                return Ok(report);
+            match self.rollout_status(service) {
+                Ok(report) => {
+                    answered = true;
+                    progress(&report);
+                    if report.phase != Phase::Running {
+                        return Ok(report);
+                    }
+                }
+                Err(e) if answered && e.is_restart() => {}
+                Err(e) => return Err(e),
             }
             if std::time::Instant::now() >= deadline {
                 return Err(ClientError::StillRunning(limit));

@@ -208,7 +208,8 @@ pub enum Rollout {
     /// Start SERVICE's configured [service.rollout] at its first step.
     /// With --wait, block until it ends and print the report: exit 0 when
     /// promoted, 10 rolled back, 11 aborted, 12 paused, 13 still running
-    /// after --timeout. This is what a CI/CD pipeline calls.
+    /// after --timeout. This is what a CI/CD pipeline calls; the wait
+    /// outlasts a canaryd restart (it resumes the rollout).
     ///
     /// Example: canaryctl rollout start sentiment --wait --timeout 30m
     #[command(verbatim_doc_comment)]

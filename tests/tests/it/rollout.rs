@@ -488,15 +488,24 @@ fn kill_minus_nine_mid_rollout_resumes_at_the_same_step() {
     let s = healthy();
     let d = start(&s, plan(&[500, 1000, 2500, 5000, 10000]));
     let load = Load::start(&s, 6);
+    // A pipeline's wait, started with the rollout, outlasts the restart.
+    let waiter = d
+        .ctl_command(&["rollout", "start", SERVICE, "--wait", "--timeout", "90s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let client = d.client();
-    client.rollout(SERVICE, RolloutAction::Start).unwrap();
     let mut before = None;
     wait_until(
         Duration::from_secs(30),
         "the rollout steps up",
         || d.log_text(),
         || {
-            let r = client.rollout_status(SERVICE).unwrap();
+            // Until the waiter has started it, there is none.
+            let Ok(r) = client.rollout_status(SERVICE) else {
+                return false;
+            };
             let up = r.step >= 1;
             before = Some(r);
             up
@@ -505,6 +514,8 @@ fn kill_minus_nine_mid_rollout_resumes_at_the_same_step() {
     let before = before.unwrap();
     let mut d = d;
     d.signal(libc::SIGKILL).unwrap();
+    // Down for three of the waiter's polls (every 0.5 s).
+    thread::sleep(Duration::from_millis(1500));
     let d = s.start(&[]);
     let after = d.client().rollout_status(SERVICE).unwrap();
     println!(
@@ -524,6 +535,14 @@ fn kill_minus_nine_mid_rollout_resumes_at_the_same_step() {
         .unwrap();
     load.finish();
     assert_eq!(end.phase, Phase::Promoted, "{}", describe_history(&end));
+    let waited = tests::kit::wait_within(waiter, Duration::from_secs(30)).unwrap();
+    println!("the wait across the restart: {:?}", waited.status.code());
+    assert_eq!(
+        waited.status.code(),
+        Some(0),
+        "canaryctl --wait: {}",
+        text(&waited.stderr)
+    );
 }
 
 #[test]
