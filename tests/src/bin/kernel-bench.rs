@@ -47,6 +47,7 @@ use aya::{
 };
 use canary_common::{
     FlowEntry, FlowKey, VERSION_STABLE, VersionStats,
+    h2::APP_HTTP1,
     names::{EGRESS_PROGRAM, INGRESS_PROGRAM, INGRESS_TC_PROGRAM},
     signals::{HTTP_CLASSES, MAX_SAMPLE_SHIFT, Sampler, Signals, UNTIMED},
     stats_slot, verdict,
@@ -1096,7 +1097,11 @@ fn prefilled(i: u32) -> SocketAddr {
     )
 }
 
-/// An established entry to `spec`'s stable backend, no request waiting.
+/// An established entry to `spec`'s stable backend, no request waiting,
+/// of an HTTP/1.x connection: its first payload has been read (an entry
+/// left at `APP_AUTO_PENDING` would be undecided, and pay for the preface
+/// check on every payload the bench rewrites it before, and egress's tail
+/// call on every reply with no request waiting).
 fn flow_entry(spec: &ServiceSpec, service_id: u32) -> FlowEntry {
     let b = backend(spec.stable[0]);
     FlowEntry {
@@ -1105,6 +1110,7 @@ fn flow_entry(spec: &ServiceSpec, service_id: u32) -> FlowEntry {
         version: VERSION_STABLE,
         established: 1,
         service_id,
+        app: APP_HTTP1,
         ..FlowEntry::default()
     }
 }
