@@ -23,7 +23,10 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::{bpf_get_prandom_u32, bpf_loop, bpf_ringbuf_reserve, bpf_ringbuf_submit},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_prandom_u32, bpf_loop, bpf_ringbuf_query, bpf_ringbuf_reserve, bpf_ringbuf_submit,
+    },
     programs::TcContext,
 };
 use canary_common::{
@@ -31,8 +34,9 @@ use canary_common::{
     h2::{
         self, APP_AUTO_PENDING, APP_H2, APP_H2_UNTRACKED, APP_H2C_PENDING, APP_HTTP1, CLIENT,
         CONTINUATION, DATA, FLAG_END_STREAM, FRAME_HEADER_LEN, GOAWAY, H2Conn, H2Dir,
-        H2HeaderPiece, H2Signals, H2StreamKey, HEADERS, MAX_WALK_STEPS, PIECE_BYTES, PREFACE,
-        PREFACE_LEN, PUSH_PROMISE, RST_STREAM, SERVER, STREAM_ANSWERED, error_slot, frame_header,
+        H2HeaderPiece, H2Signals, H2StreamKey, HEADER_RING_BYTES, HEADERS, MAX_WALK_STEPS,
+        PIECE_BYTES, PREFACE, PREFACE_LEN, PUSH_PROMISE, RST_STREAM, SERVER, STREAM_ANSWERED,
+        error_slot, frame_header,
     },
     signals::UNTIMED,
     stats_slot,
@@ -516,6 +520,27 @@ fn code_at<C: Hook>(ctx: &C, payload_at: u32, rest: u32, skip: u32) -> u32 {
     }
 }
 
+/// The submit flag of a piece: canaryd is woken only once the ring is
+/// half full, and otherwise reads it on its own timer (every 100 ms). A
+/// wakeup while canaryd is caught up, as an idle one always is, cost each
+/// reply about 7.5 µs in the kernel (kernel-bench `h2_reply_wakeup`
+/// against `h2_reply`, docs/BENCHMARKS.md).
+#[inline(always)]
+fn wakeup() -> u64 {
+    // SAFETY: a query of this program's own ring buffer map.
+    let queued = unsafe {
+        bpf_ringbuf_query(
+            (&raw const H2_HEADERS).cast_mut().cast(),
+            BPF_RB_AVAIL_DATA as u64,
+        )
+    };
+    if queued >= (HEADER_RING_BYTES / 2) as u64 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
 /// Hands `len` (1 to PIECE_BYTES) bytes of a server header block at
 /// packet offset `at` to canaryd. A full ring buffer loses the piece
 /// (counted; canaryd sees the gap in `seq`); false only when the packet
@@ -566,7 +591,7 @@ fn send_piece<C: Hook>(
             aya_ebpf::helpers::bpf_ringbuf_discard(p.cast(), 0);
             return false;
         }
-        bpf_ringbuf_submit(p.cast(), 0);
+        bpf_ringbuf_submit(p.cast(), wakeup());
     }
     if let Some(n) = n {
         n.header_pieces += 1;

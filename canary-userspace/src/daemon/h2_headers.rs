@@ -18,6 +18,9 @@ use crate::kernel::{h2_ring::HeaderRing, maps::Counters};
 const IDLE: Duration = Duration::from_secs(15 * 60);
 /// How often idle connections are looked for.
 const SWEEP: Duration = Duration::from_secs(60);
+/// How often the ring is read when the kernel has not woken us (it wakes
+/// canaryd only past half full): the delay of a grpc-status count.
+const READ_EVERY: Duration = Duration::from_millis(100);
 
 /// Feeds every piece the ring delivers to the decoders, until the ring
 /// fails (logged: grpc-status is no longer counted, the rest of the
@@ -27,7 +30,7 @@ pub async fn drain(mut ring: HeaderRing, counters: Arc<Counters>) {
     let mut swept = Instant::now();
     loop {
         batch.clear();
-        if let Err(e) = ring.read(&mut batch).await {
+        if let Err(e) = ring.read(&mut batch, READ_EVERY).await {
             log::error!(
                 "reading HTTP/2 header blocks: {e}; grpc-status and HTTP/2 :status are no longer counted"
             );

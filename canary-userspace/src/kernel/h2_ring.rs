@@ -52,31 +52,33 @@ impl HeaderRing {
         })
     }
 
-    /// Waits for records, then appends every piece the ring holds to `out`;
-    /// returns how many (at least one).
-    pub async fn read(&mut self, out: &mut Vec<H2HeaderPiece>) -> Result<usize, Error> {
-        loop {
-            let mut ready = self.ring.readable_mut().await.map_err(ring_err)?;
-            // Cleared before draining, not after: the kernel wakes us only
-            // for a record committed while we are caught up, so a record
-            // committed between the last read and a later clear would wait
-            // for a wakeup that never comes.
-            ready.clear_ready();
-            let ring = ready.get_inner_mut();
-            let mut taken = 0;
-            while let Some(record) = ring.next() {
-                match piece(&record) {
-                    Some(p) => {
-                        out.push(p);
-                        taken += 1;
-                    }
-                    None => self.short_records += 1,
+    /// Waits for records, at most `every`, then appends every piece the
+    /// ring holds to `out`; returns how many (none when `every` passed
+    /// first). The kernel wakes the reader only when the ring is half full
+    /// (`h2::send_piece`: a wakeup costs each reply microseconds), so the
+    /// caller reads at least every `every` as well.
+    pub async fn read(
+        &mut self,
+        out: &mut Vec<H2HeaderPiece>,
+        every: std::time::Duration,
+    ) -> Result<usize, Error> {
+        if let Ok(ready) = tokio::time::timeout(every, self.ring.readable_mut()).await {
+            // Cleared before draining, not after: a record committed
+            // between the last read and a later clear must not wait for a
+            // wakeup that never comes.
+            ready.map_err(ring_err)?.clear_ready();
+        }
+        let mut taken = 0;
+        while let Some(record) = self.ring.get_mut().next() {
+            match piece(&record) {
+                Some(p) => {
+                    out.push(p);
+                    taken += 1;
                 }
-            }
-            if taken > 0 {
-                return Ok(taken);
+                None => self.short_records += 1,
             }
         }
+        Ok(taken)
     }
 
     /// Records shorter than a piece, skipped (a kernel built against
