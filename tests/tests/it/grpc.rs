@@ -273,12 +273,23 @@ impl Load {
         Load { stop, threads }
     }
 
-    fn finish(self) -> Vec<GrpcOutcome> {
+    fn finish(mut self) -> Vec<GrpcOutcome> {
         self.stop.store(true, Ordering::Relaxed);
         self.threads
-            .into_iter()
+            .drain(..)
             .flat_map(|t| t.join().unwrap())
             .collect()
+    }
+}
+
+/// A test that panics mid-rollout still stops its clients, whose threads
+/// hold the fixture: it must drop, namespaces and all.
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 }
 
